@@ -1,0 +1,39 @@
+"""The file system port: the only package in smbcad that touches files.
+
+Everything above it speaks SMB names and ``FileInfo``; everything here is
+confined to a share by the kernel (openat2 RESOLVE_BENEATH, see
+``_resolve.py``).  Public surface:
+
+- ``parse_smb_path`` / ``is_valid_component`` / ``has_trailing_backslash``:
+  SMB2 names → components, with Windows' NTSTATUS for bad ones.
+- ``ShareFs``: lookup, open/create, mkdir, delete, rename, listing, I/O,
+  metadata, volume information for one share.
+- ``Resolved``, ``OpenFile``, ``DirEntry``, ``FsSize``, ``FsIdentity``.
+- ``status_for_errno``: the errno → NTSTATUS table.
+"""
+
+from smbcad.vfs.errors import status_for_errno
+from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
+from smbcad.vfs.paths import (
+    MAX_COMPONENT_BYTES,
+    check_component,
+    has_trailing_backslash,
+    is_valid_component,
+    parse_smb_path,
+)
+from smbcad.vfs.share import ShareFs
+
+__all__ = [
+    "MAX_COMPONENT_BYTES",
+    "DirEntry",
+    "FsIdentity",
+    "FsSize",
+    "OpenFile",
+    "Resolved",
+    "ShareFs",
+    "check_component",
+    "has_trailing_backslash",
+    "is_valid_component",
+    "parse_smb_path",
+    "status_for_errno",
+]

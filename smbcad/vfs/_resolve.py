@@ -1,0 +1,150 @@
+"""Name resolution beneath the share root ([MS-FSA] 2.1.5.1 phase 6).
+
+Every path is opened with openat2(root_fd, path, RESOLVE_BENEATH |
+RESOLVE_NO_MAGICLINKS), always relative to the *root* fd, so an in-share
+symlink such as ``a/link -> ../b`` resolves while anything leaving the share
+(``..`` past the root, an absolute target, a magic link) fails in the kernel
+with EXDEV.  No string check is trusted for containment.
+
+Escaping symlinks, symlink loops and dangling symlinks look like missing
+names, as Samba does with ``wide links = no``: STATUS_OBJECT_NAME_NOT_FOUND
+for the last component, STATUS_OBJECT_PATH_NOT_FOUND for a parent.
+
+Windows names are case-insensitive: the exact spelling is tried first (one
+openat2 for the whole path), and only a miss scans the parent directory for a
+name equal under Unicode upper-casing.  With several candidates (``a`` and
+``A`` both on disk) the lowest code-point spelling wins.
+"""
+
+import errno
+import os
+
+from smbcad.proto.errors import SmbError
+from smbcad.proto.status import NtStatus
+from smbcad.vfs import _meta
+from smbcad.vfs._openat2 import Syscalls
+from smbcad.vfs.errors import smb_error
+from smbcad.vfs.model import Resolved
+from smbcad.vfs.paths import is_valid_component
+
+# What a failed resolution step means "nothing usable under this name".
+MISSING_ERRNOS = frozenset({errno.ENOENT, errno.EXDEV, errno.ELOOP, errno.ENOTDIR})
+
+
+def join(parent: str, name: str) -> str:
+    """Join share-relative paths ("" is the root)."""
+    return f"{parent}/{name}" if parent else name
+
+
+def fold(name: str) -> str:
+    """Case key: per-character upper-casing, like the NTFS upcase table (1:1, no "ß"→"SS")."""
+    upper = name.upper()
+    if len(upper) == len(name):
+        return upper
+    return "".join(c if len(c.upper()) != 1 else c.upper() for c in name)
+
+
+def is_listable(name: str) -> bool:
+    """Whether an on-disk name can be shown to Windows clients.
+
+    Names that are not valid UTF-8 (decoded by Python with surrogateescape)
+    or that hold characters illegal in Windows names are skipped, where Samba
+    would mangle them.
+    """
+    return is_valid_component(name)
+
+
+class Resolver:
+    """openat2-based lookups relative to one root directory fd."""
+
+    def __init__(self, syscalls: Syscalls, root_fd: int) -> None:
+        self._sys = syscalls
+        self._root_fd = root_fd
+
+    def open_at(self, path: str, flags: int, mode: int = 0) -> int:
+        """openat2 beneath the root; ``""`` is the root itself.  Raises ``OSError``."""
+        return self._sys.openat2(self._root_fd, path or ".", flags, mode)
+
+    def try_open(self, path: str, flags: int) -> int | None:
+        """``open_at``, with ``None`` for a missing or escaping name."""
+        try:
+            return self.open_at(path, flags)
+        except OSError as err:
+            if err.errno in MISSING_ERRNOS:
+                return None
+            raise smb_error(err) from err
+
+    def open_dir(self, path: str) -> int:
+        """O_PATH fd of an existing directory, else STATUS_OBJECT_PATH_NOT_FOUND."""
+        fd = self.try_open(path, os.O_PATH | os.O_DIRECTORY)
+        if fd is None:
+            raise SmbError(NtStatus.OBJECT_PATH_NOT_FOUND, "parent directory not found")
+        return fd
+
+    def lookup(self, components: tuple[str, ...]) -> Resolved:
+        """Resolve validated components to their on-disk spelling."""
+        for part in components:
+            # paths.parse_smb_path guarantees this; re-checked because a "/" or
+            # ".." here would change what the kernel resolves.
+            if not is_valid_component(part):
+                raise SmbError(NtStatus.OBJECT_NAME_INVALID, "invalid component")
+        path = "/".join(components)
+        fd = self.try_open(path, os.O_PATH)
+        if fd is not None:
+            return self._found(fd, path)
+        return self._walk(components)
+
+    def _found(self, fd: int, path: str) -> Resolved:
+        try:
+            info = _meta.info_of_path_fd(fd, path.rpartition("/")[2])
+        except OSError as err:
+            raise smb_error(err) from err
+        finally:
+            os.close(fd)
+        return Resolved(path, True, info)
+
+    def _walk(self, components: tuple[str, ...]) -> Resolved:
+        """Component by component, falling back to a case-insensitive match."""
+        parent = ""
+        last = len(components) - 1
+        for index, part in enumerate(components):
+            flags = os.O_PATH if index == last else os.O_PATH | os.O_DIRECTORY
+            path = join(parent, part)
+            fd = self.try_open(path, flags)
+            if fd is None:
+                match = self._match(parent, part)
+                if match is not None:
+                    # Even if unusable (an escaping link), the entry owns the
+                    # name: a create must collide with it, not add a twin.
+                    path = join(parent, match)
+                    fd = self.try_open(path, flags)
+            if fd is None:
+                if index == last:
+                    return Resolved(path, False)
+                raise SmbError(NtStatus.OBJECT_PATH_NOT_FOUND, "path component not found")
+            if index == last:
+                return self._found(fd, path)
+            os.close(fd)
+            parent = path
+        raise AssertionError("unreachable: the root takes the fast path")
+
+    def _match(self, parent: str, name: str) -> str | None:
+        """The on-disk name in ``parent`` equal to ``name`` ignoring case, if any."""
+        fd = self.try_open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        if fd is None:
+            return None
+        key = fold(name)
+        best = None
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    candidate = entry.name
+                    if (candidate != name and len(candidate) == len(name)
+                            and fold(candidate) == key and is_listable(candidate)
+                            and (best is None or candidate < best)):
+                        best = candidate
+        except OSError as err:
+            raise smb_error(err) from err
+        finally:
+            os.close(fd)
+        return best

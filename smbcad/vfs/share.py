@@ -1,0 +1,424 @@
+"""``ShareFs``: the only code in the SMB server that touches files.
+
+One instance per share holds an O_PATH fd on the share root.  Every name is
+resolved by openat2 relative to that fd with RESOLVE_BENEATH (see
+``_resolve.py``); operations that act on a directory entry (create, mkdir,
+unlink, rename) go through the entry's parent, itself opened beneath the
+root, and pass the kernel a single component, so nothing outside the share
+is read, written, created or listed.  Hard links pointing at outside inodes
+are not detectable here; whoever can make them already owns the share.
+
+All methods are synchronous and raise ``SmbError``; the server runs the slow
+ones (``flush``) in a thread.  Data and metadata methods live in ``_fileops``.
+"""
+
+import errno
+import os
+import stat
+
+from smbcad.proto.constants import FileAttributes as FA
+from smbcad.proto.errors import SmbError
+from smbcad.proto.fileinfo import FileInfo
+from smbcad.proto.status import NtStatus
+from smbcad.vfs import _meta, attrs
+from smbcad.vfs._fileops import FileOps
+from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
+from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
+from smbcad.vfs.errors import smb_error
+from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
+from smbcad.vfs.paths import MAX_COMPONENT_BYTES, is_valid_component
+
+Target = Resolved | OpenFile | tuple[str, ...]
+
+_BYTES_PER_SECTOR = 512
+# [MS-FSCC] 2.5.1: FILE_CASE_PRESERVED_NAMES | FILE_UNICODE_ON_DISK.
+_FS_ATTRIBUTES = 0x00000002 | 0x00000004
+# How often a non-exclusive create retries when another client races it.
+_CREATE_RACE_RETRIES = 3
+
+
+class ShareFs(FileOps):
+    """The file system port for one share ([MS-SMB2] 3.3.1.6 Share.LocalPath)."""
+
+    def __init__(self, root: str, syscalls: Syscalls | None = None) -> None:
+        self._sys = syscalls or Syscalls()
+        self._root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # Refuse to serve without kernel containment (openat2 needs Linux 5.6).
+            os.close(self._sys.openat2(self._root_fd, ".", os.O_PATH))
+        except OSError:
+            os.close(self._root_fd)
+            raise
+        self._resolver = Resolver(self._sys, self._root_fd)
+
+    def close(self) -> None:
+        """Close the root fd; open files stay valid until their own ``close``."""
+        if self._root_fd >= 0:
+            fd, self._root_fd = self._root_fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> "ShareFs":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- names ---------------------------------------------------------------
+
+    def lookup(self, components: tuple[str, ...]) -> Resolved:
+        """Resolve a name; a missing leaf is ``exists=False``, a missing parent raises.
+
+        STATUS_OBJECT_PATH_NOT_FOUND when a parent is missing, not a directory
+        or an escaping/looping symlink; the same leaf cases give an unresolved
+        ``Resolved`` (so a create can follow).
+        """
+        return self._resolver.lookup(components)
+
+    def stat_path(self, components: tuple[str, ...]) -> FileInfo:
+        """``FileInfo`` of a name; STATUS_OBJECT_NAME_NOT_FOUND if it does not exist."""
+        resolved = self.lookup(components)
+        if not resolved.exists:
+            raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file")
+        return resolved.info
+
+    def _existing(self, target: Target) -> str:
+        """The on-disk path of a target that must exist."""
+        if isinstance(target, (Resolved, OpenFile)):
+            if isinstance(target, Resolved) and not target.exists:
+                raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file")
+            return target.path
+        resolved = self.lookup(target)
+        if not resolved.exists:
+            raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file")
+        return resolved.path
+
+    # -- open / create -------------------------------------------------------
+
+    def open(self, target: Resolved | tuple[str, ...], *, write: bool = False,
+             directory: bool | None = None, create: bool = False, exclusive: bool = False,
+             truncate: bool = False, mode: int = 0o644) -> OpenFile:
+        """Open or create a file or directory ([MS-FSA] 2.1.5.1).
+
+        ``directory``: True = must be a directory (STATUS_NOT_A_DIRECTORY), False
+        = must not be (STATUS_FILE_IS_A_DIRECTORY), None = either.  ``create``
+        makes a missing leaf (a directory when ``directory`` is True);
+        ``exclusive`` fails an existing one with STATUS_OBJECT_NAME_COLLISION.
+        ``truncate`` empties an existing file (implies a writable fd).  Only
+        regular files and directories are opened (others: STATUS_ACCESS_DENIED).
+        """
+        resolved = target if isinstance(target, Resolved) else self.lookup(target)
+        if resolved.exists and resolved.info is None:
+            resolved = self.lookup(self._components(resolved.path))
+        for _ in range(_CREATE_RACE_RETRIES):
+            if resolved.exists:
+                if create and exclusive:
+                    raise SmbError(NtStatus.OBJECT_NAME_COLLISION, "file exists")
+                opened = self._open_existing(resolved, write or truncate, directory, truncate)
+            elif not create:
+                raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file")
+            elif directory:
+                return self._mkdir_at(resolved.path, 0o755, exclusive)
+            else:
+                opened = self._create_file(resolved.path, mode, exclusive)
+            if opened is not None:
+                return opened
+            # Raced with another client: the name appeared or vanished. Look again.
+            resolved = self.lookup(self._components(resolved.path))
+        # Something sits under the name that cannot be opened (an escaping symlink).
+        raise SmbError(NtStatus.ACCESS_DENIED, "name cannot be opened")
+
+    def mkdir(self, components: tuple[str, ...], mode: int = 0o755) -> OpenFile:
+        """Create a directory and open it; STATUS_OBJECT_NAME_COLLISION if the name exists."""
+        resolved = self.lookup(components)
+        if resolved.exists or not components:
+            raise SmbError(NtStatus.OBJECT_NAME_COLLISION, "name exists")
+        return self._mkdir_at(resolved.path, mode, True)
+
+    @staticmethod
+    def _components(path: str) -> tuple[str, ...]:
+        return tuple(path.split("/")) if path else ()
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str]:
+        """(parent path, leaf) of an entry about to be created, removed or renamed.
+
+        The leaf goes to an *at() call that does not follow it, so it must be
+        one plain name: never "..", "." or "/"-bearing, even from a hand-made
+        ``Resolved`` (the parent still resolves beneath the root).
+        """
+        parent, _, name = path.rpartition("/")
+        if not is_valid_component(name):
+            raise SmbError(NtStatus.OBJECT_NAME_INVALID, "invalid leaf name")
+        return parent, name
+
+    def _open_existing(self, resolved: Resolved, write: bool, directory: bool | None,
+                       truncate: bool) -> OpenFile | None:
+        is_dir = resolved.info.is_directory
+        if directory is True and not is_dir:
+            raise SmbError(NtStatus.NOT_A_DIRECTORY, "not a directory")
+        if directory is False and is_dir:
+            raise SmbError(NtStatus.FILE_IS_A_DIRECTORY, "is a directory")
+        if is_dir:
+            if truncate:
+                raise SmbError(NtStatus.FILE_IS_A_DIRECTORY, "cannot truncate a directory")
+            flags = os.O_RDONLY | os.O_DIRECTORY
+        else:
+            # O_NONBLOCK: opening a FIFO must not hang; it is refused just below.
+            # (Device nodes need CAP_MKNOD to plant, i.e. the share's admin.)
+            flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_NOCTTY
+        try:
+            fd = self._resolver.open_at(resolved.path, flags)
+        except OSError as err:
+            if err.errno in MISSING_ERRNOS:
+                return None
+            raise smb_error(err) from err
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode) != is_dir:
+                os.close(fd)
+                return None     # replaced since the lookup: look again
+            if not is_dir:
+                if not stat.S_ISREG(st.st_mode):
+                    raise SmbError(NtStatus.ACCESS_DENIED, "not a regular file")
+                os.set_blocking(fd, True)
+                if truncate:
+                    os.ftruncate(fd, 0)
+        except OSError as err:
+            os.close(fd)
+            raise smb_error(err) from err
+        except SmbError:
+            os.close(fd)
+            raise
+        return OpenFile(fd, resolved.path, is_dir)
+
+    def _create_file(self, path: str, mode: int, exclusive: bool) -> OpenFile | None:
+        self._split(path)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        try:
+            fd = self._resolver.open_at(path, flags, mode)
+        except OSError as err:
+            if err.errno == errno.EEXIST:
+                if exclusive:
+                    raise SmbError(NtStatus.OBJECT_NAME_COLLISION, "file exists") from err
+                return None
+            if err.errno in MISSING_ERRNOS:
+                raise SmbError(NtStatus.OBJECT_PATH_NOT_FOUND, "parent vanished") from err
+            raise smb_error(err) from err
+        self._stamp_new(fd, FA.ARCHIVE)   # what Windows gives a new file
+        return OpenFile(fd, path, False, created=True)
+
+    def _mkdir_at(self, path: str, mode: int, exclusive: bool) -> OpenFile:
+        parent, name = self._split(path)
+        parent_fd = self._resolver.open_dir(parent)
+        try:
+            os.mkdir(name, mode, dir_fd=parent_fd)
+            created = True
+        except OSError as err:
+            if err.errno != errno.EEXIST or exclusive:
+                raise smb_error(err) from err
+            created = False
+        finally:
+            os.close(parent_fd)
+        try:
+            fd = self._resolver.open_at(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as err:
+            if err.errno == errno.ENOTDIR:
+                raise SmbError(NtStatus.NOT_A_DIRECTORY, "name is a file") from err
+            if err.errno in MISSING_ERRNOS:
+                # An escaping or dangling symlink holds the name.
+                raise SmbError(NtStatus.ACCESS_DENIED, "name cannot be opened") from err
+            raise smb_error(err) from err
+        if created:
+            self._stamp_new(fd, 0)
+        return OpenFile(fd, path, True, created=created)
+
+    @staticmethod
+    def _stamp_new(fd: int, attributes: int) -> None:
+        """Record the creation time of a new file so later writes do not move it."""
+        try:
+            attrs.write(fd, attrs.DosRecord(attributes, _meta.derived_creation_time(os.fstat(fd))))
+        except OSError:
+            # The create already succeeded; without the record the creation
+            # time is derived from stat, which is what no-xattr shares get.
+            return
+
+    # -- delete / rename -----------------------------------------------------
+
+    def delete(self, target: Target) -> None:
+        """Remove a file, symlink or empty directory ([MS-FSA] 2.1.5.5 close with delete).
+
+        STATUS_DIRECTORY_NOT_EMPTY for a non-empty directory; the share root
+        cannot be deleted (STATUS_ACCESS_DENIED).  An ``OpenFile`` whose path
+        no longer names its file (renamed elsewhere) gives
+        STATUS_OBJECT_NAME_NOT_FOUND rather than deleting a stranger.
+        """
+        path = self._existing(target)
+        if not path:
+            raise SmbError(NtStatus.ACCESS_DENIED, "cannot delete the share root")
+        parent, name = self._split(path)
+        parent_fd = self._resolver.open_dir(parent)
+        try:
+            st = self._lstat(parent_fd, name)
+            if isinstance(target, OpenFile):
+                self._check_same(target, st)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(name, dir_fd=parent_fd)
+            else:
+                os.unlink(name, dir_fd=parent_fd)
+        except OSError as err:
+            if err.errno == errno.EEXIST:   # some file systems say EEXIST for a full directory
+                raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY, "directory not empty") from err
+            raise smb_error(err) from err
+        finally:
+            os.close(parent_fd)
+
+    @staticmethod
+    def _lstat(dir_fd: int, name: str) -> os.stat_result:
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError as err:
+            raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file") from err
+
+    @staticmethod
+    def _check_same(open_file: OpenFile, st: os.stat_result) -> None:
+        """The entry still is the open file (a symlink entry is the link itself: allowed)."""
+        if stat.S_ISLNK(st.st_mode):
+            return
+        mine = os.fstat(open_file.fd)
+        if (mine.st_dev, mine.st_ino) != (st.st_dev, st.st_ino):
+            raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "open file no longer at its path")
+
+    def rename(self, source: Target, destination: tuple[str, ...], replace: bool = False) -> Resolved:
+        """Rename within the share ([MS-FSA] 2.1.5.15.12 FileRenameInformation).
+
+        STATUS_OBJECT_PATH_NOT_FOUND if the target's parent is missing;
+        STATUS_OBJECT_NAME_COLLISION if the target exists and not ``replace``;
+        STATUS_ACCESS_DENIED when replacing a directory or a READONLY file, or
+        renaming the root.  A rename to the same file in another case, or to
+        another hard link of it, is allowed.  An ``OpenFile`` source gets its
+        ``path`` updated.  Returns the new name, resolved.
+        """
+        src_path = self._existing(source)
+        if not src_path or not destination:
+            raise SmbError(NtStatus.ACCESS_DENIED, "cannot rename the share root")
+        dst = self.lookup(destination)
+        src_parent, src_name = self._split(src_path)
+        self._split(dst.path)
+        new_name = destination[-1]
+        src_dir = self._resolver.open_dir(src_parent)
+        try:
+            dst_dir = self._resolver.open_dir(dst.parent)
+            try:
+                src_st = self._lstat(src_dir, src_name)
+                if isinstance(source, OpenFile):
+                    self._check_same(source, src_st)
+                self._rename_at(src_dir, src_name, src_st, dst_dir, dst, new_name, replace)
+            except OSError as err:
+                if err.errno == errno.EEXIST:   # RENAME_NOREPLACE lost a race
+                    raise SmbError(NtStatus.OBJECT_NAME_COLLISION, "target exists") from err
+                raise smb_error(err) from err
+            finally:
+                os.close(dst_dir)
+        finally:
+            os.close(src_dir)
+        new_path = join(dst.parent, new_name)
+        if isinstance(source, OpenFile):
+            source.path = new_path
+        return self.lookup(self._components(new_path))
+
+    def _rename_at(self, src_dir: int, src_name: str, src_st: os.stat_result, dst_dir: int,
+                   dst: Resolved, new_name: str, replace: bool) -> None:
+        if not dst.exists and dst.name != new_name:
+            # An unusable entry (escaping symlink) owns the name in another case.
+            raise SmbError(NtStatus.OBJECT_NAME_COLLISION, "target name taken")
+        if dst.exists:
+            same_dir = os.path.samestat(os.fstat(src_dir), os.fstat(dst_dir))
+            if same_dir and dst.name == src_name:
+                # The source itself, found case-insensitively: a case-only rename.
+                if new_name != src_name:
+                    self._sys.renameat2(src_dir, src_name, dst_dir, new_name, RENAME_NOREPLACE)
+                return
+            dst_st = self._lstat(dst_dir, dst.name)
+            if os.path.samestat(src_st, dst_st):
+                # Another hard link of the same file: rename(2) would do nothing.
+                os.unlink(dst.name, dir_fd=dst_dir)
+            elif not replace:
+                raise SmbError(NtStatus.OBJECT_NAME_COLLISION, "target exists")
+            elif dst.info.is_directory or dst.info.attributes & FA.READONLY:
+                raise SmbError(NtStatus.ACCESS_DENIED, "target is a directory or read-only")
+            else:
+                self._sys.renameat2(src_dir, src_name, dst_dir, dst.name)
+                src_dir, src_name = dst_dir, dst.name
+                if new_name == dst.name:
+                    return
+        self._sys.renameat2(src_dir, src_name, dst_dir, new_name, RENAME_NOREPLACE)
+
+    # -- listing and volume --------------------------------------------------
+
+    def list_directory(self, open_file: OpenFile) -> list[DirEntry]:
+        """All entries of an open directory: ``.`` and ``..`` first, then by name.
+
+        Names not valid as Windows names (or not UTF-8) are skipped; a symlink
+        is shown as its target when that stays in the share, else skipped.
+        STATUS_INVALID_PARAMETER for a file handle ([MS-SMB2] 3.3.5.18).
+        """
+        if not open_file.is_directory:
+            raise SmbError(NtStatus.INVALID_PARAMETER, "not a directory handle")
+        entries = [DirEntry(".", self.stat(open_file))]
+        entries.append(DirEntry("..", self._parent_info(open_file, entries[0].info)))
+        found: list[DirEntry] = []
+        try:
+            with os.scandir(open_file.fd) as scan:
+                for entry in scan:
+                    info = self._entry_info(open_file, entry)
+                    if info is not None:
+                        found.append(DirEntry(entry.name, info))
+        except OSError as err:
+            raise smb_error(err) from err
+        found.sort(key=lambda item: (item.name.upper(), item.name))
+        return entries + found
+
+    def _parent_info(self, open_file: OpenFile, own: FileInfo) -> FileInfo:
+        """Info for "..": the lexical parent; the root is its own parent ([MS-FSCC] 2.1.5.1)."""
+        if not open_file.path:
+            return own
+        try:
+            return self.stat_path(self._components(open_file.path.rpartition("/")[0]))
+        except SmbError:
+            return own      # an ancestor was renamed under this handle; ".." is cosmetic
+
+    def _entry_info(self, open_file: OpenFile, entry: os.DirEntry) -> FileInfo | None:
+        name = entry.name
+        if not is_listable(name):
+            return None
+        try:
+            if not entry.is_symlink():
+                return _meta.info_of_entry(open_file.fd, name)
+        except FileNotFoundError:
+            return None     # removed while listing
+        try:
+            fd = self._resolver.try_open(join(open_file.path, name), os.O_PATH)
+        except SmbError:
+            return None     # unreadable target: skip the entry, not the whole listing
+        if fd is None:
+            return None     # escaping, looping or dangling symlink
+        try:
+            return _meta.info_of_path_fd(fd, name)
+        finally:
+            os.close(fd)
+
+    def statvfs(self) -> FsSize:
+        """Space on the share's file system ([MS-FSCC] 2.5.4, 2.5.8)."""
+        try:
+            vfs = os.statvfs(self._root_fd)
+        except OSError as err:
+            raise smb_error(err) from err
+        sectors = max(1, vfs.f_frsize // _BYTES_PER_SECTOR)
+        return FsSize(vfs.f_blocks, vfs.f_bavail, sectors, _BYTES_PER_SECTOR, vfs.f_bfree)
+
+    def fs_id(self) -> FsIdentity:
+        """Volume identity ([MS-FSCC] 2.5.9, 2.5.1); the serial folds st_dev to 32 bits."""
+        root = self.stat_path(())
+        dev = root.device_id
+        serial = (dev ^ (dev >> 32)) & 0xFFFFFFFF
+        return FsIdentity(serial, root.creation_time, "NTFS", MAX_COMPONENT_BYTES, _FS_ATTRIBUTES)
