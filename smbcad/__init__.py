@@ -1,0 +1,1 @@
+"""smbca: continuously-available SMB 3 file server."""
