@@ -51,6 +51,17 @@ class FileOps:
         with translated():
             return _meta.info_of_fd(open_file.fd, open_file.name)
 
+    def posix_identity(self, open_file: OpenFile) -> tuple[int, int, int]:
+        """(uid, gid, mode) for the security descriptor mapping."""
+        with translated():
+            st = os.fstat(open_file.fd)
+        return st.st_uid, st.st_gid, st.st_mode
+
+    def set_posix_mode(self, open_file: OpenFile, mode: int) -> None:
+        """Apply permission bits mapped from a DACL (SET_INFO security)."""
+        with translated():
+            os.fchmod(open_file.fd, mode & 0o7777)
+
     def read_into(self, open_file: OpenFile, offset: int, buffer: memoryview) -> int:
         """Read at ``offset`` into ``buffer``; returns the bytes read (short only at EOF)."""
         total = 0

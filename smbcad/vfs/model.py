@@ -4,6 +4,8 @@ import os
 from dataclasses import dataclass
 
 from smbcad.proto.fileinfo import FileInfo
+# One directory entry type for the port and the FSCC encoders ([MS-FSCC] 2.4).
+from smbcad.proto.fscc.dir_info import DirEntry  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +61,6 @@ class OpenFile:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
-
-
-@dataclass(frozen=True, slots=True)
-class DirEntry:
-    """One QUERY_DIRECTORY entry ([MS-FSCC] 2.4 FileBothDirectoryInformation etc.)."""
-
-    name: str
-    info: FileInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,5 @@
+import sys
+
+from smbcad.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""The smbcad process: builds the server from a Config, runs the listeners,
+and handles SIGTERM (ordered drain) and SIGHUP (reload shares and users)."""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from prometheus_client import start_http_server
+
+from smbcad import config as config_mod
+from smbcad.auth import Authenticator, UserDatabase, load_smbpasswd
+from smbcad.auth import User
+from smbcad.crypto import nt_hash
+from smbcad.metrics import SmbMetrics
+from smbcad.server.connection import Connection
+from smbcad.server.server import SmbServer
+from smbcad.transport import SmbListener
+from smbcad.vfs import ShareFs
+
+log = logging.getLogger("smbcad")
+
+# Headroom above MaxWrite for the header, a compound's other members and the
+# transform header.
+FRAME_OVERHEAD = 1024 * 1024
+
+
+def build_user_database(cfg: config_mod.Config) -> UserDatabase:
+    users = []
+    for user in cfg.users:
+        digest = nt_hash(user.password) if user.password is not None else bytes.fromhex(user.nt_hash_hex)
+        users.append(User(name=user.name, nt_hash=digest))
+    for index, path in enumerate(cfg.smbpasswd_files):
+        try:
+            users.extend(load_smbpasswd(path))
+        except Exception as exc:   # the parser's errors all become one config error
+            raise config_mod.ConfigError(f"smbpasswd_file[{index}]", str(exc)) from None
+    return UserDatabase.from_users(users)
+
+
+def build_authenticator(cfg: config_mod.Config) -> Authenticator:
+    server = cfg.server
+    return Authenticator(build_user_database(cfg), server_name=server.server_name,
+                         domain_name=server.domain, allow_guest=server.guest_ok,
+                         allow_anonymous=server.anonymous_ok)
+
+
+def load_server_guid(state_dir: str) -> bytes:
+    """ServerGuid, created once and kept in the state directory (issue 2 item 5)."""
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise config_mod.ConfigError("server.state_dir", f"cannot create {state_dir}: {exc.strerror}") from None
+    path = os.path.join(state_dir, "server_guid")
+    try:
+        with open(path, "rb") as handle:
+            guid = handle.read()
+        if len(guid) == 16:
+            return guid
+    except FileNotFoundError:
+        pass
+    guid = config_mod.new_server_guid()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(guid)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return guid
+
+
+def sd_notify(message: str) -> None:
+    path = config_mod.notify_socket_path()
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(path)
+        sock.sendall(message.encode())
+
+
+class Daemon:
+    def __init__(self, cfg: config_mod.Config, reload_config) -> None:
+        self.cfg = cfg
+        self.reload_config = reload_config
+        self.metrics = SmbMetrics()
+        self.server = SmbServer(cfg, server_guid=load_server_guid(cfg.server.state_dir),
+                                authenticator=build_authenticator(cfg), metrics=self.metrics,
+                                open_share_fs=ShareFs)
+        self.listener = SmbListener(self.server, self._new_connection,
+                                    cfg.server.max_io_bytes + FRAME_OVERHEAD)
+        self._stop = asyncio.Event()
+
+    def _new_connection(self, sink, peer: str) -> Connection:
+        conn = Connection(self.server, sink, peer)
+        self.server.connections.add(conn)
+        return conn
+
+    def reload(self) -> None:
+        try:
+            cfg = self.reload_config()
+            self.server.reload(cfg, build_authenticator(cfg))
+            self.cfg = cfg
+        except config_mod.ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            bound = await self.listener.start(self.cfg.server.listen)
+        except OSError as exc:
+            print(f"smbcad: server.listen: cannot listen: {exc.strerror}", file=sys.stderr)
+            return 1
+        metrics_at = self.cfg.server.metrics_listen
+        if metrics_at is not None:
+            start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
+        for host, port in bound:
+            print(f"smbcad: listening on {host}:{port}", file=sys.stderr, flush=True)
+        sd_notify("READY=1")
+        await self._stop.wait()
+        sd_notify("STOPPING=1")
+        log.info("shutting down: draining connections")
+        await self.listener.shutdown(self.cfg.server.drain_timeout_s)
+        return 0

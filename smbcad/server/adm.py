@@ -1,0 +1,111 @@
+"""Server state, following the abstract data model of [MS-SMB2] 3.3.1.
+
+These are the in-memory objects.  What a reconnect or failover needs is
+persisted separately by the handle store (issue 4), never by pickling these.
+"""
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from smbcad.proto.constants import AccessMask
+
+
+@dataclass(eq=False)
+class Share:
+    """3.3.1.6 Share, with its open filesystem (the VFS port)."""
+
+    name: str
+    path: str
+    comment: str
+    is_ipc: bool = False
+    is_ca: bool = False
+    encrypt_data: bool = False
+    read_only: bool = False
+    ca_timeout_ms: int = 0
+    fs: Any = None                     # smbcad.vfs.ShareFs for disk shares
+
+
+@dataclass(eq=False)
+class TreeConnect:
+    """3.3.1.10 TreeConnect."""
+
+    tree_id: int
+    share: Share
+    session: "Session"
+    maximal_access: int = AccessMask.FILE_ALL_ACCESS
+    encrypt_data: bool = False
+    open_count: int = 0
+
+
+class SessionState:
+    IN_PROGRESS = "in_progress"
+    VALID = "valid"
+    EXPIRED = "expired"
+
+
+@dataclass(eq=False)
+class Session:
+    """3.3.1.8 Session."""
+
+    session_id: int
+    connection: Any
+    state: str = SessionState.IN_PROGRESS
+    identity: Any = None               # smbcad.auth Identity once authenticated
+    session_key: bytes = b""
+    signer: Any = None                 # smbcad.crypto Signer (SigningKey)
+    encryptor: Any = None              # server→client
+    decryptor: Any = None              # client→server
+    application_key: bytes = b""
+    signing_required: bool = False
+    encrypt_data: bool = False
+    is_guest_or_anonymous: bool = False
+    preauth_hash: bytes = b""
+    auth_exchange: Any = None          # SpnegoAcceptor while IN_PROGRESS
+    dialect: int = 0
+    trees: dict = field(default_factory=dict)
+    opens: dict = field(default_factory=dict)        # volatile id → Open
+    _tree_ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def next_tree_id(self) -> int:
+        return next(self._tree_ids)
+
+    @property
+    def user_name(self) -> str:
+        return self.identity.user if self.identity is not None else ""
+
+
+@dataclass(eq=False)
+class Open:
+    """3.3.1.10 Open: one handle from CREATE to CLOSE."""
+
+    persistent_id: int
+    volatile_id: int
+    session: Session
+    tree: TreeConnect
+    path: str                           # share-relative, '/'-separated, as opened
+    client_name: str                    # the name the client used (backslashes)
+    handle: Any                         # smbcad.vfs OpenFile (or NamedPipe on IPC$)
+    granted_access: int
+    share_access: int
+    create_options: int
+    is_directory: bool
+    file_key: tuple = ()                # (st_dev, st_ino): the file's identity
+    delete_on_close: bool = False
+    position: int = 0
+    mode: int = 0
+    oplock_level: int = 0
+    lease: Any = None
+    durable: bool = False
+    persistent: bool = False
+    create_guid: bytes = b""
+    # QUERY_DIRECTORY cursor (3.3.1.10 Open.EnumerationLocation / SearchPattern)
+    enum_entries: Any = None
+    enum_index: int = 0
+    enum_pattern: str = ""
+    is_pipe: bool = False
+    closed: bool = False
+
+    @property
+    def file_id(self) -> tuple[int, int]:
+        return self.persistent_id, self.volatile_id

@@ -1,0 +1,1 @@
+"""One module per SMB2 command: decode and validate, operate through ports, encode."""

@@ -1,0 +1,201 @@
+"""CREATE ([MS-SMB2] 3.3.5.9; open semantics from [MS-FSA] 2.1.5.1).
+
+Decode and validate the request and its contexts, resolve the name inside the
+share (the VFS port keeps it there), check access and share modes, open or
+create, then answer with the file's metadata and the response contexts.
+Durable/persistent handles and leases arrive with issues 3 and 4.
+"""
+
+from smbcad.proto.constants import (
+    AccessMask, CreateAction, CreateDisposition as Disp, CreateOptions as Opt,
+    FileAttributes as FA, ImpersonationLevel, OplockLevel)
+from smbcad.proto.create import CreateRequest, CreateResponse
+from smbcad.proto.create_contexts import (
+    FileId, maximal_access_response, query_on_disk_id_response)
+from smbcad.proto.errors import SmbError
+from smbcad.proto.status import NtStatus
+from smbcad.server import files, pipes
+from smbcad.server.adm import Open
+from smbcad.vfs import has_trailing_backslash, parse_smb_path
+
+# CreateOptions a server must refuse outright (3.3.5.9, [MS-FSA] 2.1.5.1).
+_NOT_SUPPORTED_OPTIONS = Opt.OPEN_BY_FILE_ID | Opt.RESERVE_OPFILTER
+_VALID_ATTRIBUTES = 0x00007FB7          # [MS-FSCC] 2.6 settable on create
+_VALID_ACCESS = (AccessMask.FILE_ALL_ACCESS | AccessMask.ACCESS_SYSTEM_SECURITY
+                 | AccessMask.MAXIMUM_ALLOWED | AccessMask.GENERIC_ALL
+                 | AccessMask.GENERIC_EXECUTE | AccessMask.GENERIC_WRITE
+                 | AccessMask.GENERIC_READ)
+_WRITE_DATA = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
+_READ_ONLY_DENIED = (AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
+                     | AccessMask.FILE_WRITE_EA | AccessMask.DELETE
+                     | AccessMask.FILE_DELETE_CHILD)
+
+
+def _validate(request: CreateRequest) -> None:
+    """Field checks of 3.3.5.9 in the order Windows applies them."""
+    if request.impersonation_level > ImpersonationLevel.DELEGATE:
+        raise SmbError(NtStatus.BAD_IMPERSONATION_LEVEL)
+    options = request.create_options
+    if options & _NOT_SUPPORTED_OPTIONS:
+        raise SmbError(NtStatus.NOT_SUPPORTED, "create option not supported")
+    if options & ~Opt.VALID_FLAGS:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "reserved create options")
+    if options & Opt.DIRECTORY_FILE and options & Opt.NON_DIRECTORY_FILE:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "directory and non-directory")
+    if request.create_disposition > Disp.OVERWRITE_IF:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bad disposition")
+    if request.desired_access & ~_VALID_ACCESS:
+        raise SmbError(NtStatus.ACCESS_DENIED, "reserved access bits")
+    if request.file_attributes & ~_VALID_ATTRIBUTES:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bad file attributes")
+    if request.requested_oplock_level not in (
+            OplockLevel.NONE, OplockLevel.LEVEL_II, OplockLevel.EXCLUSIVE,
+            OplockLevel.BATCH, OplockLevel.LEASE):
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bad oplock level")
+    if (options & Opt.DIRECTORY_FILE and request.create_disposition
+            in (Disp.SUPERSEDE, Disp.OVERWRITE, Disp.OVERWRITE_IF)):
+        raise SmbError(NtStatus.INVALID_PARAMETER, "directory cannot be overwritten")
+    request.create_contexts.validate()
+
+
+def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
+    """Map generic rights and check them against the share and the file."""
+    tree = ctx.tree
+    access = files.map_generic(request.desired_access, tree.maximal_access)
+    if access == 0:
+        raise SmbError(NtStatus.ACCESS_DENIED, "no access requested")
+    if access & ~tree.maximal_access & ~AccessMask.SYNCHRONIZE & ~AccessMask.ACCESS_SYSTEM_SECURITY:
+        raise SmbError(NtStatus.ACCESS_DENIED, "share does not allow that access")
+    if access & AccessMask.ACCESS_SYSTEM_SECURITY:
+        raise SmbError(NtStatus.PRIVILEGE_NOT_HELD, "SACL access needs a privilege")
+    if exists_info is not None and exists_info.attributes & FA.READONLY:
+        if access & (_WRITE_DATA | AccessMask.FILE_WRITE_EA) and not exists_info.is_directory:
+            raise SmbError(NtStatus.ACCESS_DENIED, "file is read-only")
+        if request.create_options & Opt.DELETE_ON_CLOSE:
+            raise SmbError(NtStatus.CANNOT_DELETE, "file is read-only")
+    return access
+
+
+def _maximal_access(ctx, info) -> int:
+    access = ctx.tree.maximal_access
+    if info is not None and info.attributes & FA.READONLY and not info.is_directory:
+        access &= ~(_WRITE_DATA | AccessMask.FILE_WRITE_EA)
+    return access
+
+
+def _open_or_create(fs, request: CreateRequest, resolved, access: int):
+    """Disposition table of [MS-FSA] 2.1.5.1.1 / 2.1.5.1.2; returns (handle, action)."""
+    disposition = request.create_disposition
+    options = request.create_options
+    want_dir = True if options & Opt.DIRECTORY_FILE else (
+        False if options & Opt.NON_DIRECTORY_FILE else None)
+    write = bool(access & (_WRITE_DATA | AccessMask.FILE_WRITE_ATTRIBUTES
+                           | AccessMask.FILE_WRITE_EA))
+    if resolved.exists:
+        if disposition == Disp.CREATE:
+            raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
+        truncate = disposition in (Disp.SUPERSEDE, Disp.OVERWRITE, Disp.OVERWRITE_IF)
+        if truncate and resolved.info.is_directory:
+            raise SmbError(NtStatus.INVALID_PARAMETER, "directory cannot be overwritten")
+        if truncate and _drops_hidden_or_system(resolved.info.attributes, request.file_attributes):
+            raise SmbError(NtStatus.ACCESS_DENIED, "overwrite must keep HIDDEN/SYSTEM")
+        handle = fs.open(resolved, write=write or truncate, directory=want_dir, truncate=truncate)
+        if not truncate:
+            return handle, CreateAction.OPENED
+        return handle, (CreateAction.SUPERSEDED if disposition == Disp.SUPERSEDE
+                        else CreateAction.OVERWRITTEN)
+    if disposition in (Disp.OPEN, Disp.OVERWRITE):
+        raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND)
+    if request.file_attributes & FA.READONLY and options & Opt.DELETE_ON_CLOSE:
+        raise SmbError(NtStatus.CANNOT_DELETE, "read-only and delete-on-close")
+    handle = fs.open(resolved, write=True, directory=bool(want_dir), create=True,
+                     exclusive=disposition == Disp.CREATE)
+    return handle, CreateAction.CREATED
+
+
+def _drops_hidden_or_system(existing: int, requested: int) -> bool:
+    """Overwriting a HIDDEN or SYSTEM file without asking for those bits is
+    denied ([MS-FSA] 2.1.5.1.2.2)."""
+    return bool((existing & FA.HIDDEN and not requested & FA.HIDDEN)
+                or (existing & FA.SYSTEM and not requested & FA.SYSTEM))
+
+
+def _apply_new_attributes(fs, handle, request: CreateRequest, action: int) -> None:
+    if action == CreateAction.OPENED:
+        return
+    attributes = request.file_attributes & ~FA.DIRECTORY
+    if action != CreateAction.CREATED:
+        attributes |= FA.ARCHIVE            # overwrite marks the file changed
+    if attributes & ~FA.NORMAL:
+        fs.set_attributes(handle, attributes)
+    allocation = request.create_contexts.allocation_size
+    if allocation and not handle.is_directory:
+        fs.allocate(handle, allocation)
+
+
+def handle(ctx):
+    request = CreateRequest.decode(ctx.message)
+    _validate(request)
+    if ctx.tree.share.is_ipc:
+        return pipes.open_pipe(ctx, request)
+    share = ctx.tree.share
+    fs = share.fs
+    if request.create_contexts.timewarp_token is not None:
+        # Previous versions (snapshots) are not offered.
+        raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no snapshots")
+    components = parse_smb_path(request.name)
+    if has_trailing_backslash(request.name) and request.create_options & Opt.NON_DIRECTORY_FILE:
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "trailing backslash on a file")
+    resolved = fs.lookup(components)
+    if not components and request.create_options & Opt.NON_DIRECTORY_FILE:
+        raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
+    access = _granted_access(ctx, request, resolved.info if resolved.exists else None)
+    options = request.create_options
+    if options & Opt.DELETE_ON_CLOSE and not access & AccessMask.DELETE:
+        raise SmbError(NtStatus.ACCESS_DENIED, "delete-on-close needs DELETE access")
+    if share.read_only and (access & _READ_ONLY_DENIED or request.create_disposition != Disp.OPEN
+                            and not resolved.exists):
+        raise SmbError(NtStatus.ACCESS_DENIED, "read-only share")
+    if resolved.exists:
+        info = resolved.info
+        if info.is_directory and options & Opt.NON_DIRECTORY_FILE:
+            raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
+        if not info.is_directory and options & Opt.DIRECTORY_FILE:
+            raise SmbError(NtStatus.NOT_A_DIRECTORY)
+        if request.create_disposition == Disp.CREATE:
+            raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
+        files.check_share_access(ctx.server, (info.device_id, info.file_id), access,
+                                 request.share_access)
+    handle, action = _open_or_create(fs, request, resolved, access)
+    try:
+        _apply_new_attributes(fs, handle, request, action)
+        info = fs.stat(handle)
+        key = (info.device_id, info.file_id)
+        if action == CreateAction.CREATED:
+            # A racing open elsewhere may have made it meanwhile: check again.
+            files.check_share_access(ctx.server, key, access, request.share_access)
+        if options & Opt.DELETE_ON_CLOSE and info.is_directory and len(fs.list_directory(handle)) > 2:
+            raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
+    except SmbError:
+        handle.close()
+        raise
+    persistent_id, volatile_id = ctx.server.next_file_ids()
+    open_ = Open(persistent_id=persistent_id, volatile_id=volatile_id, session=ctx.session,
+                 tree=ctx.tree, path=handle.path, client_name=request.name, handle=handle,
+                 granted_access=access, share_access=request.share_access,
+                 create_options=options, is_directory=info.is_directory, file_key=key,
+                 delete_on_close=bool(options & Opt.DELETE_ON_CLOSE))
+    files.register_open(ctx.server, open_)
+    ctx.compound.file_id = open_.file_id
+    contexts = []
+    if request.create_contexts.query_maximal_access is not None:
+        contexts.append(maximal_access_response(NtStatus.SUCCESS, _maximal_access(ctx, info)))
+    if request.create_contexts.query_on_disk_id:
+        contexts.append(query_on_disk_id_response(info.file_id, info.device_id))
+    return CreateResponse(
+        oplock_level=OplockLevel.NONE, flags=0, create_action=action,
+        creation_time=info.creation_time, last_access_time=info.last_access_time,
+        last_write_time=info.last_write_time, change_time=info.change_time,
+        allocation_size=info.allocation_size, end_of_file=info.end_of_file,
+        file_attributes=info.attributes, file_id=FileId(persistent_id, volatile_id),
+        create_contexts=tuple(contexts)).encode()

@@ -1,0 +1,83 @@
+"""QUERY_INFO ([MS-SMB2] 3.3.5.20): file, filesystem and security classes."""
+
+from smbcad.proto.constants import AccessMask, InfoType
+from smbcad.proto.errors import SmbError
+from smbcad.proto.fscc import FsInfo, QueryContext, query_file_info, query_fs_info, sd_from_posix
+from smbcad.proto.query_info import QueryInfoRequest, QueryInfoResponse
+from smbcad.proto.status import NtStatus
+from smbcad.server.context import Reply
+
+_FILE_PIPE_LOCAL_INFORMATION = 24
+_SECURITY_READ = AccessMask.READ_CONTROL
+_SACL_INFORMATION = 0x08
+
+
+def _file_info(ctx, open_, request):
+    fs = ctx.tree.share.fs
+    if open_.is_pipe:
+        if request.file_info_class != _FILE_PIPE_LOCAL_INFORMATION:
+            raise SmbError(NtStatus.INVALID_PARAMETER, "pipe info class")
+        data = open_.handle.local_information().encode()
+        return data, NtStatus.SUCCESS
+    info = fs.stat(open_.handle)
+    if open_.delete_on_close or _delete_pending(ctx, open_):
+        from dataclasses import replace
+        info = replace(info, delete_pending=True)
+    query = QueryContext(info=info, name=open_.handle.path.replace("/", "\\"),
+                         access_mask=open_.granted_access, position=open_.position,
+                         mode=open_.mode, volume_serial=fs.fs_id().volume_serial,
+                         dialect=ctx.connection.dialect)
+    return query_file_info(request.file_info_class, query, request.output_buffer_length)
+
+
+def _delete_pending(ctx, open_) -> bool:
+    state = ctx.server.opens_by_file.get(open_.file_key)
+    return bool(state and state.delete_pending)
+
+
+def _fs_info(ctx, open_, request):
+    fs = ctx.tree.share.fs
+    size = fs.statvfs()
+    ident = fs.fs_id()
+    info = FsInfo(
+        total_allocation_units=size.total_units, available_units=size.free_units,
+        sectors_per_unit=size.sectors_per_unit, bytes_per_sector=size.bytes_per_sector,
+        volume_serial=ident.volume_serial, volume_label=ctx.tree.share.name[:32],
+        volume_creation_time=ident.volume_creation_time, fs_name=ident.fs_name,
+        max_component_length=ident.max_component_length,
+        actual_available_units=size.actual_free_units)
+    return query_fs_info(request.file_info_class, info, request.output_buffer_length)
+
+
+def _security_info(ctx, open_, request):
+    if not open_.granted_access & _SECURITY_READ:
+        raise SmbError(NtStatus.ACCESS_DENIED, "READ_CONTROL needed")
+    if request.additional_information & _SACL_INFORMATION and \
+            not open_.granted_access & AccessMask.ACCESS_SYSTEM_SECURITY:
+        raise SmbError(NtStatus.ACCESS_DENIED, "SACL needs ACCESS_SYSTEM_SECURITY")
+    uid, gid, mode = ctx.tree.share.fs.posix_identity(open_.handle)
+    data = sd_from_posix(uid, gid, mode, open_.is_directory, request.additional_information)
+    if len(data) > request.output_buffer_length:
+        # The client learns the size it needs from the ErrorData (3.3.5.20.3).
+        raise SmbError(NtStatus.BUFFER_TOO_SMALL, "descriptor does not fit",
+                       len(data).to_bytes(4, "little"))
+    return data, NtStatus.SUCCESS
+
+
+_BY_TYPE = {InfoType.FILE: _file_info, InfoType.FILESYSTEM: _fs_info,
+            InfoType.SECURITY: _security_info}
+
+
+def handle(ctx):
+    request = QueryInfoRequest.decode(ctx.message)
+    open_ = ctx.lookup_open(request.file_id)
+    if request.output_buffer_length > ctx.connection.max_transact_size:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "output larger than MaxTransactSize")
+    query = _BY_TYPE.get(request.info_type)
+    if query is None:
+        raise SmbError(NtStatus.INVALID_PARAMETER, f"info type {request.info_type}")
+    if open_.is_pipe and request.info_type != InfoType.FILE:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "pipes have file info only")
+    data, status = query(ctx, open_, request)
+    body = QueryInfoResponse(data).encode()
+    return Reply(body, status) if status != NtStatus.SUCCESS else body

@@ -1,0 +1,179 @@
+"""SET_INFO ([MS-SMB2] 3.3.5.21; semantics from [MS-FSA] 2.1.5.15).
+
+Basic (times, attributes), end of file, allocation, rename (with replace),
+disposition (delete pending), position, mode, and security (DACL → mode).
+"""
+
+from smbcad.proto.constants import AccessMask, FileAttributes as FA, InfoType
+from smbcad.proto.errors import SmbError
+from smbcad.proto.fscc import (
+    FileAllocationInfo, FileBasicInfo, FileDispositionInfo, FileDispositionInfoEx,
+    FileEndOfFileInfo, FileModeInfo, FilePositionInfo, FileRenameInfo, decode_set_info,
+    posix_from_sd)
+from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
+from smbcad.proto.status import NtStatus
+from smbcad.vfs import parse_smb_path
+
+_MODE_BITS = 0x0000003E                 # [MS-FSCC] 2.4.26 FILE_MODE_INFORMATION
+_MAX_SIZE = (1 << 63) - 1
+
+
+def _require(open_, access: int, what: str) -> None:
+    if not open_.granted_access & access:
+        raise SmbError(NtStatus.ACCESS_DENIED, f"{what} needs more access")
+
+
+def _basic(ctx, open_, info: FileBasicInfo) -> None:
+    _require(open_, AccessMask.FILE_WRITE_ATTRIBUTES, "FileBasicInformation")
+    fs = ctx.tree.share.fs
+    fs.set_times(open_.handle, *info.times)
+    fs.set_attributes(open_.handle, info.file_attributes)
+
+
+def _end_of_file(ctx, open_, info: FileEndOfFileInfo) -> None:
+    _require(open_, AccessMask.FILE_WRITE_DATA, "FileEndOfFileInformation")
+    if info.end_of_file < 0 or info.end_of_file > _MAX_SIZE:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bad end of file")
+    ctx.tree.share.fs.truncate(open_.handle, info.end_of_file)
+
+
+def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
+    _require(open_, AccessMask.FILE_WRITE_DATA, "FileAllocationInformation")
+    if info.allocation_size < 0 or info.allocation_size > _MAX_SIZE:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bad allocation size")
+    ctx.tree.share.fs.allocate(open_.handle, info.allocation_size)
+
+
+def _set_delete_pending(ctx, open_, delete: bool) -> None:
+    """[MS-FSA] 2.1.5.15.3: DELETE access, not read-only, an empty directory."""
+    _require(open_, AccessMask.DELETE, "FileDispositionInformation")
+    state = ctx.server.opens_by_file.get(open_.file_key)
+    if delete:
+        fs = ctx.tree.share.fs
+        info = fs.stat(open_.handle)
+        if info.attributes & FA.READONLY:
+            raise SmbError(NtStatus.CANNOT_DELETE, "read-only file")
+        if info.is_directory and len(fs.list_directory(open_.handle)) > 2:
+            raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
+        if not open_.handle.path:
+            raise SmbError(NtStatus.CANNOT_DELETE, "share root")
+    if state is not None:
+        state.delete_pending = delete
+    if not delete:
+        open_.delete_on_close = False
+
+
+def _disposition(ctx, open_, info: FileDispositionInfo) -> None:
+    _set_delete_pending(ctx, open_, info.delete_pending)
+
+
+def _disposition_ex(ctx, open_, info: FileDispositionInfoEx) -> None:
+    _set_delete_pending(ctx, open_, info.delete)
+
+
+def _position(ctx, open_, info: FilePositionInfo) -> None:
+    if info.current_byte_offset < 0:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "negative position")
+    open_.position = info.current_byte_offset
+
+
+def _mode(ctx, open_, info: FileModeInfo) -> None:
+    if info.mode & ~_MODE_BITS:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bad mode bits")
+    open_.mode = info.mode
+
+
+def _rename(ctx, open_, info: FileRenameInfo) -> None:
+    """[MS-FSA] 2.1.5.15.12; [MS-SMB2] 3.3.5.21.1: the target is share-relative."""
+    _require(open_, AccessMask.DELETE, "FileRenameInformation")
+    if info.root_directory:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "RootDirectory must be 0")
+    name = info.file_name.lstrip("\\")
+    if name.startswith(":"):
+        raise SmbError(NtStatus.INVALID_PARAMETER, "stream rename not supported")
+    target = parse_smb_path(name)
+    if not target:
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "empty target")
+    server, fs = ctx.server, ctx.tree.share.fs
+    old_path = open_.handle.path
+    if open_.is_directory and _has_open_descendants(server, ctx.tree.share, old_path):
+        raise SmbError(NtStatus.ACCESS_DENIED, "files below the directory are open")
+    resolved = fs.lookup(target)
+    if resolved.exists:
+        key = (resolved.info.device_id, resolved.info.file_id)
+        if key != open_.file_key:
+            if not info.replace_if_exists:
+                raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
+            if key in server.opens_by_file:
+                raise SmbError(NtStatus.ACCESS_DENIED, "target is open")
+    new = fs.rename(open_.handle, target, replace=info.replace_if_exists)
+    _follow_rename(server, ctx.tree.share, open_, old_path, new.path)
+
+
+def _has_open_descendants(server, share, path: str) -> bool:
+    prefix = path + "/" if path else ""
+    for state in server.opens_by_file.values():
+        for other in state.opens:
+            if other.tree.share is share and other.handle.path.startswith(prefix):
+                return True
+    return False
+
+
+def _follow_rename(server, share, open_, old: str, new: str) -> None:
+    """Every open of the file, and of anything below a renamed directory, now
+    lives at the new name (their delete-on-close must hit the right path)."""
+    prefix = old + "/"
+    for state in server.opens_by_file.values():
+        for other in state.opens:
+            if other.is_pipe or other.tree.share is not share:
+                continue
+            path = other.handle.path
+            if other.file_key == open_.file_key:
+                other.handle.path = new
+            elif path.startswith(prefix):
+                other.handle.path = new + "/" + path[len(prefix):]
+
+
+_FILE_HANDLERS = {
+    FileBasicInfo: _basic, FileEndOfFileInfo: _end_of_file, FileAllocationInfo: _allocation,
+    FileDispositionInfo: _disposition, FileDispositionInfoEx: _disposition_ex,
+    FilePositionInfo: _position, FileModeInfo: _mode, FileRenameInfo: _rename,
+}
+
+_OWNER, _GROUP, _DACL = 0x1, 0x2, 0x4
+
+
+def _security(ctx, open_, request) -> None:
+    """Map a DACL onto the POSIX mode; owner changes are not taken (issue 3)."""
+    extra = request.additional_information
+    if extra & _DACL:
+        _require(open_, AccessMask.WRITE_DAC, "setting a DACL")
+    if extra & (_OWNER | _GROUP):
+        _require(open_, AccessMask.WRITE_OWNER, "setting an owner")
+    fs = ctx.tree.share.fs
+    uid, gid, mode = fs.posix_identity(open_.handle)
+    new_uid, new_gid, new_mode = posix_from_sd(request.buffer, current_uid=uid, current_gid=gid)
+    if extra & _DACL and new_mode is not None:
+        fs.set_posix_mode(open_.handle, (mode & ~0o777) | new_mode)
+
+
+def handle(ctx):
+    request = SetInfoRequest.decode(ctx.message)
+    open_ = ctx.lookup_open(request.file_id)
+    if open_.is_pipe:
+        raise SmbError(NtStatus.NOT_SUPPORTED, "SET_INFO on a pipe")
+    if ctx.tree.share.read_only:
+        raise SmbError(NtStatus.ACCESS_DENIED, "read-only share")
+    if request.info_type == InfoType.FILE:
+        info = decode_set_info(request.file_info_class, request.buffer)
+        handler = _FILE_HANDLERS.get(type(info))
+        if handler is None:
+            raise SmbError(NtStatus.NOT_SUPPORTED, type(info).__name__)
+        handler(ctx, open_, info)
+    elif request.info_type == InfoType.SECURITY:
+        _security(ctx, open_, request)
+    elif request.info_type == InfoType.FILESYSTEM:
+        raise SmbError(NtStatus.NOT_SUPPORTED, "filesystem info cannot be set")
+    else:
+        raise SmbError(NtStatus.INVALID_PARAMETER, f"info type {request.info_type}")
+    return SetInfoResponse().encode()

@@ -1,0 +1,51 @@
+"""WRITE ([MS-SMB2] 3.3.5.13), honouring write-through."""
+
+import asyncio
+
+from smbcad.proto.constants import AccessMask, CreateOptions
+from smbcad.proto.errors import SmbError
+from smbcad.proto.status import NtStatus
+from smbcad.proto.write import WriteFlags, WriteRequest, WriteResponse
+from smbcad.server import pipes
+from smbcad.server.context import Pending
+
+_WRITE_ACCESS = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
+_APPEND_OFFSET = 0xFFFFFFFFFFFFFFFF
+_MAX_END = (1 << 63) - 1
+# Interim response only if the sync takes long (Samba's 0.5 s rule, 3.3.4.2).
+_SYNC_INTERIM_S = 0.5
+
+
+def handle(ctx):
+    request = WriteRequest.decode(ctx.message)
+    conn = ctx.connection
+    length = len(request.data)
+    if length > conn.max_write_size:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "WRITE longer than MaxWriteSize")
+    open_ = ctx.lookup_open(request.file_id)
+    if open_.is_pipe:
+        return pipes.write(ctx, open_, request)
+    if open_.is_directory:
+        raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, "WRITE on a directory")
+    if not open_.granted_access & _WRITE_ACCESS:
+        raise SmbError(NtStatus.ACCESS_DENIED, "no write access")
+    fs = ctx.tree.share.fs
+    offset = request.offset
+    if offset == _APPEND_OFFSET:
+        offset = fs.stat(open_.handle).end_of_file
+    elif not open_.granted_access & AccessMask.FILE_WRITE_DATA:
+        # Append-only opens may only write at the end ([MS-FSA] 2.1.5.3).
+        if offset < fs.stat(open_.handle).end_of_file:
+            raise SmbError(NtStatus.ACCESS_DENIED, "append-only open")
+    if offset + length > _MAX_END:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "write beyond the maximum file size")
+    written = fs.write(open_.handle, offset, request.data) if length else 0
+    open_.position = offset + written
+    ctx.server.metrics.bytes_written.inc(written)
+    body = WriteResponse(written).encode()
+    if request.flags & WriteFlags.WRITE_THROUGH or open_.create_options & CreateOptions.WRITE_THROUGH:
+        async def sync_then_answer():
+            await asyncio.to_thread(fs.flush, open_.handle)
+            return body
+        return Pending(sync_then_answer(), _SYNC_INTERIM_S)
+    return body

@@ -1,0 +1,448 @@
+"""One client connection ([MS-SMB2] 3.3.1.7 Connection): frames in, responses out.
+
+The transport hands over whole frames (the 4-byte direct-TCP length already
+stripped) and gives a ``sink`` with ``send(parts)`` and ``close()``.  Here we
+decrypt (3.3.5.2.1), take SMB1 negotiates (3.3.5.3), split compounds
+(3.3.5.2.7), check credits (3.3.5.2.3/.5), session, signature and tree
+(3.3.5.2.4, .9, .11), dispatch, and sign or encrypt the responses (3.3.4.1).
+No socket or file is touched here.
+"""
+
+import asyncio
+import logging
+import struct
+import time
+
+from smbcad import crypto
+from smbcad.proto.constants import (
+    COMPRESSION_PROTOCOL_ID, HEADER_SIZE, PROTOCOL_ID, SMB1_PROTOCOL_ID,
+    TRANSFORM_PROTOCOL_ID, Command, Dialect, HeaderFlags)
+from smbcad.proto.errors import ProtocolViolation, SmbError
+from smbcad.proto.header import (
+    FLAGS_OFFSET, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header, encode_error_body)
+from smbcad.proto.status import NtStatus
+from smbcad.server.adm import SessionState
+from smbcad.server.context import CompoundState, Pending, Reply, RequestContext
+from smbcad.server.credits import CreditError, CreditWindow
+from smbcad.server.dispatch import DISPATCH, credit_charge_needed
+
+log = logging.getLogger("smbcad.connection")
+
+_HEADER_STATUS = struct.Struct("<I")
+_ASYNC_ID_FLAGS = HeaderFlags.SERVER_TO_REDIR | HeaderFlags.ASYNC_COMMAND
+_ERROR_NO_DATA = encode_error_body()
+
+
+class Connection:
+    """Per-connection state and the request pipeline."""
+
+    def __init__(self, server, sink, peer: str) -> None:
+        self.server = server
+        self.sink = sink
+        self.peer = peer
+        self.dialect = 0                      # 0: no NEGOTIATE yet
+        self.client_guid = b""
+        self.client_capabilities = 0
+        self.client_security_mode = 0
+        self.client_dialects: tuple[int, ...] = ()
+        self.server_capabilities = 0
+        self.server_security_mode = 0
+        self.cipher_id = 0
+        self.signing_algorithm = 0
+        self.preauth_hash = b""
+        self.max_transact_size = 65536
+        self.max_read_size = 65536
+        self.max_write_size = 65536
+        self.supports_multi_credit = False
+        self.credits = CreditWindow(server.config.server.max_credits)
+        self.sessions: dict[int, object] = {}     # sessions bound to this connection
+        self.pending: dict[int, "_AsyncRequest"] = {}
+        self.closed = False
+        self.created = time.monotonic()
+
+    # --- entry point --------------------------------------------------------------
+
+    async def receive_frame(self, frame: bytearray) -> None:
+        """Handle one transport frame.  Any ProtocolViolation closes the connection."""
+        try:
+            await self._receive_frame(frame)
+        except (ProtocolViolation, CreditError) as exc:
+            log.info("%s: dropping connection: %s", self.peer, exc)
+            self.server.metrics.protocol_errors.inc()
+            self.close()
+
+    async def _receive_frame(self, frame: bytearray) -> None:
+        magic = bytes(frame[0:4])
+        if magic == TRANSFORM_PROTOCOL_ID:
+            session, plain = self._decrypt(frame)
+            await self._process_compound(memoryview(plain), encrypted_by=session)
+        elif magic == PROTOCOL_ID:
+            await self._process_compound(memoryview(frame), encrypted_by=None)
+        elif magic == SMB1_PROTOCOL_ID:
+            self._smb1_negotiate(frame)
+        elif magic == COMPRESSION_PROTOCOL_ID:
+            raise ProtocolViolation("compression was not negotiated")
+        else:
+            raise ProtocolViolation("not an SMB2 frame")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sink.close()
+
+    # --- transform (3.3.5.2.1) ------------------------------------------------------
+
+    def _decrypt(self, frame: bytearray):
+        if self.dialect < Dialect.SMB_3_0:
+            raise ProtocolViolation("encrypted frame before SMB 3 negotiation")
+        session_id = crypto.transform_session_id(frame)
+        session = self.server.sessions.get(session_id)
+        if session is None or session.decryptor is None:
+            raise ProtocolViolation("encrypted frame for unknown session")
+        try:
+            plain = session.decryptor.decrypt(frame)
+        except crypto.DecryptionError as exc:
+            raise ProtocolViolation(f"decryption failed: {exc}") from None
+        if len(plain) < HEADER_SIZE or bytes(plain[0:4]) != PROTOCOL_ID:
+            raise ProtocolViolation("decrypted payload is not SMB2")
+        return session, bytearray(plain)
+
+    # --- SMB1 negotiate (3.3.5.3) -------------------------------------------------
+
+    def _smb1_negotiate(self, frame) -> None:
+        from smbcad.server.commands import negotiate
+        if self.dialect:
+            raise ProtocolViolation("SMB1 after negotiation")
+        try:
+            body = negotiate.handle_smb1(self, frame)
+        except SmbError as exc:
+            raise ProtocolViolation(f"SMB1 negotiate: {exc}") from None
+        self.credits.consume(0, 1)
+        header = Smb2Header(command=Command.NEGOTIATE, message_id=0,
+                            flags=HeaderFlags.SERVER_TO_REDIR,
+                            credits=self.credits.grant(1, 1))
+        self.sink.send([header.encode() + body])
+
+    # --- compounds (3.3.5.2.7) ------------------------------------------------------
+
+    async def _process_compound(self, frame: memoryview, encrypted_by) -> None:
+        state = CompoundState()
+        responses: list = []
+        offset = 0
+        total = len(frame)
+        while True:
+            header = Smb2Header.decode(frame, offset)
+            end = total if header.next_command == 0 else offset + header.next_command
+            if header.next_command and (header.next_command % 8 or end > total
+                                        or header.next_command < HEADER_SIZE):
+                raise ProtocolViolation("bad NextCommand")
+            message = frame[offset:end]
+            is_last = header.next_command == 0
+            out = await self._process_message(header, message, encrypted_by, state, is_last)
+            if out is not None:
+                responses.append(out)
+            if is_last:
+                break
+            offset = end
+        if responses:
+            self._send_responses(responses, encrypted_by)
+
+    def _send_responses(self, responses: list, encrypted_by) -> None:
+        """Chain responses (8-byte aligned NextCommand), sign, encrypt, send."""
+        if len(responses) == 1:
+            data, signer, session = responses[0]
+            if signer is not None:
+                signer.sign(data)
+            parts = data
+        else:
+            chained = bytearray()
+            for index, (data, signer, session) in enumerate(responses):
+                start = len(chained)
+                chained += data
+                if index < len(responses) - 1:
+                    pad = (-len(chained)) % 8
+                    chained += b"\x00" * pad
+                    struct.pack_into("<I", chained, start + NEXT_COMMAND_OFFSET,
+                                     len(chained) - start)
+                if signer is not None:
+                    signer.sign(chained, start, len(chained) - start)
+            parts = chained
+        encrypt_session = encrypted_by or self._encrypting_session(responses)
+        if encrypt_session is not None and encrypt_session.encryptor is not None:
+            parts = encrypt_session.encryptor.encrypt(parts, encrypt_session.session_id)
+        self.sink.send([parts])
+
+    @staticmethod
+    def _encrypting_session(responses):
+        for _, _, session in responses:
+            if session is not None and session.encrypt_data and session.encryptor:
+                return session
+        return None
+
+    # --- one message ------------------------------------------------------------------
+
+    async def _process_message(self, header: Smb2Header, message: memoryview,
+                               encrypted_by, state: CompoundState, is_last: bool):
+        """Run one request; returns (response bytes, signer, session) or None."""
+        started = time.perf_counter()
+        server = self.server
+        command = header.command
+        if header.flags & HeaderFlags.SERVER_TO_REDIR:
+            raise ProtocolViolation("response flag in a request")
+        if command == Command.CANCEL:
+            self._cancel(header)
+            return None
+        spec = DISPATCH.get(command)
+        charge = header.credit_charge if self.supports_multi_credit else 1
+        self.credits.consume(header.message_id, charge)
+        if header.is_async:
+            raise ProtocolViolation("async flag in a request")
+        if spec is None:
+            raise ProtocolViolation(f"unknown command {command}")
+        if self.dialect == 0 and command != Command.NEGOTIATE:
+            raise ProtocolViolation("request before NEGOTIATE")
+        ctx = RequestContext(self, server, header, message, encrypted_by is not None, state)
+        status = NtStatus.SUCCESS
+        body = None
+        preframed = False
+        try:
+            if header.is_related and state.create_error:
+                raise SmbError(state.create_error)
+            self._check_preconditions(ctx, spec, encrypted_by)
+            if self.supports_multi_credit and max(header.credit_charge, 1) < credit_charge_needed(command, message):
+                raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
+            result = spec.handler(ctx)
+            if isinstance(result, Pending):
+                if is_last:
+                    self._go_async(ctx, spec, result, charge, started)
+                    return None
+                result = await result.work
+            if isinstance(result, Reply):
+                body, status, preframed = result.body, result.status, result.preframed
+            else:
+                body = result
+        except SmbError as exc:
+            status, body = exc.status, encode_error_body(exc.data)
+        except ProtocolViolation:
+            raise
+        except Exception:    # a handler bug must not take the connection down
+            log.exception("%s: internal error in %s", self.peer, spec.name)
+            status, body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
+        state.last_status = status
+        if command == Command.CREATE and (status >> 30) == 3:
+            state.create_error = status
+        if header.session_id and not header.is_related:
+            state.session_id = header.session_id
+        response = self._build_response(ctx, status, body, preframed, charge)
+        server.metrics.observe(spec.name, status, time.perf_counter() - started)
+        for hook in ctx.after_send:
+            hook()
+        return response
+
+    def _check_preconditions(self, ctx: RequestContext, spec, encrypted_by) -> None:
+        """Session, signature, encryption and tree checks (3.3.5.2.4, .9, .11)."""
+        header = ctx.header
+        if not spec.needs_session:
+            if header.session_id:
+                ctx.session = self._session_for_setup(header, ctx.message)
+            return
+        session_id = header.session_id
+        if header.is_related and session_id == 0xFFFFFFFFFFFFFFFF:
+            session_id = ctx.compound.session_id
+        session = self.server.sessions.get(session_id)
+        if session is None or (session.connection is not self and
+                               header.command != Command.SESSION_SETUP):
+            raise SmbError(NtStatus.USER_SESSION_DELETED)
+        ctx.session = session
+        ctx.compound.session_id = session_id
+        if session.state == SessionState.EXPIRED:
+            raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
+        if session.state != SessionState.VALID and header.command != Command.SESSION_SETUP:
+            raise SmbError(NtStatus.USER_SESSION_DELETED)
+        if encrypted_by is not None:
+            if encrypted_by is not session:
+                raise SmbError(NtStatus.ACCESS_DENIED, "encrypted with another session's key")
+        elif session.state == SessionState.VALID:
+            if header.is_signed:
+                if session.signer is None or not session.signer.verify(ctx.message):
+                    self.server.metrics.signature_failures.inc()
+                    raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
+            elif session.signing_required and header.command != Command.SESSION_SETUP:
+                raise SmbError(NtStatus.ACCESS_DENIED, "unsigned request")
+            if session.encrypt_data and header.command != Command.SESSION_SETUP:
+                raise SmbError(NtStatus.ACCESS_DENIED, "session requires encryption")
+        if not spec.needs_tree:
+            return
+        tree_id = header.tree_id
+        if header.is_related and tree_id == 0xFFFFFFFF:
+            tree_id = ctx.compound.tree_id
+        tree = session.trees.get(tree_id)
+        if tree is None:
+            raise SmbError(NtStatus.NETWORK_NAME_DELETED)
+        if tree.encrypt_data and encrypted_by is None:
+            raise SmbError(NtStatus.ACCESS_DENIED, "share requires encryption")
+        ctx.tree = tree
+        ctx.compound.tree_id = tree_id
+
+    def _session_for_setup(self, header: Smb2Header, message):
+        """SESSION_SETUP continuing or re-authenticating a session (3.3.5.5):
+        it must live on this connection, and a signed re-auth must verify."""
+        session = self.server.sessions.get(header.session_id)
+        if header.command != Command.SESSION_SETUP:
+            return session
+        if session is None or session.connection is not self:
+            raise SmbError(NtStatus.USER_SESSION_DELETED)
+        if session.state == SessionState.EXPIRED:
+            raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
+        if (session.state == SessionState.VALID and header.is_signed
+                and (session.signer is None or not session.signer.verify(message))):
+            raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
+        return session
+
+    def _response_header(self, ctx: RequestContext, status: int, credits: int,
+                         async_id: int = 0) -> Smb2Header:
+        header = ctx.header
+        flags = HeaderFlags.SERVER_TO_REDIR | (header.flags & (
+            HeaderFlags.RELATED_OPERATIONS | HeaderFlags.REPLAY_OPERATION
+            | HeaderFlags.PRIORITY_MASK))
+        session_id = ctx.session.session_id if ctx.session is not None else header.session_id
+        if async_id:
+            flags |= HeaderFlags.ASYNC_COMMAND
+            return Smb2Header(command=header.command, message_id=header.message_id,
+                              flags=flags, status=status, credit_charge=header.credit_charge,
+                              credits=credits, async_id=async_id, session_id=session_id)
+        tree_id = ctx.tree.tree_id if ctx.tree is not None else header.tree_id
+        return Smb2Header(command=header.command, message_id=header.message_id,
+                          flags=flags, status=status, credit_charge=header.credit_charge,
+                          credits=credits, tree_id=tree_id, session_id=session_id,
+                          process_id=header.process_id)
+
+    def _build_response(self, ctx: RequestContext, status: int, body, preframed: bool,
+                        charge: int, async_id: int = 0, credits: int | None = None):
+        if credits is None:
+            credits = self.credits.grant(ctx.header.credits, charge)
+        header = self._response_header(ctx, status, credits, async_id)
+        signer = self._response_signer(ctx, status)
+        if signer is not None:
+            header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
+        if preframed:
+            data = body
+            header.pack_into(data, 0)
+        else:
+            data = bytearray(HEADER_SIZE + len(body))
+            header.pack_into(data, 0)
+            data[HEADER_SIZE:] = body
+        for hook in ctx.response_hooks:
+            hook(data)
+        return data, signer, ctx.session
+
+    def _response_signer(self, ctx: RequestContext, status: int):
+        """Sign if the request was signed or the session requires it, unless the
+        response will be encrypted (3.3.4.1.1)."""
+        session = ctx.session
+        if ctx.sign_with is not None:
+            return ctx.sign_with
+        if session is None or session.signer is None or session.state != SessionState.VALID:
+            return None
+        if ctx.encrypted or session.encrypt_data or (ctx.tree is not None and ctx.tree.encrypt_data):
+            return None
+        if ctx.header.is_signed or session.signing_required or ctx.force_sign:
+            return session.signer
+        return None
+
+    # --- async (3.3.4.2) and CANCEL (3.3.5.16) -----------------------------------------
+
+    def _go_async(self, ctx: RequestContext, spec, pending: Pending, charge: int,
+                  started: float) -> None:
+        async_id = self.server.next_async_id()
+        request = _AsyncRequest(ctx, async_id, pending)
+        self.pending[async_id] = request
+        credits = self.credits.grant(ctx.header.credits, charge)
+        encrypted_by = ctx.session if ctx.encrypted else None
+
+        def send_interim() -> None:
+            if request.done or request.interim_sent or self.closed:
+                return
+            request.interim_sent = True
+            interim = self._build_response(ctx, NtStatus.PENDING, _ERROR_NO_DATA, False,
+                                           charge, async_id, credits)
+            self._send_responses([interim], encrypted_by)
+
+        async def run() -> None:
+            if pending.interim_after_s <= 0:
+                send_interim()
+            else:
+                request.timer = asyncio.get_running_loop().call_later(
+                    pending.interim_after_s, send_interim)
+            status, body, preframed = NtStatus.SUCCESS, None, False
+            try:
+                result = await pending.work
+                if isinstance(result, Reply):
+                    body, status, preframed = result.body, result.status, result.preframed
+                else:
+                    body = result
+            except SmbError as exc:
+                status, body = exc.status, encode_error_body(exc.data)
+            except asyncio.CancelledError:
+                status, body = NtStatus.CANCELLED, _ERROR_NO_DATA
+            except Exception:
+                log.exception("%s: internal error in async %s", self.peer, spec.name)
+                status, body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
+            request.done = True
+            if request.timer is not None:
+                request.timer.cancel()
+            self.pending.pop(async_id, None)
+            if self.closed:
+                return
+            # Credits went out with the interim response; none if it never did.
+            final_credits = 0 if request.interim_sent else credits
+            response = self._build_response(
+                ctx, status, body, preframed, charge,
+                async_id if request.interim_sent else 0, final_credits)
+            self.server.metrics.observe(spec.name, status, time.perf_counter() - started)
+            self._send_responses([response], encrypted_by)
+            for hook in ctx.after_send:
+                hook()
+
+        request.task = asyncio.get_running_loop().create_task(run())
+
+    def _cancel(self, header: Smb2Header) -> None:
+        """CANCEL consumes no credit and gets no response of its own (3.3.5.16)."""
+        for request in list(self.pending.values()):
+            matches = (request.async_id == header.async_id if header.is_async
+                       else request.ctx.header.message_id == header.message_id)
+            if matches and not request.done:
+                if request.pending.on_cancel is not None:
+                    request.pending.on_cancel()
+                else:
+                    request.task.cancel()
+
+    def connection_lost(self) -> None:
+        """Tear down: pending requests, then sessions (3.3.7.1)."""
+        self.closed = True
+        for request in list(self.pending.values()):
+            if request.task is not None:
+                request.task.cancel()
+        self.pending.clear()
+        for session in list(self.sessions.values()):
+            self.server.drop_session(session)
+        self.sessions.clear()
+
+
+class _AsyncRequest:
+    __slots__ = ("ctx", "async_id", "pending", "task", "timer", "done", "interim_sent")
+
+    def __init__(self, ctx, async_id: int, pending: Pending) -> None:
+        self.ctx = ctx
+        self.async_id = async_id
+        self.pending = pending
+        self.task = None
+        self.timer = None
+        self.done = False
+        self.interim_sent = False
+
+
+def _with_flags(header: Smb2Header, flags: int) -> Smb2Header:
+    from dataclasses import replace
+    return replace(header, flags=flags)
+

@@ -1,0 +1,81 @@
+"""Per-request state handed to command handlers ([MS-SMB2] 3.3.1.13 Request)."""
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from smbcad.proto.errors import SmbError
+from smbcad.proto.header import Smb2Header
+from smbcad.proto.status import NtStatus
+
+# A FileId of all ones in a related compound means "the previous CREATE's" (3.3.5.2.7.2).
+RELATED_FILE_ID = (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+
+
+@dataclass
+class CompoundState:
+    """What related operations inherit from the one before (3.3.5.2.7.2)."""
+
+    session_id: int = 0
+    tree_id: int = 0
+    file_id: tuple[int, int] | None = None
+    last_status: int = NtStatus.SUCCESS
+    # A failed CREATE fails the related requests after it with its status (3.3.5.2.7.2).
+    create_error: int = 0
+
+
+@dataclass
+class Reply:
+    """A handler's answer: a response body and, rarely, a non-success status
+    that still carries a body (STATUS_BUFFER_OVERFLOW, MORE_PROCESSING_REQUIRED)."""
+
+    body: Any
+    status: int = NtStatus.SUCCESS
+    # READ responses are built with 64 spare bytes in front so the header can be
+    # packed in place and the data is never copied again.
+    preframed: bool = False
+
+
+@dataclass
+class Pending:
+    """The request waits (lock, notify, flush, lease break): the dispatcher sends
+    an interim STATUS_PENDING response after ``interim_after_s`` and the final
+    response when ``work`` finishes (3.3.4.2).  ``on_cancel`` runs on CANCEL."""
+
+    work: Awaitable
+    interim_after_s: float = 0.0
+    on_cancel: Callable[[], None] | None = None
+
+
+@dataclass
+class RequestContext:
+    """One request as the handler sees it."""
+
+    connection: Any
+    server: Any
+    header: Smb2Header
+    message: memoryview                  # the whole SMB2 message, header first
+    encrypted: bool
+    compound: CompoundState
+    session: Any = None
+    tree: Any = None
+    # Hooks the connection runs with the exact response bytes (preauth hashing).
+    response_hooks: list = field(default_factory=list)
+    # Work to do once the response is on its way (LOGOFF tears down the session).
+    after_send: list = field(default_factory=list)
+    sign_with: Any = None                # a Signer overriding the session's (final SESSION_SETUP)
+    force_sign: bool = False
+
+    def lookup_open(self, file_id: tuple[int, int]):
+        """The Open for a FileId in this session (3.3.5.2.x), resolving the
+        related-compound placeholder.  STATUS_FILE_CLOSED if unknown."""
+        if file_id == RELATED_FILE_ID:
+            if self.header.is_related and self.compound.file_id is not None:
+                file_id = self.compound.file_id
+            else:
+                raise SmbError(NtStatus.FILE_CLOSED)
+        open_ = self.session.opens.get(file_id[1]) if self.session else None
+        if open_ is None or open_.persistent_id != file_id[0] or open_.closed:
+            raise SmbError(NtStatus.FILE_CLOSED)
+        if self.tree is not None and open_.tree is not self.tree:
+            raise SmbError(NtStatus.FILE_CLOSED)
+        return open_

@@ -1,0 +1,68 @@
+"""Named pipes on IPC$ ([MS-SMB2] 3.3.5.9 for pipes, [MS-SMB2] 3.3.5.12/13/15
+on a pipe Open): glue between the SMB commands and ``smbcad.rpc``."""
+
+from smbcad.proto.constants import CreateAction, FileAttributes
+from smbcad.proto.create import CreateResponse
+from smbcad.proto.create_contexts import FileId
+from smbcad.proto.errors import SmbError
+from smbcad.proto.ioctl import IoctlResponse
+from smbcad.proto.read import encode_read_response_prefix
+from smbcad.proto.status import NtStatus
+from smbcad.proto.write import WriteResponse
+from smbcad.rpc import (
+    STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, PipeEnvironment, ServerConfig, ShareInfo,
+    open_pipe as rpc_open_pipe)
+from smbcad.server import files
+from smbcad.server.adm import Open
+from smbcad.server.context import Reply
+from witnessd.dcerpc import AssociationGroups
+
+
+def _environment(server) -> PipeEnvironment:
+    """One per server: the share list is read live, so a reload shows at once."""
+    env = server.pipe_environment
+    if env is None:
+        def shares():
+            out = []
+            for share in server.shares.values():
+                kind = STYPE_IPC | STYPE_SPECIAL if share.is_ipc else STYPE_DISKTREE
+                out.append(ShareInfo(name=share.name, share_type=kind, comment=share.comment,
+                                     path=share.path, is_ca=share.is_ca))
+            return out
+        env = PipeEnvironment(shares=shares,
+                              server=ServerConfig(name=server.config.server.server_name),
+                              assoc_groups=AssociationGroups())
+        server.pipe_environment = env
+    return env
+
+
+def open_pipe(ctx, request) -> bytes:
+    pipe = rpc_open_pipe(request.name, _environment(ctx.server), ctx.session)
+    persistent_id, volatile_id = ctx.server.next_file_ids()
+    open_ = Open(persistent_id=persistent_id, volatile_id=volatile_id, session=ctx.session,
+                 tree=ctx.tree, path=pipe.name, client_name=request.name, handle=pipe,
+                 granted_access=files.map_generic(request.desired_access, ctx.tree.maximal_access),
+                 share_access=request.share_access, create_options=request.create_options,
+                 is_directory=False, file_key=("pipe", persistent_id), is_pipe=True)
+    files.register_open(ctx.server, open_)
+    ctx.compound.file_id = open_.file_id
+    return CreateResponse(
+        oplock_level=0, flags=0, create_action=CreateAction.OPENED, creation_time=0,
+        last_access_time=0, last_write_time=0, change_time=0, allocation_size=4096,
+        end_of_file=0, file_attributes=FileAttributes.NORMAL,
+        file_id=FileId(persistent_id, volatile_id)).encode()
+
+
+def read(ctx, open_, request):
+    result = open_.handle.read(request.length)
+    body = encode_read_response_prefix(len(result.data)) + (result.data or b"\x00")
+    return Reply(body, result.status)
+
+
+def write(ctx, open_, request):
+    return WriteResponse(open_.handle.write(bytes(request.data))).encode()
+
+
+def transceive(ctx, open_, request):
+    result = open_.handle.transceive(bytes(request.input), request.max_output_response)
+    return result.data, result.status
