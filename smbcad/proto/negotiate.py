@@ -16,6 +16,11 @@ _CONTEXT_HEADER = struct.Struct("<HHI")
 _RESPONSE = struct.Struct("<HHHH16sIIIIQQHHI")
 RESPONSE_FIXED_SIZE = 64
 _U16 = struct.Struct("<H")
+# Context types that may appear once (3.3.5.4); NETNAME and unknown ones are ignored.
+_UNIQUE_CONTEXTS = frozenset((
+    Ctx.PREAUTH_INTEGRITY_CAPABILITIES, Ctx.ENCRYPTION_CAPABILITIES,
+    Ctx.COMPRESSION_CAPABILITIES, Ctx.RDMA_TRANSFORM_CAPABILITIES,
+    Ctx.SIGNING_CAPABILITIES, Ctx.TRANSPORT_CAPABILITIES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,7 @@ def _parse_contexts(msg, offset: int, count: int) -> NegotiateContexts:
         ctx_type, length, _ = _CONTEXT_HEADER.unpack(header)
         data = slice_checked(msg, pos + _CONTEXT_HEADER.size, length)
         pos += _CONTEXT_HEADER.size + length
-        if ctx_type in seen and ctx_type != Ctx.CONTEXTTYPE_RESERVED:
+        if ctx_type in seen and ctx_type in _UNIQUE_CONTEXTS:
             raise SmbError(NtStatus.INVALID_PARAMETER, "duplicate negotiate context")
         if ctx_type == Ctx.PREAUTH_INTEGRITY_CAPABILITIES:
             if len(data) < 4:
@@ -110,9 +115,17 @@ def _parse_contexts(msg, offset: int, count: int) -> NegotiateContexts:
             flags = struct.unpack_from("<I", data, 4)[0]
             seen[ctx_type] = CompressionCapabilities(_u16_list(data, 0, 8), flags)
         elif ctx_type == Ctx.NETNAME_NEGOTIATE_CONTEXT_ID:
-            seen[ctx_type] = decode_utf16(data)
-        elif ctx_type == Ctx.TRANSPORT_CAPABILITIES and len(data) >= 4:
+            # The server MUST ignore NETNAME (3.3.5.4), so a bad one is no error.
+            try:
+                seen.setdefault(ctx_type, decode_utf16(data))
+            except SmbError:
+                pass
+        elif ctx_type == Ctx.TRANSPORT_CAPABILITIES:
+            if len(data) < 4:
+                raise SmbError(NtStatus.INVALID_PARAMETER, "short transport context")
             seen[ctx_type] = struct.unpack_from("<I", data)[0]
+        elif ctx_type == Ctx.RDMA_TRANSFORM_CAPABILITIES:
+            seen[ctx_type] = True
         # Unknown context types are ignored (3.3.5.4).
     return NegotiateContexts(
         preauth=seen.get(Ctx.PREAUTH_INTEGRITY_CAPABILITIES),
