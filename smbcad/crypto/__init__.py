@@ -19,7 +19,7 @@ from smbcad.crypto.kdf import (
     derive_signing_key,
     sp800_108_hmac_sha256,
 )
-from smbcad.crypto.legacy import hmac_md5, md4, nt_hash, rc4
+from smbcad.crypto.legacy import Rc4, hmac_md5, md4, md5, nt_hash, rc4
 from smbcad.crypto.preauth import PREAUTH_INITIAL, preauth_next
 from smbcad.crypto.signing import (
     Signer,
@@ -43,6 +43,8 @@ __all__ = [
     "hmac_md5",
     "make_signer",
     "md4",
+    "md5",
+    "Rc4",
     "nt_hash",
     "preauth_next",
     "rc4",

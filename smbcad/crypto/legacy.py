@@ -93,3 +93,19 @@ def hmac_md5(key: bytes, *parts) -> bytes:
 def rc4(key: bytes, data: bytes) -> bytes:
     """RC4 keystream XOR ``data``; NTLM key exchange and sealing ([MS-NLMP] 3.4.4)."""
     return Cipher(ARC4(bytes(key)), mode=None).encryptor().update(data)
+
+
+def md5(data: bytes) -> bytes:
+    """MD5 (NTLM key derivation, [MS-NLMP] 3.4.5)."""
+    return hashlib.md5(data).digest()
+
+
+class Rc4:
+    """A keyed RC4 stream whose state advances across calls: NTLM sealing
+    keeps one per direction ([MS-NLMP] 3.4.4, 6 RC4())."""
+
+    def __init__(self, key: bytes) -> None:
+        self._cipher = Cipher(ARC4(bytes(key)), mode=None).encryptor()
+
+    def update(self, data: bytes) -> bytes:
+        return self._cipher.update(data)

@@ -1,0 +1,20 @@
+"""Who a completed authentication exchange proved the client to be."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The authenticated principal ([MS-NLMP] 3.2.5.1.2 outcomes).
+
+    ``is_guest`` and ``is_anonymous`` sessions have no session security
+    ([MS-NLMP] 3.4): the SMB layer must neither sign nor encrypt for them.
+    ``uid``/``gid`` come from the user database when it knows them.
+    """
+
+    user: str
+    domain: str
+    is_guest: bool = False
+    is_anonymous: bool = False
+    uid: int | None = None
+    gid: int | None = None
