@@ -20,7 +20,7 @@ from smbcad.proto.constants import (
 from smbcad.proto.errors import ProtocolViolation, SmbError
 from smbcad.proto.header import (
     FLAGS_OFFSET, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header, encode_error_body)
-from smbcad.proto.status import NtStatus
+from smbcad.proto.status import NtStatus, name_of
 from smbcad.server.adm import SessionState
 from smbcad.server.context import CompoundState, Pending, Reply, RequestContext
 from smbcad.server.credits import CreditError, CreditWindow
@@ -138,7 +138,8 @@ class Connection:
                 raise ProtocolViolation("bad NextCommand")
             message = frame[offset:end]
             is_last = header.next_command == 0
-            out = await self._process_message(header, message, encrypted_by, state, is_last)
+            out = await self._process_message(header, message, encrypted_by, state,
+                                              offset == 0, is_last)
             if out is not None:
                 responses.append(out)
             if is_last:
@@ -182,7 +183,8 @@ class Connection:
     # --- one message ------------------------------------------------------------------
 
     async def _process_message(self, header: Smb2Header, message: memoryview,
-                               encrypted_by, state: CompoundState, is_last: bool):
+                               encrypted_by, state: CompoundState, is_first: bool,
+                               is_last: bool):
         """Run one request; returns (response bytes, signer, session) or None."""
         started = time.perf_counter()
         server = self.server
@@ -197,18 +199,26 @@ class Connection:
         self.credits.consume(header.message_id, charge)
         if header.is_async:
             raise ProtocolViolation("async flag in a request")
-        if spec is None:
-            raise ProtocolViolation(f"unknown command {command}")
         if self.dialect == 0 and command != Command.NEGOTIATE:
             raise ProtocolViolation("request before NEGOTIATE")
+        if not header.is_related:
+            # An unrelated request starts a new chain (3.3.5.2.7.2).
+            state.file_id = None
+            state.create_error = 0
+        elif is_first:
+            # The first request of a compound cannot be related (3.3.5.2.7.2).
+            state.create_error = NtStatus.INVALID_PARAMETER
         ctx = RequestContext(self, server, header, message, encrypted_by is not None, state)
+        if spec is None:
+            spec = _unknown_command(command)
         status = NtStatus.SUCCESS
         body = None
         preframed = False
+        reason = None
         try:
+            self._check_preconditions(ctx, spec, encrypted_by)
             if header.is_related and state.create_error:
                 raise SmbError(state.create_error)
-            self._check_preconditions(ctx, spec, encrypted_by)
             if self.supports_multi_credit and max(header.credit_charge, 1) < credit_charge_needed(command, message):
                 raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
             result = spec.handler(ctx)
@@ -223,6 +233,7 @@ class Connection:
                 body = result
         except SmbError as exc:
             status, body = exc.status, encode_error_body(exc.data)
+            reason = exc
         except ProtocolViolation:
             raise
         except Exception:    # a handler bug must not take the connection down
@@ -235,6 +246,9 @@ class Connection:
             state.session_id = header.session_id
         response = self._build_response(ctx, status, body, preframed, charge)
         server.metrics.observe(spec.name, status, time.perf_counter() - started)
+        if status and log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s mid %d → %s (%s)", self.peer, spec.name, header.message_id,
+                      name_of(status), reason)
         for hook in ctx.after_send:
             hook()
         return response
@@ -247,14 +261,18 @@ class Connection:
                 ctx.session = self._session_for_setup(header, ctx.message)
             return
         session_id = header.session_id
-        if header.is_related and session_id == 0xFFFFFFFFFFFFFFFF:
+        inherited = header.is_related and session_id == 0xFFFFFFFFFFFFFFFF
+        if inherited:
             session_id = ctx.compound.session_id
+        else:
+            ctx.compound.session_id = session_id
         session = self.server.sessions.get(session_id)
         if session is None or (session.connection is not self and
                                header.command != Command.SESSION_SETUP):
-            raise SmbError(NtStatus.USER_SESSION_DELETED)
+            # Inheriting a session that did not exist breaks the chain (3.3.5.2.7.2).
+            raise SmbError(NtStatus.INVALID_PARAMETER if inherited
+                           else NtStatus.USER_SESSION_DELETED)
         ctx.session = session
-        ctx.compound.session_id = session_id
         if session.state == SessionState.EXPIRED:
             raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
         if session.state != SessionState.VALID and header.command != Command.SESSION_SETUP:
@@ -323,7 +341,11 @@ class Connection:
             credits = self.credits.grant(ctx.header.credits, charge)
         header = self._response_header(ctx, status, credits, async_id)
         signer = self._response_signer(ctx, status)
-        if signer is not None:
+        if signer is not None or (ctx.header.is_signed and not ctx.encrypted):
+            # A signed request whose session is unknown still gets the SIGNED
+            # flag, with a zero signature: clients that require signing accept
+            # that for the statuses that precede signing checks (USER_SESSION_
+            # DELETED, FILE_CLOSED, ...), as Windows and Samba answer.
             header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
         if preframed:
             data = body
@@ -342,7 +364,9 @@ class Connection:
         session = ctx.session
         if ctx.sign_with is not None:
             return ctx.sign_with
-        if session is None or session.signer is None or session.state != SessionState.VALID:
+        if session is None or session.signer is None:
+            return None
+        if session.state != SessionState.VALID:
             return None
         if ctx.encrypted or session.encrypt_data or (ctx.tree is not None and ctx.tree.encrypt_data):
             return None
@@ -427,6 +451,15 @@ class Connection:
         for session in list(self.sessions.values()):
             self.server.drop_session(session)
         self.sessions.clear()
+
+
+def _unknown_command(command: int):
+    """A made-up command gets STATUS_INVALID_PARAMETER, not a disconnect (3.3.5.2)."""
+    from smbcad.server.dispatch import CommandSpec
+
+    def refuse(ctx):
+        raise SmbError(NtStatus.INVALID_PARAMETER, f"unknown command 0x{command:04x}")
+    return CommandSpec("unknown", refuse, needs_session=False, needs_tree=False)
 
 
 class _AsyncRequest:

@@ -26,6 +26,7 @@ _ATTRIBUTE = struct.Struct("<IiI")          # 2.5.1 up to FileSystemName, 12 byt
 _FULL_SIZE = struct.Struct("<qqqII")        # 2.5.4, 32 bytes
 _OBJECT_ID = struct.Struct("<16s48s")       # 2.5.6, 64 bytes
 _SECTOR_SIZE = struct.Struct("<IIIIIII")    # 2.5.7, 28 bytes
+_CONTROL = struct.Struct("<qqqqqI4x")       # 2.5.2, 48 bytes
 
 
 class FsAttributes:
@@ -141,6 +142,12 @@ def encode_fs_full_size(fs: FsInfo) -> bytes:
                            fs.sectors_per_unit, fs.bytes_per_sector)
 
 
+def encode_fs_control(fs: FsInfo) -> bytes:
+    """FILE_FS_CONTROL_INFORMATION ([MS-FSCC] 2.5.2): quotas are not tracked, so
+    every threshold is zero and FileSystemControlFlags says none are enforced."""
+    return _CONTROL.pack(0, 0, 0, 0, 0, 0)
+
+
 def encode_fs_object_id(fs: FsInfo) -> bytes:
     """FILE_FS_OBJECTID_INFORMATION ([MS-FSCC] 2.5.6)."""
     if fs.object_id is None:
@@ -172,8 +179,10 @@ FS_INFO_CLASSES: dict[int, FsInfoClassSpec] = {
     C.FILE_FS_VOLUME: FsInfoClassSpec("FileFsVolumeInformation", encode_fs_volume, 24),
     C.FILE_FS_SIZE: FsInfoClassSpec("FileFsSizeInformation", encode_fs_size, 24),
     C.FILE_FS_DEVICE: FsInfoClassSpec("FileFsDeviceInformation", encode_fs_device, 8),
+    # 16, not 12: Windows wants room for part of the name (smb2.getinfo.qfs_buffercheck).
     C.FILE_FS_ATTRIBUTE: FsInfoClassSpec("FileFsAttributeInformation",
-                                         encode_fs_attribute, 12),
+                                         encode_fs_attribute, 16),
+    C.FILE_FS_CONTROL: FsInfoClassSpec("FileFsControlInformation", encode_fs_control, 48),
     C.FILE_FS_FULL_SIZE: FsInfoClassSpec("FileFsFullSizeInformation",
                                          encode_fs_full_size, 32),
     C.FILE_FS_OBJECT_ID: FsInfoClassSpec("FileFsObjectIdInformation",

@@ -18,8 +18,9 @@ from smbcad.server import files, pipes
 from smbcad.server.adm import Open
 from smbcad.vfs import has_trailing_backslash, parse_smb_path
 
+_CREATE_TREE_CONNECTION = 0x00000080
 # CreateOptions a server must refuse outright (3.3.5.9, [MS-FSA] 2.1.5.1).
-_NOT_SUPPORTED_OPTIONS = Opt.OPEN_BY_FILE_ID | Opt.RESERVE_OPFILTER
+_NOT_SUPPORTED_OPTIONS = Opt.OPEN_BY_FILE_ID | Opt.RESERVE_OPFILTER | _CREATE_TREE_CONNECTION
 _VALID_ATTRIBUTES = 0x00007FB7          # [MS-FSCC] 2.6 settable on create
 _VALID_ACCESS = (AccessMask.FILE_ALL_ACCESS | AccessMask.ACCESS_SYSTEM_SECURITY
                  | AccessMask.MAXIMUM_ALLOWED | AccessMask.GENERIC_ALL
@@ -140,6 +141,9 @@ def handle(ctx):
         return pipes.open_pipe(ctx, request)
     share = ctx.tree.share
     fs = share.fs
+    if request.create_contexts.ea_buffer is not None:
+        # Extended attributes are not stored; clients retry without them.
+        raise SmbError(NtStatus.EAS_NOT_SUPPORTED, "no EA support")
     if request.create_contexts.timewarp_token is not None:
         # Previous versions (snapshots) are not offered.
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no snapshots")

@@ -44,10 +44,27 @@ def _pipe_transceive(ctx, request, open_):
     return pipes.transceive(ctx, open_, request)
 
 
+def _object_id(ctx, request, open_) -> bytes:
+    """FSCTL_CREATE_OR_GET_OBJECT_ID / FSCTL_GET_OBJECT_ID ([MS-FSCC] 2.3.8, 2.3.25,
+    2.1.3.1 FILE_OBJECTID_BUFFER): a stable id from the file's identity, so the
+    same file always reports the same ObjectId without storing anything."""
+    if open_.is_pipe:
+        raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, "pipe")
+    device, inode = open_.file_key
+    object_id = struct.pack("<QQ", inode, device)
+    volume = struct.pack("<QQ", device, 0)
+    return object_id + volume + object_id + bytes(16)
+
+
+_FSCTL_GET_OBJECT_ID = 0x0009009C
+_FSCTL_CREATE_OR_GET_OBJECT_ID = 0x000900C0
+
 # ctl code → (handler, needs an open)
 FSCTL_TABLE = {
     CtlCode.FSCTL_VALIDATE_NEGOTIATE_INFO: (_validate_negotiate_info, False),
     CtlCode.FSCTL_PIPE_TRANSCEIVE: (_pipe_transceive, True),
+    _FSCTL_GET_OBJECT_ID: (_object_id, True),
+    _FSCTL_CREATE_OR_GET_OBJECT_ID: (_object_id, True),
 }
 
 
@@ -61,13 +78,16 @@ def handle(ctx):
     if request.max_output_response > ctx.connection.max_transact_size:
         raise SmbError(NtStatus.INVALID_PARAMETER, "output larger than MaxTransactSize")
     entry = FSCTL_TABLE.get(request.ctl_code)
+    needs_open = entry[1] if entry is not None else True
+    open_ = None
+    if needs_open:
+        open_ = ctx.lookup_open(request.file_id)    # FILE_CLOSED comes first
+    elif tuple(request.file_id) != _NO_FILE_ID:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "FileId must be all ones")
     if entry is None:
         # What Windows answers for an FSCTL its file system does not implement.
         raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, f"FSCTL 0x{request.ctl_code:08x}")
-    handler, needs_open = entry
-    open_ = ctx.lookup_open(request.file_id) if needs_open else None
-    if not needs_open and tuple(request.file_id) != _NO_FILE_ID:
-        raise SmbError(NtStatus.INVALID_PARAMETER, "FileId must be all ones")
+    handler = entry[0]
     result = handler(ctx, request, open_)
     status = NtStatus.SUCCESS
     if isinstance(result, tuple):

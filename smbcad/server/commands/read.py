@@ -24,8 +24,8 @@ def handle(ctx):
         raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, "READ on a directory")
     if not open_.granted_access & _READ_ACCESS:
         raise SmbError(NtStatus.ACCESS_DENIED, "no read access")
-    if request.offset > _MAX_OFFSET:
-        raise SmbError(NtStatus.INVALID_PARAMETER, "offset too large")
+    if request.offset + request.length > _MAX_OFFSET:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "range beyond the largest offset")
     length = request.length
     buffer = bytearray(DATA_OFFSET + max(length, 1))
     count = ctx.tree.share.fs.read_into(

@@ -10,8 +10,8 @@ from smbcad.server import pipes
 from smbcad.server.context import Pending
 
 _WRITE_ACCESS = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
-_APPEND_OFFSET = 0xFFFFFFFFFFFFFFFF
-_MAX_END = (1 << 63) - 1
+_MAX_OFFSET = (1 << 63) - 1
+_MAX_FILE_SIZE = 0xFFFFFFF0000          # NTFS MAXFILESIZE (16 TiB - 64 KiB)
 # Interim response only if the sync takes long (Samba's 0.5 s rule, 3.3.4.2).
 _SYNC_INTERIM_S = 0.5
 
@@ -31,14 +31,16 @@ def handle(ctx):
         raise SmbError(NtStatus.ACCESS_DENIED, "no write access")
     fs = ctx.tree.share.fs
     offset = request.offset
-    if offset == _APPEND_OFFSET:
-        offset = fs.stat(open_.handle).end_of_file
-    elif not open_.granted_access & AccessMask.FILE_WRITE_DATA:
+    # Windows' limits (smbtorture smb2.rw.invalid): no offset past INT64_MAX, no
+    # write starting at MAXFILESIZE, DISK_FULL for one reaching it; empty writes pass.
+    if offset > _MAX_OFFSET or (length and offset >= _MAX_FILE_SIZE):
+        raise SmbError(NtStatus.INVALID_PARAMETER, "write beyond the maximum file size")
+    if length and offset + length >= _MAX_FILE_SIZE:
+        raise SmbError(NtStatus.DISK_FULL, "write reaches the maximum file size")
+    if not open_.granted_access & AccessMask.FILE_WRITE_DATA:
         # Append-only opens may only write at the end ([MS-FSA] 2.1.5.3).
         if offset < fs.stat(open_.handle).end_of_file:
             raise SmbError(NtStatus.ACCESS_DENIED, "append-only open")
-    if offset + length > _MAX_END:
-        raise SmbError(NtStatus.INVALID_PARAMETER, "write beyond the maximum file size")
     written = fs.write(open_.handle, offset, request.data) if length else 0
     open_.position = offset + written
     ctx.server.metrics.bytes_written.inc(written)

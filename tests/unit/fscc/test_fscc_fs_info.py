@@ -142,13 +142,24 @@ def test_label_overflow(fs):
 
 
 def test_attribute_name_overflow(fs):
-    data, status = query_fs_info(F.FILE_FS_ATTRIBUTE, fs, 14)
-    assert status == NtStatus.BUFFER_OVERFLOW and data == d(0x0F) + d(255) + d(8) + u16("N")
+    data, status = query_fs_info(F.FILE_FS_ATTRIBUTE, fs, 16)
+    assert status == NtStatus.BUFFER_OVERFLOW and data == d(0x0F) + d(255) + d(8) + u16("NT")
+
+
+def test_attribute_minimum_is_16(fs):
+    # smbtorture smb2.getinfo.qfs_buffercheck: Windows' fixed part here is 16 bytes.
+    with pytest.raises(SmbError) as err:
+        query_fs_info(F.FILE_FS_ATTRIBUTE, fs, 15)
+    assert err.value.status == NtStatus.INFO_LENGTH_MISMATCH
+
+
+def test_control_reports_no_quotas(fs):
+    data, status = query_fs_info(F.FILE_FS_CONTROL, fs, 48)
+    assert status == NtStatus.SUCCESS and data == bytes(48)
 
 
 @pytest.mark.parametrize("level, status", [
     (F.FILE_FS_LABEL, NtStatus.NOT_SUPPORTED),
-    (F.FILE_FS_CONTROL, NtStatus.NOT_SUPPORTED),
     (F.FILE_FS_DRIVER_PATH, NtStatus.NOT_SUPPORTED),
     (F.FILE_FS_VOLUME_FLAGS, NtStatus.NOT_SUPPORTED),
     (0, NtStatus.INVALID_INFO_CLASS),

@@ -1,0 +1,1 @@
+"""Tests of the sans-IO DCE/RPC core (witnessd.dcerpc)."""

@@ -1,0 +1,1 @@
+"""Tests of the IPC$ named pipes and their RPC interfaces (smbcad.rpc)."""
