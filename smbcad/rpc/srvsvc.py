@@ -276,7 +276,7 @@ class SrvsvcServer:
         build = _ENUM_LEVELS[level]  # impacket only decodes the union's known arms
         shares = list(self._shares())
         resume = _optional(request["ResumeHandle"])
-        start = resume or 0
+        start = (resume or 0) & 0xFFFFFFFF  # impacket reads the DWORD as signed
         budget = request["PreferedMaximumLength"]
         entries: list[ShareInfo] = []
         used = 0

@@ -441,6 +441,27 @@ class Connection:
                 else:
                     request.task.cancel()
 
+    def send_unsolicited(self, command: int, body: bytes, session=None) -> None:
+        """A server-initiated message such as an oplock or lease break (3.3.4.6,
+        3.3.4.7): MessageId all ones, no credits, signed or encrypted per the
+        session it concerns (SessionId 0 and unsigned for oplock breaks when no
+        session is given)."""
+        if self.closed:
+            return
+        header = Smb2Header(command=command, message_id=0xFFFFFFFFFFFFFFFF,
+                            flags=HeaderFlags.SERVER_TO_REDIR,
+                            session_id=session.session_id if session is not None else 0)
+        signer = None
+        if (session is not None and session.signer is not None and session.signing_required
+                and not session.encrypt_data):
+            signer = session.signer
+            header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
+        data = bytearray(HEADER_SIZE + len(body))
+        header.pack_into(data, 0)
+        data[HEADER_SIZE:] = body
+        encrypt = session if session is not None and session.encrypt_data else None
+        self._send_responses([(data, signer, None)], encrypt)
+
     def connection_lost(self) -> None:
         """Tear down: pending requests, then sessions (3.3.7.1)."""
         self.closed = True

@@ -102,9 +102,11 @@ def test_share_enum_pages_with_preferred_maximum_length() -> None:
 
 def test_share_enum_resume_handle_rules() -> None:
     client = StubClient()
-    past_end = client.request(enum_request(1, resume=10))
-    assert (past_end["ErrorCode"], past_end["TotalEntries"], past_end["ResumeHandle"]) == (0, 0, 0)
-    assert past_end["InfoStruct"]["ShareInfo"]["Level1"]["EntriesRead"] == 0
+    for beyond in (10, -1):  # -1 is 0xFFFFFFFF on the wire
+        past_end = client.request(enum_request(1, resume=beyond))
+        assert (past_end["ErrorCode"], past_end["TotalEntries"],
+                past_end["ResumeHandle"]) == (0, 0, 0)
+        assert past_end["InfoStruct"]["ShareInfo"]["Level1"]["EntriesRead"] == 0
     middle = client.request(enum_request(1, resume=1))
     assert [e["shi1_netname"] for e in entries(middle, 1)] == ["data\x00", "scratch\x00"]
     assert middle["TotalEntries"] == 2

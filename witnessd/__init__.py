@@ -1,0 +1,1 @@
+"""witnessd: MS-SWN (Service Witness Protocol) server for smbca clusters."""

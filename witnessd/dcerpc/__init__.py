@@ -1,0 +1,87 @@
+"""Sans-IO connection-oriented DCE/RPC ([C706] ch. 11-12, [MS-RPCE] 2.2.2, 3.3).
+
+Shared by witnessd (ncacn_ip_tcp) and smbcad's named pipes (ncacn_np).
+Imports the standard library only (shared/STYLE.md layering rules).  This
+module is the public surface; the submodules are private.
+
+Typical use::
+
+    groups = AssociationGroups()
+    conn = RpcConnection(interface_table(my_interface), groups,
+                         secondary_address="\\\\PIPE\\\\srvsvc")
+    try:
+        conn.receive_data(data)
+    except ProtocolError:
+        ...send conn.pdus_to_send(), then close the transport...
+    for pdu in conn.pdus_to_send():
+        ...
+"""
+
+from witnessd.dcerpc.association import (
+    TRANSITIONS,
+    BoundContext,
+    ConnState,
+    RpcConnection,
+    state_diagram,
+)
+from witnessd.dcerpc.constants import (
+    AuthLevel,
+    AuthType,
+    BindNakReason,
+    BindTimeFeatures,
+    ContextResult,
+    FaultStatus,
+    PfcFlags,
+    ProviderReason,
+    PType,
+)
+from witnessd.dcerpc.elements import (
+    NDR20,
+    NDR64,
+    AuthVerifier,
+    PresentationContext,
+    PresentationResult,
+    SyntaxId,
+)
+from witnessd.dcerpc.errors import PduDecodeError, ProtocolError, RpcError, RpcFault
+from witnessd.dcerpc.interface import (
+    AssociationGroup,
+    AssociationGroups,
+    CallContext,
+    InterfaceHandler,
+    OpHandler,
+    RpcInterface,
+    interface_table,
+)
+from witnessd.dcerpc.negotiation import negotiate_frag_size
+from witnessd.dcerpc.pdu import (
+    AlterContext,
+    AlterContextResp,
+    Auth3,
+    Bind,
+    BindAck,
+    BindNak,
+    CoCancel,
+    Fault,
+    Orphaned,
+    Pdu,
+    PduHeader,
+    Request,
+    Response,
+    Shutdown,
+    decode_pdu,
+)
+from witnessd.dcerpc.verification import VerificationTrailer
+
+__all__ = [
+    "TRANSITIONS", "AlterContext", "AlterContextResp", "AssociationGroup",
+    "AssociationGroups", "Auth3", "AuthLevel", "AuthType", "AuthVerifier", "Bind",
+    "BindAck", "BindNak", "BindNakReason", "BindTimeFeatures", "BoundContext",
+    "CallContext", "CoCancel", "ConnState", "ContextResult", "Fault", "FaultStatus",
+    "InterfaceHandler", "NDR20", "NDR64", "OpHandler", "Orphaned", "Pdu",
+    "PduDecodeError", "PduHeader", "PfcFlags", "PresentationContext",
+    "PresentationResult", "ProtocolError", "ProviderReason", "PType", "Request",
+    "Response", "RpcConnection", "RpcError", "RpcFault", "RpcInterface", "Shutdown",
+    "SyntaxId", "VerificationTrailer", "decode_pdu", "interface_table",
+    "negotiate_frag_size", "state_diagram",
+]
