@@ -1,0 +1,136 @@
+"""Samba's smbtorture against the server, one pytest test per group.
+
+A group fails on any failing smbtorture test that the known-failures file
+does not list, on overrunning its wall time (smbtorture is killed by PID), or
+when the server dies. A listed test that now passes is reported, not failed.
+Per-group counts go to tests/interop/.results/smbtorture-<target>.{json,txt}.
+
+Environment:
+  SMBCA_TORTURE_KNOWNFAIL          known-failures file (default
+                                   smbtorture_knownfail.txt; for
+                                   SMBCA_INTEROP_TARGET=smbd the harness's own
+                                   smbtorture_knownfail.smbd.txt)
+  SMBCA_TORTURE_GROUP_TIMEOUT_S    wall time per group (default 300)
+  SMBCA_TORTURE_BUDGET_S           wall time for all groups together (default 1500)
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from servers import TEST_PASSWORD, TEST_USER
+from torture import FAILED, PASSED, KnownFailFileError, parse_knownfail, run_group
+
+pytestmark = pytest.mark.interop("smbtorture")
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / ".results"
+GROUPS = ("smb2.connect", "smb2.read", "smb2.rw", "smb2.create", "smb2.dir", "smb2.getinfo",
+          "smb2.setinfo", "smb2.compound", "smb2.credits", "smb2.session", "smb2.tcon")
+KNOWNFAIL_FILES = {"smbcad": HERE / "smbtorture_knownfail.txt",
+                   "smbd": HERE / "smbtorture_knownfail.smbd.txt"}
+# smbtorture adapts some expectations to the server it is told it runs against.
+TORTURE_ARGS = {"smbcad": (), "smbd": ("--target=samba3",)}
+# A second account for the tests that bind or re-authenticate as another user.
+USER2, USER2_PASSWORD = "smbcatest2", "Interop-Test-Pw2"
+# Close to Samba's own selftest shares: NT ACLs, DOS attributes and streams in xattrs.
+SMBD_SHARE_OPTIONS = ("vfs objects = acl_xattr streams_xattr", "ea support = yes",
+                      "store dos attributes = yes")
+
+
+class TortureRun:
+    """Wall-time budget and per-group summary of one pytest run."""
+
+    def __init__(self, target: str, budget_s: float, group_timeout_s: float) -> None:
+        self.target = target
+        self.deadline = time.monotonic() + budget_s
+        self.group_timeout_s = group_timeout_s
+        self.out_dir = RESULTS_DIR / target
+        self.summary: dict[str, dict] = {}
+
+    def record(self, run, known: dict[str, str]) -> str:
+        failed = run.names(FAILED)
+        counts = run.counts()
+        self.summary[run.group] = {
+            **counts, "known_failures": sum(name in known for name in failed),
+            "duration_s": round(run.duration_s, 1), "timed_out": run.timed_out,
+            "failures": failed}
+        RESULTS_DIR.mkdir(exist_ok=True)
+        stem = RESULTS_DIR / f"smbtorture-{self.target}"
+        stem.with_suffix(".json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        lines = [f"{'group':16} {'pass':>5} {'fail':>5} {'known':>5} {'skip':>5} {'seconds':>8}"]
+        lines += [f"{group:16} {s['passed']:5} {s['failed']:5} {s['known_failures']:5} "
+                  f"{s['skipped']:5} {s['duration_s']:8.1f}" for group, s in self.summary.items()]
+        stem.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+        return (f"smbtorture {run.group} on {self.target}: pass {counts['passed']}, "
+                f"fail {counts['failed']} ({self.summary[run.group]['known_failures']} known), "
+                f"skip {counts['skipped']}, {run.duration_s:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def knownfail(interop_target) -> dict[str, str]:
+    path = Path(os.environ.get("SMBCA_TORTURE_KNOWNFAIL", KNOWNFAIL_FILES[interop_target]))
+    try:
+        return parse_knownfail(path)
+    except (OSError, KnownFailFileError) as exc:
+        problem = str(exc)
+    pytest.fail(f"known-failures file: {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def torture_run(interop_target) -> TortureRun:
+    return TortureRun(interop_target,
+                      budget_s=float(os.environ.get("SMBCA_TORTURE_BUDGET_S", 1500)),
+                      group_timeout_s=float(os.environ.get("SMBCA_TORTURE_GROUP_TIMEOUT_S", 300)))
+
+
+def _in_group(name: str, group: str) -> bool:
+    return name == group or name.startswith(group + ".")
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys):
+    remaining = torture_run.deadline - time.monotonic()
+    if remaining < 10:
+        pytest.fail("smbtorture wall-time budget (SMBCA_TORTURE_BUDGET_S) is used up",
+                    pytrace=False)
+    bound_s = min(torture_run.group_timeout_s, remaining)
+    server = server_factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
+                            share_options=SMBD_SHARE_OPTIONS)
+    user2 = (f"--option=torture:user2name={USER2}", f"--option=torture:user2password={USER2_PASSWORD}")
+    run = run_group(group, server.unc(), server.port, server.user, server.password,
+                    torture_run.out_dir, bound_s, (*TORTURE_ARGS[server.kind], *user2))
+    server_exit = server.proc.poll()
+    line = torture_run.record(run, knownfail)
+    now_passing = sorted(name for name, result in run.results.items()
+                         if name in knownfail and result.status in PASSED)
+    with capsys.disabled():
+        print(f"\n  {line}")
+        if now_passing:
+            print(f"  now passing, remove from the known-failures file: {', '.join(now_passing)}")
+
+    problems = []
+    if run.timed_out:
+        problems.append(f"overran its {bound_s:.0f} s wall time (SMBCA_TORTURE_GROUP_TIMEOUT_S, "
+                        "SMBCA_TORTURE_BUDGET_S) and was stopped")
+    if server_exit is not None:
+        problems.append(f"{server.kind} exited with status {server_exit} during the group; "
+                        f"log tail:\n{server.log_tail()}")
+    failed = run.names(FAILED)
+    unexpected = [name for name in failed if name not in knownfail]
+    for name in unexpected:
+        detail = run.results[name].detail.splitlines()[:3]
+        problems.append(f"{run.results[name].status}: {name}\n    " + "\n    ".join(detail))
+    if not run.results:
+        problems.append("smbtorture reported no test results")
+    elif run.returncode not in (0, -9) and not failed:
+        problems.append(f"smbtorture exited with status {run.returncode} without a failing test")
+    if problems:
+        listed = [name for name in knownfail if _in_group(name, group)]
+        pytest.fail(f"{group} against {server.kind}: {len(unexpected)} unexpected failure(s) "
+                    f"({len(listed)} known)\n" + "\n".join(problems)
+                    + f"\nsmbtorture stderr tail:\n{run.stderr_tail}\n"
+                    f"output: {torture_run.out_dir}/{group}.subunit", pytrace=False)
