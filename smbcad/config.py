@@ -220,7 +220,8 @@ def _server_from_yaml(raw: dict) -> ServerConfig:
         domain=_typed(raw, "domain", str, p, "WORKGROUP"),
         state_dir=_typed(raw, "state_dir", str, p, "/var/lib/smbca"),
         signing_required=signing == "required",
-        encryption=_typed(raw, "encryption", str, p, "off"),
+        # YAML reads a bare `off` as false; take it as meant.
+        encryption="off" if raw.get("encryption") is False else _typed(raw, "encryption", str, p, "off"),
         guest_ok=_typed(raw, "guest_ok", bool, p, False),
         anonymous_ok=_typed(raw, "anonymous_ok", bool, p, False),
         metrics_listen=parse_listen(metrics, "server.metrics_listen", 9445) if metrics else None,

@@ -30,11 +30,23 @@ class _FrameSink:
         self._protocol = protocol
 
     def send(self, parts: list) -> None:
+        """Write a frame given as parts; each part goes to the socket as it is
+        (Python 3.11's writelines would join them into one more copy)."""
         transport = self._protocol.transport
         if transport is None or transport.is_closing():
             return
-        size = sum(len(p) for p in parts)
-        transport.writelines([_LENGTH.pack(size), *parts])
+        transport.write(_LENGTH.pack(sum(len(p) for p in parts)))
+        for part in parts:
+            transport.write(part)
+
+    def send_frame(self, frame) -> None:
+        """Write a frame whose first 4 bytes are reserved for the length: one
+        write, no copy unless the socket pushes back (then asyncio copies)."""
+        transport = self._protocol.transport
+        if transport is None or transport.is_closing():
+            return
+        _LENGTH.pack_into(frame, 0, len(frame) - 4)
+        transport.write(frame)
 
     def close(self) -> None:
         self._protocol.abort()

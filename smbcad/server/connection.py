@@ -59,6 +59,7 @@ class Connection:
         self.pending: dict[int, "_AsyncRequest"] = {}
         self.closed = False
         self.created = time.monotonic()
+        self._read_buffer = bytearray(0)
 
     # --- entry point --------------------------------------------------------------
 
@@ -149,29 +150,40 @@ class Connection:
             self._send_responses(responses, encrypted_by)
 
     def _send_responses(self, responses: list, encrypted_by) -> None:
-        """Chain responses (8-byte aligned NextCommand), sign, encrypt, send."""
+        """Chain responses (8-byte aligned NextCommand), sign, encrypt, send.
+
+        Each response is a frame: 4 spare bytes for the direct-TCP length, then
+        the SMB2 message.  A lone unencrypted response goes out without a copy.
+        """
         if len(responses) == 1:
-            data, signer, session = responses[0]
+            frame, signer, session = responses[0]
+            message = memoryview(frame)[4:]
             if signer is not None:
-                signer.sign(data)
-            parts = data
+                signer.sign(message)
         else:
-            chained = bytearray()
-            for index, (data, signer, session) in enumerate(responses):
-                start = len(chained)
-                chained += data
+            frame = bytearray(4)
+            for index, (part, signer, session) in enumerate(responses):
+                start = len(frame)
+                frame += memoryview(part)[4:]
                 if index < len(responses) - 1:
-                    pad = (-len(chained)) % 8
-                    chained += b"\x00" * pad
-                    struct.pack_into("<I", chained, start + NEXT_COMMAND_OFFSET,
-                                     len(chained) - start)
+                    frame += b"\x00" * ((-(len(frame) - 4)) % 8)
+                    struct.pack_into("<I", frame, start + NEXT_COMMAND_OFFSET, len(frame) - start)
                 if signer is not None:
-                    signer.sign(chained, start, len(chained) - start)
-            parts = chained
+                    signer.sign(frame, start, len(frame) - start)
+            message = memoryview(frame)[4:]
         encrypt_session = encrypted_by or self._encrypting_session(responses)
         if encrypt_session is not None and encrypt_session.encryptor is not None:
-            parts = encrypt_session.encryptor.encrypt(parts, encrypt_session.session_id)
-        self.sink.send([parts])
+            self.sink.send([encrypt_session.encryptor.encrypt(message, encrypt_session.session_id)])
+        else:
+            self.sink.send_frame(frame)
+
+    def read_buffer(self, size: int) -> bytearray:
+        """A reusable buffer for READ responses: the transport has sent or copied
+        the last one by the time the next READ runs, and a fresh multi-MiB
+        bytearray costs more to zero-fill than the read itself."""
+        if len(self._read_buffer) < size:
+            self._read_buffer = bytearray(size)
+        return self._read_buffer
 
     @staticmethod
     def _encrypting_session(responses):
@@ -348,15 +360,14 @@ class Connection:
             # DELETED, FILE_CLOSED, ...), as Windows and Samba answer.
             header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
         if preframed:
-            data = body
-            header.pack_into(data, 0)
+            frame = body                    # [4 spare][header][body], from read_buffer
         else:
-            data = bytearray(HEADER_SIZE + len(body))
-            header.pack_into(data, 0)
-            data[HEADER_SIZE:] = body
+            frame = bytearray(4 + HEADER_SIZE + len(body))
+            frame[4 + HEADER_SIZE:] = body
+        header.pack_into(frame, 4)
         for hook in ctx.response_hooks:
-            hook(data)
-        return data, signer, ctx.session
+            hook(memoryview(frame)[4:])
+        return frame, signer, ctx.session
 
     def _response_signer(self, ctx: RequestContext, status: int):
         """Sign if the request was signed or the session requires it, unless the
@@ -368,7 +379,7 @@ class Connection:
             return None
         if session.state != SessionState.VALID:
             return None
-        if ctx.encrypted or session.encrypt_data or (ctx.tree is not None and ctx.tree.encrypt_data):
+        if ctx.encrypted or session.encrypt_data:
             return None
         if ctx.header.is_signed or session.signing_required or ctx.force_sign:
             return session.signer
@@ -456,11 +467,11 @@ class Connection:
                 and not session.encrypt_data):
             signer = session.signer
             header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
-        data = bytearray(HEADER_SIZE + len(body))
-        header.pack_into(data, 0)
-        data[HEADER_SIZE:] = body
+        frame = bytearray(4 + HEADER_SIZE + len(body))
+        header.pack_into(frame, 4)
+        frame[4 + HEADER_SIZE:] = body
         encrypt = session if session is not None and session.encrypt_data else None
-        self._send_responses([(data, signer, None)], encrypt)
+        self._send_responses([(frame, signer, None)], encrypt)
 
     def connection_lost(self) -> None:
         """Tear down: pending requests, then sessions (3.3.7.1)."""

@@ -7,10 +7,12 @@ delete-pending state, access mapping, and closing an Open.
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from smbcad.proto.constants import AccessMask, ShareAccess
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
+from smbcad.server import locks
 
 log = logging.getLogger("smbcad.files")
 
@@ -49,6 +51,7 @@ class FileState:
     key: tuple
     opens: list = field(default_factory=list)
     delete_pending: bool = False
+    locks: Any = None      # locks.ByteRangeLockList while the file has locks or waiters
 
 
 def file_state(server, key: tuple) -> FileState | None:
@@ -109,6 +112,7 @@ def close_open(server, open_) -> None:
             return
         if open_ in state.opens:
             state.opens.remove(open_)
+        locks.release_open(state, open_)
         if state.opens:
             return
         del server.opens_by_file[open_.file_key]

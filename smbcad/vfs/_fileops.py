@@ -5,6 +5,7 @@ name; it only uses the fd an ``OpenFile`` holds, so containment is settled
 when the file was opened.
 """
 
+import dataclasses
 import errno
 import os
 import stat
@@ -41,15 +42,51 @@ def _time_arg(value: int) -> int | None:
     return value
 
 
+class ChangeTimes:
+    """Client-set ChangeTime values ([MS-FSA] 2.1.5.15.2), which Linux cannot
+    store: each is reported while the file's real ctime is still the one seen
+    right after it was set, i.e. until the next metadata change.  In memory,
+    bounded; a restart forgets them, as the next change would anyway."""
+
+    _LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._by_file: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def remember(self, info: FileInfo, change_time: int) -> None:
+        key = (info.device_id, info.file_id)
+        self._by_file.pop(key, None)
+        self._by_file[key] = (info.change_time, change_time)
+        if len(self._by_file) > self._LIMIT:
+            self._by_file.pop(next(iter(self._by_file)))
+
+    def carry_over(self, before: FileInfo, after: FileInfo) -> None:
+        """A change made through SET_INFO itself keeps a set ChangeTime, as
+        Windows keeps a user-set time on the handle that set it ([MS-FSA]
+        2.1.5.15.2 UserSetChangeTime)."""
+        found = self._by_file.get((before.device_id, before.file_id))
+        if found is not None and found[0] == before.change_time:
+            self.remember(after, found[1])
+
+    def apply(self, info: FileInfo) -> FileInfo:
+        if not self._by_file:
+            return info
+        found = self._by_file.get((info.device_id, info.file_id))
+        if found is None or found[0] != info.change_time:
+            return info
+        return dataclasses.replace(info, change_time=found[1])
+
+
 class FileOps:
-    """fd-level methods; ``ShareFs`` supplies ``_sys``."""
+    """fd-level methods; ``ShareFs`` supplies ``_sys`` and ``change_times``."""
 
     _sys: Syscalls
+    change_times: ChangeTimes
 
     def stat(self, open_file: OpenFile) -> FileInfo:
         """``FileInfo`` of an open file, from fstat and its DOS record."""
         with translated():
-            return _meta.info_of_fd(open_file.fd, open_file.name)
+            return self.change_times.apply(_meta.info_of_fd(open_file.fd, open_file.name))
 
     def posix_identity(self, open_file: OpenFile) -> tuple[int, int, int]:
         """(uid, gid, mode) for the security descriptor mapping."""
@@ -128,11 +165,11 @@ class FileOps:
         """Apply FileBasicInformation times ([MS-FSA] 2.1.5.15.2).
 
         Access and write times go to the inode (utimensat); creation time to
-        the DOS record.  Linux owns ctime, so ``change`` is validated and
-        otherwise ignored.
+        the DOS record.  Linux owns ctime, so a set change time is reported
+        only until the inode changes again (``ChangeTimes``).
         """
         creation_t, access_t, write_t = _time_arg(creation), _time_arg(access), _time_arg(write)
-        _time_arg(change)
+        change_t = _time_arg(change)
         with translated():
             if access_t is not None or write_t is not None:
                 st = os.fstat(open_file.fd)
@@ -142,6 +179,9 @@ class FileOps:
             if creation_t is not None:
                 record = self._record(open_file.fd)
                 attrs.write(open_file.fd, attrs.DosRecord(record.attributes, creation_t))
+            if change_t is not None:
+                # Last: the override holds only while the inode's ctime stays put.
+                self.change_times.remember(_meta.info_of_fd(open_file.fd, open_file.name), change_t)
 
     def set_attributes(self, open_file: OpenFile, attributes: int) -> None:
         """Apply FileBasicInformation.FileAttributes ([MS-FSA] 2.1.5.15.2).
@@ -158,12 +198,14 @@ class FileOps:
                 (open_file.is_directory and attributes & FA.TEMPORARY):
             raise SmbError(NtStatus.INVALID_PARAMETER, "attribute invalid for this file type")
         with translated():
+            before = _meta.info_of_fd(open_file.fd, open_file.name)
             record = self._record(open_file.fd)
             stored = (attributes & SETTABLE_ATTRIBUTES & attrs.STORABLE) | (record.attributes & FA.SPARSE_FILE)
             attrs.write(open_file.fd, attrs.DosRecord(stored, record.creation_time))
             mode = os.fstat(open_file.fd).st_mode
             if not attributes & FA.READONLY and not stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.fchmod(open_file.fd, stat.S_IMODE(mode) | stat.S_IWUSR)
+            self.change_times.carry_over(before, _meta.info_of_fd(open_file.fd, open_file.name))
 
     def set_sparse(self, open_file: OpenFile, sparse: bool) -> None:
         """Record FILE_ATTRIBUTE_SPARSE_FILE ([MS-FSCC] 2.3.71 FSCTL_SET_SPARSE).

@@ -21,7 +21,7 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.fileinfo import FileInfo
 from smbcad.proto.status import NtStatus
 from smbcad.vfs import _meta, attrs
-from smbcad.vfs._fileops import FileOps
+from smbcad.vfs._fileops import ChangeTimes, FileOps
 from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
 from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
 from smbcad.vfs.errors import smb_error
@@ -50,6 +50,7 @@ class ShareFs(FileOps):
             os.close(self._root_fd)
             raise
         self._resolver = Resolver(self._sys, self._root_fd)
+        self.change_times = ChangeTimes()
 
     def close(self) -> None:
         """Close the root fd; open files stay valid until their own ``close``."""
@@ -72,7 +73,10 @@ class ShareFs(FileOps):
         or an escaping/looping symlink; the same leaf cases give an unresolved
         ``Resolved`` (so a create can follow).
         """
-        return self._resolver.lookup(components)
+        resolved = self._resolver.lookup(components)
+        if resolved.info is not None and self.change_times:
+            resolved = Resolved(resolved.path, resolved.exists, self.change_times.apply(resolved.info))
+        return resolved
 
     def stat_path(self, components: tuple[str, ...]) -> FileInfo:
         """``FileInfo`` of a name; STATUS_OBJECT_NAME_NOT_FOUND if it does not exist."""
@@ -372,7 +376,7 @@ class ShareFs(FileOps):
                 for entry in scan:
                     info = self._entry_info(open_file, entry)
                     if info is not None:
-                        found.append(DirEntry(entry.name, info))
+                        found.append(DirEntry(entry.name, self.change_times.apply(info)))
         except OSError as err:
             raise smb_error(err) from err
         found.sort(key=lambda item: (item.name.upper(), item.name))
@@ -388,14 +392,46 @@ class ShareFs(FileOps):
             return own      # an ancestor was renamed under this handle; ".." is cosmetic
 
     def _entry_info(self, open_file: OpenFile, entry: os.DirEntry) -> FileInfo | None:
-        name = entry.name
-        if not is_listable(name):
-            return None
         try:
-            if not entry.is_symlink():
-                return _meta.info_of_entry(open_file.fd, name)
+            return self._info_for_name(open_file, entry.name, entry.is_symlink())
         except FileNotFoundError:
             return None     # removed while listing
+
+    def list_names(self, open_file: OpenFile) -> list[str]:
+        """``.``, ``..``, then the listable names sorted as ``list_directory`` does,
+        without stat: QUERY_DIRECTORY stats each entry when it is returned, so a
+        running enumeration neither shows entries deleted meanwhile nor stale
+        metadata ([MS-FSA] 2.1.5.6.3)."""
+        if not open_file.is_directory:
+            raise SmbError(NtStatus.INVALID_PARAMETER, "not a directory handle")
+        try:
+            names = [name for name in os.listdir(open_file.fd) if is_listable(name)]
+        except OSError as err:
+            raise smb_error(err) from err
+        names.sort(key=lambda name: (name.upper(), name))
+        return [".", ".."] + names
+
+    def entry_info(self, open_file: OpenFile, name: str) -> FileInfo | None:
+        """Current ``FileInfo`` of one name in an open directory; None if it is gone
+        or not shown (escaping symlink, invalid name)."""
+        if name == ".":
+            return self.stat(open_file)
+        if name == "..":
+            return self._parent_info(open_file, self.stat(open_file))
+        try:
+            st = os.stat(name, dir_fd=open_file.fd, follow_symlinks=False)
+            info = self._info_for_name(open_file, name, stat.S_ISLNK(st.st_mode))
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise smb_error(err) from err
+        return self.change_times.apply(info) if info is not None else None
+
+    def _info_for_name(self, open_file: OpenFile, name: str, is_symlink: bool) -> FileInfo | None:
+        if not is_listable(name):
+            return None
+        if not is_symlink:
+            return _meta.info_of_entry(open_file.fd, name)
         try:
             fd = self._resolver.try_open(join(open_file.path, name), os.O_PATH)
         except SmbError:

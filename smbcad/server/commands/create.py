@@ -63,7 +63,8 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
     """Map generic rights and check them against the share and the file."""
     tree = ctx.tree
     access = files.map_generic(request.desired_access, tree.maximal_access)
-    if access == 0:
+    if access & ~AccessMask.SYNCHRONIZE == 0:
+        # Nothing, or SYNCHRONIZE alone, is refused since Windows 8 (smb2.create.gentest).
         raise SmbError(NtStatus.ACCESS_DENIED, "no access requested")
     if access & ~tree.maximal_access & ~AccessMask.SYNCHRONIZE & ~AccessMask.ACCESS_SYSTEM_SECURITY:
         raise SmbError(NtStatus.ACCESS_DENIED, "share does not allow that access")
@@ -107,6 +108,9 @@ def _open_or_create(fs, request: CreateRequest, resolved, access: int):
                         else CreateAction.OVERWRITTEN)
     if disposition in (Disp.OPEN, Disp.OVERWRITE):
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND)
+    if request.file_attributes & FA.ENCRYPTED:
+        # No EFS here: Windows standalone servers refuse it the same way.
+        raise SmbError(NtStatus.ACCESS_DENIED, "encrypted files are not supported")
     if request.file_attributes & FA.READONLY and options & Opt.DELETE_ON_CLOSE:
         raise SmbError(NtStatus.CANNOT_DELETE, "read-only and delete-on-close")
     handle = fs.open(resolved, write=True, directory=bool(want_dir), create=True,
@@ -125,8 +129,8 @@ def _apply_new_attributes(fs, handle, request: CreateRequest, action: int) -> No
     if action == CreateAction.OPENED:
         return
     attributes = request.file_attributes & ~FA.DIRECTORY
-    if action != CreateAction.CREATED:
-        attributes |= FA.ARCHIVE            # overwrite marks the file changed
+    if not handle.is_directory:
+        attributes |= FA.ARCHIVE            # new and overwritten files are "changed"
     if attributes & ~FA.NORMAL:
         fs.set_attributes(handle, attributes)
     allocation = request.create_contexts.allocation_size
@@ -178,7 +182,7 @@ def handle(ctx):
         if action == CreateAction.CREATED:
             # A racing open elsewhere may have made it meanwhile: check again.
             files.check_share_access(ctx.server, key, access, request.share_access)
-        if options & Opt.DELETE_ON_CLOSE and info.is_directory and len(fs.list_directory(handle)) > 2:
+        if options & Opt.DELETE_ON_CLOSE and info.is_directory and len(fs.list_names(handle)) > 2:
             raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
     except SmbError:
         handle.close()

@@ -1,26 +1,57 @@
 """QUERY_DIRECTORY ([MS-SMB2] 3.3.5.18; [MS-FSA] 2.1.5.6.3).
 
-The first query (or one with RESTART_SCANS/REOPEN) takes a snapshot of the
-directory filtered by the pattern; later queries continue from the open's
-cursor, so a listing is consistent even while the directory changes.
+The first query (or one with RESTART_SCANS/REOPEN) snapshots the directory's
+names that match the pattern; each response then stats the names it returns,
+so entries deleted meanwhile drop out and metadata is current, while the
+order stays stable for the whole enumeration.
 """
 
 from smbcad.proto.constants import AccessMask
 from smbcad.proto.errors import SmbError
-from smbcad.proto.fscc import encode_directory_entries, match_pattern
+from smbcad.proto.fscc import DirEntry, dir_entry_fixed_size, encode_directory_entries, match_pattern
 from smbcad.proto.query_directory import (
     QueryDirectoryFlags as Flags, QueryDirectoryRequest, QueryDirectoryResponse)
 from smbcad.proto.status import NtStatus
 
+# A directory entry is at least this big on the wire; it sizes each stat window.
+_MIN_ENTRY = 64
+
 
 def _start(ctx, open_, pattern: str) -> None:
-    entries = ctx.tree.share.fs.list_directory(open_.handle)
-    if pattern in ("*", "<"):
-        open_.enum_entries = entries
-    else:
-        open_.enum_entries = [e for e in entries if match_pattern(pattern, e.name)]
+    names = ctx.tree.share.fs.list_names(open_.handle)
+    if pattern not in ("*", "<"):
+        names = [name for name in names if match_pattern(pattern, name)]
+    open_.enum_entries = names
     open_.enum_index = 0
     open_.enum_pattern = pattern
+
+
+def _next_batch(ctx, open_, request) -> bytes:
+    """Encode what fits from the cursor on, skipping names that vanished."""
+    fs = ctx.tree.share.fs
+    single = bool(request.flags & Flags.RETURN_SINGLE_ENTRY)
+    names = open_.enum_entries
+    dir_entry_fixed_size(request.file_information_class)    # INVALID_INFO_CLASS first
+    while open_.enum_index < len(names):
+        width = 1 if single else max(1, request.output_buffer_length // _MIN_ENTRY)
+        window = names[open_.enum_index:open_.enum_index + width]
+        live = []
+        for offset, name in enumerate(window):
+            info = fs.entry_info(open_.handle, name)
+            if info is not None:
+                live.append((offset, DirEntry(name, info)))
+        if not live:
+            open_.enum_index += len(window)
+            continue
+        data, consumed = encode_directory_entries(
+            request.file_information_class, [entry for _, entry in live],
+            request.output_buffer_length, single)
+        if consumed == 0:
+            raise SmbError(NtStatus.INFO_LENGTH_MISMATCH, "buffer too small for one entry")
+        open_.enum_index += live[consumed - 1][0] + 1
+        if data:
+            return data
+    return b""
 
 
 def handle(ctx):
@@ -38,20 +69,10 @@ def handle(ctx):
     first = open_.enum_entries is None
     if first or request.flags & (Flags.RESTART_SCANS | Flags.REOPEN):
         _start(ctx, open_, pattern)
-    elif request.flags & Flags.INDEX_SPECIFIED and request.file_index:
-        # FileIndex resumes are not offered by NTFS either; start from the cursor.
-        pass
-    remaining = open_.enum_entries[open_.enum_index:]
-    if not remaining:
-        if open_.enum_index == 0:
-            raise SmbError(NtStatus.NO_SUCH_FILE)
-        raise SmbError(NtStatus.NO_MORE_FILES)
-    data, consumed = encode_directory_entries(
-        request.file_information_class, remaining, request.output_buffer_length,
-        bool(request.flags & Flags.RETURN_SINGLE_ENTRY))
-    if consumed == 0:
-        raise SmbError(NtStatus.INFO_LENGTH_MISMATCH, "buffer too small for one entry")
-    open_.enum_index += consumed
+    started_empty = not open_.enum_entries
+    data = _next_batch(ctx, open_, request)
     if not data:
+        if started_empty and open_.enum_index == 0:
+            raise SmbError(NtStatus.NO_SUCH_FILE)
         raise SmbError(NtStatus.NO_MORE_FILES)
     return QueryDirectoryResponse(data).encode()

@@ -1,5 +1,7 @@
 """QUERY_INFO ([MS-SMB2] 3.3.5.20): file, filesystem and security classes."""
 
+from dataclasses import replace
+
 from smbcad.proto.constants import AccessMask, InfoType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import FsInfo, QueryContext, query_file_info, query_fs_info, sd_from_posix
@@ -20,9 +22,10 @@ def _file_info(ctx, open_, request):
         data = open_.handle.local_information().encode()
         return data, NtStatus.SUCCESS
     info = fs.stat(open_.handle)
-    if open_.delete_on_close or _delete_pending(ctx, open_):
-        from dataclasses import replace
-        info = replace(info, delete_pending=True)
+    if _delete_pending(ctx, open_):
+        # A pending delete already counts against the links ([MS-FSA] 2.1.5.11.27).
+        info = replace(info, delete_pending=True,
+                       number_of_links=max(0, info.number_of_links - 1))
     query = QueryContext(info=info, name=open_.handle.path.replace("/", "\\"),
                          access_mask=open_.granted_access, position=open_.position,
                          mode=open_.mode, volume_serial=fs.fs_id().volume_serial,

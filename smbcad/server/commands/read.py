@@ -1,11 +1,12 @@
 """READ ([MS-SMB2] 3.3.5.12).  Hot path: the data is read straight into the
-response buffer, behind 64 spare bytes where the header is packed later."""
+connection's reusable response buffer, behind the spare bytes where the
+frame length and header are packed later."""
 
 from smbcad.proto.constants import AccessMask, HEADER_SIZE
 from smbcad.proto.errors import SmbError
 from smbcad.proto.read import DATA_OFFSET, ReadRequest, encode_read_response_prefix
 from smbcad.proto.status import NtStatus
-from smbcad.server import pipes
+from smbcad.server import locks, pipes
 from smbcad.server.context import Reply
 
 _READ_ACCESS = AccessMask.FILE_READ_DATA | AccessMask.FILE_EXECUTE
@@ -26,15 +27,18 @@ def handle(ctx):
         raise SmbError(NtStatus.ACCESS_DENIED, "no read access")
     if request.offset + request.length > _MAX_OFFSET:
         raise SmbError(NtStatus.INVALID_PARAMETER, "range beyond the largest offset")
+    locks.check_io(ctx.server, open_, request.offset, request.length, write=False)
     length = request.length
-    buffer = bytearray(DATA_OFFSET + max(length, 1))
-    count = ctx.tree.share.fs.read_into(
-        open_.handle, request.offset, memoryview(buffer)[DATA_OFFSET:DATA_OFFSET + length])
+    # [4: direct-TCP length][64: header][16: READ response][data]
+    start = 4 + DATA_OFFSET
+    buffer = ctx.connection.read_buffer(start + max(length, 1))
+    view = memoryview(buffer)
+    count = ctx.tree.share.fs.read_into(open_.handle, request.offset, view[start:start + length])
     if count < request.minimum_count or (count == 0 and length > 0):
         raise SmbError(NtStatus.END_OF_FILE)
-    if count < length:
-        del buffer[DATA_OFFSET + max(count, 1):]
-    buffer[HEADER_SIZE:DATA_OFFSET] = encode_read_response_prefix(count)
+    if count == 0:
+        view[start] = 0                 # the Buffer field is at least one byte
+    view[4 + HEADER_SIZE:start] = encode_read_response_prefix(count)
     open_.position = request.offset + count
     ctx.server.metrics.bytes_read.inc(count)
-    return Reply(buffer, preframed=True)
+    return Reply(view[:start + max(count, 1)], preframed=True)

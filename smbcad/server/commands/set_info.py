@@ -26,8 +26,10 @@ def _require(open_, access: int, what: str) -> None:
 def _basic(ctx, open_, info: FileBasicInfo) -> None:
     _require(open_, AccessMask.FILE_WRITE_ATTRIBUTES, "FileBasicInformation")
     fs = ctx.tree.share.fs
-    fs.set_times(open_.handle, *info.times)
+    # Attributes first: they rewrite the xattr, which would move a ChangeTime
+    # that set_times just recorded.
     fs.set_attributes(open_.handle, info.file_attributes)
+    fs.set_times(open_.handle, *info.times)
 
 
 def _end_of_file(ctx, open_, info: FileEndOfFileInfo) -> None:
@@ -53,7 +55,7 @@ def _set_delete_pending(ctx, open_, delete: bool) -> None:
         info = fs.stat(open_.handle)
         if info.attributes & FA.READONLY:
             raise SmbError(NtStatus.CANNOT_DELETE, "read-only file")
-        if info.is_directory and len(fs.list_directory(open_.handle)) > 2:
+        if info.is_directory and len(fs.list_names(open_.handle)) > 2:
             raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
         if not open_.handle.path:
             raise SmbError(NtStatus.CANNOT_DELETE, "share root")

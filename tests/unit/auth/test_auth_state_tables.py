@@ -109,7 +109,7 @@ _SPNEGO_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("state, kind", itertools.product(list(SpnegoState), list(SpnegoInput)))
+@pytest.mark.parametrize("state, kind", list(itertools.product(list(SpnegoState), list(SpnegoInput))))
 def test_spnego_table(state, kind):
     acc = _spnego_in(state)
     assert acc._state is state
