@@ -1,0 +1,92 @@
+"""smbcad configuration: every bad setting is one error naming its key."""
+
+import subprocess
+import sys
+
+import pytest
+
+from smbcad import config
+from smbcad.cli import load
+
+
+def _write(tmp_path, text: str) -> str:
+    path = tmp_path / "smbcad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_good_yaml(tmp_path):
+    share = tmp_path / "s"
+    share.mkdir()
+    cfg = config.load_yaml(_write(tmp_path, f"""
+server:
+  listen: ["127.0.0.1:4455", "[::1]:4456"]
+  signing: enabled
+  encryption: off
+shares:
+  - {{name: data, path: {share}, ca: true, ca_timeout_ms: 120000}}
+users:
+  - {{name: alice, password: secret}}
+"""))
+    assert cfg.server.listen[1] == config.ListenAddress("::1", 4456)
+    assert cfg.server.encryption == "off" and not cfg.server.signing_required
+    assert cfg.shares[0].ca and cfg.shares[0].ca_timeout_ms == 120000
+
+
+@pytest.mark.parametrize("yaml_text, key", [
+    ("server: {signing: maybe}\nshares: []", "server.signing"),
+    ("server: {listen: ['1.2.3.4:99999']}\nshares: []", "server.listen[0]"),
+    ("server: {bogus: 1}", "server.bogus"),
+    ("shares: [{name: a}]", "shares[0].path"),
+    ("shares: [{name: a, path: relative}]\nusers: [{name: u, password: p}]", "shares[0].path"),
+    ("shares: [{name: 'a/b', path: /tmp}]\nusers: [{name: u, password: p}]", "shares[0].name"),
+    ("shares: [{name: a, path: /tmp}]\nusers: [{name: u}]", "users[0]"),
+    ("shares: [{name: a, path: /tmp}]\nusers: [{name: u, nt_hash: zz}]", "users[0].nt_hash"),
+    ("shares: [{name: a, path: /tmp}]", "users"),
+    ("shares: [{name: a, path: /tmp}, {name: A, path: /tmp}]\nusers: [{name: u, password: p}]",
+     "shares[1].name"),
+    ("server: {max_io_bytes: 12}\nshares: [{name: a, path: /tmp}]\nusers: [{name: u, password: p}]",
+     "server.max_io_bytes"),
+    (": : :", "--config"),
+])
+def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
+    with pytest.raises(config.ConfigError) as err:
+        config.load_yaml(_write(tmp_path, yaml_text))
+    assert err.value.key == key
+
+
+def test_quick_mode(tmp_path):
+    cfg, reload = load(["--listen", "127.0.0.1:4455", "--share", f"data={tmp_path},ca,encrypt",
+                        "--user", "alice:se:cret", "--state-dir", str(tmp_path)])
+    assert cfg.shares[0].ca and cfg.shares[0].encrypt
+    assert cfg.users[0].password == "se:cret"
+    assert reload() == cfg
+
+
+def test_quick_mode_smbpasswd_file(tmp_path):
+    passwd = tmp_path / "smbpasswd"
+    passwd.write_text("bob:1000:XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX:"
+                      "8846F7EAEE8FB117AD06BDD830B7586C:[U          ]:LCT-00000000:\n")
+    cfg, _ = load(["--share", f"data={tmp_path}", "--user", str(passwd)])
+    assert cfg.smbpasswd_files == (str(passwd),)
+
+
+@pytest.mark.parametrize("argv, key", [
+    (["--share", "nopath"], "--share[0]"),
+    (["--share", "a=/tmp,bogus", "--user", "u:p"], "--share[0]"),
+    (["--share", "a=/tmp", "--user", "nocolon"], "--user[0]"),
+    (["--user", "u:p"], "--share"),
+])
+def test_bad_flags_name_the_key(argv, key):
+    with pytest.raises(config.ConfigError) as err:
+        load(argv)
+    assert err.value.key == key
+
+
+def test_cli_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "smbcad", "--share", "x=/nonexistent",
+                           "--user", "u:p"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "--share[0]" not in proc.stderr or "shares[0].path" in proc.stderr or "path" in proc.stderr
+    assert proc.stderr.startswith("smbcad: ")

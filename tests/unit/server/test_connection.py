@@ -1,0 +1,76 @@
+"""The connection core end to end, sans-IO: negotiate, authenticate, sign,
+tree connect, create/write/read/close, compounds and the credit window."""
+
+import struct
+
+import pytest
+
+from smbcad.proto.constants import Command
+from smbcad.proto.status import NtStatus
+from tests.unit.proto import wire
+from tests.unit.server.harness import Client, connected_client, make_server, status_of
+
+
+@pytest.fixture
+def server(tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    return make_server(str(share), str(tmp_path / "state"))
+
+
+def test_negotiate_picks_311_with_gmac_and_gcm(server):
+    client = Client(server)
+    reply = client.negotiate()
+    assert status_of(reply) == 0
+    assert struct.unpack_from("<H", reply, 64 + 4)[0] == 0x0311
+    assert client.conn.signing_algorithm == 2 and client.conn.cipher_id == 2
+
+
+def test_second_negotiate_drops_the_connection(server):
+    client = Client(server)
+    client.negotiate()
+    client.exchange(wire.message(Command.NEGOTIATE, b"\x24\x00" + bytes(34), message_id=1))
+    assert client.sink.closed
+
+
+def test_wrong_password_is_logon_failure(server):
+    client = Client(server)
+    client.negotiate()
+    with pytest.raises(AssertionError, match="0xc000006d"):
+        client.session_setup(password="wrong")
+
+
+def test_unsigned_request_after_signing_is_refused(server):
+    client = connected_client(server)
+    reply = client.request(Command.CREATE, wire.create_request("x"), sign=False)
+    assert status_of(reply) == NtStatus.ACCESS_DENIED
+
+
+def test_file_round_trip(server, tmp_path):
+    client = connected_client(server)
+    reply = client.request(Command.CREATE, wire.create_request("a.txt", disposition=5,
+                                                               access=0x0012019F))
+    assert status_of(reply) == 0
+    persistent, volatile = struct.unpack_from("<QQ", reply, 64 + 64)
+    reply = client.request(Command.WRITE, wire.write_request(persistent, volatile, 0, b"hello"))
+    assert status_of(reply) == 0
+    reply = client.request(Command.READ, wire.read_request(persistent, volatile, 5, 0))
+    assert status_of(reply) == 0 and reply[80:85] == b"hello"
+    reply = client.request(Command.CLOSE, wire.close_request(persistent, volatile))
+    assert status_of(reply) == 0
+    assert (tmp_path / "share" / "a.txt").read_bytes() == b"hello"
+
+
+def test_message_id_reuse_drops_the_connection(server):
+    client = connected_client(server)
+    client.message_id -= 1
+    client.exchange(wire.message(Command.ECHO, struct.pack("<HH", 4, 0),
+                                 message_id=client.message_id, session_id=client.session_id))
+    assert client.sink.closed
+
+
+def test_unknown_tree_is_network_name_deleted(server):
+    client = connected_client(server)
+    client.tree_id = 999
+    reply = client.request(Command.CREATE, wire.create_request("x"))
+    assert status_of(reply) == NtStatus.NETWORK_NAME_DELETED
