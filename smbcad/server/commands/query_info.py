@@ -4,9 +4,10 @@ from dataclasses import replace
 
 from smbcad.proto.constants import AccessMask, InfoType
 from smbcad.proto.errors import SmbError
-from smbcad.proto.fscc import FsInfo, QueryContext, query_file_info, query_fs_info, sd_from_posix
+from smbcad.proto.fscc import FsInfo, QueryContext, query_file_info, query_fs_info
 from smbcad.proto.query_info import QueryInfoRequest, QueryInfoResponse
 from smbcad.proto.status import NtStatus
+from smbcad.server import security
 from smbcad.server.context import Reply
 
 _FILE_PIPE_LOCAL_INFORMATION = 24
@@ -60,8 +61,8 @@ def _security_info(ctx, open_, request):
     if request.additional_information & _SACL_INFORMATION and \
             not open_.granted_access & AccessMask.ACCESS_SYSTEM_SECURITY:
         raise SmbError(NtStatus.ACCESS_DENIED, "SACL needs ACCESS_SYSTEM_SECURITY")
-    uid, gid, mode = ctx.tree.share.fs.posix_identity(open_.handle)
-    data = sd_from_posix(uid, gid, mode, open_.is_directory, request.additional_information)
+    data = security.query(ctx.tree.share.fs, open_.handle, open_.is_directory,
+                          request.additional_information)
     if len(data) > request.output_buffer_length:
         # The client learns the size it needs from the ErrorData (3.3.5.20.3).
         raise SmbError(NtStatus.BUFFER_TOO_SMALL, "descriptor does not fit",

@@ -1,17 +1,18 @@
 """SET_INFO ([MS-SMB2] 3.3.5.21; semantics from [MS-FSA] 2.1.5.15).
 
 Basic (times, attributes), end of file, allocation, rename (with replace),
-disposition (delete pending), position, mode, and security (DACL → mode).
+disposition (delete pending), position, mode, and security descriptors.
 """
 
 from smbcad.proto.constants import AccessMask, FileAttributes as FA, InfoType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (
     FileAllocationInfo, FileBasicInfo, FileDispositionInfo, FileDispositionInfoEx,
-    FileEndOfFileInfo, FileModeInfo, FilePositionInfo, FileRenameInfo, decode_set_info,
-    posix_from_sd)
+    FileEndOfFileInfo, FileModeInfo, FilePositionInfo, FileRenameInfo, decode_set_info)
 from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
 from smbcad.proto.status import NtStatus
+from smbcad.server import security
+from smbcad.server import leases
 from smbcad.vfs import parse_smb_path
 
 _MODE_BITS = 0x0000003E                 # [MS-FSCC] 2.4.26 FILE_MODE_INFORMATION
@@ -36,6 +37,7 @@ def _end_of_file(ctx, open_, info: FileEndOfFileInfo) -> None:
     _require(open_, AccessMask.FILE_WRITE_DATA, "FileEndOfFileInformation")
     if info.end_of_file < 0 or info.end_of_file > _MAX_SIZE:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bad end of file")
+    leases.break_read_caching(ctx.server, open_)
     ctx.tree.share.fs.truncate(open_.handle, info.end_of_file)
 
 
@@ -43,6 +45,7 @@ def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
     _require(open_, AccessMask.FILE_WRITE_DATA, "FileAllocationInformation")
     if info.allocation_size < 0 or info.allocation_size > _MAX_SIZE:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bad allocation size")
+    leases.break_read_caching(ctx.server, open_)
     ctx.tree.share.fs.allocate(open_.handle, info.allocation_size)
 
 
@@ -142,21 +145,19 @@ _FILE_HANDLERS = {
     FilePositionInfo: _position, FileModeInfo: _mode, FileRenameInfo: _rename,
 }
 
-_OWNER, _GROUP, _DACL = 0x1, 0x2, 0x4
+_OWNER, _GROUP, _DACL, _SACL = 0x1, 0x2, 0x4, 0x8
 
 
 def _security(ctx, open_, request) -> None:
-    """Map a DACL onto the POSIX mode; owner changes are not taken (issue 3)."""
+    """3.3.5.21.3: store the descriptor; its DACL also becomes the POSIX mode."""
     extra = request.additional_information
     if extra & _DACL:
         _require(open_, AccessMask.WRITE_DAC, "setting a DACL")
     if extra & (_OWNER | _GROUP):
         _require(open_, AccessMask.WRITE_OWNER, "setting an owner")
-    fs = ctx.tree.share.fs
-    uid, gid, mode = fs.posix_identity(open_.handle)
-    new_uid, new_gid, new_mode = posix_from_sd(request.buffer, current_uid=uid, current_gid=gid)
-    if extra & _DACL and new_mode is not None:
-        fs.set_posix_mode(open_.handle, (mode & ~0o777) | new_mode)
+    if extra & _SACL:
+        _require(open_, AccessMask.ACCESS_SYSTEM_SECURITY, "setting a SACL")
+    security.apply(ctx.tree.share.fs, open_.handle, open_.is_directory, request.buffer, extra)
 
 
 def handle(ctx):
