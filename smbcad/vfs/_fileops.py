@@ -348,7 +348,8 @@ class FileOps:
                     if err.errno not in self._FALLOC_UNSUPPORTED:
                         raise
 
-    def allocated_ranges(self, open_file: OpenFile, offset: int, length: int) -> list[tuple[int, int]]:
+    def allocated_ranges(self, open_file: OpenFile, offset: int,
+                         length: int) -> list[tuple[int, int]]:
         """(offset, length) of the data extents inside ``[offset, offset + length)``,
         clipped to it, found with lseek SEEK_DATA/SEEK_HOLE ([MS-FSA] 2.1.5.10.22
         FSCTL_QUERY_ALLOCATED_RANGES).  Adjacent extents come merged, as the
@@ -382,13 +383,15 @@ class FileOps:
         Btrfs and other file systems with shared extents.  Where the file system
         has none (ext4, tmpfs) it is STATUS_INVALID_DEVICE_REQUEST, what NTFS
         answers ([MS-FSA] <89>); across file systems STATUS_INVALID_PARAMETER."""
-        import fcntl            # the one ioctl of the share port; local to keep this block append-only
+        # The share port's one ioctl; imported here to keep this block append-only.
+        import fcntl
         request = struct_file_clone_range(source.fd, source_offset, length, target_offset)
         try:
             fcntl.ioctl(target.fd, self._FICLONERANGE, request)
         except OSError as err:
             if err.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS):
-                raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, "no reflink on this file system") from err
+                raise SmbError(NtStatus.INVALID_DEVICE_REQUEST,
+                               "no reflink on this file system") from err
             if err.errno == errno.EXDEV:
                 raise SmbError(NtStatus.INVALID_PARAMETER, "source on another file system") from err
             with translated():

@@ -1,21 +1,32 @@
-"""IOCTL ([MS-SMB2] 3.3.5.15): a table of FSCTL handlers.
+"""IOCTL ([MS-SMB2] 3.3.5.15): decode, check, look the FSCTL up in a table,
+run its handler, encode.
 
-Each handler takes (ctx, request, open or None) and returns the output bytes.
-FSCTLs that carry no FileId (VALIDATE_NEGOTIATE_INFO, QUERY_NETWORK_INTERFACE_INFO)
-are marked so; the rest resolve their Open first.  The issue-3 FSCTLs (copy
-chunk, sparse, zero data, allocated ranges, trim, reflink) join this table.
+The table says, per CtlCode, which handler runs and whether the request
+names an Open or must carry the all-ones FileId (DFS referrals, network
+interfaces, negotiate validation).  Handlers live with their kin in
+``server/fsctl_*.py`` and return the output bytes, ``(output, status)``, or a
+``Pending`` whose work returns one of those (server-side copy, write-through
+zeroing).  Here, for every FSCTL: IS_FSCTL required, the sizes within
+MaxTransactSize, the output within MaxOutputResponse (else
+STATUS_BUFFER_TOO_SMALL), and a CtlCode nobody handles answered as Windows
+does (``fsctl_common.unsupported_status``).
 """
 
 import struct
+from dataclasses import dataclass
+from typing import Callable
 
+from smbcad.proto.create_contexts import FileId
 from smbcad.proto.errors import ProtocolViolation, SmbError
-from smbcad.proto.ioctl import CtlCode, IoctlFlags, IoctlRequest, IoctlResponse
+from smbcad.proto.ioctl import IoctlFlags, IoctlRequest, IoctlResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server import pipes
+from smbcad.server import fsctl_copy, fsctl_info, fsctl_sparse, pipes
+from smbcad.server.context import Pending, Reply
+from smbcad.server.fsctl_common import Fsctl, unsupported_status
 
 _VALIDATE_IN = struct.Struct("<I16sHH")
 _VALIDATE_OUT = struct.Struct("<I16sHH")
-_NO_FILE_ID = (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+_NO_FILE_ID = FileId(0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
 
 
 def _validate_negotiate_info(ctx, request, open_) -> bytes:
@@ -44,27 +55,46 @@ def _pipe_transceive(ctx, request, open_):
     return pipes.transceive(ctx, open_, request)
 
 
-def _object_id(ctx, request, open_) -> bytes:
-    """FSCTL_CREATE_OR_GET_OBJECT_ID / FSCTL_GET_OBJECT_ID ([MS-FSCC] 2.3.8, 2.3.25,
-    2.1.3.1 FILE_OBJECTID_BUFFER): a stable id from the file's identity, so the
-    same file always reports the same ObjectId without storing anything."""
-    if open_.is_pipe:
-        raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, "pipe")
-    device, inode = open_.file_key
-    object_id = struct.pack("<QQ", inode, device)
-    volume = struct.pack("<QQ", device, 0)
-    return object_id + volume + object_id + bytes(16)
+def _dfs_referrals(ctx, request, open_):
+    """3.3.5.15.2 with IsDfsCapable FALSE."""
+    raise SmbError(NtStatus.FS_DRIVER_REQUIRED, "no DFS")
 
 
-_FSCTL_GET_OBJECT_ID = 0x0009009C
-_FSCTL_CREATE_OR_GET_OBJECT_ID = 0x000900C0
+@dataclass(frozen=True)
+class FsctlSpec:
+    """One row: the handler, and whether the request names an Open
+    (``needs_open``) or must carry the all-ones FileId (3.3.5.15)."""
 
-# ctl code → (handler, needs an open)
+    handler: Callable
+    needs_open: bool = True
+
+
 FSCTL_TABLE = {
-    CtlCode.FSCTL_VALIDATE_NEGOTIATE_INFO: (_validate_negotiate_info, False),
-    CtlCode.FSCTL_PIPE_TRANSCEIVE: (_pipe_transceive, True),
-    _FSCTL_GET_OBJECT_ID: (_object_id, True),
-    _FSCTL_CREATE_OR_GET_OBJECT_ID: (_object_id, True),
+    Fsctl.VALIDATE_NEGOTIATE_INFO: FsctlSpec(_validate_negotiate_info, needs_open=False),
+    Fsctl.QUERY_NETWORK_INTERFACE_INFO: FsctlSpec(fsctl_info.query_network_interface_info,
+                                                  needs_open=False),
+    Fsctl.DFS_GET_REFERRALS: FsctlSpec(_dfs_referrals, needs_open=False),
+    Fsctl.DFS_GET_REFERRALS_EX: FsctlSpec(_dfs_referrals, needs_open=False),
+    Fsctl.PIPE_TRANSCEIVE: FsctlSpec(_pipe_transceive),
+    # server-side copy (3.3.5.15.5, 3.3.5.15.6)
+    Fsctl.SRV_REQUEST_RESUME_KEY: FsctlSpec(fsctl_copy.request_resume_key),
+    Fsctl.SRV_COPYCHUNK: FsctlSpec(fsctl_copy.copychunk),
+    Fsctl.SRV_COPYCHUNK_WRITE: FsctlSpec(fsctl_copy.copychunk),
+    Fsctl.SRV_ENUMERATE_SNAPSHOTS: FsctlSpec(fsctl_info.enumerate_snapshots),
+    # sparse files and allocation ([MS-FSA] 2.1.5.10)
+    Fsctl.SET_SPARSE: FsctlSpec(fsctl_sparse.set_sparse),
+    Fsctl.SET_ZERO_DATA: FsctlSpec(fsctl_sparse.set_zero_data),
+    Fsctl.QUERY_ALLOCATED_RANGES: FsctlSpec(fsctl_sparse.query_allocated_ranges),
+    Fsctl.FILE_LEVEL_TRIM: FsctlSpec(fsctl_sparse.file_level_trim),
+    Fsctl.DUPLICATE_EXTENTS_TO_FILE: FsctlSpec(fsctl_sparse.duplicate_extents),
+    # what a plain NTFS file answers
+    Fsctl.GET_COMPRESSION: FsctlSpec(fsctl_info.get_compression),
+    Fsctl.SET_COMPRESSION: FsctlSpec(fsctl_info.set_compression),
+    Fsctl.GET_REPARSE_POINT: FsctlSpec(fsctl_info.get_reparse_point),
+    Fsctl.GET_OBJECT_ID: FsctlSpec(fsctl_info.get_object_id),
+    Fsctl.CREATE_OR_GET_OBJECT_ID: FsctlSpec(fsctl_info.create_or_get_object_id),
+    Fsctl.GET_INTEGRITY_INFORMATION: FsctlSpec(fsctl_info.integrity_information),
+    Fsctl.SET_INTEGRITY_INFORMATION: FsctlSpec(fsctl_info.integrity_information),
 }
 
 
@@ -73,29 +103,38 @@ def handle(ctx):
     if request.flags != IoctlFlags.IS_FSCTL:
         # Plain IOCTLs are not passed through by SMB2 servers (3.3.5.15).
         raise SmbError(NtStatus.NOT_SUPPORTED, "IOCTL without IS_FSCTL")
-    if len(request.input) > ctx.connection.max_transact_size:
-        raise SmbError(NtStatus.INVALID_PARAMETER, "input larger than MaxTransactSize")
-    if request.max_output_response > ctx.connection.max_transact_size:
-        raise SmbError(NtStatus.INVALID_PARAMETER, "output larger than MaxTransactSize")
-    entry = FSCTL_TABLE.get(request.ctl_code)
-    needs_open = entry[1] if entry is not None else True
+    limit = ctx.connection.max_transact_size
+    if max(len(request.input), request.max_input_response, request.max_output_response) > limit:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "IOCTL sizes above MaxTransactSize")
+    spec = FSCTL_TABLE.get(request.ctl_code)
     open_ = None
-    if needs_open:
+    if spec is not None and not spec.needs_open:
+        if tuple(request.file_id) != _NO_FILE_ID:
+            raise SmbError(NtStatus.INVALID_PARAMETER, "FileId must be all ones")
+    else:
         open_ = ctx.lookup_open(request.file_id)    # FILE_CLOSED comes first
-    elif tuple(request.file_id) != _NO_FILE_ID:
-        raise SmbError(NtStatus.INVALID_PARAMETER, "FileId must be all ones")
-    if entry is None:
-        # What Windows answers for an FSCTL its file system does not implement.
-        raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, f"FSCTL 0x{request.ctl_code:08x}")
-    handler = entry[0]
-    result = handler(ctx, request, open_)
+    if spec is None:
+        raise SmbError(unsupported_status(request.ctl_code), f"FSCTL 0x{request.ctl_code:08x}")
+    file_id = FileId(*open_.file_id) if open_ is not None else _NO_FILE_ID
+    result = spec.handler(ctx, request, open_)
+    if isinstance(result, Pending):
+        return Pending(_encode_later(request, file_id, result.work), result.interim_after_s,
+                       result.on_cancel)
+    return encode_result(request, file_id, result)
+
+
+async def _encode_later(request, file_id, work):
+    return encode_result(request, file_id, await work)
+
+
+def encode_result(request: IoctlRequest, file_id: FileId, result):
+    """The IOCTL response for a handler's output (3.3.5.15): never more than
+    MaxOutputResponse bytes of it (STATUS_BUFFER_TOO_SMALL otherwise), and a
+    non-success status keeps its body (BUFFER_OVERFLOW, failed copy chunk)."""
     status = NtStatus.SUCCESS
     if isinstance(result, tuple):
         result, status = result
     if len(result) > request.max_output_response:
         raise SmbError(NtStatus.BUFFER_TOO_SMALL, "output does not fit")
-    body = IoctlResponse(request.ctl_code, request.file_id, result).encode()
-    if status != NtStatus.SUCCESS:
-        from smbcad.server.context import Reply
-        return Reply(body, status)
-    return body
+    body = IoctlResponse(request.ctl_code, file_id, result).encode()
+    return Reply(body, status) if status != NtStatus.SUCCESS else body
