@@ -63,7 +63,8 @@ class FsAttributes:
 # case-insensitively over a case-sensitive store (as NTFS and Samba report the
 # pair), Unicode names, and ACLs persisted through the POSIX mapping.
 DEFAULT_FS_ATTRIBUTES = (FsAttributes.CASE_SENSITIVE_SEARCH | FsAttributes.CASE_PRESERVED_NAMES
-                         | FsAttributes.UNICODE_ON_DISK | FsAttributes.PERSISTENT_ACLS)
+                         | FsAttributes.UNICODE_ON_DISK | FsAttributes.PERSISTENT_ACLS
+                         | FsAttributes.SUPPORTS_SPARSE_FILES)
 
 # [MS-SMB2] 3.3.5.20.2: bits a server SHOULD clear before sending.
 _CLEARED_ATTRIBUTES = (FsAttributes.SUPPORTS_USN_JOURNAL | FsAttributes.SUPPORTS_OPEN_BY_FILE_ID
@@ -75,6 +76,7 @@ FILE_DEVICE_DISK = 0x00000007
 FILE_DEVICE_IS_MOUNTED = 0x00000020
 SSINFO_FLAGS_ALIGNED_DEVICE = 0x00000001
 SSINFO_FLAGS_PARTITION_ALIGNED_ON_DEVICE = 0x00000002
+SSINFO_FLAGS_TRIM_ENABLED = 0x00000008
 _PAGE_SIZE = 4096
 _MAX_LABEL_CHARS = 32
 
@@ -104,6 +106,7 @@ class FsInfo:
     actual_available_units: int | None = None
     device_characteristics: int = FILE_DEVICE_IS_MOUNTED
     physical_bytes_per_sector: int | None = None
+    trim_enabled: bool = False          # FSCTL_FILE_LEVEL_TRIM punches holes
 
 
 def encode_fs_volume(fs: FsInfo) -> bytes:
@@ -163,7 +166,8 @@ def encode_fs_sector_size(fs: FsInfo) -> bytes:
         physical = logical
     return _SECTOR_SIZE.pack(logical, physical, physical, min(physical, _PAGE_SIZE),
                              SSINFO_FLAGS_ALIGNED_DEVICE
-                             | SSINFO_FLAGS_PARTITION_ALIGNED_ON_DEVICE, 0, 0)
+                             | SSINFO_FLAGS_PARTITION_ALIGNED_ON_DEVICE
+                             | (SSINFO_FLAGS_TRIM_ENABLED if fs.trim_enabled else 0), 0, 0)
 
 
 @dataclass(frozen=True, slots=True)

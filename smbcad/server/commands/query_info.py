@@ -49,7 +49,7 @@ def _fs_info(ctx, open_, request):
         volume_serial=ident.volume_serial, volume_label=ctx.tree.share.name[:32],
         volume_creation_time=ident.volume_creation_time, fs_name=ident.fs_name,
         max_component_length=ident.max_component_length,
-        actual_available_units=size.actual_free_units,
+        actual_available_units=size.actual_free_units, trim_enabled=True,
         # A stable volume object id, derived from the serial (FileFsObjectIdInformation).
         object_id=ident.volume_serial.to_bytes(4, "little") * 4)
     return query_fs_info(request.file_info_class, info, request.output_buffer_length)

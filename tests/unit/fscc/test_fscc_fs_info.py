@@ -95,7 +95,8 @@ def test_device(fs):
 
 def test_attribute(fs):
     # CASE_SENSITIVE_SEARCH | CASE_PRESERVED_NAMES | UNICODE_ON_DISK | PERSISTENT_ACLS
-    assert encode_fs_info(F.FILE_FS_ATTRIBUTE, fs) == d(0x0F) + d(255) + d(8) + u16("NTFS")
+    # | SUPPORTS_SPARSE_FILES
+    assert encode_fs_info(F.FILE_FS_ATTRIBUTE, fs) == d(0x4F) + d(255) + d(8) + u16("NTFS")
 
 
 def test_attribute_clears_bits_smb2_hides(fs):
@@ -143,7 +144,7 @@ def test_label_overflow(fs):
 
 def test_attribute_name_overflow(fs):
     data, status = query_fs_info(F.FILE_FS_ATTRIBUTE, fs, 16)
-    assert status == NtStatus.BUFFER_OVERFLOW and data == d(0x0F) + d(255) + d(8) + u16("NT")
+    assert status == NtStatus.BUFFER_OVERFLOW and data == d(0x4F) + d(255) + d(8) + u16("NT")
 
 
 def test_attribute_minimum_is_16(fs):
