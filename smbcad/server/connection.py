@@ -330,11 +330,13 @@ class Connection:
         return session
 
     def _response_header(self, ctx: RequestContext, status: int, credits: int,
-                         async_id: int = 0) -> Smb2Header:
+                         async_id: int = 0, signed: bool = False) -> Smb2Header:
         header = ctx.header
         flags = HeaderFlags.SERVER_TO_REDIR | (header.flags & (
             HeaderFlags.RELATED_OPERATIONS | HeaderFlags.REPLAY_OPERATION
             | HeaderFlags.PRIORITY_MASK))
+        if signed:
+            flags |= HeaderFlags.SIGNED
         session_id = ctx.session.session_id if ctx.session is not None else header.session_id
         if async_id:
             flags |= HeaderFlags.ASYNC_COMMAND
@@ -351,14 +353,13 @@ class Connection:
                         charge: int, async_id: int = 0, credits: int | None = None):
         if credits is None:
             credits = self.credits.grant(ctx.header.credits, charge)
-        header = self._response_header(ctx, status, credits, async_id)
         signer = self._response_signer(ctx, status)
-        if signer is not None or (ctx.header.is_signed and not ctx.encrypted):
-            # A signed request whose session is unknown still gets the SIGNED
-            # flag, with a zero signature: clients that require signing accept
-            # that for the statuses that precede signing checks (USER_SESSION_
-            # DELETED, FILE_CLOSED, ...), as Windows and Samba answer.
-            header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
+        # A signed request whose session is unknown still gets the SIGNED flag,
+        # with a zero signature: clients that require signing accept that for
+        # the statuses that precede signing checks (USER_SESSION_DELETED,
+        # FILE_CLOSED, ...), as Windows and Samba answer.
+        signed = signer is not None or (ctx.header.is_signed and not ctx.encrypted)
+        header = self._response_header(ctx, status, credits, async_id, signed)
         if preframed:
             frame = body                    # [4 spare][header][body], from read_buffer
         else:
@@ -459,14 +460,14 @@ class Connection:
         session is given)."""
         if self.closed:
             return
-        header = Smb2Header(command=command, message_id=0xFFFFFFFFFFFFFFFF,
-                            flags=HeaderFlags.SERVER_TO_REDIR,
-                            session_id=session.session_id if session is not None else 0)
         signer = None
+        flags = HeaderFlags.SERVER_TO_REDIR
         if (session is not None and session.signer is not None and session.signing_required
                 and not session.encrypt_data):
             signer = session.signer
-            header = _with_flags(header, header.flags | HeaderFlags.SIGNED)
+            flags |= HeaderFlags.SIGNED
+        header = Smb2Header(command=command, message_id=0xFFFFFFFFFFFFFFFF, flags=flags,
+                            session_id=session.session_id if session is not None else 0)
         frame = bytearray(4 + HEADER_SIZE + len(body))
         header.pack_into(frame, 4)
         frame[4 + HEADER_SIZE:] = body
@@ -505,9 +506,3 @@ class _AsyncRequest:
         self.timer = None
         self.done = False
         self.interim_sent = False
-
-
-def _with_flags(header: Smb2Header, flags: int) -> Smb2Header:
-    from dataclasses import replace
-    return replace(header, flags=flags)
-
