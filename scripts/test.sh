@@ -22,10 +22,12 @@ apt_packages=(
     samba-vfs-modules                 # acl_xattr, streams_xattr for the smbd peer
     iproute2 util-linux procps        # ip/ss, taskset, ps
 )
-# ---- tests/cluster (netns) and tests/lab (QEMU guest with shared LUNs, see shared/lab/README.md):
-# add their packages here when those tiers land, e.g.
-#   qemu-system-x86 linux-image-amd64 busybox-static cpio sg3-utils xfsprogs e2fsprogs
-apt_packages+=()
+# ---- tests/cluster (netns) and tests/lab (QEMU guest with shared LUNs, see tests/lab/README.md):
+# the lab boots Debian's kernel from /boot (linux-image-amd64 also brings kmod) under
+# qemu-system-x86 (TCG), with a static busybox /init; sg3-utils drive the LUNs in the guest,
+# xfsprogs/e2fsprogs format the data LUN.  cpio is not needed by tests/lab (it writes its
+# initramfs itself) but kept for looking into one: cpio -t < ~/.cache/smbca/lab/initrd-*.cpio
+apt_packages+=(qemu-system-x86 linux-image-amd64 kmod busybox-static cpio sg3-utils xfsprogs e2fsprogs)
 
 log() { echo "test.sh: $*" >&2; }
 
