@@ -1,0 +1,5 @@
+import sys
+
+from clusdisk.cli import main
+
+sys.exit(main())

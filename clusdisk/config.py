@@ -1,0 +1,393 @@
+"""clusdisk configuration: a frozen dataclass tree loaded once from YAML,
+with errors naming the offending key (shared/STYLE.md rule 15).  Times are
+in milliseconds in the file (``_ms`` keys) and seconds in the tree.
+
+This is the only clusdisk module that reads the environment (systemd's
+NOTIFY_SOCKET and WATCHDOG_USEC) or settings files (the YAML, the key file).
+config/clusdisk-example.yaml documents every key.
+"""
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from clusdisk.arbitration import Mode, Timings
+from clusdisk.disks import KNOWN_PREFIXES, SUPPORTED_FILESYSTEMS, normalize_designator
+from clusdisk.resources import Aggregate, Lif
+from clusdisk.scsi.cdb import PrType
+from clusdisk.scsi.sgio import ResetKind
+
+DEFAULT_HEARTBEAT_PORT = 5405
+PR_KEY_BASE = 0x736D626300000000            # "smbc" + node id
+
+
+class ConfigError(Exception):
+    """A bad setting: ``key`` is the dotted path of the offending key."""
+
+    status = "config"
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: int
+    name: str
+    pr_key: int
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    local: Endpoint
+    peer: Endpoint
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    interval_s: float = 1.0
+    miss_count: int = 5
+    links: tuple[LinkConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScsiSettings:
+    timeout_ms: int = 5000
+    retries: int = 3
+    reset: ResetKind = ResetKind.DEVICE
+    scsi_hosts: tuple[int, ...] | None = None
+    sysfs_root: str = "/sys"
+    dev_root: str = "/dev"
+
+
+@dataclass(frozen=True)
+class ArbitrationSettings:
+    mode: Mode = Mode.SCSI2
+    timings: Timings = Timings()
+    pr_preempt_abort: bool = False
+    data_pr_type: PrType = PrType.WRITE_EXCLUSIVE
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    socket: str = "/run/smbca/clusdisk.sock"
+    smbcad_socket: str | None = None
+    witnessd_socket: str | None = None
+
+
+@dataclass(frozen=True)
+class SystemdEnv:
+    notify_socket: str | None = None
+    watchdog_usec: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster_name: str
+    node_id: int
+    nodes: tuple[NodeConfig, ...]
+    key: bytes = field(repr=False)
+    quorum_disk: str
+    heartbeat: HeartbeatSettings
+    arbitration: ArbitrationSettings = ArbitrationSettings()
+    scsi: ScsiSettings = ScsiSettings()
+    aggregates: tuple[Aggregate, ...] = ()
+    control: ControlSettings = ControlSettings()
+    metrics_listen: Endpoint | None = None
+    state_dir: str = "/var/lib/smbca"
+    log_level: str = "info"
+
+    @property
+    def me(self) -> NodeConfig:
+        return next(n for n in self.nodes if n.id == self.node_id)
+
+    @property
+    def partner(self) -> NodeConfig:
+        return next(n for n in self.nodes if n.id != self.node_id)
+
+
+class _Map:
+    """A YAML mapping with its dotted path, for errors that name keys."""
+
+    def __init__(self, data, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(path or "(top level)", "must be a mapping")
+        self.data, self.path = data, path
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def check_keys(self, *allowed: str) -> None:
+        for name in self.data:
+            if name not in allowed:
+                raise ConfigError(self.key(str(name)), "unknown key")
+
+    def get(self, name: str, kind, default=..., *, minimum=None):
+        if name not in self.data or self.data[name] is None:
+            if default is ...:
+                raise ConfigError(self.key(name), "required")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(self.key(name), f"must be {kind.__name__}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum}")
+        return value
+
+    def sub(self, name: str) -> "_Map":
+        return _Map(self.data.get(name), self.key(name))
+
+    def items(self, name: str) -> list["_Map"]:
+        value = self.data.get(name) or []
+        if not isinstance(value, list):
+            raise ConfigError(self.key(name), "must be a list")
+        return [_Map(item, f"{self.key(name)}[{i}]") for i, item in enumerate(value)]
+
+
+def parse_endpoint(text, key: str, default_port: int | None = None) -> Endpoint:
+    if not isinstance(text, str) or not text:
+        raise ConfigError(key, "must be HOST:PORT")
+    host, port = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if port is None and default_port is None:
+        raise ConfigError(key, f"{text!r}: a port is required")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port) if port is not None else default_port
+    except ValueError:
+        raise ConfigError(key, f"{text!r} is not IP:PORT") from None
+    if not 0 < number < 65536:
+        raise ConfigError(key, f"port {number} out of range")
+    return Endpoint(host, number)
+
+
+def _pr_key(value, key: str) -> int:
+    try:
+        number = int(value, 0) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"{value!r} is not a number") from None
+    if not 0 < number < 1 << 64:
+        raise ConfigError(key, "must be a non-zero 64-bit number")
+    return number
+
+
+def read_key_file(path: str, key: str = "cluster.key_file") -> bytes:
+    """The shared cluster key: raw bytes, or hex text; at least 16 bytes."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
+    text = raw.strip()
+    try:
+        decoded = bytes.fromhex(text.decode("ascii"))
+        if len(decoded) >= 16:
+            raw = decoded
+    except (UnicodeDecodeError, ValueError):
+        pass
+    if len(raw) < 16:
+        raise ConfigError(key, f"{path}: the key needs at least 16 bytes")
+    return raw
+
+
+def _designator(value, key: str) -> str:
+    if not isinstance(value, str) or not value.strip().lower().startswith(KNOWN_PREFIXES):
+        raise ConfigError(key, f"{value!r}: a designator such as naa.6001405..., eui.... or t10....")
+    return normalize_designator(value)
+
+
+def _nodes(cluster: _Map) -> tuple[NodeConfig, ...]:
+    nodes = []
+    for item in cluster.items("nodes"):
+        item.check_keys("id", "name", "pr_key")
+        node_id = item.get("id", int, minimum=1)
+        pr_key = _pr_key(item.data.get("pr_key", PR_KEY_BASE + node_id), item.key("pr_key"))
+        nodes.append(NodeConfig(node_id, item.get("name", str, f"node{node_id}"), pr_key))
+    if len(nodes) != 2:
+        raise ConfigError(cluster.key("nodes"), "exactly two nodes are supported")
+    if nodes[0].id == nodes[1].id or nodes[0].pr_key == nodes[1].pr_key:
+        raise ConfigError(cluster.key("nodes"), "node ids and pr_keys must differ")
+    return tuple(nodes)
+
+
+def _arbitration(section: _Map) -> ArbitrationSettings:
+    section.check_keys("mode", "renew_ms", "join_window_ms", "challenge_wait_ms", "settle_ms",
+                       "takeover_delay_ms", "pr_challenge_delay_ms", "pr_settle_ms",
+                       "pr_preempt_abort", "data_pr_type")
+    mode_name = section.get("mode", str, "scsi2")
+    try:
+        mode = Mode(mode_name)
+    except ValueError:
+        raise ConfigError(section.key("mode"), "must be scsi2 or pr") from None
+
+    def ms(name: str, default: float) -> float:
+        return section.get(name, int, int(default * 1000), minimum=0) / 1000
+
+    renew = ms("renew_ms", 3.0)
+    if renew <= 0:
+        raise ConfigError(section.key("renew_ms"), "must be positive")
+    challenge, settle = ms("challenge_wait_ms", 7.0), ms("settle_ms", 10.0)
+    pr_delay, pr_settle = ms("pr_challenge_delay_ms", 2.0), ms("pr_settle_ms", 4.0)
+    if mode is Mode.SCSI2 and challenge <= 2 * renew:
+        raise ConfigError(section.key("challenge_wait_ms"),
+                          "must exceed two renew periods, or a live owner may not renew in time")
+    default_takeover = (pr_delay + pr_settle if mode is Mode.PR else challenge + settle) + renew
+    timings = Timings(renew_s=renew, join_window_s=ms("join_window_ms", 2 * renew),
+                      challenge_wait_s=challenge, settle_s=settle,
+                      takeover_delay_s=ms("takeover_delay_ms", default_takeover),
+                      pr_challenge_delay_s=pr_delay, pr_settle_s=pr_settle)
+    type_name = section.get("data_pr_type", str, "write_exclusive").upper()
+    try:
+        data_type = PrType[type_name]
+    except KeyError:
+        raise ConfigError(section.key("data_pr_type"), "a PR type such as write_exclusive") from None
+    return ArbitrationSettings(mode, timings, section.get("pr_preempt_abort", bool, False), data_type)
+
+
+def _aggregates(root: _Map, nodes) -> tuple[Aggregate, ...]:
+    by_name = {n.name: n.id for n in nodes}
+    out, names, points = [], set(), set()
+    for item in root.items("aggregates"):
+        item.check_keys("name", "home", "disk", "filesystem", "mount_point", "mount_options",
+                        "lifs")
+        name = item.get("name", str)
+        if name in names:
+            raise ConfigError(item.key("name"), f"duplicate aggregate {name!r}")
+        home = item.data.get("home")
+        home_id = by_name.get(home, home)
+        if home_id not in {n.id for n in nodes}:
+            raise ConfigError(item.key("home"), f"{home!r} is not a configured node")
+        fs = item.get("filesystem", str)
+        if fs not in SUPPORTED_FILESYSTEMS:
+            raise ConfigError(item.key("filesystem"), f"one of {', '.join(SUPPORTED_FILESYSTEMS)}")
+        point = item.get("mount_point", str)
+        if not point.startswith("/") or point in points:
+            raise ConfigError(item.key("mount_point"), "an absolute path, unique per aggregate")
+        lifs = []
+        for lif in item.items("lifs"):
+            lif.check_keys("name", "address", "interface")
+            address = lif.get("address", str)
+            try:
+                ipaddress.ip_interface(address)
+            except ValueError:
+                raise ConfigError(lif.key("address"), f"{address!r} is not ADDRESS/PREFIX") from None
+            if "/" not in address:
+                raise ConfigError(lif.key("address"), "needs a prefix length (ADDRESS/PREFIX)")
+            lifs.append(Lif(lif.get("name", str), address, lif.get("interface", str)))
+        names.add(name)
+        points.add(point)
+        out.append(Aggregate(name, home_id, _designator(item.data.get("disk"), item.key("disk")),
+                             fs, point, item.get("mount_options", str, ""), tuple(lifs)))
+    return tuple(out)
+
+
+def from_dict(data, *, key_loader=read_key_file) -> Config:
+    root = _Map(data, "")
+    root.check_keys("cluster", "heartbeat", "arbitration", "scsi", "quorum", "aggregates",
+                    "control", "metrics", "state_dir", "log_level")
+    cluster = root.sub("cluster")
+    cluster.check_keys("name", "node_id", "key_file", "nodes")
+    nodes = _nodes(cluster)
+    node_id = cluster.get("node_id", int)
+    if node_id not in {n.id for n in nodes}:
+        raise ConfigError(cluster.key("node_id"), f"{node_id} is not one of the nodes")
+    key = key_loader(cluster.get("key_file", str), cluster.key("key_file"))
+
+    hb = root.sub("heartbeat")
+    hb.check_keys("interval_ms", "miss_count", "links")
+    links = []
+    for item in hb.items("links"):
+        item.check_keys("local", "peer")
+        links.append(LinkConfig(
+            parse_endpoint(item.data.get("local"), item.key("local"), DEFAULT_HEARTBEAT_PORT),
+            parse_endpoint(item.data.get("peer"), item.key("peer"), DEFAULT_HEARTBEAT_PORT)))
+    if not links:
+        raise ConfigError(hb.key("links"), "at least one heartbeat link is required")
+    heartbeat = HeartbeatSettings(hb.get("interval_ms", int, 1000, minimum=10) / 1000,
+                                  hb.get("miss_count", int, 5, minimum=1), tuple(links))
+
+    scsi = root.sub("scsi")
+    scsi.check_keys("timeout_ms", "retries", "reset", "scsi_hosts", "sysfs_root", "dev_root")
+    reset_name = scsi.get("reset", str, "device")
+    if reset_name not in ("device", "target", "bus", "host"):
+        raise ConfigError(scsi.key("reset"), "one of device, target, bus, host")
+    hosts = scsi.data.get("scsi_hosts")
+    if hosts is not None and (not isinstance(hosts, list)
+                              or not all(isinstance(h, int) and h >= 0 for h in hosts)):
+        raise ConfigError(scsi.key("scsi_hosts"), "a list of SCSI host numbers")
+    scsi_settings = ScsiSettings(scsi.get("timeout_ms", int, 5000, minimum=100),
+                                 scsi.get("retries", int, 3, minimum=0),
+                                 ResetKind[reset_name.upper()],
+                                 tuple(hosts) if hosts is not None else None,
+                                 scsi.get("sysfs_root", str, "/sys"), scsi.get("dev_root", str, "/dev"))
+
+    arbitration = _arbitration(root.sub("arbitration"))
+    if heartbeat.interval_s * heartbeat.miss_count >= arbitration.timings.takeover_delay_s:
+        raise ConfigError("arbitration.takeover_delay_ms", "must exceed the heartbeat timeout")
+    quorum = root.sub("quorum")
+    quorum.check_keys("disk")
+    control = root.sub("control")
+    control.check_keys("socket", "smbcad_socket", "witnessd_socket")
+    metrics = root.sub("metrics")
+    metrics.check_keys("listen")
+    listen = metrics.data.get("listen")
+    log_level = root.get("log_level", str, "info")
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level", "one of debug, info, warning, error")
+    aggregates = _aggregates(root, nodes)
+    quorum_disk = _designator(quorum.data.get("disk"), quorum.key("disk"))
+    if quorum_disk in {a.disk for a in aggregates}:
+        raise ConfigError("quorum.disk", "the quorum LUN cannot also be an aggregate's disk")
+    return Config(
+        cluster_name=cluster.get("name", str, "smbca"), node_id=node_id, nodes=nodes, key=key,
+        quorum_disk=quorum_disk, heartbeat=heartbeat, arbitration=arbitration,
+        scsi=scsi_settings, aggregates=aggregates,
+        control=ControlSettings(control.get("socket", str, "/run/smbca/clusdisk.sock"),
+                                control.get("smbcad_socket", str, None),
+                                control.get("witnessd_socket", str, None)),
+        metrics_listen=parse_endpoint(listen, metrics.key("listen")) if listen else None,
+        state_dir=root.get("state_dir", str, "/var/lib/smbca"), log_level=log_level)
+
+
+def load_yaml(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path}: not valid YAML: {exc}") from None
+    return from_dict(data)
+
+
+def systemd_environment(environ=None) -> SystemdEnv:
+    """NOTIFY_SOCKET and WATCHDOG_USEC (honoured only if WATCHDOG_PID is
+    unset or is our pid, sd_watchdog_enabled(3))."""
+    env = os.environ if environ is None else environ
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    watchdog = int(usec) if usec and usec.isdigit() and int(usec) > 0 else None
+    if pid and pid.isdigit() and int(pid) != os.getpid():
+        watchdog = None
+    return SystemdEnv(env.get("NOTIFY_SOCKET") or None, watchdog)
