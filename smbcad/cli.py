@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-listen", help="ADDR:PORT for Prometheus metrics")
     p.add_argument("--server-name", default="SMBCA")
     p.add_argument("--guest-ok", action="store_true")
+    p.add_argument("--anonymous-ok", action="store_true",
+                   help="allow anonymous (null) sessions, e.g. for smbtorture's re-auth tests")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -45,7 +47,7 @@ def load(argv) -> tuple[config_mod.Config, object]:
         listen=tuple(args.listen), shares=tuple(args.share), users=tuple(args.user),
         signing=args.signing, encryption=args.encryption, state_dir=args.state_dir,
         metrics_listen=args.metrics_listen, server_name=args.server_name,
-        guest_ok=args.guest_ok, log_level=args.log_level)
+        guest_ok=args.guest_ok, anonymous_ok=args.anonymous_ok, log_level=args.log_level)
 
     def reload_quick():
         return config_mod.from_quick_args(quick)

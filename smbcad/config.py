@@ -327,6 +327,7 @@ class QuickArgs:
     metrics_listen: str | None = None
     server_name: str = "SMBCA"
     guest_ok: bool = False
+    anonymous_ok: bool = False
     log_level: str = "info"
     extra: dict = field(default_factory=dict)
 
@@ -354,6 +355,7 @@ def from_quick_args(args: QuickArgs) -> Config:
         signing_required=args.signing == "required",
         encryption=args.encryption,
         guest_ok=args.guest_ok,
+        anonymous_ok=args.anonymous_ok,
         metrics_listen=(parse_listen(args.metrics_listen, "--metrics-listen", 9445)
                         if args.metrics_listen else None),
         log_level=args.log_level,

@@ -320,6 +320,8 @@ class Connection:
         session = self.server.sessions.get(header.session_id)
         if header.command != Command.SESSION_SETUP:
             return session
+        if len(message) > HEADER_SIZE + 2 and message[HEADER_SIZE + 2] & 0x01:
+            return session          # a channel bind: the handler answers it (3.3.5.5)
         if session is None or session.connection is not self:
             raise SmbError(NtStatus.USER_SESSION_DELETED)
         if session.state == SessionState.EXPIRED:

@@ -98,8 +98,10 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys)
         pytest.fail("smbtorture wall-time budget (SMBCA_TORTURE_BUDGET_S) is used up",
                     pytrace=False)
     bound_s = min(torture_run.group_timeout_s, remaining)
+    # smb2.session's re-auth tests re-authenticate as anonymous, which smbd
+    # allows by default and smbcad only when configured.
     server = server_factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
-                            share_options=SMBD_SHARE_OPTIONS)
+                            share_options=SMBD_SHARE_OPTIONS, extra_args=("--anonymous-ok",))
     user2 = (f"--option=torture:user2name={USER2}", f"--option=torture:user2password={USER2_PASSWORD}")
     run = run_group(group, server.unc(), server.port, server.user, server.password,
                     torture_run.out_dir, bound_s, (*TORTURE_ARGS[server.kind], *user2))
