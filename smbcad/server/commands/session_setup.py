@@ -29,11 +29,11 @@ def _finish(ctx, session: Session, exchange, request: SessionSetupRequest) -> in
     conn, server = ctx.connection, ctx.server
     identity = exchange.identity
     reauth = session.state == SessionState.VALID
-    if reauth and session.identity is not None and identity.user.lower() != session.identity.user.lower():
-        # A re-authentication may not switch users (3.3.5.5.3: "same security principal").
-        raise SmbError(NtStatus.ACCESS_DENIED, "re-authentication as another user")
+    # A re-authentication may carry another identity (even anonymous); the
+    # session keeps its keys and its opens (3.3.5.5.3, smb2.session.reauth*).
     session.identity = identity
-    session.is_guest_or_anonymous = identity.is_guest or identity.is_anonymous
+    if not reauth:
+        session.is_guest_or_anonymous = identity.is_guest or identity.is_anonymous
     flags = 0
     if identity.is_anonymous:
         flags |= SessionFlags.IS_NULL
@@ -103,7 +103,11 @@ def handle(ctx):
         log.info("%s: session setup failed: %s", conn.peer, exc)
         server.metrics.session_setups.labels(result="failed").inc()
         session.auth_exchange = None
-        if session.state != SessionState.VALID:
+        # A failed re-authentication ends the session too, as Windows does
+        # (smb2.session.reauth6); the refusal itself still goes out signed.
+        if session.state == SessionState.VALID:
+            ctx.after_send.append(lambda: server.drop_session(session))
+        else:
             server.drop_session(session)
             ctx.session = None
         raise SmbError(exc.status) from None
