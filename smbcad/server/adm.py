@@ -103,6 +103,7 @@ class Open:
     enum_entries: Any = None
     enum_index: int = 0
     enum_pattern: str = ""
+    current_ea_index: int = 1           # 3.3.1.10 Open.CurrentEaIndex (server/eas.py)
     is_pipe: bool = False
     closed: bool = False
 

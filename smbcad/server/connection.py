@@ -142,6 +142,10 @@ class Connection:
             out = await self._process_message(header, message, encrypted_by, state,
                                               offset == 0, is_last)
             if out is not None:
+                if isinstance(out[0], memoryview) and not (offset == 0 and is_last):
+                    # A READ lent us the connection's reusable buffer; a later
+                    # READ in the same compound would overwrite it.
+                    out = (bytearray(out[0]), out[1], out[2])
                 responses.append(out)
             if is_last:
                 break
@@ -165,8 +169,10 @@ class Connection:
             for index, (part, signer, session) in enumerate(responses):
                 start = len(frame)
                 frame += memoryview(part)[4:]
+                # Every member, the last too, is padded to 8 bytes as Windows
+                # sends them (smb2.compound.compound-padding).
+                frame += b"\x00" * ((-(len(frame) - 4)) % 8)
                 if index < len(responses) - 1:
-                    frame += b"\x00" * ((-(len(frame) - 4)) % 8)
                     struct.pack_into("<I", frame, start + NEXT_COMMAND_OFFSET, len(frame) - start)
                 if signer is not None:
                     signer.sign(frame, start, len(frame) - start)
@@ -457,18 +463,15 @@ class Connection:
 
     def send_unsolicited(self, command: int, body: bytes, session=None) -> None:
         """A server-initiated message such as an oplock or lease break (3.3.4.6,
-        3.3.4.7): MessageId all ones, no credits, signed or encrypted per the
-        session it concerns (SessionId 0 and unsigned for oplock breaks when no
-        session is given)."""
+        3.3.4.7): MessageId all ones, no credits, unsigned, encrypted when the
+        session it concerns encrypts."""
         if self.closed:
             return
+        # Break notifications are never signed (3.3.4.1.1: MessageId all ones);
+        # clients drop a signed one.  They are encrypted when the session is.
         signer = None
-        flags = HeaderFlags.SERVER_TO_REDIR
-        if (session is not None and session.signer is not None and session.signing_required
-                and not session.encrypt_data):
-            signer = session.signer
-            flags |= HeaderFlags.SIGNED
-        header = Smb2Header(command=command, message_id=0xFFFFFFFFFFFFFFFF, flags=flags,
+        header = Smb2Header(command=command, message_id=0xFFFFFFFFFFFFFFFF,
+                            flags=HeaderFlags.SERVER_TO_REDIR,
                             session_id=session.session_id if session is not None else 0)
         frame = bytearray(4 + HEADER_SIZE + len(body))
         header.pack_into(frame, 4)

@@ -12,7 +12,7 @@ from typing import Any
 from smbcad.proto.constants import AccessMask, ShareAccess
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import locks
+from smbcad.server import locks, notify
 
 log = logging.getLogger("smbcad.files")
 
@@ -104,9 +104,11 @@ def close_open(server, open_) -> None:
     if open_.is_pipe:
         open_.handle.close()
         return
+    server.leasing.release(open_)          # its lease or oplock ([MS-FSA] 2.1.4.12 CLOSE)
     state = server.opens_by_file.get(open_.file_key)
     if open_.delete_on_close and state is not None:
         state.delete_pending = True
+    notify.open_closed(server, open_)      # pending CHANGE_NOTIFYs ([MS-FSA] 2.1.5.5 phase 5)
     try:
         if state is None:
             return

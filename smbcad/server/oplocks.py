@@ -20,6 +20,8 @@ actions.
 
 from dataclasses import dataclass
 
+from smbcad.proto.constants import OplockLevel
+
 # Lease state bits (2.2.13.2.8) and the five legal levels.
 NONE = 0x0
 R = 0x1
@@ -31,12 +33,8 @@ RWH = R | W | H
 LEVELS = (NONE, R, RH, RW, RWH)
 
 # SMB2 oplock levels (2.2.13) as lease states, and back.
-OPLOCK_NONE = 0x00
-OPLOCK_LEVEL_II = 0x01
-OPLOCK_EXCLUSIVE = 0x08
-OPLOCK_BATCH = 0x09
-_OPLOCK_AS_LEASE = {OPLOCK_NONE: NONE, OPLOCK_LEVEL_II: R, OPLOCK_EXCLUSIVE: RW,
-                    OPLOCK_BATCH: RWH}
+_OPLOCK_AS_LEASE = {OplockLevel.NONE: NONE, OplockLevel.LEVEL_II: R,
+                    OplockLevel.EXCLUSIVE: RW, OplockLevel.BATCH: RWH}
 
 
 def lease_of_oplock(oplock_level: int) -> int:
@@ -46,8 +44,8 @@ def lease_of_oplock(oplock_level: int) -> int:
 def oplock_of_lease(level: int) -> int:
     """The oplock a lease state amounts to (level II for R and RH)."""
     if level & W:
-        return OPLOCK_BATCH if level & H else OPLOCK_EXCLUSIVE
-    return OPLOCK_LEVEL_II if level & R else OPLOCK_NONE
+        return OplockLevel.BATCH if level & H else OplockLevel.EXCLUSIVE
+    return OplockLevel.LEVEL_II if level & R else OplockLevel.NONE
 
 
 def level_name(level: int) -> str:
@@ -147,7 +145,7 @@ STATES = tuple(CacheState(level) for level in LEVELS) + tuple(_breaking_states()
 EVENTS = (tuple(Event(Kind.BREAK, level) for level in (NONE, R, RH, RW))
           + tuple(Event(Kind.ACK, level) for level in range(8))    # H, W, HW too: rejected
           + (Event(Kind.TIMEOUT),)
-          + tuple(Event(Kind.GRANT, level) for level in (R, RH, RW, RWH)))
+          + tuple(Event(Kind.GRANT, level) for level in LEVELS))
 
 
 def _on_break(state: CacheState, to: int) -> Transition:
@@ -233,6 +231,7 @@ def render_table() -> str:
 
 # Opens that only read or write attributes break nothing and are not counted as
 # other openers ([MS-FSA] 2.1.4.12 case OPEN; smb2.oplock.statopen1, smb2.lease.statopen*).
+_FILE_WRITE_DATA = 0x00000002
 _FILE_READ_ATTRIBUTES = 0x00000080
 _FILE_WRITE_ATTRIBUTES = 0x00000100
 _READ_CONTROL = 0x00020000
@@ -265,15 +264,20 @@ class OpenDecision:
 
 
 def decide_open(holders, *, access: int, overwrite: bool, sharing_violation: bool,
-                first_attempt: bool) -> OpenDecision:
+                first_attempt: bool, delete_on_close: bool = False) -> OpenDecision:
     """Which holders a new open breaks and whether it must wait ([MS-FSA]
     2.1.4.12 case OPEN, as Samba's delay_for_oplock applies it).
 
     A sharing violation breaks handle caching (the holder may close its
     handle); otherwise write caching is broken.  Overwriting also drops read
-    caching.  Oplocks break only to level II or none.  The open waits while a
-    holder gives up what it needs, or while a holder is still breaking.
+    caching.  An open that will delete the file breaks handle caching of
+    leases as setting the delete disposition does (case SET_INFORMATION,
+    FileDispositionInformation; smb2.lease.unlink).  Oplocks break only to
+    level II or none.  The open waits while a holder gives up what it needs,
+    or while a holder is still breaking.
     """
+    if overwrite:
+        access |= _FILE_WRITE_DATA          # truncating writes, whatever was asked
     if is_stat_open(access, against_lease=False):
         return OpenDecision()
     delay_mask = H if sharing_violation else W
@@ -285,7 +289,8 @@ def decide_open(holders, *, access: int, overwrite: bool, sharing_violation: boo
         if view.is_lease and is_stat_open(access, against_lease=True):
             continue
         held = view.state.held
-        keep = held & ~delay_mask
+        mask = delay_mask | (H if delete_on_close and view.is_lease else 0)
+        keep = held & ~mask
         if overwrite:
             keep &= ~(H | R)
         if _subset(held, keep):
@@ -296,25 +301,29 @@ def decide_open(holders, *, access: int, overwrite: bool, sharing_violation: boo
         if not view.is_lease:
             keep &= ~(H | W)
         breaks.append((view.holder, keep))
-        if held & delay_mask or (view.state.breaking and not first_attempt):
+        if held & mask or (view.state.breaking and not first_attempt):
             wait = True
     return OpenDecision(tuple(breaks), wait)
 
 
 def grantable(requested: int, *, is_lease: bool, other_opens: int, other_oplocks: int,
-              other_handle_leases: int, is_directory: bool) -> int:
+              other_handle_leases: int, is_directory: bool, has_locks: bool = False) -> int:
     """The caching level a new open gets ([MS-FSA] 2.1.5.18; 3.3.5.9.8).
 
     ``requested`` is a lease state (oplocks as R/RW/RWH).  ``other_opens``
     counts the file's other non-stat opens outside this lease; a writer must
-    be alone.  Leases lose H next to oplocks; oplocks get nothing next to a
-    handle-caching lease.  Directories get no oplock and no file lease.
+    be alone.  A shared (read) grant is refused while the file has
+    byte-range locks (2.1.5.18 LEVEL_TWO / READ_CACHING).  Leases lose H next
+    to oplocks; oplocks get nothing next to a handle-caching lease.
+    Directories get no oplock and no file lease.
     """
     granted = normalise(requested)
     if is_directory:
         return NONE
     if other_opens:
         granted &= ~W
+    if has_locks and not granted & W:
+        return NONE
     if is_lease:
         if other_oplocks:
             granted &= ~H

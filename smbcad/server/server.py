@@ -6,6 +6,7 @@ import secrets
 import time
 
 from smbcad.server.adm import Session, Share
+from smbcad.server.leases import Leasing
 
 log = logging.getLogger("smbcad.server")
 
@@ -32,6 +33,7 @@ class SmbServer:
         self.opens_by_file: dict[tuple, list] = {}       # share-mode table per (dev, ino)
         self.connections: set = set()
         self.pipe_environment = None                     # built on first IPC$ pipe open
+        self.leasing = Leasing()                         # oplocks and leases (issue 3)
         self._async_ids = itertools.count(1)
         self._volatile_ids = itertools.count(1)
         # Persistent ids must not repeat across restarts (issue 4 stores them);

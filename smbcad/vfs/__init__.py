@@ -5,10 +5,12 @@ confined to a share by the kernel (openat2 RESOLVE_BENEATH, see
 ``_resolve.py``).  Public surface:
 
 - ``parse_smb_path`` / ``is_valid_component`` / ``has_trailing_backslash``:
-  SMB2 names → components, with Windows' NTSTATUS for bad ones.
+  SMB2 names → components, with Windows' NTSTATUS for bad ones;
+  ``parse_smb_name`` also returns a ``file:stream`` name's stream.
 - ``ShareFs``: lookup, open/create, mkdir, delete, rename, listing, I/O,
   metadata, volume information for one share.
 - ``Resolved``, ``OpenFile``, ``DirEntry``, ``FsSize``, ``FsIdentity``.
+- ``StreamHandle``: an open named stream (kept in an xattr, ``streams.py``).
 - ``status_for_errno``: the errno → NTSTATUS table.
 """
 
@@ -19,9 +21,12 @@ from smbcad.vfs.paths import (
     check_component,
     has_trailing_backslash,
     is_valid_component,
+    is_valid_stream_name,
+    parse_smb_name,
     parse_smb_path,
 )
 from smbcad.vfs.share import ShareFs
+from smbcad.vfs.streams import StreamHandle
 
 __all__ = [
     "MAX_COMPONENT_BYTES",
@@ -31,9 +36,12 @@ __all__ = [
     "OpenFile",
     "Resolved",
     "ShareFs",
+    "StreamHandle",
     "check_component",
     "has_trailing_backslash",
     "is_valid_component",
+    "is_valid_stream_name",
+    "parse_smb_name",
     "parse_smb_path",
     "status_for_errno",
 ]

@@ -14,10 +14,11 @@ from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fileinfo import FileInfo, filetime_to_unix_ns
 from smbcad.proto.status import NtStatus
-from smbcad.vfs import _meta, attrs
+from smbcad.vfs import _meta, attrs, streams
 from smbcad.vfs._openat2 import FALLOC_FL_KEEP_SIZE, Syscalls
 from smbcad.vfs.errors import smb_error, translated
 from smbcad.vfs.model import OpenFile
+from smbcad.vfs.streams import StreamHandle
 
 # [MS-FSCC] 2.4.7 FileBasicInformation: the bits a client may set.
 SETTABLE_ATTRIBUTES = (FA.READONLY | FA.HIDDEN | FA.SYSTEM | FA.ARCHIVE | FA.TEMPORARY
@@ -85,9 +86,13 @@ class FileOps:
     change_times: ChangeTimes
 
     def stat(self, open_file: OpenFile) -> FileInfo:
-        """``FileInfo`` of an open file, from fstat and its DOS record."""
+        """``FileInfo`` of an open file, from fstat and its DOS record (a stream:
+        its file's, with the stream's size)."""
         with translated():
-            return self.change_times.apply(_meta.info_of_fd(open_file.fd, open_file.name))
+            info = self.change_times.apply(_meta.info_of_fd(open_file.fd, open_file.name))
+        if isinstance(open_file, StreamHandle):
+            return streams.info(open_file, info)
+        return info
 
     def posix_identity(self, open_file: OpenFile) -> tuple[int, int, int]:
         """(uid, gid, mode) for the security descriptor mapping."""
@@ -122,6 +127,8 @@ class FileOps:
 
     def read_into(self, open_file: OpenFile, offset: int, buffer: memoryview) -> int:
         """Read at ``offset`` into ``buffer``; returns the bytes read (short only at EOF)."""
+        if isinstance(open_file, StreamHandle):
+            return streams.read_into(open_file, offset, buffer)
         total = 0
         size = len(buffer)
         with translated():
@@ -134,6 +141,8 @@ class FileOps:
 
     def write(self, open_file: OpenFile, offset: int, data: bytes | memoryview) -> int:
         """Write all of ``data`` at ``offset`` (looping over short writes); returns its length."""
+        if isinstance(open_file, StreamHandle):
+            return streams.write(open_file, offset, data)
         view = memoryview(data)
         total = 0
         with translated():
@@ -152,6 +161,8 @@ class FileOps:
     def truncate(self, open_file: OpenFile, size: int) -> None:
         """Set end of file ([MS-FSA] 2.1.5.15.4); directories are STATUS_INVALID_PARAMETER."""
         self._require_file(open_file, size)
+        if isinstance(open_file, StreamHandle):
+            return streams.truncate(open_file, size)
         with translated():
             os.ftruncate(open_file.fd, size)
 
@@ -164,6 +175,8 @@ class FileOps:
         is a hint) but ENOSPC is STATUS_DISK_FULL.
         """
         self._require_file(open_file, size)
+        if isinstance(open_file, StreamHandle):
+            return streams.allocate(open_file, size)
         with translated():
             if size < os.fstat(open_file.fd).st_size:
                 os.ftruncate(open_file.fd, size)
@@ -266,6 +279,8 @@ class FileOps:
         number may already belong to another file.  The caller closes it."""
         if open_file.closed:
             raise SmbError(NtStatus.FILE_CLOSED, "handle closed")
+        if isinstance(open_file, StreamHandle):
+            return self.duplicate_stream(open_file)
         with translated():
             return OpenFile(os.dup(open_file.fd), open_file.path, open_file.is_directory)
 
@@ -279,7 +294,10 @@ class FileOps:
         is written, so an overlapping copy of up to 1 MiB behaves as if the
         source had been read first (smbtorture copy_chunk_src_is_dest_overlap).
         Returns the bytes copied, short only when the source ends first.
-        Blocking: the server calls it through ``asyncio.to_thread``."""
+        Blocking: the server calls it through ``asyncio.to_thread``.  A named
+        stream on either side (its bytes are in an xattr) copies through a buffer."""
+        if isinstance(source, StreamHandle) or isinstance(target, StreamHandle):
+            return self._copy_through_buffer(source, source_offset, target, target_offset, length)
         done = 0
         with translated():
             while done < length:
@@ -300,7 +318,8 @@ class FileOps:
                              target_offset: int, length: int) -> int:
         done = 0
         while done < length:
-            piece = os.pread(source.fd, min(self._COPY_PIECE, length - done), source_offset + done)
+            piece = bytearray(min(self._COPY_PIECE, length - done))
+            piece = piece[:self.read_into(source, source_offset + done, memoryview(piece))]
             if not piece:
                 break
             self.write(target, target_offset + done, piece)
@@ -320,6 +339,8 @@ class FileOps:
         if length <= 0:
             return
         self._require_file(open_file, offset)
+        if isinstance(open_file, StreamHandle):
+            return streams.zero_range(open_file, offset, length)
         fd = open_file.fd
         with translated():
             if keep_allocated:
@@ -356,6 +377,8 @@ class FileOps:
         kernel reports them.  Without SEEK_DATA support the whole range counts
         as data.  The caller clips ``length`` to the end of file."""
         self._require_file(open_file, max(offset, 0))
+        if isinstance(open_file, StreamHandle):
+            return [(offset, length)] if length > 0 else []     # xattrs have no holes
         end = offset + length
         found = []
         with translated():
@@ -385,6 +408,8 @@ class FileOps:
         answers ([MS-FSA] <89>); across file systems STATUS_INVALID_PARAMETER."""
         # The share port's one ioctl; imported here to keep this block append-only.
         import fcntl
+        if isinstance(source, StreamHandle) or isinstance(target, StreamHandle):
+            raise SmbError(NtStatus.INVALID_DEVICE_REQUEST, "named streams have no extents")
         request = struct_file_clone_range(source.fd, source_offset, length, target_offset)
         try:
             fcntl.ioctl(target.fd, self._FICLONERANGE, request)

@@ -39,9 +39,11 @@ from smbcad.proto.status import NtStatus
 MAX_PATH_CHARS = 32760        # [MS-FSCC] 2.1.5
 MAX_COMPONENT_BYTES = 255     # NAME_MAX; also bounds [MS-FSCC] 2.1.5.2's 255 characters
 
-# [MS-FSCC] 2.1.5.2, plus '\' (the separator) and ':' (streams, unsupported here).
+# [MS-FSCC] 2.1.5.2, plus '\' (the separator) and ':' (the stream separator).
 _RESERVED = frozenset('"*<>?|/\\:' + "".join(chr(c) for c in range(0x20)))
-_DEFAULT_STREAM = "::$data"
+_DATA_TYPE = "$data"
+MAX_STREAM_NAME_CHARS = 255                     # [MS-FSCC] 2.1.5.3
+_STREAM_RESERVED = frozenset("/\\:\x00")        # [MS-FSCC] 2.1.5.3
 
 
 def parse_smb_path(name: str) -> tuple[str, ...]:
@@ -49,10 +51,24 @@ def parse_smb_path(name: str) -> tuple[str, ...]:
 
     ``name`` is relative to the share root with ``\\`` separators, already
     decoded from UTF-16LE (lone surrogates kept, e.g. via ``surrogatepass``).
-    Raises ``SmbError`` with the status in the module table.
+    ``name::$DATA`` is ``name``; any other stream syntax is refused.  Raises
+    ``SmbError`` with the status in the module table.
+    """
+    components, stream = parse_smb_name(name)
+    if stream or (stream is not None and not components):
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "stream name where a file name is needed")
+    return components
+
+
+def parse_smb_name(name: str) -> tuple[tuple[str, ...], str | None]:
+    """``parse_smb_path`` that also takes a stream in the last component.
+
+    Returns ``(components, stream)``: ``stream`` is ``None`` without stream
+    syntax, ``""`` for an explicit ``::$DATA`` and otherwise the stream's name
+    (validated, spelled as the client sent it).  See the module tables.
     """
     if not name:
-        return ()
+        return (), None
     if name[0] in "\\/":
         raise SmbError(NtStatus.INVALID_PARAMETER, "name starts with a separator")
     if len(name) > MAX_PATH_CHARS:
@@ -62,7 +78,14 @@ def parse_smb_path(name: str) -> tuple[str, ...]:
     while last > 0 and raw[last] == "":
         last -= 1         # trailing separators: the leaf is the last non-empty part
     parts: list[str] = []
+    stream = None
     for index, part in enumerate(raw[:last + 1]):
+        if index == last and ":" in part:
+            part, stream = _split_stream(part)
+            if part in (".", "..") or (part == "" and index):
+                raise SmbError(NtStatus.OBJECT_NAME_INVALID, "stream without a file name")
+            if part == "":
+                return (), stream       # ":s", the whole name: a stream of the share root
         if part in ("", "."):
             if part == "." and index == last:
                 raise SmbError(NtStatus.OBJECT_NAME_INVALID, "'.' as the last component")
@@ -74,11 +97,35 @@ def parse_smb_path(name: str) -> tuple[str, ...]:
             if not parts:
                 raise SmbError(NtStatus.INVALID_PARAMETER, "'..' back to the share root")
             continue
-        if index == last and part[-len(_DEFAULT_STREAM):].lower() == _DEFAULT_STREAM:
-            part = part[:-len(_DEFAULT_STREAM)]
         check_component(part)
         parts.append(part)
-    return tuple(parts)
+    return tuple(parts), stream
+
+
+def _split_stream(component: str) -> tuple[str, str]:
+    """``file:stream[:type]`` → (file, stream); ``file::$DATA`` gives stream ``""``."""
+    if component.endswith(":"):
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "name ends with ':'")
+    pieces = component.split(":")
+    if len(pieces) > 3:
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "too many ':'")
+    if len(pieces) == 3 and pieces[2].lower() != _DATA_TYPE:
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "stream type other than $DATA")
+    stream = pieces[1]
+    if stream and not is_valid_stream_name(stream):
+        raise SmbError(NtStatus.OBJECT_NAME_INVALID, "invalid stream name")
+    return pieces[0], stream
+
+
+def is_valid_stream_name(name: str) -> bool:
+    """Whether ``name`` may name a data stream ([MS-FSCC] 2.1.5.3)."""
+    if not name or len(name) > MAX_STREAM_NAME_CHARS or not _STREAM_RESERVED.isdisjoint(name):
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def has_trailing_backslash(name: str) -> bool:

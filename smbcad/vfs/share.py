@@ -12,6 +12,7 @@ All methods are synchronous and raise ``SmbError``; the server runs the slow
 ones (``flush``) in a thread.  Data and metadata methods live in ``_fileops``.
 """
 
+import dataclasses
 import errno
 import os
 import stat
@@ -20,24 +21,27 @@ from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fileinfo import FileInfo
 from smbcad.proto.status import NtStatus
-from smbcad.vfs import _meta, attrs
+from smbcad.vfs import _meta, attrs, eas
 from smbcad.vfs._fileops import ChangeTimes, FileOps
 from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
 from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
 from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
 from smbcad.vfs.paths import MAX_COMPONENT_BYTES, is_valid_component
+from smbcad.vfs.streams import OpenStreams, StreamHandle, StreamOps
 
 Target = Resolved | OpenFile | tuple[str, ...]
 
 _BYTES_PER_SECTOR = 512
 # [MS-FSCC] 2.5.1: FILE_CASE_PRESERVED_NAMES | FILE_UNICODE_ON_DISK.
 _FS_ATTRIBUTES = 0x00000002 | 0x00000004
+# ... | FILE_NAMED_STREAMS | FILE_SUPPORTS_EXTENDED_ATTRIBUTES, with user xattrs (streams.py, eas.py).
+_XATTR_FS_ATTRIBUTES = 0x00040000 | 0x00800000
 # How often a non-exclusive create retries when another client races it.
 _CREATE_RACE_RETRIES = 3
 
 
-class ShareFs(FileOps):
+class ShareFs(FileOps, StreamOps, eas.EaOps):
     """The file system port for one share ([MS-SMB2] 3.3.1.6 Share.LocalPath)."""
 
     def __init__(self, root: str, syscalls: Syscalls | None = None) -> None:
@@ -51,6 +55,14 @@ class ShareFs(FileOps):
             raise
         self._resolver = Resolver(self._sys, self._root_fd)
         self.change_times = ChangeTimes()
+        self.open_streams = OpenStreams()       # named streams with open handles (streams.py)
+        self._user_xattrs: bool | None = None   # probed on first use
+
+    def user_xattrs(self) -> bool:
+        """Whether the share's file system takes user xattrs: EAs and named streams."""
+        if self._user_xattrs is None:
+            self._user_xattrs = eas.probe(f"/proc/self/fd/{self._root_fd}")
+        return self._user_xattrs
 
     def close(self) -> None:
         """Close the root fd; open files stay valid until their own ``close``."""
@@ -256,6 +268,10 @@ class ShareFs(FileOps):
         no longer names its file (renamed elsewhere) gives
         STATUS_OBJECT_NAME_NOT_FOUND rather than deleting a stranger.
         """
+        if isinstance(target, StreamHandle):
+            return self.delete_stream(target)
+        if isinstance(target, OpenFile) and self.defer_delete(target, self._delete_if_same):
+            return None     # its streams are open: it goes when they close (streams.py)
         path = self._existing(target)
         if not path:
             raise SmbError(NtStatus.ACCESS_DENIED, "cannot delete the share root")
@@ -283,6 +299,13 @@ class ShareFs(FileOps):
         except FileNotFoundError as err:
             raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file") from err
 
+    def _delete_if_same(self, path: str, file_key: tuple) -> None:
+        """The deferred delete of a file whose streams were open: only if ``path``
+        still names that file."""
+        resolved = self.lookup(self._components(path))
+        if resolved.exists and (resolved.info.device_id, resolved.info.file_id) == file_key:
+            self.delete(resolved)
+
     @staticmethod
     def _check_same(open_file: OpenFile, st: os.stat_result) -> None:
         """The entry still is the open file (a symlink entry is the link itself: allowed)."""
@@ -302,6 +325,8 @@ class ShareFs(FileOps):
         another hard link of it, is allowed.  An ``OpenFile`` source gets its
         ``path`` updated.  Returns the new name, resolved.
         """
+        if isinstance(source, StreamHandle):
+            raise SmbError(NtStatus.INVALID_PARAMETER, "a stream is renamed with rename_stream")
         src_path = self._existing(source)
         if not src_path or not destination:
             raise SmbError(NtStatus.ACCESS_DENIED, "cannot rename the share root")
@@ -411,21 +436,42 @@ class ShareFs(FileOps):
         names.sort(key=lambda name: (name.upper(), name))
         return [".", ".."] + names
 
-    def entry_info(self, open_file: OpenFile, name: str) -> FileInfo | None:
+    def entry_info(self, open_file: OpenFile, name: str, ea_size: bool = False) -> FileInfo | None:
         """Current ``FileInfo`` of one name in an open directory; None if it is gone
-        or not shown (escaping symlink, invalid name)."""
-        if name == ".":
-            return self.stat(open_file)
-        if name == "..":
-            return self._parent_info(open_file, self.stat(open_file))
+        or not shown (escaping symlink, invalid name).  ``ea_size`` fills
+        ``FileInfo.ea_size`` (one listxattr more, so only for the classes that
+        report EaSize)."""
+        if name in (".", ".."):
+            info = self.stat(open_file)
+            if name == "..":
+                info = self._parent_info(open_file, info)
+            elif ea_size:
+                info = dataclasses.replace(info, ea_size=self.ea_size(open_file))
+            return info
         try:
             st = os.stat(name, dir_fd=open_file.fd, follow_symlinks=False)
             info = self._info_for_name(open_file, name, stat.S_ISLNK(st.st_mode))
+            if info is not None and ea_size and self.user_xattrs():
+                info = dataclasses.replace(info, ea_size=self._entry_ea_size(
+                    open_file, name, stat.S_ISLNK(st.st_mode)))
         except FileNotFoundError:
             return None
         except OSError as err:
             raise smb_error(err) from err
         return self.change_times.apply(info) if info is not None else None
+
+    def _entry_ea_size(self, open_file: OpenFile, name: str, is_symlink: bool) -> int:
+        """EaSize of a listed entry: through the directory fd, or for a symlink
+        (shown as its in-share target) through an O_PATH fd of the target."""
+        if not is_symlink:
+            return eas.size_of(f"/proc/self/fd/{open_file.fd}/{name}")
+        fd = self._resolver.try_open(join(open_file.path, name), os.O_PATH)
+        if fd is None:
+            return 0
+        try:
+            return eas.size_of(f"/proc/self/fd/{fd}", follow=True)
+        finally:
+            os.close(fd)
 
     def _info_for_name(self, open_file: OpenFile, name: str, is_symlink: bool) -> FileInfo | None:
         if not is_listable(name):
@@ -457,4 +503,5 @@ class ShareFs(FileOps):
         root = self.stat_path(())
         dev = root.device_id
         serial = (dev ^ (dev >> 32)) & 0xFFFFFFFF
-        return FsIdentity(serial, root.creation_time, "NTFS", MAX_COMPONENT_BYTES, _FS_ATTRIBUTES)
+        attributes = _FS_ATTRIBUTES | (_XATTR_FS_ATTRIBUTES if self.user_xattrs() else 0)
+        return FsIdentity(serial, root.creation_time, "NTFS", MAX_COMPONENT_BYTES, attributes)

@@ -14,11 +14,12 @@ from smbcad.proto.create_contexts import (
     FileId, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import files, pipes
+from smbcad.server import eas, files, leases, pipes, security, streams
 from smbcad.server.adm import Open
-from smbcad.vfs import has_trailing_backslash, parse_smb_path
+from smbcad.vfs import has_trailing_backslash, parse_smb_name
 
 _CREATE_TREE_CONNECTION = 0x00000080
+_ALL_SECURITY_PARTS = 0x0F           # owner, group, DACL, SACL
 # CreateOptions a server must refuse outright (3.3.5.9, [MS-FSA] 2.1.5.1).
 _NOT_SUPPORTED_OPTIONS = Opt.OPEN_BY_FILE_ID | Opt.RESERVE_OPFILTER | _CREATE_TREE_CONNECTION
 _VALID_ATTRIBUTES = 0x00007FB7          # [MS-FSCC] 2.6 settable on create
@@ -63,8 +64,9 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
     """Map generic rights and check them against the share and the file."""
     tree = ctx.tree
     access = files.map_generic(request.desired_access, tree.maximal_access)
-    if access & ~AccessMask.SYNCHRONIZE == 0:
-        # Nothing, or SYNCHRONIZE alone, is refused since Windows 8 (smb2.create.gentest).
+    if access == 0:
+        # SYNCHRONIZE alone is a valid stat open (smb2.oplock.statopen1), even
+        # though smb2.create.gentest's table expects it refused.
         raise SmbError(NtStatus.ACCESS_DENIED, "no access requested")
     if access & ~tree.maximal_access & ~AccessMask.SYNCHRONIZE & ~AccessMask.ACCESS_SYSTEM_SECURITY:
         raise SmbError(NtStatus.ACCESS_DENIED, "share does not allow that access")
@@ -128,6 +130,12 @@ def _drops_hidden_or_system(existing: int, requested: int) -> bool:
 def _apply_new_attributes(fs, handle, request: CreateRequest, action: int) -> None:
     if action == CreateAction.OPENED:
         return
+    streams.after_overwrite(fs, handle, action)         # named streams go ([MS-FSA] 2.1.5.1.2)
+    eas.apply_create_context(fs, handle, request, action)   # ExtA (3.3.5.9.1)
+    descriptor = request.create_contexts.sd_buffer
+    if descriptor is not None and action == CreateAction.CREATED:
+        # SecD (2.2.13.2.6): the new file's descriptor, all parts it carries.
+        security.apply(fs, handle, handle.is_directory, descriptor, _ALL_SECURITY_PARTS)
     attributes = request.file_attributes & ~FA.DIRECTORY
     if not handle.is_directory:
         attributes |= FA.ARCHIVE            # new and overwritten files are "changed"
@@ -145,16 +153,18 @@ def handle(ctx):
         return pipes.open_pipe(ctx, request)
     share = ctx.tree.share
     fs = share.fs
-    if request.create_contexts.ea_buffer is not None:
-        # Extended attributes are not stored; clients retry without them.
-        raise SmbError(NtStatus.EAS_NOT_SUPPORTED, "no EA support")
     if request.create_contexts.timewarp_token is not None:
         # Previous versions (snapshots) are not offered.
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no snapshots")
-    components = parse_smb_path(request.name)
+    components, stream = parse_smb_name(request.name)
     if has_trailing_backslash(request.name) and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "trailing backslash on a file")
     resolved = fs.lookup(components)
+    eas.check_create_context(fs, request, resolved)     # ExtA list, FILE_NO_EA_KNOWLEDGE
+    if stream is not None:                              # "file:stream" (server/streams.py)
+        reply = streams.create(ctx, request, resolved, stream, _granted_access, _maximal_access)
+        if reply is not None:
+            return reply
     if not components and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
     access = _granted_access(ctx, request, resolved.info if resolved.exists else None)
@@ -172,8 +182,11 @@ def handle(ctx):
             raise SmbError(NtStatus.NOT_A_DIRECTORY)
         if request.create_disposition == Disp.CREATE:
             raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
-        files.check_share_access(ctx.server, (info.device_id, info.file_id), access,
-                                 request.share_access)
+        streams.check_file_open(ctx, resolved, access)   # open streams vs DELETE
+    # Share modes, then oplock/lease breaks; a break to wait for retries the CREATE.
+    pending = leases.before_open(ctx, request, resolved, access, _retry)
+    if pending is not None:
+        return pending
     handle, action = _open_or_create(fs, request, resolved, access)
     try:
         _apply_new_attributes(fs, handle, request, action)
@@ -195,15 +208,20 @@ def handle(ctx):
                  delete_on_close=bool(options & Opt.DELETE_ON_CLOSE))
     files.register_open(ctx.server, open_)
     ctx.compound.file_id = open_.file_id
-    contexts = []
+    oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
     if request.create_contexts.query_maximal_access is not None:
         contexts.append(maximal_access_response(NtStatus.SUCCESS, _maximal_access(ctx, info)))
     if request.create_contexts.query_on_disk_id:
         contexts.append(query_on_disk_id_response(info.file_id, info.device_id))
     return CreateResponse(
-        oplock_level=OplockLevel.NONE, flags=0, create_action=action,
+        oplock_level=oplock_level, flags=0, create_action=action,
         creation_time=info.creation_time, last_access_time=info.last_access_time,
         last_write_time=info.last_write_time, change_time=info.change_time,
         allocation_size=info.allocation_size, end_of_file=info.end_of_file,
         file_attributes=info.attributes, file_id=FileId(persistent_id, volatile_id),
         create_contexts=tuple(contexts)).encode()
+
+
+def _retry(ctx):
+    """A CREATE that waited for an oplock or lease break starts over."""
+    return handle(ctx)

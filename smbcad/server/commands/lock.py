@@ -31,7 +31,7 @@ import asyncio
 from smbcad.proto.errors import SmbError
 from smbcad.proto.lock import LOCK_RESPONSE_BODY, LockFlags, LockRequest
 from smbcad.proto.status import NtStatus
-from smbcad.server import locks
+from smbcad.server import leases, locks
 from smbcad.server.context import Pending
 
 _LOCK_COMBINATIONS = LockFlags.VALID_COMBINATIONS - {LockFlags.UNLOCK}
@@ -55,6 +55,7 @@ def handle(ctx):
         return LOCK_RESPONSE_BODY
     wanted, blocking = _validate_locks(elements)
     _check_not_directory(open_)
+    leases.break_read_caching(ctx.server, open_)     # locks end shared read caching
     table = locks.lock_list(state)
     if table.lock(open_, wanted):
         _record_sequence(ctx, open_, request)

@@ -1,15 +1,25 @@
 """OPLOCK_BREAK acknowledgments ([MS-SMB2] 3.3.5.22).
 
-No oplock or lease is granted yet (issue 3), so no break can be in progress:
-an acknowledgment is answered as the spec says for that case.
+An oplock acknowledgment (StructureSize 24) names the open by FileId
+(3.3.5.22.1); a lease acknowledgment (36, not on 2.0.2) names the lease by
+the connection's ClientGuid and the LeaseKey (3.3.5.22.2).  The break state
+itself lives in ``smbcad.server.leases``.
 """
 
-from smbcad.proto.errors import SmbError
-from smbcad.proto.oplock_break import decode_oplock_break_acknowledgment
-from smbcad.proto.status import NtStatus
+from smbcad.proto.constants import Dialect
+from smbcad.proto.oplock_break import (
+    LeaseBreakAcknowledgment, LeaseBreakResponse, OplockBreakResponse,
+    decode_oplock_break_acknowledgment)
+from smbcad.server import leases
 
 
 def handle(ctx):
-    decode_oplock_break_acknowledgment(ctx.message)
-    # 3.3.5.22.1: "If Open.OplockState is not Breaking, ... STATUS_INVALID_OPLOCK_PROTOCOL".
-    raise SmbError(NtStatus.INVALID_OPLOCK_PROTOCOL, "no break in progress")
+    connection = ctx.connection
+    ack = decode_oplock_break_acknowledgment(
+        ctx.message, lease_allowed=connection.dialect != Dialect.SMB_2_0_2)
+    if isinstance(ack, LeaseBreakAcknowledgment):
+        level = leases.acknowledge_lease(ctx, ack.lease_key, ack.lease_state)
+        return LeaseBreakResponse(ack.lease_key, level).encode()
+    open_ = ctx.lookup_open(ack.file_id)
+    level = leases.acknowledge_oplock(ctx, open_, ack.oplock_level)
+    return OplockBreakResponse(level, ack.file_id).encode()

@@ -12,6 +12,7 @@ from smbcad.proto.fscc import DirEntry, dir_entry_fixed_size, encode_directory_e
 from smbcad.proto.query_directory import (
     QueryDirectoryFlags as Flags, QueryDirectoryRequest, QueryDirectoryResponse)
 from smbcad.proto.status import NtStatus
+from smbcad.server import eas
 
 # A directory entry is at least this big on the wire; it sizes each stat window.
 _MIN_ENTRY = 64
@@ -32,12 +33,13 @@ def _next_batch(ctx, open_, request) -> bytes:
     single = bool(request.flags & Flags.RETURN_SINGLE_ENTRY)
     names = open_.enum_entries
     dir_entry_fixed_size(request.file_information_class)    # INVALID_INFO_CLASS first
+    with_ea_size = eas.in_directory_class(request.file_information_class)
     while open_.enum_index < len(names):
         width = 1 if single else max(1, request.output_buffer_length // _MIN_ENTRY)
         window = names[open_.enum_index:open_.enum_index + width]
         live = []
         for offset, name in enumerate(window):
-            info = fs.entry_info(open_.handle, name)
+            info = fs.entry_info(open_.handle, name, ea_size=with_ea_size)
             if info is not None:
                 live.append((offset, DirEntry(name, info)))
         if not live:

@@ -4,10 +4,11 @@ from dataclasses import replace
 
 from smbcad.proto.constants import AccessMask, InfoType
 from smbcad.proto.errors import SmbError
-from smbcad.proto.fscc import FsInfo, QueryContext, query_file_info, query_fs_info
+from smbcad.proto.fscc import (DEFAULT_FS_ATTRIBUTES, FsInfo, QueryContext, query_file_info,
+                               query_fs_info)
 from smbcad.proto.query_info import QueryInfoRequest, QueryInfoResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server import security
+from smbcad.server import eas, security, streams
 from smbcad.server.context import Reply
 
 _FILE_PIPE_LOCAL_INFORMATION = 24
@@ -22,6 +23,8 @@ def _file_info(ctx, open_, request):
             raise SmbError(NtStatus.INVALID_PARAMETER, "pipe info class")
         data = open_.handle.local_information().encode()
         return data, NtStatus.SUCCESS
+    if request.file_info_class == eas.FULL_EA:      # FileFullEaInformation (server/eas.py)
+        return eas.query(ctx, open_, request)
     info = fs.stat(open_.handle)
     if _delete_pending(ctx, open_):
         # A pending delete already counts against the links ([MS-FSA] 2.1.5.11.27).
@@ -31,6 +34,7 @@ def _file_info(ctx, open_, request):
                          access_mask=open_.granted_access, position=open_.position,
                          mode=open_.mode, volume_serial=fs.fs_id().volume_serial,
                          dialect=ctx.connection.dialect)
+    query = streams.complete_query(ctx, open_, request.file_info_class, query)
     return query_file_info(request.file_info_class, query, request.output_buffer_length)
 
 
@@ -49,6 +53,7 @@ def _fs_info(ctx, open_, request):
         volume_serial=ident.volume_serial, volume_label=ctx.tree.share.name[:32],
         volume_creation_time=ident.volume_creation_time, fs_name=ident.fs_name,
         max_component_length=ident.max_component_length,
+        fs_attributes=DEFAULT_FS_ATTRIBUTES | ident.fs_attributes,   # + streams, EAs (vfs)
         actual_available_units=size.actual_free_units, trim_enabled=True,
         # A stable volume object id, derived from the serial (FileFsObjectIdInformation).
         object_id=ident.volume_serial.to_bytes(4, "little") * 4)

@@ -8,11 +8,12 @@ from smbcad.proto.constants import AccessMask, FileAttributes as FA, InfoType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (
     FileAllocationInfo, FileBasicInfo, FileDispositionInfo, FileDispositionInfoEx,
-    FileEndOfFileInfo, FileModeInfo, FilePositionInfo, FileRenameInfo, decode_set_info)
+    FileEndOfFileInfo, FileFullEaInfo, FileModeInfo, FilePositionInfo, FileRenameInfo,
+    decode_set_info)
 from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import security
-from smbcad.server import leases
+from smbcad.server import eas, leases, streams
 from smbcad.vfs import parse_smb_path
 
 _MODE_BITS = 0x0000003E                 # [MS-FSCC] 2.4.26 FILE_MODE_INFORMATION
@@ -94,8 +95,8 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
     if info.root_directory:
         raise SmbError(NtStatus.INVALID_PARAMETER, "RootDirectory must be 0")
     name = info.file_name.lstrip("\\")
-    if name.startswith(":"):
-        raise SmbError(NtStatus.INVALID_PARAMETER, "stream rename not supported")
+    if streams.rename(ctx, open_, info):    # ":stream" targets, stream handles (server/streams.py)
+        return
     target = parse_smb_path(name)
     if not target:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "empty target")
@@ -143,6 +144,7 @@ _FILE_HANDLERS = {
     FileBasicInfo: _basic, FileEndOfFileInfo: _end_of_file, FileAllocationInfo: _allocation,
     FileDispositionInfo: _disposition, FileDispositionInfoEx: _disposition_ex,
     FilePositionInfo: _position, FileModeInfo: _mode, FileRenameInfo: _rename,
+    FileFullEaInfo: eas.set_full_ea,
 }
 
 _OWNER, _GROUP, _DACL, _SACL = 0x1, 0x2, 0x4, 0x8
@@ -172,6 +174,9 @@ def handle(ctx):
         handler = _FILE_HANDLERS.get(type(info))
         if handler is None:
             raise SmbError(NtStatus.NOT_SUPPORTED, type(info).__name__)
+        pending = leases.before_set_info(ctx, open_, info, _retry)   # rename/delete vs H leases
+        if pending is not None:
+            return pending
         handler(ctx, open_, info)
     elif request.info_type == InfoType.SECURITY:
         _security(ctx, open_, request)
@@ -180,3 +185,8 @@ def handle(ctx):
     else:
         raise SmbError(NtStatus.INVALID_PARAMETER, f"info type {request.info_type}")
     return SetInfoResponse().encode()
+
+
+def _retry(ctx):
+    """A SET_INFO that waited for a lease break starts over."""
+    return handle(ctx)

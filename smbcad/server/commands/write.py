@@ -6,7 +6,7 @@ from smbcad.proto.constants import AccessMask, CreateOptions
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.proto.write import WriteFlags, WriteRequest, WriteResponse
-from smbcad.server import locks, pipes
+from smbcad.server import leases, locks, pipes
 from smbcad.server.context import Pending
 
 _WRITE_ACCESS = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
@@ -42,6 +42,7 @@ def handle(ctx):
         if offset < fs.stat(open_.handle).end_of_file:
             raise SmbError(NtStatus.ACCESS_DENIED, "append-only open")
     locks.check_io(ctx.server, open_, offset, length, write=True)
+    leases.break_read_caching(ctx.server, open_)
     written = fs.write(open_.handle, offset, request.data) if length else 0
     open_.position = offset + written
     ctx.server.metrics.bytes_written.inc(written)

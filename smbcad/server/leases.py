@@ -1,0 +1,564 @@
+"""Oplocks and leases at run time: grant them on CREATE, break them when
+another open, a write or a truncation conflicts, and wait for the
+acknowledgment ([MS-SMB2] 3.3.1.4 LeaseTable, 3.3.1.12 Lease, 3.3.4.6,
+3.3.4.7, 3.3.5.9.8, 3.3.5.9.11, 3.3.5.22, timers 3.3.2.1/3.3.2.5).
+
+Every state change goes through the table of ``smbcad.server.oplocks``;
+this module keeps the holders (``Lease`` per ClientGuid and LeaseKey,
+``OplockGrant`` per open), sends the notifications, runs the 35-second
+acknowledgment timers and wakes the CREATEs waiting for a break.  A waiting
+CREATE is retried from the start once something changed (an acknowledgment,
+a timeout, a close), as Samba retries a deferred open.
+
+State hangs off ``SmbServer.leasing`` (a ``Leasing``); the hooks the commands
+call are the module functions at the end.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from smbcad.proto.constants import (
+    AccessMask, Command, CreateDisposition, CreateOptions, Dialect, OplockLevel)
+from smbcad.proto.create_contexts import (
+    ZERO_KEY, FileId, LeaseFlags, LeaseResponse)
+from smbcad.proto.errors import SmbError
+from smbcad.proto.fscc import FileDispositionInfo, FileDispositionInfoEx, FileRenameInfo
+from smbcad.proto.oplock_break import (
+    LeaseBreakFlags, LeaseBreakNotification, OplockBreakNotification)
+from smbcad.proto.status import NtStatus
+from smbcad.server import files, oplocks
+from smbcad.server.context import Pending
+from smbcad.server.oplocks import NONE, R, W, Action, CacheState, Event, Kind
+
+log = logging.getLogger("smbcad.leases")
+
+BREAK_TIMEOUT_S = 35.0          # <217>/<220>: Windows waits 35 s for an acknowledgment
+# For persistent opens Windows waits longer: 60 s for an oplock (<246>), 180 s
+# for a lease (<247>, Windows 8.1 and later).
+PERSISTENT_OPLOCK_BREAK_TIMEOUT_S = 60.0
+PERSISTENT_LEASE_BREAK_TIMEOUT_S = 180.0
+_WAIT_LIMIT_S = 2 * BREAK_TIMEOUT_S   # a waiting CREATE retries at the latest after this
+_OVERWRITE = (CreateDisposition.SUPERSEDE, CreateDisposition.OVERWRITE,
+              CreateDisposition.OVERWRITE_IF)
+
+
+@dataclass(eq=False)
+class Lease:
+    """3.3.1.12 Lease: shared by the opens of one client with one LeaseKey."""
+
+    client_guid: bytes
+    lease_key: bytes
+    file_key: tuple
+    version: int
+    state: CacheState = CacheState(NONE)
+    epoch: int = 0
+    parent_lease_key: bytes = ZERO_KEY
+    opens: list = field(default_factory=list)
+    file_delete_on_close: bool = False
+    timer: Any = None
+
+    is_lease = True
+
+
+@dataclass(eq=False)
+class OplockGrant:
+    """An open's oplock (3.3.1.10 Open.OplockLevel, OplockState, OplockTimeout)."""
+
+    open: Any
+    state: CacheState
+    timer: Any = None
+
+    is_lease = False
+
+
+@dataclass(eq=False)
+class FileCaching:
+    """The holders of one file and the operations waiting for their breaks."""
+
+    holders: list = field(default_factory=list)
+    waiters: list = field(default_factory=list)
+
+
+def _asyncio_call_later(delay: float, callback: Callable[[], None]):
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
+def _asyncio_call_soon(callback: Callable[[], None]):
+    return asyncio.get_running_loop().call_soon(callback)
+
+
+class Leasing:
+    """Server-wide oplock and lease state (3.3.1.5 GlobalLeaseTableList)."""
+
+    def __init__(self, *, call_later=_asyncio_call_later, call_soon=_asyncio_call_soon,
+                 break_timeout_s: float = BREAK_TIMEOUT_S) -> None:
+        self.call_later = call_later
+        self.call_soon = call_soon
+        self.break_timeout_s = break_timeout_s
+        self.lease_tables: dict[bytes, dict[bytes, Lease]] = {}
+        self.files: dict[tuple, FileCaching] = {}
+        self.grants: dict[Any, OplockGrant] = {}     # Open → its oplock
+        self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
+
+    # --- lookups ---------------------------------------------------------------------
+
+    def lease(self, client_guid: bytes, lease_key: bytes) -> Lease | None:
+        table = self.lease_tables.get(client_guid)
+        return table.get(lease_key) if table is not None else None
+
+    def _file(self, key: tuple) -> FileCaching:
+        caching = self.files.get(key)
+        if caching is None:
+            caching = self.files[key] = FileCaching()
+        return caching
+
+    def _tidy(self, key: tuple) -> None:
+        caching = self.files.get(key)
+        if caching is not None and not caching.holders and not caching.waiters:
+            del self.files[key]
+
+    # --- the state machine ------------------------------------------------------------
+
+    def apply(self, holder, event: Event, defer: bool = False):
+        """Run one event through the table and carry out its actions.
+
+        Notifications go out at once, or, when ``defer`` is set (an
+        acknowledgment caused them), after the response being built.
+        """
+        before = holder.state
+        transition = oplocks.step(before, event)
+        holder.state = transition.next
+        for action in transition.actions:
+            if action == Action.NEW_EPOCH and holder.is_lease:
+                holder.epoch = (holder.epoch + 1) & 0xFFFF
+            elif action == Action.NOTIFY_ACK:
+                self._notify(holder, transition.next.held, transition.next.breaking_to,
+                             True, defer)
+            elif action == Action.NOTIFY:
+                self._notify(holder, R, NONE, False, defer)
+            elif action == Action.START_TIMER:
+                self._start_timer(holder)
+            elif action == Action.STOP_TIMER:
+                self._stop_timer(holder)
+            elif action == Action.WAKE:
+                self.wake(self._file_key(holder))
+        if not holder.is_lease:
+            self._oplock_changed(holder)
+        return transition
+
+    def _file_key(self, holder) -> tuple:
+        return holder.file_key if holder.is_lease else holder.open.file_key
+
+    def _oplock_changed(self, grant: OplockGrant) -> None:
+        """Keep Open.OplockLevel in step; an oplock broken to none is gone."""
+        open_ = grant.open
+        if grant.state.breaking:
+            return
+        open_.oplock_level = oplocks.oplock_of_lease(grant.state.held)
+        if grant.state.held == NONE:
+            self._drop_grant(grant)
+
+    def _drop_grant(self, grant: OplockGrant) -> None:
+        self._stop_timer(grant)
+        if self.grants.get(grant.open) is grant:
+            del self.grants[grant.open]
+        caching = self.files.get(grant.open.file_key)
+        if caching is not None and grant in caching.holders:
+            caching.holders.remove(grant)
+            self._tidy(grant.open.file_key)
+
+    def _start_timer(self, holder) -> None:
+        self._stop_timer(holder)
+        holder.timer = self.call_later(self._timeout_of(holder), lambda: self._timed_out(holder))
+
+    def _timeout_of(self, holder) -> float:
+        """3.3.4.6 Open.OplockTimeout / 3.3.4.7 Lease.LeaseBreakTimeout."""
+        if holder.is_lease:
+            if any(open_.persistent for open_ in holder.opens):
+                return max(self.break_timeout_s, PERSISTENT_LEASE_BREAK_TIMEOUT_S)
+        elif holder.open.persistent:
+            return max(self.break_timeout_s, PERSISTENT_OPLOCK_BREAK_TIMEOUT_S)
+        return self.break_timeout_s
+
+    @staticmethod
+    def _stop_timer(holder) -> None:
+        if holder.timer is not None:
+            holder.timer.cancel()
+            holder.timer = None
+
+    def _timed_out(self, holder) -> None:
+        """3.3.6.1 / 3.3.2.5: the client did not acknowledge in time."""
+        holder.timer = None
+        if holder.state.breaking:
+            log.info("break of %s timed out", _describe(holder))
+            self.apply(holder, Event(Kind.TIMEOUT))
+
+    # --- notifications (3.3.4.6, 3.3.4.7) ----------------------------------------------
+
+    def _notify(self, holder, current: int, new: int, ack_required: bool,
+                defer: bool) -> None:
+        if holder.is_lease:
+            connection = _lease_connection(holder)
+            flags = LeaseBreakFlags.ACK_REQUIRED if ack_required else 0
+            epoch = holder.epoch if holder.version == 2 else 0
+            body = LeaseBreakNotification(epoch, flags, holder.lease_key, current, new).encode()
+            session = None
+        else:
+            open_ = holder.open
+            connection = open_.session.connection
+            # Breaks are never signed (3.3.4.6 "SHOULD NOT be signed"; clients
+            # reject a signature on MessageId all-ones), so the SessionId goes
+            # along only where the session's traffic must be encrypted anyway.
+            session = open_.session if open_.session.encrypt_data else None
+            level = OplockLevel.LEVEL_II if new & R else OplockLevel.NONE
+            body = OplockBreakNotification(
+                level, FileId(open_.persistent_id, open_.volatile_id)).encode()
+        if connection is None or connection.closed:
+            # Nobody to tell: the break completes as if it timed out (3.3.4.6, 3.3.4.7).
+            if ack_required:
+                self.call_later(0, lambda: self._timed_out(holder))
+            return
+
+        def send() -> None:
+            connection.send_unsolicited(Command.OPLOCK_BREAK, body, session)
+        if defer:
+            self.call_soon(send)
+        else:
+            send()
+
+    # --- waiting ---------------------------------------------------------------------
+
+    def wake(self, key: tuple) -> None:
+        caching = self.files.get(key)
+        if caching is None:
+            return
+        waiters, caching.waiters = caching.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._tidy(key)
+
+    async def wait_for_change(self, key: tuple) -> None:
+        """Until a holder of the file acknowledges, times out or closes."""
+        waiter = asyncio.get_running_loop().create_future()
+        caching = self._file(key)
+        caching.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, _WAIT_LIMIT_S)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            caching = self.files.get(key)
+            if caching is not None and waiter in caching.waiters:
+                caching.waiters.remove(waiter)
+                self._tidy(key)
+
+    # --- CREATE ------------------------------------------------------------------------
+
+    def before_open(self, ctx, request, resolved, access: int, retry: Callable,
+                    key: tuple | None = None):
+        """Path-name validation and the break step of an open (3.3.5.9.8,
+        [MS-FSA] 2.1.5.1.2 share access, 2.1.4.12 oplock breaks).
+
+        Returns None to go on with the open, or a ``Pending`` whose work waits
+        for the breaks and then runs ``retry(ctx)`` (the whole CREATE again).
+        ``key`` overrides the file's key (a named stream has its own).
+        """
+        lease_request = _lease_request(ctx, request)
+        if key is None and resolved.exists:
+            key = (resolved.info.device_id, resolved.info.file_id)
+        if lease_request is not None:
+            lease = self.lease(ctx.connection.client_guid, lease_request.lease_key)
+            if lease is not None and lease.opens and lease.file_key != key:
+                raise SmbError(NtStatus.INVALID_PARAMETER, "lease key in use for another file")
+        if key is None:
+            return None
+        violation = False
+        try:
+            files.check_share_access(ctx.server, key, access, request.share_access)
+        except SmbError as exc:
+            if exc.status != NtStatus.SHARING_VIOLATION:
+                raise
+            violation = True
+        caching = self.files.get(key)
+        if caching is not None and caching.holders:
+            own = (self.lease(ctx.connection.client_guid, lease_request.lease_key)
+                   if lease_request is not None else None)
+            views = [oplocks.HolderView(h, h.is_lease, h.state, h is own)
+                     for h in caching.holders]
+            decision = oplocks.decide_open(
+                views, access=access, overwrite=request.create_disposition in _OVERWRITE,
+                sharing_violation=violation, first_attempt=id(ctx) not in self._retrying,
+                delete_on_close=bool(request.create_options & CreateOptions.DELETE_ON_CLOSE))
+            for holder, level in decision.breaks:
+                self.apply(holder, Event(Kind.BREAK, level))
+            if decision.wait:
+                return Pending(self._wait_then_retry(ctx, key, retry), interim_after_s=0.0)
+        if violation:
+            raise SmbError(NtStatus.SHARING_VIOLATION)
+        return None
+
+    async def _wait_then_retry(self, ctx, key: tuple, retry: Callable):
+        self._retrying.add(id(ctx))
+        try:
+            await self.wait_for_change(key)
+            result = retry(ctx)
+            while isinstance(result, Pending):
+                result = await result.work
+            return result
+        finally:
+            self._retrying.discard(id(ctx))
+
+    def grant(self, ctx, open_, request, created: bool) -> tuple[int, list]:
+        """Oplock Acquisition for a new open (3.3.5.9, 3.3.5.9.8, 3.3.5.9.11):
+        returns the response's OplockLevel and its lease context, if any.
+
+        A stat open of an existing file gets no oplock, though it may get a
+        lease (smb2.oplock.exclusive4, batch9).
+        """
+        requested = request.requested_oplock_level
+        if requested == OplockLevel.LEASE:
+            lease_request = _lease_request(ctx, request)
+            if lease_request is None or open_.is_directory:
+                return OplockLevel.NONE, []
+            return OplockLevel.LEASE, [self._grant_lease(ctx, open_, lease_request)]
+        if requested not in (OplockLevel.LEVEL_II, OplockLevel.EXCLUSIVE, OplockLevel.BATCH):
+            return OplockLevel.NONE, []
+        access = open_.granted_access
+        if request.create_disposition in _OVERWRITE:
+            access |= AccessMask.FILE_WRITE_DATA
+        if not created and oplocks.is_stat_open(access, against_lease=False):
+            return OplockLevel.NONE, []
+        level = self._grantable(ctx.server, open_, oplocks.lease_of_oplock(requested), None,
+                                is_lease=False)
+        if level == NONE:
+            return OplockLevel.NONE, []
+        grant = OplockGrant(open_, CacheState(level))
+        self.grants[open_] = grant
+        self._file(open_.file_key).holders.append(grant)
+        open_.oplock_level = oplocks.oplock_of_lease(level)
+        return open_.oplock_level, []
+
+    def _grant_lease(self, ctx, open_, lease_request):
+        client_guid = ctx.connection.client_guid
+        lease = self.lease(client_guid, lease_request.lease_key)
+        level = self._grantable(ctx.server, open_, lease_request.lease_state, lease,
+                                is_lease=True)
+        if lease is None:
+            lease = Lease(client_guid, lease_request.lease_key, open_.file_key,
+                          lease_request.version, CacheState(level),
+                          epoch=(lease_request.epoch + 1) & 0xFFFF,
+                          parent_lease_key=(lease_request.parent_lease_key
+                                            if lease_request.parent_lease_key_set else ZERO_KEY))
+            self.lease_tables.setdefault(client_guid, {})[lease.lease_key] = lease
+            self._file(open_.file_key).holders.append(lease)
+        elif level == lease_request.lease_state:
+            self.apply(lease, Event(Kind.GRANT, level))
+        lease.opens.append(open_)
+        open_.lease = lease
+        open_.oplock_level = OplockLevel.LEASE
+        if open_.create_options & CreateOptions.DELETE_ON_CLOSE:
+            lease.file_delete_on_close = True
+        flags = LeaseFlags.BREAK_IN_PROGRESS if lease.state.breaking else 0
+        # The lease keeps the version it was created with (smb2.lease.v2_epoch2/3).
+        return LeaseResponse(lease.lease_key, lease.state.held, flags, lease.parent_lease_key,
+                             lease.epoch, lease.version).context()
+
+    def _grantable(self, server, open_, requested: int, lease: Lease | None, *,
+                   is_lease: bool) -> int:
+        other_opens = other_oplocks = other_handle_leases = 0
+        state = server.opens_by_file.get(open_.file_key)
+        for other in (state.opens if state is not None else ()):
+            if other is open_ or (lease is not None and other.lease is lease):
+                continue
+            # Stat opens do not stop a writer, unless they hold a lease or an
+            # oplock of their own (smb2.lease.statopen, statopen3, oplock.batch9).
+            if (oplocks.is_stat_open(other.granted_access, against_lease=True)
+                    and not isinstance(other.lease, Lease) and other not in self.grants):
+                continue
+            other_opens += 1
+        caching = self.files.get(open_.file_key)
+        for holder in (caching.holders if caching is not None else ()):
+            if holder is lease:
+                continue
+            if holder.is_lease:
+                other_handle_leases += bool(holder.state.held & oplocks.H)
+            elif holder.open is not open_ and holder.state.held:
+                other_oplocks += 1
+        return oplocks.grantable(requested, is_lease=is_lease, other_opens=other_opens,
+                                 other_oplocks=other_oplocks,
+                                 other_handle_leases=other_handle_leases,
+                                 is_directory=open_.is_directory,
+                                 has_locks=bool(state is not None and state.locks is not None
+                                                and state.locks.locks))
+
+    # --- CLOSE, WRITE, SET_INFO ----------------------------------------------------------
+
+    def release(self, open_) -> None:
+        """An open closed: it leaves its lease or drops its oplock, and whoever
+        waited on the file may retry ([MS-FSA] 2.1.4.12 case CLOSE)."""
+        grant = self.grants.get(open_)
+        if grant is not None:
+            self._drop_grant(grant)
+        lease = open_.lease
+        if isinstance(lease, Lease) and open_ in lease.opens:
+            lease.opens.remove(open_)
+            if not lease.opens:
+                self._drop_lease(lease)
+        self.wake(open_.file_key)
+
+    def _drop_lease(self, lease: Lease) -> None:
+        self._stop_timer(lease)
+        table = self.lease_tables.get(lease.client_guid)
+        if table is not None and table.get(lease.lease_key) is lease:
+            del table[lease.lease_key]
+            if not table:
+                del self.lease_tables[lease.client_guid]
+        caching = self.files.get(lease.file_key)
+        if caching is not None and lease in caching.holders:
+            caching.holders.remove(lease)
+            self._tidy(lease.file_key)
+
+    def break_read_caching(self, open_) -> None:
+        """A write, truncation or allocation change through ``open_`` breaks
+        every other read cache to none without waiting ([MS-FSA] 2.1.4.12
+        cases WRITE and SET_INFORMATION; level II breaks need no ack)."""
+        caching = self.files.get(open_.file_key)
+        if caching is None:
+            return
+        own = open_.lease if isinstance(open_.lease, Lease) else self.grants.get(open_)
+        if own is not None and own.state.held & W:
+            return
+        for holder in list(caching.holders):
+            if holder.is_lease and holder is own:
+                continue
+            if holder.state.held & R:
+                self.apply(holder, Event(Kind.BREAK, NONE))
+
+    def before_handle_change(self, ctx, open_, retry: Callable):
+        """A rename or a delete disposition through ``open_`` first takes
+        handle caching from every other lease of the file and waits for the
+        acknowledgments ([MS-FSA] 2.1.4.12 case SET_INFORMATION,
+        FileRenameInformation / FileDispositionInformation: HANDLE_CACHING;
+        smb2.lease.rename_wait).  Returns None or a ``Pending`` that retries.
+        """
+        caching = self.files.get(open_.file_key)
+        if caching is None:
+            return None
+        wait = False
+        for holder in list(caching.holders):
+            if not holder.is_lease or holder is open_.lease:
+                continue
+            if holder.state.held & oplocks.H and not holder.state.breaking:
+                self.apply(holder, Event(Kind.BREAK, holder.state.held & ~oplocks.H))
+            if holder.state.breaking and holder.state.held & oplocks.H:
+                wait = True
+        if not wait:
+            return None
+        return Pending(self._wait_then_retry(ctx, open_.file_key, retry), interim_after_s=0.0)
+
+    def acknowledge_lease(self, client_guid: bytes, lease_key: bytes, level: int) -> int:
+        """3.3.5.22.2; returns the acknowledged state or raises."""
+        lease = self.lease(client_guid, lease_key)
+        if lease is None:
+            raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such lease")
+        transition = self.apply(lease, Event(Kind.ACK, level), defer=True)
+        if Action.NOT_BREAKING in transition.actions:
+            raise SmbError(NtStatus.UNSUCCESSFUL, "lease is not breaking")
+        if Action.BAD_LEVEL in transition.actions:
+            raise SmbError(NtStatus.REQUEST_NOT_ACCEPTED, "not a state the break allows")
+        return level
+
+    def acknowledge_oplock(self, open_, oplock_level: int) -> int:
+        """3.3.5.22.1; returns the new oplock level or raises."""
+        grant = self.grants.get(open_)
+        if grant is None or not grant.state.breaking:
+            raise SmbError(NtStatus.INVALID_OPLOCK_PROTOCOL, "no oplock break in progress")
+        if oplock_level not in (OplockLevel.LEVEL_II, OplockLevel.NONE):
+            raise SmbError(NtStatus.INVALID_PARAMETER, "acknowledge with level II or none")
+        # A break to none is acknowledged to none whatever the client says.
+        level = oplocks.lease_of_oplock(oplock_level) & grant.state.breaking_to
+        self.apply(grant, Event(Kind.ACK, level), defer=True)
+        return oplocks.oplock_of_lease(level)
+
+
+def _lease_request(ctx, request):
+    """The lease a CREATE asks for, if the dialect and the request allow it
+    (3.3.5.9.8: RqLs only with OplockLevel LEASE on 2.1+; 3.3.5.9.11: v2 on 3.x)."""
+    if request.requested_oplock_level != OplockLevel.LEASE:
+        return None
+    lease_request = request.create_contexts.lease
+    dialect = ctx.connection.dialect
+    if lease_request is None or dialect < Dialect.SMB_2_1:
+        return None
+    if lease_request.version == 2 and dialect < Dialect.SMB_3_0:
+        return None
+    return lease_request
+
+
+def _lease_connection(lease: Lease):
+    """The connection to send a lease break on (3.3.4.7): the first one, by
+    age, of those with the lease's ClientGuid (smb2.lease.v2_complex1)."""
+    if not lease.opens:
+        return None
+    server = lease.opens[0].session.connection.server
+    candidates = [connection for connection in server.connections
+                  if connection.client_guid == lease.client_guid and not connection.closed
+                  and connection.dialect >= Dialect.SMB_2_1]
+    if candidates:
+        return min(candidates, key=lambda connection: connection.created)
+    for open_ in lease.opens:
+        connection = open_.session.connection
+        if connection is not None and not connection.closed:
+            return connection
+    return None
+
+
+def _describe(holder) -> str:
+    if holder.is_lease:
+        return f"lease {holder.lease_key.hex()} ({holder.state})"
+    return f"oplock on {holder.open.path!r} ({holder.state})"
+
+
+# --- hooks for the commands (one call each) ----------------------------------------------
+
+def before_open(ctx, request, resolved, access: int, retry: Callable,
+                key: tuple | None = None):
+    """CREATE, before opening: None to go on, or a Pending (see Leasing.before_open)."""
+    return ctx.server.leasing.before_open(ctx, request, resolved, access, retry, key)
+
+
+def grant(ctx, open_, request, created: bool) -> tuple[int, list]:
+    return ctx.server.leasing.grant(ctx, open_, request, created)
+
+
+def release(server, open_) -> None:
+    server.leasing.release(open_)
+
+
+def break_read_caching(server, open_) -> None:
+    """Cheap when nobody caches the file: one dictionary lookup."""
+    if open_.file_key in server.leasing.files:
+        server.leasing.break_read_caching(open_)
+
+
+def acknowledge_lease(ctx, lease_key: bytes, level: int) -> int:
+    return ctx.server.leasing.acknowledge_lease(ctx.connection.client_guid, lease_key, level)
+
+
+def acknowledge_oplock(ctx, open_, oplock_level: int) -> int:
+    return ctx.server.leasing.acknowledge_oplock(open_, oplock_level)
+
+
+def before_set_info(ctx, open_, info, retry: Callable):
+    """SET_INFO: a rename or a delete disposition may have to wait for handle
+    caching to be given up; None, or a Pending that retries the request."""
+    if open_.file_key not in ctx.server.leasing.files:
+        return None
+    if isinstance(info, FileRenameInfo) or (
+            isinstance(info, FileDispositionInfo) and info.delete_pending) or (
+            isinstance(info, FileDispositionInfoEx) and info.delete):
+        return ctx.server.leasing.before_handle_change(ctx, open_, retry)
+    return None
