@@ -495,7 +495,7 @@ class NotifyRegistry:
 def open_closed(server, open_) -> None:
     """Hook for ``files.close_open``: costs one attribute lookup until the
     server's first CHANGE_NOTIFY."""
-    registry = getattr(server, "notify_registry", None)
+    registry = server.notify_registry
     if registry is None:
         return
     state = server.opens_by_file.get(open_.file_key)

@@ -33,6 +33,7 @@ class SmbServer:
         self.opens_by_file: dict[tuple, list] = {}       # share-mode table per (dev, ino)
         self.connections: set = set()
         self.pipe_environment = None                     # built on first IPC$ pipe open
+        self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
         self.leasing = Leasing()                         # oplocks and leases (issue 3)
         self._async_ids = itertools.count(1)
         self._volatile_ids = itertools.count(1)

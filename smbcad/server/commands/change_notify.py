@@ -70,7 +70,7 @@ def _response(status: int, data: bytes):
 def _registry(server) -> NotifyRegistry:
     """The server's registry, with its inotify instance on the running loop,
     made on the first CHANGE_NOTIFY.  STATUS_NOT_SUPPORTED without inotify."""
-    registry = getattr(server, "notify_registry", None)
+    registry = server.notify_registry
     if registry is None:
         inotify = Inotify()
         registry = NotifyRegistry(inotify)

@@ -41,7 +41,8 @@ class Harness:
         self.server = SimpleNamespace(
             opens_by_file={}, opens_by_persistent_id={},
             metrics=SimpleNamespace(opens=SimpleNamespace(inc=lambda: None, dec=lambda: None)),
-            leasing=SimpleNamespace(release=lambda open_: None, files={}))   # no leases here
+            leasing=SimpleNamespace(release=lambda open_: None, files={}),   # no leases here
+            notify_registry=None)
         self.session = SimpleNamespace(opens={})
         self.tree = SimpleNamespace(open_count=0)
         self._next = 1

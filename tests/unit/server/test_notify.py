@@ -324,7 +324,7 @@ def test_shared_watch_stays_until_its_last_entry_goes():
 
 
 def test_hook_is_free_before_the_first_notify():
-    open_closed(SimpleNamespace(), SimpleNamespace())
+    open_closed(SimpleNamespace(notify_registry=None), SimpleNamespace())
 
 
 def test_delete_pending_completes_other_opens():
