@@ -28,8 +28,14 @@ pytestmark = pytest.mark.interop("smbtorture")
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / ".results"
-GROUPS = ("smb2.connect", "smb2.read", "smb2.rw", "smb2.create", "smb2.dir", "smb2.getinfo",
-          "smb2.setinfo", "smb2.compound", "smb2.credits", "smb2.session", "smb2.tcon")
+GROUPS = (
+    # issue 2: the server core
+    "smb2.connect", "smb2.read", "smb2.rw", "smb2.create", "smb2.dir", "smb2.getinfo",
+    "smb2.setinfo", "smb2.compound", "smb2.credits", "smb2.session", "smb2.tcon",
+    # issue 3: locks, oplocks and leases, notify, FSCTLs, share modes (+ streams)
+    "smb2.lock", "smb2.oplock", "smb2.lease", "smb2.notify", "smb2.ioctl", "smb2.sharemode",
+    "smb2.streams",
+)
 KNOWNFAIL_FILES = {"smbcad": HERE / "smbtorture_knownfail.txt",
                    "smbd": HERE / "smbtorture_knownfail.smbd.txt"}
 # smbtorture adapts some expectations to the server it is told it runs against.
