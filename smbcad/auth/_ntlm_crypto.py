@@ -168,3 +168,29 @@ class ServerSessionSecurity:
     def reset_key_state(self, outgoing: bool) -> None:
         """Reinitialise one RC4 handle after the SPNEGO mechListMIC (MS-SPNG 3.2.5.1)."""
         (self._s2c if outgoing else self._c2s).reset_handle()
+
+    def _confidentiality(self) -> None:
+        if not self._flags & F.SEAL or not self._integrity():
+            raise AuthError(NtStatus.NOT_SUPPORTED, "NTLM sealing was not negotiated")
+
+    def seal(self, message: bytes, prefix: bytes = b"", suffix: bytes = b"") -> tuple[bytes, bytes]:
+        """SEAL (3.4.3) with the server-to-client keys: (sealed message, signature).
+
+        The message is encrypted first, then the MAC is computed over
+        ``prefix + message + suffix`` in plaintext and its checksum encrypted
+        with the same RC4 handle (3.4.4.2).  DCE/RPC passes the PDU header and
+        sec_trailer as prefix and suffix, because NTLM signs the whole PDU
+        while sealing only the stub ([MS-RPCE] 2.2.2.11, 3.3.1.5.2.2).
+        """
+        self._confidentiality()
+        sealed = self._s2c.handle.update(bytes(message))
+        return sealed, self._s2c.mac(bytes(prefix) + bytes(message) + bytes(suffix))
+
+    def unseal(self, sealed: bytes, signature: bytes, prefix: bytes = b"",
+               suffix: bytes = b"") -> bytes | None:
+        """UNSEAL with the client-to-server keys: the plaintext, or None if the
+        signature over ``prefix + plaintext + suffix`` does not verify."""
+        self._confidentiality()
+        message = self._c2s.handle.update(bytes(sealed))
+        expected = self._c2s.mac(bytes(prefix) + message + bytes(suffix))
+        return message if hmac.compare_digest(expected, bytes(signature)) else None

@@ -243,6 +243,15 @@ class NtlmAcceptor:
         """Rewind one direction's RC4 handle after the mechListMIC (MS-SPNG 3.2.5.1)."""
         self._session_security().reset_key_state(outgoing)
 
+    def seal(self, message: bytes, prefix: bytes = b"", suffix: bytes = b"") -> tuple[bytes, bytes]:
+        """GSS_WrapEx with confidentiality, server-to-client (3.4.3, 3.4.6)."""
+        return self._session_security().seal(message, prefix, suffix)
+
+    def unseal(self, sealed: bytes, signature: bytes, prefix: bytes = b"",
+               suffix: bytes = b"") -> bytes | None:
+        """GSS_UnwrapEx, client-to-server; None when the signature does not verify."""
+        return self._session_security().unseal(sealed, signature, prefix, suffix)
+
 
 def _av_flags(response: Ntlmv2Response) -> int:
     raw = find_av(response.av_pairs, AvId.FLAGS)

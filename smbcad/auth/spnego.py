@@ -125,6 +125,16 @@ class SpnegoAcceptor:
         """GSS_VerifyMIC of the negotiated mechanism."""
         return self._established().verify(data, signature)
 
+    def seal(self, message: bytes, prefix: bytes = b"", suffix: bytes = b"") -> tuple[bytes, bytes]:
+        """GSS_WrapEx with confidentiality, for mechanisms that offer it (NTLM)."""
+        return self._established().seal(message, prefix, suffix)  # type: ignore[attr-defined]
+
+    def unseal(self, sealed: bytes, signature: bytes, prefix: bytes = b"",
+               suffix: bytes = b"") -> bytes | None:
+        """GSS_UnwrapEx; None when the signature does not verify."""
+        return self._established().unseal(  # type: ignore[attr-defined]
+            sealed, signature, prefix, suffix)
+
     def _established(self) -> MechanismContext:
         if not self.complete or self._context is None:
             raise malformed("SPNEGO exchange is not complete")

@@ -8,7 +8,8 @@ Typical use::
 
     groups = AssociationGroups()
     conn = RpcConnection(interface_table(my_interface), groups,
-                         secondary_address="\\\\PIPE\\\\srvsvc")
+                         secondary_address="\\\\PIPE\\\\srvsvc",
+                         security=provider, on_output=wake_transport)
     try:
         conn.receive_data(data)
     except ProtocolError:
@@ -50,6 +51,7 @@ from witnessd.dcerpc.interface import (
     CallContext,
     InterfaceHandler,
     OpHandler,
+    PendingCall,
     RpcInterface,
     interface_table,
 )
@@ -71,9 +73,20 @@ from witnessd.dcerpc.pdu import (
     Shutdown,
     decode_pdu,
 )
+from witnessd.dcerpc.security import (
+    AUTH_TRANSITIONS,
+    AuthPhase,
+    AuthRefused,
+    AuthState,
+    SecurityContext,
+    SecurityError,
+    SecurityProvider,
+)
 from witnessd.dcerpc.verification import VerificationTrailer
 
 __all__ = [
+    "AUTH_TRANSITIONS", "AuthPhase", "AuthRefused", "AuthState", "PendingCall",
+    "SecurityContext", "SecurityError", "SecurityProvider",
     "TRANSITIONS", "AlterContext", "AlterContextResp", "AssociationGroup",
     "AssociationGroups", "Auth3", "AuthLevel", "AuthType", "AuthVerifier", "Bind",
     "BindAck", "BindNak", "BindNakReason", "BindTimeFeatures", "BoundContext",

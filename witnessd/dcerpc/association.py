@@ -7,6 +7,16 @@ association group, reassembles fragmented requests, dispatches them to the
 registered interfaces and fragments the responses ([C706] ch. 11-12,
 [MS-RPCE] 3.3.1 and 3.3.3).
 
+Security (``security.AuthState``) runs the context legs of bind,
+alter_context and auth3 with an injected ``SecurityProvider`` and signs or
+seals requests and responses at the negotiated level.
+
+A manager routine may defer its answer (``CallContext.defer()``); the
+response is queued whenever the ``PendingCall`` completes, and ``on_output``
+tells the transport there is something to send.  co_cancel answers a
+pending call with nca_s_fault_cancel, orphaned drops it, and closing the
+connection abandons all of them.
+
 Errors follow [MS-RPCE] 3.3.3.5: a call that fails gets a fault PDU and the
 connection lives on; a protocol violation gets a fault (or a bind_nak for a
 bind), the connection moves to CLOSED and ``receive_data`` raises
@@ -14,8 +24,9 @@ bind), the connection moves to CLOSED and ``receive_data`` raises
 queued.  No other exception leaves ``receive_data``.
 """
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -30,6 +41,7 @@ from witnessd.dcerpc.constants import (
     PfcFlags,
     PType,
 )
+from witnessd.dcerpc.elements import AuthVerifier
 from witnessd.dcerpc.errors import PduDecodeError, ProtocolError, RpcFault
 from witnessd.dcerpc.interface import (
     AssociationGroup,
@@ -37,6 +49,7 @@ from witnessd.dcerpc.interface import (
     CallContext,
     InterfaceHandler,
     InterfaceKey,
+    PendingCall,
 )
 from witnessd.dcerpc.negotiation import (
     MIN_FRAG_SIZE,
@@ -48,6 +61,7 @@ from witnessd.dcerpc.negotiation import (
 )
 from witnessd.dcerpc.pdu import (
     HEADER_SIZE,
+    REQUEST_HEADER_SIZE,
     RESPONSE_HEADER_SIZE,
     AlterContext,
     AlterContextResp,
@@ -63,6 +77,13 @@ from witnessd.dcerpc.pdu import (
     Response,
     decode_pdu,
 )
+from witnessd.dcerpc.security import (
+    AUTH_PAD_ALIGNMENT,
+    AuthRefused,
+    AuthState,
+    SecurityError,
+    SecurityProvider,
+)
 from witnessd.dcerpc.verification import VerificationTrailer, split_verification_trailer
 
 _log = logging.getLogger(__name__)
@@ -71,8 +92,7 @@ HARD_MAX_FRAG_SIZE = 5840
 """Request fragments up to this size are accepted whatever was negotiated (as Samba does)."""
 DEFAULT_MAX_CALL_SIZE = 4 * 1024 * 1024
 """Combined stub size of one request ([MS-RPCE] 3.3.3.5.4: 4 MB, else fault 5)."""
-AUTH_PAD_ALIGNMENT = 16
-"""Response stub chunks are multiples of this, room for a sec_trailer ([MS-RPCE] 2.2.2.11)."""
+SEC_TRAILER_SIZE = 8
 
 
 class ConnState(Enum):
@@ -121,7 +141,9 @@ class RpcConnection:
     the endpoint's shared association table; ``max_recv_frag`` caps the
     fragment size we negotiate; ``secondary_address`` goes into bind_ack (the
     pipe name, e.g. ``\\PIPE\\srvsvc``, or the TCP port); ``transport`` is
-    handed to every call in ``CallContext.transport``.
+    handed to every call in ``CallContext.transport``; ``security`` starts
+    security contexts (None: binds with a verifier are refused);
+    ``on_output`` is called when a deferred call queued PDUs.
     """
 
     def __init__(
@@ -134,6 +156,8 @@ class RpcConnection:
         secondary_address: str = "",
         concurrent_multiplex: bool = True,
         transport: Any = None,
+        security: SecurityProvider | None = None,
+        on_output: Callable[[], None] | None = None,
     ) -> None:
         if max_recv_frag < MIN_FRAG_SIZE or max_recv_frag > 0xFFFF:
             raise ValueError(f"max_recv_frag {max_recv_frag} out of range")
@@ -152,6 +176,10 @@ class RpcConnection:
         self._partial: _PartialCall | None = None
         self._discard_call_id: int | None = None
         self._group: AssociationGroup | None = None
+        self._auth = AuthState(security)
+        self._pending: dict[int, PendingCall] = {}
+        self._on_output = on_output
+        self.header_signing = False
         self.max_xmit_frag = self._server_max_frag
         self.max_recv_frag = self._server_max_frag
         self.multiplexed = False
@@ -174,6 +202,15 @@ class RpcConnection:
     def contexts(self) -> Mapping[int, BoundContext]:
         return MappingProxyType(self._contexts)
 
+    @property
+    def auth(self) -> AuthState:
+        return self._auth
+
+    @property
+    def pending_calls(self) -> int:
+        """Deferred calls still waiting for their answer."""
+        return len(self._pending)
+
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client; answers queue up for ``pdus_to_send``.
 
@@ -188,10 +225,7 @@ class RpcConnection:
             while (raw := self._next_fragment()) is not None:
                 self._process(raw)
         except ProtocolError:
-            self._state = ConnState.CLOSED
-            self._inbox.clear()
-            self._partial = None
-            self._leave_group()
+            self.close()
             raise
 
     def pdus_to_send(self) -> list[bytes]:
@@ -204,10 +238,13 @@ class RpcConnection:
         return b"".join(self.pdus_to_send())
 
     def close(self) -> None:
-        """The transport went away: leave the association group, drop state."""
+        """The transport went away: abandon deferred calls, leave the association group."""
         self._state = ConnState.CLOSED
         self._inbox.clear()
         self._partial = None
+        pending, self._pending = list(self._pending.values()), {}
+        for call in pending:
+            call.abandon("connection closed")
         self._leave_group()
 
     # -- framing and the state table ------------------------------------
@@ -249,12 +286,20 @@ class RpcConnection:
             case Request():
                 self._on_request(pdu, raw)
             case Auth3():
-                self._authenticate(pdu)
+                self._on_auth3(pdu)
             case Orphaned():
+                self._check_control(pdu, raw)
                 if self._partial is not None and self._partial.first.call_id == pdu.call_id:
                     self._partial = None  # the client abandoned it ([C706] 12.6.4.8)
+                pending = self._pending.pop(pdu.call_id, None)
+                if pending is not None:
+                    pending.abandon("orphaned")
             case CoCancel():
-                pass  # calls complete synchronously, nothing is left to cancel
+                self._check_control(pdu, raw)
+                pending = self._pending.pop(pdu.call_id, None)
+                if pending is not None:  # answered as Samba's witness AsyncNotify cancel
+                    pending.abandon("cancelled")
+                    self._queue_fault(pdu.call_id, FaultStatus.NCA_S_FAULT_CANCEL)
         self._state = target
 
     # -- answers ----------------------------------------------------------
@@ -282,32 +327,41 @@ class RpcConnection:
             return self._nak(header.call_id, reason, message)
         return self._fatal(header.call_id, FaultStatus.NCA_S_PROTO_ERROR, message)
 
-    # -- security hooks (auth lands in a later issue) ---------------------
+    # -- security ([MS-RPCE] 3.3.1.5.2) -----------------------------------
 
-    def _authenticate(self, pdu: Bind | Auth3) -> None:
-        """Run one security context leg ([MS-RPCE] 3.3.1.5.2.1).
+    def _refused(self, call_id: int, exc: AuthRefused) -> ProtocolError:
+        return self._fatal(call_id, exc.status, str(exc))
 
-        No security provider is registered yet, so every auth_type is unknown:
-        bind gets bind_nak authentication_type_not_recognized (3.3.3.5.3), an
-        alter_context a fault, and auth3 (never valid without a started
-        context) a protocol error, as Samba answers them.
-        """
-        auth_type = pdu.auth.auth_type if pdu.auth is not None else None
-        message = f"no security provider for auth_type {auth_type}"
-        if isinstance(pdu, AlterContext):
-            raise self._fatal(pdu.call_id, FaultStatus.RPC_S_SEC_PKG_ERROR, message)
-        if isinstance(pdu, Bind):
-            raise self._nak(pdu.call_id, BindNakReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED, message)
-        raise self._fatal(pdu.call_id, FaultStatus.NCA_S_PROTO_ERROR, message)
+    def _on_auth3(self, pdu: Auth3) -> None:
+        """Last NTLM leg: never answered; a failure shows at the next request."""
+        try:
+            self._auth.auth3(pdu.auth)
+        except AuthRefused as exc:
+            _log.info("auth3 refused: %s", exc)
+            if exc.status not in (FaultStatus.RPC_S_SEC_PKG_ERROR,
+                                  FaultStatus.RPC_S_ACCESS_DENIED):
+                raise self._refused(pdu.call_id, exc) from exc
 
-    def _unprotect(self, pdu: Request, raw: bytes) -> None:
-        """Verify or unseal a request fragment ([MS-RPCE] 3.3.1.5.2.2).
+    def _check_control(self, pdu: CoCancel, raw: bytes) -> None:
+        """A signed co_cancel / orphaned consumes a sequence number: verify it too."""
+        if pdu.auth is not None and self._auth.protects_packets:
+            try:
+                self._auth.unprotect(raw, HEADER_SIZE, pdu.auth)
+            except AuthRefused as exc:
+                raise self._refused(pdu.call_id, exc) from exc
 
-        Without a security context any verifier is a protocol error.
-        """
-        if pdu.auth is not None:
-            raise self._fatal(pdu.call_id, FaultStatus.NCA_S_PROTO_ERROR,
-                              "request carries a verifier but no security context exists")
+    def _unprotect(self, pdu: Request, raw: bytes) -> Request:
+        """Check the verifier, verify or unseal a request fragment ([MS-RPCE] 3.3.1.5.2.2)."""
+        first = bool(pdu.pfc_flags & PfcFlags.FIRST_FRAG)
+        try:
+            self._auth.check_request(pdu.auth, first)
+            if not self._auth.protects_packets or pdu.auth is None:
+                return pdu
+            offset = REQUEST_HEADER_SIZE + (16 if pdu.object is not None else 0)
+            stub = self._auth.unprotect(raw, offset, pdu.auth)
+        except AuthRefused as exc:
+            raise self._refused(pdu.call_id, exc) from exc
+        return dataclasses.replace(pdu, stub_data=stub)
 
     # -- bind and alter_context -------------------------------------------
 
@@ -315,8 +369,10 @@ class RpcConnection:
         if not pdu.p_context_elem:
             raise self._nak(pdu.call_id, BindNakReason.PROTOCOL_VERSION_NOT_SUPPORTED,
                             "no presentation contexts")
-        if pdu.auth is not None:
-            self._authenticate(pdu)
+        try:
+            leg = self._auth.bind(pdu.auth)
+        except AuthRefused as exc:
+            raise self._nak(pdu.call_id, exc.bind_nak_reason, str(exc)) from exc
         try:
             outcome = self._negotiate(pdu, allow_features=True)
         except ContextError as exc:
@@ -335,15 +391,23 @@ class RpcConnection:
         size = negotiate_frag_size(pdu.max_xmit_frag, pdu.max_recv_frag, self._server_max_frag)
         self.max_xmit_frag = self.max_recv_frag = size
         self.multiplexed = bool(pdu.pfc_flags & PfcFlags.CONC_MPX) and self._concurrent_multiplex
-        flags = SINGLE_FRAGMENT | (PfcFlags.CONC_MPX if self.multiplexed else 0)
+        # Header signing is echoed as Samba does; NTLM signs the whole PDU anyway.
+        self.header_signing = bool(pdu.pfc_flags & PfcFlags.SUPPORT_HEADER_SIGN)
         self._outbox.append(BindAck(
-            call_id=pdu.call_id, pfc_flags=flags, max_xmit_frag=size, max_recv_frag=size,
-            assoc_group_id=group.assoc_group_id, sec_addr=self._secondary_address,
-            p_result_list=outcome.results).encode())
+            call_id=pdu.call_id, pfc_flags=self._ack_flags(), max_xmit_frag=size,
+            max_recv_frag=size, assoc_group_id=group.assoc_group_id,
+            sec_addr=self._secondary_address, p_result_list=outcome.results,
+            auth=leg.verifier).encode())
+
+    def _ack_flags(self) -> int:
+        return (SINGLE_FRAGMENT | (PfcFlags.CONC_MPX if self.multiplexed else 0)
+                | (PfcFlags.SUPPORT_HEADER_SIGN if self.header_signing else 0))
 
     def _on_alter_context(self, pdu: AlterContext) -> None:
-        if pdu.auth is not None:
-            self._authenticate(pdu)
+        try:
+            leg = self._auth.alter(pdu.auth)
+        except AuthRefused as exc:
+            raise self._refused(pdu.call_id, exc) from exc
         if not pdu.p_context_elem:
             raise self._fatal(pdu.call_id, FaultStatus.NCA_S_PROTO_ERROR,
                               "no presentation contexts")
@@ -353,11 +417,10 @@ class RpcConnection:
             raise self._fatal(pdu.call_id, FaultStatus.NCA_S_PROTO_ERROR, str(exc)) from exc
         self._contexts.update(outcome.new_contexts)
         assert self._group is not None  # BOUND implies a successful bind
-        flags = SINGLE_FRAGMENT | (PfcFlags.CONC_MPX if self.multiplexed else 0)
         self._outbox.append(AlterContextResp(
-            call_id=pdu.call_id, pfc_flags=flags, max_xmit_frag=self.max_xmit_frag,
+            call_id=pdu.call_id, pfc_flags=self._ack_flags(), max_xmit_frag=self.max_xmit_frag,
             max_recv_frag=self.max_recv_frag, assoc_group_id=self._group.assoc_group_id,
-            p_result_list=outcome.results).encode())
+            p_result_list=outcome.results, auth=leg.verifier).encode())
 
     def _negotiate(self, pdu: Bind, *, allow_features: bool) -> Negotiation:
         return negotiate_contexts(pdu.p_context_elem, self._interfaces, self._contexts,
@@ -366,7 +429,7 @@ class RpcConnection:
     # -- requests -----------------------------------------------------------
 
     def _on_request(self, pdu: Request, raw: bytes) -> None:
-        self._unprotect(pdu, raw)
+        pdu = self._unprotect(pdu, raw)
         if len(raw) > max(self.max_recv_frag, HARD_MAX_FRAG_SIZE):
             raise self._fatal(pdu.call_id, FaultStatus.NCA_S_PROTO_ERROR,
                               f"request fragment of {len(raw)} bytes", did_not_execute=False)
@@ -430,15 +493,25 @@ class RpcConnection:
         """Run the manager routine and queue its response or fault ([MS-RPCE] 3.3.3.4.1)."""
         assert self._group is not None
         stub, trailer = split_verification_trailer(stub)
+        p_cont_id = context.p_cont_id
         call = CallContext(
-            call_id=first.call_id, opnum=first.opnum, p_cont_id=context.p_cont_id,
+            call_id=first.call_id, opnum=first.opnum, p_cont_id=p_cont_id,
             abstract_syntax=context.abstract_syntax, transfer_syntax=context.transfer_syntax,
             assoc_group=self._group, object=first.object, auth=first.auth,
-            verification_trailer=trailer, transport=self._transport)
+            verification_trailer=trailer, transport=self._transport,
+            auth_level=self._auth.auth_level, auth_type=self._auth.auth_type,
+            identity=self._auth.identity,
+            deferrer=lambda: PendingCall(first.call_id, first.opnum,
+                                         lambda call, stub, status: self._finish(
+                                             call, p_cont_id, stub, status)))
         try:
             if trailer is not None:
                 _check_trailer(trailer, first, context)
             result = context.handler(first.opnum, stub, call)
+            if isinstance(result, PendingCall):
+                if not result.done:
+                    self._pending[result.call_id] = result
+                return
             if not isinstance(result, bytes | bytearray | memoryview):
                 raise TypeError(f"handler returned {type(result).__name__}, not bytes")
             result = bytes(result)
@@ -452,9 +525,28 @@ class RpcConnection:
             return
         self._queue_response(first.call_id, context.p_cont_id, result)
 
+    def _finish(self, call: PendingCall, p_cont_id: int, stub: bytes | None,
+                status: int) -> None:
+        """A deferred call completed: queue its response or fault, tell the transport."""
+        if self._state is ConnState.CLOSED:
+            return
+        self._pending.pop(call.call_id, None)
+        if stub is None:
+            self._queue_fault(call.call_id, status, p_cont_id)
+        else:
+            self._queue_response(call.call_id, p_cont_id, stub)
+        if self._on_output is not None:
+            self._on_output()
+
     def _queue_response(self, call_id: int, p_cont_id: int, stub: bytes) -> None:
-        """Response PDUs no larger than max_xmit_frag ([C706] 12.6.4.10, [MS-RPCE] 2.2.2.6)."""
-        chunk = self.max_xmit_frag - RESPONSE_HEADER_SIZE
+        """Response PDUs no larger than max_xmit_frag ([C706] 12.6.4.10, [MS-RPCE] 2.2.2.6).
+
+        With packet protection every fragment carries auth padding, a
+        sec_trailer and a signature, and is signed (or sealed) in send order.
+        """
+        protect = self._auth.protects_packets
+        overhead = SEC_TRAILER_SIZE + self._auth.signature_size if protect else 0
+        chunk = self.max_xmit_frag - RESPONSE_HEADER_SIZE - overhead
         chunk -= chunk % AUTH_PAD_ALIGNMENT
         offset = 0
         while True:
@@ -462,10 +554,20 @@ class RpcConnection:
             flags = PfcFlags.FIRST_FRAG if offset == 0 else PfcFlags(0)
             if offset + len(piece) >= len(stub):
                 flags |= PfcFlags.LAST_FRAG
+            verifier: AuthVerifier | None = None
+            if protect:
+                verifier = self._auth.response_verifier(len(piece))
             # Windows truncates p_cont_id to 8 bits in responses; Samba copies it.
-            self._outbox.append(Response(
-                call_id=call_id, pfc_flags=flags, alloc_hint=len(stub) - offset,
-                p_cont_id=p_cont_id & 0xFF, stub_data=piece).encode())
+            raw = Response(call_id=call_id, pfc_flags=flags, alloc_hint=len(stub) - offset,
+                           p_cont_id=p_cont_id & 0xFF, stub_data=piece, auth=verifier).encode()
+            if protect:
+                try:
+                    raw = self._auth.protect(raw, RESPONSE_HEADER_SIZE)
+                except SecurityError as exc:
+                    _log.warning("cannot protect the response to call %d: %s", call_id, exc)
+                    self._queue_fault(call_id, exc.status, p_cont_id)
+                    return
+            self._outbox.append(raw)
             offset += len(piece)
             if flags & PfcFlags.LAST_FRAG:
                 return

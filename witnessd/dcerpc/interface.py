@@ -2,9 +2,15 @@
 
 An interface is registered as ``{(uuid, major_version): InterfaceHandler}``
 where an InterfaceHandler is any ``Callable[[opnum, stub_data, CallContext],
-bytes]`` returning the NDR-encoded [out] stub.  ``RpcInterface`` builds one
-from an interface module's ``{opnum: handler}`` table (shared/STYLE.md rule
-11) and turns missing opnums into nca_s_op_rng_error.
+bytes | PendingCall]`` returning the NDR-encoded [out] stub.  ``RpcInterface``
+builds one from an interface module's ``{opnum: handler}`` table
+(shared/STYLE.md rule 11), turns missing opnums into nca_s_op_rng_error and
+refuses calls below the interface's minimum authentication level.
+
+A manager routine that cannot answer yet (MS-SWN AsyncNotify) calls
+``call.defer()`` and returns the ``PendingCall``; whoever later has the
+answer calls ``complete(stub)`` or ``fail(status)`` on it, and the
+connection sends the response then ([MS-RPCE] 3.3.3.4 asynchronous calls).
 """
 
 from collections.abc import Callable, Mapping
@@ -13,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
-from witnessd.dcerpc.constants import FaultStatus
+from witnessd.dcerpc.constants import AuthLevel, FaultStatus
 from witnessd.dcerpc.errors import RpcFault
 from witnessd.dcerpc.elements import AuthVerifier, SyntaxId
 from witnessd.dcerpc.verification import VerificationTrailer
@@ -26,14 +32,29 @@ InterfaceKey = tuple[UUID, int]
 class AssociationGroup:
     """An association group shared by the connections that join it ([MS-RPCE] 3.3.1.1.1, 3.3.1.5.7).
 
-    Context handles will hang off this object (they are scoped to the
-    association, [MS-RPCE] 3.3.1.4.1); for now it records the negotiated
-    Bind Features Bitmask ([MS-RPCE] 3.3.1.5.3) and how many connections use it.
+    Records the negotiated Bind Features Bitmask ([MS-RPCE] 3.3.1.5.3) and
+    how many connections use it.  Context handles are scoped to the
+    association ([MS-RPCE] 3.3.1.4.1): their owners register a rundown
+    callback with ``add_rundown``, run once when the last connection leaves
+    (the context rundown of [C706] 5.1.6 / [MS-RPCE] 3.3.3.2.1).
     """
 
     assoc_group_id: int
     bind_time_features: int = 0
     connections: int = 0
+    rundowns: dict[object, Callable[[], None]] = field(default_factory=dict)
+
+    def add_rundown(self, key: object, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the group goes away, unless ``remove_rundown(key)`` first."""
+        self.rundowns[key] = callback
+
+    def remove_rundown(self, key: object) -> None:
+        self.rundowns.pop(key, None)
+
+    def run_down(self) -> None:
+        callbacks, self.rundowns = list(self.rundowns.values()), {}
+        for callback in callbacks:
+            callback()
 
 
 class AssociationGroups:
@@ -69,6 +90,7 @@ class AssociationGroups:
         group.connections -= 1
         if group.connections <= 0:
             self._groups.pop(group.assoc_group_id, None)
+            group.run_down()
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -77,9 +99,66 @@ class AssociationGroups:
         return assoc_group_id in self._groups
 
 
+class PendingCall:
+    """A call whose response the manager routine sends later ([MS-RPCE] 3.3.3.4).
+
+    Made by ``CallContext.defer()``.  Exactly one of ``complete`` / ``fail``
+    takes effect; later ones, and any after the call was abandoned, are
+    ignored.  The call is abandoned when the client cancels it (co_cancel,
+    answered with nca_s_fault_cancel), orphans it, or the connection goes
+    away; callbacks registered with ``on_abandon`` learn of it so the owner
+    can forget the call.
+    """
+
+    __slots__ = ("call_id", "opnum", "_send", "_abandon_callbacks", "_done", "reason")
+
+    def __init__(self, call_id: int, opnum: int,
+                 send: Callable[["PendingCall", bytes | None, int], None]) -> None:
+        self.call_id = call_id
+        self.opnum = opnum
+        self._send = send
+        self._abandon_callbacks: list[Callable[["PendingCall"], None]] = []
+        self._done = False
+        self.reason = ""
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def complete(self, stub: bytes) -> None:
+        """Send ``stub`` as the response."""
+        if not self._done:
+            self._done = True
+            self._send(self, bytes(stub), 0)
+
+    def fail(self, status: int) -> None:
+        """Answer with a fault PDU carrying ``status``."""
+        if not self._done:
+            self._done = True
+            self._send(self, None, status)
+
+    def on_abandon(self, callback: Callable[["PendingCall"], None]) -> None:
+        self._abandon_callbacks.append(callback)
+
+    def abandon(self, reason: str) -> None:
+        """The connection side gave up on the call (cancel, orphaned, closed)."""
+        if self._done:
+            return
+        self._done = True
+        self.reason = reason
+        callbacks, self._abandon_callbacks = self._abandon_callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallContext:
-    """What a manager routine may know about its call ([MS-RPCE] 3.3.3.1.5 Server Call)."""
+    """What a manager routine may know about its call ([MS-RPCE] 3.3.3.1.5 Server Call).
+
+    ``auth_level``, ``auth_type`` and ``identity`` describe the connection's
+    established security context ([MS-RPCE] 3.3.3.1.3); ``deferrer`` is set
+    by the connection so that ``defer()`` works.
+    """
 
     call_id: int
     opnum: int
@@ -92,10 +171,20 @@ class CallContext:
     verification_trailer: VerificationTrailer | None = None
     transport: Any = None
     """Opaque transport identity, e.g. the SMB session of a pipe ([MS-RPCE] 3.3.1.5.2.1)."""
+    auth_level: int = AuthLevel.NONE
+    auth_type: int = 0
+    identity: Any = None
+    deferrer: Callable[[], PendingCall] | None = None
+
+    def defer(self) -> PendingCall:
+        """Keep the call open; return it with ``PendingCall`` from the handler."""
+        if self.deferrer is None:
+            raise RuntimeError("this call cannot be deferred")
+        return self.deferrer()
 
 
-InterfaceHandler = Callable[[int, bytes, CallContext], bytes]
-OpHandler = Callable[[bytes, CallContext], bytes]
+InterfaceHandler = Callable[[int, bytes, CallContext], "bytes | PendingCall"]
+OpHandler = Callable[[bytes, CallContext], "bytes | PendingCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +192,16 @@ class RpcInterface:
     """A registered interface: its syntax and manager table ([MS-RPCE] 3.3.3.3.1.2).
 
     Callable as an InterfaceHandler.  Handlers receive the request stub and
-    return the response stub; they raise ``RpcFault`` to fail the call.
+    return the response stub (or a ``PendingCall``); they raise ``RpcFault``
+    to fail the call.  Calls below ``min_auth_level`` fail with fault
+    access_denied before any handler runs, as Windows and Samba refuse them
+    ([MS-RPCE] 3.3.3.1.3; Samba dcesrv_request "min_auth_level").
     """
 
     name: str
     syntax: SyntaxId
     operations: Mapping[int, OpHandler] = field(default_factory=dict)
+    min_auth_level: int = AuthLevel.NONE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operations", MappingProxyType(dict(self.operations)))
@@ -117,7 +210,11 @@ class RpcInterface:
     def key(self) -> InterfaceKey:
         return (self.syntax.if_uuid, self.syntax.major)
 
-    def __call__(self, opnum: int, stub_data: bytes, call: CallContext) -> bytes:
+    def __call__(self, opnum: int, stub_data: bytes, call: CallContext) -> "bytes | PendingCall":
+        if call.auth_level < self.min_auth_level:
+            raise RpcFault(FaultStatus.RPC_S_ACCESS_DENIED,
+                           f"{self.name}: auth level {call.auth_level} below "
+                           f"{self.min_auth_level}", did_not_execute=True)
         handler = self.operations.get(opnum)
         if handler is None:
             raise RpcFault(FaultStatus.NCA_S_OP_RNG_ERROR,

@@ -1,0 +1,112 @@
+"""witnessd configuration: the example file, quick mode, errors that name the key."""
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+import yaml
+
+from witnessd import cli
+from witnessd.config import (
+    DEFAULT_EPM_PORT,
+    ConfigError,
+    ListenAddress,
+    QuickArgs,
+    from_mapping,
+    from_quick_args,
+    load_yaml,
+    parse_listen,
+)
+from witnessd.daemon import build_service
+from witnessd.swn import InterfaceFlags, ResourceNameStyle, Win32Error
+
+EXAMPLE = Path(__file__).parents[3] / "config" / "witnessd-example.yaml"
+
+
+def test_example_file_loads_with_every_key() -> None:
+    cfg = load_yaml(str(EXAMPLE))
+    assert cfg.server.listen == (ListenAddress("0.0.0.0", 5004),)
+    assert cfg.server.epm_listen == (ListenAddress("0.0.0.0", 135),)
+    assert cfg.witness.net_name == "CLUSTER" and cfg.witness.local_node == "NODEA"
+    assert cfg.witness.resource_name is ResourceNameStyle.IP
+    assert cfg.witness.unregister_unknown_handle_error == Win32Error.INVALID_PARAMETER
+    assert cfg.principal == "cifs/CLUSTER"
+    assert [i.node for i in cfg.interfaces] == ["NODEA", "NODEB"]
+    assert cfg.interfaces[0].ipv6 == ipaddress.IPv6Address("2001:db8::11")
+    service = build_service(cfg, clock=lambda: 0.0)
+    assert [i.local for i in service.interfaces] == [True, False]
+
+
+def test_quick_mode_defaults() -> None:
+    cfg = cli.load(["--listen", "127.0.0.1:5004", "--user", "alice:pw", "--net-name", "C",
+                    "--interface", "N1=127.0.0.1", "--interface", "N2=127.0.0.2,fd00::2"])
+    assert cfg.server.epm_listen == (ListenAddress("127.0.0.1", DEFAULT_EPM_PORT),)
+    assert cfg.witness.local_node == "N1"  # owns the --listen address
+    assert cfg.server.control_socket is None
+    assert cfg.interfaces[1].ipv6 == ipaddress.IPv6Address("fd00::2")
+    info = build_service(cfg, clock=lambda: 0.0)._interface_list().interface_info
+    assert [i.flags & InterfaceFlags.INTERFACE_WITNESS for i in info] == [0, 4]
+
+
+def test_quick_mode_explicit_node_and_epm() -> None:
+    cfg = from_quick_args(QuickArgs(listen=("127.0.0.1:0",), epm_listen=("127.0.0.1:1135",),
+                                    users=("a:b",), net_name="C", interfaces=("N1=10.0.0.1",),
+                                    node="N2", shares=("vm",), control_socket="/tmp/x.sock"))
+    assert cfg.server.epm_listen == (ListenAddress("127.0.0.1", 1135),)
+    assert (cfg.witness.local_node, cfg.witness.shares) == ("N2", ("vm",))
+
+
+@pytest.mark.parametrize("argv,key", [
+    (["--listen", "127.0.0.1:1"], "--listen"),
+    (["--listen", "127.0.0.1:1", "--net-name", "C", "--user", "nopassword"], "--user[0]"),
+    (["--listen", "127.0.0.1:x", "--net-name", "C", "--user", "a:b"], "--listen[0]"),
+    (["--listen", "1.2.3.4:1", "--net-name", "C", "--user", "a:b", "--interface", "N"],
+     "--interface[0]"),
+    (["--config", "/x.yaml", "--listen", "1.2.3.4:1"], "--config"),
+    (["--config", "/nonexistent.yaml"], "--config"),
+])
+def test_quick_mode_errors_name_the_flag(argv, key) -> None:
+    with pytest.raises(ConfigError) as info:
+        cli.load(argv)
+    assert info.value.key == key
+
+
+def _base() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+@pytest.mark.parametrize("path,value,key", [
+    (("server", "listen"), None, "server.listen"),
+    (("server", "listen"), ["host:1"], "server.listen[0]"),
+    (("server", "max_frag_bytes"), 100, "server.max_frag_bytes"),
+    (("server", "log_level"), "loud", "server.log_level"),
+    (("auth", "users"), [], "auth.users"),
+    (("auth", "users"), [{"name": "a"}], "auth.users[0]"),
+    (("auth", "users"), [{"name": "a", "nt_hash": "12"}], "auth.users[0].nt_hash"),
+    (("auth", "server_name"), "A" * 16, "auth.server_name"),
+    (("witness", "net_name"), "", "witness.net_name"),
+    (("witness", "resource_name"), "fqdn", "witness.resource_name"),
+    (("witness", "unregister_unknown_handle_error"), "x",
+     "witness.unregister_unknown_handle_error"),
+    (("witness", "unused_registration_timeout_s"), 0, "witness.unused_registration_timeout_s"),
+    (("interfaces",), [{"node": "A"}], "interfaces[0]"),
+    (("interfaces",), [{"node": "A", "ipv4": "1.2.3.4", "state": "on"}], "interfaces[0].state"),
+    (("interfaces",), [{"node": "A", "addresses": ["1.1.1.1", "2.2.2.2"]}], "interfaces[0]"),
+])
+def test_yaml_errors_name_the_key(path, value, key) -> None:
+    raw = _base()
+    target = raw
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    with pytest.raises(ConfigError) as info:
+        from_mapping(raw)
+    assert info.value.key == key
+
+
+def test_parse_listen_forms() -> None:
+    assert parse_listen("[fd00::1]:99", "k") == ListenAddress("fd00::1", 99)
+    assert parse_listen("10.0.0.1", "k", 135) == ListenAddress("10.0.0.1", 135)
+    assert str(ListenAddress("fd00::1", 5)) == "[fd00::1]:5"
+    with pytest.raises(ConfigError):
+        parse_listen("10.0.0.1", "k")

@@ -1,0 +1,5 @@
+import sys
+
+from witnessd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""``witnessd`` command line: ``--config FILE`` or the quick-mode flags.
+
+Quick mode, for scripts and tests::
+
+    witnessd --listen ADDR:PORT [--epm-listen ADDR:PORT] --user NAME:PASSWORD \\
+             --net-name NAME --interface NODE=IPV4[,IPV6] [--interface ...] \\
+             [--node NAME] [--share NAME] [--control-socket PATH]
+
+``--epm-listen`` defaults to port 135 on the ``--listen`` address; ``--node``
+(the local node, whose addresses GetInterfaceList does not offer as
+witnesses) defaults to the node owning the ``--listen`` address.  A bad
+flag or config exits 2 with one line naming the key and the problem.
+"""
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from witnessd import config as config_mod
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="witnessd", description="MS-SWN witness server")
+    p.add_argument("--config", help="YAML configuration file")
+    p.add_argument("--listen", action="append", default=[],
+                   help="witness RPC endpoint ADDR:PORT (repeatable; port 0 picks one)")
+    p.add_argument("--epm-listen", action="append", default=[],
+                   help="endpoint mapper ADDR[:PORT] (default: port 135 on --listen)")
+    p.add_argument("--user", action="append", default=[], help="NAME:PASSWORD (repeatable)")
+    p.add_argument("--net-name", help="ServerGlobalName: the cluster name clients use")
+    p.add_argument("--interface", action="append", default=[],
+                   help="NODE=IPV4[,IPV6] (repeatable): an InterfaceList entry")
+    p.add_argument("--node", help="the local node (default: the node owning --listen)")
+    p.add_argument("--share", action="append", default=[],
+                   help="share name RegisterEx may name (repeatable)")
+    p.add_argument("--control-socket", help="Unix socket for events (default: none)")
+    p.add_argument("--metrics-listen", help="ADDR:PORT for Prometheus metrics")
+    p.add_argument("--server-name", default="WITNESS", help="NetBIOS name for NTLM")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+def load(argv: list[str]) -> config_mod.Config:
+    args = _parser().parse_args(argv)
+    if args.config:
+        if args.listen or args.user or args.interface or args.net_name:
+            raise config_mod.ConfigError("--config", "cannot be combined with quick-mode flags")
+        return config_mod.load_yaml(args.config)
+    if not args.listen or not args.net_name or not args.user:
+        raise config_mod.ConfigError("--listen", "give --config FILE, or --listen, --net-name "
+                                     "and --user")
+    return config_mod.from_quick_args(config_mod.QuickArgs(
+        listen=tuple(args.listen), epm_listen=tuple(args.epm_listen), users=tuple(args.user),
+        net_name=args.net_name, interfaces=tuple(args.interface), node=args.node,
+        shares=tuple(args.share), control_socket=args.control_socket,
+        metrics_listen=args.metrics_listen, server_name=args.server_name,
+        log_level=args.log_level))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load(sys.argv[1:] if argv is None else argv)
+        logging.basicConfig(level=cfg.server.log_level.upper(),
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        from witnessd.daemon import Daemon
+        daemon = Daemon(cfg)
+    except config_mod.ConfigError as exc:
+        print(f"witnessd: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(daemon.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
