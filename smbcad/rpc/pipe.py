@@ -217,6 +217,8 @@ class PipeEnvironment:
     server: ServerConfig
     assoc_groups: AssociationGroups
     max_recv_frag: int = 4280
+    # DCE/RPC auth on the pipe (clients may sign/seal inside SMB, e.g. smbtorture).
+    security: Any = None
 
 
 PipeFactory = Callable[[PipeEnvironment, Any], NamedPipe]
@@ -226,7 +228,8 @@ PipeFactory = Callable[[PipeEnvironment, Any], NamedPipe]
 def _srvsvc_pipe(env: PipeEnvironment, transport: Any) -> NamedPipe:
     interfaces = interface_table(srvsvc_interface(env.shares, env.server))
     connection = RpcConnection(interfaces, env.assoc_groups, max_recv_frag=env.max_recv_frag,
-                               secondary_address="\\PIPE\\srvsvc", transport=transport)
+                               secondary_address="\\PIPE\\srvsvc", transport=transport,
+                               security=env.security)
     return NamedPipe("srvsvc", connection)
 
 

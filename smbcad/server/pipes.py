@@ -16,6 +16,7 @@ from smbcad.server import files
 from smbcad.server.adm import Open
 from smbcad.server.context import Reply
 from witnessd.dcerpc import AssociationGroups
+from witnessd.security import SmbcadSecurity
 
 
 def _environment(server) -> PipeEnvironment:
@@ -31,7 +32,8 @@ def _environment(server) -> PipeEnvironment:
             return out
         env = PipeEnvironment(shares=shares,
                               server=ServerConfig(name=server.config.server.server_name),
-                              assoc_groups=AssociationGroups())
+                              assoc_groups=AssociationGroups(),
+                              security=SmbcadSecurity(server.authenticator))
         server.pipe_environment = env
     return env
 

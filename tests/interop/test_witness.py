@@ -15,9 +15,8 @@ Every server listens on 127.0.0.1 (free ports) and is stopped by its PID
   Register / RegisterEx first enumerate shares through srvsvc over SMB on the
   same host and record a failure if that fails, so the test runs smbcad next
   to witnessd.  smbtorture keeps the binding's ``sign`` for that pipe, so
-  smbcad's srvsvc pipe needs a DCE/RPC security provider; until smbcad wires
-  one in (``smbcad/rpc/pipe.py``), ``SMBCAD_WITH_DCE_AUTH`` below starts smbcad
-  with witnessd's ``SmbcadSecurity`` injected.  ``AsyncNotify`` is not run: it
+  smbcad's srvsvc pipe signs DCE/RPC with the same SPNEGO/NTLM provider
+  (witnessd.security.SmbcadSecurity).  ``AsyncNotify`` is not run: it
   drives a Windows cluster through clusapi and smbtorture 4.17 crashes without
   one.  ``AsyncNotify_timeouts`` (KeepAliveTimeout 0, 1, 10, 100, 120 s, about
   4 minutes) runs with ``WITNESS_TORTURE_TIMEOUTS=1``; its clusapi bind
@@ -54,19 +53,6 @@ SAMBA_PYTHON = "/usr/bin/python3"
 ZERO6 = "0000:0000:0000:0000:0000:0000:0000:0000"  # Samba prints IPv6 uncompressed
 WITNESS_READY = "witnessd: witness listening on"
 
-SMBCAD_WITH_DCE_AUTH = r'''
-import functools, sys
-import smbcad.rpc.pipe as pipe
-from smbcad.auth import Authenticator, User, UserDatabase
-from smbcad.crypto import nt_hash
-from witnessd.security import SmbcadSecurity
-users = [User(n, nt_hash(p)) for n, _, p in (a.partition(":") for i, a in enumerate(sys.argv)
-                                            if i and sys.argv[i - 1] == "--user")]
-security = SmbcadSecurity(Authenticator(UserDatabase.from_users(users), "SMBCA", "WORKGROUP"))
-pipe.RpcConnection = functools.partial(pipe.RpcConnection, security=security)
-from smbcad.cli import main
-sys.exit(main(sys.argv[1:]))
-'''
 
 
 def _in_ci() -> bool:
@@ -169,7 +155,7 @@ def smbcad_with_srvsvc(tmp_path):
     share = tmp_path / "vm"
     share.mkdir()
     port = free_port()
-    argv = [sys.executable, "-c", SMBCAD_WITH_DCE_AUTH, "--listen", f"127.0.0.1:{port}",
+    argv = [sys.executable, "-m", "smbcad", "--listen", f"127.0.0.1:{port}",
             "--state-dir", str(tmp_path / "state"), "--share", f"vm={share},ca",
             "--user", f"{USER}:{PASSWORD}"]
     log = tmp_path / "smbcad.log"
