@@ -121,6 +121,13 @@ class Client:
         self.preauth = crypto.preauth_next(crypto.preauth_next(self.preauth, msg), reply)
         return reply
 
+    def negotiate_again(self) -> bytes:
+        """The SMB2 NEGOTIATE that follows an SMB1 one answered with 0x02FF."""
+        msg = header(Command.NEGOTIATE, self.message_id) + negotiate_body()
+        self.message_id += 1
+        (reply,) = self.exchange(msg)
+        return reply
+
     def session_setup(self, user: str = USER, password: str = PASSWORD) -> int:
         ntlm = spnego.client(user, password, hostname="SMBCA", protocol="negotiate")
         token = ntlm.step()

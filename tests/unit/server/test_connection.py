@@ -74,3 +74,32 @@ def test_unknown_tree_is_network_name_deleted(server):
     client.tree_id = 999
     reply = client.request(Command.CREATE, wire.create_request("x"))
     assert status_of(reply) == NtStatus.NETWORK_NAME_DELETED
+
+
+def _smb1_negotiate(*dialects: str) -> bytes:
+    """An SMB1 NEGOTIATE ([MS-CIFS] 2.2.4.52.1) as old clients send first."""
+    names = b"".join(b"\x02" + d.encode() + b"\x00" for d in dialects)
+    header = b"\xffSMB" + bytes([0x72]) + bytes(27)
+    return header + b"\x00" + struct.pack("<H", len(names)) + names
+
+
+def test_smb1_negotiate_with_wildcard_gets_smb2_response(server):
+    client = Client(server)
+    (reply,) = client.exchange(_smb1_negotiate("NT LM 0.12", "SMB 2.002", "SMB 2.???"))
+    assert reply[:4] == b"\xfeSMB" and status_of(reply) == 0
+    assert struct.unpack_from("<H", reply, 64 + 4)[0] == 0x02FF     # wildcard: SMB2 NEGOTIATE follows
+    client.message_id = 1
+    reply = client.negotiate_again()
+    assert struct.unpack_from("<H", reply, 64 + 4)[0] == 0x0311
+
+
+def test_smb1_negotiate_with_only_2002_selects_it(server):
+    client = Client(server)
+    (reply,) = client.exchange(_smb1_negotiate("NT LM 0.12", "SMB 2.002"))
+    assert struct.unpack_from("<H", reply, 64 + 4)[0] == 0x0202
+
+
+def test_smb1_negotiate_without_smb2_drops_the_connection(server):
+    client = Client(server)
+    client.exchange(_smb1_negotiate("NT LM 0.12"))
+    assert client.sink.closed
