@@ -12,37 +12,12 @@ from dataclasses import dataclass, field
 
 import yaml
 
+# The same primitives as smbcad's config: one definition for every daemon.
+from smbcad.config import ConfigError, ListenAddress, UserConfig  # noqa: F401
 from witnessd.swn import ResourceNameStyle, Win32Error
 
 DEFAULT_EPM_PORT = 135
 DEFAULT_CONTROL_SOCKET = "/run/witnessd/control.sock"
-
-
-class ConfigError(Exception):
-    """A bad setting: ``key`` is the dotted path of the offending key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class ListenAddress:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class UserConfig:
-    """A user: a clear password or an NT hash (hex), never both."""
-
-    name: str
-    password: str | None = None
-    nt_hash_hex: str | None = None
 
 
 @dataclass(frozen=True)
