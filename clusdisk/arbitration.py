@@ -347,6 +347,16 @@ def _build(mode: Mode) -> dict:
         row(state, I.RENEW_FAILED, S.STOPPED,
             *_lost("cannot renew the quorum reservation"))
         ignore(state, I.RENEW_OK)
+    # PR: whoever holds the quorum fences a lost partner at once, whatever
+    # owner state it is in; otherwise a standby whose challenge delay runs out
+    # first preempts a live owner that was still settling.
+    fence = (PreemptPartner(),) if pr else ()
+    if pr:
+        for state in renewing:
+            if state is not S.ONLINE:
+                row(state, I.PARTNER_LOST, state, *fence)
+            row(state, I.PREEMPT_CONFLICT, S.STOPPED, *_lost("our quorum key was preempted"))
+            ignore(state, I.PREEMPT_OK, I.PREEMPT_FAILED)
     row(S.SETTLE_FORM, I.SETTLE_TIMER, S.ONLINE_PARTNER_LOST, GoOnline(),
         StartTimer(Timer.TAKEOVER))
     row(S.SETTLE_TAKEOVER, I.SETTLE_TIMER, S.ONLINE_TAKEN_OVER, GoOnline(), TakeOverPartner())
@@ -360,7 +370,6 @@ def _build(mode: Mode) -> dict:
     ignore(S.HANDOVER_RESERVE, *PARTNER_INPUTS, I.RESET_DONE, I.RESET_FAILED, I.REGISTER_OK,
            I.REGISTER_FAILED)
 
-    fence = (PreemptPartner(),) if pr else ()
     row(S.ONLINE, I.PARTNER_OWNER, S.ONLINE, RenewQuorum())
     row(S.ONLINE, I.PARTNER_LOST, S.ONLINE_PARTNER_LOST, *fence, StartTimer(Timer.TAKEOVER))
     row(S.ONLINE, I.PARTNER_CLEAN_SHUTDOWN, S.ONLINE_TAKEN_OVER, TakeOverPartner())
@@ -374,10 +383,6 @@ def _build(mode: Mode) -> dict:
     row(S.ONLINE_TAKEN_OVER, I.PARTNER_STANDBY, S.ONLINE, GiveBackPartner())
     for state in (S.ONLINE, S.ONLINE_PARTNER_LOST, S.ONLINE_TAKEN_OVER):
         row(state, I.SHUTDOWN, S.OFFLINING_OWNER, *_LEAVE)
-        if pr:
-            row(state, I.PREEMPT_CONFLICT, S.STOPPED,
-                *_lost("our quorum key was preempted"))
-            ignore(state, I.PREEMPT_OK, I.PREEMPT_FAILED)
         ignore(state, *PARTNER_INPUTS)
 
     leaving = [S.REGISTERING, S.JOINING, S.FORM_RESERVE, S.FORM_CONFLICT_WAIT, S.STANDBY,

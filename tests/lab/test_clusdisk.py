@@ -13,17 +13,8 @@ pytestmark = pytest.mark.lab
 GUEST_TEST = "tests/lab/guest_tests/test_clusdisk_lab.py::test_two_nodes"
 
 
-# Known race, seen once in ~8 runs: after a heartbeat cut in PR mode the owner
-# (just out of its settle timer, state online-partner-lost) did not preempt the
-# standby's key before the standby's 2 s challenge delay ran out, so the standby
-# won and the defender stopped. Never two owners, but check (c) fails. To fix in
-# clusdisk/arbitration.py: the owner must preempt on partner loss at once.
-PR_RACE = "PR mode: an owner fresh out of settle can lose a heartbeat-cut race (see comment)"
-
-
 @pytest.mark.parametrize("mode, timeout_s", [pytest.param("scsi2", 300, id="scsi2"),
-                                             pytest.param("pr", 240, id="pr", marks=pytest.mark.xfail(
-                                                 strict=False, reason=PR_RACE))])
+                                             pytest.param("pr", 240, id="pr")])
 def test_clusdisk_failover_on_shared_luns(mode, timeout_s, run_in_guest, capsys,
                                           record_property):
     result = run_in_guest([f"{GUEST_TEST}[{mode}]", "-s", f"--timeout={timeout_s - 60}"],

@@ -148,6 +148,21 @@ def test_pr_challenge_is_delay_preempt_reserve():
     assert actions == (arb.StartTimer(Timer.TAKEOVER, 20.0),)
 
 
+@pytest.mark.parametrize("state", [State.SETTLE_FORM, State.SETTLE_TAKEOVER,
+                                   State.ONLINE_PARTNER_LOST, State.ONLINE_TAKEN_OVER])
+def test_pr_owner_fences_a_lost_partner_in_every_owner_state(state):
+    # The lab race: a heartbeat cut while the owner was still settling was
+    # ignored, so the standby's 2 s challenge delay ran out first and it
+    # preempted a live owner.  Every quorum holder fences at once.
+    actions, new = resolved(Mode.PR, state, Input.PARTNER_LOST)
+    assert (new, actions) == (state, (arb.PreemptPartner(),))
+    actions, new = resolved(Mode.PR, state, Input.PREEMPT_CONFLICT)
+    assert new is State.STOPPED and not actions[-1].clean
+    assert resolved(Mode.PR, state, Input.PREEMPT_OK) == ((), state)
+    # SCSI-2 owners defend by renewing; a loss while settling changes nothing
+    assert resolved(Mode.SCSI2, state, Input.PARTNER_LOST) == ((), state)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_owner_stops_at_once(mode):
     for state in (State.ONLINE, State.ONLINE_PARTNER_LOST, State.ONLINE_TAKEN_OVER):
