@@ -16,7 +16,9 @@ from smbcad.auth import User
 from smbcad.crypto import nt_hash
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
+from smbcad.server.restore import restore_persistent_opens
 from smbcad.server.server import SmbServer
+from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
 from smbcad.vfs import ShareFs
 
@@ -112,6 +114,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        store = await self._open_handle_store()
+        if store is None:
+            return 1
         try:
             bound = await self.listener.start(self.cfg.server.listen)
         except OSError as exc:
@@ -127,4 +132,22 @@ class Daemon:
         sd_notify("STOPPING=1")
         log.info("shutting down: draining connections")
         await self.listener.shutdown(self.cfg.server.drain_timeout_s)
+        # Persistent opens were just disconnected, not closed: their records
+        # stay, and the next start brings them back for the clients' DH2C.
+        await self.server.settle()
+        await store.shutdown()
         return 0
+
+    async def _open_handle_store(self):
+        """The durable handle store in the state directory (issue 4), then
+        the persistent opens it holds from before a restart or crash."""
+        path = os.path.join(self.cfg.server.state_dir, "handles")
+        try:
+            store = await LocalHandleStore.open(LogEngine(path))
+        except (StoreError, OSError) as exc:
+            print(f"smbcad: server.state_dir: cannot open the handle store {path}: {exc}",
+                  file=sys.stderr)
+            return None
+        self.server.handle_store = store
+        await restore_persistent_opens(self.server)
+        return store

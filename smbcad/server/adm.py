@@ -96,9 +96,29 @@ class Open:
     mode: int = 0
     oplock_level: int = 0
     lease: Any = None
+    # Durability (3.3.1.10; issue 4, smbcad.server.durable).  ``session`` is
+    # None while the open is disconnected and waits for a reconnect.
     durable: bool = False
     persistent: bool = False
+    resilient: bool = False
+    durable_timeout_ms: int = 0
+    resiliency_timeout_ms: int = 0
+    durable_owner: tuple = ()           # (user, domain) of the opener
+    client_guid: bytes = b""
     create_guid: bytes = b""
+    desired_access: int = 0
+    file_attributes: int = 0
+    app_instance_id: bytes = b""
+    app_instance_version: tuple | None = None
+    is_replay_eligible: bool = False
+    channel_sequence: int = 0
+    outstanding_requests: int = 0       # Open.OutstandingRequestCount (3.3.5.2.10)
+    outstanding_pre_requests: int = 0   # Open.OutstandingPreRequestCount
+    lock_sequences: bytearray = field(default_factory=lambda: bytearray(64))
+    disconnected_at_ms: int | None = None
+    scavenger: Any = None               # the timer that closes it once it times out
+    store_version: int = 0              # its record's version in the handle store; 0: none
+    create_action: int = 0              # for answering a replayed CREATE (3.3.5.9.10)
     # QUERY_DIRECTORY cursor (3.3.1.10 Open.EnumerationLocation / SearchPattern)
     enum_entries: Any = None
     enum_index: int = 0
@@ -110,3 +130,19 @@ class Open:
     @property
     def file_id(self) -> tuple[int, int]:
         return self.persistent_id, self.volatile_id
+
+    @property
+    def disconnected(self) -> bool:
+        return self.session is None
+
+    @property
+    def survives_disconnect(self) -> bool:
+        """3.3.7.1: resilient, persistent, or durable still holding a batch
+        oplock or a lease with handle caching."""
+        if self.resilient or self.persistent:
+            return True
+        if not self.durable:
+            return False
+        if self.lease is not None:
+            return bool(self.lease.state.held & 0x02)
+        return self.oplock_level == 0x09

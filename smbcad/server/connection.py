@@ -487,7 +487,7 @@ class Connection:
                 request.task.cancel()
         self.pending.clear()
         for session in list(self.sessions.values()):
-            self.server.drop_session(session)
+            self.server.drop_session(session, keep_durable=True)
         self.sessions.clear()
 
 

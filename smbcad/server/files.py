@@ -12,7 +12,7 @@ from typing import Any
 from smbcad.proto.constants import AccessMask, ShareAccess
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import locks, notify
+from smbcad.server import durable, locks, notify
 
 log = logging.getLogger("smbcad.files")
 
@@ -92,18 +92,26 @@ def register_open(server, open_) -> None:
     server.metrics.opens.inc()
 
 
-def close_open(server, open_) -> None:
-    """Close an Open: last close of a delete-pending file deletes it ([MS-FSA] 2.1.5.4)."""
+def close_open(server, open_):
+    """Close an Open: last close of a delete-pending file deletes it ([MS-FSA] 2.1.5.4).
+
+    A persistent open's store record goes too; the commit is returned (CLOSE
+    awaits it before answering) and runs in the background either way."""
     if open_.closed:
-        return
+        return None
     open_.closed = True
-    open_.session.opens.pop(open_.volatile_id, None)
+    if open_.session is not None:
+        open_.session.opens.pop(open_.volatile_id, None)
+        open_.tree.open_count -= 1
     server.opens_by_persistent_id.pop(open_.persistent_id, None)
-    open_.tree.open_count -= 1
     server.metrics.opens.dec()
     if open_.is_pipe:
         open_.handle.close()
-        return
+        return None
+    durable.stop_scavenger(open_)
+    durable.forget_create_guid(server, open_)
+    forget = durable.forget(server, open_)
+    commit = server.spawn(forget) if forget is not None else None
     server.leasing.release(open_)          # its lease or oplock ([MS-FSA] 2.1.4.12 CLOSE)
     state = server.opens_by_file.get(open_.file_key)
     if open_.delete_on_close and state is not None:
@@ -111,12 +119,12 @@ def close_open(server, open_) -> None:
     notify.open_closed(server, open_)      # pending CHANGE_NOTIFYs ([MS-FSA] 2.1.5.5 phase 5)
     try:
         if state is None:
-            return
+            return commit
         if open_ in state.opens:
             state.opens.remove(open_)
         locks.release_open(state, open_)
         if state.opens:
-            return
+            return commit
         del server.opens_by_file[open_.file_key]
         if state.delete_pending:
             try:
@@ -127,3 +135,4 @@ def close_open(server, open_) -> None:
                 log.info("delete-on-close of %s failed: %s", open_.handle.path, exc)
     finally:
         open_.handle.close()
+    return commit

@@ -58,6 +58,7 @@ class Lease:
     opens: list = field(default_factory=list)
     file_delete_on_close: bool = False
     timer: Any = None
+    parked_break: bool = False     # 3.3.1.12 BreakNotification kept for a reconnect (issue 4)
 
     is_lease = True
 
@@ -69,6 +70,7 @@ class OplockGrant:
     open: Any
     state: CacheState
     timer: Any = None
+    parked_break: bool = False     # a break kept for the persistent open's reconnect
 
     is_lease = False
 
@@ -100,6 +102,7 @@ class Leasing:
         self.lease_tables: dict[bytes, dict[bytes, Lease]] = {}
         self.files: dict[tuple, FileCaching] = {}
         self.grants: dict[Any, OplockGrant] = {}     # Open → its oplock
+        self.server = None                           # set by SmbServer: connections, purges
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
 
     # --- lookups ---------------------------------------------------------------------
@@ -113,6 +116,10 @@ class Leasing:
         if caching is None:
             caching = self.files[key] = FileCaching()
         return caching
+
+    def add_holder(self, key: tuple, holder) -> None:
+        """A lease or oplock rebuilt from the handle store (smbcad.server.restore)."""
+        self._file(key).holders.append(holder)
 
     def _tidy(self, key: tuple) -> None:
         caching = self.files.get(key)
@@ -200,25 +207,24 @@ class Leasing:
     def _notify(self, holder, current: int, new: int, ack_required: bool,
                 defer: bool) -> None:
         if holder.is_lease:
-            connection = _lease_connection(holder)
+            connection = _lease_connection(holder, self.server)
             flags = LeaseBreakFlags.ACK_REQUIRED if ack_required else 0
             epoch = holder.epoch if holder.version == 2 else 0
             body = LeaseBreakNotification(epoch, flags, holder.lease_key, current, new).encode()
             session = None
         else:
             open_ = holder.open
-            connection = open_.session.connection
+            session = open_.session             # None while disconnected (issue 4)
+            connection = session.connection if session is not None else None
             # Breaks are never signed (3.3.4.6 "SHOULD NOT be signed"; clients
             # reject a signature on MessageId all-ones), so the SessionId goes
             # along only where the session's traffic must be encrypted anyway.
-            session = open_.session if open_.session.encrypt_data else None
+            session = session if session is not None and session.encrypt_data else None
             level = OplockLevel.LEVEL_II if new & R else OplockLevel.NONE
             body = OplockBreakNotification(
                 level, FileId(open_.persistent_id, open_.volatile_id)).encode()
         if connection is None or connection.closed:
-            # Nobody to tell: the break completes as if it timed out (3.3.4.6, 3.3.4.7).
-            if ack_required:
-                self.call_later(0, lambda: self._timed_out(holder))
+            self._undeliverable(holder, ack_required)
             return
 
         def send() -> None:
@@ -227,6 +233,41 @@ class Leasing:
             self.call_soon(send)
         else:
             send()
+
+    def _undeliverable(self, holder, ack_required: bool) -> None:
+        """Nobody to tell (3.3.4.6, 3.3.4.7).  Persistent opens keep the break
+        for their reconnect, with the acknowledgment timer running; durable
+        opens that cannot hear it are closed (a conflicting open must not wait
+        for a client that may never come back); resilient ones stay; anything
+        else completes the break as if it timed out."""
+        opens = list(holder.opens) if holder.is_lease else [holder.open]
+        away = [open_ for open_ in opens if open_.session is None]
+        if ack_required and opens and len(away) == len(opens) and all(
+                open_.persistent for open_ in opens):
+            holder.parked_break = True
+            return
+        doomed = [open_ for open_ in away if not open_.persistent and not open_.resilient]
+        if doomed and len(doomed) == len(opens) and self.server is not None:
+            server = self.server
+
+            def purge() -> None:
+                for open_ in doomed:
+                    files.close_open(server, open_)
+            self.call_soon(purge)
+            return
+        if ack_required:
+            self.call_later(0, lambda: self._timed_out(holder))
+
+    def deliver_parked(self, open_) -> None:
+        """A persistent open reconnected: send the break it could not hear
+        (3.3.5.9.7 / 3.3.5.9.12, last step).  The acknowledgment timer restarts."""
+        holder = open_.lease if isinstance(open_.lease, Lease) else self.grants.get(open_)
+        if holder is None or not holder.parked_break:
+            return
+        holder.parked_break = False
+        if holder.state.breaking:
+            self._start_timer(holder)
+            self._notify(holder, holder.state.held, holder.state.breaking_to, True, True)
 
     # --- waiting ---------------------------------------------------------------------
 
@@ -240,11 +281,17 @@ class Leasing:
                 waiter.set_result(None)
         self._tidy(key)
 
-    async def wait_for_change(self, key: tuple) -> None:
-        """Until a holder of the file acknowledges, times out or closes."""
+    def expect_change(self, key: tuple) -> asyncio.Future:
+        """Register interest now, so a change that happens before the waiting
+        task first runs (a purge scheduled by the break) is not missed."""
         waiter = asyncio.get_running_loop().create_future()
-        caching = self._file(key)
-        caching.waiters.append(waiter)
+        self._file(key).waiters.append(waiter)
+        return waiter
+
+    async def wait_for_change(self, key: tuple, waiter: asyncio.Future | None = None) -> None:
+        """Until a holder of the file acknowledges, times out or closes."""
+        if waiter is None:
+            waiter = self.expect_change(key)
         try:
             await asyncio.wait_for(waiter, _WAIT_LIMIT_S)
         except asyncio.TimeoutError:
@@ -300,10 +347,13 @@ class Leasing:
             raise SmbError(NtStatus.SHARING_VIOLATION)
         return None
 
-    async def _wait_then_retry(self, ctx, key: tuple, retry: Callable):
+    def _wait_then_retry(self, ctx, key: tuple, retry: Callable):
+        return self._wait_then_retry_on(ctx, key, retry, self.expect_change(key))
+
+    async def _wait_then_retry_on(self, ctx, key: tuple, retry: Callable, waiter):
         self._retrying.add(id(ctx))
         try:
-            await self.wait_for_change(key)
+            await self.wait_for_change(key, waiter)
             result = retry(ctx)
             while isinstance(result, Pending):
                 result = await result.work
@@ -498,19 +548,22 @@ def _lease_request(ctx, request):
     return lease_request
 
 
-def _lease_connection(lease: Lease):
+def _lease_connection(lease: Lease, server=None):
     """The connection to send a lease break on (3.3.4.7): the first one, by
     age, of those with the lease's ClientGuid (smb2.lease.v2_complex1)."""
     if not lease.opens:
         return None
-    server = lease.opens[0].session.connection.server
+    server = server or next((open_.session.connection.server for open_ in lease.opens
+                             if open_.session is not None), None)
+    if server is None:
+        return None           # every open of the lease is disconnected
     candidates = [connection for connection in server.connections
                   if connection.client_guid == lease.client_guid and not connection.closed
                   and connection.dialect >= Dialect.SMB_2_1]
     if candidates:
         return min(candidates, key=lambda connection: connection.created)
     for open_ in lease.opens:
-        connection = open_.session.connection
+        connection = open_.session.connection if open_.session is not None else None
         if connection is not None and not connection.closed:
             return connection
     return None

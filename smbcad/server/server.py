@@ -1,5 +1,6 @@
 """Global server state ([MS-SMB2] 3.3.1.5 Server) and its lifecycle hooks."""
 
+import asyncio
 import itertools
 import logging
 import secrets
@@ -19,7 +20,7 @@ class SmbServer:
     """
 
     def __init__(self, config, *, server_guid: bytes, authenticator, metrics,
-                 open_share_fs, clock=time.time) -> None:
+                 open_share_fs, clock=time.time, handle_store=None) -> None:
         self.config = config
         self.server_guid = server_guid
         self.authenticator = authenticator
@@ -31,10 +32,15 @@ class SmbServer:
         self.sessions: dict[int, Session] = {}           # GlobalSessionTable
         self.opens_by_persistent_id: dict[int, object] = {}   # GlobalOpenTable
         self.opens_by_file: dict[tuple, list] = {}       # share-mode table per (dev, ino)
+        self.opens_by_create_guid: dict[bytes, object] = {}   # DH2Q opens (3.3.5.9.10)
+        # Persistent opens' durable records (smbcad.store); None: no persistent handles.
+        self.handle_store = handle_store
+        self._background: set = set()
         self.connections: set = set()
         self.pipe_environment = None                     # built on first IPC$ pipe open
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
         self.leasing = Leasing()                         # oplocks and leases (issue 3)
+        self.leasing.server = self                       # lease breaks, purges (issue 4)
         self._async_ids = itertools.count(1)
         self._volatile_ids = itertools.count(1)
         # Persistent ids must not repeat across restarts (issue 4 stores them);
@@ -48,7 +54,37 @@ class SmbServer:
         return next(self._async_ids)
 
     def next_file_ids(self) -> tuple[int, int]:
-        return next(self._persistent_ids), next(self._volatile_ids)
+        persistent_id = next(self._persistent_ids)
+        while persistent_id in self.opens_by_persistent_id:    # restored after a restart
+            persistent_id = next(self._persistent_ids)
+        return persistent_id, next(self._volatile_ids)
+
+    def next_volatile_id(self) -> int:
+        return next(self._volatile_ids)
+
+    # --- background work -------------------------------------------------------------
+
+    @staticmethod
+    def loop():
+        return asyncio.get_running_loop()
+
+    def spawn(self, awaitable) -> asyncio.Future:
+        """Run a store commit nobody waits for; failures are logged (the
+        store poisons itself and says so)."""
+        task = asyncio.ensure_future(awaitable)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+        return task
+
+    def _background_done(self, task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background store commit failed: %s", task.exception())
+
+    async def settle(self) -> None:
+        """Wait for background commits (clean shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     def new_session_id(self) -> int:
         """Unguessable, never 0 or all-ones, unique in the session table."""
@@ -87,12 +123,19 @@ class SmbServer:
         self.sessions[session.session_id] = session
         self.metrics.sessions.set(len(self.sessions))
 
-    def drop_session(self, session: Session) -> None:
-        """Close everything the session holds (3.3.4.16/3.3.7.1); durable opens
-        survive in issue 4's store."""
-        from smbcad.server import files
+    def drop_session(self, session: Session, *, keep_durable: bool = False) -> None:
+        """End a session (3.3.4.16 LOGOFF, 3.3.7.1 connection lost): its opens
+        close, except, when ``keep_durable`` (the connection was lost, or the
+        client reconnected with PreviousSessionId), the durable, persistent and
+        resilient ones, which wait for a reconnect (smbcad.server.durable)."""
+        from smbcad.server import durable, files
         for open_ in list(session.opens.values()):
-            files.close_open(self, open_)
+            if keep_durable and open_.survives_disconnect and not open_.closed:
+                commit = durable.disconnect(self, open_)
+                if commit is not None:
+                    self.spawn(commit)
+            else:
+                files.close_open(self, open_)
         session.opens.clear()
         for tree in list(session.trees.values()):
             self.metrics.tree_connects.dec()

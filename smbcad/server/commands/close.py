@@ -3,6 +3,9 @@
 from smbcad.proto.close import CloseRequest, CloseResponse
 from smbcad.proto.errors import SmbError
 from smbcad.server import files
+from smbcad.server.context import Pending
+
+_COMMIT_INTERIM_S = 0.5
 
 
 def handle(ctx):
@@ -14,5 +17,12 @@ def handle(ctx):
             response = CloseResponse.with_attributes(ctx.tree.share.fs.stat(open_.handle))
         except SmbError:
             response = CloseResponse()      # the file went away under us: zeros (3.3.5.10)
-    files.close_open(ctx.server, open_)
-    return response.encode()
+    commit = files.close_open(ctx.server, open_)
+    body = response.encode()
+    if commit is None:
+        return body
+
+    async def answer_when_forgotten():
+        await commit           # a persistent open is gone from the store before CLOSE answers
+        return body
+    return Pending(answer_when_forgotten(), _COMMIT_INTERIM_S)

@@ -3,19 +3,25 @@
 Decode and validate the request and its contexts, resolve the name inside the
 share (the VFS port keeps it there), check access and share modes, open or
 create, then answer with the file's metadata and the response contexts.
-Durable/persistent handles and leases arrive with issues 3 and 4.
+Durable and persistent handles (grant, reconnect, replay, AppInstanceId)
+are in ``durable`` and ``reconnect``; a persistent open's response waits
+for its record to be in the handle store.
 """
 
+import logging
+
+
 from smbcad.proto.constants import (
-    AccessMask, CreateAction, CreateDisposition as Disp, CreateOptions as Opt,
+    AccessMask, CreateAction, CreateDisposition as Disp, CreateOptions as Opt, Dialect,
     FileAttributes as FA, ImpersonationLevel, OplockLevel)
 from smbcad.proto.create import CreateRequest, CreateResponse
 from smbcad.proto.create_contexts import (
     FileId, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import eas, files, leases, pipes, security, streams
+from smbcad.server import durable, eas, files, leases, pipes, reconnect, security, streams
 from smbcad.server.adm import Open
+from smbcad.server.context import Pending
 from smbcad.vfs import has_trailing_backslash, parse_smb_name
 
 _CREATE_TREE_CONNECTION = 0x00000080
@@ -28,6 +34,8 @@ _VALID_ACCESS = (AccessMask.FILE_ALL_ACCESS | AccessMask.ACCESS_SYSTEM_SECURITY
                  | AccessMask.GENERIC_EXECUTE | AccessMask.GENERIC_WRITE
                  | AccessMask.GENERIC_READ)
 _WRITE_DATA = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
+_COMMIT_INTERIM_S = 0.5
+log = logging.getLogger("smbcad.create")
 _READ_ONLY_DENIED = (AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
                      | AccessMask.FILE_WRITE_EA | AccessMask.DELETE
                      | AccessMask.FILE_DELETE_CHILD)
@@ -61,7 +69,10 @@ def _validate(request: CreateRequest) -> None:
 
 
 def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
-    """Map generic rights and check them against the share and the file."""
+    """Map generic rights and check them against the share, the file's stored
+    descriptor (or, for a new file, its parent's) and READONLY ([MS-FSA]
+    2.1.5.1.2, 2.1.5.1.2.1; server/security.py).  A file without a stored
+    descriptor is limited by the share's rights alone."""
     tree = ctx.tree
     access = files.map_generic(request.desired_access, tree.maximal_access)
     if access == 0:
@@ -72,6 +83,16 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
         raise SmbError(NtStatus.ACCESS_DENIED, "share does not allow that access")
     if access & AccessMask.ACCESS_SYSTEM_SECURITY:
         raise SmbError(NtStatus.PRIVILEGE_NOT_HELD, "SACL access needs a privilege")
+    fs = tree.share.fs
+    token = security.session_token(fs, ctx.session.identity)
+    components, _ = parse_smb_name(request.name)
+    if exists_info is not None:
+        granted = security.check_open(fs, "/".join(components), token, request.desired_access)
+        if granted is not None:
+            access &= granted           # MAXIMUM_ALLOWED: the share's and the DACL's
+    elif components and request.create_disposition not in (Disp.OPEN, Disp.OVERWRITE):
+        security.check_create(fs, "/".join(components[:-1]), token,
+                              bool(request.create_options & Opt.DIRECTORY_FILE))
     if exists_info is not None and exists_info.attributes & FA.READONLY:
         if access & (_WRITE_DATA | AccessMask.FILE_WRITE_EA) and not exists_info.is_directory:
             raise SmbError(NtStatus.ACCESS_DENIED, "file is read-only")
@@ -81,7 +102,18 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
 
 
 def _maximal_access(ctx, info) -> int:
+    """MxAc ([MS-SMB2] 3.3.5.9.5) of the open this CREATE just made (the
+    compound's FileId): the share's rights, cut by the stored descriptor's
+    MAXIMUM_ALLOWED when the file has one, and by READONLY."""
     access = ctx.tree.maximal_access
+    file_id = ctx.compound.file_id
+    open_ = ctx.session.opens.get(file_id[1]) if file_id is not None else None
+    if open_ is not None:
+        fs = ctx.tree.share.fs
+        token = security.session_token(fs, ctx.session.identity)
+        stored = security.maximal_access_of(fs, open_.handle, token)
+        if stored is not None:
+            access &= stored
     if info is not None and info.attributes & FA.READONLY and not info.is_directory:
         access &= ~(_WRITE_DATA | AccessMask.FILE_WRITE_EA)
     return access
@@ -148,6 +180,11 @@ def _apply_new_attributes(fs, handle, request: CreateRequest, action: int) -> No
 
 def handle(ctx):
     request = CreateRequest.decode(ctx.message)
+    if reconnect.is_reconnect(ctx, request) and not ctx.tree.share.is_ipc:
+        # Only the reconnect context matters: every other field is ignored
+        # (3.3.5.9.7, 3.3.5.9.12; smb2.durable-open.reopen2).
+        request.create_contexts.validate()
+        return reconnect.reconnect(ctx, request)
     _validate(request)
     if ctx.tree.share.is_ipc:
         return pipes.open_pipe(ctx, request)
@@ -156,6 +193,9 @@ def handle(ctx):
     if request.create_contexts.timewarp_token is not None:
         # Previous versions (snapshots) are not offered.
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no snapshots")
+    replayed = reconnect.replay(ctx, request)
+    if replayed is not None:
+        return replayed
     components, stream = parse_smb_name(request.name)
     if has_trailing_backslash(request.name) and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "trailing backslash on a file")
@@ -183,6 +223,10 @@ def handle(ctx):
         if request.create_disposition == Disp.CREATE:
             raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
         streams.check_file_open(ctx, resolved, access)   # open streams vs DELETE
+    if resolved.exists:
+        key = (resolved.info.device_id, resolved.info.file_id)
+        reconnect.take_over_app_instance(ctx, request, key)     # 3.3.5.9.13
+        durable.check_not_held_disconnected(ctx, key)
     # Share modes, then oplock/lease breaks; a break to wait for retries the CREATE.
     pending = leases.before_open(ctx, request, resolved, access, _retry)
     if pending is not None:
@@ -200,26 +244,64 @@ def handle(ctx):
     except SmbError:
         handle.close()
         raise
+    if share.is_ca and durable.supports_persistent_handles(ctx.server):
+        options |= Opt.WRITE_THROUGH        # every write on a CA share is stable (3.3.5.9)
     persistent_id, volatile_id = ctx.server.next_file_ids()
     open_ = Open(persistent_id=persistent_id, volatile_id=volatile_id, session=ctx.session,
                  tree=ctx.tree, path=handle.path, client_name=request.name, handle=handle,
                  granted_access=access, share_access=request.share_access,
                  create_options=options, is_directory=info.is_directory, file_key=key,
-                 delete_on_close=bool(options & Opt.DELETE_ON_CLOSE))
+                 delete_on_close=bool(options & Opt.DELETE_ON_CLOSE),
+                 client_guid=ctx.connection.client_guid,
+                 desired_access=request.desired_access,
+                 file_attributes=request.file_attributes, create_action=action)
+    _note_app_instance(ctx, open_, request)
     files.register_open(ctx.server, open_)
     ctx.compound.file_id = open_.file_id
     oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
+    contexts += durable.grant(ctx, open_, request)
     if request.create_contexts.query_maximal_access is not None:
         contexts.append(maximal_access_response(NtStatus.SUCCESS, _maximal_access(ctx, info)))
     if request.create_contexts.query_on_disk_id:
         contexts.append(query_on_disk_id_response(info.file_id, info.device_id))
-    return CreateResponse(
+    body = CreateResponse(
         oplock_level=oplock_level, flags=0, create_action=action,
         creation_time=info.creation_time, last_access_time=info.last_access_time,
         last_write_time=info.last_write_time, change_time=info.change_time,
         allocation_size=info.allocation_size, end_of_file=info.end_of_file,
         file_attributes=info.attributes, file_id=FileId(persistent_id, volatile_id),
         create_contexts=tuple(contexts)).encode()
+    commit = durable.persist(ctx.server, open_)
+    if commit is None:
+        return body
+    return Pending(_answer_when_stored(ctx, open_, commit, body), _COMMIT_INTERIM_S)
+
+
+async def _answer_when_stored(ctx, open_, commit, body):
+    """A persistent open exists for the client only once the store has it."""
+    try:
+        await commit
+    except Exception as exc:    # noqa: BLE001 - any store failure: the open must not stand
+        log.error("persistent open of %r not stored, closing it: %s", open_.path, exc)
+        files.close_open(ctx.server, open_)
+        raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, "handle store failed") from exc
+    return body
+
+
+def _note_app_instance(ctx, open_, request) -> None:
+    """Open.AppInstanceId and its version (3.3.5.9, "Successful Open
+    Initialization"): 3.x, with the version on 3.1.1 only."""
+    contexts = request.create_contexts
+    dialect = ctx.connection.dialect
+    if contexts.app_instance_id is None or dialect < Dialect.SMB_3_0:
+        return
+    if dialect < Dialect.SMB_3_1_1 and contexts.durable_handle_request_v2 is None:
+        return
+    open_.app_instance_id = contexts.app_instance_id
+    version = contexts.app_instance_version
+    if version is not None and dialect >= Dialect.SMB_3_1_1:
+        open_.app_instance_version = (version.app_instance_version_high,
+                                      version.app_instance_version_low)
 
 
 def _retry(ctx):

@@ -8,5 +8,8 @@ def handle(ctx):
     session = ctx.session
     # The response is still signed with the session's key, so the session goes
     # away only after the response is built.
-    ctx.after_send.append(lambda: ctx.server.drop_session(session))
+    # Durable and persistent opens outlive a logoff as they outlive a lost
+    # connection: Windows and Samba let the client reconnect them from a new
+    # session (smb2.durable-open.reopen4).
+    ctx.after_send.append(lambda: ctx.server.drop_session(session, keep_durable=True))
     return EMPTY_BODY

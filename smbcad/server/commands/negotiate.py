@@ -82,6 +82,11 @@ def _capabilities(conn, request: NegotiateRequest, dialect: int) -> int:
     if (Dialect.SMB_3_0 <= dialect < Dialect.SMB_3_1_1
             and request.capabilities & GlobalCaps.ENCRYPTION):
         caps |= GlobalCaps.ENCRYPTION
+    # 3.3.5.4: persistent handles for a 3.x client that asks, when the server
+    # keeps them (a handle store; smbcad.server.durable).
+    if (dialect >= Dialect.SMB_3_0 and request.capabilities & GlobalCaps.PERSISTENT_HANDLES
+            and conn.server.handle_store is not None):
+        caps |= GlobalCaps.PERSISTENT_HANDLES
     return caps
 
 

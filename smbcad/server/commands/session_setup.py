@@ -126,4 +126,4 @@ def _expire_previous(server, old, new) -> None:
     """PreviousSessionId (3.3.5.5.3): the same user's old session goes away."""
     if (new.identity is not None and old.identity is not None
             and old.identity.user.lower() == new.identity.user.lower()):
-        server.drop_session(old)
+        server.drop_session(old, keep_durable=True)

@@ -39,7 +39,8 @@ class Harness:
 
     def __init__(self):
         self.server = SimpleNamespace(
-            opens_by_file={}, opens_by_persistent_id={},
+            opens_by_file={}, opens_by_persistent_id={}, opens_by_create_guid={},
+            handle_store=None,
             metrics=SimpleNamespace(opens=SimpleNamespace(inc=lambda: None, dec=lambda: None)),
             leasing=SimpleNamespace(release=lambda open_: None, files={}),   # no leases here
             notify_registry=None)
@@ -53,8 +54,9 @@ class Harness:
         open_ = SimpleNamespace(
             persistent_id=volatile + 100, volatile_id=volatile, session=self.session,
             tree=self.tree, file_key=key, is_directory=directory, is_pipe=pipe,
-            delete_on_close=False, closed=False,
-            handle=SimpleNamespace(close=lambda: None, path="f"))
+            delete_on_close=False, closed=False, scavenger=None, create_guid=b"",
+            persistent=False, resilient=False, durable=False, store_version=0,
+            lock_sequences=bytearray(64), handle=SimpleNamespace(close=lambda: None, path="f"))
         open_.file_id = (open_.persistent_id, volatile)
         files.register_open(self.server, open_)
         return open_
