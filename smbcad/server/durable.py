@@ -78,6 +78,14 @@ def grant(ctx, open_, request) -> list:
     if v2 is not None:
         if ctx.connection.dialect < Dialect.SMB_3_0:
             return []
+        # CreateGuid and replay eligibility go with every DH2Q open, durable
+        # or not: a replay finds it either way (smb2.replay.dhv2-pending1n-*).
+        open_.create_guid = v2.create_guid
+        open_.client_guid = ctx.connection.client_guid
+        open_.durable_owner = owner_of(ctx.session)
+        open_.is_replay_eligible = not open_.is_directory and bool(
+            open_.granted_access & _REPLAY_ACCESS)
+        ctx.server.opens_by_create_guid[v2.create_guid] = open_
         persistent = (v2.persistent and share.is_ca and persistent_capable(ctx.connection)
                       and supports_persistent_handles(ctx.server))
         # <342>: without persistence, durability needs a batch oplock or an H lease.
@@ -86,10 +94,7 @@ def grant(ctx, open_, request) -> list:
         timeout = (min(v2.timeout, DURABLE_V2_MAX_TIMEOUT_MS) if v2.timeout
                    else share.ca_timeout_ms or DURABLE_V2_DEFAULT_TIMEOUT_MS)
         _make_durable(ctx, open_, timeout, persistent)
-        open_.create_guid = v2.create_guid
-        open_.is_replay_eligible = persistent or (
-            not open_.is_directory and bool(open_.granted_access & _REPLAY_ACCESS))
-        ctx.server.opens_by_create_guid[v2.create_guid] = open_
+        open_.is_replay_eligible = open_.is_replay_eligible or persistent
         return [durable_handle_response_v2(timeout,
                                            DHANDLE_FLAG_PERSISTENT if persistent else 0)]
     if not contexts.durable_handle_request or open_.is_directory:

@@ -138,7 +138,8 @@ def attach(ctx, open_) -> None:
     ctx.compound.file_id = open_.file_id
 
 
-def _response(ctx, open_, request, action: int, contexts: list) -> bytes:
+def _response(ctx, open_, request, action: int, contexts: list,
+              oplock_level: int | None = None) -> bytes:
     info = ctx.tree.share.fs.stat(open_.handle)
     lease = open_.lease
     if lease is not None:
@@ -151,7 +152,8 @@ def _response(ctx, open_, request, action: int, contexts: list) -> bytes:
     if request.create_contexts.query_on_disk_id:
         contexts.append(query_on_disk_id_response(info.file_id, info.device_id))
     return CreateResponse(
-        oplock_level=open_.oplock_level, flags=0, create_action=action,
+        oplock_level=open_.oplock_level if oplock_level is None else oplock_level,
+        flags=0, create_action=action,
         creation_time=info.creation_time, last_access_time=info.last_access_time,
         last_write_time=info.last_write_time, change_time=info.change_time,
         allocation_size=info.allocation_size, end_of_file=info.end_of_file,
@@ -180,6 +182,11 @@ def replay(ctx, request: CreateRequest):
     if v2 is None or ctx.connection.dialect < Dialect.SMB_3_0:
         return None
     server = ctx.server
+    waiting = server.creates_in_progress.get((v2.create_guid, ctx.connection.client_guid))
+    if ctx.header.is_replay and waiting and id(ctx) not in waiting:
+        # The original CREATE still waits for a break: Samba's answer (the
+        # "sane" variants of smb2.replay.dhv2-pending*); Windows says ACCESS_DENIED.
+        raise SmbError(NtStatus.FILE_NOT_AVAILABLE, "the original CREATE is still pending")
     existing = server.opens_by_create_guid.get(v2.create_guid)
     if existing is None or existing.closed:
         return None
@@ -193,7 +200,11 @@ def replay(ctx, request: CreateRequest):
         if existing.persistent and not v2.persistent:
             raise SmbError(NtStatus.INVALID_PARAMETER, "replay of a persistent open without the flag")
         if existing.session is None:
-            raise SmbError(NtStatus.FILE_NOT_AVAILABLE, "the open is disconnected")
+            # the client lost the connection mid-CREATE and replays it on a new
+            # one: the open moves to this session (smb2.replay.replay5)
+            if existing.tree.share is not ctx.tree.share:
+                raise SmbError(NtStatus.FILE_NOT_AVAILABLE, "the open is on another share")
+            attach(ctx, existing)
         return answer_replay(ctx, existing, request, v2)
     if (ctx.header.is_replay and existing.persistent and v2.persistent
             and ctx.tree.share.is_ca and durable.persistent_capable(ctx.connection)):
@@ -221,11 +232,32 @@ def _check_replay_owner(ctx, request, existing) -> None:
 
 
 def answer_replay(ctx, open_, request, v2):
-    contexts = [durable_handle_response_v2(open_.durable_timeout_ms,
-                                           DHANDLE_FLAG_PERSISTENT if open_.persistent else 0)]
+    """The response of the original CREATE, as far as the replay asks for it:
+    Windows answers an oplock open with the oplock level the replay requests
+    (capped at what the open holds) and a DH2Q context only if that level
+    would have made it durable (smb2.replay.replay-dhv2-oplock2); a lease
+    requested against an oplock open, or the reverse, is ACCESS_DENIED."""
+    wants_lease = request.requested_oplock_level == OplockLevel.LEASE
+    if wants_lease != (open_.lease is not None):
+        raise SmbError(NtStatus.ACCESS_DENIED, "replay asks for another kind of caching")
+    if open_.lease is not None:
+        oplock_level = OplockLevel.LEASE
+        durable_again = open_.persistent or durable.holds_handle_caching(open_)
+    else:
+        oplock_level = min(request.requested_oplock_level, open_.oplock_level,
+                           key=_OPLOCK_RANK.get)
+        durable_again = open_.persistent or oplock_level == OplockLevel.BATCH
+    contexts = ([durable_handle_response_v2(open_.durable_timeout_ms,
+                                            DHANDLE_FLAG_PERSISTENT if open_.persistent else 0)]
+                if durable_again else [])
     ctx.compound.file_id = open_.file_id
-    body = _response(ctx, open_, request, open_.create_action or CreateAction.OPENED, contexts)
+    body = _response(ctx, open_, request, open_.create_action or CreateAction.OPENED, contexts,
+                     oplock_level)
     return _after_commit(ctx, open_, body)
+
+
+_OPLOCK_RANK = {OplockLevel.NONE: 0, OplockLevel.LEVEL_II: 1, OplockLevel.EXCLUSIVE: 2,
+                OplockLevel.BATCH: 3}
 
 
 # --- AppInstanceId (3.3.5.9.13) -----------------------------------------------------------

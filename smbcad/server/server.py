@@ -33,6 +33,8 @@ class SmbServer:
         self.opens_by_persistent_id: dict[int, object] = {}   # GlobalOpenTable
         self.opens_by_file: dict[tuple, list] = {}       # share-mode table per (dev, ino)
         self.opens_by_create_guid: dict[bytes, object] = {}   # DH2Q opens (3.3.5.9.10)
+        # (CreateGuid, ClientGuid) of DH2Q CREATEs waiting for a break → their requests
+        self.creates_in_progress: dict[tuple, set] = {}
         # Persistent opens' durable records (smbcad.store); None: no persistent handles.
         self.handle_store = handle_store
         self._background: set = set()

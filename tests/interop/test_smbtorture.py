@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import TEST_PASSWORD, TEST_USER
+from servers import TEST_PASSWORD, TEST_USER, Share
 from torture import FAILED, PASSED, KnownFailFileError, parse_knownfail, run_group
 
 pytestmark = pytest.mark.interop("smbtorture")
@@ -35,7 +35,13 @@ GROUPS = (
     # issue 3: locks, oplocks and leases, notify, FSCTLs, share modes (+ streams)
     "smb2.lock", "smb2.oplock", "smb2.lease", "smb2.notify", "smb2.ioctl", "smb2.sharemode",
     "smb2.streams",
+    # issue 4: durable, persistent and replayed opens, on a continuously available share
+    "smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay", "smb2.replay",
 )
+# Groups run against a share marked ``ca``: persistent handles are granted
+# there, and durable-v2-open's persistent tests expect the CA tables.
+CA_GROUPS = frozenset({"smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay",
+                       "smb2.replay"})
 KNOWNFAIL_FILES = {"smbcad": HERE / "smbtorture_knownfail.txt",
                    "smbd": HERE / "smbtorture_knownfail.smbd.txt"}
 # smbtorture adapts some expectations to the server it is told it runs against.
@@ -98,7 +104,7 @@ def _in_group(name: str, group: str) -> bool:
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys):
+def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys, tmp_path):
     remaining = torture_run.deadline - time.monotonic()
     if remaining < 10:
         pytest.fail("smbtorture wall-time budget (SMBCA_TORTURE_BUDGET_S) is used up",
@@ -106,8 +112,14 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys)
     bound_s = min(torture_run.group_timeout_s, remaining)
     # smb2.session's re-auth tests re-authenticate as anonymous, which smbd
     # allows by default and smbcad only when configured.
+    shares = None
+    if group in CA_GROUPS:
+        share_dir = tmp_path / "ca"
+        share_dir.mkdir()
+        shares = (Share("share", share_dir, ca=True),)
     server = server_factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
-                            share_options=SMBD_SHARE_OPTIONS, extra_args=("--anonymous-ok",))
+                            shares=shares, share_options=SMBD_SHARE_OPTIONS,
+                            extra_args=("--anonymous-ok",))
     user2 = (f"--option=torture:user2name={USER2}", f"--option=torture:user2password={USER2_PASSWORD}")
     run = run_group(group, server.unc(), server.port, server.user, server.password,
                     torture_run.out_dir, bound_s, (*TORTURE_ARGS[server.kind], *user2))

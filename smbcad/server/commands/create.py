@@ -202,7 +202,8 @@ def handle(ctx):
     resolved = fs.lookup(components)
     eas.check_create_context(fs, request, resolved)     # ExtA list, FILE_NO_EA_KNOWLEDGE
     if stream is not None:                              # "file:stream" (server/streams.py)
-        reply = streams.create(ctx, request, resolved, stream, _granted_access, _maximal_access)
+        reply = streams.create(ctx, request, resolved, stream, _granted_access, _maximal_access,
+                               _retry)
         if reply is not None:
             return reply
     if not components and request.create_options & Opt.NON_DIRECTORY_FILE:
@@ -230,7 +231,7 @@ def handle(ctx):
     # Share modes, then oplock/lease breaks; a break to wait for retries the CREATE.
     pending = leases.before_open(ctx, request, resolved, access, _retry)
     if pending is not None:
-        return pending
+        return _tracked(ctx, request, pending)
     handle, action = _open_or_create(fs, request, resolved, access)
     try:
         _apply_new_attributes(fs, handle, request, action)
@@ -302,6 +303,28 @@ def _note_app_instance(ctx, open_, request) -> None:
     if version is not None and dialect >= Dialect.SMB_3_1_1:
         open_.app_instance_version = (version.app_instance_version_high,
                                       version.app_instance_version_low)
+
+
+def _tracked(ctx, request, pending: Pending) -> Pending:
+    """A DH2Q CREATE waiting for a break is known by its CreateGuid, so a
+    replay of it meanwhile is refused rather than run twice (3.3.5.9)."""
+    v2 = request.create_contexts.durable_handle_request_v2
+    if v2 is None:
+        return pending
+    key = (v2.create_guid, ctx.connection.client_guid)
+    waiting = ctx.server.creates_in_progress
+    waiting.setdefault(key, set()).add(id(ctx))     # its own retry is not a replay
+
+    async def work():
+        try:
+            return await pending.work
+        finally:
+            requests = waiting.get(key)
+            if requests is not None:
+                requests.discard(id(ctx))
+                if not requests:
+                    del waiting[key]
+    return Pending(work(), pending.interim_after_s, pending.on_cancel)
 
 
 def _retry(ctx):
