@@ -52,6 +52,7 @@ class FileState:
     opens: list = field(default_factory=list)
     delete_pending: bool = False
     locks: Any = None      # locks.ByteRangeLockList while the file has locks or waiters
+    sync: Any = None       # write_sync.FileSync once a write-through WRITE came
 
 
 def file_state(server, key: tuple) -> FileState | None:

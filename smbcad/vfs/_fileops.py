@@ -158,6 +158,12 @@ class FileOps:
         with translated():
             os.fsync(open_file.fd)
 
+    def sync_data(self, open_file: OpenFile) -> None:
+        """fdatasync: what a write-through WRITE needs (the data and the size,
+        not the timestamps); blocking, like ``flush``."""
+        with translated():
+            os.fdatasync(open_file.fd)
+
     def truncate(self, open_file: OpenFile, size: int) -> None:
         """Set end of file ([MS-FSA] 2.1.5.15.4); directories are STATUS_INVALID_PARAMETER."""
         self._require_file(open_file, size)

@@ -1,13 +1,12 @@
 """WRITE ([MS-SMB2] 3.3.5.13), honouring write-through."""
 
-import asyncio
-
 from smbcad.proto.constants import AccessMask, CreateOptions
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.proto.write import WriteFlags, WriteRequest, WriteResponse
 from smbcad.server import leases, locks, pipes
 from smbcad.server.context import Pending
+from smbcad.server.write_sync import FileSync
 
 _WRITE_ACCESS = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
 _MAX_OFFSET = (1 << 63) - 1
@@ -48,8 +47,14 @@ def handle(ctx):
     ctx.server.metrics.bytes_written.inc(written)
     body = WriteResponse(written).encode()
     if request.flags & WriteFlags.WRITE_THROUGH or open_.create_options & CreateOptions.WRITE_THROUGH:
+        # stable before the answer, one fdatasync shared by concurrent writers
+        state = ctx.server.opens_by_file.get(open_.file_key)
+        if state.sync is None:
+            state.sync = FileSync()
+        handle = open_.handle
+
         async def sync_then_answer():
-            await asyncio.to_thread(fs.flush, open_.handle)
+            await state.sync.sync(lambda: fs.sync_data(handle))
             return body
         return Pending(sync_then_answer(), _SYNC_INTERIM_S)
     return body
