@@ -3,12 +3,18 @@
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from smbcad.proto.constants import Command
 from smbcad.proto.errors import SmbError
 from smbcad.proto.header import Smb2Header
 from smbcad.proto.status import NtStatus
+from smbcad.server import channel_sequence
 
 # A FileId of all ones in a related compound means "the previous CREATE's" (3.3.5.2.7.2).
 RELATED_FILE_ID = (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+# CLOSE names an open without "using" it: IsReplayEligible is cleared by FLUSH,
+# READ, WRITE, LOCK, IOCTL, QUERY_DIRECTORY, CHANGE_NOTIFY, QUERY_INFO,
+# SET_INFO and OPLOCK_BREAK (3.3.5.11-3.3.5.22), not by CLOSE (3.3.5.10).
+_NOT_A_USE = frozenset({Command.CREATE, Command.CLOSE})
 
 
 @dataclass
@@ -67,7 +73,10 @@ class RequestContext:
 
     def lookup_open(self, file_id: tuple[int, int]):
         """The Open for a FileId in this session (3.3.5.2.x), resolving the
-        related-compound placeholder.  STATUS_FILE_CLOSED if unknown."""
+        related-compound placeholder.  STATUS_FILE_CLOSED if unknown.  Then
+        the ChannelSequence check (3.3.5.2.10; STATUS_FILE_NOT_AVAILABLE for
+        a stale WRITE, SET_INFO or IOCTL), and a use of the open ends its
+        replay eligibility."""
         if file_id == RELATED_FILE_ID:
             if self.header.is_related and self.compound.file_id is not None:
                 file_id = self.compound.file_id
@@ -78,4 +87,10 @@ class RequestContext:
             raise SmbError(NtStatus.FILE_CLOSED)
         if self.tree is not None and open_.tree is not self.tree:
             raise SmbError(NtStatus.FILE_CLOSED)
+        channel_sequence.check(self, open_)
+        if self.header.command not in _NOT_A_USE:
+            # Using the open ends its replay eligibility (3.3.5.11-3.3.5.22):
+            # a later replayed DH2Q CREATE makes a new open, or for a
+            # persistent open meets the v84 CreateGuid rule of 3.3.5.9.
+            open_.is_replay_eligible = False
         return open_

@@ -23,6 +23,7 @@ from smbcad.proto.create_contexts import (
     DHANDLE_FLAG_PERSISTENT, durable_handle_response, durable_handle_response_v2)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
+from smbcad.server import channel_sequence
 from smbcad.store import ZERO_GUID, LeaseRecord, LockRecord, PersistentOpen
 
 log = logging.getLogger("smbcad.durable")
@@ -155,6 +156,7 @@ def disconnect(server, open_) -> Awaitable | None:
     session.opens.pop(open_.volatile_id, None)
     open_.tree.open_count -= 1
     open_.session = None
+    channel_sequence.reset(open_)        # its requests in flight died with the connection
     open_.disconnected_at_ms = int(server.clock() * 1000)
     timeout_ms = open_.resiliency_timeout_ms if open_.resilient else open_.durable_timeout_ms
     start_scavenger(server, open_, timeout_ms / 1000)

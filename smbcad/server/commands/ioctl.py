@@ -20,7 +20,7 @@ from smbcad.proto.create_contexts import FileId
 from smbcad.proto.errors import ProtocolViolation, SmbError
 from smbcad.proto.ioctl import IoctlFlags, IoctlRequest, IoctlResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server import fsctl_copy, fsctl_info, fsctl_sparse, pipes
+from smbcad.server import fsctl_copy, fsctl_info, fsctl_resiliency, fsctl_sparse, pipes
 from smbcad.server.context import Pending, Reply
 from smbcad.server.fsctl_common import Fsctl, unsupported_status
 
@@ -81,6 +81,8 @@ FSCTL_TABLE = {
     Fsctl.SRV_COPYCHUNK: FsctlSpec(fsctl_copy.copychunk),
     Fsctl.SRV_COPYCHUNK_WRITE: FsctlSpec(fsctl_copy.copychunk),
     Fsctl.SRV_ENUMERATE_SNAPSHOTS: FsctlSpec(fsctl_info.enumerate_snapshots),
+    # resilient handles (3.3.5.15.9)
+    Fsctl.LMR_REQUEST_RESILIENCY: FsctlSpec(fsctl_resiliency.request_resiliency),
     # sparse files and allocation ([MS-FSA] 2.1.5.10)
     Fsctl.SET_SPARSE: FsctlSpec(fsctl_sparse.set_sparse),
     Fsctl.SET_ZERO_DATA: FsctlSpec(fsctl_sparse.set_zero_data),

@@ -11,6 +11,9 @@ from smbcad.proto.oplock_break import (
     LeaseBreakAcknowledgment, LeaseBreakResponse, OplockBreakResponse,
     decode_oplock_break_acknowledgment)
 from smbcad.server import leases
+from smbcad.server.context import Pending
+
+_COMMIT_INTERIM_S = 0.5
 
 
 def handle(ctx):
@@ -18,8 +21,33 @@ def handle(ctx):
     ack = decode_oplock_break_acknowledgment(
         ctx.message, lease_allowed=connection.dialect != Dialect.SMB_2_0_2)
     if isinstance(ack, LeaseBreakAcknowledgment):
+        _end_replay_eligibility(ctx, ack.lease_key)
         level = leases.acknowledge_lease(ctx, ack.lease_key, ack.lease_state)
-        return LeaseBreakResponse(ack.lease_key, level).encode()
-    open_ = ctx.lookup_open(ack.file_id)
+        holder = ctx.server.leasing.lease(connection.client_guid, ack.lease_key)
+        return _when_stored(holder, LeaseBreakResponse(ack.lease_key, level).encode())
+    open_ = ctx.lookup_open(ack.file_id)       # also ends its replay eligibility
     level = leases.acknowledge_oplock(ctx, open_, ack.oplock_level)
-    return OplockBreakResponse(level, ack.file_id).encode()
+    holder = ctx.server.leasing.grants.get(open_)
+    return _when_stored(holder, OplockBreakResponse(level, ack.file_id).encode())
+
+
+def _when_stored(holder, body: bytes):
+    """A persistent open's new caching state is in the handle store before
+    the acknowledgment is answered (issue 4 item 7)."""
+    commit = getattr(holder, "commit", None)
+    if commit is None or commit.done():
+        return body
+
+    async def answer():
+        await commit
+        return body
+    return Pending(answer(), _COMMIT_INTERIM_S)
+
+
+def _end_replay_eligibility(ctx, lease_key: bytes) -> None:
+    """3.3.5.22.2: a lease break acknowledgment uses every open of the lease,
+    so none of them answers a replayed CREATE any more (the oplock
+    acknowledgment does the same for its one open through lookup_open)."""
+    lease = ctx.server.leasing.lease(ctx.connection.client_guid, lease_key)
+    for open_ in lease.opens if lease is not None else ():
+        open_.is_replay_eligible = False
