@@ -70,6 +70,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._reading_paused = False
+        self._draining = False           # shutdown: never resume reading
         self._closing = False
         self._task = None
 
@@ -158,12 +159,16 @@ class SmbProtocol(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
+        if self._draining:
+            return
         if self._reading_paused and self.transport is not None and not self.transport.is_closing():
             self._reading_paused = False
             self.transport.resume_reading()
 
     def stop_reading(self) -> None:
-        """Shutdown step: take no new requests; in-flight ones finish."""
+        """Shutdown step: take no new requests; in-flight ones finish.  The
+        frame loop's flow control must not resume reading afterwards."""
+        self._draining = True
         self._pause_reading()
 
     def idle(self) -> bool:
@@ -174,6 +179,9 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._frame_ready.set()
         if self.transport is not None:
             self.transport.abort()
+
+
+_ABORT_WAIT_S = 5.0
 
 
 class SmbListener:
@@ -219,5 +227,10 @@ class SmbListener:
             await asyncio.sleep(0.05)
         for protocol in list(self._protocols):
             protocol.abort()
+        # abort() only schedules connection_lost; the daemon must not shut the
+        # handle store down before it ran (it disconnects persistent opens).
+        closed_by = loop.time() + _ABORT_WAIT_S
+        while self._protocols and loop.time() < closed_by:
+            await asyncio.sleep(0.01)
         for srv in self._servers:
             await srv.wait_closed()
