@@ -212,7 +212,8 @@ def duplicate_extents(ctx, request, open_) -> bytes:
     cut there (the target never grows).  A file system without shared
     extents is STATUS_INVALID_DEVICE_REQUEST (the share port's clone_range),
     which is also NTFS's answer; so is what a client sees unless the volume
-    advertises FILE_SUPPORTS_BLOCK_REFCOUNTING (MS-HVRS C0007).
+    advertises FILE_SUPPORTS_BLOCK_REFCOUNTING (MS-HVRS C0007), which a share
+    does exactly when a clone probe on its file system works (vfs/_reflink.py).
     """
     require_disk_file(open_)
     data = request.input

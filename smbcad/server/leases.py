@@ -28,7 +28,7 @@ from smbcad.proto.fscc import FileDispositionInfo, FileDispositionInfoEx, FileRe
 from smbcad.proto.oplock_break import (
     LeaseBreakFlags, LeaseBreakNotification, OplockBreakNotification)
 from smbcad.proto.status import NtStatus
-from smbcad.server import files, oplocks
+from smbcad.server import dirleases, durable, files, oplocks, renames
 from smbcad.server.context import Pending
 from smbcad.server.oplocks import NONE, R, W, Action, CacheState, Event, Kind
 
@@ -59,6 +59,7 @@ class Lease:
     file_delete_on_close: bool = False
     timer: Any = None
     parked_break: bool = False     # 3.3.1.12 BreakNotification kept for a reconnect (issue 4)
+    commit: Any = None             # the last handle-store commit of a state change
 
     is_lease = True
 
@@ -71,6 +72,7 @@ class OplockGrant:
     state: CacheState
     timer: Any = None
     parked_break: bool = False     # a break kept for the persistent open's reconnect
+    commit: Any = None             # the last handle-store commit of a state change
 
     is_lease = False
 
@@ -103,6 +105,8 @@ class Leasing:
         self.files: dict[tuple, FileCaching] = {}
         self.grants: dict[Any, OplockGrant] = {}     # Open → its oplock
         self.server = None                           # set by SmbServer: connections, purges
+        self.dir_leases: set[Lease] = set()          # leases on directories (dirleases.py)
+        self.written: set = set()                    # opens written while dir_leases existed
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
 
     # --- lookups ---------------------------------------------------------------------
@@ -120,6 +124,15 @@ class Leasing:
     def add_holder(self, key: tuple, holder) -> None:
         """A lease or oplock rebuilt from the handle store (smbcad.server.restore)."""
         self._file(key).holders.append(holder)
+
+    def move(self, old_key: tuple, new_key: tuple) -> None:
+        """A renamed named stream takes its oplocks and leases to its new key."""
+        if old_key == new_key or old_key not in self.files:
+            return
+        caching = self.files[new_key] = self.files.pop(old_key)
+        for holder in caching.holders:
+            if holder.is_lease:
+                holder.file_key = new_key
 
     def _tidy(self, key: tuple) -> None:
         caching = self.files.get(key)
@@ -153,7 +166,20 @@ class Leasing:
                 self.wake(self._file_key(holder))
         if not holder.is_lease:
             self._oplock_changed(holder)
+        if transition.next.held != before.held:
+            self._persist(holder)
         return transition
+
+    def _persist(self, holder) -> None:
+        """A persistent open's caching state changed: its record (every open
+        of a lease, atomically) goes to the handle store; an acknowledgment's
+        response waits for ``holder.commit`` (commands/oplock_break.py)."""
+        if self.server is None:
+            return
+        opens = holder.opens if holder.is_lease else [holder.open]
+        commit = durable.persist_many(self.server, opens)
+        if commit is not None:
+            holder.commit = self.server.spawn(commit)
 
     def _file_key(self, holder) -> tuple:
         return holder.file_key if holder.is_lease else holder.open.file_key
@@ -347,6 +373,11 @@ class Leasing:
             raise SmbError(NtStatus.SHARING_VIOLATION)
         return None
 
+    def retry_after_change(self, ctx, key: tuple, retry: Callable) -> Pending:
+        """A Pending that waits until a holder of ``key`` acknowledges, times
+        out or closes, then runs ``retry(ctx)`` (the whole request again)."""
+        return Pending(self._wait_then_retry(ctx, key, retry), interim_after_s=0.0)
+
     def _wait_then_retry(self, ctx, key: tuple, retry: Callable):
         return self._wait_then_retry_on(ctx, key, retry, self.expect_change(key))
 
@@ -364,14 +395,23 @@ class Leasing:
     def grant(self, ctx, open_, request, created: bool) -> tuple[int, list]:
         """Oplock Acquisition for a new open (3.3.5.9, 3.3.5.9.8, 3.3.5.9.11):
         returns the response's OplockLevel and its lease context, if any.
-
-        A stat open of an existing file gets no oplock, though it may get a
-        lease (smb2.oplock.exclusive4, batch9).
+        A new or overwritten entry then breaks its directory's leases
+        (``dirleases``), once the open's own lease (and ParentLeaseKey) is known.
         """
+        granted = self._grant(ctx, open_, request, created)
+        dirleases.after_create(self, open_, created, not created and
+                               request.create_disposition in _OVERWRITE)
+        return granted
+
+    def _grant(self, ctx, open_, request, created: bool) -> tuple[int, list]:
+        """A stat open of an existing file gets no oplock, though it may get a
+        lease (smb2.oplock.exclusive4, batch9).  A directory gets a lease only
+        as ``dirleases.allowed`` says, and never an oplock."""
         requested = request.requested_oplock_level
         if requested == OplockLevel.LEASE:
             lease_request = _lease_request(ctx, request)
-            if lease_request is None or open_.is_directory:
+            if lease_request is None or (open_.is_directory
+                                         and not dirleases.allowed(ctx, lease_request)):
                 return OplockLevel.NONE, []
             return OplockLevel.LEASE, [self._grant_lease(ctx, open_, lease_request)]
         if requested not in (OplockLevel.LEVEL_II, OplockLevel.EXCLUSIVE, OplockLevel.BATCH):
@@ -404,7 +444,10 @@ class Leasing:
                                             if lease_request.parent_lease_key_set else ZERO_KEY))
             self.lease_tables.setdefault(client_guid, {})[lease.lease_key] = lease
             self._file(open_.file_key).holders.append(lease)
-        elif level == lease_request.lease_state:
+            if open_.is_directory:
+                self.dir_leases.add(lease)
+        elif level == (oplocks.normalise(lease_request.lease_state) & ~W if open_.is_directory
+                       else lease_request.lease_state):
             self.apply(lease, Event(Kind.GRANT, level))
         lease.opens.append(open_)
         open_.lease = lease
@@ -448,7 +491,10 @@ class Leasing:
 
     def release(self, open_) -> None:
         """An open closed: it leaves its lease or drops its oplock, and whoever
-        waited on the file may retry ([MS-FSA] 2.1.4.12 case CLOSE)."""
+        waited on the file may retry ([MS-FSA] 2.1.4.12 case CLOSE).  Its
+        directory's leases hear of a deletion or an earlier write (``dirleases``)."""
+        if self.dir_leases or open_ in self.written:
+            dirleases.on_close(self, open_, self._deletes(open_))
         grant = self.grants.get(open_)
         if grant is not None:
             self._drop_grant(grant)
@@ -459,8 +505,15 @@ class Leasing:
                 self._drop_lease(lease)
         self.wake(open_.file_key)
 
+    def _deletes(self, open_) -> bool:
+        """Whether closing ``open_`` removes its file: delete pending and the last open."""
+        state = self.server.opens_by_file.get(open_.file_key) if self.server else None
+        return bool(state is not None and (state.delete_pending or open_.delete_on_close)
+                    and all(other is open_ for other in state.opens))
+
     def _drop_lease(self, lease: Lease) -> None:
         self._stop_timer(lease)
+        self.dir_leases.discard(lease)
         table = self.lease_tables.get(lease.client_guid)
         if table is not None and table.get(lease.lease_key) is lease:
             del table[lease.lease_key]
@@ -592,7 +645,9 @@ def release(server, open_) -> None:
 
 
 def break_read_caching(server, open_) -> None:
-    """Cheap when nobody caches the file: one dictionary lookup."""
+    """Cheap when nobody caches the file: one dictionary lookup (and a set's
+    length for directory leases)."""
+    dirleases.noted_write(server.leasing, open_)
     if open_.file_key in server.leasing.files:
         server.leasing.break_read_caching(open_)
 
@@ -607,11 +662,19 @@ def acknowledge_oplock(ctx, open_, oplock_level: int) -> int:
 
 def before_set_info(ctx, open_, info, retry: Callable):
     """SET_INFO: a rename or a delete disposition may have to wait for handle
-    caching to be given up; None, or a Pending that retries the request."""
-    if open_.file_key not in ctx.server.leasing.files:
+    caching to be given up; None, or a Pending that retries the request.
+    A rename first settles its target and the target's directory
+    (``renames``); a change to what a listing shows breaks directory leases."""
+    leasing = ctx.server.leasing
+    if isinstance(info, FileRenameInfo):
+        pending = renames.before_rename(ctx, open_, info, retry)
+        if pending is not None:
+            return pending
+    dirleases.before_set_info(leasing, open_, info)
+    if open_.file_key not in leasing.files:
         return None
     if isinstance(info, FileRenameInfo) or (
             isinstance(info, FileDispositionInfo) and info.delete_pending) or (
             isinstance(info, FileDispositionInfoEx) and info.delete):
-        return ctx.server.leasing.before_handle_change(ctx, open_, retry)
+        return leasing.before_handle_change(ctx, open_, retry)
     return None

@@ -315,11 +315,12 @@ def grantable(requested: int, *, is_lease: bool, other_opens: int, other_oplocks
     be alone.  A shared (read) grant is refused while the file has
     byte-range locks (2.1.5.18 LEVEL_TWO / READ_CACHING).  Leases lose H next
     to oplocks; oplocks get nothing next to a handle-caching lease.
-    Directories get no oplock and no file lease.
+    Directories get no oplock; a directory lease (3.3.5.9.11, v2 only: the
+    caller checks) is R or RH, never W, whoever else has the directory open.
     """
     granted = normalise(requested)
     if is_directory:
-        return NONE
+        return granted & RH if is_lease else NONE
     if other_opens:
         granted &= ~W
     if has_locks and not granted & W:

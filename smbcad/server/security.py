@@ -1,17 +1,32 @@
 """Security descriptors on files ([MS-SMB2] 3.3.5.20.3, 3.3.5.21.3, [MS-DTYP] 2.4.6).
 
 A descriptor a client sets is stored whole (the VFS keeps it in an xattr) and
-its DACL is also mapped onto the POSIX mode, so local users see the same
-rights; a file nobody set one on reports the descriptor its owner, group and
-mode stand for.  Shared by CREATE (SecD context), QUERY_INFO and SET_INFO.
+its DACL is also mapped onto the POSIX mode (a file keeps its owner write bit,
+see ``apply``), so local users see the same rights; its owner and group, when they name a POSIX id, become the file's
+owner and group (the server runs as root).  A file nobody set one on reports
+the descriptor its owner, group and mode stand for.  Shared by CREATE (SecD
+context and the access check of stored descriptors), QUERY_INFO and SET_INFO.
+
+Who a session is, as an access check sees it (``session_token``): a user the
+user database gives a uid is S-1-22-1-<uid> (with S-1-22-2-<gid> when it has a
+gid), the SIDs ``sd_for_posix`` writes for that file owner.  A user without a
+uid acts on disk as the server's own uid (its files are owned by it), so its
+token carries that uid's SID and it is the owner of what it creates.  Every
+authenticated user is also Everyone, Authenticated Users, BUILTIN\\Users and
+NETWORK; a guest is Everyone, BUILTIN\\Guests and NETWORK; an anonymous
+session is ANONYMOUS LOGON and NETWORK only.  Tokens hold no privileges.
 """
 
 import logging
 
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (
-    SdControl, SecurityDescriptor, SecurityInformation, posix_from_sd, select_parts)
-from smbcad.proto.fscc.security import sd_for_posix
+    SdControl, SecurityDescriptor, SecurityInformation, Sid, posix_from_sd, select_parts,
+    unix_group_sid, unix_user_sid)
+from smbcad.proto.fscc.access_check import (
+    MAXIMUM_ALLOWED, Token, access_check, map_generic, maximal_access)
+from smbcad.proto.fscc.security import EVERYONE, gid_of_sid, sd_for_posix, uid_of_sid
+from smbcad.proto.status import NtStatus
 
 log = logging.getLogger("smbcad.security")
 
@@ -36,12 +51,22 @@ def query(fs, handle, is_directory: bool, security_info: int) -> bytes:
     return select_parts(current(fs, handle, is_directory), security_info).encode()
 
 
-def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int) -> None:
-    """Replace the parts ``security_info`` names with those of ``descriptor``."""
+def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int, *,
+          absent_dacl_is_null: bool = False) -> None:
+    """Replace the parts ``security_info`` names with those of ``descriptor``.
+
+    An owner or group that names a POSIX id (S-1-22-1-<uid>, S-1-22-2-<gid>)
+    also becomes the file's POSIX owner or group.  Without DACL_PRESENT a
+    descriptor carries no DACL: a CREATE's SecD then leaves the default DACL in
+    place, while SET_INFO (``absent_dacl_is_null``) sets a NULL DACL, as
+    Windows does (smb2.create.nulldacl checks both).
+    """
     new = SecurityDescriptor.decode(bytes(descriptor))
     old = current(fs, handle, is_directory)
-    # A part counts only if the descriptor carries it: a CREATE's SecD without
-    # DACL_PRESENT leaves the default DACL in place (smb2.create.nulldacl).
+    if (absent_dacl_is_null and security_info & SecurityInformation.DACL
+            and not new.dacl_present):
+        new = SecurityDescriptor(new.control | SdControl.DACL_PRESENT, new.owner, new.group,
+                                 new.sacl, None)
     take_dacl = bool(security_info & SecurityInformation.DACL) and new.dacl_present
     take_sacl = bool(security_info & SecurityInformation.SACL) and (
         bool(new.control & SdControl.SACL_PRESENT) or new.sacl is not None)
@@ -50,14 +75,152 @@ def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int)
     control |= (new.control if take_sacl else old.control) & _SACL_CONTROL
     dacl = new.dacl if take_dacl else old.dacl
     sacl = new.sacl if take_sacl else old.sacl
-    merged = SecurityDescriptor(
-        control,
-        new.owner if security_info & SecurityInformation.OWNER and new.owner else old.owner,
-        new.group if security_info & SecurityInformation.GROUP and new.group else old.group,
-        sacl, dacl)
+    new_owner = new.owner if security_info & SecurityInformation.OWNER else None
+    new_group = new.group if security_info & SecurityInformation.GROUP else None
+    merged = SecurityDescriptor(control, new_owner or old.owner, new_group or old.group,
+                                sacl, dacl)
+    _chown_to(fs, handle, new_owner, new_group)
     fs.set_security(handle, merged.encode())
-    if take_dacl and new.dacl is not None:
+    if take_dacl:
         uid, gid, mode = fs.posix_identity(handle)
-        _, _, new_mode = posix_from_sd(merged.encode(), current_uid=uid, current_gid=gid)
+        if new.dacl is None:
+            # POSIX has no NULL DACL: owner, group and Everyone get full access (as Samba).
+            new_mode = 0o777
+        else:
+            _, _, new_mode = posix_from_sd(merged.encode(), current_uid=uid, current_gid=gid)
+        if new_mode is not None and not is_directory:
+            # POSIX lets an owner turn its write bit back on at will, so the stored
+            # descriptor, not the mode, enforces a DACL that denies the owner
+            # writing; the bit stays so the file does not turn READONLY
+            # (vfs/_meta.py infers that from a clear owner write bit).
+            new_mode |= 0o200
         if new_mode is not None:
             fs.set_posix_mode(handle, (mode & ~0o777) | new_mode)
+
+
+def _chown_to(fs, handle, owner: Sid | None, group: Sid | None) -> None:
+    """Make a new owner or group that is a Unix SID the file's POSIX owner or
+    group; other SIDs have no POSIX id and leave the file's alone."""
+    uid, gid = uid_of_sid(owner), gid_of_sid(group)
+    if uid is None and gid is None:
+        return
+    current_uid, current_gid, _ = fs.posix_identity(handle)
+    if uid == current_uid:
+        uid = None
+    if gid == current_gid:
+        gid = None
+    if uid is not None or gid is not None:
+        fs.set_posix_owner(handle, uid, gid)
+
+
+# --- access checks of stored descriptors ([MS-FSA] 2.1.5.1.2) -------------------------
+
+_NETWORK = Sid(5, (2,))
+_ANONYMOUS_LOGON = Sid(5, (7,))
+_AUTHENTICATED_USERS = Sid(5, (11,))
+_BUILTIN_USERS = Sid(5, (32, 545))
+_BUILTIN_GUESTS = Sid(5, (32, 546))
+
+_FILE_LIST_DIRECTORY = 0x00000001
+_FILE_ADD_FILE = 0x00000002
+_FILE_ADD_SUBDIRECTORY = 0x00000004
+_FILE_DELETE_CHILD = 0x00000040
+_FILE_READ_ATTRIBUTES = 0x00000080
+_DELETE = 0x00010000
+# Rights a file's parent can grant on its own ([MS-FSA] 2.1.5.1.2.1).
+_VIA_PARENT = _DELETE | _FILE_READ_ATTRIBUTES
+
+
+def session_token(fs, identity) -> Token:
+    """The token of a session's user (mapping in the module docstring)."""
+    if identity is None or identity.is_anonymous:
+        return Token(_ANONYMOUS_LOGON, frozenset({_NETWORK}))
+    if identity.is_guest:
+        return Token(_BUILTIN_GUESTS, frozenset({EVERYONE, _BUILTIN_GUESTS, _NETWORK}))
+    groups = {EVERYONE, _AUTHENTICATED_USERS, _BUILTIN_USERS, _NETWORK}
+    if identity.uid is None:
+        uid, gid = fs.default_owner()
+    else:
+        uid, gid = identity.uid, identity.gid
+    if gid is not None:
+        groups.add(unix_group_sid(gid))
+    return Token(unix_user_sid(uid), frozenset(groups))
+
+
+def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:
+    """The readable descriptor a client stored on ``path`` (share-relative, any case)."""
+    raw = fs.stored_security_at(path)
+    if not raw:
+        return None
+    try:
+        return SecurityDescriptor.decode(raw)
+    except SmbError:
+        log.warning("ignoring an unreadable stored descriptor on %s", path)
+        return None
+
+
+def check_open(fs, path: str, token: Token, desired: int) -> int | None:
+    """The access a stored descriptor grants for ``desired`` when opening ``path``
+    ([MS-FSA] 2.1.5.1.2.1), or None when the file has none stored.
+
+    GENERIC_* bits are mapped and MAXIMUM_ALLOWED answered.  As on Windows,
+    FILE_DELETE_CHILD on the parent also grants DELETE and FILE_LIST_DIRECTORY
+    on it FILE_READ_ATTRIBUTES; a parent without a stored descriptor grants
+    both (its mode-derived rights are the share's).  Raises SmbError
+    (STATUS_ACCESS_DENIED) when a wanted right is not granted.
+    """
+    descriptor = stored_descriptor(fs, path)
+    if descriptor is None:
+        return None
+    wanted = map_generic(desired)
+    if wanted & MAXIMUM_ALLOWED:
+        granted = access_check(descriptor, token, wanted & ~_VIA_PARENT)
+        if path and granted & _VIA_PARENT != _VIA_PARENT:
+            granted |= _rights_from_parent(fs, path, token)
+        missing = wanted & _VIA_PARENT & ~granted
+        if missing:
+            raise SmbError(NtStatus.ACCESS_DENIED, f"not granted: 0x{missing:08x}")
+        return granted
+    try:
+        return access_check(descriptor, token, wanted)
+    except SmbError as denied:
+        if denied.status != NtStatus.ACCESS_DENIED or not path or not wanted & _VIA_PARENT:
+            raise
+        via_parent = wanted & _rights_from_parent(fs, path, token)
+        if not via_parent:
+            raise
+    return access_check(descriptor, token, wanted & ~via_parent) | via_parent
+
+
+def check_create(fs, parent: str, token: Token, directory: bool) -> None:
+    """A new entry in ``parent`` needs FILE_ADD_FILE or FILE_ADD_SUBDIRECTORY
+    there ([MS-FSA] 2.1.5.1.2), when the parent has a stored descriptor."""
+    descriptor = stored_descriptor(fs, parent)
+    if descriptor is not None:
+        access_check(descriptor, token,
+                     _FILE_ADD_SUBDIRECTORY if directory else _FILE_ADD_FILE)
+
+
+def maximal_access_of(fs, handle, token: Token) -> int | None:
+    """MAXIMUM_ALLOWED against the open file's stored descriptor, None without one."""
+    raw = fs.get_security(handle)
+    if not raw:
+        return None
+    try:
+        descriptor = SecurityDescriptor.decode(raw)
+    except SmbError:
+        return None
+    granted = maximal_access(descriptor, token)
+    if handle.path and granted & _VIA_PARENT != _VIA_PARENT:
+        granted |= _rights_from_parent(fs, handle.path, token)
+    return granted
+
+
+def _rights_from_parent(fs, path: str, token: Token) -> int:
+    """DELETE and FILE_READ_ATTRIBUTES as far as ``path``'s parent grants them."""
+    descriptor = stored_descriptor(fs, path.rpartition("/")[0])
+    if descriptor is None:
+        return _VIA_PARENT
+    parent = maximal_access(descriptor, token)
+    return ((_DELETE if parent & _FILE_DELETE_CHILD else 0)
+            | (_FILE_READ_ATTRIBUTES if parent & _FILE_LIST_DIRECTORY else 0))

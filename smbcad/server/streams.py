@@ -22,22 +22,24 @@ overwrite or supersede the file                its closed named streams go
 delete-on-close / disposition of a stream      only that stream goes
 =============================================  ==========================================
 
-Stream opens get no oplock or lease (the response says OplockLevel NONE) and
-are not durable.
+Oplocks and leases on a stream are the stream's own ([MS-FSA] 2.1.1.5
+Stream.Oplock; smbtorture smb2.oplock.stream1, batch26, smb2.lease.request):
+they are held and broken under the stream's key, so opening the file or
+another stream never breaks them.  Stream opens are not durable.
 """
 
 import dataclasses
 
 from smbcad.proto.constants import (
     AccessMask, CreateAction, CreateDisposition as Disp, CreateOptions as Opt,
-    FileAttributes as FA, OplockLevel, ShareAccess)
+    FileAttributes as FA, ShareAccess)
 from smbcad.proto.create import CreateResponse
 from smbcad.proto.create_contexts import (
     FileId, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import FileInfoClass as C
 from smbcad.proto.status import NtStatus
-from smbcad.server import eas, files
+from smbcad.server import eas, files, leases
 from smbcad.server.adm import Open
 from smbcad.vfs import (StreamHandle, has_trailing_backslash, is_valid_stream_name,
                         parse_smb_name)
@@ -55,13 +57,15 @@ def _components(path: str) -> tuple[str, ...]:
 
 # --- CREATE ------------------------------------------------------------------------------
 
-def create(ctx, request, resolved, stream: str, granted_access, maximal_access):
+def create(ctx, request, resolved, stream: str, granted_access, maximal_access, retry):
     """CREATE of ``name:stream`` or ``name::$DATA`` ([MS-FSA] 2.1.5.1 phase 7).
 
     ``resolved`` is the file part, ``stream`` what ``parse_smb_name`` gave;
-    ``granted_access`` / ``maximal_access`` are CREATE's own checks.  Returns
-    the response body, or None for ``name::$DATA`` on a file: the caller then
-    opens the file as usual.
+    ``granted_access`` / ``maximal_access`` are CREATE's own checks and
+    ``retry`` runs the whole CREATE again once a break it waited for is over.
+    Returns the response body, a ``Pending`` (an oplock or lease break of the
+    stream to wait for), or None for ``name::$DATA`` on a file: the caller
+    then opens the file as usual.
     """
     options = request.create_options
     if options & Opt.DIRECTORY_FILE:
@@ -86,6 +90,13 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access):
         resolved = _create_file(fs, request, resolved)
     handle = fs.open_stream(resolved, stream)
     try:
+        _check_disposition(handle, request, resolved.info)
+        # Share modes, then the stream's oplock/lease breaks (3.3.5.9.8, 3.3.5.9.11).
+        pending = leases.before_open(ctx, request, resolved, access, retry,
+                                     key=stream_key(handle))
+        if pending is not None:
+            handle.close()
+            return pending
         action = _open_or_create(server, fs, handle, request, access, resolved.info)
         info = fs.stat(handle)
     except SmbError:
@@ -96,16 +107,17 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access):
                  tree=ctx.tree, path=handle.path, client_name=request.name, handle=handle,
                  granted_access=access, share_access=request.share_access,
                  create_options=options, is_directory=False, file_key=stream_key(handle),
-                 delete_on_close=bool(options & Opt.DELETE_ON_CLOSE))
+                 delete_on_close=bool(options & Opt.DELETE_ON_CLOSE),
+                 client_guid=ctx.connection.client_guid)
     files.register_open(server, open_)
     ctx.compound.file_id = open_.file_id
-    contexts = []
+    oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
     if request.create_contexts.query_maximal_access is not None:
         contexts.append(maximal_access_response(NtStatus.SUCCESS, maximal_access(ctx, info)))
     if request.create_contexts.query_on_disk_id:
         contexts.append(query_on_disk_id_response(info.file_id, info.device_id))
     return CreateResponse(
-        oplock_level=OplockLevel.NONE, flags=0, create_action=action,
+        oplock_level=oplock_level, flags=0, create_action=action,
         creation_time=info.creation_time, last_access_time=info.last_access_time,
         last_write_time=info.last_write_time, change_time=info.change_time,
         allocation_size=info.allocation_size, end_of_file=info.end_of_file,
@@ -144,9 +156,9 @@ def _create_file(fs, request, resolved):
     return found
 
 
-def _open_or_create(server, fs, handle, request, access: int, file_info) -> int:
-    """The stream half of [MS-FSA] 2.1.5.1.2 (DataStream): the disposition table
-    applied to the stream, share access checked before anything changes."""
+def _check_disposition(handle, request, file_info) -> None:
+    """The checks of the disposition table that come before share modes and
+    oplock breaks ([MS-FSA] 2.1.5.1.2, DataStream)."""
     disposition = request.create_disposition
     if handle.exists:
         if disposition == Disp.CREATE:
@@ -155,6 +167,13 @@ def _open_or_create(server, fs, handle, request, access: int, file_info) -> int:
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such stream")
     elif file_info.attributes & FA.READONLY:
         raise SmbError(NtStatus.ACCESS_DENIED, "read-only file")
+
+
+def _open_or_create(server, fs, handle, request, access: int, file_info) -> int:
+    """The stream half of [MS-FSA] 2.1.5.1.2 (DataStream): the disposition table
+    applied to the stream (checked by ``_check_disposition``), share access
+    checked again before anything changes."""
+    disposition = request.create_disposition
     if server.opens_by_file.get(stream_key(handle)) is not None:
         files.check_share_access(server, stream_key(handle), access, request.share_access)
     if not handle.exists:
@@ -299,6 +318,7 @@ def _rename_to_default(server, fs, open_, state, replace: bool) -> None:
         if not state.opens:
             server.opens_by_file.pop(open_.file_key, None)
     open_.handle = base
+    server.leasing.move(open_.file_key, handle.file_key)
     open_.file_key = handle.file_key
     target = server.opens_by_file.get(handle.file_key)
     if target is None:
@@ -311,6 +331,7 @@ def _rekey(server, state, old_key: tuple, new_key: tuple, handle: StreamHandle) 
     """The stream's opens follow it to its new name."""
     if state is None or old_key == new_key:
         return
+    server.leasing.move(old_key, new_key)       # the stream's oplocks and leases go along
     server.opens_by_file.pop(old_key, None)
     state.key = new_key
     server.opens_by_file[new_key] = state

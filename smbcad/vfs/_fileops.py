@@ -120,6 +120,16 @@ class FileOps:
                 return
             raise smb_error(err) from err
 
+    def set_posix_owner(self, open_file: OpenFile, uid: int | None, gid: int | None) -> None:
+        """chown an open file (SET_INFO owner/group mapped to POSIX ids); None keeps one."""
+        with translated():
+            os.fchown(open_file.fd, -1 if uid is None else uid, -1 if gid is None else gid)
+
+    @staticmethod
+    def default_owner() -> tuple[int, int]:
+        """(uid, gid) that files this server creates are owned by: its own."""
+        return os.geteuid(), os.getegid()
+
     def set_posix_mode(self, open_file: OpenFile, mode: int) -> None:
         """Apply permission bits mapped from a DACL (SET_INFO security)."""
         with translated():

@@ -8,6 +8,9 @@ Attribute rules follow Samba's defaults (``store dos attributes = yes``,
 - READONLY is the stored bit, or a file whose owner write bit is clear.
 - HIDDEN is the stored bit, or a name starting with "." (not "." or "..").
 - NORMAL stands alone when nothing else is set ([MS-FSCC] 2.6).
+
+AllocationSize counts data only, as NTFS reports it: ``st_blocks``, or where
+that may include a block of xattrs, the file's extent map (``_fiemap.py``).
 """
 
 import os
@@ -15,7 +18,7 @@ import stat
 
 from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.fileinfo import FileInfo, unix_ns_to_filetime
-from smbcad.vfs import attrs
+from smbcad.vfs import _fiemap, attrs
 from smbcad.vfs.attrs import DosRecord
 
 _NOT_FOR_DIRECTORIES = FA.TEMPORARY | FA.SPARSE_FILE
@@ -40,8 +43,10 @@ def attributes_of(st: os.stat_result, record: DosRecord | None, name: str) -> in
     return value or FA.NORMAL
 
 
-def file_info(st: os.stat_result, record: DosRecord | None, name: str) -> FileInfo:
-    """Build the ``FileInfo`` of one file from its stat and DOS record."""
+def file_info(st: os.stat_result, record: DosRecord | None, name: str,
+              allocation: int | None = None) -> FileInfo:
+    """Build the ``FileInfo`` of one file from its stat and DOS record;
+    ``allocation`` (data bytes allocated) overrides ``st_blocks``."""
     is_dir = stat.S_ISDIR(st.st_mode)
     creation = record.creation_time if record and record.creation_time else derived_creation_time(st)
     return FileInfo(
@@ -51,7 +56,8 @@ def file_info(st: os.stat_result, record: DosRecord | None, name: str) -> FileIn
         change_time=unix_ns_to_filetime(st.st_ctime_ns),
         # Directories have no data stream: Windows reports 0 for both.
         end_of_file=0 if is_dir else st.st_size,
-        allocation_size=0 if is_dir else st.st_blocks * 512,
+        allocation_size=0 if is_dir else (st.st_blocks * 512 if allocation is None
+                                          else allocation),
         attributes=attributes_of(st, record, name),
         file_id=st.st_ino,
         number_of_links=st.st_nlink,
@@ -62,7 +68,9 @@ def file_info(st: os.stat_result, record: DosRecord | None, name: str) -> FileIn
 
 def info_of_fd(fd: int, name: str) -> FileInfo:
     """``FileInfo`` of a real (non-O_PATH) descriptor."""
-    return file_info(os.fstat(fd), attrs.read(fd), name)
+    st = os.fstat(fd)
+    allocation = _fiemap.data_allocation(fd, st) if _needs_extent_map(st) else None
+    return file_info(st, attrs.read(fd), name, allocation)
 
 
 def info_of_path_fd(fd: int, name: str) -> FileInfo:
@@ -72,10 +80,37 @@ def info_of_path_fd(fd: int, name: str) -> FileInfo:
     ``/proc/self/fd`` magic link, which names exactly the file the fd holds
     (no path is re-resolved).
     """
-    return file_info(os.fstat(fd), attrs.read(f"/proc/self/fd/{fd}", follow=True), name)
+    st = os.fstat(fd)
+    allocation = _allocation_at(f"/proc/self/fd/{fd}", st, follow=True) \
+        if _needs_extent_map(st) else None
+    return file_info(st, attrs.read(f"/proc/self/fd/{fd}", follow=True), name, allocation)
 
 
 def info_of_entry(dir_fd: int, name: str) -> FileInfo:
     """``FileInfo`` of a non-symlink entry of an open directory (never followed)."""
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    return file_info(st, attrs.read(f"/proc/self/fd/{dir_fd}/{name}", follow=False), name)
+    allocation = _allocation_at(name, st, dir_fd) if _needs_extent_map(st) else None
+    return file_info(st, attrs.read(f"/proc/self/fd/{dir_fd}/{name}", follow=False), name,
+                     allocation)
+
+
+def _needs_extent_map(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode) and _fiemap.needs_extent_map(st)
+
+
+def _allocation_at(path: str, st: os.stat_result, dir_fd: int | None = None,
+                   follow: bool = False) -> int | None:
+    """``data_allocation`` of a regular file known by its name in ``dir_fd``
+    (never following a symlink) or, ``follow``-ing it, by the ``/proc/self/fd``
+    link of an O_PATH descriptor (which names exactly that file)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if not follow:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError:
+        return None     # gone or unreadable meanwhile: st_blocks as it stands
+    try:
+        return _fiemap.data_allocation(fd, st)
+    finally:
+        os.close(fd)

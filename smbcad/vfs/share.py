@@ -21,8 +21,8 @@ from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fileinfo import FileInfo
 from smbcad.proto.status import NtStatus
-from smbcad.vfs import _meta, attrs, eas
-from smbcad.vfs._fileops import ChangeTimes, FileOps
+from smbcad.vfs import _meta, _reflink, attrs, eas
+from smbcad.vfs._fileops import SECURITY_XATTR, ChangeTimes, FileOps
 from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
 from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
 from smbcad.vfs.errors import smb_error
@@ -37,6 +37,8 @@ _BYTES_PER_SECTOR = 512
 _FS_ATTRIBUTES = 0x00000002 | 0x00000004
 # ... | FILE_NAMED_STREAMS | FILE_SUPPORTS_EXTENDED_ATTRIBUTES, with user xattrs (streams.py, eas.py).
 _XATTR_FS_ATTRIBUTES = 0x00040000 | 0x00800000
+# ... | FILE_SUPPORTS_BLOCK_REFCOUNTING, where a reflink clone works (_reflink.py).
+_BLOCK_REFCOUNTING = 0x08000000
 # How often a non-exclusive create retries when another client races it.
 _CREATE_RACE_RETRIES = 3
 
@@ -57,12 +59,19 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         self.change_times = ChangeTimes()
         self.open_streams = OpenStreams()       # named streams with open handles (streams.py)
         self._user_xattrs: bool | None = None   # probed on first use
+        self._reflink: bool | None = None       # probed on first use
 
     def user_xattrs(self) -> bool:
         """Whether the share's file system takes user xattrs: EAs and named streams."""
         if self._user_xattrs is None:
             self._user_xattrs = eas.probe(f"/proc/self/fd/{self._root_fd}")
         return self._user_xattrs
+
+    def reflink(self) -> bool:
+        """Whether the share's file system clones extents (FICLONERANGE)."""
+        if self._reflink is None:
+            self._reflink = _reflink.probe(self._root_fd)
+        return self._reflink
 
     def close(self) -> None:
         """Close the root fd; open files stay valid until their own ``close``."""
@@ -422,6 +431,42 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         except FileNotFoundError:
             return None     # removed while listing
 
+    def stored_security_at(self, path: str) -> bytes | None:
+        """The descriptor a client stored on the file at ``path`` (share-relative,
+        ``/``-separated, any case), if any: what CREATE checks before it opens."""
+        fd = self._resolver.try_open(path, os.O_PATH)
+        if fd is None and path:
+            try:
+                resolved = self.lookup(self._components(path))     # another case
+            except SmbError:
+                return None
+            if not resolved.exists or resolved.path == path:
+                return None
+            fd = self._resolver.try_open(resolved.path, os.O_PATH)
+        if fd is None:
+            return None
+        try:
+            return os.getxattr(f"/proc/self/fd/{fd}", SECURITY_XATTR)
+        except OSError as err:
+            if err.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+                return None
+            raise smb_error(err) from err
+        finally:
+            os.close(fd)
+
+    def sibling_names(self, path: str) -> list[str]:
+        """The listable names in the directory holding ``path`` (itself included):
+        what an 8.3 name must be unique among ([MS-FSCC] 2.1.5.2.1)."""
+        fd = self._resolver.try_open(path.rpartition("/")[0], os.O_RDONLY | os.O_DIRECTORY)
+        if fd is None:
+            return []
+        try:
+            return [name for name in os.listdir(fd) if is_listable(name)]
+        except OSError as err:
+            raise smb_error(err) from err
+        finally:
+            os.close(fd)
+
     def list_names(self, open_file: OpenFile) -> list[str]:
         """``.``, ``..``, then the listable names sorted as ``list_directory`` does,
         without stat: QUERY_DIRECTORY stats each entry when it is returned, so a
@@ -504,4 +549,5 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         dev = root.device_id
         serial = (dev ^ (dev >> 32)) & 0xFFFFFFFF
         attributes = _FS_ATTRIBUTES | (_XATTR_FS_ATTRIBUTES if self.user_xattrs() else 0)
+        attributes |= _BLOCK_REFCOUNTING if self.reflink() else 0
         return FsIdentity(serial, root.creation_time, "NTFS", MAX_COMPONENT_BYTES, attributes)

@@ -14,8 +14,9 @@ Status choices for classes we do not encode live in ``info_classes``
   Windows fails it remotely with NOT_SUPPORTED ([MS-FSA] 2.1.5.12.19).
 * FileAllInformation (18) carries the same path in NameInformation, as Samba and
   Windows up to 2012 R2 do ([MS-SMB2] <420>; newer Windows sends an empty name).
-* FileAlternateNameInformation (21) fails with STATUS_OBJECT_NAME_NOT_FOUND when
-  the file has no 8.3 name ([MS-FSA] 2.1.5.12.4); we do not mangle names.
+* FileAlternateNameInformation (21) is ``ctx.short_name`` (``short_names.py``);
+  without one (the share root) it fails with STATUS_OBJECT_NAME_NOT_FOUND
+  ([MS-FSA] 2.1.5.12.4).
 * FileStreamInformation (22) lists "::$DATA" for a file and nothing for a
   directory unless ``ctx.streams`` says otherwise.
 * FileNormalizedNameInformation (48) is the share-relative path without a leading

@@ -9,6 +9,7 @@ A few codes the FSCC codecs raise are not (yet) in ``smbcad.proto.status``;
 ``FsccStatus`` carries them.
 """
 
+from smbcad.proto.constants import AccessMask as A
 from smbcad.proto.status import NtStatus
 
 
@@ -187,3 +188,74 @@ def fs_set_unsupported_status(info_class: int) -> int:
     if info_class not in _FS_DOCUMENTED or info_class in _FS_QUERY_ONLY:
         return NtStatus.INVALID_INFO_CLASS
     return NtStatus.NOT_SUPPORTED
+
+
+# --- the access each class needs in Open.GrantedAccess ------------------------------------
+
+# [MS-SMB2] 3.3.5.20.1 ([MS-FSA] 2.1.5.12.x): a QUERY_INFO FILE class not listed
+# here needs no particular access.
+QUERY_FILE_ACCESS: dict[int, int] = {
+    _C.FILE_BASIC: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_ALL: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_PIPE: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_PIPE_LOCAL: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_PIPE_REMOTE: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_NETWORK_OPEN: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_ATTRIBUTE_TAG: A.FILE_READ_ATTRIBUTES,
+    _C.FILE_FULL_EA: A.FILE_READ_EA,
+}
+
+# [MS-SMB2] 3.3.5.21.1 ([MS-FSA] 2.1.5.15.x): what a SET_INFO FILE class needs;
+# FileModeInformation and FilePositionInformation need nothing.
+SET_FILE_ACCESS: dict[int, int] = {
+    _C.FILE_BASIC: A.FILE_WRITE_ATTRIBUTES,
+    _C.FILE_PIPE: A.FILE_WRITE_ATTRIBUTES,
+    _C.FILE_ALLOCATION: A.FILE_WRITE_DATA,
+    _C.FILE_END_OF_FILE: A.FILE_WRITE_DATA,
+    _C.FILE_VALID_DATA_LENGTH: A.FILE_WRITE_DATA,
+    _C.FILE_DISPOSITION: A.DELETE,
+    _C.FILE_DISPOSITION_EX: A.DELETE,
+    _C.FILE_RENAME: A.DELETE,
+    _C.FILE_RENAME_EX: A.DELETE,
+    _C.FILE_SHORT_NAME: A.DELETE,
+    _C.FILE_FULL_EA: A.FILE_WRITE_EA,
+}
+
+# SECURITY_INFORMATION bits ([MS-DTYP] 2.4.7) and the right that reads / writes
+# each part ([MS-FSA] 2.1.5.13 query, 2.1.5.16 set).
+_OWNER, _GROUP, _DACL, _SACL, _LABEL = 0x01, 0x02, 0x04, 0x08, 0x10
+_ATTRIBUTE, _SCOPE, _BACKUP = 0x20, 0x40, 0x00010000
+_QUERY_SECURITY_ACCESS = (
+    (_OWNER | _GROUP | _DACL | _LABEL | _ATTRIBUTE, A.READ_CONTROL),
+    (_SACL | _SCOPE, A.ACCESS_SYSTEM_SECURITY),
+    (_BACKUP, A.READ_CONTROL | A.ACCESS_SYSTEM_SECURITY),
+)
+_SET_SECURITY_ACCESS = (
+    (_OWNER | _GROUP | _LABEL, A.WRITE_OWNER),
+    (_DACL | _ATTRIBUTE, A.WRITE_DAC),
+    (_SACL | _SCOPE, A.ACCESS_SYSTEM_SECURITY),
+    (_BACKUP, A.WRITE_DAC | A.WRITE_OWNER | A.ACCESS_SYSTEM_SECURITY),
+)
+
+
+def _security_access(table, security_information: int) -> int:
+    needed = 0
+    for parts, access in table:
+        if security_information & parts:
+            needed |= access
+    return needed
+
+
+def query_security_access(security_information: int) -> int:
+    """The rights a security QUERY_INFO for these parts needs ([MS-SMB2] 3.3.5.20.3)."""
+    return _security_access(_QUERY_SECURITY_ACCESS, security_information)
+
+
+def set_security_access(security_information: int) -> int:
+    """The rights a security SET_INFO of these parts needs ([MS-SMB2] 3.3.5.21.3)."""
+    return _security_access(_SET_SECURITY_ACCESS, security_information)
+
+
+def missing_access(granted: int, needed: int) -> int:
+    """The bits of ``needed`` an open's ``granted`` access lacks (0: allowed)."""
+    return needed & ~granted

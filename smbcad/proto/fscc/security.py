@@ -159,6 +159,7 @@ def _sid(text: str) -> Sid:
 EVERYONE = _sid("S-1-1-0")
 CREATOR_OWNER = _sid("S-1-3-0")
 CREATOR_GROUP = _sid("S-1-3-1")
+OWNER_RIGHTS_SID = _sid("S-1-3-4")        # the object's owner, whoever it is ([MS-DTYP] 2.4.2.4)
 BUILTIN_ADMINISTRATORS = _sid("S-1-5-32-544")
 LOCAL_SYSTEM = _sid("S-1-5-18")
 
@@ -362,6 +363,16 @@ def _unix_id(sid: Sid | None, kind: int) -> int | None:
     return sid.sub_authorities[1]
 
 
+def uid_of_sid(sid: Sid | None) -> int | None:
+    """The uid an S-1-22-1-<uid> ("Unix User") SID stands for, else None."""
+    return _unix_id(sid, 1)
+
+
+def gid_of_sid(sid: Sid | None) -> int | None:
+    """The gid an S-1-22-2-<gid> ("Unix Group") SID stands for, else None."""
+    return _unix_id(sid, 2)
+
+
 def rwx_to_mask(bits: int) -> int:
     """Access mask for three POSIX permission bits (r=4, w=2, x=1).
 
@@ -421,8 +432,8 @@ def posix_from_sd(sd_bytes: bytes, *, current_uid: int | None = None,
 
     uid/gid come from Unix SIDs in Owner/Group, else None.  mode (the 0o777 bits)
     comes from the DACL: allow/deny ACEs for the owner (the descriptor's owner, or
-    ``current_uid``'s SID when the descriptor carries none), the group (likewise)
-    and Everyone; inherit-only ACEs and other SIDs are ignored.  Windows grants
+    ``current_uid``'s SID when the descriptor carries none, and OWNER RIGHTS), the
+    group (likewise) and Everyone; inherit-only ACEs and other SIDs are ignored.  Windows grants
     owner and group whatever Everyone has, so those bits are folded in; a deny for
     Everyone removes bits from all three classes.  No DACL, or a NULL DACL
     (Windows: everyone full access), gives mode None -- "leave it alone" is the
@@ -447,7 +458,7 @@ def posix_from_sd(sd_bytes: bytes, *, current_uid: int | None = None,
         else:
             continue
         bits = mask_to_rwx(ace.mask)
-        if ace.sid == owner:
+        if ace.sid in (owner, OWNER_RIGHTS_SID):
             target["u"] |= bits
         elif ace.sid == group:
             target["g"] |= bits

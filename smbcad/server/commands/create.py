@@ -19,7 +19,7 @@ from smbcad.proto.create_contexts import (
     FileId, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import durable, eas, files, leases, pipes, reconnect, security, streams
+from smbcad.server import deletes, durable, eas, files, leases, pipes, reconnect, security, streams
 from smbcad.server.adm import Open
 from smbcad.server.context import Pending
 from smbcad.vfs import has_trailing_backslash, parse_smb_name
@@ -240,7 +240,8 @@ def handle(ctx):
         if action == CreateAction.CREATED:
             # A racing open elsewhere may have made it meanwhile: check again.
             files.check_share_access(ctx.server, key, access, request.share_access)
-        if options & Opt.DELETE_ON_CLOSE and info.is_directory and len(fs.list_names(handle)) > 2:
+        if (options & Opt.DELETE_ON_CLOSE and info.is_directory
+                and not deletes.directory_is_empty(ctx.server, fs, handle)):
             raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
     except SmbError:
         handle.close()

@@ -79,6 +79,7 @@ def _capabilities(conn, request: NegotiateRequest, dialect: int) -> int:
     caps = 0
     if dialect >= Dialect.SMB_2_1:
         caps |= GlobalCaps.LARGE_MTU | GlobalCaps.LEASING     # leases: smbcad.server.leases
+    caps |= GlobalCaps.DIRECTORY_LEASING if dialect >= Dialect.SMB_3_0 else 0   # server/dirleases.py
     if (Dialect.SMB_3_0 <= dialect < Dialect.SMB_3_1_1
             and request.capabilities & GlobalCaps.ENCRYPTION):
         caps |= GlobalCaps.ENCRYPTION

@@ -1,14 +1,16 @@
 """QUERY_DIRECTORY ([MS-SMB2] 3.3.5.18; [MS-FSA] 2.1.5.6.3).
 
 The first query (or one with RESTART_SCANS/REOPEN) snapshots the directory's
-names that match the pattern; each response then stats the names it returns,
-so entries deleted meanwhile drop out and metadata is current, while the
-order stays stable for the whole enumeration.
+names that match the pattern, each with its 8.3 short name (computed over all
+the directory's names, ``proto.fscc.short_names``); each response then stats
+the names it returns, so entries deleted meanwhile drop out and metadata is
+current, while the order stays stable for the whole enumeration.
 """
 
 from smbcad.proto.constants import AccessMask
 from smbcad.proto.errors import SmbError
-from smbcad.proto.fscc import DirEntry, dir_entry_fixed_size, encode_directory_entries, match_pattern
+from smbcad.proto.fscc import (DirEntry, dir_entry_fixed_size, encode_directory_entries,
+                               match_pattern, short_names)
 from smbcad.proto.query_directory import (
     QueryDirectoryFlags as Flags, QueryDirectoryRequest, QueryDirectoryResponse)
 from smbcad.proto.status import NtStatus
@@ -20,9 +22,10 @@ _MIN_ENTRY = 64
 
 def _start(ctx, open_, pattern: str) -> None:
     names = ctx.tree.share.fs.list_names(open_.handle)
+    short = short_names(names)
     if pattern not in ("*", "<"):
         names = [name for name in names if match_pattern(pattern, name)]
-    open_.enum_entries = names
+    open_.enum_entries = [(name, short.get(name, "")) for name in names]
     open_.enum_index = 0
     open_.enum_pattern = pattern
 
@@ -38,10 +41,10 @@ def _next_batch(ctx, open_, request) -> bytes:
         width = 1 if single else max(1, request.output_buffer_length // _MIN_ENTRY)
         window = names[open_.enum_index:open_.enum_index + width]
         live = []
-        for offset, name in enumerate(window):
+        for offset, (name, short_name) in enumerate(window):
             info = fs.entry_info(open_.handle, name, ea_size=with_ea_size)
             if info is not None:
-                live.append((offset, DirEntry(name, info)))
+                live.append((offset, DirEntry(name, info, short_name)))
         if not live:
             open_.enum_index += len(window)
             continue

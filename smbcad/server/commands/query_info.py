@@ -1,23 +1,32 @@
-"""QUERY_INFO ([MS-SMB2] 3.3.5.20): file, filesystem and security classes."""
+"""QUERY_INFO ([MS-SMB2] 3.3.5.20): file, filesystem and security classes.
+
+Each file class and each security part needs its right in the open's granted
+access ([MS-SMB2] 3.3.5.20.1, 3.3.5.20.3; tables in ``proto.fscc.info_classes``),
+else STATUS_ACCESS_DENIED.
+"""
 
 from dataclasses import replace
 
-from smbcad.proto.constants import AccessMask, InfoType
+from smbcad.proto.constants import InfoType
 from smbcad.proto.errors import SmbError
-from smbcad.proto.fscc import (DEFAULT_FS_ATTRIBUTES, FsInfo, QueryContext, query_file_info,
-                               query_fs_info)
+from smbcad.proto.fscc import (DEFAULT_FS_ATTRIBUTES, QUERY_FILE_ACCESS, FileInfoClass, FsInfo,
+                               QueryContext, missing_access, query_file_info, query_fs_info,
+                               query_security_access, short_name_in)
 from smbcad.proto.query_info import QueryInfoRequest, QueryInfoResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import eas, security, streams
 from smbcad.server.context import Reply
 
 _FILE_PIPE_LOCAL_INFORMATION = 24
-_SECURITY_READ = AccessMask.READ_CONTROL
-_SACL_INFORMATION = 0x08
 
 
 def _file_info(ctx, open_, request):
     fs = ctx.tree.share.fs
+    missing = missing_access(open_.granted_access,
+                             QUERY_FILE_ACCESS.get(request.file_info_class, 0))
+    if missing:
+        raise SmbError(NtStatus.ACCESS_DENIED, f"info class {request.file_info_class} "
+                       f"needs access 0x{missing:08x}")
     if open_.is_pipe:
         if request.file_info_class != _FILE_PIPE_LOCAL_INFORMATION:
             raise SmbError(NtStatus.INVALID_PARAMETER, "pipe info class")
@@ -34,8 +43,17 @@ def _file_info(ctx, open_, request):
                          access_mask=open_.granted_access, position=open_.position,
                          mode=open_.mode, volume_serial=fs.fs_id().volume_serial,
                          dialect=ctx.connection.dialect)
+    if request.file_info_class == FileInfoClass.FILE_ALTERNATE_NAME:
+        query = replace(query, short_name=_short_name(fs, open_.handle.path))
     query = streams.complete_query(ctx, open_, request.file_info_class, query)
     return query_file_info(request.file_info_class, query, request.output_buffer_length)
+
+
+def _short_name(fs, path: str) -> str:
+    """The 8.3 name of the file at ``path`` among its siblings ("" for the root)."""
+    if not path:
+        return ""
+    return short_name_in(path.rpartition("/")[2], fs.sibling_names(path))
 
 
 def _delete_pending(ctx, open_) -> bool:
@@ -61,11 +79,10 @@ def _fs_info(ctx, open_, request):
 
 
 def _security_info(ctx, open_, request):
-    if not open_.granted_access & _SECURITY_READ:
-        raise SmbError(NtStatus.ACCESS_DENIED, "READ_CONTROL needed")
-    if request.additional_information & _SACL_INFORMATION and \
-            not open_.granted_access & AccessMask.ACCESS_SYSTEM_SECURITY:
-        raise SmbError(NtStatus.ACCESS_DENIED, "SACL needs ACCESS_SYSTEM_SECURITY")
+    missing = missing_access(open_.granted_access,
+                             query_security_access(request.additional_information))
+    if missing:
+        raise SmbError(NtStatus.ACCESS_DENIED, f"security query needs access 0x{missing:08x}")
     data = security.query(ctx.tree.share.fs, open_.handle, open_.is_directory,
                           request.additional_information)
     if len(data) > request.output_buffer_length:

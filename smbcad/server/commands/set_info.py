@@ -1,19 +1,21 @@
 """SET_INFO ([MS-SMB2] 3.3.5.21; semantics from [MS-FSA] 2.1.5.15).
 
 Basic (times, attributes), end of file, allocation, rename (with replace),
-disposition (delete pending), position, mode, and security descriptors.
+disposition (delete pending), position, mode, and security descriptors.  Each
+class and each security part needs its right in the open's granted access
+([MS-SMB2] 3.3.5.21.1, 3.3.5.21.3; tables in ``proto.fscc.info_classes``),
+checked before any lease break the change would cause.
 """
 
-from smbcad.proto.constants import AccessMask, FileAttributes as FA, InfoType
+from smbcad.proto.constants import FileAttributes as FA, InfoType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (
     FileAllocationInfo, FileBasicInfo, FileDispositionInfo, FileDispositionInfoEx,
     FileEndOfFileInfo, FileFullEaInfo, FileModeInfo, FilePositionInfo, FileRenameInfo,
-    decode_set_info)
+    SET_FILE_ACCESS, decode_set_info, missing_access, set_security_access)
 from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server import security
-from smbcad.server import eas, leases, streams
+from smbcad.server import deletes, eas, leases, renames, security, streams
 from smbcad.vfs import parse_smb_path
 
 _MODE_BITS = 0x0000003E                 # [MS-FSCC] 2.4.26 FILE_MODE_INFORMATION
@@ -21,12 +23,12 @@ _MAX_SIZE = (1 << 63) - 1
 
 
 def _require(open_, access: int, what: str) -> None:
-    if not open_.granted_access & access:
-        raise SmbError(NtStatus.ACCESS_DENIED, f"{what} needs more access")
+    missing = missing_access(open_.granted_access, access)
+    if missing:
+        raise SmbError(NtStatus.ACCESS_DENIED, f"{what} needs access 0x{missing:08x}")
 
 
 def _basic(ctx, open_, info: FileBasicInfo) -> None:
-    _require(open_, AccessMask.FILE_WRITE_ATTRIBUTES, "FileBasicInformation")
     fs = ctx.tree.share.fs
     # Attributes first: they rewrite the xattr, which would move a ChangeTime
     # that set_times just recorded.
@@ -35,7 +37,6 @@ def _basic(ctx, open_, info: FileBasicInfo) -> None:
 
 
 def _end_of_file(ctx, open_, info: FileEndOfFileInfo) -> None:
-    _require(open_, AccessMask.FILE_WRITE_DATA, "FileEndOfFileInformation")
     if info.end_of_file < 0 or info.end_of_file > _MAX_SIZE:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bad end of file")
     leases.break_read_caching(ctx.server, open_)
@@ -43,7 +44,6 @@ def _end_of_file(ctx, open_, info: FileEndOfFileInfo) -> None:
 
 
 def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
-    _require(open_, AccessMask.FILE_WRITE_DATA, "FileAllocationInformation")
     if info.allocation_size < 0 or info.allocation_size > _MAX_SIZE:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bad allocation size")
     leases.break_read_caching(ctx.server, open_)
@@ -52,14 +52,13 @@ def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
 
 def _set_delete_pending(ctx, open_, delete: bool) -> None:
     """[MS-FSA] 2.1.5.15.3: DELETE access, not read-only, an empty directory."""
-    _require(open_, AccessMask.DELETE, "FileDispositionInformation")
     state = ctx.server.opens_by_file.get(open_.file_key)
     if delete:
         fs = ctx.tree.share.fs
         info = fs.stat(open_.handle)
         if info.attributes & FA.READONLY:
             raise SmbError(NtStatus.CANNOT_DELETE, "read-only file")
-        if info.is_directory and len(fs.list_names(open_.handle)) > 2:
+        if info.is_directory and not deletes.directory_is_empty(ctx.server, fs, open_.handle):
             raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
         if not open_.handle.path:
             raise SmbError(NtStatus.CANNOT_DELETE, "share root")
@@ -91,7 +90,6 @@ def _mode(ctx, open_, info: FileModeInfo) -> None:
 
 def _rename(ctx, open_, info: FileRenameInfo) -> None:
     """[MS-FSA] 2.1.5.15.12; [MS-SMB2] 3.3.5.21.1: the target is share-relative."""
-    _require(open_, AccessMask.DELETE, "FileRenameInformation")
     if info.root_directory:
         raise SmbError(NtStatus.INVALID_PARAMETER, "RootDirectory must be 0")
     name = info.file_name.lstrip("\\")
@@ -114,6 +112,7 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
                 raise SmbError(NtStatus.ACCESS_DENIED, "target is open")
     new = fs.rename(open_.handle, target, replace=info.replace_if_exists)
     _follow_rename(server, ctx.tree.share, open_, old_path, new.path)
+    renames.after_rename(ctx, open_, old_path, new.path)     # directory leases (server/renames.py)
 
 
 def _has_open_descendants(server, share, path: str) -> bool:
@@ -147,19 +146,13 @@ _FILE_HANDLERS = {
     FileFullEaInfo: eas.set_full_ea,
 }
 
-_OWNER, _GROUP, _DACL, _SACL = 0x1, 0x2, 0x4, 0x8
-
 
 def _security(ctx, open_, request) -> None:
     """3.3.5.21.3: store the descriptor; its DACL also becomes the POSIX mode."""
     extra = request.additional_information
-    if extra & _DACL:
-        _require(open_, AccessMask.WRITE_DAC, "setting a DACL")
-    if extra & (_OWNER | _GROUP):
-        _require(open_, AccessMask.WRITE_OWNER, "setting an owner")
-    if extra & _SACL:
-        _require(open_, AccessMask.ACCESS_SYSTEM_SECURITY, "setting a SACL")
-    security.apply(ctx.tree.share.fs, open_.handle, open_.is_directory, request.buffer, extra)
+    _require(open_, set_security_access(extra), "setting these security parts")
+    security.apply(ctx.tree.share.fs, open_.handle, open_.is_directory, request.buffer, extra,
+                   absent_dacl_is_null=True)
 
 
 def handle(ctx):
@@ -174,6 +167,7 @@ def handle(ctx):
         handler = _FILE_HANDLERS.get(type(info))
         if handler is None:
             raise SmbError(NtStatus.NOT_SUPPORTED, type(info).__name__)
+        _require(open_, SET_FILE_ACCESS.get(request.file_info_class, 0), type(info).__name__)
         pending = leases.before_set_info(ctx, open_, info, _retry)   # rename/delete vs H leases
         if pending is not None:
             return pending

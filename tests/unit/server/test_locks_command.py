@@ -42,7 +42,7 @@ class Harness:
             opens_by_file={}, opens_by_persistent_id={}, opens_by_create_guid={},
             handle_store=None,
             metrics=SimpleNamespace(opens=SimpleNamespace(inc=lambda: None, dec=lambda: None)),
-            leasing=SimpleNamespace(release=lambda open_: None, files={}),   # no leases here
+            leasing=SimpleNamespace(release=lambda open_: None, files={}, dir_leases=set()),  # no leases
             notify_registry=None)
         self.session = SimpleNamespace(opens={})
         self.tree = SimpleNamespace(open_count=0)

@@ -9,7 +9,7 @@ oplock_results_2) and smb2.oplock.statopen1.
 import pytest
 
 from smbcad.server.oplocks import (
-    NONE, R, RH, RW, RWH, CacheState, HolderView, decide_open, grantable, is_stat_open,
+    NONE, H, R, RH, RW, RWH, W, CacheState, HolderView, decide_open, grantable, is_stat_open,
     lease_of_oplock, normalise, oplock_of_lease)
 
 READ_ATTRIBUTES, WRITE_ATTRIBUTES, SYNCHRONIZE = 0x80, 0x100, 0x100000
@@ -134,8 +134,20 @@ def test_delete_on_close_takes_handle_caching_from_leases():
     assert decision.breaks == ((view.holder, R),) and decision.wait
 
 
-def test_directories_get_no_oplock_or_file_lease():
-    assert grantable(RWH, is_lease=True, other_opens=0, other_oplocks=0,
+@pytest.mark.parametrize("requested, granted", [
+    (RWH, RH), (RW, R), (RH, RH), (R, R), (H, NONE), (W, NONE), (NONE, NONE)])
+def test_directory_leases_never_cache_writes(requested, granted):
+    """[MS-SMB2] 3.3.5.9.11 (Samba master smb2.dirlease.leases): a directory
+    lease is the request without W, whoever else has the directory open."""
+    for other_opens in (0, 2):
+        assert grantable(requested, is_lease=True, other_opens=other_opens, other_oplocks=0,
+                         other_handle_leases=1, is_directory=True) == granted
+
+
+@pytest.mark.parametrize("requested", [R, RW, RWH])
+def test_directories_get_no_oplock(requested):
+    """smb2.dirlease.oplocks: every oplock request on a directory gets none."""
+    assert grantable(requested, is_lease=False, other_opens=0, other_oplocks=0,
                      other_handle_leases=0, is_directory=True) == NONE
 
 

@@ -158,6 +158,43 @@ def test_upgrade_only_to_a_superset_and_never_while_breaking():
     assert oplocks.step(breaking, Event(Kind.GRANT, RWH)).next == breaking
 
 
+# Directory leases (server/dirleases.py) use the same machine; these rows are
+# the ones their traffic goes through (smb2.lease.v2_request, Samba master
+# smb2.dirlease.*), pinned with the actions the runtime carries out.
+DIRECTORY_ROWS = [
+    # a child created/renamed/deleted/changed without the parent key: to none, ack needed
+    (CacheState(RH), Event(Kind.BREAK, NONE),
+     CacheState(RH, NONE, NONE), (Action.NEW_EPOCH, Action.NOTIFY_ACK, Action.START_TIMER)),
+    (CacheState(RH, NONE, NONE), Event(Kind.ACK, NONE),
+     CacheState(NONE), (Action.STOP_TIMER, Action.WAKE)),
+    # an R-only directory lease is told, never waited for
+    (CacheState(R), Event(Kind.BREAK, NONE), CacheState(NONE), (Action.NEW_EPOCH, Action.NOTIFY)),
+    # a sharing violation on the directory itself, or a rename into it while
+    # it is open for DELETE (rename_dst_parent): H only
+    (CacheState(RH), Event(Kind.BREAK, R),
+     CacheState(RH, R, R), (Action.NEW_EPOCH, Action.NOTIFY_ACK, Action.START_TIMER)),
+    (CacheState(RH, R, R), Event(Kind.ACK, R), CacheState(R), (Action.STOP_TIMER, Action.WAKE)),
+    # a child change while that H break is outstanding: asked for once acknowledged
+    (CacheState(RH, R, R), Event(Kind.BREAK, NONE), CacheState(RH, R, NONE), ()),
+    (CacheState(RH, R, NONE), Event(Kind.ACK, R),
+     CacheState(NONE), (Action.STOP_TIMER, Action.NOTIFY, Action.WAKE)),
+    # re-arming after a break ("test_rearm_dirlease"): a new epoch
+    (CacheState(NONE), Event(Kind.GRANT, RH), CacheState(RH), (Action.NEW_EPOCH,)),
+    (CacheState(R), Event(Kind.GRANT, RH), CacheState(RH), (Action.NEW_EPOCH,)),
+    # the client never acknowledges: nothing is left
+    (CacheState(RH, NONE, NONE), Event(Kind.TIMEOUT), CacheState(NONE),
+     (Action.STOP_TIMER, Action.WAKE)),
+]
+
+
+@pytest.mark.parametrize("state,event,after,actions", DIRECTORY_ROWS,
+                         ids=[f"{s}|{e}" for s, e, _, _ in DIRECTORY_ROWS])
+def test_directory_lease_rows(state, event, after, actions):
+    transition = oplocks.step(state, event)
+    assert (transition.next, transition.actions) == (after, actions)
+    assert not transition.next.held & W
+
+
 def test_render_table_has_one_line_per_pair():
     text = oplocks.render_table()
     assert len(text.splitlines()) == len(TABLE)

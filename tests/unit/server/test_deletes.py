@@ -1,0 +1,47 @@
+"""A directory whose entries are all delete-pending counts as empty
+(smbcad/server/deletes.py; smbtorture smb2.notify.rec, mask-change)."""
+
+import os
+from types import SimpleNamespace
+
+from smbcad.server.deletes import directory_is_empty
+from smbcad.server.files import FileState
+from smbcad.vfs import ShareFs
+
+
+def _key(path):
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _server(*states):
+    return SimpleNamespace(opens_by_file={state.key: state for state in states})
+
+
+def test_empty_and_non_empty_directories(tmp_path):
+    (tmp_path / "d").mkdir()
+    with ShareFs(str(tmp_path)) as fs:
+        handle = fs.open(fs.lookup(("d",)), write=False, directory=True)
+        try:
+            assert directory_is_empty(_server(), fs, handle)
+            (tmp_path / "d" / "f").write_bytes(b"x")
+            assert not directory_is_empty(_server(), fs, handle)
+        finally:
+            handle.close()
+
+
+def test_delete_pending_entries_held_open_do_not_count(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "f").write_bytes(b"x")
+    pending = FileState(_key(tmp_path / "d" / "sub"), opens=[object()], delete_pending=True)
+    open_only = FileState(_key(tmp_path / "d" / "f"), opens=[object()])
+    with ShareFs(str(tmp_path)) as fs:
+        handle = fs.open(fs.lookup(("d",)), write=False, directory=True)
+        try:
+            assert not directory_is_empty(_server(pending, open_only), fs, handle)
+            open_only.delete_pending = True
+            assert directory_is_empty(_server(pending, open_only), fs, handle)
+            pending.delete_pending = False          # the disposition was taken back
+            assert not directory_is_empty(_server(pending, open_only), fs, handle)
+        finally:
+            handle.close()

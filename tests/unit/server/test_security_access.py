@@ -1,0 +1,175 @@
+"""server/security.py: session tokens, access checks of stored descriptors on
+open ([MS-FSA] 2.1.5.1.2.1), and owner/group changes applied as chown."""
+
+import os
+
+import pytest
+
+from smbcad.auth.identity import Identity
+from smbcad.proto.errors import SmbError
+from smbcad.proto.fscc import (Ace, AceType, Acl, SdControl, SecurityDescriptor,
+                               SecurityInformation as SI, Sid, unix_group_sid, unix_user_sid)
+from smbcad.proto.status import NtStatus
+from smbcad.server import security
+from smbcad.vfs import ShareFs
+
+READ_DATA, WRITE_DATA, ADD_FILE, DELETE_CHILD = 0x1, 0x2, 0x2, 0x40
+LIST_DIRECTORY, READ_ATTRIBUTES = 0x1, 0x80
+DELETE, READ_CONTROL, WRITE_DAC = 0x10000, 0x20000, 0x40000
+MAXIMUM_ALLOWED, GENERIC_READ = 0x02000000, 0x80000000
+FILE_GENERIC_READ, FILE_ALL_ACCESS = 0x00120089, 0x001F01FF
+EVERYONE = Sid.from_string("S-1-1-0")
+ALICE = Identity("alice", "", uid=1000, gid=100)
+UNMAPPED = Identity("bob", "")
+
+
+@pytest.fixture
+def fs(tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    probe = share / ".probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.smbca.probe", b"1")
+    except OSError:
+        pytest.skip("no user xattrs here")
+    probe.unlink()
+    with ShareFs(str(share)) as opened:
+        yield opened
+
+
+def _store(fs, path, *aces, owner=None, null=False):
+    handle = fs.open(tuple(path.split("/")))
+    try:
+        acl = None if null else Acl(tuple(aces))
+        descriptor = SecurityDescriptor(SdControl.SELF_RELATIVE | SdControl.DACL_PRESENT,
+                                        owner or unix_user_sid(1000), unix_group_sid(100),
+                                        None, acl)
+        fs.set_security(handle, descriptor.encode())
+    finally:
+        handle.close()
+
+
+def _make(fs, *names, directory=False):
+    for name in names:
+        fs.open(tuple(name.split("/")), write=True, create=True, directory=directory).close()
+
+
+def _allow(sid, mask):
+    return Ace(AceType.ACCESS_ALLOWED, 0, mask, sid)
+
+
+def test_tokens(fs):
+    token = security.session_token(fs, ALICE)
+    assert token.user == unix_user_sid(1000)
+    assert {unix_group_sid(100), EVERYONE, Sid.from_string("S-1-5-11")} <= token.groups
+    unmapped = security.session_token(fs, UNMAPPED)
+    assert unmapped.user == unix_user_sid(os.geteuid())      # it owns what it creates
+    guest = security.session_token(fs, Identity("guest", "", is_guest=True))
+    assert EVERYONE in guest.groups and Sid.from_string("S-1-5-11") not in guest.groups
+    anonymous = security.session_token(fs, Identity("", "", is_anonymous=True))
+    assert anonymous.user == Sid.from_string("S-1-5-7") and EVERYONE not in anonymous.groups
+
+
+def test_no_stored_descriptor_leaves_it_to_the_caller(fs):
+    _make(fs, "plain")
+    assert security.check_open(fs, "plain", security.session_token(fs, ALICE), READ_DATA) is None
+
+
+def test_stored_descriptor_decides(fs):
+    _make(fs, "f")
+    _store(fs, "f", _allow(EVERYONE, FILE_GENERIC_READ))
+    alice = security.session_token(fs, ALICE)
+    assert security.check_open(fs, "f", alice, GENERIC_READ) == FILE_GENERIC_READ
+    with pytest.raises(SmbError) as denied:
+        security.check_open(fs, "f", alice, WRITE_DATA)
+    assert denied.value.status == NtStatus.ACCESS_DENIED
+
+
+def test_empty_dacl_owner_and_parent_rights(fs):
+    _make(fs, "f")
+    _store(fs, "f")                                   # owned by alice, no ACEs
+    alice = security.session_token(fs, ALICE)
+    assert security.check_open(fs, "f", alice, READ_CONTROL) == READ_CONTROL
+    # The share root has no stored descriptor: it grants DELETE and READ_ATTRIBUTES.
+    assert security.check_open(fs, "f", alice, DELETE) == DELETE
+    assert security.check_open(fs, "f", alice, MAXIMUM_ALLOWED) == \
+        READ_CONTROL | WRITE_DAC | DELETE | READ_ATTRIBUTES
+    bob = security.session_token(fs, Identity("bob", "", uid=1001))
+    with pytest.raises(SmbError):
+        security.check_open(fs, "f", bob, READ_CONTROL)
+
+
+def test_parent_descriptor_limits_delete_and_create(fs):
+    _make(fs, "d", directory=True)
+    _make(fs, "d/f")
+    _store(fs, "d/f")
+    _store(fs, "d", _allow(EVERYONE, LIST_DIRECTORY))
+    alice = security.session_token(fs, ALICE)
+    with pytest.raises(SmbError):
+        security.check_open(fs, "d/f", alice, DELETE)
+    assert security.check_open(fs, "d/f", alice, READ_ATTRIBUTES) == READ_ATTRIBUTES
+    with pytest.raises(SmbError):
+        security.check_create(fs, "d", alice, directory=False)
+    _store(fs, "d", _allow(EVERYONE, ADD_FILE | DELETE_CHILD))
+    assert security.check_open(fs, "d/f", alice, DELETE) == DELETE
+    security.check_create(fs, "d", alice, directory=False)
+    security.check_create(fs, "", alice, directory=True)       # root: nothing stored
+
+
+def test_null_dacl_and_maximal_access_of(fs):
+    _make(fs, "f")
+    _store(fs, "f", null=True)
+    handle = fs.open(("f",))
+    try:
+        bob = security.session_token(fs, Identity("bob", "", uid=1001))
+        assert security.maximal_access_of(fs, handle, bob) == FILE_ALL_ACCESS
+    finally:
+        handle.close()
+
+
+def _descriptor(owner=None, group=None, dacl=None, present=True):
+    control = SdControl.SELF_RELATIVE | (SdControl.DACL_PRESENT if present else 0)
+    return SecurityDescriptor(control, owner, group, None, dacl).encode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_owner_and_group_are_chowned(fs):
+    _make(fs, "f")
+    handle = fs.open(("f",), write=True)
+    try:
+        security.apply(fs, handle, False, _descriptor(owner=unix_user_sid(4242), present=False),
+                       SI.OWNER)
+        assert fs.posix_identity(handle)[0] == 4242
+        security.apply(fs, handle, False, _descriptor(group=unix_group_sid(4343), present=False),
+                       SI.GROUP)
+        assert fs.posix_identity(handle)[:2] == (4242, 4343)
+        # A SID with no POSIX id changes the descriptor only.
+        other = Sid.from_string("S-1-5-21-1-2-3-500")
+        security.apply(fs, handle, False, _descriptor(owner=other, present=False), SI.OWNER)
+        assert fs.posix_identity(handle)[0] == 4242
+        assert security.current(fs, handle, False).owner == other
+    finally:
+        handle.close()
+
+
+def test_set_info_without_dacl_present_is_a_null_dacl(fs):
+    _make(fs, "f")
+    handle = fs.open(("f",), write=True)
+    try:
+        security.apply(fs, handle, False, _descriptor(dacl=Acl(()), present=True), SI.DACL,
+                       absent_dacl_is_null=True)
+        assert security.current(fs, handle, False).dacl == Acl(())
+        assert fs.posix_identity(handle)[2] & 0o777 == 0o200      # owner write stays: no READONLY
+        assert not fs.stat(handle).attributes & 0x1
+        security.apply(fs, handle, False, _descriptor(present=False), SI.DACL,
+                       absent_dacl_is_null=True)
+        stored = security.current(fs, handle, False)
+        assert stored.dacl is None and stored.control & SdControl.DACL_PRESENT
+        assert fs.posix_identity(handle)[2] & 0o777 == 0o777      # as Samba maps a NULL DACL
+        # CREATE's SecD without DACL_PRESENT keeps the DACL there is.
+        security.apply(fs, handle, False, _descriptor(dacl=Acl(()), present=True), SI.DACL)
+        security.apply(fs, handle, False, _descriptor(present=False), SI.DACL)
+        assert security.current(fs, handle, False).dacl == Acl(())
+    finally:
+        handle.close()
