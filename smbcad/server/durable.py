@@ -230,7 +230,11 @@ def to_record(server, open_, version: int) -> PersistentOpen:
         is_resilient=open_.resilient, durable_timeout_ms=open_.durable_timeout_ms,
         resiliency_timeout_ms=open_.resiliency_timeout_ms,
         disconnected_at_ms=open_.disconnected_at_ms, locks=locks,
-        lock_sequences=bytes(open_.lock_sequences), delete_on_close=open_.delete_on_close,
+        lock_sequences=bytes(open_.lock_sequences),
+        # a delete disposition set through the open is carried as its
+        # delete-on-close: restored, the file goes at the open's last close
+        delete_on_close=open_.delete_on_close or bool(
+            file_state is not None and file_state.delete_pending),
         is_replay_eligible=open_.is_replay_eligible, channel_sequence=open_.channel_sequence,
         position=open_.position, record_version=version)
 

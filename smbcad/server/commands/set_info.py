@@ -15,11 +15,13 @@ from smbcad.proto.fscc import (
     SET_FILE_ACCESS, decode_set_info, missing_access, set_security_access)
 from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server import deletes, eas, leases, renames, security, streams
+from smbcad.server import deletes, durable, eas, leases, renames, security, streams
+from smbcad.server.context import Pending
 from smbcad.vfs import parse_smb_path
 
 _MODE_BITS = 0x0000003E                 # [MS-FSCC] 2.4.26 FILE_MODE_INFORMATION
 _MAX_SIZE = (1 << 63) - 1
+_COMMIT_INTERIM_S = 0.5
 
 
 def _require(open_, access: int, what: str) -> None:
@@ -139,6 +141,9 @@ def _follow_rename(server, share, open_, old: str, new: str) -> None:
                 other.handle.path = new + "/" + path[len(prefix):]
 
 
+# What a persistent open's record carries (smbcad.server.durable.to_record).
+_PERSISTED_INFO = (FileDispositionInfo, FileDispositionInfoEx, FileRenameInfo, FilePositionInfo)
+
 _FILE_HANDLERS = {
     FileBasicInfo: _basic, FileEndOfFileInfo: _end_of_file, FileAllocationInfo: _allocation,
     FileDispositionInfo: _disposition, FileDispositionInfoEx: _disposition_ex,
@@ -172,12 +177,23 @@ def handle(ctx):
         if pending is not None:
             return pending
         handler(ctx, open_, info)
+        if isinstance(info, _PERSISTED_INFO):
+            # a persistent open's new name, delete-on-close or position is in
+            # the handle store before the answer (issue 4 item 7)
+            commit = durable.persist(ctx.server, open_)
+            if commit is not None:
+                return Pending(_answer_when_stored(commit), _COMMIT_INTERIM_S)
     elif request.info_type == InfoType.SECURITY:
         _security(ctx, open_, request)
     elif request.info_type == InfoType.FILESYSTEM:
         raise SmbError(NtStatus.NOT_SUPPORTED, "filesystem info cannot be set")
     else:
         raise SmbError(NtStatus.INVALID_PARAMETER, f"info type {request.info_type}")
+    return SetInfoResponse().encode()
+
+
+async def _answer_when_stored(commit):
+    await commit
     return SetInfoResponse().encode()
 
 

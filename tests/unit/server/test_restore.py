@@ -3,6 +3,7 @@ against the real log-engine store and a real share directory."""
 
 import asyncio
 import os
+import shutil
 
 from smbcad.server import durable, files, restore
 from smbcad.store import LeaseRecord, LocalHandleStore, LockRecord, LogEngine, PersistentOpen
@@ -121,3 +122,16 @@ def test_records_that_cannot_come_back_are_dropped_and_the_file_is_free(tmp_path
     assert result == (0, 4)
     assert remaining == ()
     assert server.opens_by_persistent_id == {} and server.opens_by_file == {}
+
+
+def test_a_delete_disposition_is_carried_in_the_record_and_comes_back(tmp_path):
+    share_dir = make_share(tmp_path)
+    server, *_ = run_restore(tmp_path, [record_for("vm.vhdx", share_dir)])
+    open_ = server.opens_by_persistent_id[0x1234]
+    assert not durable.to_record(server, open_, 1).delete_on_close
+    server.opens_by_file[open_.file_key].delete_pending = True    # SET_INFO disposition
+    record = durable.to_record(server, open_, 1)
+    assert record.delete_on_close
+    shutil.rmtree(tmp_path / "state" / "handles")             # a fresh store holding just it
+    restored, *_ = run_restore(tmp_path, [record])
+    assert restored.opens_by_persistent_id[0x1234].delete_on_close
