@@ -52,6 +52,20 @@ class Pending:
     on_cancel: Callable[[], None] | None = None
 
 
+# A handle-store commit rarely takes this long; past it the client gets an
+# interim response (3.3.4.2), as for a slow write-through sync.
+COMMIT_INTERIM_S = 0.5
+
+
+def answer_after(commit: Awaitable, body) -> Pending:
+    """The response ``body`` once ``commit`` (a handle-store change the
+    response depends on, issue 4 item 7) is durable."""
+    async def answer():
+        await commit
+        return body
+    return Pending(answer(), COMMIT_INTERIM_S)
+
+
 @dataclass
 class RequestContext:
     """One request as the handler sees it."""

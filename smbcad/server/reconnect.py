@@ -20,13 +20,12 @@ from smbcad.proto.create_contexts import (
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import durable, files
-from smbcad.server.context import Pending
+from smbcad.server.context import answer_after
 from smbcad.store import ZERO_GUID
 
 log = logging.getLogger("smbcad.reconnect")
 
 _NOT_FOUND = NtStatus.OBJECT_NAME_NOT_FOUND
-_COMMIT_INTERIM_S = 0.5
 _GENERIC_READ_RIGHTS = (AccessMask.FILE_READ_DATA | AccessMask.FILE_READ_EA
                         | AccessMask.FILE_READ_ATTRIBUTES | AccessMask.READ_CONTROL)
 
@@ -166,11 +165,7 @@ def _after_commit(ctx, open_, body):
     commit = durable.persist(ctx.server, open_)
     if commit is None:
         return body
-
-    async def answer():
-        await commit
-        return body
-    return Pending(answer(), _COMMIT_INTERIM_S)
+    return answer_after(commit, body)
 
 
 # --- replayed CREATEs (3.3.5.9, 3.3.5.9.10) -------------------------------------------

@@ -3,9 +3,7 @@
 from smbcad.proto.close import CloseRequest, CloseResponse
 from smbcad.proto.errors import SmbError
 from smbcad.server import files
-from smbcad.server.context import Pending
-
-_COMMIT_INTERIM_S = 0.5
+from smbcad.server.context import answer_after
 
 
 def handle(ctx):
@@ -21,8 +19,5 @@ def handle(ctx):
     body = response.encode()
     if commit is None:
         return body
-
-    async def answer_when_forgotten():
-        await commit           # a persistent open is gone from the store before CLOSE answers
-        return body
-    return Pending(answer_when_forgotten(), _COMMIT_INTERIM_S)
+    # a persistent open is gone from the store before CLOSE answers
+    return answer_after(commit, body)

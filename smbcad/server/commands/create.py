@@ -21,7 +21,7 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import deletes, durable, eas, files, leases, pipes, reconnect, security, streams
 from smbcad.server.adm import Open
-from smbcad.server.context import Pending
+from smbcad.server.context import COMMIT_INTERIM_S, Pending
 from smbcad.vfs import has_trailing_backslash, parse_smb_name
 
 _CREATE_TREE_CONNECTION = 0x00000080
@@ -34,7 +34,6 @@ _VALID_ACCESS = (AccessMask.FILE_ALL_ACCESS | AccessMask.ACCESS_SYSTEM_SECURITY
                  | AccessMask.GENERIC_EXECUTE | AccessMask.GENERIC_WRITE
                  | AccessMask.GENERIC_READ)
 _WRITE_DATA = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
-_COMMIT_INTERIM_S = 0.5
 log = logging.getLogger("smbcad.create")
 _READ_ONLY_DENIED = (AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
                      | AccessMask.FILE_WRITE_EA | AccessMask.DELETE
@@ -276,7 +275,7 @@ def handle(ctx):
     commit = durable.persist(ctx.server, open_)
     if commit is None:
         return body
-    return Pending(_answer_when_stored(ctx, open_, commit, body), _COMMIT_INTERIM_S)
+    return Pending(_answer_when_stored(ctx, open_, commit, body), COMMIT_INTERIM_S)
 
 
 async def _answer_when_stored(ctx, open_, commit, body):

@@ -11,9 +11,7 @@ from smbcad.proto.oplock_break import (
     LeaseBreakAcknowledgment, LeaseBreakResponse, OplockBreakResponse,
     decode_oplock_break_acknowledgment)
 from smbcad.server import leases
-from smbcad.server.context import Pending
-
-_COMMIT_INTERIM_S = 0.5
+from smbcad.server.context import answer_after
 
 
 def handle(ctx):
@@ -37,11 +35,7 @@ def _when_stored(holder, body: bytes):
     commit = getattr(holder, "commit", None)
     if commit is None or commit.done():
         return body
-
-    async def answer():
-        await commit
-        return body
-    return Pending(answer(), _COMMIT_INTERIM_S)
+    return answer_after(commit, body)
 
 
 def _end_replay_eligibility(ctx, lease_key: bytes) -> None:

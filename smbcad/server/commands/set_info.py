@@ -16,12 +16,11 @@ from smbcad.proto.fscc import (
 from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import deletes, durable, eas, leases, renames, security, streams
-from smbcad.server.context import Pending
+from smbcad.server.context import answer_after
 from smbcad.vfs import parse_smb_path
 
 _MODE_BITS = 0x0000003E                 # [MS-FSCC] 2.4.26 FILE_MODE_INFORMATION
 _MAX_SIZE = (1 << 63) - 1
-_COMMIT_INTERIM_S = 0.5
 
 
 def _require(open_, access: int, what: str) -> None:
@@ -182,18 +181,13 @@ def handle(ctx):
             # the handle store before the answer (issue 4 item 7)
             commit = durable.persist(ctx.server, open_)
             if commit is not None:
-                return Pending(_answer_when_stored(commit), _COMMIT_INTERIM_S)
+                return answer_after(commit, SetInfoResponse().encode())
     elif request.info_type == InfoType.SECURITY:
         _security(ctx, open_, request)
     elif request.info_type == InfoType.FILESYSTEM:
         raise SmbError(NtStatus.NOT_SUPPORTED, "filesystem info cannot be set")
     else:
         raise SmbError(NtStatus.INVALID_PARAMETER, f"info type {request.info_type}")
-    return SetInfoResponse().encode()
-
-
-async def _answer_when_stored(commit):
-    await commit
     return SetInfoResponse().encode()
 
 
