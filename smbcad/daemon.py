@@ -16,7 +16,6 @@ from smbcad.auth import User
 from smbcad.crypto import nt_hash
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
-from smbcad.server.restore import restore_persistent_opens
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
@@ -149,5 +148,5 @@ class Daemon:
                   file=sys.stderr)
             return None
         self.server.handle_store = store
-        await restore_persistent_opens(self.server)
+        await self.server.start_local_shares(store)
         return store

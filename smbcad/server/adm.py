@@ -23,7 +23,9 @@ class Share:
     encrypt_data: bool = False
     read_only: bool = False
     ca_timeout_ms: int = 0
-    fs: Any = None                     # smbcad.vfs.ShareFs for disk shares
+    fs: Any = None                     # smbcad.vfs.ShareFs for disk shares, while online
+    store: Any = None                  # the handle store of its persistent opens (or None)
+    aggregate: str = ""                # the aggregate it lives on; "" for a node-local share
 
 
 @dataclass(eq=False)
@@ -90,7 +92,7 @@ class Open:
     share_access: int
     create_options: int
     is_directory: bool
-    file_key: tuple = ()                # (st_dev, st_ino): the file's identity
+    file_key: tuple = ()                # (volume id, inode[, stream]): the file's identity
     delete_on_close: bool = False
     position: int = 0
     mode: int = 0
@@ -126,6 +128,7 @@ class Open:
     current_ea_index: int = 1           # 3.3.1.10 Open.CurrentEaIndex (server/eas.py)
     is_pipe: bool = False
     closed: bool = False
+    released: bool = False              # handed to the partner node with its record (opens.py)
 
     @property
     def file_id(self) -> tuple[int, int]:
@@ -134,6 +137,11 @@ class Open:
     @property
     def disconnected(self) -> bool:
         return self.session is None
+
+    @property
+    def timeout_ms(self) -> int:
+        """How long it is kept once disconnected (3.3.6.2, 3.3.6.4)."""
+        return self.resiliency_timeout_ms if self.resilient else self.durable_timeout_ms
 
     @property
     def survives_disconnect(self) -> bool:

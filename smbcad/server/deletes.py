@@ -9,7 +9,7 @@ remove a directory whose only child was deleted while a leaked handle still
 holds it open).  Such entries do not make the directory non-empty.
 
 Linux still has them on disk until their last close, so the directory's own
-removal at its last close may find it not empty; ``files.close_open`` then
+removal at its last close may find it not empty; ``OpenTable.close`` then
 logs it and the directory stays, as Windows loses a delete silently when a
 directory gained entries meanwhile.
 """
@@ -28,7 +28,7 @@ def directory_is_empty(server, fs, handle) -> bool:
             info = fs.stat_path(base + (name,))
         except SmbError:
             continue                                  # gone meanwhile: not an entry
-        state = server.opens_by_file.get((info.device_id, info.file_id))
+        state = server.opens.file_state((info.device_id, info.file_id))
         if state is None or not state.delete_pending or not state.opens:
             return False
     return True

@@ -1,20 +1,13 @@
-"""What several commands share about open files: the per-file share-mode and
-delete-pending state, access mapping, and closing an Open.
+"""What several commands share about open files: access mapping and the
+share access check.  The share-mode table itself and closing an Open are the
+open table's (``smbcad.server.opens``).
 
-[MS-FSA] 2.1.5.1.2 (share access check), 2.1.5.4 (cleanup / delete on close),
-[MS-SMB2] 3.3.4.17 (closing an Open).
+[MS-FSA] 2.1.5.1.2 (share access check), [MS-DTYP] 2.4.3 (generic mapping).
 """
-
-import logging
-from dataclasses import dataclass, field
-from typing import Any
 
 from smbcad.proto.constants import AccessMask, ShareAccess
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import durable, locks, notify
-
-log = logging.getLogger("smbcad.files")
 
 # The access bits that share modes govern ([MS-FSA] 2.1.5.1.2.1).
 READ_LIKE = AccessMask.FILE_READ_DATA | AccessMask.FILE_EXECUTE
@@ -44,25 +37,10 @@ def map_generic(access: int, maximal: int) -> int:
     return access
 
 
-@dataclass(eq=False)
-class FileState:
-    """One file's shared state across its opens ([MS-FSA] 2.1.1.4 File / 2.1.1.5 Stream)."""
-
-    key: tuple
-    opens: list = field(default_factory=list)
-    delete_pending: bool = False
-    locks: Any = None      # locks.ByteRangeLockList while the file has locks or waiters
-    sync: Any = None       # write_sync.FileSync once a write-through WRITE came
-
-
-def file_state(server, key: tuple) -> FileState | None:
-    return server.opens_by_file.get(key)
-
-
 def check_share_access(server, key: tuple, access: int, share: int) -> None:
     """STATUS_SHARING_VIOLATION when the new open and an existing one exclude
     each other ([MS-FSA] 2.1.5.1.2.1); opens without data access never conflict."""
-    state = server.opens_by_file.get(key)
+    state = server.opens.file_state(key)
     if state is None:
         return
     if state.delete_pending:
@@ -80,60 +58,3 @@ def _excludes(share: int, access: int) -> bool:
     return bool((access & READ_LIKE and not share & ShareAccess.READ)
                 or (access & WRITE_LIKE and not share & ShareAccess.WRITE)
                 or (access & AccessMask.DELETE and not share & ShareAccess.DELETE))
-
-
-def register_open(server, open_) -> None:
-    state = server.opens_by_file.get(open_.file_key)
-    if state is None:
-        state = server.opens_by_file[open_.file_key] = FileState(open_.file_key)
-    state.opens.append(open_)
-    server.opens_by_persistent_id[open_.persistent_id] = open_
-    open_.session.opens[open_.volatile_id] = open_
-    open_.tree.open_count += 1
-    server.metrics.opens.inc()
-
-
-def close_open(server, open_):
-    """Close an Open: last close of a delete-pending file deletes it ([MS-FSA] 2.1.5.4).
-
-    A persistent open's store record goes too; the commit is returned (CLOSE
-    awaits it before answering) and runs in the background either way."""
-    if open_.closed:
-        return None
-    open_.closed = True
-    if open_.session is not None:
-        open_.session.opens.pop(open_.volatile_id, None)
-        open_.tree.open_count -= 1
-    server.opens_by_persistent_id.pop(open_.persistent_id, None)
-    server.metrics.opens.dec()
-    if open_.is_pipe:
-        open_.handle.close()
-        return None
-    durable.stop_scavenger(open_)
-    durable.forget_create_guid(server, open_)
-    forget = durable.forget(server, open_)
-    commit = server.spawn(forget) if forget is not None else None
-    server.leasing.release(open_)          # its lease or oplock ([MS-FSA] 2.1.4.12 CLOSE)
-    state = server.opens_by_file.get(open_.file_key)
-    if open_.delete_on_close and state is not None:
-        state.delete_pending = True
-    notify.open_closed(server, open_)      # pending CHANGE_NOTIFYs ([MS-FSA] 2.1.5.5 phase 5)
-    try:
-        if state is None:
-            return commit
-        if open_ in state.opens:
-            state.opens.remove(open_)
-        locks.release_open(state, open_)
-        if state.opens:
-            return commit
-        del server.opens_by_file[open_.file_key]
-        if state.delete_pending:
-            try:
-                open_.tree.share.fs.delete(open_.handle)
-            except SmbError as exc:
-                # Windows loses the delete silently too when, say, a directory
-                # gained entries; log it for the admin.
-                log.info("delete-on-close of %s failed: %s", open_.handle.path, exc)
-    finally:
-        open_.handle.close()
-    return commit

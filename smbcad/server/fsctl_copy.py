@@ -122,7 +122,7 @@ def find_source(server, key: bytes):
     persistent, volatile, tag = _RESUME_KEY.unpack(key)
     if tag != server.server_guid[:8]:
         return None
-    open_ = server.opens_by_persistent_id.get(persistent)
+    open_ = server.opens.lookup(persistent)
     if open_ is None or open_.volatile_id != volatile or open_.closed or open_.is_pipe:
         return None
     return open_

@@ -60,7 +60,7 @@ def request_resiliency(ctx, request, open_):
                        f"resiliency timeout {wanted.timeout_ms} ms above"
                        f" {durable.MAX_RESILIENCY_TIMEOUT_MS} ms")
     durable.make_resilient(open_, ctx.session, wanted.timeout_ms)
-    commit = durable.persist(ctx.server, open_)
+    commit = durable.persist(ctx.server.opens, open_)
     if commit is None:
         return b""
 

@@ -121,8 +121,34 @@ class Leasing:
             caching = self.files[key] = FileCaching()
         return caching
 
+    def restore(self, open_, record) -> None:
+        """Give an open rebuilt from its store record (``OpenTable.adopt``)
+        its lease or oplock back; a break it had not acknowledged stays parked
+        for its reconnect."""
+        if record.lease is not None:
+            saved = record.lease
+            lease = self.lease(record.client_guid, saved.lease_key)
+            if lease is None:
+                state = CacheState(saved.state)
+                if saved.breaking:
+                    state = CacheState(saved.state, saved.break_to_state, saved.break_to_state)
+                lease = Lease(record.client_guid, saved.lease_key, open_.file_key, saved.version,
+                              state, epoch=saved.epoch, parent_lease_key=saved.parent_lease_key,
+                              parked_break=saved.breaking)
+                self.lease_tables.setdefault(record.client_guid, {})[saved.lease_key] = lease
+                self.add_holder(open_.file_key, lease)
+            lease.opens.append(open_)
+            open_.lease = lease
+            open_.oplock_level = OplockLevel.LEASE
+        elif record.oplock_level in (OplockLevel.LEVEL_II, OplockLevel.EXCLUSIVE,
+                                     OplockLevel.BATCH):
+            grant = OplockGrant(open_, CacheState(oplocks.lease_of_oplock(record.oplock_level)))
+            self.grants[open_] = grant
+            self.add_holder(open_.file_key, grant)
+            open_.oplock_level = record.oplock_level
+
     def add_holder(self, key: tuple, holder) -> None:
-        """A lease or oplock rebuilt from the handle store (smbcad.server.restore)."""
+        """A lease or oplock joins a file's caching state."""
         self._file(key).holders.append(holder)
 
     def move(self, old_key: tuple, new_key: tuple) -> None:
@@ -177,7 +203,7 @@ class Leasing:
         if self.server is None:
             return
         opens = holder.opens if holder.is_lease else [holder.open]
-        commit = durable.persist_many(self.server, opens)
+        commit = durable.persist_many(self.server.opens, opens)
         if commit is not None:
             holder.commit = self.server.spawn(commit)
 
@@ -278,7 +304,7 @@ class Leasing:
 
             def purge() -> None:
                 for open_ in doomed:
-                    files.close_open(server, open_)
+                    server.opens.purge(open_)
             self.call_soon(purge)
             return
         if ack_required:
@@ -462,7 +488,7 @@ class Leasing:
     def _grantable(self, server, open_, requested: int, lease: Lease | None, *,
                    is_lease: bool) -> int:
         other_opens = other_oplocks = other_handle_leases = 0
-        state = server.opens_by_file.get(open_.file_key)
+        state = server.opens.file_state(open_.file_key)
         for other in (state.opens if state is not None else ()):
             if other is open_ or (lease is not None and other.lease is lease):
                 continue
@@ -507,7 +533,7 @@ class Leasing:
 
     def _deletes(self, open_) -> bool:
         """Whether closing ``open_`` removes its file: delete pending and the last open."""
-        state = self.server.opens_by_file.get(open_.file_key) if self.server else None
+        state = self.server.opens.file_state(open_.file_key) if self.server else None
         return bool(state is not None and (state.delete_pending or open_.delete_on_close)
                     and all(other is open_ for other in state.opens))
 

@@ -186,7 +186,7 @@ def _new_lock(open_, want: LockRange) -> ByteRangeLock:
                          want.offset + want.length - 1)
 
 
-# --- the per-file list on FileState (files.FileState.locks) ----------------------------
+# --- the per-file list on FileState (opens.FileState.locks) ----------------------------
 
 
 def lock_list(state) -> ByteRangeLockList:
@@ -209,7 +209,7 @@ def check_io(server, open_, offset: int, length: int, write: bool) -> None:
     conflicts (smbtorture smb2.lock.zerobyteread)."""
     if not length:
         return
-    state = server.opens_by_file.get(open_.file_key)
+    state = server.opens.file_state(open_.file_key)
     if state is None or state.locks is None:
         return
     if state.locks.conflicts(offset, length, write, False, open_):
@@ -217,9 +217,20 @@ def check_io(server, open_, offset: int, length: int, write: bool) -> None:
                        "write meets a lock" if write else "read meets an exclusive lock")
 
 
+def restore(state, open_, saved_locks) -> None:
+    """The byte-range locks of an open rebuilt from its store record
+    (``OpenTable.adopt``); nobody else holds locks on the file yet."""
+    if not saved_locks:
+        return
+    table = lock_list(state)
+    for saved in saved_locks:
+        table.locks.append(ByteRangeLock(saved.offset, saved.length, saved.exclusive, open_,
+                                         saved.offset + saved.length - 1))
+
+
 def release_open(state, open_) -> None:
     """CLOSE, TREE_DISCONNECT, LOGOFF and disconnect (all via
-    files.close_open): drop the open's locks, end its waiting requests and
+    OpenTable.close): drop the open's locks, end its waiting requests and
     wake those its locks held back."""
     table = state.locks
     if table is None:

@@ -491,12 +491,3 @@ class NotifyRegistry:
             if path and self._under(path, old):
                 self._unsubscribe(entry, wd)
 
-
-def open_closed(server, open_) -> None:
-    """Hook for ``files.close_open``: costs one attribute lookup until the
-    server's first CHANGE_NOTIFY."""
-    registry = server.notify_registry
-    if registry is None:
-        return
-    state = server.opens_by_file.get(open_.file_key)
-    registry.open_closed(open_, state is not None and state.delete_pending)

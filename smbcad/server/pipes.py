@@ -46,7 +46,7 @@ def open_pipe(ctx, request) -> bytes:
                  granted_access=files.map_generic(request.desired_access, ctx.tree.maximal_access),
                  share_access=request.share_access, create_options=request.create_options,
                  is_directory=False, file_key=("pipe", persistent_id), is_pipe=True)
-    files.register_open(ctx.server, open_)
+    ctx.server.opens.register(open_)
     ctx.compound.file_id = open_.file_id
     return CreateResponse(
         oplock_level=0, flags=0, create_action=CreateAction.OPENED, creation_time=0,

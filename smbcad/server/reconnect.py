@@ -19,7 +19,7 @@ from smbcad.proto.create_contexts import (
     DHANDLE_FLAG_PERSISTENT, FileId, LeaseFlags, LeaseResponse, durable_handle_response_v2, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import durable, files
+from smbcad.server import durable
 from smbcad.server.context import answer_after
 from smbcad.store import ZERO_GUID
 
@@ -45,7 +45,7 @@ def reconnect(ctx, request: CreateRequest):
         open_ = _find_v2(ctx, v2)
         _check_v2(ctx, request, open_, v2)
     else:
-        open_ = ctx.server.opens_by_persistent_id.get(
+        open_ = ctx.server.opens.lookup(
             request.create_contexts.durable_handle_reconnect.persistent)
         if open_ is None:
             raise SmbError(_NOT_FOUND, "no durable open with that FileId")
@@ -68,10 +68,10 @@ def reconnect(ctx, request: CreateRequest):
 
 def _find_v2(ctx, v2):
     server = ctx.server
-    open_ = server.opens_by_persistent_id.get(v2.file_id.persistent)
+    open_ = server.opens.lookup(v2.file_id.persistent)
     if open_ is None and v2.persistent and ctx.tree.share.is_ca and durable.persistent_capable(
             ctx.connection):
-        open_ = server.opens_by_create_guid.get(v2.create_guid)
+        open_ = server.opens.by_guid(v2.create_guid)
     if open_ is None or open_.closed:
         raise SmbError(_NOT_FOUND, "no durable open with that FileId or CreateGuid")
     return open_
@@ -114,7 +114,7 @@ def _check_common(ctx, request, open_) -> None:
             raise SmbError(_NOT_FOUND, "lease key differs")
         if lease.version != lease_request.version:
             raise SmbError(_NOT_FOUND, "lease version differs")
-        state = ctx.server.opens_by_file.get(open_.file_key)
+        state = ctx.server.opens.file_state(open_.file_key)
         delete_pending = state is not None and state.delete_pending
         if not delete_pending and _normal(request.name) != _normal(open_.client_name):
             raise SmbError(NtStatus.INVALID_PARAMETER, "reconnect names another file")
@@ -127,13 +127,7 @@ def _normal(name: str) -> str:
 def attach(ctx, open_) -> None:
     """3.3.5.9.7 step 7 / 3.3.5.9.12 step 5: the open joins this session and
     tree under a new volatile FileId."""
-    durable.stop_scavenger(open_)
-    open_.session = ctx.session
-    open_.tree = ctx.tree
-    ctx.tree.open_count += 1
-    open_.volatile_id = ctx.server.next_volatile_id()
-    ctx.session.opens[open_.volatile_id] = open_
-    open_.disconnected_at_ms = None
+    ctx.server.opens.attach(open_, ctx.session, ctx.tree)
     ctx.compound.file_id = open_.file_id
 
 
@@ -162,7 +156,7 @@ def _response(ctx, open_, request, action: int, contexts: list,
 
 
 def _after_commit(ctx, open_, body):
-    commit = durable.persist(ctx.server, open_)
+    commit = durable.persist(ctx.server.opens, open_)
     if commit is None:
         return body
     return answer_after(commit, body)
@@ -177,12 +171,12 @@ def replay(ctx, request: CreateRequest):
     if v2 is None or ctx.connection.dialect < Dialect.SMB_3_0:
         return None
     server = ctx.server
-    waiting = server.creates_in_progress.get((v2.create_guid, ctx.connection.client_guid))
+    waiting = server.opens.creates_in_progress.get((v2.create_guid, ctx.connection.client_guid))
     if ctx.header.is_replay and waiting and id(ctx) not in waiting:
         # The original CREATE still waits for a break: Samba's answer (the
         # "sane" variants of smb2.replay.dhv2-pending*); Windows says ACCESS_DENIED.
         raise SmbError(NtStatus.FILE_NOT_AVAILABLE, "the original CREATE is still pending")
-    existing = server.opens_by_create_guid.get(v2.create_guid)
+    existing = server.opens.by_guid(v2.create_guid)
     if existing is None or existing.closed:
         return None
     same_client = existing.client_guid == ctx.connection.client_guid
@@ -267,7 +261,7 @@ def take_over_app_instance(ctx, request, key: tuple | None) -> None:
     if (app_id is None or not any(app_id) or key is None
             or ctx.connection.dialect < Dialect.SMB_3_0):
         return
-    state = ctx.server.opens_by_file.get(key)
+    state = ctx.server.opens.file_state(key)
     if state is None:
         return
     wanted = contexts.app_instance_version
@@ -288,4 +282,4 @@ def take_over_app_instance(ctx, request, key: tuple | None) -> None:
             continue
         log.info("%s: AppInstanceId takeover closes open %#x on %r", ctx.connection.peer,
                  other.persistent_id, other.path)
-        files.close_open(ctx.server, other)
+        ctx.server.opens.close(other)

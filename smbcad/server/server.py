@@ -8,6 +8,7 @@ import time
 
 from smbcad.server.adm import Session, Share
 from smbcad.server.leases import Leasing
+from smbcad.server.opens import AdoptResult, OpenTable
 
 log = logging.getLogger("smbcad.server")
 
@@ -20,7 +21,8 @@ class SmbServer:
     """
 
     def __init__(self, config, *, server_guid: bytes, authenticator, metrics,
-                 open_share_fs, clock=time.time, handle_store=None) -> None:
+                 open_share_fs, clock=time.time, handle_store=None,
+                 node_id: int = 0) -> None:
         self.config = config
         self.server_guid = server_guid
         self.authenticator = authenticator
@@ -30,24 +32,19 @@ class SmbServer:
         self._open_share_fs = open_share_fs
         self.shares: dict[str, Share] = {}
         self.sessions: dict[int, Session] = {}           # GlobalSessionTable
-        self.opens_by_persistent_id: dict[int, object] = {}   # GlobalOpenTable
-        self.opens_by_file: dict[tuple, list] = {}       # share-mode table per (dev, ino)
-        self.opens_by_create_guid: dict[bytes, object] = {}   # DH2Q opens (3.3.5.9.10)
-        # (CreateGuid, ClientGuid) of DH2Q CREATEs waiting for a break → their requests
-        self.creates_in_progress: dict[tuple, set] = {}
-        # Persistent opens' durable records (smbcad.store); None: no persistent handles.
+        # The node's own store of persistent opens (smbcad.store) for shares
+        # not on an aggregate; None: no persistent handles there.
         self.handle_store = handle_store
         self._background: set = set()
         self.connections: set = set()
         self.pipe_environment = None                     # built on first IPC$ pipe open
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
-        self.leasing = Leasing()                         # oplocks and leases (issue 3)
-        self.leasing.server = self                       # lease breaks, purges (issue 4)
+        self.leasing = Leasing()                         # oplocks and leases
+        self.leasing.server = self                       # lease breaks reach connections
+        self.opens = OpenTable(metrics=metrics, clock=clock, leasing=self.leasing,
+                               spawn=self.spawn, loop=self.loop, node_id=node_id)
+        self.opens.on_closed = self._open_closed
         self._async_ids = itertools.count(1)
-        self._volatile_ids = itertools.count(1)
-        # Persistent ids must not repeat across restarts (issue 4 stores them);
-        # a random 64-bit start makes a clash after restart vanishingly unlikely.
-        self._persistent_ids = itertools.count(secrets.randbits(62) | 1)
         self._apply_shares(config)
 
     # --- ids ---------------------------------------------------------------------
@@ -56,13 +53,11 @@ class SmbServer:
         return next(self._async_ids)
 
     def next_file_ids(self) -> tuple[int, int]:
-        persistent_id = next(self._persistent_ids)
-        while persistent_id in self.opens_by_persistent_id:    # restored after a restart
-            persistent_id = next(self._persistent_ids)
-        return persistent_id, next(self._volatile_ids)
+        return self.opens.next_file_ids()
 
-    def next_volatile_id(self) -> int:
-        return next(self._volatile_ids)
+    def _open_closed(self, open_, delete_pending: bool) -> None:
+        if self.notify_registry is not None:
+            self.notify_registry.open_closed(open_, delete_pending)
 
     # --- background work -------------------------------------------------------------
 
@@ -98,15 +93,46 @@ class SmbServer:
     # --- shares and users (SIGHUP reload) -----------------------------------------
 
     def _apply_shares(self, config) -> None:
+        """Shares from the config.  A node-local share is online at once; a
+        share on an aggregate stays offline (no fd on its mount point, so the
+        cluster service can unmount it) until the aggregate is adopted here."""
         shares = {"ipc$": self.shares.get("ipc$") or Share("IPC$", "", "IPC Service", is_ipc=True)}
         for cfg in config.shares:
             old = self.shares.get(cfg.name.lower())
-            fs = old.fs if old is not None and old.path == cfg.path else self._open_share_fs(cfg.path)
+            aggregate = getattr(cfg, "aggregate", "")
+            same = (old is not None and old.path == cfg.path and old.aggregate == aggregate)
+            if aggregate:
+                fs, store = (old.fs, old.store) if same else (None, None)
+            else:
+                fs = old.fs if same else self._open_share_fs(cfg.path)
+                store = self.handle_store
             shares[cfg.name.lower()] = Share(
                 name=cfg.name, path=cfg.path, comment=cfg.comment, is_ca=cfg.ca,
                 encrypt_data=cfg.encrypt, read_only=cfg.read_only,
-                ca_timeout_ms=cfg.ca_timeout_ms, fs=fs)
+                ca_timeout_ms=cfg.ca_timeout_ms, fs=fs, store=store, aggregate=aggregate)
         self.shares = shares
+
+    @property
+    def offers_persistent_handles(self) -> bool:
+        """3.3.5.4: a handle store for local shares, or aggregates to adopt."""
+        return self.handle_store is not None or any(
+            share.aggregate for share in self.shares.values())
+
+    def shares_of(self, aggregate: str) -> list[Share]:
+        return [share for share in self.shares.values() if share.aggregate == aggregate]
+
+    async def start_local_shares(self, store) -> AdoptResult:
+        """At start: the node's own store serves the node-local shares, and
+        the persistent opens it holds from before a restart come back as
+        disconnected opens (3.3.7.1) for their clients' DH2C.  Records of
+        shares that are not online here are kept, never dropped."""
+        self.handle_store = store
+        local = {}
+        for key, share in self.shares.items():
+            if not share.is_ipc and not share.aggregate:
+                share.store = store
+                local[key] = share
+        return await self.opens.adopt(await store.traverse(), local, restart_timers=False)
 
     def reload(self, config, authenticator) -> None:
         """New shares and users take effect for new tree connects and sessions;
@@ -129,16 +155,8 @@ class SmbServer:
         """End a session (3.3.4.16 LOGOFF, 3.3.7.1 connection lost): its opens
         close, except, when ``keep_durable`` (the connection was lost, or the
         client reconnected with PreviousSessionId), the durable, persistent and
-        resilient ones, which wait for a reconnect (smbcad.server.durable)."""
-        from smbcad.server import durable, files
-        for open_ in list(session.opens.values()):
-            if keep_durable and open_.survives_disconnect and not open_.closed:
-                commit = durable.disconnect(self, open_)
-                if commit is not None:
-                    self.spawn(commit)
-            else:
-                files.close_open(self, open_)
-        session.opens.clear()
+        resilient ones, which wait for a reconnect (smbcad.server.opens)."""
+        self.opens.end_session(session, keep_durable=keep_durable)
         for tree in list(session.trees.values()):
             self.metrics.tree_connects.dec()
         session.trees.clear()

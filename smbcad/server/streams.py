@@ -4,7 +4,7 @@ what QUERY_INFO reports for them ([MS-FSA] 2.1.5.1 phases 5-7 and 2.1.5.1.2,
 
 The bytes live in the vfs (``StreamHandle``, one xattr per stream).  Share
 modes are per stream ([MS-FSA] 2.1.5.1.2.2 compares opens of the same
-Stream): a stream's opens sit in ``SmbServer.opens_by_file`` under
+Stream): a stream's opens sit in the open table's share-mode table under
 (st_dev, st_ino, stream name as stored), the file's own opens under
 (st_dev, st_ino).  What crosses between a file and its streams, as Windows
 and Samba do it (smbtorture smb2.streams):
@@ -109,7 +109,7 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access, 
                  create_options=options, is_directory=False, file_key=stream_key(handle),
                  delete_on_close=bool(options & Opt.DELETE_ON_CLOSE),
                  client_guid=ctx.connection.client_guid)
-    files.register_open(server, open_)
+    server.opens.register(open_)
     ctx.compound.file_id = open_.file_id
     oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
     if request.create_contexts.query_maximal_access is not None:
@@ -131,7 +131,7 @@ def stream_key(handle: StreamHandle) -> tuple:
 
 
 def _refuse_if_file_deleted(server, fs, file_key: tuple) -> None:
-    state = server.opens_by_file.get(file_key)
+    state = server.opens.file_state(file_key)
     if (state is not None and state.delete_pending) or fs.open_streams.unlink_pending(file_key):
         raise SmbError(NtStatus.DELETE_PENDING, "the file is being deleted")
 
@@ -174,7 +174,7 @@ def _open_or_create(server, fs, handle, request, access: int, file_info) -> int:
     applied to the stream (checked by ``_check_disposition``), share access
     checked again before anything changes."""
     disposition = request.create_disposition
-    if server.opens_by_file.get(stream_key(handle)) is not None:
+    if server.opens.file_state(stream_key(handle)) is not None:
         files.check_share_access(server, stream_key(handle), access, request.share_access)
     if not handle.exists:
         fs.create_stream(handle)
@@ -203,7 +203,7 @@ def check_file_open(ctx, resolved, access: int) -> None:
     if not access & AccessMask.DELETE:
         return
     for name in open_streams.names(file_key):
-        state = ctx.server.opens_by_file.get(file_key + (name,))
+        state = ctx.server.opens.file_state(file_key + (name,))
         for other in (state.opens if state is not None else ()):
             if other.granted_access & files.DATA_ACCESS and \
                     not other.share_access & ShareAccess.DELETE:
@@ -264,7 +264,7 @@ def _rename_stream_by_path(ctx, open_, name: str, replace: bool) -> None:
     fs = ctx.tree.share.fs
     parent = fs.lookup(components[:-1]) if components else None
     if parent is not None and parent.exists:
-        state = ctx.server.opens_by_file.get((parent.info.device_id, parent.info.file_id))
+        state = ctx.server.opens.file_state((parent.info.device_id, parent.info.file_id))
         for other in (state.opens if state is not None else ()):
             if other.granted_access & AccessMask.DELETE:
                 raise SmbError(NtStatus.SHARING_VIOLATION, "target directory open with DELETE")
@@ -288,7 +288,7 @@ def _rename_stream(ctx, open_, stream: str, replace: bool) -> None:
             raise SmbError(NtStatus.INVALID_PARAMETER, "the default stream cannot be renamed")
         return          # "::$DATA" onto itself: nothing to do
     old_key = stream_key(handle)
-    state = server.opens_by_file.get(old_key)
+    state = server.opens.file_state(old_key)
     if not stream:
         _rename_to_default(server, fs, open_, state, replace)
         return
@@ -308,22 +308,14 @@ def _rename_to_default(server, fs, open_, state, replace: bool) -> None:
     """A named stream onto the (empty) default stream: the open becomes an open
     of the file, under the file's share-mode key."""
     handle = open_.handle
-    file_state = server.opens_by_file.get(handle.file_key)
+    file_state = server.opens.file_state(handle.file_key)
     others = state is not None and len(state.opens) > 1
     if others or (file_state is not None and file_state.opens):
         raise SmbError(NtStatus.INVALID_PARAMETER, "the streams involved are open")
     base = fs.stream_to_default(handle, replace)
-    if state is not None:
-        state.opens.remove(open_)
-        if not state.opens:
-            server.opens_by_file.pop(open_.file_key, None)
     open_.handle = base
     server.leasing.move(open_.file_key, handle.file_key)
-    open_.file_key = handle.file_key
-    target = server.opens_by_file.get(handle.file_key)
-    if target is None:
-        target = server.opens_by_file[handle.file_key] = files.FileState(handle.file_key)
-    target.opens.append(open_)
+    server.opens.move_open(open_, handle.file_key)
     handle.close()
 
 
@@ -332,9 +324,7 @@ def _rekey(server, state, old_key: tuple, new_key: tuple, handle: StreamHandle) 
     if state is None or old_key == new_key:
         return
     server.leasing.move(old_key, new_key)       # the stream's oplocks and leases go along
-    server.opens_by_file.pop(old_key, None)
-    state.key = new_key
-    server.opens_by_file[new_key] = state
+    server.opens.rekey(old_key, new_key)
     for other in state.opens:
         other.file_key = new_key
         if isinstance(other.handle, StreamHandle):

@@ -15,7 +15,7 @@ from typing import Callable
 
 
 class FileSync:
-    """The sync state of one file (kept on ``files.FileState``)."""
+    """The sync state of one file (kept on ``opens.FileState``)."""
 
     __slots__ = ("requested", "done", "running", "syncs")
 

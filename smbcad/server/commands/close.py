@@ -2,7 +2,6 @@
 
 from smbcad.proto.close import CloseRequest, CloseResponse
 from smbcad.proto.errors import SmbError
-from smbcad.server import files
 from smbcad.server.context import answer_after
 
 
@@ -15,7 +14,7 @@ def handle(ctx):
             response = CloseResponse.with_attributes(ctx.tree.share.fs.stat(open_.handle))
         except SmbError:
             response = CloseResponse()      # the file went away under us: zeros (3.3.5.10)
-    commit = files.close_open(ctx.server, open_)
+    commit = ctx.server.opens.close(open_)
     body = response.encode()
     if commit is None:
         return body

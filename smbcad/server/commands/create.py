@@ -257,7 +257,7 @@ def handle(ctx):
                  desired_access=request.desired_access,
                  file_attributes=request.file_attributes, create_action=action)
     _note_app_instance(ctx, open_, request)
-    files.register_open(ctx.server, open_)
+    ctx.server.opens.register(open_)
     ctx.compound.file_id = open_.file_id
     oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
     contexts += durable.grant(ctx, open_, request)
@@ -272,7 +272,7 @@ def handle(ctx):
         allocation_size=info.allocation_size, end_of_file=info.end_of_file,
         file_attributes=info.attributes, file_id=FileId(persistent_id, volatile_id),
         create_contexts=tuple(contexts)).encode()
-    commit = durable.persist(ctx.server, open_)
+    commit = durable.persist(ctx.server.opens, open_)
     if commit is None:
         return body
     return Pending(_answer_when_stored(ctx, open_, commit, body), COMMIT_INTERIM_S)
@@ -284,7 +284,7 @@ async def _answer_when_stored(ctx, open_, commit, body):
         await commit
     except Exception as exc:    # noqa: BLE001 - any store failure: the open must not stand
         log.error("persistent open of %r not stored, closing it: %s", open_.path, exc)
-        files.close_open(ctx.server, open_)
+        ctx.server.opens.close(open_)
         raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, "handle store failed") from exc
     return body
 
@@ -312,7 +312,7 @@ def _tracked(ctx, request, pending: Pending) -> Pending:
     if v2 is None:
         return pending
     key = (v2.create_guid, ctx.connection.client_guid)
-    waiting = ctx.server.creates_in_progress
+    waiting = ctx.server.opens.creates_in_progress
     waiting.setdefault(key, set()).add(id(ctx))     # its own retry is not a replay
 
     async def work():

@@ -55,7 +55,7 @@ def handle(ctx):
     slot = _sequence_slot(ctx, open_, request)
     if slot is not None and _is_replay(open_, slot, request.lock_sequence_number):
         return LOCK_RESPONSE_BODY
-    state = ctx.server.opens_by_file.get(open_.file_key)
+    state = ctx.server.opens.file_state(open_.file_key)
     if state is None:
         raise SmbError(NtStatus.FILE_CLOSED)
     elements = request.locks
@@ -144,7 +144,7 @@ def _wait(ctx, state, table, open_, want: locks.LockRange, request, slot) -> Pen
         if status != NtStatus.SUCCESS:
             raise SmbError(status)
         _record_sequence(open_, slot, request)
-        commit = durable.persist(ctx.server, open_)
+        commit = durable.persist(ctx.server.opens, open_)
         if commit is not None:
             await commit
         return LOCK_RESPONSE_BODY
@@ -207,7 +207,7 @@ def _record_sequence(open_, slot: int | None, request) -> None:
 def _after_commit(ctx, open_, error: SmbError | None = None):
     """The answer once a persistent open's record carries its new locks and
     lock sequences (issue 4: committed before the response goes out)."""
-    commit = durable.persist(ctx.server, open_)
+    commit = durable.persist(ctx.server.opens, open_)
     if commit is None:
         if error is not None:
             raise error

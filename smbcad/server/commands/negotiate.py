@@ -86,7 +86,7 @@ def _capabilities(conn, request: NegotiateRequest, dialect: int) -> int:
     # 3.3.5.4: persistent handles for a 3.x client that asks, when the server
     # keeps them (a handle store; smbcad.server.durable).
     if (dialect >= Dialect.SMB_3_0 and request.capabilities & GlobalCaps.PERSISTENT_HANDLES
-            and conn.server.handle_store is not None):
+            and conn.server.offers_persistent_handles):
         caps |= GlobalCaps.PERSISTENT_HANDLES
     return caps
 

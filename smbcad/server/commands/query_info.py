@@ -57,7 +57,7 @@ def _short_name(fs, path: str) -> str:
 
 
 def _delete_pending(ctx, open_) -> bool:
-    state = ctx.server.opens_by_file.get(open_.file_key)
+    state = ctx.server.opens.file_state(open_.file_key)
     return bool(state and state.delete_pending)
 
 

@@ -53,7 +53,7 @@ def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
 
 def _set_delete_pending(ctx, open_, delete: bool) -> None:
     """[MS-FSA] 2.1.5.15.3: DELETE access, not read-only, an empty directory."""
-    state = ctx.server.opens_by_file.get(open_.file_key)
+    state = ctx.server.opens.file_state(open_.file_key)
     if delete:
         fs = ctx.tree.share.fs
         info = fs.stat(open_.handle)
@@ -109,7 +109,7 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
         if key != open_.file_key:
             if not info.replace_if_exists:
                 raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
-            if key in server.opens_by_file:
+            if key in server.opens.by_file:
                 raise SmbError(NtStatus.ACCESS_DENIED, "target is open")
     new = fs.rename(open_.handle, target, replace=info.replace_if_exists)
     _follow_rename(server, ctx.tree.share, open_, old_path, new.path)
@@ -118,7 +118,7 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
 
 def _has_open_descendants(server, share, path: str) -> bool:
     prefix = path + "/" if path else ""
-    for state in server.opens_by_file.values():
+    for state in server.opens.by_file.values():
         for other in state.opens:
             if other.tree.share is share and other.handle.path.startswith(prefix):
                 return True
@@ -129,7 +129,7 @@ def _follow_rename(server, share, open_, old: str, new: str) -> None:
     """Every open of the file, and of anything below a renamed directory, now
     lives at the new name (their delete-on-close must hit the right path)."""
     prefix = old + "/"
-    for state in server.opens_by_file.values():
+    for state in server.opens.by_file.values():
         for other in state.opens:
             if other.is_pipe or other.tree.share is not share:
                 continue
@@ -179,7 +179,7 @@ def handle(ctx):
         if isinstance(info, _PERSISTED_INFO):
             # a persistent open's new name, delete-on-close or position is in
             # the handle store before the answer (issue 4 item 7)
-            commit = durable.persist(ctx.server, open_)
+            commit = durable.persist(ctx.server.opens, open_)
             if commit is not None:
                 return answer_after(commit, SetInfoResponse().encode())
     elif request.info_type == InfoType.SECURITY:

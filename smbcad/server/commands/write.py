@@ -48,7 +48,7 @@ def handle(ctx):
     body = WriteResponse(written).encode()
     if request.flags & WriteFlags.WRITE_THROUGH or open_.create_options & CreateOptions.WRITE_THROUGH:
         # stable before the answer, one fdatasync shared by concurrent writers
-        state = ctx.server.opens_by_file.get(open_.file_key)
+        state = ctx.server.opens.file_state(open_.file_key)
         if state.sync is None:
             state.sync = FileSync()
         handle = open_.handle

@@ -113,7 +113,7 @@ def open_file(client, name="f.txt"):
                                                              access=0x0012019F))
     assert status_of(reply) == OK
     file_id = struct.unpack_from("<QQ", reply, 64 + 64)
-    open_ = client.server.opens_by_persistent_id[file_id[0]]
+    open_ = client.server.opens.by_persistent_id[file_id[0]]
     return file_id, open_
 
 

@@ -5,7 +5,7 @@ import os
 from types import SimpleNamespace
 
 from smbcad.server.deletes import directory_is_empty
-from smbcad.server.files import FileState
+from smbcad.server.opens import FileState
 from smbcad.vfs import ShareFs
 
 
@@ -15,7 +15,8 @@ def _key(path):
 
 
 def _server(*states):
-    return SimpleNamespace(opens_by_file={state.key: state for state in states})
+    return SimpleNamespace(opens=SimpleNamespace(
+        file_state={state.key: state for state in states}.get))
 
 
 def test_empty_and_non_empty_directories(tmp_path):

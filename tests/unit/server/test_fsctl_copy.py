@@ -180,7 +180,7 @@ def test_lock_conflict_copies_nothing(harness):
     """copy_chunk_src_lock / dest_lock: the response still carries the counts."""
     src, dst = harness.open("src", pattern(4096)), harness.open("dst", bytes(4096))
     other = harness.open("src")
-    state = harness.server.opens_by_file[src.file_key]
+    state = harness.server.opens.by_file[src.file_key]
     assert lock_list(state).lock(other, [LockRange(0, 4096, True)])
     key = key_of(harness, src)
     assert run_copy(harness, dst, key, [(0, 0, 4096)]) == ((0, 0, 0), S.FILE_LOCK_CONFLICT)

@@ -16,7 +16,6 @@ from smbcad.proto.create_contexts import FileId
 from smbcad.proto.errors import SmbError
 from smbcad.proto.header import Smb2Header
 from smbcad.proto.ioctl import IoctlFlags, IoctlRequest
-from smbcad.server import files
 from smbcad.server.adm import Open, Session, TreeConnect
 from smbcad.server.context import CompoundState, RequestContext
 
@@ -70,11 +69,11 @@ class Harness:
         volatile = next(self._ids)
         open_ = Open(volatile + 1000, volatile, tree.session, tree, name, name, handle, access,
                      7, create_options, directory, file_key=(info.device_id, info.file_id))
-        files.register_open(self.server, open_)
+        self.server.opens.register(open_)
         return open_
 
     def close(self, open_) -> None:
-        files.close_open(self.server, open_)
+        self.server.opens.close(open_)
 
     def ctx(self, message: bytes = b"", tree=None) -> RequestContext:
         tree = tree or self.tree
@@ -95,7 +94,7 @@ def harness(tmp_path):
     root.mkdir()
     made = Harness(root, tmp_path / "state")
     yield made
-    for open_ in list(made.server.opens_by_persistent_id.values()):
+    for open_ in list(made.server.opens.by_persistent_id.values()):
         made.close(open_)
     made.fs.close()
 

@@ -175,7 +175,7 @@ def test_zero_data_meets_locks_only_below_eof(harness):
     """sparse_lock."""
     fh = harness.open("f", b"x" * CHUNK)
     other = harness.open("f")
-    assert lock_list(harness.server.opens_by_file[fh.file_key]).lock(
+    assert lock_list(harness.server.opens.by_file[fh.file_key]).lock(
         other, [LockRange(0, CHUNK, True)])
     assert status_of(zero, harness, fh, 0, 4096) == S.FILE_LOCK_CONFLICT
     assert zero(harness, fh, CHUNK, CHUNK + 4096) == b""

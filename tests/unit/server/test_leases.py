@@ -163,7 +163,8 @@ def world(tmp_path):
     loop = asyncio.new_event_loop()
     server = harness.make_server(str(share), str(state))
     timers = FakeTimers()
-    server.leasing = Leasing(call_later=timers.call_later, call_soon=loop.call_soon)
+    server.leasing = server.opens.leasing = Leasing(call_later=timers.call_later,
+                                                    call_soon=loop.call_soon)
     clients = []
     for _ in range(2):
         client = LoopClient(server, loop)
@@ -344,10 +345,10 @@ def test_persistent_opens_get_longer_break_timers(world):
     """<246>/<247>: 60 s for a persistent open's oplock, 180 s for a lease."""
     server, one, two, timers = world
     _, id1, _ = created(one.final(create(one, "f", oplock=BATCH)))
-    server.opens_by_persistent_id[id1[0]].persistent = True
+    server.opens.by_persistent_id[id1[0]].persistent = True
     create(two, "f")
     assert [timer.delay for timer in timers.pending] == [60.0]
     _, id2, _ = created(one.final(create(one, "g", oplock=LEASE, lease=(KEY1, RWH))))
-    server.opens_by_persistent_id[id2[0]].persistent = True
+    server.opens.by_persistent_id[id2[0]].persistent = True
     create(two, "g")
     assert [timer.delay for timer in timers.pending][1:] == [180.0]

@@ -8,6 +8,7 @@ deterministically: the Pending's coroutine is stepped by hand, no timers.
 
 import asyncio
 import struct
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,9 +18,9 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.header import Smb2Header
 from smbcad.proto.lock import LOCK_RESPONSE_BODY
 from smbcad.proto.status import NtStatus
-from smbcad.server import files
 from smbcad.server.commands import lock
 from smbcad.server.context import Pending
+from smbcad.server.opens import OpenTable
 
 SHARED, EXCLUSIVE, UNLOCK, FAIL = 0x1, 0x2, 0x4, 0x10
 U64_MAX = (1 << 64) - 1
@@ -38,12 +39,12 @@ class Harness:
     """A server with one file and the opens on it, enough for LOCK and CLOSE."""
 
     def __init__(self):
+        metrics = SimpleNamespace(opens=SimpleNamespace(inc=lambda: None, dec=lambda: None))
+        leasing = SimpleNamespace(release=lambda open_: None, files={}, dir_leases=set())  # no leases
         self.server = SimpleNamespace(
-            opens_by_file={}, opens_by_persistent_id={}, opens_by_create_guid={},
-            handle_store=None,
-            metrics=SimpleNamespace(opens=SimpleNamespace(inc=lambda: None, dec=lambda: None)),
-            leasing=SimpleNamespace(release=lambda open_: None, files={}, dir_leases=set()),  # no leases
-            notify_registry=None)
+            opens=OpenTable(metrics=metrics, clock=time.time, leasing=leasing,
+                            spawn=lambda commit: commit, loop=asyncio.get_event_loop),
+            metrics=metrics, leasing=leasing)
         self.session = SimpleNamespace(opens={})
         self.tree = SimpleNamespace(open_count=0)
         self._next = 1
@@ -58,11 +59,11 @@ class Harness:
             persistent=False, resilient=False, durable=False, store_version=0,
             lock_sequences=bytearray(64), handle=SimpleNamespace(close=lambda: None, path="f"))
         open_.file_id = (open_.persistent_id, volatile)
-        files.register_open(self.server, open_)
+        self.server.opens.register(open_)
         return open_
 
     def close(self, open_):
-        files.close_open(self.server, open_)
+        self.server.opens.close(open_)
 
     def request(self, open_, *elements):
         ctx = SimpleNamespace(server=self.server,
@@ -79,7 +80,7 @@ class Harness:
         return OK
 
     def state(self, open_):
-        return self.server.opens_by_file[open_.file_key]
+        return self.server.opens.by_file[open_.file_key]
 
 
 def test_valid_request_sequence():

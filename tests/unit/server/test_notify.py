@@ -16,7 +16,7 @@ from smbcad.proto.change_notify import CompletionFilter as CF
 from smbcad.proto.change_notify import FileAction as FA
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server.notify import EVENT_TABLE, NotifyRegistry, open_closed
+from smbcad.server.notify import EVENT_TABLE, NotifyRegistry
 from smbcad.vfs.notify import (
     IN_ATTRIB, IN_CLOSE_NOWRITE, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_DELETE_SELF,
     IN_IGNORED, IN_ISDIR, IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, IN_Q_OVERFLOW,
@@ -304,8 +304,7 @@ def test_close_completes_with_notify_cleanup_and_unwatches():
     d = w.open()
     _, r1 = w.ask(d)
     _, r2 = w.ask(d)
-    server = SimpleNamespace(notify_registry=w.reg, opens_by_file={})
-    open_closed(server, d)
+    w.reg.open_closed(d, False)
     assert r1.got == r2.got == [(NtStatus.NOTIFY_CLEANUP, [])]
     assert w.fs.unwatched == [1] and not w.reg.entries
 
@@ -323,19 +322,13 @@ def test_shared_watch_stays_until_its_last_entry_goes():
     assert w.fs.unwatched == [1]
 
 
-def test_hook_is_free_before_the_first_notify():
-    open_closed(SimpleNamespace(notify_registry=None), SimpleNamespace())
-
-
 def test_delete_pending_completes_other_opens():
     """smb2.notify.rmdir1-4: STATUS_DELETE_PENDING."""
     w = World()
     watcher = w.open(key=(1, 5))
     deleter = w.open(key=(1, 5))
     _, res = w.ask(watcher, NAME)
-    server = SimpleNamespace(notify_registry=w.reg,
-                             opens_by_file={(1, 5): SimpleNamespace(delete_pending=True)})
-    open_closed(server, deleter)
+    w.reg.open_closed(deleter, True)
     assert res.got == [(NtStatus.DELETE_PENDING, [])]
 
 

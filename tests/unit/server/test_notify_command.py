@@ -18,7 +18,7 @@ from smbcad.proto.header import Smb2Header
 from smbcad.proto.status import NtStatus
 from smbcad.server.commands import change_notify
 from smbcad.server.context import Pending, Reply
-from smbcad.server.notify import NotifyRegistry, open_closed
+from smbcad.server.notify import NotifyRegistry
 from smbcad.vfs.notify import IN_CREATE, InotifyEvent, WatchedDir
 
 FILE_ID = (5, 6)
@@ -59,7 +59,8 @@ def context(open_, registry, **kwargs):
     return SimpleNamespace(
         message=memoryview(raw), header=Smb2Header.decode(raw, 0),
         connection=SimpleNamespace(max_transact_size=65536),
-        server=SimpleNamespace(notify_registry=registry, opens_by_file={}),
+        server=SimpleNamespace(notify_registry=registry,
+                               opens=SimpleNamespace(file_state={}.get)),
         lookup_open=lambda file_id: open_)
 
 
@@ -132,7 +133,7 @@ def test_close_completes_with_notify_cleanup_and_empty_buffer():
     async def go():
         ctx = context(open_, registry)
         pending = change_notify.handle(ctx)
-        open_closed(ctx.server, open_)
+        registry.open_closed(open_, False)
         return await pending.work
     reply = run(go)
     assert reply.status == NtStatus.NOTIFY_CLEANUP

@@ -1,0 +1,398 @@
+"""The open table: the one owner of every Open on this node.
+
+[MS-SMB2] 3.3.1.5 GlobalOpenTable (by DurableFileId), the CreateGuid index
+of 3.3.5.9.10, and the per-file share-mode table of [MS-FSA] 2.1.1.4/2.1.1.5,
+with the verbs that change them: register, close, disconnect, attach,
+expire, adopt (opens rebuilt from handle-store records, after a restart or a
+takeover) and release (a share leaves this node with its persistent opens'
+records intact).  Every other module reads these tables; only this one
+writes them.
+
+An open's life is a small table (``LIFECYCLE``): connected, disconnected
+(kept for a reconnect, 3.3.7.1), closed; ``release`` hands a disconnected
+persistent open to the partner node: gone from here, its record kept.
+"""
+
+import enum
+import itertools
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from smbcad.proto.errors import SmbError
+from smbcad.server import channel_sequence, durable, locks, open_records
+
+log = logging.getLogger("smbcad.opens")
+
+
+class OpenState(enum.Enum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+    RELEASED = "released"
+
+
+class OpenInput(enum.Enum):
+    DISCONNECT = "disconnect"
+    ATTACH = "attach"
+    EXPIRE = "expire"
+    CLOSE = "close"
+    RELEASE = "release"
+
+
+_S, _I = OpenState, OpenInput
+LIFECYCLE: dict[tuple[OpenState, OpenInput], OpenState] = {
+    (_S.CONNECTED, _I.DISCONNECT): _S.DISCONNECTED,
+    (_S.CONNECTED, _I.CLOSE): _S.CLOSED,
+    (_S.DISCONNECTED, _I.ATTACH): _S.CONNECTED,
+    (_S.DISCONNECTED, _I.EXPIRE): _S.CLOSED,
+    (_S.DISCONNECTED, _I.CLOSE): _S.CLOSED,        # a purge, an AppInstanceId takeover
+    (_S.DISCONNECTED, _I.RELEASE): _S.RELEASED,    # the partner adopts its record
+}
+
+
+class InvalidTransition(RuntimeError):
+    """An open was asked to do what its state does not allow: a bug, said loudly."""
+
+
+def state_of(open_) -> OpenState:
+    if open_.closed:
+        return OpenState.RELEASED if open_.released else OpenState.CLOSED
+    return OpenState.DISCONNECTED if open_.session is None else OpenState.CONNECTED
+
+
+def _step(open_, event: OpenInput) -> OpenState:
+    current = state_of(open_)
+    try:
+        return LIFECYCLE[(current, event)]
+    except KeyError:
+        raise InvalidTransition(
+            f"open {open_.persistent_id:#x}: {event.value} while {current.value}") from None
+
+
+@dataclass(eq=False)
+class FileState:
+    """One file's shared state across its opens ([MS-FSA] 2.1.1.4 File / 2.1.1.5 Stream)."""
+
+    key: tuple
+    opens: list = field(default_factory=list)
+    delete_pending: bool = False
+    locks: Any = None      # locks.ByteRangeLockList while the file has locks or waiters
+    sync: Any = None       # write_sync.FileSync once a write-through WRITE came
+
+
+@dataclass(frozen=True)
+class AdoptResult:
+    """What ``OpenTable.adopt`` did with the records it was given."""
+
+    restored: int = 0
+    kept: int = 0          # for a share not online here: left in the store untouched
+    dropped: int = 0       # removed from the store: timed out, file gone or replaced
+
+
+# DurableFileIds carry the node id in their top byte, so the two nodes of a
+# pair never hand out the same one and an adopted open keeps its id.
+NODE_ID_SHIFT = 56
+_COUNTER_MASK = (1 << NODE_ID_SHIFT) - 1
+
+
+class OpenTable:
+    """3.3.1.5 GlobalOpenTable plus the share-mode table; see the module docstring."""
+
+    def __init__(self, *, metrics, clock: Callable[[], float], leasing,
+                 spawn: Callable[[Awaitable], Any], loop: Callable[[], Any],
+                 node_id: int = 0) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.leasing = leasing
+        self._spawn = spawn
+        self._loop = loop
+        self.by_persistent_id: dict[int, Any] = {}
+        self.by_file: dict[tuple, FileState] = {}
+        self.by_create_guid: dict[bytes, Any] = {}
+        # (CreateGuid, ClientGuid) of DH2Q CREATEs waiting for a break → their requests
+        self.creates_in_progress: dict[tuple, set] = {}
+        if not 0 <= node_id < 256:
+            raise ValueError("node id must fit in 8 bits")
+        # A random start keeps ids from repeating across restarts of this node.
+        start = secrets.randbits(NODE_ID_SHIFT - 1) | 1
+        self._node_prefix = node_id << NODE_ID_SHIFT
+        self._counter = itertools.count(start)
+        self._volatile_ids = itertools.count(1)
+        # DurableFileIds held elsewhere (the partner's replica): never reused here.
+        self.foreign_ids: Callable[[int], bool] = lambda _id: False
+        # Told of every open that closes here (change notify's cleanup hook).
+        self.on_closed: Callable[[Any, bool], None] = lambda _open, _delete_pending: None
+
+    # --- ids ---------------------------------------------------------------------
+
+    def next_file_ids(self) -> tuple[int, int]:
+        while True:
+            persistent_id = self._node_prefix | (next(self._counter) & _COUNTER_MASK)
+            if (persistent_id and persistent_id not in self.by_persistent_id
+                    and not self.foreign_ids(persistent_id)):
+                return persistent_id, next(self._volatile_ids)
+
+    def next_volatile_id(self) -> int:
+        return next(self._volatile_ids)
+
+    # --- reads ---------------------------------------------------------------------
+
+    def file_state(self, key: tuple) -> FileState | None:
+        return self.by_file.get(key)
+
+    def lookup(self, persistent_id: int):
+        return self.by_persistent_id.get(persistent_id)
+
+    def by_guid(self, create_guid: bytes):
+        return self.by_create_guid.get(create_guid)
+
+    def opens_on(self, share) -> list:
+        return [open_ for open_ in self.by_persistent_id.values()
+                if open_.tree.share is share]
+
+    # --- register, CreateGuid -----------------------------------------------------
+
+    def register(self, open_) -> None:
+        """A new open joins the table (and its session, when it has one)."""
+        state = self.by_file.get(open_.file_key)
+        if state is None:
+            state = self.by_file[open_.file_key] = FileState(open_.file_key)
+        state.opens.append(open_)
+        self.by_persistent_id[open_.persistent_id] = open_
+        if open_.session is not None:
+            open_.session.opens[open_.volatile_id] = open_
+            open_.tree.open_count += 1
+        self.metrics.opens.inc()
+
+    def track_create_guid(self, open_) -> None:
+        self.by_create_guid[open_.create_guid] = open_
+
+    def forget_create_guid(self, open_) -> None:
+        if open_.create_guid and self.by_create_guid.get(open_.create_guid) is open_:
+            del self.by_create_guid[open_.create_guid]
+
+    def rekey(self, old_key: tuple, new_key: tuple) -> FileState | None:
+        """A stream renamed: its share-mode entry follows it."""
+        state = self.by_file.pop(old_key, None)
+        if state is not None:
+            state.key = new_key
+            self.by_file[new_key] = state
+        return state
+
+    def move_open(self, open_, new_key: tuple) -> None:
+        """``open_`` now refers to another file key (a stream renamed onto the
+        default stream)."""
+        state = self.by_file.get(open_.file_key)
+        if state is not None and open_ in state.opens:
+            state.opens.remove(open_)
+            if not state.opens:
+                del self.by_file[open_.file_key]
+        open_.file_key = new_key
+        target = self.by_file.get(new_key)
+        if target is None:
+            target = self.by_file[new_key] = FileState(new_key)
+        target.opens.append(open_)
+
+    # --- close (3.3.4.17, [MS-FSA] 2.1.5.4) -----------------------------------------
+
+    def close(self, open_, *, _event: OpenInput = OpenInput.CLOSE):
+        """Close an Open: last close of a delete-pending file deletes it.
+
+        A persistent open's store record goes too; the commit is returned (CLOSE
+        awaits it before answering) and runs in the background either way."""
+        if open_.closed:
+            return None
+        _step(open_, _event)
+        return self._take_out(open_, forget_record=True)
+
+    def _take_out(self, open_, *, forget_record: bool):
+        open_.closed = True
+        if open_.session is not None:
+            open_.session.opens.pop(open_.volatile_id, None)
+            open_.tree.open_count -= 1
+        self.by_persistent_id.pop(open_.persistent_id, None)
+        self.metrics.opens.dec()
+        if open_.is_pipe:
+            open_.handle.close()
+            return None
+        self.stop_scavenger(open_)
+        self.forget_create_guid(open_)
+        commit = None
+        if forget_record:
+            forget = durable.forget(open_)
+            commit = self._spawn(forget) if forget is not None else None
+        self.leasing.release(open_)          # its lease or oplock ([MS-FSA] 2.1.4.12 CLOSE)
+        state = self.by_file.get(open_.file_key)
+        if open_.delete_on_close and state is not None and forget_record:
+            state.delete_pending = True
+        if forget_record:                   # pending CHANGE_NOTIFYs ([MS-FSA] 2.1.5.5 phase 5)
+            self.on_closed(open_, state is not None and state.delete_pending)
+        try:
+            if state is None:
+                return commit
+            if open_ in state.opens:
+                state.opens.remove(open_)
+            locks.release_open(state, open_)
+            if state.opens:
+                return commit
+            del self.by_file[open_.file_key]
+            if state.delete_pending and forget_record:
+                try:
+                    open_.tree.share.fs.delete(open_.handle)
+                except SmbError as exc:
+                    # Windows loses the delete silently too when, say, a directory
+                    # gained entries; log it for the admin.
+                    log.info("delete-on-close of %s failed: %s", open_.handle.path, exc)
+        finally:
+            open_.handle.close()
+        return commit
+
+    # --- connection lost (3.3.7.1) and the scavenger (3.3.6.2, 3.3.6.4) -----------
+
+    def disconnect(self, open_) -> Awaitable | None:
+        """Keep ``open_`` without its session: share modes, locks and lease stay;
+        a timer closes it unless a reconnect comes first.  Returns the store
+        commit for a persistent open."""
+        _step(open_, OpenInput.DISCONNECT)
+        open_.session.opens.pop(open_.volatile_id, None)
+        open_.tree.open_count -= 1
+        open_.session = None
+        channel_sequence.reset(open_)        # its requests in flight died with the connection
+        open_.disconnected_at_ms = int(self.clock() * 1000)
+        self.start_scavenger(open_, open_.timeout_ms / 1000)
+        log.info("kept %s open %#x on %r for %d ms after its connection went",
+                 "persistent" if open_.persistent else "resilient" if open_.resilient
+                 else "durable", open_.persistent_id, open_.path, open_.timeout_ms)
+        return durable.persist(self, open_)
+
+    def attach(self, open_, session, tree) -> None:
+        """3.3.5.9.7 step 7 / 3.3.5.9.12 step 5: the open joins this session and
+        tree under a new volatile FileId."""
+        _step(open_, OpenInput.ATTACH)
+        self.stop_scavenger(open_)
+        open_.session = session
+        open_.tree = tree
+        tree.open_count += 1
+        open_.volatile_id = self.next_volatile_id()
+        session.opens[open_.volatile_id] = open_
+        open_.disconnected_at_ms = None
+
+    def start_scavenger(self, open_, delay_s: float) -> None:
+        self.stop_scavenger(open_)
+        open_.scavenger = self._loop().call_later(max(delay_s, 0.0), lambda: self.expire(open_))
+
+    @staticmethod
+    def stop_scavenger(open_) -> None:
+        if open_.scavenger is not None:
+            open_.scavenger.cancel()
+            open_.scavenger = None
+
+    def expire(self, open_) -> None:
+        """The timeout ran out without a reconnect: close the open for good."""
+        open_.scavenger = None
+        if open_.closed or open_.session is not None:
+            return
+        log.info("durable open %#x on %r timed out", open_.persistent_id, open_.path)
+        self.close(open_, _event=OpenInput.EXPIRE)
+
+    def purge(self, open_) -> None:
+        """Close a disconnected open now (a break it cannot answer, an
+        AppInstanceId takeover); its store record goes in the background."""
+        self.close(open_)
+
+    def end_session(self, session, *, keep_durable: bool) -> None:
+        """A session ends (3.3.4.16 LOGOFF, 3.3.7.1 connection lost): its opens
+        close, except, when ``keep_durable``, the ones that survive a disconnect."""
+        for open_ in list(session.opens.values()):
+            if keep_durable and open_.survives_disconnect and not open_.closed:
+                commit = self.disconnect(open_)
+                if commit is not None:
+                    self._spawn(commit)
+            else:
+                self.close(open_)
+        session.opens.clear()
+
+    # --- adopt and release (restart, takeover, giveback) ----------------------------
+
+    async def adopt(self, records, shares: dict, *, restart_timers: bool) -> AdoptResult:
+        """Rebuild persistent opens from handle-store records as disconnected
+        opens (their lease, oplock, locks and sequences with them).
+
+        ``shares`` maps lower-cased share names to the online shares whose
+        records this adoption takes; a record of any other share is *kept*
+        in the store, untouched: its aggregate may be mounted later or be the
+        partner's.  ``restart_timers``: a takeover starts every reconnect
+        timer now (the old owner's disconnect times are from another clock,
+        and its death was no disconnect); a restart continues them."""
+        now_ms = int(self.clock() * 1000)
+        restored = kept = dropped = 0
+        ghost_trees: dict[str, Any] = {}
+        for record in records:
+            share = shares.get(record.share_name.lower())
+            if share is None:
+                kept += 1
+                continue
+            why_not = _unusable(record, now_ms, restart_timers)
+            open_ = None
+            if not why_not:
+                try:
+                    open_ = open_records.from_record(
+                        record, share, ghost_trees, self.next_volatile_id())
+                except (SmbError, OSError) as exc:
+                    why_not = f"cannot reopen the file: {exc}"
+            if open_ is None:
+                log.warning("persistent open %#x on %s/%s not restored: %s",
+                            record.durable_file_id, record.share_name, record.path, why_not)
+                await share.store.close(record.durable_file_id)
+                dropped += 1
+                continue
+            self.register(open_)
+            if record.create_guid != open_records.ZERO_GUID:
+                self.track_create_guid(open_)
+            self.leasing.restore(open_, record)
+            locks.restore(self.by_file[open_.file_key], open_, record.locks)
+            was_connected = record.disconnected_at_ms is None
+            if restart_timers or was_connected:
+                open_.disconnected_at_ms = now_ms
+            left_ms = open_.disconnected_at_ms + record.timeout_ms - now_ms
+            self.start_scavenger(open_, left_ms / 1000)
+            if was_connected or restart_timers:
+                await durable.persist(self, open_)      # its disconnect, and the new timer's start
+            restored += 1
+        if restored or dropped:
+            log.info("handle store: %d persistent opens restored, %d dropped, %d kept for "
+                     "shares not online here", restored, dropped, kept)
+        return AdoptResult(restored, kept, dropped)
+
+    def release(self, share) -> list[Awaitable]:
+        """``share`` leaves this node: its connected opens must already be
+        disconnected (their sessions ended).  Persistent opens go with their
+        records kept for the next owner; the others close.  Returns the
+        store commits still running (the caller awaits them, then the store's
+        commit barrier)."""
+        commits = []
+        for open_ in self.opens_on(share):
+            if open_.session is not None:
+                raise InvalidTransition(f"open {open_.persistent_id:#x} still connected")
+            if open_.persistent:
+                _step(open_, OpenInput.RELEASE)
+                open_.released = True
+                self._take_out(open_, forget_record=False)
+            else:
+                commit = self.close(open_)
+                if commit is not None:
+                    commits.append(commit)
+        return commits
+
+
+def _unusable(record, now_ms: int, restart_timers: bool) -> str:
+    if not record.is_persistent:
+        return "not a persistent open"
+    if restart_timers:
+        return ""
+    disconnected_at = record.disconnected_at_ms or now_ms
+    if disconnected_at + record.timeout_ms <= now_ms:
+        return "its timeout passed while the server was down"
+    return ""
