@@ -90,7 +90,7 @@ class Open:
     share_access: int
     create_options: int
     is_directory: bool
-    file_key: tuple = ()                # (st_dev, st_ino): the file's identity
+    file_key: tuple = ()                # (volume id, inode): the file's identity
     delete_on_close: bool = False
     position: int = 0
     mode: int = 0

@@ -2,7 +2,7 @@
 
 At start, before the listener accepts anyone, every record in the handle
 store becomes a disconnected Open again: the file reopened by its share and
-path and checked to be the same file (device and inode), its share modes,
+path and checked to be the same file (volume id and inode), its share modes,
 byte-range locks, lease or oplock and lock sequences restored, and its
 scavenger timer set to what is left of its timeout.  A client that
 reconnects with DH2C in time gets it back ([MS-SMB2] 3.3.5.9.12); one that
@@ -79,7 +79,8 @@ def _rebuild(server, record, ghost_trees: dict) -> Open | None:
     if not resolved.exists:
         raise SmbError(0xC0000034, "the file is gone")     # OBJECT_NAME_NOT_FOUND
     info = resolved.info
-    if (info.device_id, info.file_id) != (record.file_dev, record.file_ino):
+    if info.file_id != record.file_ino or not fs.volume.same_volume(record.file_dev,
+                                                                    info.device_id):
         raise SmbError(0xC0000034, "another file has the name now")
     handle = fs.open(resolved, write=bool(record.granted_access & _WRITE),
                      directory=record.is_directory)

@@ -5,8 +5,8 @@ what QUERY_INFO reports for them ([MS-FSA] 2.1.5.1 phases 5-7 and 2.1.5.1.2,
 The bytes live in the vfs (``StreamHandle``, one xattr per stream).  Share
 modes are per stream ([MS-FSA] 2.1.5.1.2.2 compares opens of the same
 Stream): a stream's opens sit in ``SmbServer.opens_by_file`` under
-(st_dev, st_ino, stream name as stored), the file's own opens under
-(st_dev, st_ino).  What crosses between a file and its streams, as Windows
+(volume id, inode, stream name as stored), the file's own opens under
+(volume id, inode).  What crosses between a file and its streams, as Windows
 and Samba do it (smbtorture smb2.streams):
 
 =============================================  ==========================================
@@ -126,7 +126,7 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access, 
 
 
 def stream_key(handle: StreamHandle) -> tuple:
-    """The share-mode key of a stream: (st_dev, st_ino, stored name)."""
+    """The share-mode key of a stream: (volume id, inode, stored name)."""
     return handle.file_key + (handle.stream,)
 
 
