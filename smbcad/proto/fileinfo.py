@@ -37,4 +37,4 @@ class FileInfo:
     is_directory: bool
     delete_pending: bool = False
     ea_size: int = 0
-    device_id: int = 0       # st_dev: with file_id, the file's identity (QFid, FileIdInformation)
+    device_id: int = 0       # volume id (vfs/volume_id.py): with file_id, the file's identity

@@ -7,7 +7,7 @@ requests on a 3.x connection that negotiated SMB2_GLOBAL_CAP_DIRECTORY_LEASING
 get one (a v1 request on a directory gets no lease, as before 3.0).
 
 The holder is an ordinary ``leases.Lease`` keyed by the directory's
-(st_dev, st_ino), so opens of the directory itself break it through the
+(volume id, inode), so opens of the directory itself break it through the
 usual table (a sharing violation takes H, a delete-on-close open takes H).
 What is particular to directories is the *parent* break: a change to the
 directory's listing by an open whose lease's ParentLeaseKey is not the

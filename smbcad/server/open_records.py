@@ -72,7 +72,8 @@ def from_record(record: PersistentOpen, share, ghost_trees: dict, volatile_id: i
     if not resolved.exists:
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "the file is gone")
     info = resolved.info
-    if (info.device_id, info.file_id) != (record.file_dev, record.file_ino):
+    if info.file_id != record.file_ino or not fs.volume.same_volume(record.file_dev,
+                                                                    info.device_id):
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "another file has the name now")
     handle = fs.open(resolved, write=bool(record.granted_access & _WRITE),
                      directory=record.is_directory)

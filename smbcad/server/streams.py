@@ -5,8 +5,8 @@ what QUERY_INFO reports for them ([MS-FSA] 2.1.5.1 phases 5-7 and 2.1.5.1.2,
 The bytes live in the vfs (``StreamHandle``, one xattr per stream).  Share
 modes are per stream ([MS-FSA] 2.1.5.1.2.2 compares opens of the same
 Stream): a stream's opens sit in the open table's share-mode table under
-(st_dev, st_ino, stream name as stored), the file's own opens under
-(st_dev, st_ino).  What crosses between a file and its streams, as Windows
+(volume id, inode, stream name as stored), the file's own opens under
+(volume id, inode).  What crosses between a file and its streams, as Windows
 and Samba do it (smbtorture smb2.streams):
 
 =============================================  ==========================================

@@ -133,7 +133,7 @@ class PersistentOpen:
     Keyed by ``durable_file_id`` (Open.DurableFileId, the persistent half of
     SMB2_FILEID); also found by ``create_guid`` (DH2C by CreateGuid, CREATE
     replay).  ``owner_user``/``owner_domain`` are Open.DurableOwner.
-    ``file_dev``/``file_ino`` identify the file, ``vfs_cookie`` is the VFS's
+    ``file_dev``/``file_ino`` identify the file (volume id, inode), ``vfs_cookie`` is the VFS's
     opaque reopen state (the store never parses it, STYLE rule 10).
     ``disconnected_at_ms`` is None while a connection holds the open.
     """

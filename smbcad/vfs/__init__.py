@@ -12,6 +12,8 @@ confined to a share by the kernel (openat2 RESOLVE_BENEATH, see
 - ``Resolved``, ``OpenFile``, ``DirEntry``, ``FsSize``, ``FsIdentity``.
 - ``StreamHandle``: an open named stream (kept in an xattr, ``streams.py``).
 - ``status_for_errno``: the errno → NTSTATUS table.
+- ``VolumeId`` / ``parse_volume_id``: a share's volume identity (``ShareFs.volume``)
+  and the parser of a configured one (``volume_id.py``).
 """
 
 from smbcad.vfs.errors import status_for_errno
@@ -27,6 +29,7 @@ from smbcad.vfs.paths import (
 )
 from smbcad.vfs.share import ShareFs
 from smbcad.vfs.streams import StreamHandle
+from smbcad.vfs.volume_id import VolumeId, parse_volume_id
 
 __all__ = [
     "MAX_COMPONENT_BYTES",
@@ -37,11 +40,13 @@ __all__ = [
     "Resolved",
     "ShareFs",
     "StreamHandle",
+    "VolumeId",
     "check_component",
     "has_trailing_backslash",
     "is_valid_component",
     "is_valid_stream_name",
     "parse_smb_name",
     "parse_smb_path",
+    "parse_volume_id",
     "status_for_errno",
 ]

@@ -19,6 +19,7 @@ from smbcad.vfs._openat2 import FALLOC_FL_KEEP_SIZE, Syscalls
 from smbcad.vfs.errors import smb_error, translated
 from smbcad.vfs.model import OpenFile
 from smbcad.vfs.streams import StreamHandle
+from smbcad.vfs.volume_id import VolumeId
 
 # [MS-FSCC] 2.4.7 FileBasicInformation: the bits a client may set.
 SETTABLE_ATTRIBUTES = (FA.READONLY | FA.HIDDEN | FA.SYSTEM | FA.ARCHIVE | FA.TEMPORARY
@@ -80,16 +81,21 @@ class ChangeTimes:
 
 
 class FileOps:
-    """fd-level methods; ``ShareFs`` supplies ``_sys`` and ``change_times``."""
+    """fd-level methods; ``ShareFs`` supplies ``_sys``, ``change_times`` and ``volume``."""
 
     _sys: Syscalls
     change_times: ChangeTimes
+    volume: VolumeId
+
+    def _fd_info(self, open_file: OpenFile) -> FileInfo:
+        """Uncached ``FileInfo`` of an open file (no remembered change time)."""
+        return _meta.info_of_fd(open_file.fd, open_file.name, self.volume)
 
     def stat(self, open_file: OpenFile) -> FileInfo:
         """``FileInfo`` of an open file, from fstat and its DOS record (a stream:
         its file's, with the stream's size)."""
         with translated():
-            info = self.change_times.apply(_meta.info_of_fd(open_file.fd, open_file.name))
+            info = self.change_times.apply(self._fd_info(open_file))
         if isinstance(open_file, StreamHandle):
             return streams.info(open_file, info)
         return info
@@ -231,7 +237,7 @@ class FileOps:
                 attrs.write(open_file.fd, attrs.DosRecord(record.attributes, creation_t))
             if change_t is not None:
                 # Last: the override holds only while the inode's ctime stays put.
-                self.change_times.remember(_meta.info_of_fd(open_file.fd, open_file.name), change_t)
+                self.change_times.remember(self._fd_info(open_file), change_t)
 
     def set_attributes(self, open_file: OpenFile, attributes: int) -> None:
         """Apply FileBasicInformation.FileAttributes ([MS-FSA] 2.1.5.15.2).
@@ -248,14 +254,14 @@ class FileOps:
                 (open_file.is_directory and attributes & FA.TEMPORARY):
             raise SmbError(NtStatus.INVALID_PARAMETER, "attribute invalid for this file type")
         with translated():
-            before = _meta.info_of_fd(open_file.fd, open_file.name)
+            before = self._fd_info(open_file)
             record = self._record(open_file.fd)
             stored = (attributes & SETTABLE_ATTRIBUTES & attrs.STORABLE) | (record.attributes & FA.SPARSE_FILE)
             attrs.write(open_file.fd, attrs.DosRecord(stored, record.creation_time))
             mode = os.fstat(open_file.fd).st_mode
             if not attributes & FA.READONLY and not stat.S_ISDIR(mode) and not mode & stat.S_IWUSR:
                 os.fchmod(open_file.fd, stat.S_IMODE(mode) | stat.S_IWUSR)
-            self.change_times.carry_over(before, _meta.info_of_fd(open_file.fd, open_file.name))
+            self.change_times.carry_over(before, self._fd_info(open_file))
 
     def set_sparse(self, open_file: OpenFile, sparse: bool) -> None:
         """Record FILE_ATTRIBUTE_SPARSE_FILE ([MS-FSCC] 2.3.71 FSCTL_SET_SPARSE).

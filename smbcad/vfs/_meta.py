@@ -11,6 +11,9 @@ Attribute rules follow Samba's defaults (``store dos attributes = yes``,
 
 AllocationSize counts data only, as NTFS reports it: ``st_blocks``, or where
 that may include a block of xattrs, the file's extent map (``_fiemap.py``).
+
+``device_id`` is the share's volume id, not ``st_dev``, so a file's identity
+(device_id, file_id) is the same on every node (``volume_id.py``).
 """
 
 import os
@@ -20,6 +23,7 @@ from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.fileinfo import FileInfo, unix_ns_to_filetime
 from smbcad.vfs import _fiemap, attrs
 from smbcad.vfs.attrs import DosRecord
+from smbcad.vfs.volume_id import VolumeId
 
 _NOT_FOR_DIRECTORIES = FA.TEMPORARY | FA.SPARSE_FILE
 
@@ -43,10 +47,10 @@ def attributes_of(st: os.stat_result, record: DosRecord | None, name: str) -> in
     return value or FA.NORMAL
 
 
-def file_info(st: os.stat_result, record: DosRecord | None, name: str,
+def file_info(st: os.stat_result, record: DosRecord | None, name: str, volume: VolumeId,
               allocation: int | None = None) -> FileInfo:
-    """Build the ``FileInfo`` of one file from its stat and DOS record;
-    ``allocation`` (data bytes allocated) overrides ``st_blocks``."""
+    """Build the ``FileInfo`` of one file of ``volume`` from its stat and DOS
+    record; ``allocation`` (data bytes allocated) overrides ``st_blocks``."""
     is_dir = stat.S_ISDIR(st.st_mode)
     creation = record.creation_time if record and record.creation_time else derived_creation_time(st)
     return FileInfo(
@@ -62,18 +66,18 @@ def file_info(st: os.stat_result, record: DosRecord | None, name: str,
         file_id=st.st_ino,
         number_of_links=st.st_nlink,
         is_directory=is_dir,
-        device_id=st.st_dev,
+        device_id=volume.device_of(st.st_dev),
     )
 
 
-def info_of_fd(fd: int, name: str) -> FileInfo:
+def info_of_fd(fd: int, name: str, volume: VolumeId) -> FileInfo:
     """``FileInfo`` of a real (non-O_PATH) descriptor."""
     st = os.fstat(fd)
     allocation = _fiemap.data_allocation(fd, st) if _needs_extent_map(st) else None
-    return file_info(st, attrs.read(fd), name, allocation)
+    return file_info(st, attrs.read(fd), name, volume, allocation)
 
 
-def info_of_path_fd(fd: int, name: str) -> FileInfo:
+def info_of_path_fd(fd: int, name: str, volume: VolumeId) -> FileInfo:
     """``FileInfo`` of an O_PATH descriptor.
 
     fgetxattr refuses O_PATH fds, so the xattr is read through the fd's
@@ -83,15 +87,16 @@ def info_of_path_fd(fd: int, name: str) -> FileInfo:
     st = os.fstat(fd)
     allocation = _allocation_at(f"/proc/self/fd/{fd}", st, follow=True) \
         if _needs_extent_map(st) else None
-    return file_info(st, attrs.read(f"/proc/self/fd/{fd}", follow=True), name, allocation)
+    return file_info(st, attrs.read(f"/proc/self/fd/{fd}", follow=True), name, volume,
+                     allocation)
 
 
-def info_of_entry(dir_fd: int, name: str) -> FileInfo:
+def info_of_entry(dir_fd: int, name: str, volume: VolumeId) -> FileInfo:
     """``FileInfo`` of a non-symlink entry of an open directory (never followed)."""
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     allocation = _allocation_at(name, st, dir_fd) if _needs_extent_map(st) else None
     return file_info(st, attrs.read(f"/proc/self/fd/{dir_fd}/{name}", follow=False), name,
-                     allocation)
+                     volume, allocation)
 
 
 def _needs_extent_map(st: os.stat_result) -> bool:

@@ -26,6 +26,7 @@ from smbcad.vfs._openat2 import Syscalls
 from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import Resolved
 from smbcad.vfs.paths import is_valid_component
+from smbcad.vfs.volume_id import VolumeId
 
 # What a failed resolution step means "nothing usable under this name".
 MISSING_ERRNOS = frozenset({errno.ENOENT, errno.EXDEV, errno.ELOOP, errno.ENOTDIR})
@@ -57,9 +58,10 @@ def is_listable(name: str) -> bool:
 class Resolver:
     """openat2-based lookups relative to one root directory fd."""
 
-    def __init__(self, syscalls: Syscalls, root_fd: int) -> None:
+    def __init__(self, syscalls: Syscalls, root_fd: int, volume: VolumeId) -> None:
         self._sys = syscalls
         self._root_fd = root_fd
+        self._volume = volume
 
     def open_at(self, path: str, flags: int, mode: int = 0) -> int:
         """openat2 beneath the root; ``""`` is the root itself.  Raises ``OSError``."""
@@ -96,7 +98,7 @@ class Resolver:
 
     def _found(self, fd: int, path: str) -> Resolved:
         try:
-            info = _meta.info_of_path_fd(fd, path.rpartition("/")[2])
+            info = _meta.info_of_path_fd(fd, path.rpartition("/")[2], self._volume)
         except OSError as err:
             raise smb_error(err) from err
         finally:

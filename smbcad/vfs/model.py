@@ -82,7 +82,7 @@ class FsSize:
 class FsIdentity:
     """FileFsVolumeInformation / FileFsAttributeInformation ([MS-FSCC] 2.5.9, 2.5.1)."""
 
-    volume_serial: int           # u32, folded from the root's st_dev
+    volume_serial: int           # u32: the low word of the share's volume id (volume_id.py)
     volume_creation_time: int    # FILETIME of the share root
     fs_name: str                 # "NTFS", as Samba reports, so clients enable everything
     max_component_length: int

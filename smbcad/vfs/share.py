@@ -10,6 +10,13 @@ are not detectable here; whoever can make them already owns the share.
 
 All methods are synchronous and raise ``SmbError``; the server runs the slow
 ones (``flush``) in a thread.  Data and metadata methods live in ``_fileops``.
+
+A file's identity is (``FileInfo.device_id``, ``FileInfo.file_id``): the
+share's volume id (``volume_id.py``, found once when the root is opened) and
+the inode, so it is the same on every node that mounts the volume.  A file
+system mounted inside the share is served (RESOLVE_NO_XDEV is not set) and
+its files keep ``st_dev`` as their volume half: they are not on the volume
+that moves with the share, and their inode numbers are another namespace.
 """
 
 import dataclasses
@@ -29,6 +36,7 @@ from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
 from smbcad.vfs.paths import MAX_COMPONENT_BYTES, is_valid_component
 from smbcad.vfs.streams import OpenStreams, StreamHandle, StreamOps
+from smbcad.vfs.volume_id import identify
 
 Target = Resolved | OpenFile | tuple[str, ...]
 
@@ -46,16 +54,21 @@ _CREATE_RACE_RETRIES = 3
 class ShareFs(FileOps, StreamOps, eas.EaOps):
     """The file system port for one share ([MS-SMB2] 3.3.1.6 Share.LocalPath)."""
 
-    def __init__(self, root: str, syscalls: Syscalls | None = None) -> None:
+    def __init__(self, root: str, syscalls: Syscalls | None = None,
+                 volume_id: str | None = None) -> None:
+        """Open the share root.  ``volume_id`` is a configured volume id (a hex
+        string, ``volume_id.parse_volume_id``; ValueError if malformed); without
+        one it is read from the file system, once, here."""
         self._sys = syscalls or Syscalls()
         self._root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             # Refuse to serve without kernel containment (openat2 needs Linux 5.6).
             os.close(self._sys.openat2(self._root_fd, ".", os.O_PATH))
-        except OSError:
+            self.volume = identify(self._root_fd, volume_id, label=root)
+        except (OSError, ValueError):
             os.close(self._root_fd)
             raise
-        self._resolver = Resolver(self._sys, self._root_fd)
+        self._resolver = Resolver(self._sys, self._root_fd, self.volume)
         self.change_times = ChangeTimes()
         self.open_streams = OpenStreams()       # named streams with open handles (streams.py)
         self._user_xattrs: bool | None = None   # probed on first use
@@ -522,7 +535,7 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         if not is_listable(name):
             return None
         if not is_symlink:
-            return _meta.info_of_entry(open_file.fd, name)
+            return _meta.info_of_entry(open_file.fd, name, self.volume)
         try:
             fd = self._resolver.try_open(join(open_file.path, name), os.O_PATH)
         except SmbError:
@@ -530,7 +543,7 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         if fd is None:
             return None     # escaping, looping or dangling symlink
         try:
-            return _meta.info_of_path_fd(fd, name)
+            return _meta.info_of_path_fd(fd, name, self.volume)
         finally:
             os.close(fd)
 
@@ -544,10 +557,10 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         return FsSize(vfs.f_blocks, vfs.f_bavail, sectors, _BYTES_PER_SECTOR, vfs.f_bfree)
 
     def fs_id(self) -> FsIdentity:
-        """Volume identity ([MS-FSCC] 2.5.9, 2.5.1); the serial folds st_dev to 32 bits."""
+        """Volume identity ([MS-FSCC] 2.5.9, 2.5.1); the serial is the volume id's
+        low 32 bits (``volume_id.py``), the same on every node."""
         root = self.stat_path(())
-        dev = root.device_id
-        serial = (dev ^ (dev >> 32)) & 0xFFFFFFFF
+        serial = self.volume.serial
         attributes = _FS_ATTRIBUTES | (_XATTR_FS_ATTRIBUTES if self.user_xattrs() else 0)
         attributes |= _BLOCK_REFCOUNTING if self.reflink() else 0
         return FsIdentity(serial, root.creation_time, "NTFS", MAX_COMPONENT_BYTES, attributes)

@@ -48,6 +48,7 @@ from smbcad.proto.status import NtStatus
 from smbcad.vfs._resolve import MISSING_ERRNOS, fold
 from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import OpenFile, Resolved
+from smbcad.vfs.volume_id import VolumeId
 
 log = logging.getLogger("smbcad.vfs")
 
@@ -63,7 +64,7 @@ _NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 @dataclass(slots=True, eq=False)
 class StreamHandle(OpenFile):
     """An open named stream ([MS-FSA] 2.1.1.5): ``fd`` is the base file's, ``path``
-    its path, ``stream`` the name as stored, ``file_key`` its (st_dev, st_ino)."""
+    its path, ``stream`` the name as stored, ``file_key`` its (volume id, inode)."""
 
     stream: str = ""
     file_key: tuple = ()
@@ -267,10 +268,11 @@ def info(handle: StreamHandle, base: FileInfo) -> FileInfo:
 class StreamOps:
     """The stream half of ``ShareFs`` (mixed in, as ``FileOps`` is).
 
-    ``ShareFs`` supplies ``_resolver``, ``open_streams`` and ``user_xattrs()``.
+    ``ShareFs`` supplies ``_resolver``, ``open_streams``, ``volume`` and ``user_xattrs()``.
     """
 
     open_streams: OpenStreams
+    volume: VolumeId
 
     def open_stream(self, base: Resolved, stream: str) -> StreamHandle:
         """Open stream ``stream`` of the existing file or directory ``base``.
@@ -302,7 +304,7 @@ class StreamOps:
             os.close(fd)
             raise
         handle = StreamHandle(fd, base.path, False, stream=stored or stream,
-                              file_key=(st.st_dev, st.st_ino), exists=stored is not None,
+                              file_key=self.volume.key_of(st), exists=stored is not None,
                               base_is_directory=stat.S_ISDIR(st.st_mode),
                               registry=self.open_streams)
         self.open_streams.add(handle)
@@ -338,7 +340,7 @@ class StreamOps:
     def remove_streams(self, open_file: OpenFile) -> None:
         """Drop the named streams whose handles are closed (overwrite of the file)."""
         st = os.fstat(open_file.fd)
-        busy = set(self.open_streams.names((st.st_dev, st.st_ino)))
+        busy = set(self.open_streams.names(self.volume.key_of(st)))
         for name in stored_names(open_file.fd):
             if name not in busy:
                 remove_value(open_file.fd, name)
@@ -384,7 +386,7 @@ class StreamOps:
         base = OpenFile(fd, handle.path, False)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != handle.file_key:
+            if self.volume.key_of(st) != handle.file_key:
                 raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "file replaced meanwhile")
             os.set_blocking(fd, True)
             if data:
@@ -415,7 +417,7 @@ class StreamOps:
         if not self.open_streams:
             return False
         st = os.fstat(open_file.fd)
-        key = (st.st_dev, st.st_ino)
+        key = self.volume.key_of(st)
         if not self.open_streams.is_open(key):
             return False
         path = open_file.path

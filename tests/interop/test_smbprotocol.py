@@ -6,11 +6,33 @@ effect is also checked on disk in the share directory.
 """
 
 import os
+import struct
+import uuid
 
 import pytest
 
+from smbcad.vfs import volume_id
+
 smbclient = pytest.importorskip("smbclient", reason="smbprotocol is not installed")
+from smbprotocol.connection import Connection  # noqa: E402
+from smbprotocol.create_contexts import (  # noqa: E402
+    CreateContextName,
+    SMB2CreateContextRequest,
+    SMB2CreateQueryOnDiskIDResponse,
+)
 from smbprotocol.exceptions import LogonFailure, SMBOSError  # noqa: E402
+from smbprotocol.open import (  # noqa: E402
+    CreateDisposition,
+    FilePipePrinterAccessMask,
+    ImpersonationLevel,
+    InfoType,
+    Open,
+    ShareAccess,
+    SMB2QueryInfoRequest,
+    SMB2QueryInfoResponse,
+)
+from smbprotocol.session import Session as SmbSession  # noqa: E402
+from smbprotocol.tree import TreeConnect  # noqa: E402
 
 # Not marked interop: the client is a Python package, not a binary.
 
@@ -104,3 +126,66 @@ def test_missing_file_raises(session):
 def test_wrong_password_is_refused(server):
     with pytest.raises(LogonFailure):
         Session(server, encrypt=True, password="not-the-password").close()
+
+
+# --- file identity on the wire: QFid, FileIdInformation, the volume serial -------------
+
+_FILE_ID_INFORMATION = 59           # [MS-FSCC] 2.4.26 (not in smbprotocol's enum)
+_FILE_FS_VOLUME_INFORMATION = 1     # [MS-FSCC] 2.5.9
+
+
+def _query(conn, session, tree, handle, info_type: int, info_class: int, length: int) -> bytes:
+    request = SMB2QueryInfoRequest()
+    request["info_type"] = info_type
+    request.fields["file_info_class"].enum_strict = False
+    request["file_info_class"] = info_class
+    request["output_buffer_length"] = length
+    request["file_id"] = handle.file_id
+    response = SMB2QueryInfoResponse()
+    response.unpack(conn.receive(conn.send(request, sid=session.session_id,
+                                           tid=tree.tree_connect_id))["data"].get_value())
+    return response["buffer"].get_value()
+
+
+def test_file_identity_is_the_volume_id_and_inode(server, interop_target):
+    """QFid's VolumeId, FILE_ID_INFORMATION's 64-bit VolumeSerialNumber and the
+    32-bit FileFsVolumeInformation serial (its low word) all come from the
+    share's volume id (smbcad/vfs/volume_id.py), never st_dev; the file id is
+    the inode."""
+    if interop_target != "smbcad":
+        pytest.skip("smbcad's volume id; smbd has its own (st_dev based)")
+    name = f"identity-{os.getpid()}.bin"
+    (server.share.path / name).write_bytes(b"x")
+    fd = os.open(server.share.path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        expected = volume_id.identify(fd)
+    finally:
+        os.close(fd)
+    conn = Connection(uuid.uuid4(), server.host, server.port)
+    conn.connect(timeout=10)
+    try:
+        session = SmbSession(conn, server.user, server.password, require_encryption=False)
+        session.connect()
+        tree = TreeConnect(session, rf"\\{server.host}\{server.share.name}")
+        tree.connect()
+        handle = Open(tree, name)
+        qfid = SMB2CreateContextRequest()
+        qfid["buffer_name"] = CreateContextName.SMB2_CREATE_QUERY_ON_DISK_ID
+        contexts = handle.create(ImpersonationLevel.Impersonation,
+                                 FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES, 0,
+                                 ShareAccess.FILE_SHARE_READ, CreateDisposition.FILE_OPEN, 0,
+                                 create_contexts=[qfid])
+        (on_disk,) = [c for c in contexts if isinstance(c, SMB2CreateQueryOnDiskIDResponse)]
+        file_id_info = _query(conn, session, tree, handle, InfoType.SMB2_0_INFO_FILE,
+                              _FILE_ID_INFORMATION, 24)
+        volume_info = _query(conn, session, tree, handle, InfoType.SMB2_0_INFO_FILESYSTEM,
+                             _FILE_FS_VOLUME_INFORMATION, 88)
+        handle.close()
+    finally:
+        conn.disconnect()
+    inode = os.stat(server.share.path / name).st_ino
+    assert on_disk["volume_id"].get_value() == expected.volume_id
+    assert on_disk["disk_file_id"].get_value() == inode
+    assert file_id_info == struct.pack("<Q", expected.volume_id) + struct.pack("<QQ", inode, 0)
+    assert struct.unpack_from("<I", volume_info, 8)[0] == expected.volume_id & 0xFFFFFFFF
+    os.remove(server.share.path / name)

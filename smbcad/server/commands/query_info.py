@@ -41,7 +41,7 @@ def _file_info(ctx, open_, request):
                        number_of_links=max(0, info.number_of_links - 1))
     query = QueryContext(info=info, name=open_.handle.path.replace("/", "\\"),
                          access_mask=open_.granted_access, position=open_.position,
-                         mode=open_.mode, volume_serial=fs.fs_id().volume_serial,
+                         mode=open_.mode, volume_serial=info.device_id,   # FileIdInformation: u64
                          dialect=ctx.connection.dialect)
     if request.file_info_class == FileInfoClass.FILE_ALTERNATE_NAME:
         query = replace(query, short_name=_short_name(fs, open_.handle.path))

@@ -140,7 +140,7 @@ def _follow_rename(server, share, open_, old: str, new: str) -> None:
                 other.handle.path = new + "/" + path[len(prefix):]
 
 
-# What a persistent open's record carries (smbcad.server.durable.to_record).
+# What a persistent open's record carries (smbcad.server.open_records.to_record).
 _PERSISTED_INFO = (FileDispositionInfo, FileDispositionInfoEx, FileRenameInfo, FilePositionInfo)
 
 _FILE_HANDLERS = {

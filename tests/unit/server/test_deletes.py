@@ -9,9 +9,8 @@ from smbcad.server.opens import FileState
 from smbcad.vfs import ShareFs
 
 
-def _key(path):
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
+def _key(fs, path):
+    return fs.volume.key_of(os.stat(path))
 
 
 def _server(*states):
@@ -34,9 +33,10 @@ def test_empty_and_non_empty_directories(tmp_path):
 def test_delete_pending_entries_held_open_do_not_count(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "f").write_bytes(b"x")
-    pending = FileState(_key(tmp_path / "d" / "sub"), opens=[object()], delete_pending=True)
-    open_only = FileState(_key(tmp_path / "d" / "f"), opens=[object()])
     with ShareFs(str(tmp_path)) as fs:
+        pending = FileState(_key(fs, tmp_path / "d" / "sub"), opens=[object()],
+                            delete_pending=True)
+        open_only = FileState(_key(fs, tmp_path / "d" / "f"), opens=[object()])
         handle = fs.open(fs.lookup(("d",)), write=False, directory=True)
         try:
             assert not directory_is_empty(_server(pending, open_only), fs, handle)

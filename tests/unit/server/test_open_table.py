@@ -11,6 +11,7 @@ import pytest
 
 from smbcad.server import files, open_records, opens
 from smbcad.store import LeaseRecord, LocalHandleStore, LockRecord, LogEngine, PersistentOpen
+from smbcad.vfs import ShareFs
 from tests.unit.server.harness import make_server
 
 CLIENT = bytes(range(16))
@@ -19,11 +20,14 @@ LEASE_KEY = bytes(range(32, 48))
 
 
 def record_for(stat_path: str, share_dir, **overrides) -> PersistentOpen:
+    """A record of the file at ``stat_path``, identified as the server does:
+    (volume id, inode) (smbcad/vfs/volume_id.py)."""
     path = stat_path
-    info = os.stat(os.path.join(share_dir, stat_path))
+    with ShareFs(str(share_dir)) as fs:
+        info = fs.stat_path((stat_path,))
     fields = dict(durable_file_id=0x1234, create_guid=CREATE_GUID, client_guid=CLIENT,
                   owner_user="alice", owner_domain="WORKGROUP", share_name="share", path=path,
-                  file_dev=info.st_dev, file_ino=info.st_ino, granted_access=0x0012019F,
+                  file_dev=info.device_id, file_ino=info.file_id, granted_access=0x0012019F,
                   desired_access=0x0012019F, share_access=0, is_persistent=True,
                   is_durable=True, durable_timeout_ms=60_000, disconnected_at_ms=None)
     fields.update(overrides)
@@ -141,6 +145,30 @@ def test_records_of_a_share_not_online_here_are_kept_untouched(tmp_path):
     assert len(remaining) == 1
     assert remaining[0].durable_file_id == 4 and remaining[0].disconnected_at_ms is None
     assert server.opens.by_persistent_id == {}
+
+
+def test_a_record_of_another_volume_is_another_file(tmp_path):
+    share_dir = make_share(tmp_path)
+    record = record_for("vm.vhdx", share_dir)
+    record = record_for("vm.vhdx", share_dir, file_dev=record.file_dev ^ 0x5A5A)
+    server, result, remaining, _ = run_restore(tmp_path, [record])
+    assert result == (0, 1) and remaining == ()
+
+
+def test_a_record_written_with_st_dev_before_volume_ids_still_comes_back(tmp_path):
+    share_dir = make_share(tmp_path)
+    st = os.stat(share_dir / "vm.vhdx")
+    with ShareFs(str(share_dir)) as fs:
+        if fs.volume.volume_id == st.st_dev:
+            pytest.skip(f"tmp_path's file system has no volume id ({fs.volume.fs_type})")
+    record = record_for("vm.vhdx", share_dir, file_dev=st.st_dev)
+    server, result, *_ = run_restore(tmp_path, [record])
+    assert result == (1, 0)
+    open_ = server.opens.by_persistent_id[0x1234]
+    share_fs = server.find_share("share").fs
+    assert open_.file_key == (share_fs.volume.volume_id, st.st_ino)   # the new identity
+    state = server.opens.by_file[open_.file_key]
+    assert open_records.to_record(open_, state, 1).file_dev == share_fs.volume.volume_id
 
 
 def test_a_delete_disposition_is_carried_in_the_record_and_comes_back(tmp_path):
