@@ -46,6 +46,8 @@ class ShareConfig:
     encrypt: bool = False
     read_only: bool = False
     ca_timeout_ms: int = DEFAULT_CA_TIMEOUT_MS
+    aggregate: str = ""                # follows this aggregate (cluster.aggregates); "": local
+    volume_id: str | None = None       # file identity's volume id (hex); default: the filesystem's
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Config:
     users: tuple[UserConfig, ...] = ()
     smbpasswd_files: tuple[str, ...] = ()
     source_path: str | None = None     # where it came from, for SIGHUP reloads
+    cluster: object = None             # config_cluster.ClusterConfig on a cluster node
 
 
 # --- validation helpers ----------------------------------------------------------
@@ -126,8 +129,17 @@ def _check_share(share: ShareConfig, key: str) -> None:
         raise ConfigError(f"{key}.name", "IPC$ is built in")
     if not os.path.isabs(share.path):
         raise ConfigError(f"{key}.path", f"{share.path!r} must be an absolute path")
-    if not os.path.isdir(share.path):
+    # A share on an aggregate is checked when the aggregate is adopted: until
+    # then its filesystem is not mounted here.
+    if not share.aggregate and not os.path.isdir(share.path):
         raise ConfigError(f"{key}.path", f"{share.path!r} is not a directory")
+    if share.volume_id is not None:
+        try:
+            if not 0 < len(share.volume_id.replace("-", "")) <= 32:
+                raise ValueError
+            int(share.volume_id.replace("-", ""), 16)
+        except ValueError:
+            raise ConfigError(f"{key}.volume_id", "must be hex (an id or a UUID)") from None
     if share.ca_timeout_ms < 0 or share.ca_timeout_ms > 3_600_000:
         raise ConfigError(f"{key}.ca_timeout_ms", "must be 0..3600000")
 
@@ -142,6 +154,8 @@ def validate(config: Config) -> Config:
         names.add(share.name.lower())
     if not config.shares:
         raise ConfigError("shares", "at least one share is needed")
+    from smbcad.config_cluster import check_cluster   # it builds on this module's helpers
+    check_cluster(config.cluster, config.shares)
     for index, user in enumerate(config.users):
         key = f"users[{index}]"
         if not user.name or ":" in user.name:
@@ -196,7 +210,8 @@ _SERVER_KEYS = {"listen", "server_name", "domain", "state_dir", "signing", "encr
                 "guest_ok", "anonymous_ok", "metrics_listen", "max_connections",
                 "max_credits", "max_io_bytes", "max_outstanding_requests",
                 "idle_timeout_s", "drain_timeout_s", "log_level"}
-_SHARE_KEYS = {"name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms"}
+_SHARE_KEYS = {"name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
+               "aggregate", "volume_id"}
 
 
 def _server_from_yaml(raw: dict) -> ServerConfig:
@@ -250,6 +265,8 @@ def _share_from_yaml(raw, index: int) -> ShareConfig:
         encrypt=_typed(raw, "encrypt", bool, prefix, False),
         read_only=_typed(raw, "read_only", bool, prefix, False),
         ca_timeout_ms=_typed(raw, "ca_timeout_ms", int, prefix, DEFAULT_CA_TIMEOUT_MS),
+        aggregate=_typed(raw, "aggregate", str, prefix, ""),
+        volume_id=_typed(raw, "volume_id", str, prefix),
     )
 
 
@@ -275,7 +292,8 @@ def load_yaml(path: str) -> Config:
         raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError("--config", f"{path} must hold a mapping")
-    _reject_unknown(raw, {"server", "shares", "users", "smbpasswd_file"}, "")
+    _reject_unknown(raw, {"server", "shares", "users", "smbpasswd_file", "cluster"}, "")
+    from smbcad.config_cluster import cluster_from_yaml   # it builds on this module's helpers
     shares_raw = raw.get("shares") or []
     users_raw = raw.get("users") or []
     if not isinstance(shares_raw, list):
@@ -290,6 +308,7 @@ def load_yaml(path: str) -> Config:
         users=tuple(_user_from_yaml(u, i) for i, u in enumerate(users_raw)),
         smbpasswd_files=files,
         source_path=os.path.abspath(path),
+        cluster=cluster_from_yaml(raw.get("cluster")),
     ))
 
 

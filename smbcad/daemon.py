@@ -95,8 +95,8 @@ class Daemon:
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()
 
-    def _new_connection(self, sink, peer: str) -> Connection:
-        conn = Connection(self.server, sink, peer)
+    def _new_connection(self, sink, peer: str, local_address: str = "") -> Connection:
+        conn = Connection(self.server, sink, peer, local_address)
         self.server.connections.add(conn)
         return conn
 

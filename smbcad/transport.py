@@ -51,6 +51,9 @@ class _FrameSink:
     def close(self) -> None:
         self._protocol.abort()
 
+    def stop_reading(self) -> None:
+        self._protocol.stop_reading()
+
 
 class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
@@ -84,7 +87,9 @@ class SmbProtocol(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(SEND_HIGH_WATER, SEND_LOW_WATER)
         peer = transport.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.connection = self.make_connection(_FrameSink(self), peer_text)
+        local = transport.get_extra_info("sockname")
+        local_address = str(local[0]) if local else ""
+        self.connection = self.make_connection(_FrameSink(self), peer_text, local_address)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self.server.on_connection_open(self)
 

@@ -26,6 +26,7 @@ class Share:
     fs: Any = None                     # smbcad.vfs.ShareFs for disk shares, while online
     store: Any = None                  # the handle store of its persistent opens (or None)
     aggregate: str = ""                # the aggregate it lives on; "" for a node-local share
+    volume_id: str | None = None       # configured volume id for file identity (vfs.volume_id)
 
 
 @dataclass(eq=False)

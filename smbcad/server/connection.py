@@ -36,10 +36,11 @@ _ERROR_NO_DATA = encode_error_body()
 class Connection:
     """Per-connection state and the request pipeline."""
 
-    def __init__(self, server, sink, peer: str) -> None:
+    def __init__(self, server, sink, peer: str, local_address: str = "") -> None:
         self.server = server
         self.sink = sink
         self.peer = peer
+        self.local_address = local_address     # the server address it came to (a LIF?)
         self.dialect = 0                      # 0: no NEGOTIATE yet
         self.client_guid = b""
         self.client_capabilities = 0
@@ -489,6 +490,7 @@ class Connection:
         for session in list(self.sessions.values()):
             self.server.drop_session(session, keep_durable=True)
         self.sessions.clear()
+        self.server.connections.discard(self)
 
 
 def _unknown_command(command: int):

@@ -7,6 +7,7 @@ import secrets
 import time
 
 from smbcad.server.adm import Session, Share
+from smbcad.server.aggregates import Aggregates
 from smbcad.server.leases import Leasing
 from smbcad.server.opens import AdoptResult, OpenTable
 
@@ -46,6 +47,8 @@ class SmbServer:
         self.opens.on_closed = self._open_closed
         self._async_ids = itertools.count(1)
         self._apply_shares(config)
+        # Aggregates come from the config at start; a reload does not move them.
+        self.aggregates = Aggregates(self, getattr(config, "cluster", None))
 
     # --- ids ---------------------------------------------------------------------
 
@@ -100,17 +103,25 @@ class SmbServer:
         for cfg in config.shares:
             old = self.shares.get(cfg.name.lower())
             aggregate = getattr(cfg, "aggregate", "")
-            same = (old is not None and old.path == cfg.path and old.aggregate == aggregate)
-            if aggregate:
-                fs, store = (old.fs, old.store) if same else (None, None)
-            else:
-                fs = old.fs if same else self._open_share_fs(cfg.path)
-                store = self.handle_store
-            shares[cfg.name.lower()] = Share(
+            volume_id = getattr(cfg, "volume_id", None)
+            same = (old is not None and old.path == cfg.path and old.aggregate == aggregate
+                    and old.volume_id == volume_id)
+            share = Share(
                 name=cfg.name, path=cfg.path, comment=cfg.comment, is_ca=cfg.ca,
                 encrypt_data=cfg.encrypt, read_only=cfg.read_only,
-                ca_timeout_ms=cfg.ca_timeout_ms, fs=fs, store=store, aggregate=aggregate)
+                ca_timeout_ms=cfg.ca_timeout_ms, aggregate=aggregate, volume_id=volume_id)
+            if same:
+                share.fs, share.store = old.fs, old.store
+            elif not aggregate:
+                share.fs, share.store = self.open_share_fs_for(share), self.handle_store
+            shares[cfg.name.lower()] = share
         self.shares = shares
+
+    def open_share_fs_for(self, share: Share):
+        """The share's filesystem port (an fd on its root)."""
+        if share.volume_id is not None:
+            return self._open_share_fs(share.path, volume_id=share.volume_id)
+        return self._open_share_fs(share.path)
 
     @property
     def offers_persistent_handles(self) -> bool:

@@ -245,7 +245,7 @@ def handle(ctx):
     except SmbError:
         handle.close()
         raise
-    if share.is_ca and durable.supports_persistent_handles(ctx.server):
+    if share.is_ca and durable.supports_persistent_handles(share):
         options |= Opt.WRITE_THROUGH        # every write on a CA share is stable (3.3.5.9)
     persistent_id, volatile_id = ctx.server.next_file_ids()
     open_ = Open(persistent_id=persistent_id, volatile_id=volatile_id, session=ctx.session,

@@ -1,4 +1,11 @@
-"""TREE_CONNECT ([MS-SMB2] 3.3.5.7)."""
+"""TREE_CONNECT ([MS-SMB2] 3.3.5.7).
+
+A share on an aggregate is connected only where the aggregate is online, and
+only through an address that is not another aggregate's (server/aggregates.py);
+while its aggregate is being adopted or released here the request waits for the
+outcome rather than failing, because a failed tree connect ends a client's
+session re-establishment (3.2.4.4).  No interim response is sent meanwhile:
+the hold is bounded well under the clients' request timeout."""
 
 import logging
 
@@ -8,6 +15,8 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.proto.tree_connect import TreeConnectRequest, TreeConnectResponse
 from smbcad.server.adm import TreeConnect
+from smbcad.server.aggregates import TREE_CONNECT_HOLD_S
+from smbcad.server.context import Pending
 
 log = logging.getLogger("smbcad.tree")
 
@@ -19,10 +28,25 @@ MAX_TREES_PER_SESSION = 1024
 
 def handle(ctx):
     request = TreeConnectRequest.decode(ctx.message)
-    session, conn, server = ctx.session, ctx.connection, ctx.server
-    share = server.find_share(request.share_name)
+    share = ctx.server.find_share(request.share_name)
     if share is None:
         raise SmbError(NtStatus.BAD_NETWORK_NAME, f"no share {request.share_name!r}")
+    wait = ctx.server.aggregates.check_tree_connect(share, ctx.connection.local_address)
+    if wait is not None:
+        return Pending(_when_settled(ctx, request, wait), TREE_CONNECT_HOLD_S * 2)
+    return _connect(ctx, share)
+
+
+async def _when_settled(ctx, request, wait):
+    await wait
+    share = ctx.server.find_share(request.share_name)
+    if share is None:
+        raise SmbError(NtStatus.BAD_NETWORK_NAME, f"no share {request.share_name!r}")
+    return _connect(ctx, share)
+
+
+def _connect(ctx, share):
+    session, conn, server = ctx.session, ctx.connection, ctx.server
     if len(session.trees) >= MAX_TREES_PER_SESSION:
         raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, "too many tree connects")
     encrypt = share.encrypt_data and not share.is_ipc

@@ -43,6 +43,9 @@ class MemorySink:
     def close(self) -> None:
         self.closed = True
 
+    def stop_reading(self) -> None:
+        self.reading = False
+
 
 def make_server(share_dir: str, state_dir: str, **server_overrides) -> SmbServer:
     cfg = Config(
