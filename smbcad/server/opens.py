@@ -329,6 +329,7 @@ class OpenTable:
         now_ms = int(self.clock() * 1000)
         restored = kept = dropped = 0
         ghost_trees: dict[str, Any] = {}
+        to_commit: dict[int, list] = {}      # id(store) → opens whose record changes now
         for record in records:
             share = shares.get(record.share_name.lower())
             if share is None:
@@ -358,9 +359,13 @@ class OpenTable:
                 open_.disconnected_at_ms = now_ms
             left_ms = open_.disconnected_at_ms + record.timeout_ms - now_ms
             self.start_scavenger(open_, left_ms / 1000)
-            if was_connected or restart_timers:
-                await durable.persist(self, open_)      # its disconnect, and the new timer's start
+            if was_connected or restart_timers:      # its disconnect, the new timer's start
+                to_commit.setdefault(id(share.store), []).append(open_)
             restored += 1
+        for opens in to_commit.values():             # one atomic commit per store
+            commit = durable.persist_many(self, opens)
+            if commit is not None:
+                await commit
         if restored or dropped:
             log.info("handle store: %d persistent opens restored, %d dropped, %d kept for "
                      "shares not online here", restored, dropped, kept)
