@@ -219,11 +219,13 @@ class Connection:
             raise ProtocolViolation("async flag in a request")
         if self.dialect == 0 and command != Command.NEGOTIATE:
             raise ProtocolViolation("request before NEGOTIATE")
-        if not header.is_related:
+        if not header.is_related or is_first:
             # An unrelated request starts a new chain (3.3.5.2.7.2).
             state.file_id = None
             state.create_error = 0
-        elif is_first:
+            state.session_id = header.session_id
+            state.tree_id = header.tree_id
+        if header.is_related and is_first:
             # The first request of a compound cannot be related (3.3.5.2.7.2).
             state.create_error = NtStatus.INVALID_PARAMETER
         ctx = RequestContext(self, server, header, message, encrypted_by is not None, state)
@@ -235,8 +237,6 @@ class Connection:
         reason = None
         try:
             self._check_preconditions(ctx, spec, encrypted_by)
-            if header.is_related and state.create_error:
-                raise SmbError(state.create_error)
             if self.supports_multi_credit and max(header.credit_charge, 1) < credit_charge_needed(command, message):
                 raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
             result = spec.handler(ctx)
@@ -260,8 +260,6 @@ class Connection:
         state.last_status = status
         if command == Command.CREATE and (status >> 30) == 3:
             state.create_error = status
-        if header.session_id and not header.is_related:
-            state.session_id = header.session_id
         response = self._build_response(ctx, status, body, preframed, charge)
         server.metrics.observe(spec.name, status, time.perf_counter() - started)
         if status and log.isEnabledFor(logging.DEBUG):
@@ -277,13 +275,14 @@ class Connection:
         if not spec.needs_session:
             if header.session_id:
                 ctx.session = self._session_for_setup(header, ctx.message)
+            self._fail_after_failed_create(ctx)
             return
-        session_id = header.session_id
-        inherited = header.is_related and session_id == 0xFFFFFFFFFFFFFFFF
-        if inherited:
-            session_id = ctx.compound.session_id
-        else:
-            ctx.compound.session_id = session_id
+        # A related operation takes SessionId and TreeId from the one before
+        # whatever its own fields hold: 0, all ones or a stale id
+        # (3.3.5.2.7.2; Samba's smbd_smb2_request_check_session/_tcon use
+        # last_session_id/last_tid for every chained request, as Windows does).
+        inherited = header.is_related
+        session_id = ctx.compound.session_id if inherited else header.session_id
         session = self.server.sessions.get(session_id)
         if session is None or (session.connection is not self and
                                header.command != Command.SESSION_SETUP):
@@ -307,11 +306,11 @@ class Connection:
                 raise SmbError(NtStatus.ACCESS_DENIED, "unsigned request")
             if session.encrypt_data and header.command != Command.SESSION_SETUP:
                 raise SmbError(NtStatus.ACCESS_DENIED, "session requires encryption")
+        ctx.compound.session_id = session_id
+        self._fail_after_failed_create(ctx)
         if not spec.needs_tree:
             return
-        tree_id = header.tree_id
-        if header.is_related and tree_id == 0xFFFFFFFF:
-            tree_id = ctx.compound.tree_id
+        tree_id = ctx.compound.tree_id if inherited else header.tree_id
         tree = session.trees.get(tree_id)
         if tree is None:
             raise SmbError(NtStatus.NETWORK_NAME_DELETED)
@@ -319,6 +318,15 @@ class Connection:
             raise SmbError(NtStatus.ACCESS_DENIED, "share requires encryption")
         ctx.tree = tree
         ctx.compound.tree_id = tree_id
+
+    @staticmethod
+    def _fail_after_failed_create(ctx: RequestContext) -> None:
+        """A failed CREATE fails the related operations after it with its own
+        status (3.3.5.2.7.2); checked once the session is known, so the error
+        is signed like the CREATE's, and before the tree, so no inherited
+        TreeId can turn it into another status."""
+        if ctx.header.is_related and ctx.compound.create_error:
+            raise SmbError(ctx.compound.create_error)
 
     def _session_for_setup(self, header: Smb2Header, message):
         """SESSION_SETUP continuing or re-authenticating a session (3.3.5.5):
