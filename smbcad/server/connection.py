@@ -19,7 +19,8 @@ from smbcad.proto.constants import (
     TRANSFORM_PROTOCOL_ID, Command, Dialect, HeaderFlags)
 from smbcad.proto.errors import ProtocolViolation, SmbError
 from smbcad.proto.header import (
-    FLAGS_OFFSET, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header, encode_error_body)
+    FLAGS_OFFSET, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header,
+    encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
 from smbcad.server.adm import SessionState
 from smbcad.server.context import CompoundState, Pending, Reply, RequestContext
@@ -369,12 +370,20 @@ class Connection:
                         charge: int, async_id: int = 0, credits: int | None = None):
         if credits is None:
             credits = self.credits.grant(ctx.header.credits, charge)
-        signer = self._response_signer(ctx, status)
-        # A signed request whose session is unknown still gets the SIGNED flag,
-        # with a zero signature: clients that require signing accept that for
-        # the statuses that precede signing checks (USER_SESSION_DELETED,
-        # FILE_CLOSED, ...), as Windows and Samba answer.
-        signed = signer is not None or (ctx.header.is_signed and not ctx.encrypted)
+        if status == NtStatus.PENDING:
+            # "The server SHOULD NOT sign an interim response" (3.3.4.2), and
+            # Windows does not: a client that checks the SIGNED flag against
+            # a zero signature drops the interim and, with it, the credits it
+            # grants.
+            signer, signed = None, False
+        else:
+            signer = self._response_signer(ctx, status)
+            # A signed request whose session is unknown still gets the SIGNED
+            # flag, with a zero signature: clients that require signing accept
+            # that for the statuses that precede signing checks
+            # (USER_SESSION_DELETED, FILE_CLOSED, ...), as Windows and Samba
+            # answer.
+            signed = signer is not None or (ctx.header.is_signed and not ctx.encrypted)
         header = self._response_header(ctx, status, credits, async_id, signed)
         if preframed:
             frame = body                    # [4 spare][header][body], from read_buffer
@@ -416,7 +425,7 @@ class Connection:
             if request.done or request.interim_sent or self.closed:
                 return
             request.interim_sent = True
-            interim = self._build_response(ctx, NtStatus.PENDING, _ERROR_NO_DATA, False,
+            interim = self._build_response(ctx, NtStatus.PENDING, INTERIM_RESPONSE_BODY, False,
                                            charge, async_id, credits)
             self._send_responses([interim], encrypted_by)
 
@@ -446,7 +455,10 @@ class Connection:
             self.pending.pop(async_id, None)
             if self.closed:
                 return
-            # Credits went out with the interim response; none if it never did.
+            # All credits go out with the interim response and the final one
+            # grants 0 (3.3.1.2, 3.3.4.3; Samba's smb2_set_operation_credit
+            # zeroes them once SMB2_HDR_FLAG_ASYNC is set, as Windows does);
+            # without an interim the final response is an ordinary one.
             final_credits = 0 if request.interim_sent else credits
             response = self._build_response(
                 ctx, status, body, preframed, charge,
