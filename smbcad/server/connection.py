@@ -361,6 +361,8 @@ class Connection:
                               flags=flags, status=status, credit_charge=header.credit_charge,
                               credits=credits, async_id=async_id, session_id=session_id)
         tree_id = ctx.tree.tree_id if ctx.tree is not None else header.tree_id
+        if ctx.tree is None and header.is_related:
+            tree_id = ctx.compound.tree_id      # the chain's, not a placeholder (3.3.5.2.7.2)
         return Smb2Header(command=header.command, message_id=header.message_id,
                           flags=flags, status=status, credit_charge=header.credit_charge,
                           credits=credits, tree_id=tree_id, session_id=session_id,

@@ -198,7 +198,7 @@ def test_create_query_write_close(client, server, filling, interop_target):
 
 
 @pytest.mark.parametrize("filling", list(FILLINGS))
-def test_failed_create_fails_the_chain_with_its_status(client, filling):
+def test_failed_create_fails_the_chain_with_its_status(client, filling, interop_target):
     conn, session, tree = client
     file_id = FILLINGS[filling][2]
     replies = send_related(conn, session, tree, [
@@ -206,6 +206,10 @@ def test_failed_create_fails_the_chain_with_its_status(client, filling):
         query_standard_info(file_id), write_request(file_id, b"x"), close_request(file_id)],
         FILLINGS[filling])
     assert statuses(replies) == [STATUS_OBJECT_NAME_NOT_FOUND] * 4
+    if interop_target == "smbcad":
+        for reply in replies:
+            assert reply["session_id"].get_value() == session.session_id
+            assert reply["tree_id"].get_value() == tree.tree_connect_id
 
 
 def _resume_key(tree, name: str, data: bytes) -> tuple[Open, bytes]:
