@@ -106,3 +106,9 @@ _ERROR = struct.Struct("<HBBI")
 def encode_error_body(error_data: bytes = b"", context_count: int = 0) -> bytes:
     """SMB2 ERROR response body; an empty ErrorData still carries one byte (2.2.2)."""
     return _ERROR.pack(9, context_count, 0, len(error_data)) + (error_data or b"\x00")
+
+
+# The interim response of 3.3.4.2 is an ERROR response with STATUS_PENDING,
+# ByteCount 0 and one byte of ErrorData, which Windows sets to 0x21 (Samba's
+# smbd_smb2_request_pending_timer: "SCVAL(dyn, 0x00, 0x21); /* Match W2K8R2 */").
+INTERIM_RESPONSE_BODY = _ERROR.pack(9, 0, 0, 0) + b"\x21"

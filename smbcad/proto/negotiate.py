@@ -184,6 +184,10 @@ class NegotiateResponse:
     contexts: tuple[tuple[int, bytes], ...] = ()
 
     def encode(self) -> bytes:
+        # SecurityBufferOffset is 0x80 even when the buffer is empty, as Samba
+        # (smb2_negprot.c: security_offset = SMB2_HDR_BODY + 0x40) and Windows
+        # send it.  NegotiateContextOffset stays 0 without contexts (it is
+        # Reserved2 below 3.1.1, 2.2.4).
         buffer_offset = HEADER_SIZE + RESPONSE_FIXED_SIZE
         out = bytearray(RESPONSE_FIXED_SIZE)
         out += self.security_buffer
@@ -199,8 +203,7 @@ class NegotiateResponse:
             out, 0, 65, self.security_mode, self.dialect, len(self.contexts),
             self.server_guid, self.capabilities, self.max_transact_size,
             self.max_read_size, self.max_write_size, self.system_time,
-            self.server_start_time, buffer_offset if self.security_buffer else 0,
-            len(self.security_buffer), ctx_offset)
+            self.server_start_time, buffer_offset, len(self.security_buffer), ctx_offset)
         if not self.security_buffer and not self.contexts:
             out += b"\x00"   # the Buffer field is at least one byte (2.2.4)
         return bytes(out)

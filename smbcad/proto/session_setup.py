@@ -10,6 +10,11 @@ from smbcad.proto.status import NtStatus
 
 _REQUEST = struct.Struct("<HBBIIHHQ")
 _RESPONSE = struct.Struct("<HHHH")
+# SecurityBufferOffset: where Buffer starts, 0x48, even for an empty final
+# token.  Samba sets it unconditionally (smb2_sesssetup.c:
+# out_security_offset = SMB2_HDR_BODY + 0x08) and Windows does the same;
+# strict clients reject an offset that points into the header.
+RESPONSE_BUFFER_OFFSET = HEADER_SIZE + _RESPONSE.size     # 0x48
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,6 @@ class SessionSetupResponse:
     security_buffer: bytes
 
     def encode(self) -> bytes:
-        offset = HEADER_SIZE + 8 if self.security_buffer else 0
-        return (_RESPONSE.pack(9, self.session_flags, offset, len(self.security_buffer))
+        return (_RESPONSE.pack(9, self.session_flags, RESPONSE_BUFFER_OFFSET,
+                               len(self.security_buffer))
                 + (self.security_buffer or b"\x00"))

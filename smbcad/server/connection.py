@@ -19,7 +19,8 @@ from smbcad.proto.constants import (
     TRANSFORM_PROTOCOL_ID, Command, Dialect, HeaderFlags)
 from smbcad.proto.errors import ProtocolViolation, SmbError
 from smbcad.proto.header import (
-    FLAGS_OFFSET, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header, encode_error_body)
+    FLAGS_OFFSET, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header,
+    encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
 from smbcad.server.adm import SessionState
 from smbcad.server.context import CompoundState, Pending, Reply, RequestContext
@@ -220,11 +221,13 @@ class Connection:
             raise ProtocolViolation("async flag in a request")
         if self.dialect == 0 and command != Command.NEGOTIATE:
             raise ProtocolViolation("request before NEGOTIATE")
-        if not header.is_related:
+        if not header.is_related or is_first:
             # An unrelated request starts a new chain (3.3.5.2.7.2).
             state.file_id = None
             state.create_error = 0
-        elif is_first:
+            state.session_id = header.session_id
+            state.tree_id = header.tree_id
+        if header.is_related and is_first:
             # The first request of a compound cannot be related (3.3.5.2.7.2).
             state.create_error = NtStatus.INVALID_PARAMETER
         ctx = RequestContext(self, server, header, message, encrypted_by is not None, state)
@@ -236,8 +239,6 @@ class Connection:
         reason = None
         try:
             self._check_preconditions(ctx, spec, encrypted_by)
-            if header.is_related and state.create_error:
-                raise SmbError(state.create_error)
             if self.supports_multi_credit and max(header.credit_charge, 1) < credit_charge_needed(command, message):
                 raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
             result = spec.handler(ctx)
@@ -261,8 +262,6 @@ class Connection:
         state.last_status = status
         if command == Command.CREATE and (status >> 30) == 3:
             state.create_error = status
-        if header.session_id and not header.is_related:
-            state.session_id = header.session_id
         response = self._build_response(ctx, status, body, preframed, charge)
         server.metrics.observe(spec.name, status, time.perf_counter() - started)
         if status and log.isEnabledFor(logging.DEBUG):
@@ -278,13 +277,14 @@ class Connection:
         if not spec.needs_session:
             if header.session_id:
                 ctx.session = self._session_for_setup(header, ctx.message)
+            self._fail_after_failed_create(ctx)
             return
-        session_id = header.session_id
-        inherited = header.is_related and session_id == 0xFFFFFFFFFFFFFFFF
-        if inherited:
-            session_id = ctx.compound.session_id
-        else:
-            ctx.compound.session_id = session_id
+        # A related operation takes SessionId and TreeId from the one before
+        # whatever its own fields hold: 0, all ones or a stale id
+        # (3.3.5.2.7.2; Samba's smbd_smb2_request_check_session/_tcon use
+        # last_session_id/last_tid for every chained request, as Windows does).
+        inherited = header.is_related
+        session_id = ctx.compound.session_id if inherited else header.session_id
         session = self.server.sessions.get(session_id)
         if session is None or (session.connection is not self and
                                header.command != Command.SESSION_SETUP):
@@ -308,11 +308,11 @@ class Connection:
                 raise SmbError(NtStatus.ACCESS_DENIED, "unsigned request")
             if session.encrypt_data and header.command != Command.SESSION_SETUP:
                 raise SmbError(NtStatus.ACCESS_DENIED, "session requires encryption")
+        ctx.compound.session_id = session_id
+        self._fail_after_failed_create(ctx)
         if not spec.needs_tree:
             return
-        tree_id = header.tree_id
-        if header.is_related and tree_id == 0xFFFFFFFF:
-            tree_id = ctx.compound.tree_id
+        tree_id = ctx.compound.tree_id if inherited else header.tree_id
         tree = session.trees.get(tree_id)
         if tree is None:
             raise SmbError(NtStatus.NETWORK_NAME_DELETED)
@@ -320,6 +320,15 @@ class Connection:
             raise SmbError(NtStatus.ACCESS_DENIED, "share requires encryption")
         ctx.tree = tree
         ctx.compound.tree_id = tree_id
+
+    @staticmethod
+    def _fail_after_failed_create(ctx: RequestContext) -> None:
+        """A failed CREATE fails the related operations after it with its own
+        status (3.3.5.2.7.2); checked once the session is known, so the error
+        is signed like the CREATE's, and before the tree, so no inherited
+        TreeId can turn it into another status."""
+        if ctx.header.is_related and ctx.compound.create_error:
+            raise SmbError(ctx.compound.create_error)
 
     def _session_for_setup(self, header: Smb2Header, message):
         """SESSION_SETUP continuing or re-authenticating a session (3.3.5.5):
@@ -353,6 +362,8 @@ class Connection:
                               flags=flags, status=status, credit_charge=header.credit_charge,
                               credits=credits, async_id=async_id, session_id=session_id)
         tree_id = ctx.tree.tree_id if ctx.tree is not None else header.tree_id
+        if ctx.tree is None and header.is_related:
+            tree_id = ctx.compound.tree_id      # the chain's, not a placeholder (3.3.5.2.7.2)
         return Smb2Header(command=header.command, message_id=header.message_id,
                           flags=flags, status=status, credit_charge=header.credit_charge,
                           credits=credits, tree_id=tree_id, session_id=session_id,
@@ -362,12 +373,20 @@ class Connection:
                         charge: int, async_id: int = 0, credits: int | None = None):
         if credits is None:
             credits = self.credits.grant(ctx.header.credits, charge)
-        signer = self._response_signer(ctx, status)
-        # A signed request whose session is unknown still gets the SIGNED flag,
-        # with a zero signature: clients that require signing accept that for
-        # the statuses that precede signing checks (USER_SESSION_DELETED,
-        # FILE_CLOSED, ...), as Windows and Samba answer.
-        signed = signer is not None or (ctx.header.is_signed and not ctx.encrypted)
+        if status == NtStatus.PENDING:
+            # "The server SHOULD NOT sign an interim response" (3.3.4.2), and
+            # Windows does not: a client that checks the SIGNED flag against
+            # a zero signature drops the interim and, with it, the credits it
+            # grants.
+            signer, signed = None, False
+        else:
+            signer = self._response_signer(ctx, status)
+            # A signed request whose session is unknown still gets the SIGNED
+            # flag, with a zero signature: clients that require signing accept
+            # that for the statuses that precede signing checks
+            # (USER_SESSION_DELETED, FILE_CLOSED, ...), as Windows and Samba
+            # answer.
+            signed = signer is not None or (ctx.header.is_signed and not ctx.encrypted)
         header = self._response_header(ctx, status, credits, async_id, signed)
         if preframed:
             frame = body                    # [4 spare][header][body], from read_buffer
@@ -409,7 +428,7 @@ class Connection:
             if request.done or request.interim_sent or self.closed:
                 return
             request.interim_sent = True
-            interim = self._build_response(ctx, NtStatus.PENDING, _ERROR_NO_DATA, False,
+            interim = self._build_response(ctx, NtStatus.PENDING, INTERIM_RESPONSE_BODY, False,
                                            charge, async_id, credits)
             self._send_responses([interim], encrypted_by)
 
@@ -439,7 +458,10 @@ class Connection:
             self.pending.pop(async_id, None)
             if self.closed:
                 return
-            # Credits went out with the interim response; none if it never did.
+            # All credits go out with the interim response and the final one
+            # grants 0 (3.3.1.2, 3.3.4.3; Samba's smb2_set_operation_credit
+            # zeroes them once SMB2_HDR_FLAG_ASYNC is set, as Windows does);
+            # without an interim the final response is an ordinary one.
             final_credits = 0 if request.interim_sent else credits
             response = self._build_response(
                 ctx, status, body, preframed, charge,

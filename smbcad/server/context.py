@@ -86,21 +86,27 @@ class RequestContext:
     force_sign: bool = False
 
     def lookup_open(self, file_id: tuple[int, int]):
-        """The Open for a FileId in this session (3.3.5.2.x), resolving the
-        related-compound placeholder.  STATUS_FILE_CLOSED if unknown.  Then
+        """The Open for a FileId in this session (3.3.5.2.x), or in a related
+        operation the previous operation's.  STATUS_FILE_CLOSED if unknown.  Then
         the ChannelSequence check (3.3.5.2.10; STATUS_FILE_NOT_AVAILABLE for
         a stale WRITE, SET_INFO or IOCTL), and a use of the open ends its
         replay eligibility."""
-        if file_id == RELATED_FILE_ID:
-            if self.header.is_related and self.compound.file_id is not None:
-                file_id = self.compound.file_id
-            else:
-                raise SmbError(NtStatus.FILE_CLOSED)
+        if self.header.is_related and self.compound.file_id is not None:
+            # A related operation uses the FileId of the one before whatever
+            # its own field holds (3.3.5.2.7.2), as Samba's file_fsp_smb2
+            # returns compat_chain_fsp and Windows does.
+            file_id = self.compound.file_id
+        elif file_id == RELATED_FILE_ID:
+            raise SmbError(NtStatus.FILE_CLOSED)
         open_ = self.session.opens.get(file_id[1]) if self.session else None
         if open_ is None or open_.persistent_id != file_id[0] or open_.closed:
             raise SmbError(NtStatus.FILE_CLOSED)
         if self.tree is not None and open_.tree is not self.tree:
             raise SmbError(NtStatus.FILE_CLOSED)
+        # The open this operation named is the one a related operation after
+        # it inherits, whatever the command (Samba sets compat_chain_fsp on
+        # every successful lookup).
+        self.compound.file_id = open_.file_id
         channel_sequence.check(self, open_)
         if self.header.command not in _NOT_A_USE:
             # Using the open ends its replay eligibility (3.3.5.11-3.3.5.22):

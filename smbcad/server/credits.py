@@ -50,7 +50,12 @@ class CreditWindow:
         """Credits for one response: what was asked (at least the charge back,
         at least one), capped so outstanding credits stay under the maximum
         (3.3.1.2)."""
-        want = max(requested, 1)
+        # "To maintain the same number of credits already granted, the server
+        # returns a value equal to the number of credits consumed" (3.3.1.2):
+        # a multi-credit request asking for fewer than its charge still gets
+        # the charge back, as Samba's smb2_set_operation_credit grants
+        # credit_charge + (CreditRequest - 1).
+        want = max(requested, charge, 1)
         room = self.max_outstanding - self.granted
         grant = max(min(want, room), 0)
         if grant == 0 and self.granted == 0:

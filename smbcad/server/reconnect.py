@@ -126,7 +126,19 @@ def _normal(name: str) -> str:
 
 def attach(ctx, open_) -> None:
     """3.3.5.9.7 step 7 / 3.3.5.9.12 step 5: the open joins this session and
-    tree under a new volatile FileId."""
+    tree under a new volatile FileId.
+
+    Which FileId the client gets back, the same in every case (same node,
+    after an smbcad restart, on the partner after a takeover):
+    FileId.Persistent is the open's DurableFileId, the key of
+    GlobalOpenTable that the store record carries, so it never changes;
+    FileId.Volatile is allocated anew, because it names the open in
+    Session.OpenTable and the session is a new one.  Windows does the same
+    (the volatile half is its per-session handle index), so does Samba
+    (smbXsrv_open_recreate allocates a new local id), and clients expect
+    it: Windows and Linux take the FileId from the CREATE response, and the
+    MS test suite even reconnects with a volatile part of 0 (cluster.md).
+    """
     ctx.server.opens.attach(open_, ctx.session, ctx.tree)
     ctx.compound.file_id = open_.file_id
 
