@@ -11,9 +11,9 @@ import sys
 from prometheus_client import start_http_server
 
 from smbcad import config as config_mod
-from smbcad.auth import Authenticator, UserDatabase, load_smbpasswd
-from smbcad.auth import User
-from smbcad.crypto import nt_hash
+from smbca.auth import Authenticator, UserDatabase, load_smbpasswd
+from smbca.auth import User
+from smbca.auth.legacy_crypto import nt_hash
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer

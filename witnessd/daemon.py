@@ -14,14 +14,14 @@ import sys
 import time
 from collections.abc import Callable
 
-from smbcad.auth import Authenticator, User, UserDatabase, load_smbpasswd
-from smbcad.crypto import nt_hash
+from smbca.auth import Authenticator, User, UserDatabase, load_smbpasswd
+from smbca.auth.legacy_crypto import nt_hash
 from witnessd import config as config_mod
 from witnessd.control import ControlSession
-from witnessd.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
+from smbca.rpc.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
 from witnessd.epm import ConnectionInfo, epm_interface, mgmt_interface
 from witnessd.metrics import WitnessMetrics
-from witnessd.security import SmbcadSecurity
+from smbca.rpc.ntlm_security import NtlmSecurity
 from witnessd.swn import (
     WITNESS_SYNTAX,
     Interface,
@@ -82,7 +82,7 @@ class Daemon:
         auth = cfg.auth
         authenticator = Authenticator(build_user_database(cfg), server_name=auth.server_name,
                                       domain_name=auth.domain)
-        self.security = SmbcadSecurity(authenticator, on_failure=self.metrics.auth_failed)
+        self.security = NtlmSecurity(authenticator, on_failure=self.metrics.auth_failed)
         self.assoc_groups = AssociationGroups()
         self.endpoints: dict = {}  # filled once the witness port is bound
         principal = cfg.principal

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from prometheus_client import start_http_server
 
 from witnessd.control import ControlSession
-from witnessd.dcerpc import ProtocolError, RpcConnection, Shutdown
+from smbca.rpc.dcerpc import ProtocolError, RpcConnection, Shutdown
 
 log = logging.getLogger("witnessd.transport")
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.rpc.srvsvc import ServerConfig, ShareProvider, srvsvc_interface
-from witnessd.dcerpc import AssociationGroups, ProtocolError, RpcConnection, interface_table
+from smbca.rpc.dcerpc import AssociationGroups, ProtocolError, RpcConnection, interface_table
 
 _log = logging.getLogger(__name__)
 

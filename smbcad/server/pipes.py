@@ -15,8 +15,8 @@ from smbcad.rpc import (
 from smbcad.server import files
 from smbcad.server.adm import Open
 from smbcad.server.context import Reply
-from witnessd.dcerpc import AssociationGroups
-from witnessd.security import SmbcadSecurity
+from smbca.rpc.dcerpc import AssociationGroups
+from smbca.rpc.ntlm_security import NtlmSecurity
 
 
 def _environment(server) -> PipeEnvironment:
@@ -33,7 +33,7 @@ def _environment(server) -> PipeEnvironment:
         env = PipeEnvironment(shares=shares,
                               server=ServerConfig(name=server.config.server.server_name),
                               assoc_groups=AssociationGroups(),
-                              security=SmbcadSecurity(server.authenticator))
+                              security=NtlmSecurity(server.authenticator))
         server.pipe_environment = env
     return env
 

@@ -16,7 +16,7 @@ Every server listens on 127.0.0.1 (free ports) and is stopped by its PID
   same host and record a failure if that fails, so the test runs smbcad next
   to witnessd.  smbtorture keeps the binding's ``sign`` for that pipe, so
   smbcad's srvsvc pipe signs DCE/RPC with the same SPNEGO/NTLM provider
-  (witnessd.security.SmbcadSecurity).  ``AsyncNotify`` is not run: it
+  (smbca.rpc.ntlm_security.NtlmSecurity).  ``AsyncNotify`` is not run: it
   drives a Windows cluster through clusapi and smbtorture 4.17 crashes without
   one.  ``AsyncNotify_timeouts`` (KeepAliveTimeout 0, 1, 10, 100, 120 s, about
   4 minutes) runs with ``WITNESS_TORTURE_TIMEOUTS=1``; its clusapi bind

@@ -1,4 +1,4 @@
-"""witnessd.dcerpc imports the standard library only, no I/O modules (shared/STYLE.md rule 1)."""
+"""smbca.rpc.dcerpc imports the standard library only, no I/O modules (shared/STYLE.md rule 1)."""
 
 import ast
 import sys
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import witnessd.dcerpc
+import smbca.rpc.dcerpc
 
-PACKAGE = Path(witnessd.dcerpc.__file__).parent
+PACKAGE = Path(smbca.rpc.dcerpc.__file__).parent
 FORBIDDEN = {"asyncio", "socket", "os", "fcntl", "selectors", "subprocess", "threading"}
 
 
@@ -26,7 +26,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_stdlib_only(path: Path) -> None:
     for name in imported_modules(path):
         top = name.split(".")[0]
-        if name.startswith("witnessd.dcerpc"):
+        if name.startswith("smbca.rpc.dcerpc"):
             continue
         assert top in sys.stdlib_module_names, f"{path.name} imports {name}"
         assert top not in FORBIDDEN, f"{path.name} imports I/O module {name}"

@@ -19,7 +19,7 @@ from smbcad.rpc import (
     open_pipe,
 )
 from smbcad.rpc.srvsvc import SRVSVC_SYNTAX, STYPE_CLUSTER_FS
-from witnessd.dcerpc import NDR20, AssociationGroups, CallContext
+from smbca.rpc.dcerpc import NDR20, AssociationGroups, CallContext
 
 SHARES = (
     ShareInfo(name="IPC$", share_type=STYPE_IPC | STYPE_SPECIAL, comment="IPC Service (smbca)"),

@@ -18,7 +18,7 @@ from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
 from smbcad.rpc.srvsvc import srvsvc_interface
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     NDR20,
     AlterContextResp,
     AssociationGroups,

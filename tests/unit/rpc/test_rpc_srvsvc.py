@@ -15,7 +15,7 @@ from smbcad.rpc.srvsvc import (
     SrvsvcServer,
     srvsvc_interface,
 )
-from witnessd.dcerpc import FaultStatus, RpcFault
+from smbca.rpc.dcerpc import FaultStatus, RpcFault
 
 from .client import CALL, SERVER, SHARES, enum_request
 

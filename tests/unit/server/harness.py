@@ -15,7 +15,7 @@ import uuid
 import spnego
 
 from smbcad import crypto
-from smbcad.auth import Authenticator, User, UserDatabase
+from smbca.auth import Authenticator, User, UserDatabase
 from smbcad.config import ListenAddress, ServerConfig, ShareConfig, Config
 from smbcad.metrics import SmbMetrics
 from smbcad.proto.constants import Command, HeaderFlags

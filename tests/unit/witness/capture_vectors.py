@@ -30,7 +30,7 @@ import textwrap
 import witnessd.daemon
 from witnessd import config as config_mod
 from witnessd.daemon import Daemon
-from witnessd.dcerpc import PendingCall, RpcConnection
+from smbca.rpc.dcerpc import PendingCall, RpcConnection
 
 SOCKET = "/tmp/witness-capture.sock"
 OPS = {("witness", 0): "GetInterfaceList", ("witness", 1): "Register",

@@ -17,9 +17,9 @@ import pytest
 
 from witnessd import config as config_mod
 from witnessd.daemon import Daemon
-from witnessd.dcerpc import NDR20, Bind, PresentationContext, Request, decode_pdu
+from smbca.rpc.dcerpc import NDR20, Bind, PresentationContext, Request, decode_pdu
 from witnessd.epm import EPM_SYNTAX, EptMapRequest, EptMapResponse, tcp_tower
-from witnessd.ndr import NULL_HANDLE, decode, encode
+from smbca.rpc.ndr import NULL_HANDLE, decode, encode
 from witnessd.swn import (
     WITNESS_SYNTAX,
     AsyncNotifyRequest,

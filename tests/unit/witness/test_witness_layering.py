@@ -1,6 +1,6 @@
 """Layering rules for witnessd (shared/STYLE.md): who may import what.
 
-* ``witnessd.ndr`` and ``witnessd.dcerpc`` import the standard library only,
+* ``smbca.rpc.ndr`` and ``smbca.rpc.dcerpc`` import the standard library only,
   and no I/O modules;
 * only ``witnessd/transport.py`` touches sockets;
 * no module reads the environment except ``witnessd/config.py``;

@@ -16,7 +16,7 @@ from witnessd.epm import (
     InqPrincNameRequest,
     InqPrincNameResponse,
 )
-from witnessd.ndr import (
+from smbca.rpc.ndr import (
     NULL_HANDLE,
     U16,
     U32,

@@ -19,10 +19,10 @@ from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
-from witnessd.dcerpc.constants import AuthLevel, FaultStatus
-from witnessd.dcerpc.errors import RpcFault
-from witnessd.dcerpc.elements import AuthVerifier, SyntaxId
-from witnessd.dcerpc.verification import VerificationTrailer
+from smbca.rpc.dcerpc.constants import AuthLevel, FaultStatus
+from smbca.rpc.dcerpc.errors import RpcFault
+from smbca.rpc.dcerpc.elements import AuthVerifier, SyntaxId
+from smbca.rpc.dcerpc.verification import VerificationTrailer
 
 InterfaceKey = tuple[UUID, int]
 """(interface UUID, major version): how bind looks an abstract syntax up ([C706] 12.6.3.1)."""

@@ -32,7 +32,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from witnessd.dcerpc.constants import (
+from smbca.rpc.dcerpc.constants import (
     RPC_VERS,
     RPC_VERS_MINORS,
     SINGLE_FRAGMENT,
@@ -41,9 +41,9 @@ from witnessd.dcerpc.constants import (
     PfcFlags,
     PType,
 )
-from witnessd.dcerpc.elements import AuthVerifier
-from witnessd.dcerpc.errors import PduDecodeError, ProtocolError, RpcFault
-from witnessd.dcerpc.interface import (
+from smbca.rpc.dcerpc.elements import AuthVerifier
+from smbca.rpc.dcerpc.errors import PduDecodeError, ProtocolError, RpcFault
+from smbca.rpc.dcerpc.interface import (
     AssociationGroup,
     AssociationGroups,
     CallContext,
@@ -51,7 +51,7 @@ from witnessd.dcerpc.interface import (
     InterfaceKey,
     PendingCall,
 )
-from witnessd.dcerpc.negotiation import (
+from smbca.rpc.dcerpc.negotiation import (
     MIN_FRAG_SIZE,
     BoundContext,
     ContextError,
@@ -59,7 +59,7 @@ from witnessd.dcerpc.negotiation import (
     negotiate_contexts,
     negotiate_frag_size,
 )
-from witnessd.dcerpc.pdu import (
+from smbca.rpc.dcerpc.pdu import (
     HEADER_SIZE,
     REQUEST_HEADER_SIZE,
     RESPONSE_HEADER_SIZE,
@@ -77,14 +77,14 @@ from witnessd.dcerpc.pdu import (
     Response,
     decode_pdu,
 )
-from witnessd.dcerpc.security import (
+from smbca.rpc.dcerpc.security import (
     AUTH_PAD_ALIGNMENT,
     AuthRefused,
     AuthState,
     SecurityError,
     SecurityProvider,
 )
-from witnessd.dcerpc.verification import VerificationTrailer, split_verification_trailer
+from smbca.rpc.dcerpc.verification import VerificationTrailer, split_verification_trailer
 
 _log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ import os
 import time
 from collections.abc import Callable
 
-from smbcad.auth.ntlm import NtlmMechanism
-from smbcad.auth.spnego import MechanismFactory, SpnegoAcceptor
-from smbcad.auth.users import UserDatabase
+from smbca.auth.ntlm import NtlmMechanism
+from smbca.auth.spnego import MechanismFactory, SpnegoAcceptor
+from smbca.auth.users import UserDatabase
 
 
 class Authenticator:

@@ -7,7 +7,7 @@ the connection lives on.  ``ProtocolError`` means the peer broke the protocol:
 the pipe or socket once the queued bytes are sent.
 """
 
-from witnessd.dcerpc.constants import FaultStatus
+from smbca.rpc.dcerpc.constants import FaultStatus
 
 
 class RpcError(Exception):

@@ -8,10 +8,10 @@ initial token travels inside a GSS-API InitialContextToken (RFC 2743 3.1):
 from dataclasses import dataclass
 from enum import IntEnum
 
-from smbcad.auth._der import (APPLICATION_0, BIT_STRING, ENUMERATED, GENERAL_STRING,
+from smbca.auth._der import (APPLICATION_0, BIT_STRING, ENUMERATED, GENERAL_STRING,
                               MAX_TOKEN_SIZE, OCTET_STRING, OID, SEQUENCE, Reader, context,
                               decode_oid, encode_oid, tlv)
-from smbcad.auth.errors import malformed
+from smbca.auth.errors import malformed
 
 SPNEGO_OID = "1.3.6.1.5.5.2"
 HINT_NAME_IGNORE = "not_defined_in_RFC4178@please_ignore"  # [MS-SPNG] 3.2.5.2

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from witnessd.ndr._stream import NdrError, NdrReader, NdrWriter
+from smbca.rpc.ndr._stream import NdrError, NdrReader, NdrWriter
 
 Deferred = Callable[[], None] | None
 Thunk = Callable[[], Any]

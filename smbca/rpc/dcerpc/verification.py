@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Self
 
-from witnessd.dcerpc.elements import SyntaxId
+from smbca.rpc.dcerpc.elements import SyntaxId
 
 SIGNATURE = bytes((0x8A, 0xE3, 0x13, 0x71, 0x02, 0xF4, 0x36, 0x71))
 """rpc_sec_verification_trailer.signature ([MS-RPCE] 2.2.2.13.1)."""

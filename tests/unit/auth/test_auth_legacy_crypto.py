@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from smbcad.crypto import hmac_md5, md4, nt_hash, rc4
-from smbcad.crypto.legacy import _md4_python
+from smbca.auth.legacy_crypto import _md4_python, hmac_md5, md4, nt_hash, rc4
 
-VECTORS = json.loads(Path(__file__).with_name("ms_blog_vectors.json").read_text())
+VECTORS = json.loads((Path(__file__).parents[1] / "crypto" / "ms_blog_vectors.json").read_text())
 
 # RFC 1320 appendix A.5 test suite.
 MD4_SUITE = [

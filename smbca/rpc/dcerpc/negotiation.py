@@ -8,16 +8,16 @@ results, new rows of the Table of Presentation Contexts, bind time features).
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from witnessd.dcerpc.constants import BindTimeFeatures, ContextResult, ProviderReason
-from witnessd.dcerpc.elements import (
+from smbca.rpc.dcerpc.constants import BindTimeFeatures, ContextResult, ProviderReason
+from smbca.rpc.dcerpc.elements import (
     NDR20,
     PresentationContext,
     PresentationResult,
     SyntaxId,
     bind_time_features,
 )
-from witnessd.dcerpc.errors import ProtocolError
-from witnessd.dcerpc.interface import InterfaceHandler, InterfaceKey
+from smbca.rpc.dcerpc.errors import ProtocolError
+from smbca.rpc.dcerpc.interface import InterfaceHandler, InterfaceKey
 
 MIN_FRAG_SIZE = 2048
 """Floor of the negotiated fragment size (Samba's dcesrv_bind, matching Windows 2012 R2)."""

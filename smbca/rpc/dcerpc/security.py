@@ -12,7 +12,7 @@ and checks every request and response PDU at the negotiated level:
 
 The security provider itself (SPNEGO, NTLM, later Kerberos) is injected as
 a ``SecurityProvider``: this package imports the standard library only, so
-the adapter to ``smbcad.auth`` lives in ``witnessd/security.py``.  One
+the adapter to ``smbca.auth`` lives in ``smbca/rpc/ntlm_security.py``.  One
 security context per connection; security context multiplexing
 ([MS-RPCE] 3.3.1.5.4) is not offered in bind time feature negotiation.
 Phases move through ``AUTH_TRANSITIONS``; a pair not in the table ends in
@@ -25,9 +25,9 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from witnessd.dcerpc.constants import AuthLevel, BindNakReason, FaultStatus
-from witnessd.dcerpc.elements import SEC_TRAILER_SIZE, AuthVerifier
-from witnessd.dcerpc.errors import RpcError
+from smbca.rpc.dcerpc.constants import AuthLevel, BindNakReason, FaultStatus
+from smbca.rpc.dcerpc.elements import SEC_TRAILER_SIZE, AuthVerifier
+from smbca.rpc.dcerpc.errors import RpcError
 
 AUTH_PAD_ALIGNMENT = 16
 """Stub plus auth padding is a multiple of 16 octets (Samba DCERPC_AUTH_PAD_LENGTH)."""

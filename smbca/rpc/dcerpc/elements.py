@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 from uuid import UUID
 
-from witnessd.dcerpc.errors import PduDecodeError
+from smbca.rpc.dcerpc.errors import PduDecodeError
 
 _SYNTAX = struct.Struct("<16sI")
 _SEC_TRAILER = struct.Struct("<BBBBI")

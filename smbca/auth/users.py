@@ -11,7 +11,7 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from smbcad.crypto.legacy import nt_hash
+from smbca.auth.legacy_crypto import nt_hash
 
 _NT_HASH_SIZE = 16
 # Characters Windows forbids in account names; ':' is also our spec separator.

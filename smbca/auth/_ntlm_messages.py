@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from smbcad.auth.errors import malformed
+from smbca.auth.errors import malformed
 
 SIGNATURE = b"NTLMSSP\x00"
 MIC_OFFSET = 72          # AUTHENTICATE_MESSAGE.MIC (2.2.1.3)

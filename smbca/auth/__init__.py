@@ -3,12 +3,12 @@
 The public surface is re-exported here; the other modules are private.
 """
 
-from smbcad.auth.authenticator import Authenticator
-from smbcad.auth.errors import AuthError
-from smbcad.auth.identity import Identity
-from smbcad.auth.ntlm import NTLM_OID, NtlmAcceptor, NtlmMechanism
-from smbcad.auth.spnego import AuthStep, MechanismContext, MechanismFactory, SpnegoAcceptor
-from smbcad.auth.users import (User, UserDatabase, UserSpecError, load_smbpasswd,
+from smbca.auth.authenticator import Authenticator
+from smbca.auth.errors import AuthError
+from smbca.auth.identity import Identity
+from smbca.auth.ntlm import NTLM_OID, NtlmAcceptor, NtlmMechanism
+from smbca.auth.spnego import AuthStep, MechanismContext, MechanismFactory, SpnegoAcceptor
+from smbca.auth.users import (User, UserDatabase, UserSpecError, load_smbpasswd,
                                parse_user_arg, parse_user_spec)
 
 __all__ = [

@@ -1,13 +1,13 @@
 """Authentication errors that carry their wire status (shared/STYLE.md rule 8).
 
-Every failure inside ``smbcad.auth`` surfaces as ``AuthError(status)``; the
+Every failure inside ``smbca.auth`` surfaces as ``AuthError(status)``; the
 SESSION_SETUP handler returns ``status`` to the client unchanged.  Malformed
 tokens give STATUS_INVALID_PARAMETER, bad credentials STATUS_LOGON_FAILURE.
 STATUS_MORE_PROCESSING_REQUIRED is not an error: it is ``AuthStep.complete``
 being False.
 """
 
-from smbcad.proto.status import NtStatus, name_of
+from smbca.ntstatus import NtStatus, name_of
 
 
 class AuthError(Exception):

@@ -19,21 +19,21 @@ from types import MappingProxyType
 from typing import ClassVar, Self, TypeAlias
 from uuid import UUID
 
-from witnessd.dcerpc.constants import (
+from smbca.rpc.dcerpc.constants import (
     DREP_LE_ASCII_IEEE,
     RPC_VERS,
     SINGLE_FRAGMENT,
     PfcFlags,
     PType,
 )
-from witnessd.dcerpc.elements import (
+from smbca.rpc.dcerpc.elements import (
     SEC_TRAILER_SIZE,
     AuthVerifier,
     PresentationContext,
     PresentationResult,
     unpack_at,
 )
-from witnessd.dcerpc.errors import PduDecodeError
+from smbca.rpc.dcerpc.errors import PduDecodeError
 
 _HEADER_LE = struct.Struct("<BBBB4sHHI")
 _HEADER_BE = struct.Struct(">BBBB4sHHI")

@@ -21,17 +21,17 @@ from enum import Enum
 from types import MappingProxyType
 from typing import ClassVar
 
-from smbcad.auth._ntlm_crypto import (ServerSessionSecurity, check_ntlmv2, compute_mic,
+from smbca.auth._ntlm_crypto import (ServerSessionSecurity, check_ntlmv2, compute_mic,
                                       exported_session_key)
-from smbcad.auth._ntlm_messages import (AV_FLAG_MIC_PRESENT, MIC_OFFSET, MIC_SIZE,
+from smbca.auth._ntlm_messages import (AV_FLAG_MIC_PRESENT, MIC_OFFSET, MIC_SIZE,
                                         NTLMV1_RESPONSE_SIZE, SIGNATURE, AuthenticateMessage,
                                         AvId, AvPair, ChallengeMessage, MessageType,
                                         NegotiateFlags as F, NegotiateMessage, Ntlmv2Response,
                                         Version, encode_utf16, find_av)
-from smbcad.auth.errors import AuthError, logon_failure, malformed
-from smbcad.auth.identity import Identity
-from smbcad.auth.users import UserDatabase
-from smbcad.proto.status import NtStatus
+from smbca.auth.errors import AuthError, logon_failure, malformed
+from smbca.auth.identity import Identity
+from smbca.auth.users import UserDatabase
+from smbca.ntstatus import NtStatus
 
 NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
 _SERVER_VERSION = Version(10, 0, 20348)

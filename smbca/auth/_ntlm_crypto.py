@@ -9,10 +9,10 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from smbcad.auth._ntlm_messages import NegotiateFlags as F
-from smbcad.crypto.legacy import Rc4, hmac_md5, md5, rc4
-from smbcad.auth.errors import AuthError
-from smbcad.proto.status import NtStatus
+from smbca.auth._ntlm_messages import NegotiateFlags as F
+from smbca.auth.legacy_crypto import Rc4, hmac_md5, md5, rc4
+from smbca.auth.errors import AuthError
+from smbca.ntstatus import NtStatus
 
 _C2S_SIGN = b"session key to client-to-server signing key magic constant\x00"
 _S2C_SIGN = b"session key to server-to-client signing key magic constant\x00"

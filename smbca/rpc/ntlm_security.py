@@ -1,7 +1,8 @@
-"""witnessd's DCE/RPC security provider: smbcad's SPNEGO / NTLM acceptor.
+"""The DCE/RPC security provider over the shared SPNEGO / NTLM acceptor.
 
-Adapts ``smbcad.auth`` (the same user database and code as the SMB server)
-to ``witnessd.dcerpc.SecurityProvider``:
+Adapts ``smbca.auth`` (the same user database and code as the SMB server)
+to ``smbca.rpc.dcerpc.SecurityProvider``, for witnessd's endpoints and for
+smbcad's named pipes:
 
 * auth_type 9 (RPC_C_AUTHN_GSS_NEGOTIATE): SPNEGO, what Windows witness
   clients use by default ([MS-SWN] 7 notes <11>, <12]); four legs, the last
@@ -18,15 +19,15 @@ anonymous logons have no session keys and are refused.
 from collections.abc import Callable
 from typing import Any
 
-from smbcad.auth import NTLM_OID, Authenticator, AuthError
-from witnessd.dcerpc import AuthType, SecurityError
+from smbca.auth import NTLM_OID, Authenticator, AuthError
+from smbca.rpc.dcerpc import AuthType, SecurityError
 
 NTLM_SIGNATURE_SIZE = 16
 """NTLMSSP_MESSAGE_SIGNATURE ([MS-NLMP] 2.2.2.9)."""
 
 
 class _Context:
-    """One acceptor context behind the ``witnessd.dcerpc.SecurityContext`` protocol."""
+    """One acceptor context behind the ``smbca.rpc.dcerpc.SecurityContext`` protocol."""
 
     signature_size = NTLM_SIGNATURE_SIZE
 
@@ -79,7 +80,7 @@ class _Context:
             return None
 
 
-class SmbcadSecurity:
+class NtlmSecurity:
     """``SecurityProvider`` over an ``Authenticator``; ``on_failure`` counts failed logons."""
 
     def __init__(self, authenticator: Authenticator,

@@ -6,7 +6,7 @@ Encoding is DER (minimal lengths); decoding also takes non-minimal long-form
 lengths, which some BER encoders emit.
 """
 
-from smbcad.auth.errors import malformed
+from smbca.auth.errors import malformed
 
 SEQUENCE = 0x30
 OCTET_STRING = 0x04

@@ -1,18 +1,18 @@
-"""NDR 2.0 transfer syntax for witnessd's interfaces ([C706] ch. 14, [MS-RPCE] 2.2.4).
+"""NDR 2.0 transfer syntax for the RPC interfaces ([C706] ch. 14, [MS-RPCE] 2.2.4).
 
 Standard library only (shared/STYLE.md layering).  Interfaces declare their
 structures and parameter lists with the types below, in IDL order, and call
 ``encode`` / ``decode``; the submodules are private.
 """
 
-from witnessd.ndr._stream import (
+from smbca.rpc.ndr._stream import (
     FIRST_REFERENT_ID,
     RPC_X_BAD_STUB_DATA,
     NdrError,
     NdrReader,
     NdrWriter,
 )
-from witnessd.ndr._types import (
+from smbca.rpc.ndr._types import (
     CONTEXT_HANDLE,
     NULL_HANDLE,
     U8,

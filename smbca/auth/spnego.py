@@ -19,12 +19,12 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Protocol
 
-from smbcad.auth._ntlm_messages import SIGNATURE as NTLMSSP_SIGNATURE
-from smbcad.auth._spnego_tokens import (HINT_NAME_IGNORE, NegState, NegTokenInit, NegTokenResp,
+from smbca.auth._ntlm_messages import SIGNATURE as NTLMSSP_SIGNATURE
+from smbca.auth._spnego_tokens import (HINT_NAME_IGNORE, NegState, NegTokenInit, NegTokenResp,
                                         decode_negotiation_token, encode_mech_type_list)
-from smbcad.auth.errors import AuthError, logon_failure, malformed
-from smbcad.auth.identity import Identity
-from smbcad.auth.ntlm import NTLM_OID
+from smbca.auth.errors import AuthError, logon_failure, malformed
+from smbca.auth.identity import Identity
+from smbca.auth.ntlm import NTLM_OID
 
 
 class MechanismContext(Protocol):

@@ -18,14 +18,14 @@ Typical use::
         ...
 """
 
-from witnessd.dcerpc.association import (
+from smbca.rpc.dcerpc.association import (
     TRANSITIONS,
     BoundContext,
     ConnState,
     RpcConnection,
     state_diagram,
 )
-from witnessd.dcerpc.constants import (
+from smbca.rpc.dcerpc.constants import (
     AuthLevel,
     AuthType,
     BindNakReason,
@@ -36,7 +36,7 @@ from witnessd.dcerpc.constants import (
     ProviderReason,
     PType,
 )
-from witnessd.dcerpc.elements import (
+from smbca.rpc.dcerpc.elements import (
     NDR20,
     NDR64,
     AuthVerifier,
@@ -44,8 +44,8 @@ from witnessd.dcerpc.elements import (
     PresentationResult,
     SyntaxId,
 )
-from witnessd.dcerpc.errors import PduDecodeError, ProtocolError, RpcError, RpcFault
-from witnessd.dcerpc.interface import (
+from smbca.rpc.dcerpc.errors import PduDecodeError, ProtocolError, RpcError, RpcFault
+from smbca.rpc.dcerpc.interface import (
     AssociationGroup,
     AssociationGroups,
     CallContext,
@@ -55,8 +55,8 @@ from witnessd.dcerpc.interface import (
     RpcInterface,
     interface_table,
 )
-from witnessd.dcerpc.negotiation import negotiate_frag_size
-from witnessd.dcerpc.pdu import (
+from smbca.rpc.dcerpc.negotiation import negotiate_frag_size
+from smbca.rpc.dcerpc.pdu import (
     AlterContext,
     AlterContextResp,
     Auth3,
@@ -73,7 +73,7 @@ from witnessd.dcerpc.pdu import (
     Shutdown,
     decode_pdu,
 )
-from witnessd.dcerpc.security import (
+from smbca.rpc.dcerpc.security import (
     AUTH_TRANSITIONS,
     AuthPhase,
     AuthRefused,
@@ -82,7 +82,7 @@ from witnessd.dcerpc.security import (
     SecurityError,
     SecurityProvider,
 )
-from witnessd.dcerpc.verification import VerificationTrailer
+from smbca.rpc.dcerpc.verification import VerificationTrailer
 
 __all__ = [
     "AUTH_TRANSITIONS", "AuthPhase", "AuthRefused", "AuthState", "PendingCall",
