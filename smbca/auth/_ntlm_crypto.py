@@ -10,8 +10,8 @@ import struct
 from dataclasses import dataclass
 
 from smbca.auth._ntlm_messages import NegotiateFlags as F
-from smbca.auth.legacy_crypto import Rc4, hmac_md5, md5, rc4
 from smbca.auth.errors import AuthError
+from smbca.auth.legacy_crypto import Rc4, hmac_md5, md5, rc4
 from smbca.ntstatus import NtStatus
 
 _C2S_SIGN = b"session key to client-to-server signing key magic constant\x00"

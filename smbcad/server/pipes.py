@@ -1,6 +1,8 @@
 """Named pipes on IPC$ ([MS-SMB2] 3.3.5.9 for pipes, [MS-SMB2] 3.3.5.12/13/15
 on a pipe Open): glue between the SMB commands and ``smbcad.rpc``."""
 
+from smbca.rpc.dcerpc import AssociationGroups
+from smbca.rpc.ntlm_security import NtlmSecurity
 from smbcad.proto.constants import CreateAction, FileAttributes
 from smbcad.proto.create import CreateResponse
 from smbcad.proto.create_contexts import FileId
@@ -15,8 +17,6 @@ from smbcad.rpc import (
 from smbcad.server import files
 from smbcad.server.adm import Open
 from smbcad.server.context import Reply
-from smbca.rpc.dcerpc import AssociationGroups
-from smbca.rpc.ntlm_security import NtlmSecurity
 
 
 def _environment(server) -> PipeEnvironment:

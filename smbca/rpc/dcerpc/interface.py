@@ -20,8 +20,8 @@ from typing import Any
 from uuid import UUID
 
 from smbca.rpc.dcerpc.constants import AuthLevel, FaultStatus
-from smbca.rpc.dcerpc.errors import RpcFault
 from smbca.rpc.dcerpc.elements import AuthVerifier, SyntaxId
+from smbca.rpc.dcerpc.errors import RpcFault
 from smbca.rpc.dcerpc.verification import VerificationTrailer
 
 InterfaceKey = tuple[UUID, int]

@@ -12,8 +12,8 @@ from smbca.auth import (AuthError, NtlmAcceptor, NtlmMechanism, SpnegoAcceptor, 
 from smbca.auth import ntlm as ntlm_module
 from smbca.auth import spnego as spnego_module
 from smbca.auth._ntlm_messages import MessageType
-from smbca.auth.legacy_crypto import nt_hash
 from smbca.auth._spnego_tokens import NegTokenInit, NegTokenResp, decode_negotiation_token
+from smbca.auth.legacy_crypto import nt_hash
 from smbcad.proto.status import NtStatus
 
 PASSWORD = "pw"

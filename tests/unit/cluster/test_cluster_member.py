@@ -10,12 +10,13 @@ import uuid
 
 import pytest
 
-from smbcad import crypto
-from smbcad.auth import Authenticator, User, UserDatabase
-from smbcad.config import Config, ConfigError, ListenAddress, ServerConfig, ShareConfig, validate
-from smbcad.config_cluster import AggregateConfig, ClusterConfig
+from smbca.auth import Authenticator, User, UserDatabase
+from smbca.auth.legacy_crypto import nt_hash
+from smbca.config import ConfigError, ListenAddress
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
+from smbcad.config import Config, ServerConfig, ShareConfig, validate
+from smbcad.config_cluster import AggregateConfig, ClusterConfig
 from smbcad.metrics import SmbMetrics
 from smbcad.proto.constants import Command, HeaderFlags
 from smbcad.proto.status import NtStatus
@@ -46,7 +47,7 @@ def make_node(tmp_path):
                 ShareConfig("sy", str(mounts["aggrY"] / "data"), ca=True, aggregate="aggrY"),
                 ShareConfig("share", str(local))),
         users=(), cluster=cluster)
-    users = UserDatabase.from_users([User(harness.USER, crypto.nt_hash(harness.PASSWORD))])
+    users = UserDatabase.from_users([User(harness.USER, nt_hash(harness.PASSWORD))])
     server = SmbServer(cfg, server_guid=cluster.derived_server_guid,
                        authenticator=Authenticator(users, server_name="SMBCA",
                                                    domain_name="WORKGROUP"),

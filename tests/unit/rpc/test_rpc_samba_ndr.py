@@ -17,7 +17,6 @@ import pytest
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
-from smbcad.rpc.srvsvc import srvsvc_interface
 from smbca.rpc.dcerpc import (
     NDR20,
     AlterContextResp,
@@ -31,6 +30,7 @@ from smbca.rpc.dcerpc import (
     RpcConnection,
     interface_table,
 )
+from smbcad.rpc.srvsvc import srvsvc_interface
 
 from .client import CALL, SERVER, SHARES, enum_request
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from smbca.rpc.dcerpc import ProtocolError, decode_pdu
-from witnessd.epm import EptMapRequest, InqPrincNameRequest, Tower
 from smbca.rpc.ndr import NdrError, decode, encode
+from witnessd.epm import EptMapRequest, InqPrincNameRequest, Tower
 from witnessd.swn import (
     AsyncNotifyRequest,
     AsyncNotifyResponse,

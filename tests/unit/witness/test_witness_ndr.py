@@ -10,12 +10,6 @@ from uuid import UUID
 
 import pytest
 
-from witnessd.epm import (
-    EptMapRequest,
-    EptMapResponse,
-    InqPrincNameRequest,
-    InqPrincNameResponse,
-)
 from smbca.rpc.ndr import (
     NULL_HANDLE,
     U16,
@@ -30,6 +24,12 @@ from smbca.rpc.ndr import (
     Unique,
     decode,
     encode,
+)
+from witnessd.epm import (
+    EptMapRequest,
+    EptMapResponse,
+    InqPrincNameRequest,
+    InqPrincNameResponse,
 )
 from witnessd.swn import (
     WITNESS_UNSPECIFIED_VERSION,
