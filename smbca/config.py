@@ -21,6 +21,8 @@ from smbca.auth import User, UserDatabase, load_smbpasswd
 from smbca.auth.legacy_crypto import nt_hash
 
 _REQUIRED = object()
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "a list", dict: "a mapping"}
 
 
 class ConfigError(Exception):
@@ -110,10 +112,6 @@ class Section:
         if not isinstance(value, list):
             raise ConfigError(self.key(name), "must be a list")
         return value
-
-
-_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-               list: "a list", dict: "a mapping"}
 
 
 def parse_listen(text: object, key: str, default_port: int | None = None, *,

@@ -1,5 +1,6 @@
 """witnessd's control requests: JSON events onto the service, answers back (sans-IO)."""
 
+import ipaddress
 import json
 from uuid import UUID
 
@@ -115,3 +116,16 @@ def test_admin_notify_builds_requests_witnessd_understands(argv, message) -> Non
     built = request_of(_parser().parse_args(["witness", "notify", "--socket", "/x", *argv]))
     assert built == message
     parse_request(built)
+
+
+@pytest.mark.parametrize("event", [
+    events.InterfaceState("NODE2", events.Availability.UNAVAILABLE,
+                          (ipaddress.ip_address("10.0.0.2"),)),
+    events.ClientMove("*", "NODE1"),
+    events.ShareMove("*", "vm", "NODE1"),
+    events.IpChange("*", "NODE1"),
+])
+def test_what_clusdisk_sends_is_what_witnessd_applies(event) -> None:
+    handler = control_handler(two_node_service())
+    reply = json.loads(answer(handler, json.dumps(event.to_json()).encode()))
+    assert reply == {"ok": True, "registrations": 0}
