@@ -13,17 +13,19 @@ smbcad on ``SMBCAD_SOCKET`` (adopt / release), witnessd on
 ``CLUSDISK_SOCKET`` (status).  The request vocabulary of each is its own;
 the inter-daemon events are typed in ``smbca.events``.
 
-``LineSession`` is the sans-IO framing; ``ControlServer`` the asyncio
-listener around it; ``request`` and ``request_blocking`` the client, for
-daemons and for command-line tools.  Every failure is a ``ControlError``.
+``answer`` turns one request line into its answer line; ``ControlServer`` is
+the asyncio listener around it; ``request`` and ``request_blocking`` are the
+client, for daemons and for command-line tools.  Every failure is a
+``ControlError``.
 """
 
 import asyncio
+import inspect
 import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("smbca.control")
 
@@ -33,8 +35,9 @@ CLUSDISK_SOCKET = "/run/smbca/clusdisk.sock"
 MAX_LINE_BYTES = 64 * 1024
 SOCKET_MODE = 0o600       # root only: these sockets move shares and addresses
 
-Handler = Callable[[dict], dict]
-"""A decoded request -> the answer's fields besides ``ok``; raises ControlError."""
+Handler = Callable[[dict], dict | Awaitable[dict]]
+"""A decoded request -> the answer's fields besides ``ok`` (or a coroutine
+that returns them); raises ControlError to refuse."""
 
 
 class ControlError(Exception):
@@ -60,60 +63,22 @@ def encode_line(message: dict) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-def answer(handle: Handler, line: bytes) -> bytes:
+async def answer(handle: Handler, line: bytes) -> bytes:
     """One request line in, one answer line (with its newline) out."""
     try:
-        reply = {"ok": True, **handle(decode_request(line))}
+        fields = handle(decode_request(line))
+        if inspect.isawaitable(fields):
+            fields = await fields
+        reply = {"ok": True, **fields}
     except ControlError as exc:
         log.info("control request refused: %s", exc)
         reply = {"ok": False, "error": str(exc)}
     return encode_line(reply)
 
 
-class LineSession:
-    """Line framing for one control connection: bytes in, answer bytes out."""
-
-    def __init__(self, handle: Handler) -> None:
-        self._handle = handle
-        self._buffer = bytearray()
-        self.closed = False
-
-    def receive_data(self, data: bytes) -> bytes:
-        """Answers for every complete line in ``data``; closes on an over-long line."""
-        self._buffer += data
-        out = []
-        while (end := self._buffer.find(b"\n")) >= 0:
-            line = bytes(self._buffer[:end])
-            del self._buffer[:end + 1]
-            if line.strip():
-                out.append(answer(self._handle, line))
-        if len(self._buffer) > MAX_LINE_BYTES:
-            self._buffer.clear()
-            self.closed = True
-            out.append(encode_line({"ok": False, "error": "request line too long"}))
-        return b"".join(out)
-
-
-class _ControlProtocol(asyncio.Protocol):
-    def __init__(self, handle: Handler) -> None:
-        self._session = LineSession(handle)
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        assert self._transport is not None
-        reply = self._session.receive_data(data)
-        if reply:
-            self._transport.write(reply)
-        if self._session.closed:
-            self._transport.close()
-
-
 class ControlServer:
-    """A daemon's control socket: ``handle`` answers each request."""
+    """A daemon's control socket: ``handle`` answers each request, in order
+    per connection; a daemon's verbs that must wait (adopt) are coroutines."""
 
     def __init__(self, path: str, handle: Handler) -> None:
         self.path = path
@@ -130,9 +95,8 @@ class ControlServer:
                 os.unlink(self.path)          # left over from a previous run
         except OSError as exc:
             raise OSError(exc.errno, f"cannot replace {self.path}: {exc.strerror}") from None
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: _ControlProtocol(self._handle),
-                                                     path=self.path)
+        self._server = await asyncio.start_unix_server(self._serve, self.path,
+                                                       limit=MAX_LINE_BYTES)
         os.chmod(self.path, SOCKET_MODE)
 
     async def close(self) -> None:
@@ -145,6 +109,25 @@ class ControlServer:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    break                                  # the peer is done
+                except asyncio.LimitOverrunError:
+                    writer.write(encode_line({"ok": False, "error": "request line too long"}))
+                    break
+                if line.strip():
+                    writer.write(await answer(self._handle, line))
+                    await writer.drain()
+            await writer.drain()
+        except ConnectionError:
+            pass                                           # the peer left without its answer
+        finally:
+            writer.close()
 
 
 async def request(path: str, message: dict, timeout_s: float = 10.0) -> dict:

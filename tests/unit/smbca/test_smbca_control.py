@@ -6,15 +6,16 @@ import json
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
+import yaml
 
 from smbca import control
 from smbca.control import (
     MAX_LINE_BYTES,
     ControlError,
     ControlServer,
-    LineSession,
     answer,
     decode_request,
     request,
@@ -53,18 +54,39 @@ def test_decode_request_errors(line, error):
 
 
 def test_answers_carry_ok_and_errors_go_back():
-    assert json.loads(answer(echo, b"ping")) == {"ok": True, "echo": {"command": "ping"}}
-    assert json.loads(answer(echo, b"fail")) == {"ok": False, "error": "refused on purpose"}
+    assert json.loads(asyncio.run(answer(echo, b"ping"))) == {"ok": True,
+                                                             "echo": {"command": "ping"}}
+    assert json.loads(asyncio.run(answer(echo, b"fail"))) == {"ok": False,
+                                                             "error": "refused on purpose"}
 
 
-def test_session_framing():
-    session = LineSession(echo)
-    assert session.receive_data(b'{"a": ') == b""
-    out = session.receive_data(b'1}\n\nfail\n')
-    assert [json.loads(line)["ok"] for line in out.splitlines()] == [True, False]
-    assert not session.closed
-    assert session.receive_data(b"x" * (MAX_LINE_BYTES + 1)).endswith(b'too long"}\n')
-    assert session.closed
+def test_a_handler_may_be_a_coroutine():
+    async def later(message: dict) -> dict:
+        await asyncio.sleep(0)
+        if message.get("command") == "fail":
+            raise ControlError("not now")
+        return {"done": True}
+    assert json.loads(asyncio.run(answer(later, b"go"))) == {"ok": True, "done": True}
+    assert json.loads(asyncio.run(answer(later, b"fail"))) == {"ok": False, "error": "not now"}
+
+
+def test_lines_are_framed_and_answered_in_order(tmp_path):
+    async def scenario():
+        server = ControlServer(str(tmp_path / "daemon.sock"), echo)
+        await server.start()
+        reader, writer = await asyncio.open_unix_connection(server.path)
+        writer.write(b'{"a": ')
+        await writer.drain()
+        writer.write(b'1}\n\nfail\n')
+        first, second = await reader.readline(), await reader.readline()
+        assert json.loads(first) == {"ok": True, "echo": {"a": 1}}
+        assert json.loads(second)["ok"] is False
+        writer.write(b"x" * (MAX_LINE_BYTES + 1))
+        assert json.loads(await reader.readline())["error"] == "request line too long"
+        assert await reader.read() == b""                  # and the server hung up
+        writer.close()
+        await server.close()
+    asyncio.run(scenario())
 
 
 def test_server_and_both_clients(tmp_path):
@@ -115,3 +137,14 @@ def test_a_peer_that_hangs_up_is_an_error(tmp_path):
             await request(str(tmp_path / "rude.sock"), {"x": 1})
         server.close()
     asyncio.run(scenario())
+
+
+def test_the_example_configs_agree_on_every_socket():
+    config_dir = Path(__file__).resolve().parents[3] / "config"
+    clusdisk = yaml.safe_load((config_dir / "clusdisk-example.yaml").read_text())["control"]
+    witnessd = yaml.safe_load((config_dir / "witnessd-example.yaml").read_text())["server"]
+    smbcad = (config_dir / "smbcad.yaml").read_text()
+    assert clusdisk["socket"] == control.CLUSDISK_SOCKET
+    assert clusdisk["witnessd_socket"] == witnessd["control_socket"] == control.WITNESSD_SOCKET
+    assert clusdisk["smbcad_socket"] == control.SMBCAD_SOCKET
+    assert f"control_socket: {control.SMBCAD_SOCKET}" in smbcad

@@ -1,5 +1,6 @@
 """witnessd's control requests: JSON events onto the service, answers back (sans-IO)."""
 
+import asyncio
 import ipaddress
 import json
 from uuid import UUID
@@ -8,7 +9,7 @@ import pytest
 
 from smbca import events
 from smbca.admin import _parser, request_of
-from smbca.control import ControlError, LineSession, answer
+from smbca.control import ControlError, answer
 from witnessd.control import (
     StatusRequest,
     UnregisterRequest,
@@ -24,6 +25,10 @@ from .client import (
     two_node_service,
     witness_connection,
 )
+
+
+def reply_to(handler, line: bytes) -> dict:
+    return json.loads(asyncio.run(answer(handler, line)))
 
 
 @pytest.mark.parametrize("message,request_", [
@@ -59,16 +64,16 @@ def test_events_reach_a_pending_notify() -> None:
     seen = []
     handler = control_handler(service, seen.append)
     line = json.dumps({"event": "node", "node": "NODE2", "state": "down"}).encode()
-    assert json.loads(answer(handler, line)) == {"ok": True, "registrations": 1}
+    assert reply_to(handler, line) == {"ok": True, "registrations": 1}
     assert seen == ["node"] and pending_answer(client).return_value == 0
-    status = json.loads(answer(handler, b'{"event": "status"}'))
+    status = reply_to(handler, b'{"event": "status"}')
     assert status["interfaces"][1] == {"group": "NODE2", "state": "unavailable",
                                        "ipv4": "10.0.0.2", "ipv6": None, "local": False}
     (registration,) = status["registrations"]
     assert registration["client"] == "hv1.example.com" and registration["version"] == \
         "0x00010001"
     forced = {"event": "unregister", "registration": registration["registration"]}
-    assert json.loads(answer(handler, json.dumps(forced).encode()))["ok"]
+    assert reply_to(handler, json.dumps(forced).encode())["ok"]
     assert service.registrations == {}
     assert seen == ["node", "status", "unregister"]
 
@@ -77,7 +82,7 @@ def test_takeover_makes_the_partner_address_local() -> None:
     service = two_node_service()
     event = {"event": "interface", "group": "NODE2", "state": "up", "ipv4": "10.0.0.2",
              "local": True}
-    assert json.loads(answer(control_handler(service), json.dumps(event).encode()))["ok"]
+    assert reply_to(control_handler(service), json.dumps(event).encode())["ok"]
     assert [i.flags & 4 for i in service._interface_list().interface_info] == [0, 0]
 
 
@@ -85,18 +90,11 @@ def test_errors_are_answered_not_raised() -> None:
     service = two_node_service()
     seen = []
     handler = control_handler(service, seen.append)
-    assert json.loads(answer(handler, b"{nope"))["ok"] is False
-    reply = json.loads(answer(handler, b'{"event": "client-move", "client": "*", '
-                                       b'"destination": "NODE9"}'))
+    assert reply_to(handler, b"{nope")["ok"] is False
+    reply = reply_to(handler, b'{"event": "client-move", "client": "*", '
+                              b'"destination": "NODE9"}')
     assert reply == {"ok": False, "error": "destination 'NODE9' names no interface"}
     assert seen == []                       # refused requests are not counted
-
-
-def test_session_framing_on_the_service() -> None:
-    session = LineSession(control_handler(two_node_service()))
-    assert session.receive_data(b'{"event": "sta') == b""
-    out = session.receive_data(b'tus"}\n\n{"event": "x"}\n')
-    assert [json.loads(line)["ok"] for line in out.splitlines()] == [True, False]
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -127,5 +125,5 @@ def test_admin_notify_builds_requests_witnessd_understands(argv, message) -> Non
 ])
 def test_what_clusdisk_sends_is_what_witnessd_applies(event) -> None:
     handler = control_handler(two_node_service())
-    reply = json.loads(answer(handler, json.dumps(event.to_json()).encode()))
+    reply = reply_to(handler, json.dumps(event.to_json()).encode())
     assert reply == {"ok": True, "registrations": 0}
