@@ -28,10 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from smbcad import crypto  # noqa: E402
-from smbcad.auth import Authenticator, User, UserDatabase  # noqa: E402
+from smbca.auth import Authenticator, User, UserDatabase  # noqa: E402
+from smbca.auth.legacy_crypto import nt_hash  # noqa: E402
+from smbca.config import ListenAddress  # noqa: E402
 from smbcad.cluster.member import ClusterMember  # noqa: E402
-from smbcad.config import Config, ListenAddress, ServerConfig, ShareConfig  # noqa: E402
+from smbcad.config import Config, ServerConfig, ShareConfig  # noqa: E402
 from smbcad.config_cluster import AggregateConfig, ClusterConfig  # noqa: E402
 from smbcad.metrics import SmbMetrics  # noqa: E402
 from smbcad.server.server import SmbServer  # noqa: E402
@@ -50,7 +51,7 @@ def make_server(base: Path) -> tuple[SmbServer, ClusterMember, Path]:
                                      state_dir=str(base / "state")),
                  shares=(ShareConfig("vms", str(data), ca=True, aggregate="aggr1"),),
                  cluster=cluster)
-    users = UserDatabase.from_users([User("bench", crypto.nt_hash("bench"))])
+    users = UserDatabase.from_users([User("bench", nt_hash("bench"))])
     server = SmbServer(cfg, server_guid=cluster.derived_server_guid,
                        authenticator=Authenticator(users, server_name="SMBCA",
                                                    domain_name="WORKGROUP"),

@@ -5,8 +5,9 @@ bring-up/tear-down of aggregates).
 The public surface is re-exported here; the submodules are private.  The
 pure cores (``scsi.cdb``, ``scsi.pages``, ``scsi.sense``, ``arbitration``,
 ``heartbeat``, ``resources``) import the standard library only; I/O lives in
-``scsi.sgio`` (the only ioctls), ``heartbeat_transport``, ``control`` and
-``lif`` (the only sockets and the only pyroute2 user), the executors
+``scsi.sgio`` (the only ioctls), ``heartbeat_transport`` and ``lif`` (the
+only sockets besides the shared control socket of ``smbca.control``; ``lif``
+is the only pyroute2 user), the executors
 (``executor``, ``aggregates``) and ``daemon``.  ``daemon``, ``lif`` and
 ``metrics`` are imported on demand, not from here.
 """
@@ -22,7 +23,7 @@ from clusdisk.arbitration import (
     Timings,
     to_dot,
 )
-from clusdisk.config import Config, ConfigError, load_yaml
+from clusdisk.config import Config, load_yaml
 from clusdisk.disks import DiskError, LunPath, Mounter, resolve, scan
 from clusdisk.errors import ClusdiskError
 from clusdisk.executor import ArbitrationExecutor, LoopClock
@@ -32,7 +33,7 @@ from clusdisk.resources import Aggregate, Lif, View, plan
 
 __all__ = [
     "Aggregate", "AggregateManager", "Arbiter", "ArbitrationError", "ArbitrationExecutor",
-    "ClusdiskError", "Config", "ConfigError", "Datagram", "DiskError", "HeartbeatConfig",
+    "ClusdiskError", "Config", "Datagram", "DiskError", "HeartbeatConfig",
     "HeartbeatError", "HeartbeatProtocol", "HostOps", "Input", "Lif", "LoopClock", "LunPath",
     "Mode", "Mounter", "PrReservation", "Scsi2Reservation", "State", "Timer", "Timings",
     "Verdict", "View", "load_yaml", "plan", "resolve", "scan", "to_dot",

@@ -24,6 +24,7 @@ from clusdisk import disks, resources
 from clusdisk.errors import ClusdiskError
 from clusdisk.reservations import Verdict
 from clusdisk.scsi.errors import ScsiError
+from smbca.control import ControlError
 
 log = logging.getLogger("clusdisk.aggregates")
 
@@ -170,7 +171,7 @@ class AggregateManager:
                 raise StepFailed(step, "unknown step")
         except StepFailed:
             raise
-        except (ClusdiskError, ScsiError, OSError) as exc:
+        except (ClusdiskError, ControlError, ScsiError, OSError) as exc:
             raise StepFailed(step, str(exc)) from None
 
     async def renew(self) -> list[str]:

@@ -19,6 +19,8 @@ import sys
 from clusdisk import config as config_mod
 from clusdisk import disks
 from clusdisk.arbitration import Mode, to_dot
+from smbca.config import ConfigError, systemd_environment
+from smbca.control import CLUSDISK_SOCKET, ControlError, request_blocking
 
 SUBCOMMANDS = ("scan", "status", "diagram")
 
@@ -41,7 +43,7 @@ def _tools_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true")
     scan.add_argument("--no-probe", action="store_true", help="no SCSI commands (sysfs only)")
     status = sub.add_parser("status", help="query the running daemon")
-    status.add_argument("--socket", default=config_mod.ControlSettings().socket)
+    status.add_argument("--socket", default=CLUSDISK_SOCKET)
     diagram = sub.add_parser("diagram", help="print the arbitration table as Graphviz")
     diagram.add_argument("mode", choices=[m.value for m in Mode])
     return p
@@ -105,10 +107,9 @@ def scan(args, out=sys.stdout, device_factory=None, read_vpd83=None) -> int:
 
 
 def status(args, out=sys.stdout) -> int:
-    from clusdisk.control import NotifyError, request
     try:
-        reply = asyncio.run(request(args.socket, {"command": "status"}, 5.0))
-    except NotifyError as exc:
+        reply = request_blocking(args.socket, {"command": "status"}, 5.0)
+    except ControlError as exc:
         print(f"clusdisk: {exc}", file=sys.stderr)
         return 1
     json.dump(reply.get("status", reply), out, indent=2)
@@ -129,13 +130,13 @@ def main(argv=None) -> int:
     args = _daemon_parser().parse_args(argv)
     try:
         cfg = config_mod.load_yaml(args.config)
-    except config_mod.ConfigError as exc:
+    except ConfigError as exc:
         print(f"clusdisk: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=(args.log_level or cfg.log_level).upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from clusdisk.daemon import Daemon
-    daemon = Daemon(cfg, config_mod.systemd_environment())
+    daemon = Daemon(cfg, systemd_environment())
     return asyncio.run(daemon.run())
 
 

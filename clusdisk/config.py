@@ -2,45 +2,24 @@
 with errors naming the offending key (shared/STYLE.md rule 15).  Times are
 in milliseconds in the file (``_ms`` keys) and seconds in the tree.
 
-This is the only clusdisk module that reads the environment (systemd's
-NOTIFY_SOCKET and WATCHDOG_USEC) or settings files (the YAML, the key file).
-config/clusdisk-example.yaml documents every key.
+This is the only clusdisk module that reads settings files (the YAML, the
+key file); the primitives (errors, sections, addresses, the YAML reader) are
+the shared ``smbca.config``.  config/clusdisk-example.yaml documents every key.
 """
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
-
-import yaml
 
 from clusdisk.arbitration import Mode, Timings
 from clusdisk.disks import KNOWN_PREFIXES, SUPPORTED_FILESYSTEMS, normalize_designator
 from clusdisk.resources import Aggregate, Lif
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.sgio import ResetKind
+from smbca.config import ConfigError, ListenAddress, Section, parse_listen, read_yaml
+from smbca.control import CLUSDISK_SOCKET
 
 DEFAULT_HEARTBEAT_PORT = 5405
 PR_KEY_BASE = 0x736D626300000000            # "smbc" + node id
-
-
-class ConfigError(Exception):
-    """A bad setting: ``key`` is the dotted path of the offending key."""
-
-    status = "config"
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -52,8 +31,8 @@ class NodeConfig:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    local: Endpoint
-    peer: Endpoint
+    local: ListenAddress
+    peer: ListenAddress
 
 
 @dataclass(frozen=True)
@@ -83,15 +62,9 @@ class ArbitrationSettings:
 
 @dataclass(frozen=True)
 class ControlSettings:
-    socket: str = "/run/smbca/clusdisk.sock"
+    socket: str = CLUSDISK_SOCKET
     smbcad_socket: str | None = None
     witnessd_socket: str | None = None
-
-
-@dataclass(frozen=True)
-class SystemdEnv:
-    notify_socket: str | None = None
-    watchdog_usec: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +79,7 @@ class Config:
     scsi: ScsiSettings = ScsiSettings()
     aggregates: tuple[Aggregate, ...] = ()
     control: ControlSettings = ControlSettings()
-    metrics_listen: Endpoint | None = None
+    metrics_listen: ListenAddress | None = None
     state_dir: str = "/var/lib/smbca"
     log_level: str = "info"
 
@@ -117,69 +90,6 @@ class Config:
     @property
     def partner(self) -> NodeConfig:
         return next(n for n in self.nodes if n.id != self.node_id)
-
-
-class _Map:
-    """A YAML mapping with its dotted path, for errors that name keys."""
-
-    def __init__(self, data, path: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(path or "(top level)", "must be a mapping")
-        self.data, self.path = data, path
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def check_keys(self, *allowed: str) -> None:
-        for name in self.data:
-            if name not in allowed:
-                raise ConfigError(self.key(str(name)), "unknown key")
-
-    def get(self, name: str, kind, default=..., *, minimum=None):
-        if name not in self.data or self.data[name] is None:
-            if default is ...:
-                raise ConfigError(self.key(name), "required")
-            return default
-        value = self.data[name]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise ConfigError(self.key(name), f"must be {kind.__name__}, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ConfigError(self.key(name), f"must be at least {minimum}")
-        return value
-
-    def sub(self, name: str) -> "_Map":
-        return _Map(self.data.get(name), self.key(name))
-
-    def items(self, name: str) -> list["_Map"]:
-        value = self.data.get(name) or []
-        if not isinstance(value, list):
-            raise ConfigError(self.key(name), "must be a list")
-        return [_Map(item, f"{self.key(name)}[{i}]") for i, item in enumerate(value)]
-
-
-def parse_endpoint(text, key: str, default_port: int | None = None) -> Endpoint:
-    if not isinstance(text, str) or not text:
-        raise ConfigError(key, "must be HOST:PORT")
-    host, port = text, None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if port is None and default_port is None:
-        raise ConfigError(key, f"{text!r}: a port is required")
-    try:
-        ipaddress.ip_address(host)
-        number = int(port) if port is not None else default_port
-    except ValueError:
-        raise ConfigError(key, f"{text!r} is not IP:PORT") from None
-    if not 0 < number < 65536:
-        raise ConfigError(key, f"port {number} out of range")
-    return Endpoint(host, number)
 
 
 def _pr_key(value, key: str) -> int:
@@ -217,7 +127,7 @@ def _designator(value, key: str) -> str:
     return normalize_designator(value)
 
 
-def _nodes(cluster: _Map) -> tuple[NodeConfig, ...]:
+def _nodes(cluster: Section) -> tuple[NodeConfig, ...]:
     nodes = []
     for item in cluster.items("nodes"):
         item.check_keys("id", "name", "pr_key")
@@ -231,7 +141,7 @@ def _nodes(cluster: _Map) -> tuple[NodeConfig, ...]:
     return tuple(nodes)
 
 
-def _arbitration(section: _Map) -> ArbitrationSettings:
+def _arbitration(section: Section) -> ArbitrationSettings:
     section.check_keys("mode", "renew_ms", "join_window_ms", "challenge_wait_ms", "settle_ms",
                        "takeover_delay_ms", "pr_challenge_delay_ms", "pr_settle_ms",
                        "pr_preempt_abort", "data_pr_type")
@@ -265,7 +175,7 @@ def _arbitration(section: _Map) -> ArbitrationSettings:
     return ArbitrationSettings(mode, timings, section.get("pr_preempt_abort", bool, False), data_type)
 
 
-def _aggregates(root: _Map, nodes) -> tuple[Aggregate, ...]:
+def _aggregates(root: Section, nodes) -> tuple[Aggregate, ...]:
     by_name = {n.name: n.id for n in nodes}
     out, names, points = [], set(), set()
     for item in root.items("aggregates"):
@@ -303,7 +213,7 @@ def _aggregates(root: _Map, nodes) -> tuple[Aggregate, ...]:
 
 
 def from_dict(data, *, key_loader=read_key_file) -> Config:
-    root = _Map(data, "")
+    root = Section(data, "")
     root.check_keys("cluster", "heartbeat", "arbitration", "scsi", "quorum", "aggregates",
                     "control", "metrics", "state_dir", "log_level")
     cluster = root.sub("cluster")
@@ -320,8 +230,8 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
     for item in hb.items("links"):
         item.check_keys("local", "peer")
         links.append(LinkConfig(
-            parse_endpoint(item.data.get("local"), item.key("local"), DEFAULT_HEARTBEAT_PORT),
-            parse_endpoint(item.data.get("peer"), item.key("peer"), DEFAULT_HEARTBEAT_PORT)))
+            parse_listen(item.data.get("local"), item.key("local"), DEFAULT_HEARTBEAT_PORT),
+            parse_listen(item.data.get("peer"), item.key("peer"), DEFAULT_HEARTBEAT_PORT)))
     if not links:
         raise ConfigError(hb.key("links"), "at least one heartbeat link is required")
     heartbeat = HeartbeatSettings(hb.get("interval_ms", int, 1000, minimum=10) / 1000,
@@ -363,31 +273,12 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
         cluster_name=cluster.get("name", str, "smbca"), node_id=node_id, nodes=nodes, key=key,
         quorum_disk=quorum_disk, heartbeat=heartbeat, arbitration=arbitration,
         scsi=scsi_settings, aggregates=aggregates,
-        control=ControlSettings(control.get("socket", str, "/run/smbca/clusdisk.sock"),
+        control=ControlSettings(control.get("socket", str, CLUSDISK_SOCKET),
                                 control.get("smbcad_socket", str, None),
                                 control.get("witnessd_socket", str, None)),
-        metrics_listen=parse_endpoint(listen, metrics.key("listen")) if listen else None,
+        metrics_listen=parse_listen(listen, metrics.key("listen")) if listen else None,
         state_dir=root.get("state_dir", str, "/var/lib/smbca"), log_level=log_level)
 
 
 def load_yaml(path: str) -> Config:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("--config", f"{path}: not valid YAML: {exc}") from None
-    return from_dict(data)
-
-
-def systemd_environment(environ=None) -> SystemdEnv:
-    """NOTIFY_SOCKET and WATCHDOG_USEC (honoured only if WATCHDOG_PID is
-    unset or is our pid, sd_watchdog_enabled(3))."""
-    env = os.environ if environ is None else environ
-    usec = env.get("WATCHDOG_USEC")
-    pid = env.get("WATCHDOG_PID")
-    watchdog = int(usec) if usec and usec.isdigit() and int(usec) > 0 else None
-    if pid and pid.isdigit() and int(pid) != os.getpid():
-        watchdog = None
-    return SystemdEnv(env.get("NOTIFY_SOCKET") or None, watchdog)
+    return from_dict(read_yaml(path))

@@ -19,8 +19,8 @@ from prometheus_client import start_http_server
 from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
-from clusdisk.config import Config, SystemdEnv
-from clusdisk.control import ControlServer, Notifier, sd_notify
+from clusdisk.config import Config
+from clusdisk.control import Notifier, status_handler
 from clusdisk.executor import ArbitrationExecutor, LoopClock, QuorumCall, Step
 from clusdisk.heartbeat import (
     HeartbeatConfig,
@@ -41,6 +41,9 @@ from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
+from smbca.config import SystemdEnv
+from smbca.control import ControlServer
+from smbca.systemd import sd_notify
 
 log = logging.getLogger("clusdisk")
 QUORUM = "quorum"
@@ -299,7 +302,7 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
             "SIGHUP: configuration reload is not supported; restart clusdisk"))
-        control = ControlServer(self.cfg.control.socket, self.status)
+        control = ControlServer(self.cfg.control.socket, status_handler(self.status))
         try:
             try:
                 await self.transport.start()

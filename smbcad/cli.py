@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 
+from smbca.config import ConfigError
 from smbcad import config as config_mod
 
 
@@ -36,13 +37,13 @@ def load(argv) -> tuple[config_mod.Config, object]:
     args = _parser().parse_args(argv)
     if args.config:
         if args.share or args.user or args.listen:
-            raise config_mod.ConfigError("--config", "cannot be combined with --share/--user/--listen")
+            raise ConfigError("--config", "cannot be combined with --share/--user/--listen")
 
         def reload():
             return config_mod.load_yaml(args.config)
         return reload(), reload
     if not args.share:
-        raise config_mod.ConfigError("--share", "give --config FILE or at least one --share")
+        raise ConfigError("--share", "give --config FILE or at least one --share")
     quick = config_mod.QuickArgs(
         listen=tuple(args.listen), shares=tuple(args.share), users=tuple(args.user),
         signing=args.signing, encryption=args.encryption, state_dir=args.state_dir,
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
             level=cfg.server.log_level.upper(),
             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         daemon = Daemon(cfg, reload)
-    except config_mod.ConfigError as exc:
+    except ConfigError as exc:
         print(f"smbcad: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(daemon.run())

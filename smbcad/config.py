@@ -2,37 +2,29 @@
 errors that name the offending key (shared/STYLE.md rule 15).
 
 Sources: a YAML file (``--config``) or the quick-mode flags of ``smbcad.cli``.
-Units are in key names (``_ms``, ``_bytes``).  This is the only module that
-reads the environment or the filesystem for settings.
+Units are in key names (``_ms``, ``_bytes``).  This is the only smbcad module
+that reads the filesystem for settings; the primitives (errors, sections,
+addresses, users, the YAML reader) are the shared ``smbca.config``.
 """
 
-import ipaddress
 import os
 import uuid
 from dataclasses import dataclass, field
 
-import yaml
+from smbca.config import (
+    ConfigError,
+    ListenAddress,
+    Section,
+    UserConfig,
+    check_user,
+    parse_listen,
+    parse_users,
+    read_yaml,
+)
+from smbcad.config_cluster import ClusterConfig, check_cluster, cluster_from_yaml
 
 DEFAULT_PORT = 445
 DEFAULT_CA_TIMEOUT_MS = 60_000
-
-
-class ConfigError(Exception):
-    """A bad setting: ``key`` is the dotted path of the offending key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class ListenAddress:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -48,15 +40,6 @@ class ShareConfig:
     ca_timeout_ms: int = DEFAULT_CA_TIMEOUT_MS
     aggregate: str = ""                # follows this aggregate (cluster.aggregates); "": local
     volume_id: str | None = None       # file identity's volume id (hex); default: the filesystem's
-
-
-@dataclass(frozen=True)
-class UserConfig:
-    """A user: a clear password or an NT hash (hex), never both."""
-
-    name: str
-    password: str | None = None
-    nt_hash_hex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,40 +69,12 @@ class Config:
     users: tuple[UserConfig, ...] = ()
     smbpasswd_files: tuple[str, ...] = ()
     source_path: str | None = None     # where it came from, for SIGHUP reloads
-    cluster: object = None             # config_cluster.ClusterConfig on a cluster node
+    cluster: ClusterConfig | None = None   # on a cluster node
 
 
 # --- validation helpers ----------------------------------------------------------
 
 _SHARE_NAME_BAD = set('"/\\[]:|<>+=;,*?')
-
-
-def parse_listen(text: str, key: str, default_port: int = DEFAULT_PORT) -> ListenAddress:
-    """``HOST:PORT``, ``[V6]:PORT`` or a bare host."""
-    text = str(text).strip()
-    host, port = text, default_port
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ConfigError(key, f"bad address {text!r}")
-        host = text[1:end]
-        if text[end + 1:].startswith(":"):
-            port = _port(text[end + 2:], key)
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-        port = _port(port_text, key)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host not in ("localhost", ""):
-            raise ConfigError(key, f"{host!r} is not an IP address") from None
-    return ListenAddress(host or "0.0.0.0", port)
-
-
-def _port(text: str, key: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigError(key, f"bad port {text!r}")
-    return int(text)
 
 
 def _check_share(share: ShareConfig, key: str) -> None:
@@ -154,20 +109,9 @@ def validate(config: Config) -> Config:
         names.add(share.name.lower())
     if not config.shares:
         raise ConfigError("shares", "at least one share is needed")
-    from smbcad.config_cluster import check_cluster   # it builds on this module's helpers
     check_cluster(config.cluster, config.shares)
     for index, user in enumerate(config.users):
-        key = f"users[{index}]"
-        if not user.name or ":" in user.name:
-            raise ConfigError(f"{key}.name", f"invalid user name {user.name!r}")
-        if (user.password is None) == (user.nt_hash_hex is None):
-            raise ConfigError(key, "give exactly one of password or nt_hash")
-        if user.nt_hash_hex is not None:
-            try:
-                if len(bytes.fromhex(user.nt_hash_hex)) != 16:
-                    raise ValueError
-            except ValueError:
-                raise ConfigError(f"{key}.nt_hash", "must be 32 hex digits") from None
+        check_user(user, f"users[{index}]")
     for index, path in enumerate(config.smbpasswd_files):
         if not os.path.isfile(path):
             raise ConfigError(f"smbpasswd_file[{index}]", f"{path!r} does not exist")
@@ -187,125 +131,77 @@ def validate(config: Config) -> Config:
 
 # --- YAML -------------------------------------------------------------------------
 
-def _typed(section: dict, key: str, kind, prefix: str, default=None):
-    value = section.get(key, default)
-    if value is None:
-        return default
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f"{prefix}{key}", "must be true or false")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{prefix}{key}", "must be an integer")
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"{prefix}{key}", "must be a string")
-    return value
-
-
-def _reject_unknown(section: dict, allowed: set, prefix: str) -> None:
-    for key in section:
-        if key not in allowed:
-            raise ConfigError(f"{prefix}{key}", "unknown key")
-
-
-_SERVER_KEYS = {"listen", "server_name", "domain", "state_dir", "signing", "encryption",
+_SERVER_KEYS = ("listen", "server_name", "domain", "state_dir", "signing", "encryption",
                 "guest_ok", "anonymous_ok", "metrics_listen", "max_connections",
                 "max_credits", "max_io_bytes", "max_outstanding_requests",
-                "idle_timeout_s", "drain_timeout_s", "log_level"}
-_SHARE_KEYS = {"name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
-               "aggregate", "volume_id"}
+                "idle_timeout_s", "drain_timeout_s", "log_level")
+_SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
+               "aggregate", "volume_id")
 
 
-def _server_from_yaml(raw: dict) -> ServerConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError("server", "must be a mapping")
-    _reject_unknown(raw, _SERVER_KEYS, "server.")
+def _server_from_yaml(section: Section) -> ServerConfig:
+    section.check_keys(*_SERVER_KEYS)
+    raw = section.data
     listen_raw = raw.get("listen", [f"0.0.0.0:{DEFAULT_PORT}"])
     if isinstance(listen_raw, str):
         listen_raw = [listen_raw]
     if not isinstance(listen_raw, list) or not listen_raw:
         raise ConfigError("server.listen", "must be a list of HOST:PORT")
-    listen = tuple(parse_listen(v, f"server.listen[{i}]") for i, v in enumerate(listen_raw))
+    listen = tuple(parse_listen(v, f"server.listen[{i}]", DEFAULT_PORT)
+                   for i, v in enumerate(listen_raw))
     signing = raw.get("signing", "required")
     if signing not in ("required", "enabled"):
         raise ConfigError("server.signing", "must be required or enabled")
     metrics = raw.get("metrics_listen")
-    p = "server."
     return ServerConfig(
         listen=listen,
-        server_name=_typed(raw, "server_name", str, p, "SMBCA"),
-        domain=_typed(raw, "domain", str, p, "WORKGROUP"),
-        state_dir=_typed(raw, "state_dir", str, p, "/var/lib/smbca"),
+        server_name=section.get("server_name", str, "SMBCA"),
+        domain=section.get("domain", str, "WORKGROUP"),
+        state_dir=section.get("state_dir", str, "/var/lib/smbca"),
         signing_required=signing == "required",
         # YAML reads a bare `off` as false; take it as meant.
-        encryption="off" if raw.get("encryption") is False else _typed(raw, "encryption", str, p, "off"),
-        guest_ok=_typed(raw, "guest_ok", bool, p, False),
-        anonymous_ok=_typed(raw, "anonymous_ok", bool, p, False),
+        encryption="off" if raw.get("encryption") is False else section.get("encryption", str,
+                                                                             "off"),
+        guest_ok=section.get("guest_ok", bool, False),
+        anonymous_ok=section.get("anonymous_ok", bool, False),
         metrics_listen=parse_listen(metrics, "server.metrics_listen", 9445) if metrics else None,
-        max_connections=_typed(raw, "max_connections", int, p, 1024),
-        max_credits=_typed(raw, "max_credits", int, p, 8192),
-        max_io_bytes=_typed(raw, "max_io_bytes", int, p, 8 * 1024 * 1024),
-        max_outstanding_requests=_typed(raw, "max_outstanding_requests", int, p, 8192),
-        idle_timeout_s=_typed(raw, "idle_timeout_s", int, p, 0),
-        drain_timeout_s=_typed(raw, "drain_timeout_s", int, p, 20),
-        log_level=_typed(raw, "log_level", str, p, "info"),
+        max_connections=section.get("max_connections", int, 1024),
+        max_credits=section.get("max_credits", int, 8192),
+        max_io_bytes=section.get("max_io_bytes", int, 8 * 1024 * 1024),
+        max_outstanding_requests=section.get("max_outstanding_requests", int, 8192),
+        idle_timeout_s=section.get("idle_timeout_s", int, 0),
+        drain_timeout_s=section.get("drain_timeout_s", int, 20),
+        log_level=section.get("log_level", str, "info"),
     )
 
 
-def _share_from_yaml(raw, index: int) -> ShareConfig:
-    prefix = f"shares[{index}]."
-    if not isinstance(raw, dict):
-        raise ConfigError(f"shares[{index}]", "must be a mapping")
-    _reject_unknown(raw, _SHARE_KEYS, prefix)
-    for key in ("name", "path"):
-        if not isinstance(raw.get(key), str):
-            raise ConfigError(prefix + key, "is required (a string)")
+def _share_from_yaml(section: Section) -> ShareConfig:
+    section.check_keys(*_SHARE_KEYS)
     return ShareConfig(
-        name=raw["name"], path=raw["path"],
-        comment=_typed(raw, "comment", str, prefix, ""),
-        ca=_typed(raw, "ca", bool, prefix, False),
-        encrypt=_typed(raw, "encrypt", bool, prefix, False),
-        read_only=_typed(raw, "read_only", bool, prefix, False),
-        ca_timeout_ms=_typed(raw, "ca_timeout_ms", int, prefix, DEFAULT_CA_TIMEOUT_MS),
-        aggregate=_typed(raw, "aggregate", str, prefix, ""),
-        volume_id=_typed(raw, "volume_id", str, prefix),
+        name=section.get("name", str), path=section.get("path", str),
+        comment=section.get("comment", str, ""),
+        ca=section.get("ca", bool, False),
+        encrypt=section.get("encrypt", bool, False),
+        read_only=section.get("read_only", bool, False),
+        ca_timeout_ms=section.get("ca_timeout_ms", int, DEFAULT_CA_TIMEOUT_MS),
+        aggregate=section.get("aggregate", str, ""),
+        volume_id=section.get("volume_id", str, None),
     )
-
-
-def _user_from_yaml(raw, index: int) -> UserConfig:
-    prefix = f"users[{index}]."
-    if not isinstance(raw, dict):
-        raise ConfigError(f"users[{index}]", "must be a mapping")
-    _reject_unknown(raw, {"name", "password", "nt_hash"}, prefix)
-    if not isinstance(raw.get("name"), str):
-        raise ConfigError(prefix + "name", "is required (a string)")
-    return UserConfig(name=raw["name"], password=_typed(raw, "password", str, prefix),
-                      nt_hash_hex=_typed(raw, "nt_hash", str, prefix))
 
 
 def load_yaml(path: str) -> Config:
     """Read and validate a YAML config file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("--config", f"{path} must hold a mapping")
-    _reject_unknown(raw, {"server", "shares", "users", "smbpasswd_file", "cluster"}, "")
-    from smbcad.config_cluster import cluster_from_yaml   # it builds on this module's helpers
-    shares_raw = raw.get("shares") or []
-    users_raw = raw.get("users") or []
-    if not isinstance(shares_raw, list):
-        raise ConfigError("shares", "must be a list")
-    if not isinstance(users_raw, list):
-        raise ConfigError("users", "must be a list")
+    root = Section(raw, "")
+    root.check_keys("server", "shares", "users", "smbpasswd_file", "cluster")
     smbpasswd = raw.get("smbpasswd_file")
     files = (smbpasswd,) if isinstance(smbpasswd, str) else tuple(smbpasswd or ())
     return validate(Config(
-        server=_server_from_yaml(raw.get("server") or {}),
-        shares=tuple(_share_from_yaml(s, i) for i, s in enumerate(shares_raw)),
-        users=tuple(_user_from_yaml(u, i) for i, u in enumerate(users_raw)),
+        server=_server_from_yaml(root.sub("server")),
+        shares=tuple(_share_from_yaml(share) for share in root.items("shares")),
+        users=parse_users(root, "users"),
         smbpasswd_files=files,
         source_path=os.path.abspath(path),
         cluster=cluster_from_yaml(raw.get("cluster")),
@@ -367,7 +263,8 @@ def from_quick_args(args: QuickArgs) -> Config:
         raise ConfigError("--signing", "must be required or enabled")
     state_dir = args.state_dir or "/var/lib/smbca"
     server = ServerConfig(
-        listen=tuple(parse_listen(v, f"--listen[{i}]") for i, v in enumerate(args.listen))
+        listen=tuple(parse_listen(v, f"--listen[{i}]", DEFAULT_PORT)
+                     for i, v in enumerate(args.listen))
         or (ListenAddress("0.0.0.0", DEFAULT_PORT),),
         server_name=args.server_name,
         state_dir=state_dir,
@@ -385,8 +282,3 @@ def from_quick_args(args: QuickArgs) -> Config:
         users=tuple(users),
         smbpasswd_files=tuple(files),
     ))
-
-
-def notify_socket_path() -> str | None:
-    """systemd's NOTIFY_SOCKET, the one environment setting smbcad reads."""
-    return os.environ.get("NOTIFY_SOCKET") or None

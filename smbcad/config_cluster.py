@@ -28,9 +28,9 @@ import os
 import uuid
 from dataclasses import dataclass
 
-from smbcad.config import ConfigError, ListenAddress, _reject_unknown, _typed, parse_listen
+from smbca.config import ConfigError, ListenAddress, Section, parse_listen
+from smbca.control import SMBCAD_SOCKET
 
-DEFAULT_CONTROL_SOCKET = "/run/smbca/smbcad.sock"
 DEFAULT_MIRROR_PORT = 7445
 # A fixed namespace, so both nodes derive the same ServerGuid from the name.
 _SERVER_GUID_NAMESPACE = uuid.UUID("1f6c3a52-8d1e-5b7a-9c43-6a0e2f1d7b10")
@@ -49,7 +49,7 @@ class AggregateConfig:
 class ClusterConfig:
     node_id: int
     name: str
-    control_socket: str = DEFAULT_CONTROL_SOCKET
+    control_socket: str = SMBCAD_SOCKET
     key_file: str | None = None
     mirror_listen: ListenAddress | None = None
     mirror_peer: ListenAddress | None = None
@@ -72,71 +72,65 @@ class ClusterConfig:
         return uuid.uuid5(_SERVER_GUID_NAMESPACE, self.name.lower()).bytes_le
 
 
-_CLUSTER_KEYS = {"node_id", "name", "control_socket", "key_file", "mirror_listen",
-                 "mirror_peer", "mirror_ack_timeout_ms", "aggregates", "server_guid"}
-_AGGREGATE_KEYS = {"name", "mount_point", "addresses"}
+_CLUSTER_KEYS = ("node_id", "name", "control_socket", "key_file", "mirror_listen",
+                 "mirror_peer", "mirror_ack_timeout_ms", "aggregates", "server_guid")
+_AGGREGATE_KEYS = ("name", "mount_point", "addresses")
 
 
 def cluster_from_yaml(raw) -> ClusterConfig | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise ConfigError("cluster", "must be a mapping")
-    p = "cluster."
-    _reject_unknown(raw, _CLUSTER_KEYS, p)
-    node_id = _typed(raw, "node_id", int, p)
-    if node_id is None or not 1 <= node_id <= 255:
-        raise ConfigError(p + "node_id", "is required, 1..255")
-    name = _typed(raw, "name", str, p)
+    section = Section(raw, "cluster")
+    section.check_keys(*_CLUSTER_KEYS)
+    node_id = section.get("node_id", int)
+    if not 1 <= node_id <= 255:
+        raise ConfigError(section.key("node_id"), "is required, 1..255")
+    name = section.get("name", str)
     if not name:
-        raise ConfigError(p + "name", "is required (the cluster's name)")
-    guid_text = _typed(raw, "server_guid", str, p)
+        raise ConfigError(section.key("name"), "is required (the cluster's name)")
+    guid_text = section.get("server_guid", str, None)
     server_guid = None
     if guid_text is not None:
         try:
             server_guid = uuid.UUID(guid_text).bytes_le
         except ValueError:
-            raise ConfigError(p + "server_guid", f"{guid_text!r} is not a GUID") from None
-    aggregates_raw = raw.get("aggregates") or []
-    if not isinstance(aggregates_raw, list):
-        raise ConfigError(p + "aggregates", "must be a list")
+            raise ConfigError(section.key("server_guid"),
+                              f"{guid_text!r} is not a GUID") from None
     mirror_listen = raw.get("mirror_listen")
     mirror_peer = raw.get("mirror_peer")
     return ClusterConfig(
         node_id=node_id, name=name,
-        control_socket=_typed(raw, "control_socket", str, p, DEFAULT_CONTROL_SOCKET),
-        key_file=_typed(raw, "key_file", str, p),
-        mirror_listen=(parse_listen(mirror_listen, p + "mirror_listen", DEFAULT_MIRROR_PORT)
-                       if mirror_listen else None),
-        mirror_peer=(parse_listen(mirror_peer, p + "mirror_peer", DEFAULT_MIRROR_PORT)
+        control_socket=section.get("control_socket", str, SMBCAD_SOCKET),
+        key_file=section.get("key_file", str, None),
+        mirror_listen=(parse_listen(mirror_listen, section.key("mirror_listen"),
+                                    DEFAULT_MIRROR_PORT) if mirror_listen else None),
+        mirror_peer=(parse_listen(mirror_peer, section.key("mirror_peer"), DEFAULT_MIRROR_PORT)
                      if mirror_peer else None),
-        mirror_ack_timeout_ms=_typed(raw, "mirror_ack_timeout_ms", int, p, 1000),
-        aggregates=tuple(_aggregate_from_yaml(a, i) for i, a in enumerate(aggregates_raw)),
+        mirror_ack_timeout_ms=section.get("mirror_ack_timeout_ms", int, 1000),
+        aggregates=tuple(_aggregate_from_yaml(item) for item in section.items("aggregates")),
         server_guid=server_guid)
 
 
-def _aggregate_from_yaml(raw, index: int) -> AggregateConfig:
-    prefix = f"cluster.aggregates[{index}]."
-    if not isinstance(raw, dict):
-        raise ConfigError(f"cluster.aggregates[{index}]", "must be a mapping")
-    _reject_unknown(raw, _AGGREGATE_KEYS, prefix)
-    for key in ("name", "mount_point"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ConfigError(prefix + key, "is required (a string)")
-    addresses = raw.get("addresses") or []
+def _aggregate_from_yaml(section: Section) -> AggregateConfig:
+    section.check_keys(*_AGGREGATE_KEYS)
+    name, mount_point = section.get("name", str), section.get("mount_point", str)
+    for key, value in (("name", name), ("mount_point", mount_point)):
+        if not value:
+            raise ConfigError(section.key(key), "is required (a string)")
+    addresses = section.data.get("addresses") or []
     if isinstance(addresses, str):
         addresses = [addresses]
     if not isinstance(addresses, list):
-        raise ConfigError(prefix + "addresses", "must be a list of IP addresses")
+        raise ConfigError(section.key("addresses"), "must be a list of IP addresses")
     parsed = []
     for number, text in enumerate(addresses):
         try:
             # "192.0.2.10/24" (clusdisk's form) and "192.0.2.10" both name the address
             parsed.append(str(ipaddress.ip_interface(str(text)).ip))
         except ValueError:
-            raise ConfigError(f"{prefix}addresses[{number}]",
+            raise ConfigError(f"{section.key('addresses')}[{number}]",
                               f"{text!r} is not an IP address") from None
-    return AggregateConfig(name=raw["name"], mount_point=os.path.normpath(raw["mount_point"]),
+    return AggregateConfig(name=name, mount_point=os.path.normpath(mount_point),
                            addresses=tuple(parsed))
 
 

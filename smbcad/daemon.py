@@ -5,15 +5,14 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 
 from prometheus_client import start_http_server
 
+from smbca.auth import Authenticator
+from smbca.config import build_user_database, systemd_environment
+from smbca.systemd import sd_notify
 from smbcad import config as config_mod
-from smbcad.auth import Authenticator, UserDatabase, load_smbpasswd
-from smbcad.auth import User
-from smbcad.crypto import nt_hash
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer
@@ -28,22 +27,10 @@ log = logging.getLogger("smbcad")
 FRAME_OVERHEAD = 1024 * 1024
 
 
-def build_user_database(cfg: config_mod.Config) -> UserDatabase:
-    users = []
-    for user in cfg.users:
-        digest = nt_hash(user.password) if user.password is not None else bytes.fromhex(user.nt_hash_hex)
-        users.append(User(name=user.name, nt_hash=digest))
-    for index, path in enumerate(cfg.smbpasswd_files):
-        try:
-            users.extend(load_smbpasswd(path))
-        except Exception as exc:   # the parser's errors all become one config error
-            raise config_mod.ConfigError(f"smbpasswd_file[{index}]", str(exc)) from None
-    return UserDatabase.from_users(users)
-
-
 def build_authenticator(cfg: config_mod.Config) -> Authenticator:
     server = cfg.server
-    return Authenticator(build_user_database(cfg), server_name=server.server_name,
+    users = build_user_database(cfg.users, cfg.smbpasswd_files, "smbpasswd_file")
+    return Authenticator(users, server_name=server.server_name,
                          domain_name=server.domain, allow_guest=server.guest_ok,
                          allow_anonymous=server.anonymous_ok)
 
@@ -70,17 +57,6 @@ def load_server_guid(state_dir: str) -> bytes:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return guid
-
-
-def sd_notify(message: str) -> None:
-    path = config_mod.notify_socket_path()
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(path)
-        sock.sendall(message.encode())
 
 
 class Daemon:
@@ -126,9 +102,10 @@ class Daemon:
             start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
         for host, port in bound:
             print(f"smbcad: listening on {host}:{port}", file=sys.stderr, flush=True)
-        sd_notify("READY=1")
+        notify_socket = systemd_environment().notify_socket
+        sd_notify(notify_socket, "READY=1")
         await self._stop.wait()
-        sd_notify("STOPPING=1")
+        sd_notify(notify_socket, "STOPPING=1")
         log.info("shutting down: draining connections")
         await self.listener.shutdown(self.cfg.server.drain_timeout_s)
         # Persistent opens were just disconnected, not closed: their records

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import sys
 
+from smbca.config import ConfigError
 from witnessd import config as config_mod
 
 
@@ -45,10 +46,10 @@ def load(argv: list[str]) -> config_mod.Config:
     args = _parser().parse_args(argv)
     if args.config:
         if args.listen or args.user or args.interface or args.net_name:
-            raise config_mod.ConfigError("--config", "cannot be combined with quick-mode flags")
+            raise ConfigError("--config", "cannot be combined with quick-mode flags")
         return config_mod.load_yaml(args.config)
     if not args.listen or not args.net_name or not args.user:
-        raise config_mod.ConfigError("--listen", "give --config FILE, or --listen, --net-name "
+        raise ConfigError("--listen", "give --config FILE, or --listen, --net-name "
                                      "and --user")
     return config_mod.from_quick_args(config_mod.QuickArgs(
         listen=tuple(args.listen), epm_listen=tuple(args.epm_listen), users=tuple(args.user),
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         from witnessd.daemon import Daemon
         daemon = Daemon(cfg)
-    except config_mod.ConfigError as exc:
+    except ConfigError as exc:
         print(f"witnessd: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(daemon.run())

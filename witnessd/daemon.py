@@ -14,48 +14,27 @@ import sys
 import time
 from collections.abc import Callable
 
-from smbcad.auth import Authenticator, User, UserDatabase, load_smbpasswd
-from smbcad.crypto import nt_hash
+from smbca.auth import Authenticator
+from smbca.config import build_user_database, systemd_environment
+from smbca.control import ControlServer
+from smbca.events import Availability
+from smbca.rpc.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
+from smbca.rpc.ntlm_security import NtlmSecurity
+from smbca.systemd import sd_notify
 from witnessd import config as config_mod
-from witnessd.control import ControlSession
-from witnessd.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
+from witnessd.control import SWN_STATES, control_handler
 from witnessd.epm import ConnectionInfo, epm_interface, mgmt_interface
 from witnessd.metrics import WitnessMetrics
-from witnessd.security import SmbcadSecurity
 from witnessd.swn import (
     WITNESS_SYNTAX,
     Interface,
-    InterfaceState,
     WitnessService,
     WitnessSettings,
     witness_interface,
 )
-from witnessd.transport import (
-    RpcListener,
-    sd_notify,
-    start_control_server,
-    start_metrics_server,
-)
+from witnessd.transport import RpcListener, start_metrics_server
 
 log = logging.getLogger("witnessd")
-
-_STATES = {"available": InterfaceState.AVAILABLE, "unavailable": InterfaceState.UNAVAILABLE,
-           "unknown": InterfaceState.UNKNOWN}
-
-
-def build_user_database(cfg: config_mod.Config) -> UserDatabase:
-    users = []
-    for user in cfg.auth.users:
-        digest = (nt_hash(user.password) if user.password is not None
-                  else bytes.fromhex(user.nt_hash_hex or ""))
-        users.append(User(name=user.name, nt_hash=digest))
-    for index, path in enumerate(cfg.auth.smbpasswd_files):
-        try:
-            users.extend(load_smbpasswd(path))
-        except (OSError, ValueError) as exc:
-            raise config_mod.ConfigError(f"auth.smbpasswd_files[{index}]", str(exc)) from None
-    return UserDatabase.from_users(users)
-
 
 def build_service(cfg: config_mod.Config, clock: Callable[[], float],
                   observer: WitnessMetrics | None = None) -> WitnessService:
@@ -66,7 +45,7 @@ def build_service(cfg: config_mod.Config, clock: Callable[[], float],
         forced_unregister_after_s=witness.forced_unregister_after_s,
         unknown_handle_unregister_error=witness.unregister_unknown_handle_error,
         resource_name_style=witness.resource_name, max_registrations=witness.max_registrations)
-    interfaces = [Interface(i.node, _STATES[i.state], i.ipv4, i.ipv6,
+    interfaces = [Interface(i.node, SWN_STATES[Availability(i.state)], i.ipv4, i.ipv6,
                             local=witness.local_node is not None
                             and i.node.casefold() == witness.local_node.casefold())
                   for i in cfg.interfaces]
@@ -80,9 +59,10 @@ class Daemon:
         self.metrics = WitnessMetrics()
         self.service = build_service(cfg, clock, self.metrics)
         auth = cfg.auth
-        authenticator = Authenticator(build_user_database(cfg), server_name=auth.server_name,
+        users = build_user_database(auth.users, auth.smbpasswd_files, "auth.smbpasswd_files")
+        authenticator = Authenticator(users, server_name=auth.server_name,
                                       domain_name=auth.domain)
-        self.security = SmbcadSecurity(authenticator, on_failure=self.metrics.auth_failed)
+        self.security = NtlmSecurity(authenticator, on_failure=self.metrics.auth_failed)
         self.assoc_groups = AssociationGroups()
         self.endpoints: dict = {}  # filled once the witness port is bound
         principal = cfg.principal
@@ -92,7 +72,7 @@ class Daemon:
         self._combined_table = interface_table(witness_interface(self.service),
                                                epm_interface(self.endpoints), mgmt)
         self.listeners: list[RpcListener] = []
-        self._unix_servers: list[asyncio.Server] = []
+        self._control_servers: list[ControlServer] = []
         self._stop = asyncio.Event()
 
     def _listener(self, table) -> RpcListener:
@@ -134,17 +114,16 @@ class Daemon:
             host, port = await self._listener(self._epm_table).start(address.host, address.port)
             bound.append(("epm", host, port))
         if server.control_socket:
-            self._unix_servers.append(
-                await start_control_server(server.control_socket, self._control_session))
+            control = ControlServer(server.control_socket,
+                                    control_handler(self.service, on_event=self.metrics.event))
+            await control.start()
+            self._control_servers.append(control)
             bound.append(("control", server.control_socket, 0))
         if server.metrics_listen is not None:
             start_metrics_server(server.metrics_listen.host, server.metrics_listen.port,
                                  self.metrics.registry)
             bound.append(("metrics", server.metrics_listen.host, server.metrics_listen.port))
         return bound
-
-    def _control_session(self) -> ControlSession:
-        return ControlSession(self.service, on_event=self.metrics.event)
 
     async def serve(self) -> None:
         """Run the MS-SWN timers until ``request_stop``."""
@@ -165,8 +144,8 @@ class Daemon:
             listener.stop_accepting()
         for listener in self.listeners:
             await listener.shutdown(self.cfg.server.drain_timeout_s)
-        for server in self._unix_servers:
-            server.close()
+        for control in self._control_servers:
+            await control.close()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -180,10 +159,10 @@ class Daemon:
         for role, host, port in bound:
             where = host if role == "control" else f"{host}:{port}"
             print(f"witnessd: {role} listening on {where}", file=sys.stderr, flush=True)
-        notify_path = config_mod.notify_socket_path()
-        sd_notify("READY=1", notify_path)
+        notify_path = systemd_environment().notify_socket
+        sd_notify(notify_path, "READY=1")
         await self.serve()
-        sd_notify("STOPPING=1", notify_path)
+        sd_notify(notify_path, "STOPPING=1")
         log.info("shutting down")
         await self.shutdown()
         return 0

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
 
-from witnessd.dcerpc import NDR20, CallContext, RpcFault, RpcInterface, SyntaxId
-from witnessd.ndr import (
+from smbca.rpc.dcerpc import NDR20, CallContext, RpcFault, RpcInterface, SyntaxId
+from smbca.rpc.ndr import (
     CONTEXT_HANDLE,
     NULL_HANDLE,
     U32,

@@ -1,25 +1,24 @@
-"""witnessd's sockets: RPC over TCP (ncacn_ip_tcp), the Unix control socket,
-the metrics endpoint, systemd notification and the control client.
+"""witnessd's sockets: RPC over TCP (ncacn_ip_tcp) and the metrics endpoint.
+The control socket and sd_notify are the shared ``smbca.control`` and
+``smbca.systemd``.
 
 The only module of witnessd that opens sockets (shared/STYLE.md layering).
-Thin by design (rule 12): bytes go into the sans-IO ``RpcConnection`` /
-``ControlSession`` and whatever they queue is written back.  Reading stops
-while the kernel send buffer is above its high-water mark; an idle timer per
-connection closes connections that have neither traffic nor pending calls.
+Thin by design (rule 12): bytes go into the sans-IO ``RpcConnection`` and
+whatever it queues is written back.  Reading stops while the kernel send
+buffer is above its high-water mark; an idle timer per connection closes
+connections that have neither traffic nor pending calls.
 Shutdown is ordered: stop accepting, send each connection a shutdown PDU,
 let queued output drain (bounded), then close.
 """
 
 import asyncio
 import logging
-import os
 import socket
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
-from witnessd.control import ControlSession
-from witnessd.dcerpc import ProtocolError, RpcConnection, Shutdown
+from smbca.rpc.dcerpc import ProtocolError, RpcConnection, Shutdown
 
 log = logging.getLogger("witnessd.transport")
 
@@ -183,69 +182,6 @@ class RpcListener:
             await server.wait_closed()
 
 
-class ControlProtocol(asyncio.Protocol):
-    """One connection on the Unix control socket: JSON lines both ways."""
-
-    def __init__(self, make_session: Callable[[], ControlSession]) -> None:
-        self._session = make_session()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        answer = self._session.receive_data(data)
-        if answer:
-            self.transport.write(answer)
-        if self._session.closed:
-            self.transport.close()
-
-
-async def start_control_server(path: str, make_session: Callable[[], ControlSession]
-                               ) -> asyncio.Server:
-    """Listen on ``path`` (mode 0600; a stale socket file is replaced)."""
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, mode=0o750, exist_ok=True)
-    try:
-        if os.path.exists(path):
-            os.unlink(path)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot replace {path}: {exc.strerror}") from None
-    loop = asyncio.get_running_loop()
-    server = await loop.create_unix_server(lambda: ControlProtocol(make_session), path=path)
-    os.chmod(path, 0o600)
-    return server
-
-
 def start_metrics_server(host: str, port: int, registry: object) -> None:
     """Serve ``registry`` over HTTP from prometheus_client's own thread."""
     start_http_server(port, host, registry=registry)
-
-
-def sd_notify(message: str, path: str | None) -> None:
-    """Tell systemd (Type=notify) about READY=1 / STOPPING=1, if it asked."""
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(path)
-        sock.sendall(message.encode())
-
-
-def control_request(path: str, request: bytes, timeout_s: float = 10.0) -> bytes:
-    """Send one JSON line to witnessd's control socket; return the answer line."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout_s)
-        sock.connect(path)
-        sock.sendall(request.rstrip(b"\n") + b"\n")
-        answer = bytearray()
-        while not answer.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    return bytes(answer)

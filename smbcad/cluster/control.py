@@ -12,8 +12,9 @@ Requests (``{"command": ...}``):
 - ``opens`` ``{"disconnected": BOOL?}``: every open, connected or kept
   disconnected for a reconnect, with its persistence and timeout.
 
-clusdisk's event form ``{"type": "aggregate", "event": "adopt"|"release",
-"aggregate": NAME, "mount_point": PATH, "node": ID}`` is the same request.
+clusdisk's events ``smbca.events.AggregateAdopt`` / ``AggregateRelease``
+(``{"type": "aggregate", "event": "adopt"|"release", "aggregate": NAME,
+"mount_point": PATH, "node": ID, "planned": BOOL}``) are the same requests.
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": TEXT}``.  A bad
 request changes nothing.
@@ -21,14 +22,12 @@ request changes nothing.
 
 import logging
 
+from smbca import events
+from smbca.control import ControlError
 from smbcad.server.aggregates import AggregateError
 from smbcad.store import StoreError
 
 log = logging.getLogger("smbcad.control")
-
-
-class BadRequest(Exception):
-    """The request is malformed: nothing was done."""
 
 
 class ControlHandler:
@@ -42,7 +41,7 @@ class ControlHandler:
         try:
             command, args = _parse(request)
             return {"ok": True, **await getattr(self, f"_{command}")(**args)}
-        except BadRequest as exc:
+        except ControlError as exc:                  # malformed: nothing was done
             return {"ok": False, "error": f"bad request: {exc}"}
         except (AggregateError, StoreError, OSError) as exc:
             log.warning("control request %s failed: %s", request, exc)
@@ -99,27 +98,30 @@ def _parse(request) -> tuple[str, dict]:
     if isinstance(request, str):
         request = {"command": request.strip()}
     if not isinstance(request, dict):
-        raise BadRequest("a request is a JSON object")
+        raise ControlError("a request is a JSON object")
+    if events.is_event(request):                  # clusdisk's events
+        event = events.from_json(request)
+        if isinstance(event, events.AggregateAdopt):
+            return "adopt", {"aggregate": event.aggregate, "mount_point": event.mount_point}
+        if isinstance(event, events.AggregateRelease):
+            return "release", {"aggregate": event.aggregate, "planned": event.planned}
+        raise ControlError(f"{request.get('event')!r} events go to witnessd, not smbcad")
     request = dict(request)
-    if request.get("type") == "aggregate":        # clusdisk's event form
-        request.pop("type")
-        request["command"] = request.pop("event", None)
-        request.pop("node", None)
     command = request.pop("command", None)
     if command not in _COMMANDS:
-        raise BadRequest(f"unknown command {command!r}; one of {', '.join(sorted(_COMMANDS))}")
+        raise ControlError(f"unknown command {command!r}; one of {', '.join(sorted(_COMMANDS))}")
     missing = _COMMANDS[command] - request.keys()
     if missing:
-        raise BadRequest(f"{command} needs {', '.join(sorted(missing))}")
+        raise ControlError(f"{command} needs {', '.join(sorted(missing))}")
     unknown = request.keys() - _COMMANDS[command] - _OPTIONAL.get(command, set())
     if unknown:
-        raise BadRequest(f"{command} takes no {', '.join(sorted(unknown))}")
+        raise ControlError(f"{command} takes no {', '.join(sorted(unknown))}")
     for key in ("aggregate", "mount_point"):
         if key in request and not isinstance(request[key], str):
-            raise BadRequest(f"{key} must be a string")
+            raise ControlError(f"{key} must be a string")
     for key in ("planned", "disconnected"):
         if key in request and not isinstance(request[key], bool):
-            raise BadRequest(f"{key} must be true or false")
+            raise ControlError(f"{key} must be true or false")
     return command, request
 
 

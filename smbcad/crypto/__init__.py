@@ -1,7 +1,7 @@
-"""SMB2/3 cryptography: key derivation, signing, encryption, preauth hashing
-and the legacy primitives NTLM needs.
+"""SMB2/3 cryptography: key derivation, signing, encryption and preauth hashing.
 
-The only package that imports ``cryptography`` (shared/STYLE.md rule 7).
+With ``smbca/auth/legacy_crypto.py`` (NTLM's RC4, HMAC-MD5 and MD4), the only
+code that imports ``cryptography`` (shared/STYLE.md rule 7).
 Keys are named by direction (c2s, s2c) so the server and the test client use
 the same code; the four verbs are sign, verify, encrypt and decrypt.
 """
@@ -19,7 +19,6 @@ from smbcad.crypto.kdf import (
     derive_signing_key,
     sp800_108_hmac_sha256,
 )
-from smbcad.crypto.legacy import Rc4, hmac_md5, md4, md5, nt_hash, rc4
 from smbcad.crypto.preauth import PREAUTH_INITIAL, preauth_next
 from smbcad.crypto.signing import (
     Signer,
@@ -40,14 +39,8 @@ __all__ = [
     "derive_session_keys",
     "derive_signing_key",
     "gmac_nonce",
-    "hmac_md5",
     "make_signer",
-    "md4",
-    "md5",
-    "Rc4",
-    "nt_hash",
     "preauth_next",
-    "rc4",
     "sp800_108_hmac_sha256",
     "transform_session_id",
 ]

@@ -2,7 +2,7 @@
 
 Public surface: open a pipe by name for an SMB2 CREATE on IPC$ and drive it
 with the SMB WRITE / READ / IOCTL / CLOSE verbs.  The DCE/RPC core is
-``witnessd.dcerpc``; the interfaces (srvsvc) encode their stubs with
+``smbca.rpc.dcerpc``; the interfaces (srvsvc) encode their stubs with
 impacket's NDR types.
 """
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from smbca.rpc.dcerpc import AssociationGroups, ProtocolError, RpcConnection, interface_table
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.rpc.srvsvc import ServerConfig, ShareProvider, srvsvc_interface
-from witnessd.dcerpc import AssociationGroups, ProtocolError, RpcConnection, interface_table
 
 _log = logging.getLogger(__name__)
 

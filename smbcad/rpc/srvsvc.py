@@ -22,7 +22,7 @@ from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.ndr import NDR, NDRPOINTER
 
-from witnessd.dcerpc import CallContext, FaultStatus, RpcFault, RpcInterface, SyntaxId
+from smbca.rpc.dcerpc import CallContext, FaultStatus, RpcFault, RpcInterface, SyntaxId
 
 # -- types ------------------------------------------------------------------
 

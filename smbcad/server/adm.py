@@ -54,7 +54,7 @@ class Session:
     session_id: int
     connection: Any
     state: str = SessionState.IN_PROGRESS
-    identity: Any = None               # smbcad.auth Identity once authenticated
+    identity: Any = None               # smbca.auth Identity once authenticated
     session_key: bytes = b""
     signer: Any = None                 # smbcad.crypto Signer (SigningKey)
     encryptor: Any = None              # server→client

@@ -1,6 +1,8 @@
 """Named pipes on IPC$ ([MS-SMB2] 3.3.5.9 for pipes, [MS-SMB2] 3.3.5.12/13/15
 on a pipe Open): glue between the SMB commands and ``smbcad.rpc``."""
 
+from smbca.rpc.dcerpc import AssociationGroups
+from smbca.rpc.ntlm_security import NtlmSecurity
 from smbcad.proto.constants import CreateAction, FileAttributes
 from smbcad.proto.create import CreateResponse
 from smbcad.proto.create_contexts import FileId
@@ -15,8 +17,6 @@ from smbcad.rpc import (
 from smbcad.server import files
 from smbcad.server.adm import Open
 from smbcad.server.context import Reply
-from witnessd.dcerpc import AssociationGroups
-from witnessd.security import SmbcadSecurity
 
 
 def _environment(server) -> PipeEnvironment:
@@ -33,7 +33,7 @@ def _environment(server) -> PipeEnvironment:
         env = PipeEnvironment(shares=shares,
                               server=ServerConfig(name=server.config.server.server_name),
                               assoc_groups=AssociationGroups(),
-                              security=SmbcadSecurity(server.authenticator))
+                              security=NtlmSecurity(server.authenticator))
         server.pipe_environment = env
     return env
 

@@ -16,7 +16,7 @@ Every server listens on 127.0.0.1 (free ports) and is stopped by its PID
   same host and record a failure if that fails, so the test runs smbcad next
   to witnessd.  smbtorture keeps the binding's ``sign`` for that pipe, so
   smbcad's srvsvc pipe signs DCE/RPC with the same SPNEGO/NTLM provider
-  (witnessd.security.SmbcadSecurity).  ``AsyncNotify`` is not run: it
+  (smbca.rpc.ntlm_security.NtlmSecurity).  ``AsyncNotify`` is not run: it
   drives a Windows cluster through clusapi and smbtorture 4.17 crashes without
   one.  ``AsyncNotify_timeouts`` (KeepAliveTimeout 0, 1, 10, 100, 120 s, about
   4 minutes) runs with ``WITNESS_TORTURE_TIMEOUTS=1``; its clusapi bind
@@ -30,7 +30,7 @@ Every server listens on 127.0.0.1 (free ports) and is stopped by its PID
 * The python bindings (``/usr/bin/python3``, ``samba.dcerpc.witness``) register
   with RegisterEx, wait in AsyncNotify (checked pending through the control
   socket) and receive CLIENT_MOVE, RESOURCE_CHANGE and IP_CHANGE posted with
-  ``python3 -m witnessd.notify``.
+  ``python3 -m smbca.admin witness notify`` (the ``smbca`` admin command).
 """
 
 import json
@@ -101,8 +101,8 @@ class Witness:
         return self.server.port
 
     def notify(self, *args: str) -> dict:
-        out = subprocess.run([sys.executable, "-m", "witnessd.notify", "--socket",
-                              str(self.control), *args], cwd=REPO, env=_env(),
+        out = subprocess.run([sys.executable, "-m", "smbca.admin", "witness", "notify",
+                              "--socket", str(self.control), *args], cwd=REPO, env=_env(),
                              capture_output=True, text=True, timeout=30)
         return json.loads(out.stdout)
 

@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from witnessd.ndr import ContextHandle, encode
+from smbca.rpc.ndr import ContextHandle, encode
 from witnessd.swn import (
     AsyncNotifyResponse,
     GetInterfaceListResponse,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     AuthLevel,
     CallContext,
     PendingCall,
@@ -28,7 +28,7 @@ from witnessd.dcerpc import (
     RpcInterface,
     SyntaxId,
 )
-from witnessd.ndr import (
+from smbca.rpc.ndr import (
     CONTEXT_HANDLE,
     NULL_HANDLE,
     U32,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from uuid import UUID
 
-from witnessd.dcerpc import AssociationGroup, PendingCall
+from smbca.rpc.dcerpc import AssociationGroup, PendingCall
 from witnessd.swn.types import WITNESS_V2, InterfaceState, Win32Error
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

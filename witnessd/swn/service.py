@@ -53,8 +53,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 from uuid import UUID
 
-from witnessd.dcerpc import CallContext, PendingCall
-from witnessd.ndr import NULL_HANDLE, ContextHandle
+from smbca.rpc.dcerpc import CallContext, PendingCall
+from smbca.rpc.ndr import NULL_HANDLE, ContextHandle
 from witnessd.swn.interface import (
     AsyncNotifyRequest,
     AsyncNotifyResponse,

@@ -1,7 +1,7 @@
 """MS-SWN data types: constants, NDR structures and notification messages ([MS-SWN] 2.2).
 
 The NDR structures are declared field by field in IDL order with
-``witnessd.ndr`` types ([MS-SWN] 6 IDL; Samba ``librpc/idl/witness.idl``).
+``smbca.rpc.ndr`` types ([MS-SWN] 6 IDL; Samba ``librpc/idl/witness.idl``).
 The contents of ``RESP_ASYNC_NOTIFY.MessageBuffer`` are *not* NDR: RESOURCE_CHANGE
 and IPADDR_INFO_LIST are raw little-endian structures packed back to back with
 no alignment ([MS-SWN] 2.2.2 preamble, 2.2.2.1-2.2.2.3).  The IDL cannot express
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import ClassVar
 
-from witnessd.ndr import (
+from smbca.rpc.ndr import (
     U8,
     U16,
     U32,

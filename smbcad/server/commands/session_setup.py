@@ -3,8 +3,8 @@ preauth hash chain, re-authentication."""
 
 import logging
 
+from smbca.auth import AuthError
 from smbcad import crypto
-from smbcad.auth import AuthError
 from smbcad.proto.constants import Dialect, SecurityMode, SessionFlags
 from smbcad.proto.errors import SmbError
 from smbcad.proto.session_setup import SessionSetupRequest, SessionSetupResponse

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from labvm.vm import REPO_ROOT, LabOptions, RunResult, run
 
 GUEST_TESTS = REPO_ROOT / "tests" / "lab" / "guest_tests"
-PACKAGES = ("smbcad", "witnessd", "clusdisk")
+PACKAGES = ("smbca", "smbcad", "witnessd", "clusdisk")
 # pytest in the guest: no cache dir on the read-only checkout, short output,
 # and the hypothesis plugin (seconds of imports under TCG) only when asked
 PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-rfEs",

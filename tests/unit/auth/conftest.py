@@ -6,7 +6,7 @@ own code, so a passing exchange means two implementations agree.
 
 import pytest
 
-from smbcad.auth import User, UserDatabase, parse_user_spec
+from smbca.auth import User, UserDatabase, parse_user_spec
 
 PASSWORD = "Pa55:word"  # contains ':' on purpose
 

@@ -10,9 +10,9 @@ import pytest
 import spnego
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from smbcad.auth import AuthError, Authenticator, NtlmAcceptor, User, UserDatabase
-from smbcad.auth._spnego_tokens import decode_negotiation_token
-from smbcad.crypto.legacy import nt_hash
+from smbca.auth import AuthError, Authenticator, NtlmAcceptor, User, UserDatabase
+from smbca.auth._spnego_tokens import decode_negotiation_token
+from smbca.auth.legacy_crypto import nt_hash
 
 PASSWORD = "pw"
 FUZZ = settings(max_examples=300, deadline=None,

@@ -5,11 +5,11 @@ import struct
 import pytest
 import spnego
 
-from smbcad.auth import AuthError, Identity, NtlmAcceptor
-from smbcad.auth._ntlm_crypto import ntowf_v2, nt_proof_str
-from smbcad.auth._ntlm_messages import (AuthenticateMessage, AvId, AvPair, ChallengeMessage,
+from smbca.auth import AuthError, Identity, NtlmAcceptor
+from smbca.auth._ntlm_crypto import ntowf_v2, nt_proof_str
+from smbca.auth._ntlm_messages import (AuthenticateMessage, AvId, AvPair, ChallengeMessage,
                                         NegotiateFlags as F, NegotiateMessage, encode_av_pairs)
-from smbcad.crypto.legacy import nt_hash
+from smbca.auth.legacy_crypto import nt_hash
 from smbcad.proto.status import NtStatus
 
 LOGON_FAILURE = NtStatus.LOGON_FAILURE

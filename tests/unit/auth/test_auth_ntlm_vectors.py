@@ -7,11 +7,11 @@ password "Password", server challenge 0123456789abcdef, client challenge
 aa*8, time 0, RandomSessionKey 55*16.
 """
 
-from smbcad.auth._ntlm_crypto import (Direction, SessionKeys, check_ntlmv2,
+from smbca.auth._ntlm_crypto import (Direction, SessionKeys, check_ntlmv2,
                                       exported_session_key, ntowf_v2, upcase)
-from smbcad.auth._ntlm_messages import (AuthenticateMessage, AvId, AvPair, ChallengeMessage,
+from smbca.auth._ntlm_messages import (AuthenticateMessage, AvId, AvPair, ChallengeMessage,
                                         NegotiateMessage, Ntlmv2Response, Version)
-from smbcad.crypto.legacy import hmac_md5, md4, nt_hash, rc4
+from smbca.auth.legacy_crypto import hmac_md5, md4, nt_hash, rc4
 
 SERVER_CHALLENGE = bytes.fromhex("0123456789abcdef")
 CLIENT_CHALLENGE = b"\xaa" * 8

@@ -4,10 +4,10 @@ import pytest
 import spnego
 from spnego._spnego import unpack_token
 
-from smbcad.auth import (AuthError, Authenticator, Identity, NTLM_OID, NtlmMechanism,
+from smbca.auth import (AuthError, Authenticator, Identity, NTLM_OID, NtlmMechanism,
                          SpnegoAcceptor)
-from smbcad.auth._der import encode_oid
-from smbcad.auth._spnego_tokens import (NegState, NegTokenInit, NegTokenResp,
+from smbca.auth._der import encode_oid
+from smbca.auth._spnego_tokens import (NegState, NegTokenInit, NegTokenResp,
                                         decode_negotiation_token, encode_mech_type_list)
 from smbcad.proto.status import NtStatus
 

@@ -7,13 +7,13 @@ import itertools
 import pytest
 import spnego
 
-from smbcad.auth import (AuthError, NtlmAcceptor, NtlmMechanism, SpnegoAcceptor, User,
+from smbca.auth import (AuthError, NtlmAcceptor, NtlmMechanism, SpnegoAcceptor, User,
                          UserDatabase)
-from smbcad.auth import ntlm as ntlm_module
-from smbcad.auth import spnego as spnego_module
-from smbcad.auth._ntlm_messages import MessageType
-from smbcad.crypto.legacy import nt_hash
-from smbcad.auth._spnego_tokens import NegTokenInit, NegTokenResp, decode_negotiation_token
+from smbca.auth import ntlm as ntlm_module
+from smbca.auth import spnego as spnego_module
+from smbca.auth._ntlm_messages import MessageType
+from smbca.auth._spnego_tokens import NegTokenInit, NegTokenResp, decode_negotiation_token
+from smbca.auth.legacy_crypto import nt_hash
 from smbcad.proto.status import NtStatus
 
 PASSWORD = "pw"

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from smbcad.auth import (User, UserDatabase, UserSpecError, load_smbpasswd, parse_user_arg,
+from smbca.auth import (User, UserDatabase, UserSpecError, load_smbpasswd, parse_user_arg,
                          parse_user_spec)
 
 # NT hash of "Password": [MS-NLMP] 4.2.2.1.2 NTOWFv1().

@@ -7,9 +7,9 @@ import yaml
 
 from clusdisk import config as config_mod
 from clusdisk.arbitration import Mode
-from clusdisk.config import ConfigError
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.sgio import ResetKind
+from smbca.config import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "clusdisk-example.yaml"
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -123,18 +123,3 @@ def test_load_yaml_errors(tmp_path):
         config_mod.load_yaml(str(bad))
     with pytest.raises(ConfigError, match="must be a mapping"):
         config_mod.from_dict(["a"])
-
-
-def test_systemd_environment():
-    env = config_mod.systemd_environment({"NOTIFY_SOCKET": "/run/systemd/notify",
-                                          "WATCHDOG_USEC": "10000000"})
-    assert env.notify_socket == "/run/systemd/notify" and env.watchdog_usec == 10_000_000
-    assert config_mod.systemd_environment({"WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}).watchdog_usec is None
-    assert config_mod.systemd_environment({}) == config_mod.SystemdEnv()
-
-
-def test_endpoints():
-    assert str(config_mod.parse_endpoint("[2001:db8::1]:5405", "k")) == "[2001:db8::1]:5405"
-    assert config_mod.parse_endpoint("10.0.0.1", "k", 5405).port == 5405
-    with pytest.raises(ConfigError):
-        config_mod.parse_endpoint("10.0.0.1:70000", "k")

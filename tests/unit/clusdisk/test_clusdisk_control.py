@@ -1,30 +1,22 @@
-"""Control socket, notifications and sd_notify over real Unix sockets in a
-temporary directory (no root needed)."""
+"""clusdisk's control socket and its events to smbcad and witnessd, over real
+Unix sockets in a temporary directory (no root needed)."""
 
 import asyncio
 import json
-import socket
 
 import pytest
 
-from clusdisk.control import ControlServer, Notifier, NotifyError, request, sd_notify
+from clusdisk.control import Notifier, status_handler
 from clusdisk.resources import Aggregate, Lif
+from smbca.control import ControlError, ControlServer, request
 
 A1 = Aggregate("aggr1", 1, "naa.01", "xfs", "/srv/aggr1", lifs=(Lif("l", "192.0.2.10/24", "eth0"),))
 
 
-def test_sd_notify(tmp_path):
-    path = str(tmp_path / "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(path)
-        assert sd_notify(path, "READY=1")
-        assert listener.recv(100) == b"READY=1"
-    assert sd_notify(None, "READY=1") is False
-
-
 def test_control_status_round_trip(tmp_path):
     async def scenario():
-        server = ControlServer(str(tmp_path / "run" / "clusdisk.sock"), lambda: {"state": "online"})
+        server = ControlServer(str(tmp_path / "run" / "clusdisk.sock"),
+                               status_handler(lambda: {"state": "online"}))
         await server.start()
         reply = await request(server.path, {"command": "status"})
         assert reply == {"ok": True, "status": {"state": "online"}}
@@ -38,7 +30,7 @@ def test_control_status_round_trip(tmp_path):
         assert "bad request" in json.loads(await reader.readline())["error"]
         writer.close()
         await server.close()
-        with pytest.raises(NotifyError):
+        with pytest.raises(ControlError):
             await request(server.path, {"command": "status"}, 1.0)
     asyncio.run(scenario())
 
@@ -61,24 +53,18 @@ def test_notifier(tmp_path):
                             node_name="a")
         await notifier.smbcad("adopt", A1)
         await notifier.witness("online", A1)
-        with pytest.raises(NotifyError, match="smbcad refused .*release.*: busy"):
-            await notifier.smbcad("release", A1)
+        with pytest.raises(ControlError, match="smbcad refused .*release.*: busy"):
+            await notifier.smbcad("release", A1, planned=True)
         await Notifier(1).smbcad("adopt", A1)                      # no socket: skipped
-        with pytest.raises(NotifyError):
+        with pytest.raises(ControlError):
             await Notifier(1, str(tmp_path / "absent.sock")).smbcad("adopt", A1)
         smbcad.close()
         witnessd.close()
     asyncio.run(scenario())
+    # The wire form smbcad and witnessd were written against.
     assert received[0] == {"type": "aggregate", "event": "adopt", "aggregate": "aggr1",
                            "mount_point": "/srv/aggr1", "node": 1}
     assert received[1] == {"event": "interface", "group": "a", "state": "available",
                            "ipv4": "192.0.2.10"}
-
-
-def test_sd_notify_never_blocks(tmp_path):
-    path = str(tmp_path / "full")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(path)
-        results = [sd_notify(path, "WATCHDOG=1") for _ in range(5000)]   # nobody reads
-    assert results[0] is True and results[-1] is False
-    assert sd_notify(str(tmp_path / "absent"), "READY=1") is False
+    assert received[2] == {"type": "aggregate", "event": "release", "aggregate": "aggr1",
+                           "mount_point": "/srv/aggr1", "node": 1, "planned": True}

@@ -8,11 +8,12 @@ import socket
 import pytest
 
 from clusdisk import config as config_mod
-from clusdisk.control import request
 from clusdisk.daemon import Daemon
 from clusdisk.disks import LunPath
 from clusdisk.scsi import cdb
 from clusdisk.scsi.sense import OutcomeKind
+from smbca.config import SystemdEnv
+from smbca.control import request
 from fake_lun import FakeLun
 from test_clusdisk_aggregates import FakeHost, FakeLifs, FakeNotifier
 
@@ -81,7 +82,7 @@ class Rig:
 
     def daemon(self, node_id: int, incarnation: int) -> Daemon:
         journal = self.journals[node_id]
-        env = config_mod.SystemdEnv(self.notify_path, 100_000)
+        env = SystemdEnv(self.notify_path, 100_000)
         return Daemon(make_config(node_id, self.ports, self.tmp_path, self.mode), env,
                       luns=self.luns, device_factory=self.device_factory,
                       host=FakeHost(journal), lifs=FakeLifs(journal),

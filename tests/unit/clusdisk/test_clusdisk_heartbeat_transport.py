@@ -2,7 +2,7 @@
 
 import asyncio
 
-from clusdisk.config import Endpoint, LinkConfig
+from clusdisk.config import LinkConfig
 from clusdisk.executor import LoopClock
 from clusdisk.heartbeat import (
     HeartbeatConfig,
@@ -14,6 +14,7 @@ from clusdisk.heartbeat import (
     Rejected,
 )
 from clusdisk.heartbeat_transport import HeartbeatTransport
+from smbca.config import ListenAddress
 from test_clusdisk_daemon import free_udp_ports
 
 KEY = b"k" * 32
@@ -25,7 +26,7 @@ def test_loopback_heartbeats_loss_and_shutdown():
 
     def transport(me, peer, mine, theirs):
         protocol = HeartbeatProtocol(HeartbeatConfig(me, peer, KEY, 1, 0.02, 3), incarnation=me)
-        link = LinkConfig(Endpoint("127.0.0.1", mine), Endpoint("127.0.0.1", theirs))
+        link = LinkConfig(ListenAddress("127.0.0.1", mine), ListenAddress("127.0.0.1", theirs))
         return HeartbeatTransport(protocol, (link,), seen[me].extend, lambda: me == 1, LoopClock())
 
     async def scenario():

@@ -10,12 +10,14 @@ import uuid
 
 import pytest
 
-from smbcad import crypto
-from smbcad.auth import Authenticator, User, UserDatabase
-from smbcad.config import Config, ConfigError, ListenAddress, ServerConfig, ShareConfig, validate
-from smbcad.config_cluster import AggregateConfig, ClusterConfig
+from smbca import events
+from smbca.auth import Authenticator, User, UserDatabase
+from smbca.auth.legacy_crypto import nt_hash
+from smbca.config import ConfigError, ListenAddress
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
+from smbcad.config import Config, ServerConfig, ShareConfig, validate
+from smbcad.config_cluster import AggregateConfig, ClusterConfig
 from smbcad.metrics import SmbMetrics
 from smbcad.proto.constants import Command, HeaderFlags
 from smbcad.proto.status import NtStatus
@@ -46,7 +48,7 @@ def make_node(tmp_path):
                 ShareConfig("sy", str(mounts["aggrY"] / "data"), ca=True, aggregate="aggrY"),
                 ShareConfig("share", str(local))),
         users=(), cluster=cluster)
-    users = UserDatabase.from_users([User(harness.USER, crypto.nt_hash(harness.PASSWORD))])
+    users = UserDatabase.from_users([User(harness.USER, nt_hash(harness.PASSWORD))])
     server = SmbServer(cfg, server_guid=cluster.derived_server_guid,
                        authenticator=Authenticator(users, server_name="SMBCA",
                                                    domain_name="WORKGROUP"),
@@ -283,3 +285,19 @@ def test_both_nodes_derive_the_same_server_guid():
     b = ClusterConfig(node_id=2, name="pair")
     assert a.derived_server_guid == b.derived_server_guid
     assert a.derived_server_guid != ClusterConfig(node_id=1, name="other").derived_server_guid
+
+
+def test_clusdisk_events_are_adopt_and_release(tmp_path):
+    server, member, control, mounts = make_node(tmp_path)
+
+    async def main():
+        adopted = await control.handle(
+            events.AggregateAdopt("aggrX", str(mounts["aggrX"]), 1).to_json())
+        released = await control.handle(
+            events.AggregateRelease("aggrX", str(mounts["aggrX"]), 1, planned=True).to_json())
+        refused = await control.handle(events.ClientMove("*", "NODE1").to_json())
+        return adopted, released, refused
+    adopted, released, refused = run(main())
+    assert adopted["ok"] and released["ok"]
+    assert server.aggregates.get("aggrX").phase is Phase.OFFLINE
+    assert refused["ok"] is False and "go to witnessd" in refused["error"]

@@ -1,1 +1,1 @@
-"""Tests of the sans-IO DCE/RPC core (witnessd.dcerpc)."""
+"""Tests of the sans-IO DCE/RPC core (smbca.rpc.dcerpc)."""

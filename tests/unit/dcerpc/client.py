@@ -12,7 +12,7 @@ from uuid import UUID
 from impacket.dcerpc.v5 import rpcrt, transport
 from impacket.uuid import uuidtup_to_bin
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     AssociationGroups,
     CallContext,
     FaultStatus,

@@ -12,7 +12,7 @@ import pytest
 from impacket.dcerpc.v5 import rpcrt
 from impacket.uuid import uuidtup_to_bin
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     NDR20,
     AlterContextResp,
     AssociationGroups,
@@ -32,7 +32,7 @@ from witnessd.dcerpc import (
     Response,
     decode_pdu,
 )
-from witnessd.dcerpc.verification import SIGNATURE, Header2, VerificationTrailer
+from smbca.rpc.dcerpc.verification import SIGNATURE, Header2, VerificationTrailer
 
 from .client import (
     BTFN_BIN,

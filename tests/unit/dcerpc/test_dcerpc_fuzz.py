@@ -11,8 +11,8 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from witnessd.dcerpc import ConnState, ProtocolError, decode_pdu
-from witnessd.dcerpc.verification import SIGNATURE, split_verification_trailer
+from smbca.rpc.dcerpc import ConnState, ProtocolError, decode_pdu
+from smbca.rpc.dcerpc.verification import SIGNATURE, split_verification_trailer
 
 from .client import (
     BTFN_BIN,

@@ -2,10 +2,10 @@
 
 import pytest
 
-from witnessd.dcerpc import NDR20, NDR64, PresentationContext, SyntaxId, interface_table
-from witnessd.dcerpc.constants import ContextResult, ProviderReason
-from witnessd.dcerpc.elements import NULL_SYNTAX
-from witnessd.dcerpc.negotiation import ContextError, negotiate_contexts, negotiate_frag_size
+from smbca.rpc.dcerpc import NDR20, NDR64, PresentationContext, SyntaxId, interface_table
+from smbca.rpc.dcerpc.constants import ContextResult, ProviderReason
+from smbca.rpc.dcerpc.elements import NULL_SYNTAX
+from smbca.rpc.dcerpc.negotiation import ContextError, negotiate_contexts, negotiate_frag_size
 
 from .client import ECHO, ECHO_SYNTAX, OTHER
 

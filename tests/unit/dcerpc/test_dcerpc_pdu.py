@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 from impacket.dcerpc.v5 import rpcrt
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     NDR20,
     NDR64,
     AlterContext,
@@ -34,8 +34,8 @@ from witnessd.dcerpc import (
     SyntaxId,
     decode_pdu,
 )
-from witnessd.dcerpc.elements import NULL_SYNTAX, bind_time_features
-from witnessd.dcerpc.verification import (
+from smbca.rpc.dcerpc.elements import NULL_SYNTAX, bind_time_features
+from smbca.rpc.dcerpc.verification import (
     SIGNATURE,
     Header2,
     VerificationTrailer,

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     TRANSITIONS,
     AlterContext,
     AlterContextResp,

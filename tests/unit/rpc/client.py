@@ -8,6 +8,7 @@ and srvs helpers drive the pipe the way smbclient does over SMB2.
 from impacket.dcerpc.v5 import rpcrt, srvs, transport
 from impacket.dcerpc.v5.dtypes import NULL
 
+from smbca.rpc.dcerpc import NDR20, AssociationGroups, CallContext
 from smbcad.rpc import (
     STYPE_DISKTREE,
     STYPE_IPC,
@@ -19,7 +20,6 @@ from smbcad.rpc import (
     open_pipe,
 )
 from smbcad.rpc.srvsvc import SRVSVC_SYNTAX, STYPE_CLUSTER_FS
-from witnessd.dcerpc import NDR20, AssociationGroups, CallContext
 
 SHARES = (
     ShareInfo(name="IPC$", share_type=STYPE_IPC | STYPE_SPECIAL, comment="IPC Service (smbca)"),

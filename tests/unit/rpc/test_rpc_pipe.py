@@ -8,10 +8,10 @@ READ or by FSCTL_PIPE_TRANSCEIVE).
 import pytest
 from impacket.dcerpc.v5 import rpcrt, srvs
 
+from smbca.rpc.dcerpc import AssociationGroups, BindAck, Fault, FaultStatus, decode_pdu
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.rpc import PIPE_NAMES, open_pipe, pipe_key
-from witnessd.dcerpc import AssociationGroups, BindAck, Fault, FaultStatus, decode_pdu
 
 from .client import PipeTransport, environment, srvsvc_client
 

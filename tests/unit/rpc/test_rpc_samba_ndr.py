@@ -17,8 +17,7 @@ import pytest
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
-from smbcad.rpc.srvsvc import srvsvc_interface
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     NDR20,
     AlterContextResp,
     AssociationGroups,
@@ -31,6 +30,7 @@ from witnessd.dcerpc import (
     RpcConnection,
     interface_table,
 )
+from smbcad.rpc.srvsvc import srvsvc_interface
 
 from .client import CALL, SERVER, SHARES, enum_request
 

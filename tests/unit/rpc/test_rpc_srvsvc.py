@@ -4,6 +4,7 @@ import pytest
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
+from smbca.rpc.dcerpc import FaultStatus, RpcFault
 from smbcad.rpc.srvsvc import (
     ERROR_INVALID_LEVEL,
     ERROR_INVALID_PARAMETER,
@@ -15,7 +16,6 @@ from smbcad.rpc.srvsvc import (
     SrvsvcServer,
     srvsvc_interface,
 )
-from witnessd.dcerpc import FaultStatus, RpcFault
 
 from .client import CALL, SERVER, SHARES, enum_request
 

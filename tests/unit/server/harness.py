@@ -14,9 +14,11 @@ import uuid
 
 import spnego
 
+from smbca.auth import Authenticator, User, UserDatabase
+from smbca.auth.legacy_crypto import nt_hash
+from smbca.config import ListenAddress
 from smbcad import crypto
-from smbcad.auth import Authenticator, User, UserDatabase
-from smbcad.config import ListenAddress, ServerConfig, ShareConfig, Config
+from smbcad.config import Config, ServerConfig, ShareConfig
 from smbcad.metrics import SmbMetrics
 from smbcad.proto.constants import Command, HeaderFlags
 from smbcad.proto.header import Smb2Header
@@ -53,7 +55,7 @@ def make_server(share_dir: str, state_dir: str, **server_overrides) -> SmbServer
                             **server_overrides),
         shares=(ShareConfig(name="share", path=share_dir),),
     )
-    users = UserDatabase.from_users([User(USER, crypto.nt_hash(PASSWORD))])
+    users = UserDatabase.from_users([User(USER, nt_hash(PASSWORD))])
     auth = Authenticator(users, server_name="SMBCA", domain_name="WORKGROUP")
     return SmbServer(cfg, server_guid=uuid.uuid4().bytes_le, authenticator=auth,
                      metrics=SmbMetrics(), open_share_fs=ShareFs)

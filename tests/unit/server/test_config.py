@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from smbca.config import ConfigError, ListenAddress
 from smbcad import config
 from smbcad.cli import load
 
@@ -28,7 +29,7 @@ shares:
 users:
   - {{name: alice, password: secret}}
 """))
-    assert cfg.server.listen[1] == config.ListenAddress("::1", 4456)
+    assert cfg.server.listen[1] == ListenAddress("::1", 4456)
     assert cfg.server.encryption == "off" and not cfg.server.signing_required
     assert cfg.shares[0].ca and cfg.shares[0].ca_timeout_ms == 120000
 
@@ -50,7 +51,7 @@ users:
     (": : :", "--config"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         config.load_yaml(_write(tmp_path, yaml_text))
     assert err.value.key == key
 
@@ -78,7 +79,7 @@ def test_quick_mode_smbpasswd_file(tmp_path):
     (["--user", "u:p"], "--share"),
 ])
 def test_bad_flags_name_the_key(argv, key):
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         load(argv)
     assert err.value.key == key
 

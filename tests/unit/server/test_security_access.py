@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from smbcad.auth.identity import Identity
+from smbca.auth.identity import Identity
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (Ace, AceType, Acl, SdControl, SecurityDescriptor,
                                SecurityInformation as SI, Sid, unix_group_sid, unix_user_sid)

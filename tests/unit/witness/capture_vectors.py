@@ -28,9 +28,9 @@ import subprocess
 import textwrap
 
 import witnessd.daemon
+from smbca.rpc.dcerpc import PendingCall, RpcConnection
 from witnessd import config as config_mod
 from witnessd.daemon import Daemon
-from witnessd.dcerpc import PendingCall, RpcConnection
 
 SOCKET = "/tmp/witness-capture.sock"
 OPS = {("witness", 0): "GetInterfaceList", ("witness", 1): "Register",
@@ -104,8 +104,8 @@ async def rpcclient_command(proc, command: str, lines: int = 1) -> list[str]:
 
 
 async def post(daemon: Daemon, event: dict) -> None:
-    from witnessd.control import apply_event, parse_event
-    apply_event(daemon.service, parse_event(event))
+    from witnessd.control import apply_request, parse_request
+    apply_request(daemon.service, parse_request(event))
 
 
 def record_first_pdus(recorder: "Recorder") -> None:

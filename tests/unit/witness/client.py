@@ -2,7 +2,7 @@
 
 ``DceClient`` drives an in-process ``RpcConnection`` (two real state machines
 wired together, shared/STYLE.md rule 14): it builds PDUs with
-``witnessd.dcerpc`` and authenticates, signs and seals with pyspnego, an
+``smbca.rpc.dcerpc`` and authenticates, signs and seals with pyspnego, an
 independent NTLM / SPNEGO implementation, so the server's security layer is
 checked against someone else's arithmetic.
 """
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import spnego
 from spnego.iov import BufferType
 
-from smbcad.auth import Authenticator, User, UserDatabase
-from smbcad.crypto import nt_hash
-from witnessd.dcerpc import (
+from smbca.auth import Authenticator, User, UserDatabase
+from smbca.auth.legacy_crypto import nt_hash
+from smbca.rpc.dcerpc import (
     NDR20,
     AlterContext,
     AlterContextResp,
@@ -34,8 +34,8 @@ from witnessd.dcerpc import (
     decode_pdu,
     interface_table,
 )
-from witnessd.ndr import decode, encode
-from witnessd.security import SmbcadSecurity
+from smbca.rpc.ndr import decode, encode
+from smbca.rpc.ntlm_security import NtlmSecurity
 from witnessd.swn import (
     WITNESS_SYNTAX,
     WITNESS_V1,
@@ -101,7 +101,7 @@ def witness_connection(service: WitnessService, groups: AssociationGroups | None
                        **kwargs) -> RpcConnection:
     return RpcConnection(interface_table(witness_interface(service)),
                          groups if groups is not None else AssociationGroups(),
-                         security=SmbcadSecurity(authenticator()), **kwargs)
+                         security=NtlmSecurity(authenticator()), **kwargs)
 
 
 @dataclass

@@ -6,16 +6,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smbca.config import ConfigError, ListenAddress
 from witnessd import cli
 from witnessd.config import (
     DEFAULT_EPM_PORT,
-    ConfigError,
-    ListenAddress,
     QuickArgs,
     from_mapping,
     from_quick_args,
     load_yaml,
-    parse_listen,
 )
 from witnessd.daemon import build_service
 from witnessd.swn import InterfaceFlags, ResourceNameStyle, Win32Error
@@ -102,11 +100,3 @@ def test_yaml_errors_name_the_key(path, value, key) -> None:
     with pytest.raises(ConfigError) as info:
         from_mapping(raw)
     assert info.value.key == key
-
-
-def test_parse_listen_forms() -> None:
-    assert parse_listen("[fd00::1]:99", "k") == ListenAddress("fd00::1", 99)
-    assert parse_listen("10.0.0.1", "k", 135) == ListenAddress("10.0.0.1", 135)
-    assert str(ListenAddress("fd00::1", 5)) == "[fd00::1]:5"
-    with pytest.raises(ConfigError):
-        parse_listen("10.0.0.1", "k")

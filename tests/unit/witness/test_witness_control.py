@@ -1,24 +1,21 @@
-"""The control protocol: JSON events onto the service, answers back (sans-IO)."""
+"""witnessd's control requests: JSON events onto the service, answers back (sans-IO)."""
 
+import asyncio
 import ipaddress
 import json
 from uuid import UUID
 
 import pytest
 
+from smbca import events
+from smbca.admin import _parser, request_of
+from smbca.control import ControlError, answer
 from witnessd.control import (
-    MAX_LINE_BYTES,
-    ControlError,
-    ControlSession,
-    InterfaceEvent,
-    MoveEvent,
     StatusRequest,
-    UnregisterEvent,
-    handle_line,
-    parse_event,
+    UnregisterRequest,
+    control_handler,
+    parse_request,
 )
-from witnessd.notify import _parser, request_of
-from witnessd.swn import InterfaceState
 
 from .client import (
     DceClient,
@@ -30,38 +27,32 @@ from .client import (
 )
 
 
-@pytest.mark.parametrize("message,event", [
+def reply_to(handler, line: bytes) -> dict:
+    return json.loads(asyncio.run(answer(handler, line)))
+
+
+@pytest.mark.parametrize("message,request_", [
     ({"event": "node", "node": "NODE2", "state": "down"},
-     InterfaceEvent("NODE2", InterfaceState.UNAVAILABLE)),
-    ({"event": "interface", "group": "NODE3", "state": "online", "ipv4": "10.0.0.3",
-      "ipv6": "fd00::3"},
-     InterfaceEvent("NODE3", InterfaceState.AVAILABLE, (ipaddress.ip_address("10.0.0.3"),
-                                                        ipaddress.ip_address("fd00::3")))),
+     events.InterfaceState("NODE2", events.Availability.UNAVAILABLE)),
     ({"event": "client-move", "client": "*", "destination": "NODE1"},
-     MoveEvent("client-move", "*", "NODE1")),
-    ({"event": "share-move", "client": "hv1", "share": "vm", "destination": "10.0.0.1"},
-     MoveEvent("share-move", "hv1", "10.0.0.1", "vm")),
+     events.ClientMove("*", "NODE1")),
     ({"event": "unregister", "registration": "00000000-0000-0000-0000-000000000001"},
-     UnregisterEvent(UUID(int=1))),
+     UnregisterRequest(UUID(int=1))),
     ({"event": "status"}, StatusRequest()),
 ])
-def test_parse_event(message, event) -> None:
-    assert parse_event(message) == event
+def test_parse_request(message, request_) -> None:
+    assert parse_request(message) == request_
 
 
 @pytest.mark.parametrize("message,error", [
-    ([], "JSON object"),
     ({"event": "reboot"}, "unknown event"),
-    ({"event": "node", "node": "N"}, "'state'"),
-    ({"event": "node", "node": "", "state": "up"}, "'node'"),
-    ({"event": "interface", "group": "N", "state": "up", "ipv4": "fd00::1"}, "IPv4"),
-    ({"event": "interface", "group": "N", "state": "up", "ipv6": "nope"}, "not an IP"),
-    ({"event": "share-move", "client": "*", "destination": "N"}, "'share'"),
     ({"event": "unregister", "registration": "x"}, "UUID"),
+    ({"type": "aggregate", "event": "adopt", "aggregate": "a", "mount_point": "/a", "node": 1},
+     "go to smbcad"),
 ])
-def test_parse_event_errors(message, error) -> None:
+def test_parse_request_errors(message, error) -> None:
     with pytest.raises(ControlError, match=error):
-        parse_event(message)
+        parse_request(message)
 
 
 def test_events_reach_a_pending_notify() -> None:
@@ -71,46 +62,39 @@ def test_events_reach_a_pending_notify() -> None:
     handle = register(client)
     assert notify(client, handle) == []
     seen = []
+    handler = control_handler(service, seen.append)
     line = json.dumps({"event": "node", "node": "NODE2", "state": "down"}).encode()
-    assert json.loads(handle_line(service, line, seen.append)) == {"ok": True,
-                                                                   "registrations": 1}
+    assert reply_to(handler, line) == {"ok": True, "registrations": 1}
     assert seen == ["node"] and pending_answer(client).return_value == 0
-    status = json.loads(handle_line(service, b'{"event": "status"}'))
+    status = reply_to(handler, b'{"event": "status"}')
     assert status["interfaces"][1] == {"group": "NODE2", "state": "unavailable",
                                        "ipv4": "10.0.0.2", "ipv6": None, "local": False}
     (registration,) = status["registrations"]
     assert registration["client"] == "hv1.example.com" and registration["version"] == \
         "0x00010001"
     forced = {"event": "unregister", "registration": registration["registration"]}
-    assert json.loads(handle_line(service, json.dumps(forced).encode()))["ok"]
+    assert reply_to(handler, json.dumps(forced).encode())["ok"]
     assert service.registrations == {}
+    assert seen == ["node", "status", "unregister"]
 
 
 def test_takeover_makes_the_partner_address_local() -> None:
     service = two_node_service()
     event = {"event": "interface", "group": "NODE2", "state": "up", "ipv4": "10.0.0.2",
              "local": True}
-    assert json.loads(handle_line(service, json.dumps(event).encode()))["ok"]
+    assert reply_to(control_handler(service), json.dumps(event).encode())["ok"]
     assert [i.flags & 4 for i in service._interface_list().interface_info] == [0, 0]
-    with pytest.raises(ControlError):
-        parse_event(dict(event, local="yes"))
 
 
 def test_errors_are_answered_not_raised() -> None:
     service = two_node_service()
-    assert json.loads(handle_line(service, b"{nope")) ["ok"] is False
-    answer = json.loads(handle_line(service, b'{"event": "client-move", "client": "*", '
-                                             b'"destination": "NODE9"}'))
-    assert answer == {"ok": False, "error": "destination 'NODE9' names no interface"}
-
-
-def test_session_framing() -> None:
-    session = ControlSession(two_node_service())
-    assert session.receive_data(b'{"event": "sta') == b""
-    out = session.receive_data(b'tus"}\n\n{"event": "x"}\n')
-    assert [json.loads(line)["ok"] for line in out.splitlines()] == [True, False]
-    assert session.receive_data(b"x" * (MAX_LINE_BYTES + 1)).endswith(b"too long\"}\n")
-    assert session.closed
+    seen = []
+    handler = control_handler(service, seen.append)
+    assert reply_to(handler, b"{nope")["ok"] is False
+    reply = reply_to(handler, b'{"event": "client-move", "client": "*", '
+                              b'"destination": "NODE9"}')
+    assert reply == {"ok": False, "error": "destination 'NODE9' names no interface"}
+    assert seen == []                       # refused requests are not counted
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -123,8 +107,23 @@ def test_session_framing() -> None:
     (["interface", "NODE2", "up", "--ipv4", "10.0.0.2", "--local", "yes"],
      {"event": "interface", "group": "NODE2", "state": "up", "ipv4": "10.0.0.2",
       "local": True}),
+    (["unregister", "00000000-0000-0000-0000-000000000001"],
+     {"event": "unregister", "registration": "00000000-0000-0000-0000-000000000001"}),
 ])
-def test_notify_cli_builds_events_the_service_understands(argv, message) -> None:
-    built = request_of(_parser().parse_args(["--socket", "/x", *argv]))
+def test_admin_notify_builds_requests_witnessd_understands(argv, message) -> None:
+    built = request_of(_parser().parse_args(["witness", "notify", "--socket", "/x", *argv]))
     assert built == message
-    parse_event(built)
+    parse_request(built)
+
+
+@pytest.mark.parametrize("event", [
+    events.InterfaceState("NODE2", events.Availability.UNAVAILABLE,
+                          (ipaddress.ip_address("10.0.0.2"),)),
+    events.ClientMove("*", "NODE1"),
+    events.ShareMove("*", "vm", "NODE1"),
+    events.IpChange("*", "NODE1"),
+])
+def test_what_clusdisk_sends_is_what_witnessd_applies(event) -> None:
+    handler = control_handler(two_node_service())
+    reply = reply_to(handler, json.dumps(event.to_json()).encode())
+    assert reply == {"ok": True, "registrations": 0}

@@ -7,7 +7,6 @@ socket, and the metrics that counted it.
 """
 
 import asyncio
-import json
 import socket
 import struct
 import threading
@@ -15,11 +14,12 @@ import time
 
 import pytest
 
+from smbca.control import request_blocking
+from smbca.rpc.dcerpc import NDR20, Bind, PresentationContext, Request, decode_pdu
+from smbca.rpc.ndr import NULL_HANDLE, decode, encode
 from witnessd import config as config_mod
 from witnessd.daemon import Daemon
-from witnessd.dcerpc import NDR20, Bind, PresentationContext, Request, decode_pdu
 from witnessd.epm import EPM_SYNTAX, EptMapRequest, EptMapResponse, tcp_tower
-from witnessd.ndr import NULL_HANDLE, decode, encode
 from witnessd.swn import (
     WITNESS_SYNTAX,
     AsyncNotifyRequest,
@@ -27,7 +27,6 @@ from witnessd.swn import (
     MessageType,
     parse_messages,
 )
-from witnessd.transport import control_request
 
 from .client import DceClient, register
 
@@ -121,8 +120,8 @@ def test_event_on_the_control_socket_completes_async_notify(daemon) -> None:
                                                           AsyncNotifyRequest(handle))))
     assert client.conn.pdus_to_send(first_timeout=0.3) == []  # pending
     started = time.monotonic()
-    answer = json.loads(control_request(daemon.control, json.dumps(
-        {"event": "node", "node": "NODE2", "state": "down"}).encode()))
+    answer = request_blocking(daemon.control, {"event": "node", "node": "NODE2",
+                                               "state": "down"})
     assert answer == {"ok": True, "registrations": 1}
     response = client.decode_answer(client.conn.pdus_to_send(), AsyncNotifyResponse)
     assert time.monotonic() - started < 1.0  # "complete within a second"

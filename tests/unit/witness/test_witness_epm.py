@@ -5,7 +5,7 @@ from uuid import UUID
 
 import pytest
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     NDR20,
     AssociationGroups,
     Bind,
@@ -17,6 +17,7 @@ from witnessd.dcerpc import (
     decode_pdu,
     interface_table,
 )
+from smbca.rpc.ndr import NULL_HANDLE, decode, encode
 from witnessd.epm import (
     EPM_SYNTAX,
     EPT_S_NOT_REGISTERED,
@@ -35,7 +36,6 @@ from witnessd.epm import (
     tcp_tower,
     tower_interface,
 )
-from witnessd.ndr import NULL_HANDLE, decode, encode
 from witnessd.swn import WITNESS_SYNTAX
 
 from . import captured

@@ -10,9 +10,9 @@ import ipaddress
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from witnessd.dcerpc import ProtocolError, decode_pdu
+from smbca.rpc.dcerpc import ProtocolError, decode_pdu
+from smbca.rpc.ndr import NdrError, decode, encode
 from witnessd.epm import EptMapRequest, InqPrincNameRequest, Tower
-from witnessd.ndr import NdrError, decode, encode
 from witnessd.swn import (
     AsyncNotifyRequest,
     AsyncNotifyResponse,

@@ -10,13 +10,7 @@ from uuid import UUID
 
 import pytest
 
-from witnessd.epm import (
-    EptMapRequest,
-    EptMapResponse,
-    InqPrincNameRequest,
-    InqPrincNameResponse,
-)
-from witnessd.ndr import (
+from smbca.rpc.ndr import (
     NULL_HANDLE,
     U16,
     U32,
@@ -30,6 +24,12 @@ from witnessd.ndr import (
     Unique,
     decode,
     encode,
+)
+from witnessd.epm import (
+    EptMapRequest,
+    EptMapResponse,
+    InqPrincNameRequest,
+    InqPrincNameResponse,
 )
 from witnessd.swn import (
     WITNESS_UNSPECIFIED_VERSION,

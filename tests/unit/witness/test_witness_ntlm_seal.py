@@ -1,4 +1,4 @@
-"""NTLM sealing added for DCE/RPC privacy (smbcad.auth, [MS-NLMP] 3.4.3).
+"""NTLM sealing added for DCE/RPC privacy (smbca.auth, [MS-NLMP] 3.4.3).
 
 ``unseal`` is pinned by the [MS-NLMP] 4.2.4.4 GSS_WrapEx example (NTLMv2,
 client-to-server keys); ``seal`` by a round trip through a client-side
@@ -7,10 +7,10 @@ mirror of the keys, and (in test_witness_security) against pyspnego.
 
 import pytest
 
-from smbcad.auth import AuthError
-from smbcad.auth._ntlm_crypto import ServerSessionSecurity, SessionKeys
-from smbcad.auth._ntlm_messages import NegotiateFlags as F
-from smbcad.crypto.legacy import Rc4, hmac_md5
+from smbca.auth import AuthError
+from smbca.auth._ntlm_crypto import ServerSessionSecurity, SessionKeys
+from smbca.auth._ntlm_messages import NegotiateFlags as F
+from smbca.auth.legacy_crypto import Rc4, hmac_md5
 
 FLAGS_4_2_4 = 0xE28A8233  # challenge flags of the [MS-NLMP] 4.2.4 NTLMv2 examples
 RANDOM_SESSION_KEY = bytes([0x55] * 16)  # [MS-NLMP] 4.2.1

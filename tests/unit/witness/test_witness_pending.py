@@ -2,7 +2,7 @@
 
 import pytest
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     NDR20,
     AssociationGroups,
     Bind,

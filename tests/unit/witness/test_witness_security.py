@@ -12,7 +12,7 @@ import pytest
 from impacket.dcerpc.v5 import rpcrt
 from impacket.uuid import uuidtup_to_bin
 
-from witnessd.dcerpc import (
+from smbca.rpc.dcerpc import (
     AUTH_TRANSITIONS,
     NDR20,
     AuthLevel,
@@ -31,8 +31,8 @@ from witnessd.dcerpc import (
     SecurityError,
     decode_pdu,
 )
-from witnessd.dcerpc.security import AuthEvent
-from witnessd.ndr import decode, encode
+from smbca.rpc.dcerpc.security import AuthEvent
+from smbca.rpc.ndr import decode, encode
 from witnessd.swn import (
     WITNESS_SYNTAX,
     WITNESS_V2,

@@ -8,8 +8,8 @@ import ipaddress
 
 import pytest
 
-from witnessd.dcerpc import AssociationGroups, CoCancel, FaultStatus, Orphaned, decode_pdu
-from witnessd.ndr import NULL_HANDLE, ContextHandle
+from smbca.rpc.dcerpc import AssociationGroups, CoCancel, FaultStatus, Orphaned, decode_pdu
+from smbca.rpc.ndr import NULL_HANDLE, ContextHandle
 from witnessd.swn import (
     WITNESS_V1,
     WITNESS_V2,

@@ -1,0 +1,38 @@
+"""The facade the SMB server holds: one per server, one exchange per
+SESSION_SETUP sequence ([MS-SMB2] 3.3.5.5.1 "GSS_Accept_sec_context")."""
+
+import os
+import time
+from collections.abc import Callable
+
+from smbca.auth.ntlm import NtlmMechanism
+from smbca.auth.spnego import MechanismFactory, SpnegoAcceptor
+from smbca.auth.users import UserDatabase
+
+
+class Authenticator:
+    """Builds the mechanism list once; ``new_exchange`` starts a SPNEGO
+    acceptor for each SESSION_SETUP sequence."""
+
+    def __init__(self, users: UserDatabase, server_name: str, domain_name: str,
+                 allow_guest: bool = False, allow_anonymous: bool = False,
+                 rng: Callable[[int], bytes] = os.urandom, *, dns_domain: str = "",
+                 dns_name: str = "", guest_user: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        ntlm = NtlmMechanism(users, server_name, domain_name, dns_domain=dns_domain,
+                             dns_name=dns_name, allow_guest=allow_guest,
+                             guest_user=guest_user, allow_anonymous=allow_anonymous,
+                             rng=rng, clock=clock)
+        self._mechanisms: tuple[MechanismFactory, ...] = (ntlm,)
+        self._negotiate_token = SpnegoAcceptor(self._mechanisms).initial_token()
+
+    @property
+    def mechanisms(self) -> tuple[MechanismFactory, ...]:
+        return self._mechanisms
+
+    def negotiate_token(self) -> bytes:
+        """The NegTokenInit2 for the SMB2 NEGOTIATE response's SecurityBuffer."""
+        return self._negotiate_token
+
+    def new_exchange(self) -> SpnegoAcceptor:
+        return SpnegoAcceptor(self._mechanisms)
