@@ -1,5 +1,11 @@
 """The smbcad process: builds the server from a Config, runs the listeners,
-and handles SIGTERM (ordered drain) and SIGHUP (reload shares and users)."""
+and handles SIGTERM (ordered drain) and SIGHUP (reload shares and users).
+
+On a cluster node (a ``cluster`` section) it also opens the control socket
+that clusdisk and the ``smbca`` command use (adopt, release, status,
+sessions, opens), takes the pair's ServerGuid and its node id (the top byte
+of every DurableFileId it hands out), and starts with the aggregates' shares
+offline until clusdisk says adopt."""
 
 import asyncio
 import logging
@@ -11,8 +17,11 @@ from prometheus_client import start_http_server
 
 from smbca.auth import Authenticator
 from smbca.config import build_user_database, systemd_environment
+from smbca.control import ControlServer
 from smbca.systemd import sd_notify
 from smbcad import config as config_mod
+from smbcad.cluster.control import ControlHandler
+from smbcad.cluster.member import ClusterMember
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer
@@ -64,9 +73,21 @@ class Daemon:
         self.cfg = cfg
         self.reload_config = reload_config
         self.metrics = SmbMetrics()
-        self.server = SmbServer(cfg, server_guid=load_server_guid(cfg.server.state_dir),
+        cluster = cfg.cluster
+        # Both nodes of a pair answer with one ServerGuid, as Samba's CTDB nodes do.
+        server_guid = (cluster.derived_server_guid if cluster is not None
+                       else load_server_guid(cfg.server.state_dir))
+        self.server = SmbServer(cfg, server_guid=server_guid,
                                 authenticator=build_authenticator(cfg), metrics=self.metrics,
-                                open_share_fs=ShareFs)
+                                open_share_fs=ShareFs,
+                                node_id=cluster.node_id if cluster is not None else 0)
+        self.member = None
+        self.control = None
+        if cluster is not None:
+            os.makedirs(cfg.server.state_dir, mode=0o700, exist_ok=True)
+            self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
+            self.control = ControlServer(cluster.control_socket,
+                                         ControlHandler(self.server, self.member).handle)
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()
@@ -97,6 +118,13 @@ class Daemon:
         except OSError as exc:
             print(f"smbcad: server.listen: cannot listen: {exc.strerror}", file=sys.stderr)
             return 1
+        if self.control is not None:
+            try:
+                await self.control.start()
+            except OSError as exc:
+                print(f"smbcad: cluster.control_socket: cannot listen on "
+                      f"{self.control.path}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
         metrics_at = self.cfg.server.metrics_listen
         if metrics_at is not None:
             start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
@@ -107,10 +135,14 @@ class Daemon:
         await self._stop.wait()
         sd_notify(notify_socket, "STOPPING=1")
         log.info("shutting down: draining connections")
+        if self.control is not None:
+            await self.control.close()
         await self.listener.shutdown(self.cfg.server.drain_timeout_s)
         # Persistent opens were just disconnected, not closed: their records
         # stay, and the next start brings them back for the clients' DH2C.
         await self.server.settle()
+        if self.member is not None:
+            await self.member.shutdown()
         await store.shutdown()
         return 0
 

