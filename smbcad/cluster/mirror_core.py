@@ -38,8 +38,9 @@ The next owner reads the marker (``<mount_point>/.smbca/handles.state``):
 "outdated" → it adopts the journal, else the replica.  Hence degrading
 (ack timeout, default 1 s, or ``partner_lost``) first rewrites the journal
 with the full current image (``JournalReset``; every batch submitted before
-it is then journaled), then writes the "outdated" marker; batches submitted
-after the reset are appended (``JournalAppend``).  Both files are on the
+it is then journaled), appends the batches submitted after it
+(``JournalAppend``), and writes the "outdated" marker only once the journal
+holds every batch already answered (some complete on their ACK meanwhile).  Both files are on the
 aggregate's LUN, so a fenced node's degrade fails and nothing is acknowledged
 that the next owner cannot see.  Departure from cluster.md (which appends
 only frames to the journal): a journal that starts with the full image is
@@ -383,6 +384,8 @@ class PrimaryMirror:
         self._window_size = 0
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._completed = mseq               # highest mseq whose callers were answered
+        self._journal_reset = False          # the last JournalReset has completed
+        self._journal_through = 0            # the journal holds every batch up to this
         self._partner_lost = True
         self._resync_target = 0
         self._resync_started: float | None = None
@@ -434,16 +437,15 @@ class PrimaryMirror:
         pending = self._pending.get(mseq)
         if pending is not None:
             pending.journaled = True
+        self._journal_through = mseq
         return self._settled(now)
 
     def journal_reset_done(self, mseq: int, now: float) -> list[Action]:
         for key, pending in self._pending.items():
             if key <= mseq:
                 pending.journaled = True
-        actions: list[Action] = []
-        self._marker(MarkerInput.JOURNAL_DONE, actions)
-        self._settle(actions, now)
-        return actions
+        self._journal_reset, self._journal_through = True, mseq
+        return self._settled(now)
 
     def marker_written(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -568,6 +570,7 @@ class PrimaryMirror:
         before = self.marker
         self.marker = _next(MARKER_TABLE, before, symbol)
         if self.marker is Marker.JOURNALING and before is not Marker.JOURNALING:
+            self._journal_reset = False
             actions.append(JournalReset(dict(self._image), self.mseq))
         elif self.marker is Marker.WRITING_OUTDATED and before is Marker.JOURNALING:
             actions.append(WriteMarker(self.epoch, self.generation, False))
@@ -602,6 +605,11 @@ class PrimaryMirror:
             del self._pending[mseq]
             self._completed = mseq
             actions.append(CommitDone(mseq))
+        # While JOURNALING, batches still complete on their ACK; the marker may
+        # say "outdated" only once the journal holds every one of them.
+        if (self.marker is Marker.JOURNALING and self._journal_reset
+                and self._journal_through >= self._completed):
+            self._marker(MarkerInput.JOURNAL_DONE, actions)
         if (self.marker is Marker.OUTDATED and self.link is Link.UP
                 and self.acked >= self._completed):
             self._marker(MarkerInput.CAUGHT_UP, actions)
