@@ -77,6 +77,7 @@ import struct
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from smbcad.cluster.mirror_proto import (
     Ack, AggregatePosition, Append, Message, Ops, Refuse, RefuseReason, Role, SnapshotBegin,
@@ -231,13 +232,13 @@ class LinkInput(enum.Enum):
     LOST = "lost"
 
 
-LINK_TABLE = {
+LINK_TABLE = MappingProxyType({
     (Link.DOWN, LinkInput.CONNECTED): Link.RESYNC,
     (Link.DOWN, LinkInput.LOST): Link.DOWN,
     (Link.RESYNC, LinkInput.CAUGHT_UP): Link.UP,
     (Link.RESYNC, LinkInput.LOST): Link.DOWN,
     (Link.UP, LinkInput.LOST): Link.DOWN,
-}
+})
 
 
 class Marker(enum.Enum):
@@ -256,7 +257,7 @@ class MarkerInput(enum.Enum):
     CAUGHT_UP = "caught-up"
 
 
-MARKER_TABLE = {
+MARKER_TABLE = MappingProxyType({
     (Marker.CLEAN, MarkerInput.DEGRADE): Marker.JOURNALING,
     (Marker.JOURNALING, MarkerInput.DEGRADE): Marker.JOURNALING,
     (Marker.JOURNALING, MarkerInput.JOURNAL_DONE): Marker.WRITING_OUTDATED,
@@ -268,18 +269,19 @@ MARKER_TABLE = {
     (Marker.CLEARING, MarkerInput.MARKER_DONE): Marker.CLEAN,
     (Marker.CLEARING_LOST, MarkerInput.DEGRADE): Marker.CLEARING_LOST,
     (Marker.CLEARING_LOST, MarkerInput.MARKER_DONE): Marker.JOURNALING,
-}
+})
 
-_NEEDS_ACK = {Marker.CLEAN, Marker.JOURNALING, Marker.CLEARING, Marker.CLEARING_LOST}
-_NEEDS_JOURNAL = {Marker.OUTDATED, Marker.CLEARING, Marker.CLEARING_LOST}
+_NEEDS_ACK = frozenset({Marker.CLEAN, Marker.JOURNALING, Marker.CLEARING,
+                        Marker.CLEARING_LOST})
+_NEEDS_JOURNAL = frozenset({Marker.OUTDATED, Marker.CLEARING, Marker.CLEARING_LOST})
 # States where a missing ACK degrades (a timeout, a lost partner); in the
 # others a degrade is already under way or done.
-_DEGRADES = {Marker.CLEAN, Marker.CLEARING}
-_JOURNAL_LIVE = {Marker.JOURNALING, Marker.WRITING_OUTDATED, Marker.OUTDATED, Marker.CLEARING,
-                 Marker.CLEARING_LOST}
+_DEGRADES = frozenset({Marker.CLEAN, Marker.CLEARING})
+_JOURNAL_LIVE = frozenset({Marker.JOURNALING, Marker.WRITING_OUTDATED, Marker.OUTDATED,
+                           Marker.CLEARING, Marker.CLEARING_LOST})
 
 
-def _next(table: dict, state: enum.Enum, symbol: enum.Enum) -> enum.Enum:
+def _next(table: Mapping, state: enum.Enum, symbol: enum.Enum) -> enum.Enum:
     try:
         return table[state, symbol]
     except KeyError:

@@ -63,6 +63,7 @@ import hmac
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 MAGIC = b"SMBM"
 VERSION = 1
@@ -375,8 +376,8 @@ class Refuse:
 
 
 Message = Hello | Append | Ack | SnapshotBegin | SnapshotChunk | SnapshotEnd | Refuse
-_DECODERS = {cls.type: cls.decode for cls in (Hello, Append, Ack, SnapshotBegin,
-                                               SnapshotChunk, SnapshotEnd, Refuse)}
+_DECODERS = MappingProxyType({cls.type: cls.decode for cls in (
+    Hello, Append, Ack, SnapshotBegin, SnapshotChunk, SnapshotEnd, Refuse)})
 
 
 def snapshot_messages(aggregate: str, epoch: int, generation: int, base_mseq: int,
@@ -442,12 +443,12 @@ class _Input(enum.Enum):
 
 # (state, input) -> next state (STYLE rule 2); a pair missing here is a peer
 # protocol violation and fails the connection.
-TRANSITIONS = {
+TRANSITIONS = MappingProxyType({
     (ConnectionState.AWAIT_HELLO, _Input.PEER_HELLO): ConnectionState.OPEN,
     (ConnectionState.AWAIT_HELLO, _Input.FATAL): ConnectionState.FAILED,
     (ConnectionState.OPEN, _Input.MESSAGE): ConnectionState.OPEN,
     (ConnectionState.OPEN, _Input.FATAL): ConnectionState.FAILED,
-}
+})
 
 
 class DropReason(enum.Enum):
