@@ -78,6 +78,7 @@ class MirroredEngine:
         self._waiters: dict[int, threading.Event] = {}
         self._failure: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     # --- Engine (the store's writer thread) --------------------------------------------
 
@@ -123,6 +124,8 @@ class MirroredEngine:
             self._check()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True      # a late timer or ACK finds nothing to do
         self._loop.call_soon_threadsafe(self._link.unregister, self.aggregate)
         self._disk.shutdown(wait=True)
         self._journal.close()
@@ -157,7 +160,7 @@ class MirroredEngine:
 
     def _call(self, step: Callable[[float], list[Action]]) -> None:
         with self._lock:
-            if self._failure is None:
+            if self._failure is None and not self._closed:
                 self._dispatch(step(self._clock()))
 
     def _dispatch(self, actions: list[Action]) -> None:
