@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass
 from smbcad.cluster.mirror_core import META_KEY, decode_position, encode_position
 from smbcad.store.errors import StoreFailed
 from smbcad.store.log_store import LogEngine
+from smbcad.store.log_store import _fsync_dir  # noqa: PLC2701 - one dir-fsync for both
 
 log = logging.getLogger("smbcad.cluster")
 
@@ -60,14 +61,6 @@ JOURNAL_NAME = "handles-degraded"
 STATE_NAME = "state.json"
 
 Step = Callable[[str], None]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: str, data: bytes, on_step: Step | None = None) -> None:

@@ -201,6 +201,13 @@ class World:
         epoch, generation, mseq = mc.decode_position(meta) if meta else (0, 0, 0)
         self.replica = mc.ReplicaMirror(AGG, epoch=epoch, generation=generation, mseq=mseq)
 
+    def pump(self, local: bool = False) -> None:
+        """Run the network and the replica (and the local log if asked) until
+        they stop; the journal and the marker wait."""
+        while (self.to_replica_step() or self.replica_disk_step() or self.to_primary_step()
+               or (local and self.local_step())):
+            pass
+
     def heal(self, rounds: int = 200) -> None:
         """Connect and run every queue until nothing moves."""
         self.connect()

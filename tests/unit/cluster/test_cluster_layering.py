@@ -8,18 +8,12 @@ import sys
 
 import pytest
 
+from tests.unit.store.test_store_layering import imports
+
 CLUSTER = pathlib.Path(__file__).resolve().parents[3] / "smbcad" / "cluster"
 SANS_IO = {"mirror_proto.py", "mirror_core.py"}
 IO_MODULES = {"asyncio", "os", "socket", "fcntl", "threading", "concurrent", "selectors",
               "time", "random", "secrets"}
-
-
-def imports(path: pathlib.Path):
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            yield node.module
 
 
 @pytest.mark.parametrize("path", sorted(CLUSTER.glob("*.py")), ids=lambda p: p.name)

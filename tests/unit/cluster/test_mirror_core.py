@@ -158,17 +158,9 @@ def test_no_marker_write_without_a_pending_commit():
 
 
 def test_resync_clears_marker_then_deletes_journal():
-    world = synced_world()
-    world.partner_lost()
-    world.commit({5: b"a"})
-    world.local_step(), world.journal_step(), world.marker_step()
-    world.connect()
+    world = clearing_world()
     assert world.primary.status().resyncs["frames"] == 1
-    while world.to_replica_step() or world.replica_disk_step():
-        pass
-    assert world.marker_q == type(world.marker_q)()
-    world.to_primary_step()
-    assert [(a.in_sync) for a in world.marker_q] == [True]
+    assert [a.in_sync for a in world.marker_q] == [True]
     assert world.journal_disk is not None
     world.marker_step()
     assert kinds(world.journal_q) == ["DeleteJournal"]
@@ -176,36 +168,31 @@ def test_resync_clears_marker_then_deletes_journal():
     assert world.journal_disk is None and world.primary.status().in_sync
 
 
-def test_commit_while_clearing_needs_ack_and_journal():
+def clearing_world() -> World:
+    """Degraded with one batch journaled, then the partner back and caught
+    up: the marker's clearing write is in flight."""
     world = synced_world()
     world.partner_lost()
     world.commit({5: b"a"})
-    world.heal()                      # marker cleared, journal deleted
-    world.partner_lost()
-    world.commit({6: b"b"})
     world.local_step(), world.journal_step(), world.marker_step()
     world.connect()
-    while world.to_replica_step() or world.replica_disk_step() or world.to_primary_step():
-        pass
+    world.pump()
     assert world.primary.marker is mc.Marker.CLEARING
+    return world
+
+
+def test_commit_while_clearing_needs_ack_and_journal():
+    world = clearing_world()
     mseq = world.commit({7: b"c"})
     world.local_step()
-    while world.to_replica_step() or world.replica_disk_step() or world.to_primary_step():
-        pass
+    world.pump()
     assert world.answered == mseq - 1            # acked, but not journaled yet
     world.journal_step()
     assert world.answered == mseq
 
 
 def test_link_lost_while_clearing_degrades_again():
-    world = synced_world()
-    world.partner_lost()
-    world.commit({5: b"a"})
-    world.local_step(), world.journal_step(), world.marker_step()
-    world.connect()
-    while world.to_replica_step() or world.replica_disk_step() or world.to_primary_step():
-        pass
-    assert world.primary.marker is mc.Marker.CLEARING
+    world = clearing_world()
     mseq = world.commit({6: b"b"})
     world.local_step()
     world.partner_lost()
@@ -409,10 +396,8 @@ def play(world: World, steps) -> None:
                 world.partner_lost()
             case "crash_replica":
                 world.crash_replica()
-            case "pump":        # the network and the replica run; the primary's disks wait
-                while (world.to_replica_step() or world.replica_disk_step()
-                       or world.to_primary_step() or (arg > 3 and world.local_step())):
-                    pass
+            case "pump":
+                world.pump(local=arg > 3)
             case "drop_frame":
                 # A frame the replica's connection drops (bad MAC, counter): the
                 # link closes that connection (mirror_proto), the rest is lost too.
