@@ -27,6 +27,7 @@ depending on the marker state, the next owner can see it:
 marker state            durable marker may say       the batch also needs
 ======================  ===========================  ==========================
 CLEAN                   in sync                      ACK >= mseq
+RESETTING               outdated                     journaled (after the reset)
 JOURNALING              in sync                      ACK >= mseq
 WRITING_OUTDATED        either                       (wait for the marker)
 OUTDATED                outdated                     journaled
@@ -47,6 +48,12 @@ only frames to the journal): a journal that starts with the full image is
 self-contained, so adoption needs no reasoning about where the replica's
 frames end and the journal's begin; it costs one image write per degrade.
 
+A primary started while the marker says "outdated" (``outdated=True``:
+after adoption, or a restart while degraded) first rewrites the journal with
+its own image (RESETTING): a journal may hold batches a crashed predecessor
+journaled but never made durable locally nor answered, which must not reach
+the next owner mixed with this start's batches (found by the property test).
+
 The marker is cleared (``WriteMarker(in_sync=True)``, then ``DeleteJournal``)
 only when the link is caught up and the replica has acknowledged every batch
 completed so far.  Commits complete in mseq order.
@@ -58,9 +65,12 @@ that matches decides: higher epoch → FENCED (we are a zombie: stop); a
 primary of the same epoch → CONFLICT (drop the link); same epoch and
 generation, and every frame after its mseq still in the window → FRAMES; else
 SNAPSHOT (next generation, base = current mseq).  A constructed primary
-(start, restart, adoption) starts a new generation with an empty window, so
-a replica that holds frames a crashed primary never made durable is always
-replaced.  ACKs name their generation; ACKs of another one are ignored.
+(start, restart, adoption) is given a generation that was never used before
+(``MirroredEngine`` takes a fresh block of 2^32 per start, recorded in
+``state.json`` before use) and starts with an empty window, so a replica
+holding frames that a crashed primary sent but never made durable can never
+be taken for the same lineage: it always gets a snapshot.  ACKs name their
+generation; ACKs of another one are ignored.
 
 Replica
 -------
@@ -243,6 +253,7 @@ LINK_TABLE = MappingProxyType({
 
 class Marker(enum.Enum):
     CLEAN = "clean"
+    RESETTING = "resetting"                 # outdated at start; journal reset to our image
     JOURNALING = "journaling"               # JournalReset in flight, marker still clean
     WRITING_OUTDATED = "writing-outdated"
     OUTDATED = "outdated"
@@ -258,6 +269,8 @@ class MarkerInput(enum.Enum):
 
 
 MARKER_TABLE = MappingProxyType({
+    (Marker.RESETTING, MarkerInput.DEGRADE): Marker.RESETTING,
+    (Marker.RESETTING, MarkerInput.JOURNAL_DONE): Marker.OUTDATED,
     (Marker.CLEAN, MarkerInput.DEGRADE): Marker.JOURNALING,
     (Marker.JOURNALING, MarkerInput.DEGRADE): Marker.JOURNALING,
     (Marker.JOURNALING, MarkerInput.JOURNAL_DONE): Marker.WRITING_OUTDATED,
@@ -273,12 +286,13 @@ MARKER_TABLE = MappingProxyType({
 
 _NEEDS_ACK = frozenset({Marker.CLEAN, Marker.JOURNALING, Marker.CLEARING,
                         Marker.CLEARING_LOST})
-_NEEDS_JOURNAL = frozenset({Marker.OUTDATED, Marker.CLEARING, Marker.CLEARING_LOST})
+_NEEDS_JOURNAL = frozenset({Marker.RESETTING, Marker.OUTDATED, Marker.CLEARING,
+                            Marker.CLEARING_LOST})
 # States where a missing ACK degrades (a timeout, a lost partner); in the
 # others a degrade is already under way or done.
 _DEGRADES = frozenset({Marker.CLEAN, Marker.CLEARING})
-_JOURNAL_LIVE = frozenset({Marker.JOURNALING, Marker.WRITING_OUTDATED, Marker.OUTDATED,
-                           Marker.CLEARING, Marker.CLEARING_LOST})
+_JOURNAL_LIVE = frozenset({Marker.RESETTING, Marker.JOURNALING, Marker.WRITING_OUTDATED,
+                           Marker.OUTDATED, Marker.CLEARING, Marker.CLEARING_LOST})
 
 
 def _next(table: Mapping, state: enum.Enum, symbol: enum.Enum) -> enum.Enum:
@@ -362,7 +376,9 @@ class PrimaryMirror:
     recovered; the mirror keeps its own view (the same bytes objects) for
     snapshots and journal resets.  ``outdated``: the durable marker says
     "outdated" (after adoption, or a restart while degraded), so the journal
-    holds everything; the first batch then needs no journal reset."""
+    holds everything; the first batch then needs no journal reset.
+    ``generation`` must never have been used on the wire before (module
+    docstring); ``mseq`` is where the local copy stands."""
 
     def __init__(self, aggregate: str, *, epoch: int, generation: int, mseq: int,
                  image: Mapping[int, bytes], outdated: bool,
@@ -371,14 +387,15 @@ class PrimaryMirror:
                  window_bytes: int = DEFAULT_WINDOW_BYTES) -> None:
         self.aggregate = aggregate
         self.epoch = epoch
-        self.generation = generation + 1     # a new incarnation is a new lineage
+        self.generation = generation
         self.mseq = mseq
-        self.acked = mseq if not outdated else 0
+        self.acked = 0                       # nothing acknowledged in this generation yet
         self.ack_timeout_s = ack_timeout_s
         self.window_frames = window_frames
         self.window_bytes = window_bytes
         self.link = Link.DOWN
-        self.marker = Marker.OUTDATED if outdated else Marker.CLEAN
+        self.marker = Marker.RESETTING if outdated else Marker.CLEAN
+        self._started = False
         self.fenced = False
         self._image = {key: blob for key, blob in image.items() if key != META_KEY}
         self._image[META_KEY] = encode_position(epoch, self.generation, mseq)
@@ -400,12 +417,28 @@ class PrimaryMirror:
 
     # --- inputs -----------------------------------------------------------------------
 
+    def start(self, now: float) -> list[Action]:
+        """Call once, before anything else.  If the marker says outdated, the
+        journal may hold batches of a previous start that never became durable
+        here (nor were answered): it is rewritten with our image first."""
+        if self._started:
+            raise MirrorStateError(f"{self.aggregate}: started twice")
+        self._started = True
+        actions: list[Action] = []
+        if self.marker is Marker.RESETTING:
+            self._journal_reset = False
+            actions.append(JournalReset(dict(self._image), self.mseq))
+        self._settle(actions, now)
+        return actions
+
     def submit(self, changes: Mapping[int, bytes | None], now: float
                ) -> tuple[int, Ops, list[Action]]:
         """A group commit: returns its mseq, the ops to write locally (the
         changes plus the position record) and the actions."""
         if self.fenced:
             raise MirrorFenced(f"{self.aggregate}: fenced at epoch {self.epoch}")
+        if not self._started:
+            raise MirrorStateError(f"{self.aggregate}: submit before start")
         if META_KEY in changes:
             raise ValueError("key 0 is the mirror's position record")
         self.mseq += 1
@@ -609,7 +642,7 @@ class PrimaryMirror:
             actions.append(CommitDone(mseq))
         # While JOURNALING, batches still complete on their ACK; the marker may
         # say "outdated" only once the journal holds every one of them.
-        if (self.marker is Marker.JOURNALING and self._journal_reset
+        if (self.marker in (Marker.JOURNALING, Marker.RESETTING) and self._journal_reset
                 and self._journal_through >= self._completed):
             self._marker(MarkerInput.JOURNAL_DONE, actions)
         if (self.marker is Marker.OUTDATED and self.link is Link.UP

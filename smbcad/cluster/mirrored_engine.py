@@ -47,6 +47,8 @@ from smbcad.store.errors import StoreFailed
 
 log = logging.getLogger("smbcad.cluster")
 
+GENERATION_BLOCK_BITS = 32
+
 
 class MirroredEngine:
     """Engine (``smbcad.store.interface``) for aggregate ``aggregate``: the
@@ -61,6 +63,7 @@ class MirroredEngine:
                  clock: Callable[[], float] = time.monotonic,
                  preallocate_bytes: int = 4 << 20) -> None:
         self.aggregate = aggregate
+        self.state_dir = state_dir
         self.mount_point = mount_point
         self.ack_timeout_s = ack_timeout_s
         self.degrade_budget_s = degrade_budget_s
@@ -92,14 +95,28 @@ class MirroredEngine:
             marker = ags.read_marker(self.mount_point)
         except ags.MarkerUnreadable as exc:
             raise StoreFailed(str(exc)) from exc
+        generation = self._fresh_generation(epoch, generation, mseq)
         kwargs = {} if self._window_frames is None else {"window_frames": self._window_frames}
         core = PrimaryMirror(self.aggregate, epoch=epoch, generation=generation, mseq=mseq,
                              image=records, outdated=marker is not None and not marker.in_sync,
                              ack_timeout_s=self.ack_timeout_s, **kwargs)
         with self._lock:
             self._core = core
+            self._dispatch(core.start(self._clock()))
         self._loop.call_soon_threadsafe(self._link.register, self)
         return [blob for key, blob in records.items() if key != META_KEY]
+
+    def _fresh_generation(self, epoch: int, generation: int, mseq: int) -> int:
+        """A generation no earlier start of this node can have sent: the next
+        block of 2^32 above any recorded, written to state.json before use
+        (snapshots within this start count up inside the block)."""
+        state = ags.read_state(self.state_dir, self.aggregate)
+        used = max(generation, state.generation if state else 0)
+        fresh = ((used >> GENERATION_BLOCK_BITS) + 1) << GENERATION_BLOCK_BITS
+        ags.write_state(self.state_dir, self.aggregate, ags.AggregateState(
+            "primary", epoch, fresh, mseq, False,
+            max(epoch, state.highest_epoch if state else 0)))
+        return fresh
 
     def write(self, changes: Mapping[int, bytes | None]) -> None:
         if not changes:

@@ -34,9 +34,10 @@ def adopt(marker, journal, replica):
 class World:
     def __init__(self, ack_timeout_s=1.0, window_frames=8):
         self.now = 0.0
-        self.primary = mc.PrimaryMirror(AGG, epoch=1, generation=0, mseq=0, image={},
+        self.primary = mc.PrimaryMirror(AGG, epoch=1, generation=1, mseq=0, image={},
                                         outdated=False, ack_timeout_s=ack_timeout_s,
                                         window_frames=window_frames)
+        self.primary.start(self.now)
         self.replica = mc.ReplicaMirror(AGG, epoch=0, generation=0, mseq=0)
         self.replica_disk: dict = {}
         self.snapshot_tmp: dict | None = None
@@ -50,8 +51,14 @@ class World:
         self.marker_q: deque = deque()
         self.replica_q: deque = deque()
         self.timer: float | None = None
-        self.states = {0: {}}          # mseq -> primary image (no META_KEY) after it
+        self.local_disk: dict = {}
+        # (generation, mseq) -> the store's records (no META_KEY) at that point of
+        # that lineage; a snapshot's base names the same state in the new lineage.
+        self.states = {(0, 0): {}, (1, 0): {}}
+        self.last_key = (1, 0)
+        self.max_generation = 1
         self.answered = 0              # highest mseq whose callers were answered
+        self.last_submitted = 0        # by this incarnation of the primary
         self.fenced = False
         self.actions_seen: list = []
 
@@ -59,10 +66,12 @@ class World:
 
     def commit(self, changes: dict) -> int:
         mseq, ops, actions = self.primary.submit(changes, self.now)
-        image = dict(self.states[mseq - 1])
+        image = dict(self.states[self.last_key])
         apply_ops(image, ((k, v) for k, v in ops if k != mc.META_KEY))
-        self.states[mseq] = image
-        self.local_q.append(mseq)
+        self.last_key = (self.primary.generation, mseq)
+        self.states[self.last_key] = image
+        self.local_q.append((mseq, ops))
+        self.last_submitted = mseq
         self._primary_actions(actions)
         return mseq
 
@@ -71,6 +80,11 @@ class World:
             self.actions_seen.append(action)
             match action:
                 case mc.Send(message):
+                    if isinstance(message, mp.SnapshotBegin):
+                        key = (message.generation, message.base_mseq)
+                        self.states[key] = self.states[self.last_key]
+                        self.last_key = key
+                        self.max_generation = max(self.max_generation, message.generation)
                     if self.connected:
                         self.to_replica.append(_wire(message))
                 case mc.DropConnection():
@@ -82,7 +96,7 @@ class World:
                 case mc.WriteMarker():
                     self.marker_q.append(action)
                 case mc.CommitDone(mseq):
-                    assert mseq == self.answered + 1, "commits complete in order"
+                    assert mseq > self.answered, "commits complete in order"
                     self.answered = mseq
                 case mc.Fenced():
                     self.fenced = True
@@ -92,7 +106,9 @@ class World:
     def local_step(self) -> bool:
         if not self.local_q:
             return False
-        self._primary_actions(self.primary.local_done(self.local_q.popleft(), self.now))
+        mseq, ops = self.local_q.popleft()
+        apply_ops(self.local_disk, ops)
+        self._primary_actions(self.primary.local_done(mseq, self.now))
         return True
 
     def journal_step(self) -> bool:
@@ -207,6 +223,26 @@ class World:
         while (self.to_replica_step() or self.replica_disk_step() or self.to_primary_step()
                or (local and self.local_step())):
             pass
+
+    def restart_primary(self) -> None:
+        """smbcad on the owner killed and started again on the same node: it
+        recovers its local log and starts with a generation never used."""
+        self.disconnect()
+        self.local_q.clear(), self.journal_q.clear(), self.marker_q.clear()
+        self.timer = None
+        meta = self.local_disk.get(mc.META_KEY)
+        epoch, generation, mseq = mc.decode_position(meta) if meta else (1, 0, 0)
+        image = {k: v for k, v in self.local_disk.items() if k != mc.META_KEY}
+        assert image == self.states[(generation, mseq) if meta else (0, 0)]
+        self.max_generation += 1
+        self.last_submitted = 0
+        self.last_key = (self.max_generation, mseq)
+        self.states[self.last_key] = image
+        self.primary = mc.PrimaryMirror(
+            AGG, epoch=epoch, generation=self.max_generation, mseq=mseq, image=self.local_disk,
+            outdated=self.marker_disk is not None and not self.marker_disk[2],
+            ack_timeout_s=self.primary.ack_timeout_s, window_frames=self.primary.window_frames)
+        self._primary_actions(self.primary.start(self.now))
 
     def heal(self, rounds: int = 200) -> None:
         """Connect and run every queue until nothing moves."""

@@ -190,3 +190,27 @@ def test_a_fenced_marker_write_fails_the_store(tmp_path):
     finally:
         if node_b.proc.poll() is None:
             node_b.kill()
+
+
+def test_each_start_mirrors_in_a_generation_never_used(tmp_path):
+    """A restarted primary must not reuse a generation a replica may hold
+    frames of (frames sent but never durable locally): each start takes a
+    fresh block, recorded in state.json before use."""
+    state, mount = str(tmp_path / "state"), str(tmp_path / "mount")
+    ags.commit_adoption(state, mount, ags.load_for_adoption(state, AGG, mount))
+    loop = asyncio.new_event_loop()
+    link = MirrorLink(node_id="a", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                      peer=("127.0.0.1", 9), peer_node_id="b")
+    seen = []
+    try:
+        for _ in range(3):
+            engine = MirroredEngine(state_dir=state, aggregate=AGG, mount_point=mount,
+                                    link=link, loop=loop, preallocate_bytes=0)
+            engine.load()
+            seen.append(engine.status().generation)
+            assert ags.read_state(state, AGG).generation == seen[-1]
+            engine.close()
+    finally:
+        loop.close()
+    assert seen[0] >= 1 << 32 and seen[0] < seen[1] < seen[2]
+    assert ags.read_marker(mount).in_sync is False          # still outdated: no partner
