@@ -41,9 +41,9 @@ The next owner reads the marker (``<mount_point>/.smbca/handles.state``):
 with the full current image (``JournalReset``; every batch submitted before
 it is then journaled), appends the batches submitted after it
 (``JournalAppend``), and writes the "outdated" marker only once the journal
-holds every batch already answered (some complete on their ACK meanwhile).  Both files are on the
-aggregate's LUN, so a fenced node's degrade fails and nothing is acknowledged
-that the next owner cannot see.  Departure from cluster.md (which appends
+holds every batch already answered (some complete on their ACK meanwhile).
+Both files are on the aggregate's LUN, so a fenced node's degrade fails and
+nothing is acknowledged that the next owner cannot see.  Departure from cluster.md (which appends
 only frames to the journal): a journal that starts with the full image is
 self-contained, so adoption needs no reasoning about where the replica's
 frames end and the journal's begin; it costs one image write per degrade.
