@@ -64,6 +64,7 @@ class MirrorLink:
         self.incarnation = incarnation
         self.listen = listen
         self.peer = peer
+        self.peer_node_id = peer_node_id
         self.dials = node_id < peer_node_id
         self.backoff_s = backoff_s
         self._key = cluster_key
@@ -77,6 +78,7 @@ class MirrorLink:
         self._closed = False
         self.connects = 0
         self.drops = 0
+        self.refused_peers = 0
 
     # --- registration and sending (loop thread) -------------------------------------
 
@@ -116,7 +118,8 @@ class MirrorLink:
 
     @property
     def is_open(self) -> bool:
-        return self._conn is not None and self._conn.peer_hello is not None
+        return (self._conn is not None and self._conn.peer_hello is not None
+                and self._conn.peer_hello.node_id == self.peer_node_id)
 
     async def wait_open(self) -> None:
         await self._connected.wait()
@@ -190,7 +193,8 @@ class MirrorLink:
             self._readers.discard(task)
             writer.close()
             if self._conn is conn:
-                was_open = conn.peer_hello is not None
+                was_open = (conn.peer_hello is not None
+                            and conn.peer_hello.node_id == self.peer_node_id)
                 self._conn = self._writer = None
                 self._connected.clear()
                 if was_open:
@@ -200,6 +204,12 @@ class MirrorLink:
 
     def _event(self, event, writer: asyncio.StreamWriter) -> None:
         match event:
+            case PeerHello(hello) if hello.node_id != self.peer_node_id:
+                # Right key, wrong node (a miswired interconnect, a third node).
+                log.warning("mirror link: HELLO from %r, expected %r: closing",
+                            hello.node_id, self.peer_node_id)
+                self.refused_peers += 1
+                writer.close()
             case PeerHello(hello):
                 self.connects += 1
                 self._connected.set()

@@ -214,3 +214,21 @@ def test_each_start_mirrors_in_a_generation_never_used(tmp_path):
         loop.close()
     assert seen[0] >= 1 << 32 and seen[0] < seen[1] < seen[2]
     assert ags.read_marker(mount).in_sync is False          # still outdated: no partner
+
+
+def test_link_refuses_a_peer_with_another_node_id(tmp_path):
+    async def run():
+        b = MirrorLink(node_id="b", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                       peer=("127.0.0.1", 9), peer_node_id="a")
+        await b.start()
+        a = MirrorLink(node_id="a", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                       peer=("127.0.0.1", b.listen[1]), peer_node_id="c",
+                       backoff_s=(0.01, 0.02))
+        await a.start()
+        try:
+            await until(lambda: a.refused_peers >= 2)
+            assert a.connects == 0 and not a.is_open
+        finally:
+            await a.stop()
+            await b.stop()
+    asyncio.run(run())
