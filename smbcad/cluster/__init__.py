@@ -1,12 +1,13 @@
 """smbcad as a cluster member (issue 10): the partner mirror of the handle
 store, one per aggregate (shared/reference/cluster.md §7(a)).
 
-Modules (the first two are sans-IO; the layering test enforces it):
+Modules (the first three are sans-IO; the layering test enforces it):
 
 - ``mirror_proto``: frames, HMAC session keys, messages and the sans-IO
   ``MirrorConnection`` (handshake + framing).
-- ``mirror_core``: the per-aggregate ``PrimaryMirror`` / ``ReplicaMirror``
-  state machines (clock passed in) and the resync decision table.
+- ``mirror_core``: the per-aggregate ``PrimaryMirror`` state machine
+  (clock passed in), the actions and the resync decision table;
+  ``replica_core``: ``ReplicaMirror``, the partner's side.
 - ``aggregate_state``: the aggregate's files (local copy, state.json, the
   marker and the degraded journal on the LUN) and the adoption rule.
 - ``replica``: ``ReplicaStore``, the replica's durable copy.
@@ -33,11 +34,12 @@ from smbcad.cluster.aggregate_state import (
     Adoption, AdoptionRefused, AggregateState, Journal, Marker, commit_adoption,
     load_for_adoption, read_marker, read_state)
 from smbcad.cluster.mirror_core import (
-    MirrorFenced, MirrorStatus, PrimaryMirror, ReplicaMirror, decide_resync)
+    MirrorFenced, MirrorStatus, PrimaryMirror, decide_resync)
 from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
 from smbcad.cluster.mirror_proto import MirrorConnection
 from smbcad.cluster.mirrored_engine import MirroredEngine
 from smbcad.cluster.replica import ReplicaStore
+from smbcad.cluster.replica_core import ReplicaMirror
 
 __all__ = [
     "Adoption",

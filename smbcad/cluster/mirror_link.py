@@ -28,12 +28,13 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from smbcad.cluster.mirror_core import Action, ReplicaMirror, ReplicaWrite, Send
+from smbcad.cluster.mirror_core import Action, ReplicaWrite, Send
 from smbcad.cluster.mirror_proto import (
     NONCE_BYTES, Ack, AggregatePosition, Append, ConnectionFailed, FrameDropped, Hello,
     Message, MessageReceived, MirrorConnection, PeerHello, ProtocolError, Refuse, Role,
     SnapshotBegin, SnapshotChunk, SnapshotEnd)
 from smbcad.cluster.replica import ReplicaStore
+from smbcad.cluster.replica_core import ReplicaMirror
 
 log = logging.getLogger("smbcad.cluster")
 

@@ -1,5 +1,5 @@
 """The replica's durable copy of one aggregate's handle store: the disk side
-of ``mirror_core.ReplicaMirror`` (issue 10 item 5; shared/reference/
+of ``replica_core.ReplicaMirror`` (issue 10 item 5; shared/reference/
 cluster.md §7(a) "What is sent", "Handshake and resync").
 
 ``ReplicaStore`` carries out the replica actions on a ``KeyedLogEngine`` in

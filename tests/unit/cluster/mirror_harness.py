@@ -8,6 +8,7 @@ and a crash drops exactly what was not yet carried out."""
 from collections import deque
 
 from smbcad.cluster import mirror_core as mc
+from smbcad.cluster import replica_core as rc
 from smbcad.cluster import mirror_proto as mp
 
 AGG = "aggr1"
@@ -38,7 +39,7 @@ class World:
                                         outdated=False, ack_timeout_s=ack_timeout_s,
                                         window_frames=window_frames)
         self.primary.start(self.now)
-        self.replica = mc.ReplicaMirror(AGG, epoch=0, generation=0, mseq=0)
+        self.replica = rc.ReplicaMirror(AGG, epoch=0, generation=0, mseq=0)
         self.replica_disk: dict = {}
         self.snapshot_tmp: dict | None = None
         self.journal_disk: dict | None = None
@@ -215,7 +216,7 @@ class World:
         self.snapshot_tmp = None
         meta = self.replica_disk.get(mc.META_KEY)
         epoch, generation, mseq = mc.decode_position(meta) if meta else (0, 0, 0)
-        self.replica = mc.ReplicaMirror(AGG, epoch=epoch, generation=generation, mseq=mseq)
+        self.replica = rc.ReplicaMirror(AGG, epoch=epoch, generation=generation, mseq=mseq)
 
     def pump(self, local: bool = False) -> None:
         """Run the network and the replica (and the local log if asked) until

@@ -5,6 +5,7 @@ import pytest
 
 from smbcad.cluster import aggregate_state as ags
 from smbcad.cluster import mirror_core as mc
+from smbcad.cluster import replica_core as rc
 from smbcad.cluster import mirror_proto as mp
 from smbcad.cluster.replica import ReplicaStore
 
@@ -113,7 +114,7 @@ def test_replica_store_follows_a_replica_mirror(dirs):
     """Snapshot, then frames, then a crash and reopen: the position and the
     records are those the mirror acknowledged."""
     store = ReplicaStore(dirs[0], AGG, preallocate_bytes=0)
-    replica = mc.ReplicaMirror(AGG, epoch=0, generation=0, mseq=0)
+    replica = rc.ReplicaMirror(AGG, epoch=0, generation=0, mseq=0)
     store.open()
     records = {1: b"a", 2: b"b", mc.META_KEY: mc.encode_position(1, 2, 5)}
     acks = []

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.store.test_store_layering import imports
 
 CLUSTER = pathlib.Path(__file__).resolve().parents[3] / "smbcad" / "cluster"
-SANS_IO = {"mirror_proto.py", "mirror_core.py"}
+SANS_IO = {"mirror_proto.py", "mirror_core.py", "replica_core.py"}
 IO_MODULES = {"asyncio", "os", "socket", "fcntl", "threading", "concurrent", "selectors",
               "time", "random", "secrets"}
 

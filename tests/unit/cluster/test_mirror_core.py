@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smbcad.cluster import mirror_core as mc
+from smbcad.cluster import replica_core as rc
 from smbcad.cluster import mirror_proto as mp
 from tests.unit.cluster.mirror_harness import AGG, World
 
@@ -304,7 +305,7 @@ def test_refuse_stale_epoch_fences_the_primary():
 
 
 def test_replica_refuses_and_drops_a_lower_epoch():
-    replica = mc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
+    replica = rc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
     (send,) = replica.received_message(mp.Append(AGG, 2, 11, ((1, b"x"),)))
     assert send.message == mp.Refuse(AGG, mp.RefuseReason.STALE_EPOCH, 3, 1, 10)
     (send,) = replica.received_message(mp.SnapshotBegin(AGG, 2, 7, 100))
@@ -313,7 +314,7 @@ def test_replica_refuses_and_drops_a_lower_epoch():
 
 
 def test_replica_remembers_the_highest_epoch_from_a_snapshot():
-    replica = mc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
+    replica = rc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
     replica.received_message(mp.SnapshotBegin(AGG, 5, 2, 0))
     replica.connection_lost()                  # the snapshot never finished
     (send,) = replica.received_message(mp.Append(AGG, 3, 11, ()))
@@ -321,7 +322,7 @@ def test_replica_remembers_the_highest_epoch_from_a_snapshot():
 
 
 def test_replica_gap_asks_for_resync_once():
-    replica = mc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
+    replica = rc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
     (send,) = replica.received_message(mp.Append(AGG, 3, 12, ()))
     assert send.message == mp.Refuse(AGG, mp.RefuseReason.GAP, 3, 1, 10)
     assert replica.received_message(mp.Append(AGG, 3, 13, ())) == []
@@ -330,7 +331,7 @@ def test_replica_gap_asks_for_resync_once():
 
 
 def test_replica_ignores_duplicates_and_acks_in_order():
-    replica = mc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
+    replica = rc.ReplicaMirror(AGG, epoch=3, generation=1, mseq=10)
     replica.received_message(mp.Append(AGG, 3, 11, ()))
     replica.received_message(mp.Append(AGG, 3, 12, ()))
     assert replica.received_message(mp.Append(AGG, 3, 11, ())) == []
@@ -351,7 +352,7 @@ def test_gap_refusal_makes_the_primary_resend():
 
 
 def test_snapshot_with_a_missing_chunk_is_aborted():
-    replica = mc.ReplicaMirror(AGG, epoch=1, generation=1, mseq=0)
+    replica = rc.ReplicaMirror(AGG, epoch=1, generation=1, mseq=0)
     replica.received_message(mp.SnapshotBegin(AGG, 1, 2, 5))
     actions = replica.received_message(mp.SnapshotEnd(AGG, 1, 2, 5, 3))
     assert kinds(actions) == ["SnapshotAbort", "Send"]
