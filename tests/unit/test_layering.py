@@ -65,6 +65,10 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # verbs only (server/aggregates.py: adopt and release an aggregate's
     # shares), never through command handlers, leases or durable internals
     # (house-review 6).
+    # The mirror's protocol and state machines are sans-IO (STYLE rule 1).
+    ("smbcad/cluster/mirror_proto.py", (PURE, "smbcad.cluster.mirror_proto")),
+    ("smbcad/cluster/mirror_core.py", (PURE, "smbcad.cluster")),
+    ("smbcad/cluster/replica_core.py", (PURE, "smbcad.cluster")),
     ("smbcad/cluster/*", (STDLIB, "smbca", "smbcad.store", "smbcad.server.opens",
                           "smbcad.server.server", "smbcad.server.aggregates",
                           "smbcad.cluster")),
