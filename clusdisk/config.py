@@ -15,7 +15,8 @@ from clusdisk.disks import KNOWN_PREFIXES, SUPPORTED_FILESYSTEMS, normalize_desi
 from clusdisk.resources import Aggregate, Lif
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.sgio import ResetKind
-from smbca.config import ConfigError, ListenAddress, Section, parse_listen, read_yaml
+from smbca.config import (
+    ConfigError, ListenAddress, Section, parse_listen, read_key_file, read_yaml)
 from smbca.control import CLUSDISK_SOCKET
 
 DEFAULT_HEARTBEAT_PORT = 5405
@@ -100,25 +101,6 @@ def _pr_key(value, key: str) -> int:
     if not 0 < number < 1 << 64:
         raise ConfigError(key, "must be a non-zero 64-bit number")
     return number
-
-
-def read_key_file(path: str, key: str = "cluster.key_file") -> bytes:
-    """The shared cluster key: raw bytes, or hex text; at least 16 bytes."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
-    text = raw.strip()
-    try:
-        decoded = bytes.fromhex(text.decode("ascii"))
-        if len(decoded) >= 16:
-            raw = decoded
-    except (UnicodeDecodeError, ValueError):
-        pass
-    if len(raw) < 16:
-        raise ConfigError(key, f"{path}: the key needs at least 16 bytes")
-    return raw
 
 
 def _designator(value, key: str) -> str:

@@ -218,3 +218,23 @@ def systemd_environment(environ: Mapping[str, str] | None = None) -> SystemdEnv:
     if pid and pid.isdigit() and int(pid) != os.getpid():
         watchdog = None
     return SystemdEnv(env.get("NOTIFY_SOCKET") or None, watchdog)
+
+
+def read_key_file(path: str, key: str = "cluster.key_file") -> bytes:
+    """The cluster key both nodes share (clusdisk's heartbeats, smbcad's
+    handle mirror): raw bytes, or hex text; at least 16 bytes."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
+    text = raw.strip()
+    try:
+        decoded = bytes.fromhex(text.decode("ascii"))
+        if len(decoded) >= 16:
+            raw = decoded
+    except (UnicodeDecodeError, ValueError):
+        pass
+    if len(raw) < 16:
+        raise ConfigError(key, f"{path}: the key needs at least 16 bytes")
+    return raw

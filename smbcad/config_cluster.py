@@ -26,9 +26,9 @@ Example (node 1 of the pair; node 2 swaps the mirror addresses)::
 import ipaddress
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from smbca.config import ConfigError, ListenAddress, Section, parse_listen
+from smbca.config import ConfigError, ListenAddress, Section, parse_listen, read_key_file
 from smbca.control import SMBCAD_SOCKET
 
 DEFAULT_MIRROR_PORT = 7445
@@ -56,6 +56,12 @@ class ClusterConfig:
     mirror_ack_timeout_ms: int = 1000
     aggregates: tuple[AggregateConfig, ...] = ()
     server_guid: bytes | None = None
+    partner_node_id: int = 0             # 0: the other of 1 and 2
+    cluster_key: bytes | None = field(default=None, repr=False)   # read from key_file
+
+    @property
+    def partner(self) -> int:
+        return self.partner_node_id or (3 - self.node_id)
 
     def aggregate(self, name: str) -> AggregateConfig | None:
         for aggregate in self.aggregates:
@@ -73,7 +79,8 @@ class ClusterConfig:
 
 
 _CLUSTER_KEYS = ("node_id", "name", "control_socket", "key_file", "mirror_listen",
-                 "mirror_peer", "mirror_ack_timeout_ms", "aggregates", "server_guid")
+                 "mirror_peer", "mirror_ack_timeout_ms", "aggregates", "server_guid",
+                 "partner_node_id")
 _AGGREGATE_KEYS = ("name", "mount_point", "addresses")
 
 
@@ -98,10 +105,19 @@ def cluster_from_yaml(raw) -> ClusterConfig | None:
                               f"{guid_text!r} is not a GUID") from None
     mirror_listen = raw.get("mirror_listen")
     mirror_peer = raw.get("mirror_peer")
+    key_file = section.get("key_file", str, None)
+    partner = section.get("partner_node_id", int, 0)
+    if partner == 0 and node_id not in (1, 2):
+        raise ConfigError(section.key("partner_node_id"),
+                          "is required when node_id is not 1 or 2")
+    if not 0 <= partner <= 255 or partner == node_id:
+        raise ConfigError(section.key("partner_node_id"), "1..255, not this node's id")
     return ClusterConfig(
         node_id=node_id, name=name,
         control_socket=section.get("control_socket", str, SMBCAD_SOCKET),
-        key_file=section.get("key_file", str, None),
+        key_file=key_file, partner_node_id=partner,
+        cluster_key=(read_key_file(key_file, section.key("key_file"))
+                     if key_file is not None else None),
         mirror_listen=(parse_listen(mirror_listen, section.key("mirror_listen"),
                                     DEFAULT_MIRROR_PORT) if mirror_listen else None),
         mirror_peer=(parse_listen(mirror_peer, section.key("mirror_peer"), DEFAULT_MIRROR_PORT)

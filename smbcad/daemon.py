@@ -118,6 +118,13 @@ class Daemon:
         except OSError as exc:
             print(f"smbcad: server.listen: cannot listen: {exc.strerror}", file=sys.stderr)
             return 1
+        if self.member is not None:
+            try:
+                await self.member.start()
+            except OSError as exc:
+                print(f"smbcad: cluster.mirror_listen: cannot start the handle mirror: "
+                      f"{exc.strerror or exc}", file=sys.stderr)
+                return 1
         if self.control is not None:
             try:
                 await self.control.start()

@@ -1,26 +1,38 @@
 """smbcad as a member of the pair: adopt and release an aggregate, with its
-handle store (shared/reference/cluster.md 7(a)-(c)).
+handle store and the partner mirror (shared/reference/cluster.md 7(a)-(c)).
 
-Each aggregate has its own handle store in the state directory,
-``<state_dir>/aggregates/<aggregate>/handles/``: the owner commits there (and, with the
-partner mirror, waits for the partner's durable copy), the partner keeps its
-replica in the same place on its side, so a role change moves no data.
+Each aggregate has one handle store per node.  The owner's is a
+``LocalHandleStore`` over a ``MirroredEngine``: every commit is durable
+here and acknowledged by the partner's durable copy (or, with the partner
+gone, journaled on the aggregate's own filesystem behind an "outdated"
+marker) before the client is answered.  The other node keeps a replica
+(``ReplicaEndpoint``) in the same place, ``<state_dir>/handles/<aggregate>/``,
+so a role change moves no data.  Without a mirror configured
+(``cluster.mirror_listen``), an aggregate's store is local only, in
+``<state_dir>/aggregates/<aggregate>/handles/``.
 
-- ``adopt``: the aggregate's records become disconnected persistent opens,
-  every reconnect timer restarted now (the old owner's disconnect times are
-  from another clock, and its death was no disconnect); only then do its
-  shares take tree connects.  Also the restart case: the same node adopting
-  after smbcad restarted.
-- ``release``: planned, every disconnect is committed before the answer, so
-  the partner adopts with nothing lost; unplanned (clusdisk lost the
-  aggregate), connections go at once.
+- ``adopt``: stop the replica, apply the adoption rule (replica plus
+  degraded journal, or a refusal that says why: an outdated replica is
+  never adopted silently), bump the epoch, open the store as primary,
+  rebuild every record as a disconnected persistent open with its reconnect
+  timer restarted now (the old owner's disconnect times are from another
+  clock, and its death was no disconnect), and only then let tree connects
+  to the aggregate's shares in.
+- ``release``: planned, in-flight requests finish and every disconnect is
+  committed (mirrored) before the answer, so the partner adopts with nothing
+  lost; unplanned (clusdisk lost the aggregate), connections go at once.
+  Then this node keeps a replica of the aggregate for its new owner.
 """
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
 
+from smbcad.cluster.aggregate_state import AdoptionRefused, commit_adoption, load_for_adoption
+from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
+from smbcad.cluster.mirrored_engine import MirroredEngine
 from smbcad.server.aggregates import AggregateError, Phase
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 
@@ -28,16 +40,25 @@ log = logging.getLogger("smbcad.cluster")
 
 
 class ClusterMember:
-    """Owns the per-aggregate stores and runs adopt/release against the server."""
+    """Owns the per-aggregate stores, replicas and the mirror link, and runs
+    adopt/release against the server."""
 
     def __init__(self, server, cluster_config, state_dir: str) -> None:
         self.server = server
         self.config = cluster_config
         self.state_dir = state_dir
+        self.link: MirrorLink | None = None
         self._stores: dict[str, object] = {}
+        self._engines: dict[str, MirroredEngine] = {}
+        self._replicas: dict[str, ReplicaEndpoint] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    @property
+    def mirrored(self) -> bool:
+        return self.config.mirror_listen is not None
+
     def store_dir(self, aggregate: str) -> str:
+        """The local-only store of an aggregate (no mirror configured)."""
         return os.path.join(self.state_dir, "aggregates", aggregate, "handles")
 
     def _lock(self, name: str) -> asyncio.Lock:
@@ -45,6 +66,35 @@ class ClusterMember:
         if lock is None:
             lock = self._locks[name] = asyncio.Lock()
         return lock
+
+    # --- start and stop ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring up the mirror link and a replica of every aggregate: until
+        clusdisk says adopt, this node is the partner of each."""
+        if not self.mirrored:
+            return
+        config = self.config
+        self.link = MirrorLink(
+            node_id=str(config.node_id), cluster_key=config.cluster_key,
+            incarnation=time.time_ns(), peer_node_id=str(config.partner),
+            listen=(config.mirror_listen.host, config.mirror_listen.port),
+            peer=(config.mirror_peer.host, config.mirror_peer.port))
+        for aggregate in config.aggregates:
+            await self._open_replica(aggregate.name)
+        await self.link.start()
+
+    async def shutdown(self) -> None:
+        """smbcad stops: the stores close after the listener drained (every
+        disconnect is committed by then); the aggregates stay this node's."""
+        for name in list(self._stores):
+            await self._close_store(name)
+        for name in list(self._replicas):
+            await self._close_replica(name)
+        if self.link is not None:
+            await self.link.stop()
+
+    # --- adopt and release ------------------------------------------------------------
 
     async def adopt(self, name: str, mount_point: str | None = None) -> dict:
         aggregate = self.server.aggregates.get(name)
@@ -57,19 +107,39 @@ class ClusterMember:
             if not os.path.isdir(aggregate.mount_point):
                 raise AggregateError(f"{aggregate.mount_point!r} is not a directory")
             started = time.monotonic()
-            store = await self._open_store(name)
+            source = "local"
+            if self.mirrored:
+                await self._close_replica(name)
+                try:
+                    source = await asyncio.to_thread(self._take_over_copy, name,
+                                                     aggregate.mount_point)
+                except AdoptionRefused as exc:
+                    aggregate.detail = f"adoption refused: {exc.reason}"
+                    log.error("%s", exc)
+                    await self._open_replica(name)
+                    raise AggregateError(str(exc)) from None
             try:
+                store = await self._open_store(name, aggregate.mount_point)
                 records = await store.traverse()
                 result = await self.server.aggregates.adopt(name, store, records,
                                                             restart_timers=True)
             except BaseException:
                 await self._close_store(name)
+                if self.mirrored:
+                    await self._open_replica(name)
                 raise
             took = time.monotonic() - started
-            log.info("adopted %s: %d persistent opens in %.3f s", name, result.restored, took)
-            return {"aggregate": name, "phase": aggregate.phase.value,
+            log.info("adopted %s from its %s copy: %d persistent opens in %.3f s",
+                     name, source, result.restored, took)
+            return {"aggregate": name, "phase": aggregate.phase.value, "source": source,
                     "restored": result.restored, "kept": result.kept,
                     "dropped": result.dropped, "seconds": round(took, 6)}
+
+    def _take_over_copy(self, name: str, mount_point: str) -> str:
+        """The adoption rule and its commit (writer thread: file I/O)."""
+        adoption = load_for_adoption(self.state_dir, name, mount_point)
+        commit_adoption(self.state_dir, mount_point, adoption)
+        return adoption.source
 
     async def release(self, name: str, *, planned: bool) -> dict:
         aggregate = self.server.aggregates.get(name)
@@ -77,32 +147,70 @@ class ClusterMember:
             if aggregate.phase is Phase.OFFLINE:
                 return {"aggregate": name, "phase": "offline", "handed_over": 0}
             started = time.monotonic()
-            handed = await self.server.aggregates.release(name, planned=planned)
-            await self._close_store(name)
+            try:
+                handed = await self.server.aggregates.release(name, planned=planned)
+            finally:
+                await self._close_store(name)
+                if self.mirrored:
+                    await self._open_replica(name)      # the new owner's partner now
             took = time.monotonic() - started
             return {"aggregate": name, "phase": aggregate.phase.value,
                     "handed_over": handed, "seconds": round(took, 6)}
 
-    async def _open_store(self, name: str):
-        path = self.store_dir(name)
+    # --- stores and replicas ------------------------------------------------------------
+
+    async def _open_store(self, name: str, mount_point: str):
         try:
-            store = await LocalHandleStore.open(LogEngine(path))
+            if self.mirrored:
+                engine = MirroredEngine(
+                    state_dir=self.state_dir, aggregate=name, mount_point=mount_point,
+                    link=self.link, loop=asyncio.get_running_loop(),
+                    ack_timeout_s=self.config.mirror_ack_timeout_ms / 1000)
+                self._engines[name] = engine
+            else:
+                engine = LogEngine(self.store_dir(name))
+            store = await LocalHandleStore.open(engine)
         except (StoreError, OSError) as exc:
-            raise AggregateError(f"cannot open the handle store {path}: {exc}") from exc
+            self._engines.pop(name, None)
+            raise AggregateError(f"cannot open the handle store of {name!r}: {exc}") from exc
         self._stores[name] = store
         return store
 
     async def _close_store(self, name: str) -> None:
         store = self._stores.pop(name, None)
+        self._engines.pop(name, None)
         if store is not None:
             await store.shutdown()
 
-    async def shutdown(self) -> None:
-        """smbcad stops: the stores close after the listener drained (every
-        disconnect is committed by then); the aggregates stay this node's."""
-        for name in list(self._stores):
-            await self._close_store(name)
+    async def _open_replica(self, name: str) -> None:
+        if name in self._replicas:
+            return
+        try:
+            replica = await ReplicaEndpoint.open(self.state_dir, name, self.link)
+        except (StoreError, OSError) as exc:
+            log.error("%s: cannot keep a replica: %s", name, exc)
+            return
+        self._replicas[name] = replica
+        self.link.register(replica)
+
+    async def _close_replica(self, name: str) -> None:
+        replica = self._replicas.pop(name, None)
+        if replica is not None:
+            await replica.close()
+
+    # --- status ---------------------------------------------------------------------------
+
+    def mirror_status(self, name: str) -> dict | None:
+        source = self._engines.get(name) or self._replicas.get(name)
+        if source is None:
+            return None
+        return dataclasses.asdict(source.status())
 
     def status(self) -> dict:
+        aggregates = self.server.aggregates.status()
+        for entry in aggregates:
+            entry["mirror"] = self.mirror_status(entry["name"])
         return {"node_id": self.config.node_id, "cluster": self.config.name,
-                "aggregates": self.server.aggregates.status()}
+                "mirror_link": ("up" if self.link is not None and self.link.is_open
+                                else "down" if self.link is not None else "not configured"),
+                "aggregates": aggregates}

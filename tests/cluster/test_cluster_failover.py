@@ -194,9 +194,12 @@ class Owner:
         self.thread.call(self.handle.write, data, index * CHUNK)
         self.written[index] = data
 
-    def lock(self, sequence_number: int = 0, sequence_index: int = 0) -> None:
-        self.thread.call(self.handle.lock, [lock_element(EXCLUSIVE_NOW)],
-                         sequence_number, sequence_index)
+    def lock(self, sequence_number: int = 0, sequence_index: int = 0, flags=EXCLUSIVE_NOW) -> None:
+        # LockSequenceNumber is the low 4 bits of the field, LockSequenceIndex
+        # the high 28 (2.2.26; Samba: in_lock_sequence & 0xF); smbprotocol's
+        # lock(lsn, lsi) puts lsn in the top bits, so pass the whole field as lsi.
+        self.thread.call(self.handle.lock, [lock_element(flags)], 0,
+                         (sequence_index << 4) | sequence_number)
 
     def reconnect(self) -> list:
         previous = self.client.session.session_id
@@ -261,7 +264,6 @@ def check_lock_came_along(owner) -> None:
     owner.lock(sequence_number=1, sequence_index=1)           # replay: not applied twice
     assert status_of(lambda: owner.lock(sequence_number=2, sequence_index=1)) \
         == STATUS_LOCK_NOT_GRANTED
-    unlock = [lock_element(LockFlags.SMB2_LOCKFLAG_UNLOCK)]
-    owner.thread.call(owner.handle.lock, unlock, 3, 1)
-    assert status_of(lambda: owner.thread.call(owner.handle.lock, unlock, 4, 1)) \
+    owner.lock(3, 1, LockFlags.SMB2_LOCKFLAG_UNLOCK)
+    assert status_of(lambda: owner.lock(4, 1, LockFlags.SMB2_LOCKFLAG_UNLOCK)) \
         == STATUS_RANGE_NOT_LOCKED
