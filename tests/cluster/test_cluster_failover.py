@@ -23,7 +23,9 @@ as adopted, and the DH2C answer carries the persistent FileId the first
 CREATE returned (the kernel client would silently reopen instead).
 """
 
+import collections
 import os
+import threading
 import time
 import uuid
 
@@ -267,3 +269,153 @@ def check_lock_came_along(owner) -> None:
     owner.lock(3, 1, LockFlags.SMB2_LOCKFLAG_UNLOCK)
     assert status_of(lambda: owner.lock(4, 1, LockFlags.SMB2_LOCKFLAG_UNLOCK)) \
         == STATUS_RANGE_NOT_LOCKED
+
+
+class WriteStream:
+    """WRITEs chunk 0, 1, 2, ... with up to WINDOW in flight until the
+    connection fails (the socket already lives in the client namespace, so
+    this thread may use it); records each chunk as its WRITE is answered."""
+
+    WINDOW = 8
+
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
+        self.in_flight: dict[int, object] = {}
+        self.error = None
+        self.data: dict[int, bytes] = {}
+        conn, session = owner.client.conn, owner.client.session
+        owner.thread.call(conn.echo, sid=session.session_id, timeout=WAIT_S,
+                          credit_request=2 * self.WINDOW)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="write-stream")
+        self._thread.start()
+
+    def _run(self) -> None:
+        handle = self.owner.handle
+        conn, tree = handle.connection, handle.tree_connect
+        queue = collections.deque()
+        try:
+            for index in range(1 << 14):
+                data = os.urandom(CHUNK)
+                self.data[index] = data
+                message, _ = handle.write(data, index * CHUNK, send=False)
+                request = conn.send(message, sid=tree.session.session_id,
+                                    tid=tree.tree_connect_id)
+                self.in_flight[index] = request
+                queue.append(index)
+                while len(queue) >= self.WINDOW:
+                    oldest = queue.popleft()
+                    conn.receive(self.in_flight.pop(oldest), timeout=WAIT_S)
+                    self.owner.written[oldest] = self.data[oldest]
+        except BaseException as exc:    # the kill ends the stream; the test judges how
+            self.error = exc
+
+    def wait_acked(self, count: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while len(self.owner.written) < count:
+            assert self._thread.is_alive(), f"the write stream ended early: {self.error!r}"
+            assert time.monotonic() < deadline, f"only {len(self.owner.written)} WRITEs answered"
+            time.sleep(0.005)
+
+    def join(self) -> None:
+        self._thread.join(WAIT_S)
+        assert not self._thread.is_alive(), "the write stream did not notice the owner died"
+
+
+def wait_in_sync(node, aggregate: str = "aggr1") -> dict:
+    """The owner's mirror of ``aggregate`` is caught up with the partner."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        status = node.request(command="status")["status"]
+        [entry] = [a for a in status["aggregates"] if a["name"] == aggregate]
+        mirror = entry["mirror"]
+        if mirror is not None and mirror["role"] == "primary" and mirror["in_sync"]:
+            return mirror
+        assert time.monotonic() < deadline, f"mirror never in sync: {mirror}\n{node.log_tail()}"
+        time.sleep(0.05)
+
+
+def test_owner_killed_mid_stream_partner_adopts_from_its_replica(pair):
+    topology, node_a, node_b, client_thread, share_dir = pair
+    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
+    topology.lif_up("A")
+    wait_in_sync(node_a)
+    owner = Owner(client_thread, "vm.vhdx")
+    owner.lock(sequence_number=1, sequence_index=1)
+    stream = WriteStream(owner)
+    stream.wait_acked(24)
+
+    node_a.kill()                                    # kill -9, WRITEs in flight
+    stream.join()
+    assert stream.error is not None and len(stream.in_flight) >= 1
+    topology.lif_down("A")
+    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    assert adopted["ok"] and adopted["source"] == "replica" and adopted["restored"] == 1, \
+        (adopted, node_b.log_tail())
+    topology.lif_up("B")
+
+    # Until its owner is back, nobody else gets the file.
+    other = client_thread.call(Client, uuid.uuid4())
+    try:
+        assert status_of(lambda: client_thread.call(create, other.tree, "vm.vhdx")) \
+            == STATUS_FILE_NOT_AVAILABLE
+    finally:
+        client_thread.call(other.close)
+
+    contexts = owner.reconnect()
+    assert owner.handle.file_id[:8] == owner.file_id[:8], "another persistent FileId"
+    assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+    owner.read_back()                                # every acknowledged WRITE
+    check_lock_came_along(owner)
+    [entry] = adopted_opens(node_b)
+    assert entry["state"] == "connected" and entry["persistent"]
+
+
+def test_mirror_cut_then_owner_killed_partner_adopts_replica_and_journal(pair):
+    topology, node_a, node_b, client_thread, share_dir = pair
+    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
+    topology.lif_up("A")
+    wait_in_sync(node_a)
+    owner = Owner(client_thread, "db.mdf")
+    topology.cut_interconnect()
+    # Each of these commits waits out the ACK timeout once, degrades (journal
+    # and outdated marker on the aggregate), and is answered.
+    owner.lock(sequence_number=1, sequence_index=1)
+    owner.write(0)
+    status = node_a.request(command="status")["status"]
+    mirror = status["aggregates"][0]["mirror"]
+    assert not mirror["in_sync"] and mirror["degrade_count"] >= 1, mirror
+    assert (share_dir.parent / ".smbca").is_dir()
+
+    node_a.kill()
+    topology.lif_down("A")
+    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    assert adopted["ok"] and adopted["source"] == "journal" and adopted["restored"] == 1, \
+        (adopted, node_b.log_tail())
+    topology.lif_up("B")
+    owner.reconnect()
+    assert owner.handle.file_id[:8] == owner.file_id[:8]
+    owner.read_back()
+    check_lock_came_along(owner)                     # taken while the mirror was cut
+
+
+def test_partner_back_after_a_cut_resyncs(pair):
+    topology, node_a, node_b, client_thread, share_dir = pair
+    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
+    topology.lif_up("A")
+    wait_in_sync(node_a)
+    owner = Owner(client_thread, "log.ldf")
+    topology.cut_interconnect()
+    owner.lock(sequence_number=1, sequence_index=1)
+    degraded = node_a.request(command="status")["status"]["aggregates"][0]["mirror"]
+    assert not degraded["in_sync"]
+    topology.heal_interconnect()
+    mirror = wait_in_sync(node_a)
+    assert mirror["resyncs"], mirror
+    # and the partner now has everything: a planned move finds the lock there
+    assert node_a.request(command="release", aggregate="aggr1", planned=True)["ok"]
+    topology.lif_down("A")
+    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    assert adopted["ok"] and adopted["restored"] == 1, adopted
+    topology.lif_up("B")
+    owner.reconnect()
+    check_lock_came_along(owner)
