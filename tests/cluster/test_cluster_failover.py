@@ -226,26 +226,22 @@ def adopted_opens(node) -> list:
 
 
 def test_planned_move_keeps_the_open_lease_lock_and_data(pair):
-    topology, node_a, node_b, client_thread, share_dir = pair
-    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
-    topology.lif_up("A")
-    owner = Owner(client_thread, "vm.vhdx")
+    assert pair.adopt("A")["ok"]
+    owner = Owner(pair.client, "vm.vhdx")
     for index in range(8):
         owner.write(index)
     owner.lock(sequence_number=1, sequence_index=1)
 
     started = time.monotonic()
-    released = node_a.request(command="release", aggregate="aggr1", planned=True)
-    topology.lif_down("A")
-    adopted = node_b.request(command="adopt", aggregate="aggr1")
-    topology.lif_up("B")
+    released = pair.release("A", planned=True)
+    adopted = pair.adopt("B")
     pause = time.monotonic() - started
     assert released["ok"] and released["handed_over"] == 1, released
-    assert adopted["ok"] and adopted["restored"] == 1, (adopted, node_b.log_tail())
-    print(f"planned move of aggr1: release {released['seconds']:.3f} s, "
-          f"adopt {adopted['seconds']:.3f} s, pause {pause:.3f} s")
+    assert adopted["ok"] and adopted["restored"] == 1, (adopted, pair.b.log_tail())
+    print(f"planned move of aggr1 ({pair.aggregate.kind}): release {released['seconds']:.3f} s, "
+          f"adopt {adopted['seconds']:.3f} s, pause with remount {pause:.3f} s")
 
-    [entry] = adopted_opens(node_b)
+    [entry] = adopted_opens(pair.b)
     assert entry["state"] == "disconnected" and entry["persistent"]
     assert int(entry["durable_file_id"], 16) == int.from_bytes(owner.file_id[:8], "little")
 
@@ -254,7 +250,7 @@ def test_planned_move_keeps_the_open_lease_lock_and_data(pair):
     assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
     owner.read_back()
     check_lock_came_along(owner)
-    [entry] = adopted_opens(node_b)
+    [entry] = adopted_opens(pair.b)
     assert entry["state"] == "connected"
 
 
@@ -335,63 +331,56 @@ def wait_in_sync(node, aggregate: str = "aggr1") -> dict:
 
 
 def test_owner_killed_mid_stream_partner_adopts_from_its_replica(pair):
-    topology, node_a, node_b, client_thread, share_dir = pair
-    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
-    topology.lif_up("A")
-    wait_in_sync(node_a)
-    owner = Owner(client_thread, "vm.vhdx")
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "vm.vhdx")
     owner.lock(sequence_number=1, sequence_index=1)
     stream = WriteStream(owner)
     stream.wait_acked(24)
 
-    node_a.kill()                                    # kill -9, WRITEs in flight
+    pair.a.kill()                                    # kill -9, WRITEs in flight
     stream.join()
     assert stream.error is not None and len(stream.in_flight) >= 1
-    topology.lif_down("A")
-    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    pair.lost("A")
+    adopted = pair.adopt("B")
     assert adopted["ok"] and adopted["source"] == "replica" and adopted["restored"] == 1, \
-        (adopted, node_b.log_tail())
-    topology.lif_up("B")
+        (adopted, pair.b.log_tail())
 
     # Until its owner is back, nobody else gets the file.
-    other = client_thread.call(Client, uuid.uuid4())
+    other = pair.client.call(Client, uuid.uuid4())
     try:
-        assert status_of(lambda: client_thread.call(create, other.tree, "vm.vhdx")) \
+        assert status_of(lambda: pair.client.call(create, other.tree, "vm.vhdx")) \
             == STATUS_FILE_NOT_AVAILABLE
     finally:
-        client_thread.call(other.close)
+        pair.client.call(other.close)
 
     contexts = owner.reconnect()
     assert owner.handle.file_id[:8] == owner.file_id[:8], "another persistent FileId"
     assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
     owner.read_back()                                # every acknowledged WRITE
     check_lock_came_along(owner)
-    [entry] = adopted_opens(node_b)
+    [entry] = adopted_opens(pair.b)
     assert entry["state"] == "connected" and entry["persistent"]
 
 
 def test_mirror_cut_then_owner_killed_partner_adopts_replica_and_journal(pair):
-    topology, node_a, node_b, client_thread, share_dir = pair
-    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
-    topology.lif_up("A")
-    wait_in_sync(node_a)
-    owner = Owner(client_thread, "db.mdf")
-    topology.cut_interconnect()
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "db.mdf")
+    pair.topology.cut_interconnect()
     # Each of these commits waits out the ACK timeout once, degrades (journal
     # and outdated marker on the aggregate), and is answered.
     owner.lock(sequence_number=1, sequence_index=1)
     owner.write(0)
-    status = node_a.request(command="status")["status"]
-    mirror = status["aggregates"][0]["mirror"]
+    mirror = pair.a.request(command="status")["status"]["aggregates"][0]["mirror"]
     assert not mirror["in_sync"] and mirror["degrade_count"] >= 1, mirror
-    assert (share_dir.parent / ".smbca").is_dir()
+    assert (pair.mount_point("A") / ".smbca").is_dir()
 
-    node_a.kill()
-    topology.lif_down("A")
-    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    pair.a.kill()
+    pair.lost("A")
+    adopted = pair.adopt("B")
     assert adopted["ok"] and adopted["source"] == "journal" and adopted["restored"] == 1, \
-        (adopted, node_b.log_tail())
-    topology.lif_up("B")
+        (adopted, pair.b.log_tail())
     owner.reconnect()
     assert owner.handle.file_id[:8] == owner.file_id[:8]
     owner.read_back()
@@ -399,23 +388,19 @@ def test_mirror_cut_then_owner_killed_partner_adopts_replica_and_journal(pair):
 
 
 def test_partner_back_after_a_cut_resyncs(pair):
-    topology, node_a, node_b, client_thread, share_dir = pair
-    assert node_a.request(command="adopt", aggregate="aggr1")["ok"]
-    topology.lif_up("A")
-    wait_in_sync(node_a)
-    owner = Owner(client_thread, "log.ldf")
-    topology.cut_interconnect()
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "log.ldf")
+    pair.topology.cut_interconnect()
     owner.lock(sequence_number=1, sequence_index=1)
-    degraded = node_a.request(command="status")["status"]["aggregates"][0]["mirror"]
+    degraded = pair.a.request(command="status")["status"]["aggregates"][0]["mirror"]
     assert not degraded["in_sync"]
-    topology.heal_interconnect()
-    mirror = wait_in_sync(node_a)
+    pair.topology.heal_interconnect()
+    mirror = wait_in_sync(pair.a)
     assert mirror["resyncs"], mirror
     # and the partner now has everything: a planned move finds the lock there
-    assert node_a.request(command="release", aggregate="aggr1", planned=True)["ok"]
-    topology.lif_down("A")
-    adopted = node_b.request(command="adopt", aggregate="aggr1")
+    assert pair.release("A", planned=True)["ok"]
+    adopted = pair.adopt("B")
     assert adopted["ok"] and adopted["restored"] == 1, adopted
-    topology.lif_up("B")
     owner.reconnect()
     check_lock_came_along(owner)
