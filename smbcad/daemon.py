@@ -86,6 +86,7 @@ class Daemon:
         if cluster is not None:
             os.makedirs(cfg.server.state_dir, mode=0o700, exist_ok=True)
             self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
+            self.metrics.watch_cluster(self.member.status)
             self.control = ControlServer(cluster.control_socket,
                                          ControlHandler(self.server, self.member).handle)
         self.listener = SmbListener(self.server, self._new_connection,

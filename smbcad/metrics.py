@@ -5,6 +5,7 @@ can build several servers in one process.  Labels are low-cardinality only.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from smbcad.proto.status import name_of
 
@@ -52,3 +53,71 @@ class SmbMetrics:
         if hist is None:
             hist = self._latency_children[command] = self.latency.labels(command)
         hist.observe(seconds)
+
+    def watch_cluster(self, status) -> None:
+        """Per-aggregate cluster metrics, read from ``status()`` (the cluster
+        member's status dict) when Prometheus scrapes."""
+        self.registry.register(_ClusterCollector(status))
+
+
+class _ClusterCollector:
+    """smbcad_aggregate_* and smbcad_mirror_*: one sample per aggregate."""
+
+    def __init__(self, status) -> None:
+        self._status = status
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        status = self._status()
+        link = GaugeMetricFamily("smbcad_mirror_link_up", "The handle mirror's link to the partner is up")
+        link.add_metric([], 1.0 if status.get("mirror_link") == "up" else 0.0)
+        yield link
+        families = {
+            "online": GaugeMetricFamily("smbcad_aggregate_online",
+                                        "The aggregate's shares are online on this node",
+                                        labels=["aggregate"]),
+            "adopted": GaugeMetricFamily("smbcad_aggregate_adopted_opens",
+                                         "Persistent opens restored by the last adoption",
+                                         labels=["aggregate"]),
+            "pause": GaugeMetricFamily("smbcad_aggregate_release_seconds",
+                                       "Duration of the last release", labels=["aggregate"]),
+            "in_sync": GaugeMetricFamily("smbcad_mirror_in_sync",
+                                         "The partner's copy is caught up",
+                                         labels=["aggregate", "role"]),
+            "epoch": GaugeMetricFamily("smbcad_mirror_epoch", "Ownership epoch of the aggregate",
+                                       labels=["aggregate"]),
+            "lag_frames": GaugeMetricFamily("smbcad_mirror_lag_frames",
+                                            "Commits not yet acknowledged by the partner",
+                                            labels=["aggregate"]),
+            "lag_bytes": GaugeMetricFamily("smbcad_mirror_lag_bytes",
+                                           "Bytes not yet acknowledged by the partner",
+                                           labels=["aggregate"]),
+            "ack": GaugeMetricFamily("smbcad_mirror_ack_latency_seconds",
+                                     "Latency of the last acknowledged commit",
+                                     labels=["aggregate"]),
+            "resync": GaugeMetricFamily("smbcad_mirror_resync_duration_seconds",
+                                        "Duration of the last resync", labels=["aggregate"]),
+            "degrades": CounterMetricFamily("smbcad_mirror_degrades",
+                                            "Times the mirror degraded to local-only",
+                                            labels=["aggregate"]),
+        }
+        for entry in status.get("aggregates", []):
+            name = entry["name"]
+            families["online"].add_metric([name], 1.0 if entry["phase"] == "online" else 0.0)
+            families["adopted"].add_metric([name], float(entry["adopted"].get("restored", 0)))
+            families["pause"].add_metric([name], float(entry["last_release_pause_s"]))
+            mirror = entry.get("mirror")
+            if mirror is None:
+                continue
+            families["in_sync"].add_metric([name, mirror["role"]], 1.0 if mirror["in_sync"] else 0.0)
+            families["epoch"].add_metric([name], float(mirror["epoch"]))
+            families["lag_frames"].add_metric([name], float(mirror["lag_frames"]))
+            families["lag_bytes"].add_metric([name], float(mirror["lag_bytes"]))
+            families["degrades"].add_metric([name], float(mirror["degrade_count"]))
+            if mirror["last_ack_latency_s"] is not None:
+                families["ack"].add_metric([name], float(mirror["last_ack_latency_s"]))
+            if mirror["resync_duration_s"] is not None:
+                families["resync"].add_metric([name], float(mirror["resync_duration_s"]))
+        yield from families.values()

@@ -301,3 +301,22 @@ def test_clusdisk_events_are_adopt_and_release(tmp_path):
     assert adopted["ok"] and released["ok"]
     assert server.aggregates.get("aggrX").phase is Phase.OFFLINE
     assert refused["ok"] is False and "go to witnessd" in refused["error"]
+
+
+def test_cluster_metrics_name_each_aggregate(tmp_path):
+    from prometheus_client import generate_latest
+    from smbcad.metrics import SmbMetrics
+
+    server, member, control, mounts = make_node(tmp_path)
+    metrics = SmbMetrics()
+    metrics.watch_cluster(member.status)
+
+    async def main():
+        await member.adopt("aggrX")
+        text = generate_latest(metrics.registry).decode()
+        await member.release("aggrX", planned=True)
+        return text
+    text = run(main())
+    assert 'smbcad_aggregate_online{aggregate="aggrX"} 1.0' in text
+    assert 'smbcad_aggregate_online{aggregate="aggrY"} 0.0' in text
+    assert "smbcad_mirror_link_up 0.0" in text           # no mirror configured here
