@@ -148,3 +148,25 @@ def test_the_example_configs_agree_on_every_socket():
     assert clusdisk["witnessd_socket"] == witnessd["control_socket"] == control.WITNESSD_SOCKET
     assert clusdisk["smbcad_socket"] == control.SMBCAD_SOCKET
     assert f"control_socket: {control.SMBCAD_SOCKET}" in smbcad
+
+
+def test_the_cluster_example_loads_and_matches_clusdisk(tmp_path):
+    """config/smbcad-cluster-example.yaml is a valid smbcad config (its key
+    file pointed at a test key) and names clusdisk's smbcad socket and the
+    same aggregates and mount points as clusdisk-example.yaml."""
+    from smbcad.config import load_yaml
+    config_dir = Path(__file__).resolve().parents[3] / "config"
+    raw = yaml.safe_load((config_dir / "smbcad-cluster-example.yaml").read_text())
+    key = tmp_path / "cluster.key"
+    key.write_text(bytes(range(32)).hex())
+    raw["cluster"]["key_file"] = str(key)
+    path = tmp_path / "smbcad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_yaml(str(path))
+    clusdisk = yaml.safe_load((config_dir / "clusdisk-example.yaml").read_text())
+    assert cfg.cluster.control_socket == clusdisk["control"]["smbcad_socket"]
+    assert cfg.cluster.cluster_key == bytes(range(32))
+    assert {(a.name, a.mount_point) for a in cfg.cluster.aggregates} == {
+        (a["name"], a["mount_point"]) for a in clusdisk["aggregates"]}
+    addresses = {lif["address"].split("/")[0] for a in clusdisk["aggregates"] for lif in a["lifs"]}
+    assert {address for a in cfg.cluster.aggregates for address in a.addresses} == addresses
