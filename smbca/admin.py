@@ -4,6 +4,11 @@ It only talks to the daemons' control sockets (``smbca.control``) and adds
 nothing of its own:
 
   smbca status [--socket PATH]          clusdisk membership and ownership
+  smbca smbcad status|sessions [--socket PATH]
+                                        smbcad: aggregates (phase, mirror state), sessions
+  smbca smbcad opens [--disconnected]   every open, or the disconnected persistent ones
+  smbca smbcad adopt|release AGGREGATE [--planned]
+                                        what clusdisk asks of smbcad (for recovery by hand)
   smbca witness status [--socket PATH]  witnessd interfaces and registrations
   smbca witness notify [--socket PATH] EVENT ...
                                         post an event to witnessd:
@@ -15,8 +20,7 @@ nothing of its own:
       unregister REGISTRATION-UUID
 
 SCSI disks are listed by ``clusdisk scan`` (it needs no daemon).  takeover,
-giveback, relocate, lif migrate, sessions and opens arrive with smbcad's
-control socket.  Prints the daemon's JSON answer; exits 0 if it says ok,
+giveback, relocate and lif migrate are clusdisk's, still to come.  Prints the daemon's JSON answer; exits 0 if it says ok,
 1 if not, 2 on a usage error or when the daemon cannot be reached.
 """
 
@@ -24,7 +28,8 @@ import argparse
 import json
 import sys
 
-from smbca.control import CLUSDISK_SOCKET, WITNESSD_SOCKET, ControlError, request_blocking
+from smbca.control import (
+    CLUSDISK_SOCKET, SMBCAD_SOCKET, WITNESSD_SOCKET, ControlError, request_blocking)
 
 _STATES = ("up", "down", "available", "unavailable", "unknown")
 
@@ -44,7 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     notify = witness.add_parser("notify", help="post an event to witnessd")
     notify.add_argument("--socket", default=WITNESSD_SOCKET, help="witnessd control socket")
     _event_parsers(notify.add_subparsers(dest="event", required=True))
+    _smbcad_parsers(sub.add_parser("smbcad", help="smbcad").add_subparsers(dest="verb",
+                                                                          required=True))
     return p
+
+
+def _smbcad_parsers(verbs) -> None:
+    for name, text in (("status", "aggregates, their phase and mirror state"),
+                       ("sessions", "every session"), ("opens", "every open")):
+        verb = verbs.add_parser(name, help=text)
+        verb.add_argument("--socket", default=SMBCAD_SOCKET, help="smbcad control socket")
+        if name == "opens":
+            verb.add_argument("--disconnected", action="store_true",
+                              help="only opens kept for a reconnect")
+    for name in ("adopt", "release"):
+        verb = verbs.add_parser(name, help=f"{name} an aggregate's shares on this node")
+        verb.add_argument("aggregate")
+        verb.add_argument("--socket", default=SMBCAD_SOCKET, help="smbcad control socket")
+        if name == "release":
+            verb.add_argument("--planned", action="store_true",
+                              help="let requests finish and commit every disconnect first")
 
 
 def _event_parsers(events) -> None:
@@ -73,6 +97,12 @@ def request_of(args: argparse.Namespace) -> dict:
     """The control request an invocation stands for."""
     if args.command == "status":
         return {"command": "status"}
+    if args.command == "smbcad":
+        message = {"command": args.verb}
+        for key in ("aggregate", "planned", "disconnected"):
+            if getattr(args, key, None) not in (None, False):
+                message[key] = getattr(args, key)
+        return message
     if args.verb == "status":
         return {"event": "status"}
     message = {key: value for key, value in vars(args).items()
@@ -92,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     except ControlError as exc:
         print(f"smbca: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(reply.get("status", reply) if args.command == "status" else reply,
-                     indent=2))
+    shown = reply.get("status", reply) if args.command == "status" else reply
+    print(json.dumps(shown, indent=2))
     return 0 if reply.get("ok") else 1
 
 

@@ -224,6 +224,15 @@ class Node:
     def request(self, **request) -> dict:
         return control(self.control_socket, request)
 
+    def admin(self, *argv: str) -> dict:
+        """The ``smbca`` admin command against this node's smbcad."""
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        done = run([sys.executable, "-m", "smbca.admin", "smbcad", *argv,
+                    "--socket", self.control_socket], env=env, check=False, timeout=30)
+        assert done.returncode == 0, done.stderr.decode()
+        return json.loads(done.stdout)
+
     def kill(self) -> None:
         """SIGKILL by PID (its session: nsenter and smbcad), then reap."""
         if self.proc is None or self.proc.poll() is not None:

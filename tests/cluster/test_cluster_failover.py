@@ -241,9 +241,10 @@ def test_planned_move_keeps_the_open_lease_lock_and_data(pair):
     print(f"planned move of aggr1 ({pair.aggregate.kind}): release {released['seconds']:.3f} s, "
           f"adopt {adopted['seconds']:.3f} s, pause with remount {pause:.3f} s")
 
-    [entry] = adopted_opens(pair.b)
+    [entry] = pair.b.admin("opens", "--disconnected")["opens"]    # smbca smbcad opens
     assert entry["state"] == "disconnected" and entry["persistent"]
     assert int(entry["durable_file_id"], 16) == int.from_bytes(owner.file_id[:8], "little")
+    assert 55_000 < entry["expires_in_ms"] <= DURABLE_TIMEOUT_MS    # restarted at adoption
 
     contexts = owner.reconnect()
     assert owner.handle.file_id[:8] == owner.file_id[:8], "another persistent FileId"

@@ -64,3 +64,16 @@ def test_witness_notify_posts_the_event(daemon, capsys):
                        "NODE2"]) == 0
     assert seen == [{"event": "client-move", "client": "hv1", "destination": "NODE2"}]
     assert json.loads(capsys.readouterr().out) == {"ok": True, "registrations": 0}
+
+
+@pytest.mark.parametrize("argv, request_", [
+    (["smbcad", "status"], {"command": "status"}),
+    (["smbcad", "opens", "--disconnected"], {"command": "opens", "disconnected": True}),
+    (["smbcad", "opens"], {"command": "opens"}),
+    (["smbcad", "sessions"], {"command": "sessions"}),
+    (["smbcad", "adopt", "aggr1"], {"command": "adopt", "aggregate": "aggr1"}),
+    (["smbcad", "release", "aggr1", "--planned"],
+     {"command": "release", "aggregate": "aggr1", "planned": True}),
+])
+def test_smbcad_verbs_are_smbcad_control_requests(argv, request_):
+    assert admin.request_of(admin._parser().parse_args(argv)) == request_
