@@ -192,7 +192,10 @@ class Leasing:
                 self.wake(self._file_key(holder))
         if not holder.is_lease:
             self._oplock_changed(holder)
-        if transition.next.held != before.held:
+        # A break that starts is stored too: a persistent open's owner that
+        # reconnects after a restart or takeover must still hear it (parked).
+        if (transition.next.held, transition.next.breaking_to) != (before.held,
+                                                                   before.breaking_to):
             self._persist(holder)
         return transition
 

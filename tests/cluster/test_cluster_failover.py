@@ -25,6 +25,7 @@ CREATE returned (the kernel client would silently reopen instead).
 
 import collections
 import os
+import struct
 import threading
 import time
 import uuid
@@ -32,12 +33,13 @@ import uuid
 import pytest
 
 pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
-from smbprotocol.connection import Capabilities, Connection  # noqa: E402
+from smbprotocol.connection import Capabilities, Connection, Request  # noqa: E402
 from smbprotocol.create_contexts import (  # noqa: E402
     CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
     SMB2CreateDurableHandleReconnectV2, SMB2CreateDurableHandleRequestV2,
     SMB2CreateDurableHandleResponseV2, SMB2CreateRequestLeaseV2, SMB2CreateResponseLeaseV2)
 from smbprotocol.exceptions import SMBResponseException  # noqa: E402
+from smbprotocol.header import Commands, SMB2HeaderRequest  # noqa: E402
 from smbprotocol.open import (  # noqa: E402
     CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel, LockFlags,
     Open, RequestedOplockLevel, ShareAccess, SMB2LockElement)
@@ -203,10 +205,12 @@ class Owner:
         self.thread.call(self.handle.lock, [lock_element(flags)], 0,
                          (sequence_index << 4) | sequence_number)
 
-    def reconnect(self) -> list:
+    def reconnect(self, before_create=None) -> list:
         previous = self.client.session.session_id
         self.client.close()
         self.client = self.thread.call(Client, self.client_guid, previous)
+        if before_create is not None:
+            before_create(self.client)
         self.handle, contexts = self.thread.call(
             create, self.client.tree, self.name,
             [dh2c_context(self.file_id, self.create_guid), lease_context(self.lease_key)],
@@ -318,14 +322,16 @@ class WriteStream:
         assert not self._thread.is_alive(), "the write stream did not notice the owner died"
 
 
-def wait_in_sync(node, aggregate: str = "aggr1") -> dict:
-    """The owner's mirror of ``aggregate`` is caught up with the partner."""
+def wait_in_sync(node, aggregate: str = "aggr1", past_mseq: int = -1) -> dict:
+    """The owner's mirror of ``aggregate`` is caught up with the partner
+    (and has committed beyond ``past_mseq``)."""
     deadline = time.monotonic() + WAIT_S
     while True:
         status = node.request(command="status")["status"]
         [entry] = [a for a in status["aggregates"] if a["name"] == aggregate]
         mirror = entry["mirror"]
-        if mirror is not None and mirror["role"] == "primary" and mirror["in_sync"]:
+        if (mirror is not None and mirror["role"] == "primary" and mirror["in_sync"]
+                and mirror["acked_mseq"] > past_mseq):
             return mirror
         assert time.monotonic() < deadline, f"mirror never in sync: {mirror}\n{node.log_tail()}"
         time.sleep(0.05)
@@ -405,3 +411,58 @@ def test_partner_back_after_a_cut_resyncs(pair):
     assert adopted["ok"] and adopted["restored"] == 1, adopted
     owner.reconnect()
     check_lock_came_along(owner)
+
+
+UNSOLICITED_ID = 0xFFFFFFFFFFFFFFFF
+LEASE_RH = 0x3
+
+
+def park_for_breaks(client: Client) -> Request:
+    """smbprotocol has no handler for server-initiated messages: a Request
+    parked under the unsolicited MessageId receives the break notification."""
+    breaks = Request(SMB2HeaderRequest(), None, client.conn, 0)
+    client.conn.outstanding_requests[UNSOLICITED_ID] = breaks
+    return breaks
+
+
+def lease_break_of(breaks: Request) -> tuple[bytes, int, int, int]:
+    """(lease key, flags, current state, new state) of a LEASE_BREAK (2.2.23.2)."""
+    header = breaks.response
+    assert header["command"].get_value() == Commands.SMB2_OPLOCK_BREAK
+    _, _, flags, key, current, new = struct.unpack_from("<HHI16sII", header["data"].get_value())
+    return key, flags, current, new
+
+
+def test_a_break_pending_at_the_kill_is_delivered_after_the_reconnect(pair):
+    """A second client's open breaks the owner's RWH lease; the owner has not
+    acknowledged when its node dies.  The break is in the mirrored record:
+    after adoption on B and the owner's DH2C, B sends it again (3.3.5.9.12,
+    last step) and the owner's acknowledgment completes it."""
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "vm.vhdx")
+    breaks = pair.client.call(park_for_breaks, owner.client)
+    before = wait_in_sync(pair.a)["acked_mseq"]
+    other = pair.client.call(Client, uuid.uuid4())
+    blocked = threading.Thread(target=lambda: status_of(lambda: create(other.tree, "vm.vhdx")),
+                               daemon=True)
+    blocked.start()                                  # waits for the owner's acknowledgment
+    assert breaks.response_event.wait(WAIT_S), "no lease break before the kill"
+    assert lease_break_of(breaks)[2:] == (LEASE_RWH, LEASE_RH)
+    wait_in_sync(pair.a, past_mseq=before)           # the break is in the partner's copy
+
+    pair.a.kill()
+    blocked.join(WAIT_S)
+    pair.lost("A")
+    adopted = pair.adopt("B")
+    assert adopted["ok"] and adopted["restored"] == 1, (adopted, pair.b.log_tail())
+
+    parked = {}
+    contexts = owner.reconnect(
+        before_create=lambda client: parked.setdefault("breaks", park_for_breaks(client)))
+    lease = _one(contexts, SMB2CreateResponseLeaseV2)
+    assert lease["lease_state"].get_value() == LEASE_RWH       # still breaking, not yet RH
+    again = parked["breaks"]
+    assert again.response_event.wait(WAIT_S), "the parked break was not delivered after DH2C"
+    key, flags, current, new = lease_break_of(again)
+    assert (key, flags & 0x01, current, new) == (owner.lease_key, 0x01, LEASE_RWH, LEASE_RH)
