@@ -58,6 +58,7 @@ SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAc
 STATUS_FILE_NOT_AVAILABLE = 0xC0000467
 STATUS_LOCK_NOT_GRANTED = 0xC0000055
 STATUS_RANGE_NOT_LOCKED = 0xC000007E
+STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
 EXCLUSIVE_NOW = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
 
 
@@ -122,9 +123,10 @@ def lease_context(key: bytes) -> SMB2CreateContextRequest:
     return _context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
 
 
-def dh2q_context(create_guid: uuid.UUID) -> SMB2CreateContextRequest:
+def dh2q_context(create_guid: uuid.UUID,
+                 timeout_ms: int = DURABLE_TIMEOUT_MS) -> SMB2CreateContextRequest:
     request = SMB2CreateDurableHandleRequestV2()
-    request["timeout"] = DURABLE_TIMEOUT_MS
+    request["timeout"] = timeout_ms
     request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
     request["create_guid"] = create_guid
     return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
@@ -176,7 +178,7 @@ def status_of(fn) -> int | None:
 class Owner:
     """The client that owns the persistent open, and what it needs to reconnect."""
 
-    def __init__(self, client_thread, name: str) -> None:
+    def __init__(self, client_thread, name: str, timeout_ms: int = DURABLE_TIMEOUT_MS) -> None:
         self.thread = client_thread
         self.name = name
         self.client_guid = uuid.uuid4()
@@ -185,7 +187,7 @@ class Owner:
         self.client = client_thread.call(Client, self.client_guid)
         self.handle, contexts = client_thread.call(
             create, self.client.tree, name,
-            [dh2q_context(self.create_guid), lease_context(self.lease_key)],
+            [dh2q_context(self.create_guid, timeout_ms), lease_context(self.lease_key)],
             CreateDisposition.FILE_OVERWRITE_IF, True)
         durable = _one(contexts, SMB2CreateDurableHandleResponseV2)
         assert durable["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT)
@@ -466,3 +468,31 @@ def test_a_break_pending_at_the_kill_is_delivered_after_the_reconnect(pair):
     assert again.response_event.wait(WAIT_S), "the parked break was not delivered after DH2C"
     key, flags, current, new = lease_break_of(again)
     assert (key, flags & 0x01, current, new) == (owner.lease_key, 0x01, LEASE_RWH, LEASE_RH)
+
+
+def test_an_unclaimed_open_holds_the_file_for_its_timeout_from_adoption(pair):
+    """The reconnect timer restarts at adoption: a second client is refused
+    until then, gets the file after it, and the owner's late DH2C finds nothing."""
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "vm.vhdx", timeout_ms=3_000)
+    owner.write(0)
+    pair.a.kill()
+    time.sleep(3.5)                  # longer than the timeout: it must count from adoption
+    pair.lost("A")
+    adopted_at = time.monotonic()
+    assert pair.adopt("B")["restored"] == 1
+    other = pair.client.call(Client, uuid.uuid4())
+    try:
+        assert status_of(lambda: pair.client.call(create, other.tree, "vm.vhdx")) \
+            == STATUS_FILE_NOT_AVAILABLE
+        while time.monotonic() < adopted_at + 3.0 + WAIT_S:
+            if status_of(lambda: pair.client.call(create, other.tree, "vm.vhdx")) is None:
+                break
+            time.sleep(0.2)
+        freed_after = time.monotonic() - adopted_at
+    finally:
+        pair.client.call(other.close)
+    assert 2.5 <= freed_after < 3.0 + WAIT_S, freed_after
+    assert status_of(owner.reconnect) == STATUS_OBJECT_NAME_NOT_FOUND
+    assert adopted_opens(pair.b) == []
