@@ -52,6 +52,12 @@ class ClusterMember:
         self._engines: dict[str, MirroredEngine] = {}
         self._replicas: dict[str, ReplicaEndpoint] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # DurableFileIds carry the node id, so the partner's never clash with
+        # ours unless two nodes share an id; the replicas say for sure.
+        server.opens.foreign_ids = self.held_by_partner
+
+    def held_by_partner(self, durable_file_id: int) -> bool:
+        return any(replica.holds(durable_file_id) for replica in self._replicas.values())
 
     @property
     def mirrored(self) -> bool:

@@ -311,6 +311,9 @@ class ReplicaEndpoint:
     def status(self):
         return self.core.status()
 
+    def holds(self, durable_file_id: int) -> bool:
+        return self._store.holds(durable_file_id)
+
     async def close(self) -> None:
         self._link.unregister(self.aggregate)
         await asyncio.get_running_loop().run_in_executor(self._executor, self._store.close)

@@ -61,6 +61,11 @@ class ReplicaStore:
     def position(self) -> tuple[int, int, int]:
         return self._position
 
+    def holds(self, durable_file_id: int) -> bool:
+        """Whether the partner's copy has an open with this DurableFileId (a
+        new open here must never take one; set reads are atomic in CPython)."""
+        return durable_file_id in self._keys
+
     def write(self, ops: Ops) -> None:
         changes = dict(ops)
         self._engine.write(changes)

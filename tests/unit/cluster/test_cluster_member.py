@@ -320,3 +320,24 @@ def test_cluster_metrics_name_each_aggregate(tmp_path):
     assert 'smbcad_aggregate_online{aggregate="aggrX"} 1.0' in text
     assert 'smbcad_aggregate_online{aggregate="aggrY"} 0.0' in text
     assert "smbcad_mirror_link_up 0.0" in text           # no mirror configured here
+
+
+def test_new_opens_never_take_a_durable_file_id_the_partners_replica_holds(tmp_path):
+    from smbcad.cluster.mirror_link import ReplicaEndpoint
+    from smbcad.cluster.replica import ReplicaStore
+
+    server, member, control, mounts = make_node(tmp_path)
+    first, _ = server.opens.next_file_ids()
+    store = ReplicaStore(str(tmp_path / "state"), "aggrY", preallocate_bytes=0)
+    store.open()
+    store.write(((first + 1, b"the partner's open"), (first + 2, b"another")))
+
+    async def main():
+        member._replicas["aggrY"] = ReplicaEndpoint(store, None, asyncio.get_running_loop())
+        try:
+            return server.opens.next_file_ids()[0]
+        finally:
+            store.close()
+    second = run(main())
+    assert second == first + 3
+    assert second >> 56 == 2                          # this node's id in the top byte
