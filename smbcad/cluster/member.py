@@ -30,6 +30,7 @@ import logging
 import os
 import time
 
+from smbcad.cluster import aggregate_state as ags
 from smbcad.cluster.aggregate_state import AdoptionRefused, commit_adoption, load_for_adoption
 from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
 from smbcad.cluster.mirrored_engine import MirroredEngine
@@ -89,6 +90,29 @@ class ClusterMember:
         for aggregate in config.aggregates:
             await self._open_replica(aggregate.name)
         await self.link.start()
+        for aggregate in config.aggregates:
+            if await asyncio.to_thread(self._still_owner, aggregate.name, aggregate.mount_point):
+                # smbcad restarted under a running clusdisk, which will not say
+                # adopt again: take back what is still ours.
+                log.info("%s: this node still owns it (epoch on its disk): adopting", aggregate.name)
+                try:
+                    await self.adopt(aggregate.name)
+                except AggregateError as exc:
+                    log.error("%s: cannot adopt it again after the restart: %s",
+                              aggregate.name, exc)
+
+    def _still_owner(self, name: str, mount_point: str) -> bool:
+        """This node adopted the aggregate last and nobody has since: it was
+        primary here, and the marker on the aggregate's own filesystem (only
+        readable where it is mounted) carries the same epoch."""
+        try:
+            state = ags.read_state(self.state_dir, name)
+            marker = ags.read_marker(mount_point)
+        except (StoreError, ags.MarkerUnreadable) as exc:
+            log.warning("%s: not adopting it again: %s", name, exc)
+            return False
+        return (state is not None and state.role == "primary" and marker is not None
+                and marker.epoch == state.epoch)
 
     async def shutdown(self) -> None:
         """smbcad stops: the stores close after the listener drained (every
@@ -158,10 +182,18 @@ class ClusterMember:
             finally:
                 await self._close_store(name)
                 if self.mirrored:
+                    await asyncio.to_thread(self._record_replica_role, name)
                     await self._open_replica(name)      # the new owner's partner now
             took = time.monotonic() - started
             return {"aggregate": name, "phase": aggregate.phase.value,
                     "handed_over": handed, "seconds": round(took, 6)}
+
+    def _record_replica_role(self, name: str) -> None:
+        """Released: this node is no longer the owner, even before the next
+        owner's epoch shows on the aggregate (a restart must not take it back)."""
+        state = ags.read_state(self.state_dir, name)
+        if state is not None and state.role != "replica":
+            ags.write_state(self.state_dir, name, dataclasses.replace(state, role="replica"))
 
     # --- stores and replicas ------------------------------------------------------------
 

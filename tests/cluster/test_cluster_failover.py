@@ -496,3 +496,29 @@ def test_an_unclaimed_open_holds_the_file_for_its_timeout_from_adoption(pair):
     assert 2.5 <= freed_after < 3.0 + WAIT_S, freed_after
     assert status_of(owner.reconnect) == STATUS_OBJECT_NAME_NOT_FOUND
     assert adopted_opens(pair.b) == []
+
+
+def test_smbcad_restarted_on_the_owner_takes_its_aggregate_back(pair):
+    """kill -9 of smbcad alone (clusdisk keeps the aggregate on A and will not
+    say adopt again): at start it finds itself the last adopter (its epoch is
+    the one on the aggregate's marker) and adopts again; the client's DH2C
+    finds its open.  After a planned release it does not."""
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "vm.vhdx")
+    owner.write(0)
+    owner.lock(sequence_number=1, sequence_index=1)
+    pair.a.kill()
+    pair.a.start()
+    status = pair.a.request(command="status")["status"]
+    assert status["aggregates"][0]["phase"] == "online", (status, pair.a.log_tail())
+    owner.reconnect()
+    assert owner.handle.file_id[:8] == owner.file_id[:8]
+    owner.read_back()
+    check_lock_came_along(owner)
+
+    assert pair.release("A", planned=True)["ok"]
+    pair.a.kill()
+    pair.a.start()
+    status = pair.a.request(command="status")["status"]
+    assert status["aggregates"][0]["phase"] == "offline", status
