@@ -48,16 +48,19 @@ CREATE+CLOSE           450 µs      1408 µs          1188 µs
 16 committers          29 k/s      14.7 k/s         16.3 k/s
 =====================  ==========  ===============  ===============
 
-With ``--pin`` (partner on the other core): lone 490-506 µs against
-550-641 µs before (1.9-2.2x).  The 1.3x target is not met on this VM, and
-the hops are no longer what bounds it: with the replica's fdatasync moved
-onto its event loop (an experiment, not kept: its loop must not wait on the
-disk) the ACK came 255 µs after ``begin`` instead of 370-440 µs, yet the
-lone commit stayed at ~585 µs, because the loopback send of the APPEND
-wakes the partner onto a core this process needs (``begin`` then takes
-100-200 µs of wall time) and both fdatasyncs share one virtio disk (the
-replica's takes 165-200 µs against 170-190 µs alone).  Two machines, each
-with its own cores and disk, are what the target needs to be judged on.
+With ``--pin`` (partner on the other core; four runs each, interleaved):
+lone 475-506 µs against 542-641 µs before (1.75-1.9x of local only). The
+1.3x target is not met on this VM, and the primary's hops are no longer what
+bounds it. Pinned, the ACK comes 333-352 µs after ``begin``: the replica's
+two hops (loop → writer thread, ~47 µs; writer → loop, ~55 µs) around its
+165-200 µs write, plus the round trip. Unpinned, with the replica's
+fdatasync moved onto its event loop (an experiment, not kept: its loop must
+not wait on the disk) the ACK came 255 µs after ``begin`` instead of 370-440
+µs, yet the lone commit stayed at ~585 µs, because the loopback send of the
+APPEND wakes the partner onto a core this process needs (``begin`` then
+takes 100-200 µs of wall time) and both fdatasyncs share one virtio disk
+(the replica's takes 165-200 µs against 170-190 µs alone). Two machines,
+each with its own cores and disk, are what the target needs to be judged on.
 
 The loop side is the link's ``Endpoint`` for this aggregate (``position``,
 ``on_connected``, ``on_message``, ``on_connection_lost``), and the ack timer
