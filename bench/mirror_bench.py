@@ -11,8 +11,13 @@ process on 127.0.0.1 holding the replica ("mirrored"):
 
 Reports p50/p99 latency per commit and commits/s, medians over the repeats.
 
+``--pin`` puts this process on CPU 0 and the partner on CPU 1, a little
+closer to two machines (on a 2-core VM the partner, woken by each APPEND,
+otherwise competes with this process for a core).
+
   python3 bench/mirror_bench.py                    # ~1 min
   python3 bench/mirror_bench.py --commits 500 --repeat 1
+  python3 bench/mirror_bench.py --pin
 """
 
 import argparse
@@ -49,7 +54,9 @@ def record(key: int) -> PersistentOpen:
         is_durable=True, is_persistent=True, durable_timeout_ms=120_000)
 
 
-async def replica_main(state_dir: str, key_hex: str) -> None:
+async def replica_main(state_dir: str, key_hex: str, cpu: str) -> None:
+    if cpu != "-":
+        os.sched_setaffinity(0, {int(cpu)})
     link = MirrorLink(node_id="b", cluster_key=bytes.fromhex(key_hex), incarnation=1,
                       listen=("127.0.0.1", 0), peer=("127.0.0.1", 9), peer_node_id="a")
     link.register(await ReplicaEndpoint.open(state_dir, AGG, link))
@@ -122,11 +129,15 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None)
-    parser.add_argument("--replica", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--pin", action="store_true",
+                        help="this process on CPU 0, the partner on CPU 1")
+    parser.add_argument("--replica", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replica:
         asyncio.run(replica_main(*args.replica))
         return
+    if args.pin:
+        os.sched_setaffinity(0, {0})
     key = secrets.token_bytes(32)
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     rates: dict[str, list[float]] = {}
@@ -140,7 +151,8 @@ def main() -> None:
                 else:
                     proc = subprocess.Popen(
                         [sys.executable, __file__, "--replica",
-                         os.path.join(directory, "b-state"), key.hex()],
+                         os.path.join(directory, "b-state"), key.hex(),
+                         "1" if args.pin else "-"],
                         stdout=subprocess.PIPE, text=True)
                     port = int(proc.stdout.readline().split()[1])
                     lat = asyncio.run(run_mirrored(directory, args.commits, key, port))

@@ -14,18 +14,23 @@ HELLO and messages to the ``Endpoint`` registered for the aggregate
 clean TCP stream never produces one, and the mirror resyncs on the next.
 
 ``ReplicaEndpoint`` drives a ``ReplicaMirror`` on the loop and carries out its
-disk actions with a ``ReplicaStore`` on one writer thread, in order; a
-completed write comes back to the loop and sends the ACK.
+disk actions with a ``ReplicaStore`` on one writer thread, in order, with
+group commit: the APPENDs that arrive while the log is syncing are written
+next as one frame with one fdatasync, their completions come back to the loop
+in one wake-up, and only the last ACK is sent (ACKs are cumulative).
 
 Everything here runs on the event loop thread; ``send`` must be called
-there (``MirroredEngine`` uses ``loop.call_soon_threadsafe``).
+there (``MirroredEngine`` sends from the loop, through its outbox).
 """
 
 import asyncio
 import logging
 import secrets
 import socket
+import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Protocol
 
 from smbcad.cluster.mirror_core import Action, ReplicaWrite, Send
@@ -251,6 +256,9 @@ class ReplicaEndpoint:
                                   mseq=mseq, highest_epoch=store.highest_epoch)
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix=f"smbcad-replica-{self.aggregate}")
+        self._lock = threading.Lock()
+        self._queue: deque[Action] = deque()     # disk actions not yet taken by the writer
+        self._writing = False                    # a writer run is queued or running
         self.failure: BaseException | None = None
 
     @classmethod
@@ -281,26 +289,50 @@ class ReplicaEndpoint:
         for action in actions:
             if isinstance(action, Send):
                 self._link.send(action.message)
+                continue
+            with self._lock:
+                self._queue.append(action)
+                if self._writing:
+                    continue                 # the writer takes it with its next group
+                self._writing = True
+            self._executor.submit(self._disk)
+
+    def _disk(self) -> None:
+        """Writer thread: every queued disk action, in order, consecutive
+        ReplicaWrites as one frame (one fdatasync); then one wake-up of the
+        loop with the completed actions."""
+        while self.failure is None:
+            with self._lock:
+                if not self._queue:
+                    self._writing = False
+                    return
+                queued = list(self._queue)
+                self._queue.clear()
+            completed: list[Action] = []
+            try:
+                for group in _groups(queued):
+                    if isinstance(group, list):
+                        self._store.write(tuple(chain.from_iterable(
+                            write.ops for write in group)))
+                        completed.extend(group)
+                    elif self._store.apply(group):
+                        completed.append(group)
+            except Exception as exc:        # noqa: BLE001 - any failure: the copy is unknown
+                self._loop.call_soon_threadsafe(self._failed, exc)
+                return
+            if completed:
+                self._loop.call_soon_threadsafe(self._completed, completed)
+
+    def _completed(self, completed: list[Action]) -> None:
+        sends: list[Action] = []
+        for action in completed:
+            if isinstance(action, ReplicaWrite):
+                sends.extend(self.core.write_done(action.mseq))
             else:
-                self._executor.submit(self._disk, action)
-
-    def _disk(self, action: Action) -> None:
-        """Writer thread: one disk action; completions go back to the loop."""
-        if self.failure is not None:
-            return
-        try:
-            completes = self._store.apply(action)
-        except Exception as exc:        # noqa: BLE001 - any failure: the copy is unknown
-            self._loop.call_soon_threadsafe(self._failed, exc)
-            return
-        if completes:
-            self._loop.call_soon_threadsafe(self._completed, action)
-
-    def _completed(self, action: Action) -> None:
-        if isinstance(action, ReplicaWrite):
-            self._do(self.core.write_done(action.mseq))
-        else:
-            self._do(self.core.snapshot_installed())
+                sends.extend(self.core.snapshot_installed())
+        if sends:
+            # Each completion yields one cumulative ACK: the last one says it all.
+            self._link.send(sends[-1].message)
 
     def _failed(self, exc: BaseException) -> None:
         log.error("%s: replica write failed, the replica stops: %s", self.aggregate, exc)
@@ -318,3 +350,17 @@ class ReplicaEndpoint:
         self._link.unregister(self.aggregate)
         await asyncio.get_running_loop().run_in_executor(self._executor, self._store.close)
         self._executor.shutdown(wait=True)
+
+
+def _groups(actions: list[Action]) -> list[Action | list[ReplicaWrite]]:
+    """``actions`` in order, each run of consecutive ReplicaWrites as one list."""
+    groups: list[Action | list[ReplicaWrite]] = []
+    for action in actions:
+        if isinstance(action, ReplicaWrite):
+            if groups and isinstance(groups[-1], list):
+                groups[-1].append(action)
+            else:
+                groups.append([action])
+        else:
+            groups.append(action)
+    return groups

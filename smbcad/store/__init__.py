@@ -78,7 +78,7 @@ per batch, the only durable alternative, is 2.5x slower.
 from smbcad.store.errors import (
     RecordCorrupt, RecordExists, RecordNotFound, RecordTooNew, StoreError, StoreFailed,
     VersionConflict)
-from smbcad.store.interface import Engine, HandleStore, StoreStats
+from smbcad.store.interface import BegunCommit, Engine, HandleStore, SplitEngine, StoreStats
 from smbcad.store.local import LocalHandleStore
 from smbcad.store.log_store import LogEngine
 from smbcad.store.records import (
@@ -90,6 +90,7 @@ __all__ = [
     "LOCK_SEQUENCE_ENTRIES",
     "SCHEMA_VERSION",
     "ZERO_GUID",
+    "BegunCommit",
     "Engine",
     "HandleStore",
     "LeaseRecord",
@@ -101,6 +102,7 @@ __all__ = [
     "RecordExists",
     "RecordNotFound",
     "RecordTooNew",
+    "SplitEngine",
     "SqliteEngine",
     "StoreError",
     "StoreFailed",

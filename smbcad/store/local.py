@@ -14,6 +14,11 @@ Within a batch, later changes to one record replace earlier ones.
 
 The event loop never waits on the disk: encoding (a few µs per record) runs on
 the loop, the write and the fsync on the writer thread.
+
+A ``SplitEngine`` (the partner mirror) gets each batch on the loop first
+(``begin``: the APPEND leaves before the local write starts), then its local
+write on the writer thread, then ``finish`` on the loop (waits for the
+partner's ACK there): the same two thread hops per batch as a plain Engine.
 """
 
 import asyncio
@@ -22,7 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from smbcad.store.errors import RecordExists, RecordNotFound, StoreFailed, VersionConflict
-from smbcad.store.interface import Engine, StoreStats
+from smbcad.store.interface import Engine, SplitEngine, StoreStats
 from smbcad.store.records import (
     ZERO_GUID, PersistentOpen, decode, encode, with_record_version)
 
@@ -38,9 +43,11 @@ class LocalHandleStore:
     one and injects it into the server.
     """
 
-    def __init__(self, engine: Engine, executor: ThreadPoolExecutor,
+    def __init__(self, engine: Engine | SplitEngine, executor: ThreadPoolExecutor,
                  loop: asyncio.AbstractEventLoop, records: Sequence[PersistentOpen]) -> None:
         self._engine = engine
+        # A SplitEngine's batch starts on the loop (module docstring).
+        self._begin = getattr(engine, "begin", None)
         self._executor = executor
         self._loop = loop
         self._records: dict[int, PersistentOpen] = {}
@@ -60,7 +67,7 @@ class LocalHandleStore:
             self._index(record)
 
     @classmethod
-    async def open(cls, engine: Engine) -> "LocalHandleStore":
+    async def open(cls, engine: Engine | SplitEngine) -> "LocalHandleStore":
         """Recover the engine's records (on the writer thread) and serve them."""
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smbcad-store")
@@ -223,8 +230,7 @@ class LocalHandleStore:
                 self._pending, self._waiters, self._pending_commits = {}, [], 0
                 if batch:
                     try:
-                        await self._loop.run_in_executor(self._executor, self._engine.write,
-                                                         batch)
+                        await self._write(batch)
                     except Exception as exc:    # noqa: BLE001 - any failure: durability unknown
                         self._poison(exc, waiters)
                         return
@@ -237,6 +243,14 @@ class LocalHandleStore:
                         waiter.set_result(None)
         finally:
             self._flusher = None
+
+    async def _write(self, batch: dict[int, bytes | None]) -> None:
+        if self._begin is None:
+            await self._loop.run_in_executor(self._executor, self._engine.write, batch)
+            return
+        commit = self._begin(batch)
+        await self._loop.run_in_executor(self._executor, commit.write_local)
+        await commit.finish()
 
     def _poison(self, exc: BaseException, waiters: list[asyncio.Future]) -> None:
         log.error("%s: commit failed, store is now read-only until restart: %s",

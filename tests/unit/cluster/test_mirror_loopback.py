@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from smbcad.cluster import aggregate_state as ags
-from smbcad.cluster.mirror_core import META_KEY
-from smbcad.cluster.mirror_link import MirrorLink
+from smbcad.cluster.mirror_core import META_KEY, encode_position
+from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
+from smbcad.cluster.mirror_proto import Ack, AggregatePosition, Append, Role
 from smbcad.cluster.mirrored_engine import MirroredEngine
-from smbcad.store import LocalHandleStore, PersistentOpen, StoreFailed, decode
+from smbcad.store import LocalHandleStore, PersistentOpen, StoreFailed, decode, encode
 from tests.unit.cluster.mirror_node_child import KEY
 
 CHILD = Path(__file__).with_name("mirror_node_child.py")
@@ -232,3 +233,61 @@ def test_link_refuses_a_peer_with_another_node_id(tmp_path):
             await a.stop()
             await b.stop()
     asyncio.run(run())
+
+
+class AckLog:
+    """A primary's Endpoint that only records the ACKs it gets."""
+
+    aggregate = AGG
+
+    def __init__(self) -> None:
+        self.acks: list[Ack] = []
+
+    def position(self) -> AggregatePosition:
+        return AggregatePosition(AGG, Role.PRIMARY, 0, 0, 0)
+
+    def on_connected(self, peer: AggregatePosition) -> None:
+        pass
+
+    def on_message(self, message) -> None:
+        self.acks.append(message)
+
+    def on_connection_lost(self) -> None:
+        pass
+
+
+def test_replica_group_commits_a_burst_of_appends(tmp_path):
+    """APPENDs that arrive while the replica's log syncs are written next as
+    one frame (a resync by frames resends up to the whole window), and only
+    the last of their cumulative ACKs is sent; every record is on disk."""
+    async def run():
+        b = MirrorLink(node_id="b", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                       peer=("127.0.0.1", 9), peer_node_id="a")
+        replica = await ReplicaEndpoint.open(str(tmp_path), AGG, b)
+        b.register(replica)
+        await b.start()
+        a = MirrorLink(node_id="a", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                       peer=("127.0.0.1", b.listen[1]), peer_node_id="b")
+        acks = AckLog()
+        a.register(acks)
+        await a.start()
+        try:
+            await until(lambda: a.is_open and b.is_open)
+            for mseq in range(1, 51):
+                assert a.send(Append(AGG, 0, mseq, ((mseq, encode(record(mseq))),
+                                                    (META_KEY, encode_position(0, 0, mseq)))))
+            await until(lambda: acks.acks and acks.acks[-1].mseq == 50)
+            assert len(acks.acks) < 25, f"{len(acks.acks)} ACKs for 50 APPENDs"
+            assert [ack.mseq for ack in acks.acks] == sorted({ack.mseq for ack in acks.acks})
+        finally:
+            await a.stop()
+            await b.stop()
+            await replica.close()
+    asyncio.run(run())
+    engine = ags.KeyedLogEngine(ags.copy_dir(str(tmp_path), AGG))
+    try:
+        found = engine.load_keyed()
+    finally:
+        engine.close()
+    assert ags.position_of(found) == (0, 0, 50)
+    assert {key for key in found if key != META_KEY} == set(range(1, 51))
