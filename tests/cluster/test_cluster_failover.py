@@ -35,26 +35,21 @@ import pytest
 pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
 from smbprotocol.connection import Capabilities, Connection, Request  # noqa: E402
 from smbprotocol.create_contexts import (  # noqa: E402
-    CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
-    SMB2CreateDurableHandleReconnectV2, SMB2CreateDurableHandleRequestV2,
-    SMB2CreateDurableHandleResponseV2, SMB2CreateRequestLeaseV2, SMB2CreateResponseLeaseV2)
+    DurableHandleFlags, SMB2CreateDurableHandleResponseV2, SMB2CreateResponseLeaseV2)
 from smbprotocol.exceptions import SMBResponseException  # noqa: E402
 from smbprotocol.header import Commands, SMB2HeaderRequest  # noqa: E402
-from smbprotocol.open import (  # noqa: E402
-    CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel, LockFlags,
-    Open, RequestedOplockLevel, ShareAccess, SMB2LockElement)
+from smbprotocol.open import CreateDisposition, LockFlags, SMB2LockElement  # noqa: E402
 from smbprotocol.session import SMB2SessionSetupRequest, Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
 from pair import LIF, PASSWORD, USER  # noqa: E402
+from persistent_client import (  # noqa: E402
+    LEASE_RWH, create, dh2c_context, dh2q_context, lease_context, one)
 
 WAIT_S = 15.0
 DURABLE_TIMEOUT_MS = 60_000
-LEASE_RWH = 0x7
 CHUNK = 64 << 10
 LOCK_OFFSET, LOCK_LENGTH = 1 << 40, 4096
-READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
-SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE
 STATUS_FILE_NOT_AVAILABLE = 0xC0000467
 STATUS_LOCK_NOT_GRANTED = 0xC0000055
 STATUS_RANGE_NOT_LOCKED = 0xC000007E
@@ -107,58 +102,6 @@ class Client:
         self.conn.disconnect(close=False)
 
 
-def _context(name, data) -> SMB2CreateContextRequest:
-    context = SMB2CreateContextRequest()
-    context["buffer_name"] = name
-    context["buffer_data"] = data
-    return context
-
-
-def lease_context(key: bytes) -> SMB2CreateContextRequest:
-    lease = SMB2CreateRequestLeaseV2()
-    lease["lease_key"] = key
-    lease["lease_state"] = LEASE_RWH
-    lease["parent_lease_key"] = bytes(16)
-    lease["epoch"] = 0
-    return _context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
-
-
-def dh2q_context(create_guid: uuid.UUID,
-                 timeout_ms: int = DURABLE_TIMEOUT_MS) -> SMB2CreateContextRequest:
-    request = SMB2CreateDurableHandleRequestV2()
-    request["timeout"] = timeout_ms
-    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
-    request["create_guid"] = create_guid
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
-
-
-def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextRequest:
-    request = SMB2CreateDurableHandleReconnectV2()
-    request["file_id"] = file_id
-    request["create_guid"] = create_guid
-    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
-
-
-def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lease=False):
-    handle = Open(tree, name)
-    oplock = (RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE if lease
-              else RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-    message, parse = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
-                                   disposition, CreateOptions.FILE_NON_DIRECTORY_FILE,
-                                   create_contexts=list(contexts), oplock_level=oplock, send=False)
-    conn = tree.session.connection
-    request = conn.send(message, sid=tree.session.session_id, tid=tree.tree_connect_id)
-    conn.receive(request, timeout=WAIT_S)
-    return handle, parse(request) or []
-
-
-def _one(contexts, kind):
-    found = [c for c in contexts if isinstance(c, kind)]
-    assert len(found) == 1, f"expected one {kind.__name__}, got {contexts!r}"
-    return found[0]
-
-
 def lock_element(flags) -> SMB2LockElement:
     element = SMB2LockElement()
     element["offset"] = LOCK_OFFSET
@@ -189,9 +132,9 @@ class Owner:
             create, self.client.tree, name,
             [dh2q_context(self.create_guid, timeout_ms), lease_context(self.lease_key)],
             CreateDisposition.FILE_OVERWRITE_IF, True)
-        durable = _one(contexts, SMB2CreateDurableHandleResponseV2)
+        durable = one(contexts, SMB2CreateDurableHandleResponseV2)
         assert durable["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT)
-        assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+        assert one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
         self.file_id = self.handle.file_id
         self.written: dict[int, bytes] = {}
 
@@ -254,7 +197,7 @@ def test_planned_move_keeps_the_open_lease_lock_and_data(pair):
 
     contexts = owner.reconnect()
     assert owner.handle.file_id[:8] == owner.file_id[:8], "another persistent FileId"
-    assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+    assert one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
     owner.read_back()
     check_lock_came_along(owner)
     [entry] = adopted_opens(pair.b)
@@ -365,7 +308,7 @@ def test_owner_killed_mid_stream_partner_adopts_from_its_replica(pair):
 
     contexts = owner.reconnect()
     assert owner.handle.file_id[:8] == owner.file_id[:8], "another persistent FileId"
-    assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+    assert one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
     owner.read_back()                                # every acknowledged WRITE
     check_lock_came_along(owner)
     [entry] = adopted_opens(pair.b)
@@ -462,7 +405,7 @@ def test_a_break_pending_at_the_kill_is_delivered_after_the_reconnect(pair):
     parked = {}
     contexts = owner.reconnect(
         before_create=lambda client: parked.setdefault("breaks", park_for_breaks(client)))
-    lease = _one(contexts, SMB2CreateResponseLeaseV2)
+    lease = one(contexts, SMB2CreateResponseLeaseV2)
     assert lease["lease_state"].get_value() == LEASE_RWH       # still breaking, not yet RH
     again = parked["breaks"]
     assert again.response_event.wait(WAIT_S), "the parked break was not delivered after DH2C"

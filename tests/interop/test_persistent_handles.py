@@ -45,31 +45,22 @@ import pytest
 pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
 from smbprotocol.connection import Capabilities, Connection  # noqa: E402
 from smbprotocol.create_contexts import (  # noqa: E402
-    CreateContextName,
     DurableHandleFlags,
-    SMB2CreateContextRequest,
-    SMB2CreateDurableHandleReconnectV2,
-    SMB2CreateDurableHandleRequestV2,
     SMB2CreateDurableHandleResponseV2,
-    SMB2CreateRequestLeaseV2,
     SMB2CreateResponseLeaseV2,
 )
 from smbprotocol.exceptions import SMBException, SMBResponseException  # noqa: E402
 from smbprotocol.open import (  # noqa: E402
     CreateDisposition,
-    CreateOptions,
-    FilePipePrinterAccessMask,
-    ImpersonationLevel,
     LockFlags,
-    Open,
-    RequestedOplockLevel,
-    ShareAccess,
     SMB2LockElement,
     SMB2WriteResponse,
 )
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
+from persistent_client import (  # noqa: E402
+    LEASE_RWH, create, dh2c_context, dh2q_context, lease_context, one)
 from servers import Share, ServerStartError, start_smbcad  # noqa: E402
 
 # Not marked interop: the client is a Python package, not a binary (as in test_smbprotocol.py).
@@ -89,10 +80,7 @@ STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
 STATUS_LOCK_NOT_GRANTED = 0xC0000055
 STATUS_RANGE_NOT_LOCKED = 0xC000007E
 
-LEASE_RWH = 0x7
 LOCK_OFFSET, LOCK_LENGTH = 1 << 40, 4096    # far past the data: the lock never blocks a WRITE
-READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
-SHARE_ALL = ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE
 
 
 # --- smbcad, restartable on the same state directory and share ---------------------------
@@ -200,60 +188,6 @@ def clients():
         client.close()
 
 
-def _context(name, data) -> SMB2CreateContextRequest:
-    context = SMB2CreateContextRequest()
-    context["buffer_name"] = name
-    context["buffer_data"] = data
-    return context
-
-
-def lease_context(key: bytes) -> SMB2CreateContextRequest:
-    lease = SMB2CreateRequestLeaseV2()
-    lease["lease_key"] = key
-    lease["lease_state"] = LEASE_RWH
-    lease["parent_lease_key"] = bytes(16)
-    lease["epoch"] = 0
-    return _context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
-
-
-def dh2q_context(create_guid: uuid.UUID, timeout_ms: int) -> SMB2CreateContextRequest:
-    request = SMB2CreateDurableHandleRequestV2()
-    request["timeout"] = timeout_ms
-    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
-    request["create_guid"] = create_guid
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
-
-
-def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextRequest:
-    request = SMB2CreateDurableHandleReconnectV2()
-    request["file_id"] = file_id
-    request["create_guid"] = create_guid
-    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
-
-
-def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lease=False):
-    """CREATE ``name``, answered within WAIT_S (a CREATE that pends behind a lease
-    break nobody can acknowledge fails instead of hanging); returns the Open,
-    holding the FileId the server returned, and the response contexts."""
-    handle = Open(tree, name)
-    oplock = (RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE if lease
-              else RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-    message, parse = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
-                                   disposition, CreateOptions.FILE_NON_DIRECTORY_FILE,
-                                   create_contexts=list(contexts), oplock_level=oplock, send=False)
-    conn = tree.session.connection
-    request = conn.send(message, sid=tree.session.session_id, tid=tree.tree_connect_id)
-    conn.receive(request, timeout=WAIT_S)     # raises on a failure status
-    return handle, parse(request) or []
-
-
-def _one(contexts, kind):
-    found = [c for c in contexts if isinstance(c, kind)]
-    assert len(found) == 1, f"expected one {kind.__name__} in the CREATE response, got {contexts!r}"
-    return found[0]
-
-
 def status_of(fn) -> int | None:
     """The NTSTATUS an SMB call failed with, or None if it succeeded."""
     try:
@@ -309,11 +243,11 @@ class PersistentWriter:
             self.client.tree, name, [dh2q_context(self.create_guid, timeout_ms),
                                      lease_context(self.lease_key)],
             CreateDisposition.FILE_OVERWRITE_IF, lease=True)
-        durable = _one(contexts, SMB2CreateDurableHandleResponseV2)
+        durable = one(contexts, SMB2CreateDurableHandleResponseV2)
         assert durable["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT), \
             "the open is not persistent"
         assert durable["timeout"].get_value() == timeout_ms
-        assert _one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
+        assert one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
         self.file_id = self.handle.file_id
 
     def reconnect(self, create_guid: uuid.UUID | None = None):
@@ -426,7 +360,7 @@ def test_persistent_open_survives_restart_mid_stream(ca_server, clients, stop):
 
     contexts = writer.reconnect()
     assert writer.handle.file_id[:8] == writer.file_id[:8], "the persistent FileId changed"
-    lease = _one(contexts, SMB2CreateResponseLeaseV2)
+    lease = one(contexts, SMB2CreateResponseLeaseV2)
     assert (lease["lease_key"].get_value(), lease["lease_state"].get_value()) == \
         (writer.lease_key, LEASE_RWH), "the lease did not come back"
     assert writer.handle.end_of_file >= (max(acked) + 1) * CHUNK, \

@@ -1,0 +1,78 @@
+"""smbprotocol helpers for persistent-handle tests (tests/interop and
+tests/cluster): the DH2Q / DH2C / RqLs v2 create contexts smbprotocol builds
+only field by field, a CREATE with a bounded wait, and picking one context of
+a kind from a CREATE response."""
+
+import uuid
+
+from smbprotocol.create_contexts import (
+    CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
+    SMB2CreateDurableHandleReconnectV2, SMB2CreateDurableHandleRequestV2,
+    SMB2CreateRequestLeaseV2)
+from smbprotocol.open import (
+    CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel, Open,
+    RequestedOplockLevel, ShareAccess)
+
+LEASE_RWH = 0x7
+READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
+SHARE_ALL = (ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
+             | ShareAccess.FILE_SHARE_DELETE)
+CREATE_WAIT_S = 10.0
+
+
+def _context(name, data) -> SMB2CreateContextRequest:
+    context = SMB2CreateContextRequest()
+    context["buffer_name"] = name
+    context["buffer_data"] = data
+    return context
+
+
+def lease_context(key: bytes, state: int = LEASE_RWH) -> SMB2CreateContextRequest:
+    lease = SMB2CreateRequestLeaseV2()
+    lease["lease_key"] = key
+    lease["lease_state"] = state
+    lease["parent_lease_key"] = bytes(16)
+    lease["epoch"] = 0
+    return _context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
+
+
+def dh2q_context(create_guid: uuid.UUID, timeout_ms: int) -> SMB2CreateContextRequest:
+    """DH2Q asking for a persistent handle (2.2.13.2.11)."""
+    request = SMB2CreateDurableHandleRequestV2()
+    request["timeout"] = timeout_ms
+    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
+    request["create_guid"] = create_guid
+    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
+
+
+def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextRequest:
+    """DH2C of a persistent handle (2.2.13.2.12)."""
+    request = SMB2CreateDurableHandleReconnectV2()
+    request["file_id"] = file_id
+    request["create_guid"] = create_guid
+    request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
+    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
+
+
+def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lease=False,
+           wait_s: float = CREATE_WAIT_S):
+    """CREATE ``name``, answered within ``wait_s`` (a CREATE that pends behind a
+    lease break nobody can acknowledge fails instead of hanging); returns the
+    Open, holding the FileId the server returned, and the response contexts."""
+    handle = Open(tree, name)
+    oplock = (RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE if lease
+              else RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
+    message, parse = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+                                   disposition, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                                   create_contexts=list(contexts), oplock_level=oplock, send=False)
+    conn = tree.session.connection
+    request = conn.send(message, sid=tree.session.session_id, tid=tree.tree_connect_id)
+    conn.receive(request, timeout=wait_s)     # raises on a failure status
+    return handle, parse(request) or []
+
+
+def one(contexts, kind):
+    """The one context of ``kind`` in a CREATE response."""
+    found = [c for c in contexts if isinstance(c, kind)]
+    assert len(found) == 1, f"expected one {kind.__name__} in the CREATE response, got {contexts!r}"
+    return found[0]
