@@ -242,3 +242,17 @@ def test_unencodable_values_raise_value_error(change):
 def test_with_record_version_is_replace():
     r = dataclasses.replace(full_record(), unknown_sections=b"\x03\x00\x00\x00\x00\x00")
     assert with_record_version(r, 7) == dataclasses.replace(r, record_version=7)
+
+
+def test_a_create_intent_is_section_2_after_section_1():
+    """[records.py "Section 2"]: disposition u32, prior change time u64, prior size u64."""
+    intent = CreateIntent(5, 0x01D9_0000_0000_0001, 4096)
+    r = dataclasses.replace(full_record(), create_intent=intent, is_persistent=False)
+    blob = encode(r)
+    plain = encode(dataclasses.replace(r, create_intent=None))
+    assert blob == plain + struct.pack("<HI", 2, 20) + struct.pack("<IQQ", *(5, intent.prior_change_time, 4096))
+    assert decode(blob) == r
+    assert decode(blob + struct.pack("<HI", 3, 1) + b"z").unknown_sections == b"\x03\x00\x01\x00\x00\x00z"
+    with pytest.raises(RecordCorrupt):
+        decode(plain + struct.pack("<HI", 2, 19) + bytes(19))
+
