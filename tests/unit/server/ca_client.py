@@ -24,12 +24,13 @@ DH2Q_PERSISTENT = 0x00000002
 FILE_CREATE, FILE_OVERWRITE_IF = 2, 5
 
 
-def make_ca_server(share_dir: str, state_dir: str) -> SmbServer:
+def make_ca_server(share_dir: str, state_dir: str, user: str = harness.USER,
+                   password: str = harness.PASSWORD) -> SmbServer:
     cfg = Config(
         server=ServerConfig(listen=(ListenAddress("127.0.0.1", 0),), state_dir=state_dir),
         shares=(ShareConfig(name="ca", path=share_dir, ca=True),),
     )
-    users = UserDatabase.from_users([User(harness.USER, nt_hash(harness.PASSWORD))])
+    users = UserDatabase.from_users([User(user, nt_hash(password))])
     auth = Authenticator(users, server_name="SMBCA", domain_name="WORKGROUP")
     return SmbServer(cfg, server_guid=uuid.UUID(int=7).bytes_le, authenticator=auth,
                      metrics=SmbMetrics(), open_share_fs=ShareFs)
@@ -49,9 +50,10 @@ class CaClient(harness.Client):
         super().__init__(server)
         self.client_guid = client_guid
 
-    async def login(self) -> "CaClient":
+    async def login(self, user: str = harness.USER,
+                    password: str = harness.PASSWORD) -> "CaClient":
         await asyncio.to_thread(self.negotiate)
-        await asyncio.to_thread(self.session_setup)
+        await asyncio.to_thread(self.session_setup, user, password)
         assert await asyncio.to_thread(self.tree_connect, "ca") == 0
         return self
 

@@ -161,13 +161,14 @@ def test_a_persistent_create_commits_its_intent_then_the_open_replaces_it(tmp_pa
     asyncio.run(main())
 
 
-def crash_in_create(share, state, name: str, disposition: int) -> int:
+def crash_in_create(share, state, name: str, disposition: int, *login: str) -> int:
     """Run the CREATE in a child that is SIGKILLed after its intent and its
-    file operation, before its open's record; returns the intent's id."""
+    file operation, before its open's record; returns the intent's id.
+    ``login``: the user and password it creates as (default harness.USER)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
     proc = subprocess.run([sys.executable, str(CHILD), str(share), str(state), name,
-                           str(disposition)], capture_output=True, text=True, env=env,
+                           str(disposition), *login], capture_output=True, text=True, env=env,
                           timeout=60, cwd=str(ROOT))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "ANSWERED" not in proc.stdout
