@@ -274,13 +274,14 @@ def test_an_untouched_file_is_overwritten_on_replay(tmp_path):
     assert (share / "db.mdf").read_bytes() == b""
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"owner_user": "bob"}, NtStatus.ACCESS_DENIED),                  # another user's
-    ({"desired_access": 0x00120089}, NtStatus.CONTEXT_MISMATCH),      # another request
-    ({"path": "other.vhdx"}, NtStatus.CONTEXT_MISMATCH),
-    ({"client_guid": bytes(16 * [9])}, NtStatus.FILE_NOT_AVAILABLE),  # another client's
+@pytest.mark.parametrize("change, replay, expected", [
+    ({"owner_user": "bob"}, True, NtStatus.ACCESS_DENIED),                  # another user's
+    ({"desired_access": 0x00120089}, True, NtStatus.CONTEXT_MISMATCH),      # another request
+    ({"path": "other.vhdx"}, True, NtStatus.CONTEXT_MISMATCH),
+    ({"client_guid": bytes(16 * [9])}, True, NtStatus.FILE_NOT_AVAILABLE),  # another client's
+    ({}, False, NtStatus.FILE_NOT_AVAILABLE),       # no replay flag: the name stays reserved
 ])
-def test_a_replay_must_be_the_same_client_user_and_request(tmp_path, change, expected):
+def test_a_replay_must_be_the_same_client_user_and_request(tmp_path, change, replay, expected):
     share, state = dirs(tmp_path)
     (share / "vm.vhdx").write_bytes(b"")
 
@@ -288,23 +289,9 @@ def test_a_replay_must_be_the_same_client_user_and_request(tmp_path, change, exp
         await seed(state, seeded_intent(share, **{"path": "vm.vhdx", **change}))
         server = await start(share, state)
         client = await CaClient(server).login()
-        reply = await client.create("vm.vhdx", FILE_CREATE, replay=True)
+        reply = await client.create("vm.vhdx", FILE_CREATE, replay=replay)
         assert status(reply) == expected, hex(status(reply))
         assert len(server.opens.intents) == 1 and await server.handle_store.traverse()
-        await stop(server)
-    asyncio.run(main())
-
-
-def test_without_the_replay_flag_the_name_stays_reserved(tmp_path):
-    share, state = dirs(tmp_path)
-    (share / "vm.vhdx").write_bytes(b"")
-
-    async def main():
-        await seed(state, seeded_intent(share))
-        server = await start(share, state)
-        client = await CaClient(server).login()
-        reply = await client.create("vm.vhdx", FILE_CREATE)
-        assert status(reply) == NtStatus.FILE_NOT_AVAILABLE
         await stop(server)
     asyncio.run(main())
 
