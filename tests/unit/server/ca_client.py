@@ -36,11 +36,13 @@ def make_ca_server(share_dir: str, state_dir: str, user: str = harness.USER,
                      metrics=SmbMetrics(), open_share_fs=ShareFs)
 
 
-def persistent_create(name: str, disposition: int, create_guid: bytes = CREATE_GUID) -> bytes:
-    """CREATE (2.2.13) of ``name`` with DH2Q asking for a persistent handle."""
+def persistent_create(name: str, disposition: int, create_guid: bytes = CREATE_GUID,
+                      options: int = 0x40) -> bytes:
+    """CREATE (2.2.13) of ``name`` with DH2Q asking for a persistent handle
+    (``options`` 0x40: FILE_NON_DIRECTORY_FILE, 0x01: FILE_DIRECTORY_FILE)."""
     dh2q = struct.pack("<II8s16s", 0, DH2Q_PERSISTENT, bytes(8), create_guid)
     return wire.create_request(name, wire.context_chain((b"DH2Q", dh2q)),
-                               disposition=disposition, share=1)
+                               disposition=disposition, share=1, options=options)
 
 
 class CaClient(harness.Client):
@@ -79,10 +81,10 @@ class CaClient(harness.Client):
         raise AssertionError(f"no answer to request {mid}")
 
     async def create(self, name: str, disposition: int, *, replay: bool = False,
-                     create_guid: bytes = CREATE_GUID) -> bytes:
+                     create_guid: bytes = CREATE_GUID, options: int = 0x40) -> bytes:
         flags = HeaderFlags.REPLAY_OPERATION if replay else 0
-        mid = await self.send(Command.CREATE, persistent_create(name, disposition, create_guid),
-                              flags)
+        mid = await self.send(Command.CREATE,
+                              persistent_create(name, disposition, create_guid, options), flags)
         return await self.answer(mid)
 
 

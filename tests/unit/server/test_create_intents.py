@@ -259,6 +259,23 @@ def test_an_intent_whose_create_never_ran_runs_it_on_replay(tmp_path):
     assert (share / "vm.vhdx").exists()
 
 
+def test_a_directory_the_create_made_is_answered_created_on_replay(tmp_path):
+    """mkdir done, record not: the replay gets the directory, CREATED."""
+    share, state = dirs(tmp_path)
+    (share / "logs").mkdir()
+
+    async def main():
+        await seed(state, seeded_intent(share, "logs", create_options=0x01, file_dev=0,
+                                        file_ino=0, create_intent=CreateIntent(Disp.CREATE)))
+        server = await start(share, state)
+        client = await CaClient(server).login()
+        reply = await client.create("logs", FILE_CREATE, replay=True, options=0x01)
+        assert status(reply) == 0, hex(status(reply))
+        assert create_action(reply) == CreateAction.CREATED
+        await stop(server)
+    asyncio.run(main())
+
+
 def test_an_untouched_file_is_overwritten_on_replay(tmp_path):
     share, state = dirs(tmp_path)
     (share / "db.mdf").write_bytes(b"old contents")
