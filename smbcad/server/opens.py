@@ -5,8 +5,9 @@ of 3.3.5.9.10, and the per-file share-mode table of [MS-FSA] 2.1.1.4/2.1.1.5,
 with the verbs that change them: register, close, disconnect, attach,
 expire, adopt (opens rebuilt from handle-store records, after a restart or a
 takeover) and release (a share leaves this node with its persistent opens'
-records intact).  Every other module reads these tables; only this one
-writes them.
+records intact); and the create intents ``adopt`` brings back
+(``RestoredIntent``, smbcad.server.intents) until their CREATE is replayed.
+Every other module reads these tables; only this one writes them.
 
 An open's life is a small table (``LIFECYCLE``): connected, disconnected
 (kept for a reconnect, 3.3.7.1), closed; ``release`` hands a disconnected

@@ -5,7 +5,9 @@ share (the VFS port keeps it there), check access and share modes, open or
 create, then answer with the file's metadata and the response contexts.
 Durable and persistent handles (grant, reconnect, replay, AppInstanceId)
 are in ``durable`` and ``reconnect``; a persistent open's response waits
-for its record to be in the handle store.
+for its record to be in the handle store, and a persistent CREATE that
+creates or overwrites first commits its intent (``intents``), so a replay
+after a crash or takeover is answered as the CREATE would have been.
 """
 
 import logging
