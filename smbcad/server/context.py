@@ -84,6 +84,7 @@ class RequestContext:
     after_send: list = field(default_factory=list)
     sign_with: Any = None                # a Signer overriding the session's (final SESSION_SETUP)
     force_sign: bool = False
+    create_intent: Any = None            # a CREATE's intent across its retries (server/intents.py)
 
     def lookup_open(self, file_id: tuple[int, int]):
         """The Open for a FileId in this session (3.3.5.2.x), or in a related

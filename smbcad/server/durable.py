@@ -85,13 +85,11 @@ def grant(ctx, open_, request) -> list:
         open_.is_replay_eligible = not open_.is_directory and bool(
             open_.granted_access & _REPLAY_ACCESS)
         ctx.server.opens.track_create_guid(open_)
-        persistent = (v2.persistent and share.is_ca and persistent_capable(ctx.connection)
-                      and supports_persistent_handles(share))
+        persistent = will_be_persistent(ctx, v2)
         # <342>: without persistence, durability needs a batch oplock or an H lease.
         if not persistent and not holds_handle_caching(open_):
             return []
-        timeout = (min(v2.timeout, DURABLE_V2_MAX_TIMEOUT_MS) if v2.timeout
-                   else share.ca_timeout_ms or DURABLE_V2_DEFAULT_TIMEOUT_MS)
+        timeout = v2_timeout_ms(share, v2)
         _make_durable(ctx, open_, timeout, persistent)
         open_.is_replay_eligible = open_.is_replay_eligible or persistent
         return [durable_handle_response_v2(timeout,
@@ -102,6 +100,20 @@ def grant(ctx, open_, request) -> list:
         return []
     _make_durable(ctx, open_, DURABLE_V1_TIMEOUT_MS, False)
     return [durable_handle_response()]
+
+
+def will_be_persistent(ctx, v2) -> bool:
+    """A DH2Q CREATE asking for a persistent handle gets one (3.3.5.9.10):
+    known before the open runs, so a create intent can be committed first."""
+    share = ctx.tree.share
+    return bool(v2.persistent and share.is_ca and ctx.connection.dialect >= Dialect.SMB_3_0
+                and persistent_capable(ctx.connection) and supports_persistent_handles(share))
+
+
+def v2_timeout_ms(share, v2) -> int:
+    """DH2Q's Timeout capped at 300 s; 0: the share's CA timeout, else 60 s."""
+    return (min(v2.timeout, DURABLE_V2_MAX_TIMEOUT_MS) if v2.timeout
+            else share.ca_timeout_ms or DURABLE_V2_DEFAULT_TIMEOUT_MS)
 
 
 def _make_durable(ctx, open_, timeout_ms: int, persistent: bool) -> None:

@@ -5,8 +5,9 @@ of 3.3.5.9.10, and the per-file share-mode table of [MS-FSA] 2.1.1.4/2.1.1.5,
 with the verbs that change them: register, close, disconnect, attach,
 expire, adopt (opens rebuilt from handle-store records, after a restart or a
 takeover) and release (a share leaves this node with its persistent opens'
-records intact).  Every other module reads these tables; only this one
-writes them.
+records intact); and the create intents ``adopt`` brings back
+(``RestoredIntent``, smbcad.server.intents) until their CREATE is replayed.
+Every other module reads these tables; only this one writes them.
 
 An open's life is a small table (``LIFECYCLE``): connected, disconnected
 (kept for a reconnect, 3.3.7.1), closed; ``release`` hands a disconnected
@@ -89,6 +90,19 @@ class AdoptResult:
     restored: int = 0
     kept: int = 0          # for a share not online here: left in the store untouched
     dropped: int = 0       # removed from the store: timed out, file gone or replaced
+    intents: int = 0       # create intents brought back for a replay (RestoredIntent)
+
+
+@dataclass(eq=False)
+class RestoredIntent:
+    """The create intent of a persistent CREATE that may have run on the
+    node before (a crash or takeover came before its open's record): kept
+    until its client replays the CREATE or its durable timeout passes
+    (smbcad.server.intents decides what the replay is answered)."""
+
+    record: Any            # smbcad.store.PersistentOpen carrying create_intent
+    share: Any
+    timer: Any = None
 
 
 # DurableFileIds carry the node id in their top byte, so the two nodes of a
@@ -113,6 +127,9 @@ class OpenTable:
         self.by_create_guid: dict[bytes, Any] = {}
         # (CreateGuid, ClientGuid) of DH2Q CREATEs waiting for a break → their requests
         self.creates_in_progress: dict[tuple, set] = {}
+        # CreateGuid → RestoredIntent, and their DurableFileIds (never handed out again)
+        self.intents: dict[bytes, RestoredIntent] = {}
+        self._intent_ids: set[int] = set()
         if not 0 <= node_id < 256:
             raise ValueError("node id must fit in 8 bits")
         # A random start keeps ids from repeating across restarts of this node.
@@ -131,6 +148,7 @@ class OpenTable:
         while True:
             persistent_id = self._node_prefix | (next(self._counter) & _COUNTER_MASK)
             if (persistent_id and persistent_id not in self.by_persistent_id
+                    and persistent_id not in self._intent_ids
                     and not self.foreign_ids(persistent_id)):
                 return persistent_id, next(self._volatile_ids)
 
@@ -330,10 +348,15 @@ class OpenTable:
         restored = kept = dropped = 0
         ghost_trees: dict[str, Any] = {}
         to_commit: dict[int, list] = {}      # id(store) → opens whose record changes now
+        intents = 0
         for record in records:
             share = shares.get(record.share_name.lower())
             if share is None:
                 kept += 1
+                continue
+            if record.create_intent is not None:
+                self._restore_intent(record, share)
+                intents += 1
                 continue
             why_not = _unusable(record, now_ms, restart_timers)
             open_ = None
@@ -366,18 +389,21 @@ class OpenTable:
             commit = durable.persist_many(self, opens)
             if commit is not None:
                 await commit
-        if restored or dropped:
+        if restored or dropped or intents:
             log.info("handle store: %d persistent opens restored, %d dropped, %d kept for "
-                     "shares not online here", restored, dropped, kept)
-        return AdoptResult(restored, kept, dropped)
+                     "shares not online here, %d create intents", restored, dropped, kept,
+                     intents)
+        return AdoptResult(restored, kept, dropped, intents)
 
     def release(self, share) -> list[Awaitable]:
         """``share`` leaves this node: its connected opens must already be
-        disconnected (their sessions ended).  Persistent opens go with their
-        records kept for the next owner; the others close.  Returns the
+        disconnected (their sessions ended).  Persistent opens and create
+        intents go with their records kept for the next owner; the others close.  Returns the
         store commits still running (the caller awaits them, then the store's
         commit barrier)."""
         commits = []
+        for intent in [i for i in self.intents.values() if i.share is share]:
+            self.take_intent(intent)         # its record stays for the next owner
         for open_ in self.opens_on(share):
             if open_.session is not None:
                 raise InvalidTransition(f"open {open_.persistent_id:#x} still connected")
@@ -390,6 +416,48 @@ class OpenTable:
                 if commit is not None:
                     commits.append(commit)
         return commits
+
+
+    # --- create intents (smbcad.server.intents) ------------------------------------
+
+    def _restore_intent(self, record, share) -> None:
+        """An intent whose CREATE never answered: its client may replay it for
+        as long as the open would have waited (its durable timeout), counted
+        from now like a connected open's, since the client was waiting."""
+        intent = RestoredIntent(record, share)
+        self.intents[record.create_guid] = intent
+        self._intent_ids.add(record.durable_file_id)
+        intent.timer = self._loop().call_later(record.durable_timeout_ms / 1000,
+                                               lambda: self._expire_intent(intent))
+
+    def intent(self, create_guid: bytes) -> RestoredIntent | None:
+        return self.intents.get(create_guid)
+
+    def intent_on(self, share, path: str) -> RestoredIntent | None:
+        """The restored intent reserving ``path`` on ``share``, if any."""
+        path = path.lower()
+        for intent in self.intents.values():
+            if intent.share is share and intent.record.path.lower() == path:
+                return intent
+        return None
+
+    def take_intent(self, intent: RestoredIntent) -> None:
+        """Its replay made the open, whose record replaces the intent's."""
+        if self.intents.get(intent.record.create_guid) is intent:
+            del self.intents[intent.record.create_guid]
+        self._intent_ids.discard(intent.record.durable_file_id)
+        if intent.timer is not None:
+            intent.timer.cancel()
+            intent.timer = None
+
+    def _expire_intent(self, intent: RestoredIntent) -> None:
+        intent.timer = None
+        if self.intents.get(intent.record.create_guid) is not intent:
+            return
+        log.info("create intent %#x on %r timed out without a replay",
+                 intent.record.durable_file_id, intent.record.path)
+        self.take_intent(intent)
+        self._spawn(intent.share.store.close(intent.record.durable_file_id))
 
 
 def _unusable(record, now_ms: int, restart_timers: bool) -> str:

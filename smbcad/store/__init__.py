@@ -3,7 +3,7 @@ change to it a reconnect needs, is on local disk before the response goes out.
 
 Public surface:
 
-- ``PersistentOpen``, ``LeaseRecord``, ``LockRecord``: the persisted records,
+- ``PersistentOpen``, ``LeaseRecord``, ``LockRecord``, ``CreateIntent``: the persisted records,
   separate from the server's in-memory Open (STYLE rule 9), with ``encode`` /
   ``decode`` (versioned envelope, exact bytes; ``records.py``).
 - ``HandleStore``: the interface the server is given (create, update,
@@ -82,7 +82,7 @@ from smbcad.store.interface import BegunCommit, Engine, HandleStore, SplitEngine
 from smbcad.store.local import LocalHandleStore
 from smbcad.store.log_store import LogEngine
 from smbcad.store.records import (
-    LOCK_SEQUENCE_ENTRIES, SCHEMA_VERSION, ZERO_GUID, LeaseRecord, LockRecord, PersistentOpen,
+    LOCK_SEQUENCE_ENTRIES, SCHEMA_VERSION, ZERO_GUID, CreateIntent, LeaseRecord, LockRecord, PersistentOpen,
     decode, encode)
 from smbcad.store.sqlite_store import SqliteEngine
 
@@ -91,6 +91,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ZERO_GUID",
     "BegunCommit",
+    "CreateIntent",
     "Engine",
     "HandleStore",
     "LeaseRecord",

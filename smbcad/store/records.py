@@ -44,6 +44,26 @@ unknown fields):
 
 ``record_version`` is the compare-and-set counter of the store (bumped on
 every committed change), not a schema number.
+
+Section 2 (schema 2): a create intent
+--------------------------------------
+A record that carries section 2 is not an open but the *intent* of a
+creating or overwriting persistent CREATE, committed before the CREATE
+touches the file (cluster.md section 8 question 1; Samba reserves its
+replay-cache record the same way, section 1.1): ``CreateIntent`` below.
+Section 1 holds what the replay check needs (CreateGuid, ClientGuid, owner,
+share, path, access, options, timeout, the intent's time as
+``disconnected_at_ms``) and, for an overwrite, the identity of the file it
+was about to overwrite (``file_dev``/``file_ino``); the open's own record
+later replaces it under the same DurableFileId.  Section 2 body::
+
+    disposition u32 | prior change_time u64 | prior size u64
+
+``is_persistent`` is False in an intent, so a schema-1 reader, which keeps
+section 2 as unknown, drops it at adoption as "not a persistent open": it
+loses the intent (the behaviour before intents), never misreads it.  Hence
+``min_reader_version`` stays 1.  Schema 2 changes the meaning of nothing
+in section 1, so there is no upgrade from 1.
 """
 
 import operator
@@ -54,8 +74,9 @@ from types import MappingProxyType
 
 from smbcad.store.errors import RecordCorrupt, RecordTooNew
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIN_READER_VERSION = 1
+_INTENT_SECTION = 2
 LOCK_SEQUENCE_ENTRIES = 64       # [MS-SMB2] 3.3.1.10 Open.LockSequenceArray
 ZERO_GUID = bytes(16)
 NO_LOCK_SEQUENCES = bytes(LOCK_SEQUENCE_ENTRIES)
@@ -90,6 +111,7 @@ _FIXED = struct.Struct(
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _LOCK = struct.Struct("<QQB")
+_INTENT = struct.Struct("<IQQ")      # disposition, prior change_time, prior size
 # Five length fields, the lock count and the lock-sequence count.
 _VAR_MIN = 3 * 2 + 2 * 4 + 4 + 1
 _U16_MAX = 0xFFFF
@@ -124,6 +146,22 @@ class LeaseRecord:
     breaking: bool = False
     break_to_state: int = 0
     break_notification_pending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CreateIntent:
+    """A persistent CREATE that creates or overwrites and has not answered yet
+    (section 2; smbcad.server.intents).
+
+    ``disposition`` is the request's CreateDisposition.  For an overwrite
+    the record's ``file_dev``/``file_ino`` name the file as it was, and
+    ``prior_change_time``/``prior_size`` (FILETIME, bytes) its state before
+    the truncation, so the next owner can tell whether it happened; a
+    create has ``file_ino`` 0 (the name was free)."""
+
+    disposition: int
+    prior_change_time: int = 0
+    prior_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +208,7 @@ class PersistentOpen:
     is_replay_eligible: bool = False
     channel_sequence: int = 0
     position: int = 0
+    create_intent: CreateIntent | None = None       # section 2: not an open yet
     record_version: int = 0
     unknown_sections: bytes = b""
 
@@ -296,10 +335,18 @@ def encode(record: PersistentOpen) -> bytes:
     parts.append(_lock_sequence_bytes(r.lock_sequences))
     body = b"".join(parts)
     schema = SCHEMA_VERSION
+    intent = b""
+    if r.create_intent is not None:
+        try:
+            intent = _SECTION.pack(_INTENT_SECTION, _INTENT.size) + _INTENT.pack(
+                r.create_intent.disposition, r.create_intent.prior_change_time,
+                r.create_intent.prior_size)
+        except struct.error as exc:
+            raise ValueError(f"intent {r.durable_file_id!r}: {exc}") from None
     if r.unknown_sections:
         schema = max(schema, max(version for version, _, _ in _sections(r.unknown_sections)))
     return b"".join((_ENVELOPE.pack(schema, MIN_READER_VERSION, r.record_version),
-                     _SECTION.pack(1, len(body)), body, r.unknown_sections))
+                     _SECTION.pack(1, len(body)), body, intent, r.unknown_sections))
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -331,7 +378,8 @@ def _text(raw: bytes) -> str:
         raise RecordCorrupt("a name is not UTF-8") from None
 
 
-def _decode_section1(body: bytes, record_version: int, unknown: bytes) -> PersistentOpen:
+def _decode_section1(body: bytes, record_version: int, unknown: bytes,
+                     intent: CreateIntent | None) -> PersistentOpen:
     # Straight-line offset arithmetic: this runs for every record at recovery.
     end = len(body)
     if end < _FIXED.size + _VAR_MIN:
@@ -399,7 +447,15 @@ def _decode_section1(body: bytes, record_version: int, unknown: bytes) -> Persis
         durable_timeout_ms, resiliency_timeout_ms,
         disconnected_at_ms if flags & _DISCONNECTED else None, tuple(locks), lock_sequences,
         bool(flags & _DELETE_ON_CLOSE), bool(flags & _REPLAY_ELIGIBLE), channel_sequence,
-        position, record_version, unknown)
+        position, intent, record_version, unknown)
+
+
+def _decode_intent(data: bytes) -> tuple[CreateIntent, bytes]:
+    """Section 2 at the start of ``data``; returns it and what follows."""
+    version, body, _ = next(_sections(data))
+    if len(body) != _INTENT.size:      # frozen, as section 1 is
+        raise RecordCorrupt("intent section length")
+    return CreateIntent(*_INTENT.unpack_from(body)), data[_SECTION.size + len(body):]
 
 
 def decode(data: bytes, *, upgrades: Mapping[int, Upgrade] = UPGRADES) -> PersistentOpen:
@@ -420,11 +476,14 @@ def decode(data: bytes, *, upgrades: Mapping[int, Upgrade] = UPGRADES) -> Persis
         raise RecordCorrupt("section 1 overruns the record")
     section1 = data[_HEAD.size:end]
     unknown = data[end:]
-    # Whatever follows section 1 is newer than this reader (sections are in
-    # order, and this reader knows only section 1): kept as it is.
+    intent = None
+    if len(unknown) >= _U16.size and _U16.unpack_from(unknown)[0] == _INTENT_SECTION:
+        intent, unknown = _decode_intent(unknown)
+    # Whatever follows is newer than this reader (sections are in order):
+    # kept as it is.
     if unknown and any(version <= SCHEMA_VERSION for version, _, _ in _sections(unknown)):
         raise RecordCorrupt("sections out of order")
-    record = _decode_section1(section1, record_version, unknown)
+    record = _decode_section1(section1, record_version, unknown, intent)
     for version in range(schema, SCHEMA_VERSION):
         upgrade = upgrades.get(version)
         if upgrade is not None:

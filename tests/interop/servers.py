@@ -211,12 +211,14 @@ def _default_shares(base: Path, shares) -> tuple[Share, ...]:
 
 def start_smbcad(tmp_path: Path, shares=None, users=None, extra_args=(),
                  signing: str = "required", encryption: str = "off",
-                 host: str = "127.0.0.1", taskset: str | None = None) -> RunningServer:
+                 host: str = "127.0.0.1", taskset: str | None = None,
+                 module: str = "smbcad") -> RunningServer:
     """Run ``python -m smbcad`` in quick mode on a free loopback port.
 
     ``shares`` is a sequence of ``Share`` (default: one share ``share`` in
     ``tmp_path/share``), ``users`` a ``{name: password}`` dict (default: the
-    test user). Returns once the server prints its listen line.
+    test user). ``module`` runs another entry point with smbcad's command line
+    (a bench's variant). Returns once the server prints its listen line.
     """
     base = Path(tmp_path) / "smbcad"
     state_dir = base / "state"
@@ -224,7 +226,7 @@ def start_smbcad(tmp_path: Path, shares=None, users=None, extra_args=(),
     shares = _default_shares(Path(tmp_path), shares)
     users = dict(users or {TEST_USER: TEST_PASSWORD})
     port = free_port(host)
-    argv = [sys.executable, "-m", "smbcad", "--listen", f"{host}:{port}",
+    argv = [sys.executable, "-m", module, "--listen", f"{host}:{port}",
             "--state-dir", str(state_dir), "--signing", signing, "--encryption", encryption]
     for share in shares:
         flags = "".join(f",{flag}" for flag in ("ca", "encrypt") if getattr(share, flag))

@@ -5,7 +5,9 @@ share (the VFS port keeps it there), check access and share modes, open or
 create, then answer with the file's metadata and the response contexts.
 Durable and persistent handles (grant, reconnect, replay, AppInstanceId)
 are in ``durable`` and ``reconnect``; a persistent open's response waits
-for its record to be in the handle store.
+for its record to be in the handle store, and a persistent CREATE that
+creates or overwrites first commits its intent (``intents``), so a replay
+after a crash or takeover is answered as the CREATE would have been.
 """
 
 import logging
@@ -19,7 +21,8 @@ from smbcad.proto.create_contexts import (
     FileId, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import deletes, durable, eas, files, leases, pipes, reconnect, security, streams
+from smbcad.server import (
+    deletes, durable, eas, files, intents, leases, pipes, reconnect, security, streams)
 from smbcad.server.adm import Open
 from smbcad.server.context import COMMIT_INTERIM_S, Pending
 from smbcad.vfs import has_trailing_backslash, parse_smb_name
@@ -118,12 +121,16 @@ def _maximal_access(ctx, info) -> int:
     return access
 
 
-def _open_or_create(fs, request: CreateRequest, resolved, access: int):
-    """Disposition table of [MS-FSA] 2.1.5.1.1 / 2.1.5.1.2; returns (handle, action)."""
+def _open_or_create(fs, request: CreateRequest, resolved, access: int, done: int | None):
+    """Disposition table of [MS-FSA] 2.1.5.1.1 / 2.1.5.1.2; returns (handle, action).
+    ``done``: the CreateAction a replayed CREATE already had (server/intents.py),
+    whose file is opened as it is."""
     disposition = request.create_disposition
     options = request.create_options
     want_dir = True if options & Opt.DIRECTORY_FILE else (
         False if options & Opt.NON_DIRECTORY_FILE else None)
+    if done is not None:
+        return fs.open(resolved, write=not resolved.info.is_directory, directory=want_dir), done
     write = bool(access & (_WRITE_DATA | AccessMask.FILE_WRITE_ATTRIBUTES
                            | AccessMask.FILE_WRITE_EA))
     if resolved.exists:
@@ -195,10 +202,13 @@ def handle(ctx):
     replayed = reconnect.replay(ctx, request)
     if replayed is not None:
         return replayed
+    intents.find_replayed(ctx, request)     # a CREATE that ran before a crash or takeover
     components, stream = parse_smb_name(request.name)
     if has_trailing_backslash(request.name) and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "trailing backslash on a file")
     resolved = fs.lookup(components)
+    intents.check_not_reserved(ctx, resolved)
+    done = intents.original_action(ctx, resolved)
     eas.check_create_context(fs, request, resolved)     # ExtA list, FILE_NO_EA_KNOWLEDGE
     if stream is not None:                              # "file:stream" (server/streams.py)
         reply = streams.create(ctx, request, resolved, stream, _granted_access, _maximal_access,
@@ -207,7 +217,8 @@ def handle(ctx):
             return reply
     if not components and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
-    access = _granted_access(ctx, request, resolved.info if resolved.exists else None)
+    access = _granted_access(ctx, request, resolved.info if resolved.exists
+                             and done != CreateAction.CREATED else None)
     options = request.create_options
     if options & Opt.DELETE_ON_CLOSE and not access & AccessMask.DELETE:
         raise SmbError(NtStatus.ACCESS_DENIED, "delete-on-close needs DELETE access")
@@ -220,7 +231,7 @@ def handle(ctx):
             raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
         if not info.is_directory and options & Opt.DIRECTORY_FILE:
             raise SmbError(NtStatus.NOT_A_DIRECTORY)
-        if request.create_disposition == Disp.CREATE:
+        if request.create_disposition == Disp.CREATE and done is None:
             raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
         streams.check_file_open(ctx, resolved, access)   # open streams vs DELETE
     if resolved.exists:
@@ -231,7 +242,11 @@ def handle(ctx):
     pending = leases.before_open(ctx, request, resolved, access, _retry)
     if pending is not None:
         return _tracked(ctx, request, pending)
-    handle, action = _open_or_create(fs, request, resolved, access)
+    # A creating or overwriting persistent CREATE commits its intent first.
+    pending = intents.before_open(ctx, request, resolved, _retry)
+    if pending is not None:
+        return _tracked(ctx, request, pending)
+    handle, action = _open_or_create(fs, request, resolved, access, done)
     try:
         _apply_new_attributes(fs, handle, request, action)
         info = fs.stat(handle)
@@ -248,6 +263,10 @@ def handle(ctx):
     if share.is_ca and durable.supports_persistent_handles(share):
         options |= Opt.WRITE_THROUGH        # every write on a CA share is stable (3.3.5.9)
     persistent_id, volatile_id = ctx.server.next_file_ids()
+    store_version = 0
+    taken = intents.take(ctx)
+    if taken is not None:       # the open's record replaces its intent, same key
+        persistent_id, store_version = taken
     open_ = Open(persistent_id=persistent_id, volatile_id=volatile_id, session=ctx.session,
                  tree=ctx.tree, path=handle.path, client_name=request.name, handle=handle,
                  granted_access=access, share_access=request.share_access,
@@ -255,7 +274,8 @@ def handle(ctx):
                  delete_on_close=bool(options & Opt.DELETE_ON_CLOSE),
                  client_guid=ctx.connection.client_guid,
                  desired_access=request.desired_access,
-                 file_attributes=request.file_attributes, create_action=action)
+                 file_attributes=request.file_attributes, create_action=action,
+                 store_version=store_version)
     _note_app_instance(ctx, open_, request)
     ctx.server.opens.register(open_)
     ctx.compound.file_id = open_.file_id

@@ -67,8 +67,10 @@ def header(command: int, message_id: int, session_id: int = 0, tree_id: int = 0,
                       credit_charge=charge, session_id=session_id, tree_id=tree_id).encode()
 
 
-def negotiate_body(dialects=(0x0202, 0x0210, 0x0300, 0x0302, 0x0311)) -> bytes:
-    """NEGOTIATE with the 3.1.1 preauth, encryption and signing contexts (2.2.3)."""
+def negotiate_body(dialects=(0x0202, 0x0210, 0x0300, 0x0302, 0x0311),
+                   client_guid: bytes | None = None) -> bytes:
+    """NEGOTIATE with the 3.1.1 preauth, encryption and signing contexts (2.2.3);
+    a random ClientGuid unless one is given."""
     fixed = 36 + 2 * len(dialects)
     pad = (-(64 + fixed)) % 8
     ctx_offset = 64 + fixed + pad
@@ -83,7 +85,8 @@ def negotiate_body(dialects=(0x0202, 0x0210, 0x0300, 0x0302, 0x0311)) -> bytes:
         if index:
             blob += b"\x00" * ((-len(blob)) % 8)
         blob += ctx
-    body = struct.pack("<HHHHI16sIHH", 36, len(dialects), 1, 0, 0x7F, uuid.uuid4().bytes,
+    body = struct.pack("<HHHHI16sIHH", 36, len(dialects), 1, 0, 0x7F,
+                       client_guid or uuid.uuid4().bytes,
                        ctx_offset, len(contexts), 0)
     body += struct.pack(f"<{len(dialects)}H", *dialects) + b"\x00" * pad + blob
     return body
@@ -101,6 +104,7 @@ class Client:
         self.tree_id = 0
         self.signer = None
         self.preauth = crypto.PREAUTH_INITIAL
+        self.client_guid: bytes | None = None      # None: a random one per NEGOTIATE
 
     def exchange(self, frame: bytes) -> list[bytes]:
         before = len(self.sink.frames)
@@ -120,7 +124,7 @@ class Client:
         return replies[0]
 
     def negotiate(self) -> bytes:
-        msg = header(Command.NEGOTIATE, 0) + negotiate_body()
+        msg = header(Command.NEGOTIATE, 0) + negotiate_body(client_guid=self.client_guid)
         self.message_id = 1
         (reply,) = self.exchange(msg)
         self.preauth = crypto.preauth_next(crypto.preauth_next(self.preauth, msg), reply)

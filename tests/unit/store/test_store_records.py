@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from smbcad.store import (
     SCHEMA_VERSION, LeaseRecord, LockRecord, PersistentOpen, RecordCorrupt, RecordTooNew, decode,
     encode)
-from smbcad.store.records import NO_LOCK_SEQUENCES, with_record_version
+from smbcad.store.records import NO_LOCK_SEQUENCES, CreateIntent, with_record_version
 
 GUID_A = bytes(range(16))
 GUID_B = bytes(range(16, 32))
@@ -54,7 +54,7 @@ def expected_bytes(r: PersistentOpen) -> bytes:
            + struct.pack("<QQB", 1 << 40, 1, 0)
            + bytes((2, 0, 0x13, 63, 0x1F)))
     body = fixed + var
-    return struct.pack("<HHQ", 1, 1, 42) + struct.pack("<HI", 1, len(body)) + body
+    return struct.pack("<HHQ", 2, 1, 42) + struct.pack("<HI", 1, len(body)) + body
 
 
 def test_encode_exact_bytes():
@@ -69,7 +69,7 @@ def test_minimal_record_bytes():
     r = PersistentOpen(1, GUID_A, GUID_B, "", "", "", "")
     blob = encode(r)
     assert len(blob) == 12 + 6 + 176 + 3 * 2 + 2 * 4 + 4 + 1   # 176: the fixed part
-    assert blob[:12] == struct.pack("<HHQ", 1, 1, 0)
+    assert blob[:12] == struct.pack("<HHQ", 2, 1, 0)
     assert decode(blob) == r
 
 
@@ -85,6 +85,7 @@ names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 leases = st.builds(LeaseRecord, guids, st.sampled_from((1, 2)), st.integers(0, 7), u16, guids,
                    st.booleans(), st.integers(0, 7), st.booleans())
 locks = st.builds(LockRecord, u64, u64, st.booleans())
+intents = st.builds(CreateIntent, u32, u64, u64)
 lock_sequences = st.lists(st.sampled_from((0,) * 4 + tuple(range(0x10, 0x20))),
                           min_size=64, max_size=64).map(bytes)
 records = st.builds(
@@ -95,7 +96,7 @@ records = st.builds(
     st.integers(0, 255), st.none() | leases, guids, st.none() | st.tuples(u64, u64),
     st.booleans(), st.booleans(), st.booleans(), u32, u32, st.none() | u64,
     st.lists(locks, max_size=5).map(tuple), lock_sequences, st.booleans(), st.booleans(), u16,
-    u64, u64)
+    u64, st.none() | intents, u64)
 
 
 @settings(max_examples=300, deadline=None)
@@ -140,10 +141,10 @@ def test_unknown_flag_bits_are_corrupt():
 # --- versioning -----------------------------------------------------------------------------
 
 def newer_writer_blob(record: PersistentOpen, min_reader: int = 1) -> tuple[bytes, bytes]:
-    """What a schema-3 smbcad might write: our section 1, then sections 2 and 3."""
+    """What a schema-4 smbcad might write: our sections, then sections 3 and 4."""
     ours = encode(record)
-    extra = struct.pack("<HI", 2, 5) + b"new-2" + struct.pack("<HI", 3, 2) + b"n3"
-    return struct.pack("<HHQ", 3, min_reader, record.record_version) + ours[12:] + extra, extra
+    extra = struct.pack("<HI", 3, 5) + b"new-3" + struct.pack("<HI", 4, 2) + b"n4"
+    return struct.pack("<HHQ", 4, min_reader, record.record_version) + ours[12:] + extra, extra
 
 
 def test_newer_sections_are_kept_and_written_back_unchanged():
@@ -159,7 +160,7 @@ def test_an_older_node_changing_the_record_keeps_the_newer_sections():
     changed = dataclasses.replace(decode(blob), position=7)
     again = decode(encode(changed))
     assert again.position == 7 and again.unknown_sections == extra
-    assert encode(changed)[:2] == b"\x03\x00"      # still says schema 3
+    assert encode(changed)[:2] == b"\x04\x00"      # still says schema 4
     assert with_record_version(changed, 43).unknown_sections == extra
 
 
@@ -239,5 +240,19 @@ def test_unencodable_values_raise_value_error(change):
 
 
 def test_with_record_version_is_replace():
-    r = dataclasses.replace(full_record(), unknown_sections=b"\x02\x00\x00\x00\x00\x00")
+    r = dataclasses.replace(full_record(), unknown_sections=b"\x03\x00\x00\x00\x00\x00")
     assert with_record_version(r, 7) == dataclasses.replace(r, record_version=7)
+
+
+def test_a_create_intent_is_section_2_after_section_1():
+    """[records.py "Section 2"]: disposition u32, prior change time u64, prior size u64."""
+    intent = CreateIntent(5, 0x01D9_0000_0000_0001, 4096)
+    r = dataclasses.replace(full_record(), create_intent=intent, is_persistent=False)
+    blob = encode(r)
+    plain = encode(dataclasses.replace(r, create_intent=None))
+    assert blob == plain + struct.pack("<HI", 2, 20) + struct.pack("<IQQ", *(5, intent.prior_change_time, 4096))
+    assert decode(blob) == r
+    assert decode(blob + struct.pack("<HI", 3, 1) + b"z").unknown_sections == b"\x03\x00\x01\x00\x00\x00z"
+    with pytest.raises(RecordCorrupt):
+        decode(plain + struct.pack("<HI", 2, 19) + bytes(19))
+
