@@ -162,8 +162,9 @@ class ClusterMember:
             log.info("adopted %s from its %s copy: %d persistent opens in %.3f s",
                      name, source, result.restored, took)
             return {"aggregate": name, "phase": aggregate.phase.value, "source": source,
-                    "restored": result.restored, "kept": result.kept,
-                    "dropped": result.dropped, "seconds": round(took, 6)}
+                    "restored": result.restored, "intents": result.intents,
+                    "kept": result.kept, "dropped": result.dropped,
+                    "seconds": round(took, 6)}
 
     def _take_over_copy(self, name: str, mount_point: str) -> str:
         """The adoption rule and its commit (writer thread: file I/O)."""

@@ -157,8 +157,8 @@ class Aggregates:
             aggregate.settle(Phase.OFFLINE, f"adopt failed: {exc}")
             raise AggregateError(f"cannot adopt {name!r}: {exc}") from exc
         aggregate.store = store
-        aggregate.adopted = {"restored": result.restored, "kept": result.kept,
-                             "dropped": result.dropped}
+        aggregate.adopted = {"restored": result.restored, "intents": result.intents,
+                             "kept": result.kept, "dropped": result.dropped}
         aggregate.settle(Phase.ONLINE)
         log.info("aggregate %s online: %d shares, %d persistent opens adopted, %d dropped",
                  name, len(shares), result.restored, result.dropped)
