@@ -74,6 +74,13 @@ class _ClusterCollector:
         link = GaugeMetricFamily("smbcad_mirror_link_up", "The handle mirror's link to the partner is up")
         link.add_metric([], 1.0 if status.get("mirror_link") == "up" else 0.0)
         yield link
+        dropped = CounterMetricFamily("smbcad_mirror_frames_dropped",
+                                      "Mirror frames dropped (bad MAC, replayed or reordered "
+                                      "counter, undecodable)", labels=["reason"])
+        for reason, count in status.get("mirror_link_counts", {}).get("dropped_frames",
+                                                                      {}).items():
+            dropped.add_metric([reason], float(count))
+        yield dropped
         families = {
             "online": GaugeMetricFamily("smbcad_aggregate_online",
                                         "The aggregate's shares are online on this node",

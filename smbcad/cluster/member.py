@@ -249,7 +249,12 @@ class ClusterMember:
         aggregates = self.server.aggregates.status()
         for entry in aggregates:
             entry["mirror"] = self.mirror_status(entry["name"])
+        link = self.link
         return {"node_id": self.config.node_id, "cluster": self.config.name,
-                "mirror_link": ("up" if self.link is not None and self.link.is_open
-                                else "down" if self.link is not None else "not configured"),
+                "mirror_link": ("up" if link is not None and link.is_open
+                                else "down" if link is not None else "not configured"),
+                "mirror_link_counts": ({"connects": link.connects, "drops": link.drops,
+                                        "refused_peers": link.refused_peers,
+                                        "dropped_frames": dict(link.dropped_frames)}
+                                       if link is not None else {}),
                 "aggregates": aggregates}

@@ -85,6 +85,7 @@ class MirrorLink:
         self.connects = 0
         self.drops = 0
         self.refused_peers = 0
+        self.dropped_frames: dict[str, int] = {}    # bad MAC, replayed counter, ... → count
 
     # --- registration and sending (loop thread) -------------------------------------
 
@@ -232,6 +233,7 @@ class MirrorLink:
                 endpoint.on_message(message)
             case FrameDropped(reason, counter):
                 log.warning("mirror link: frame %d dropped (%s)", counter, reason.value)
+                self.dropped_frames[reason.value] = self.dropped_frames.get(reason.value, 0) + 1
                 writer.close()
             case ConnectionFailed(reason):
                 log.warning("mirror link: connection failed: %s", reason)
