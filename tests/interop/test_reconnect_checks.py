@@ -25,9 +25,9 @@ from smbprotocol.create_contexts import (  # noqa: E402
     SMB2CreateDurableHandleRequestV2, SMB2CreateDurableHandleResponseV2)
 from smbprotocol.open import CreateDisposition  # noqa: E402
 
+from persistent_client import _context, create, lease_context, one  # noqa: E402
 from test_persistent_handles import (  # noqa: E402,F401 - ca_server, clients are fixtures
-    STATUS_OBJECT_NAME_NOT_FOUND, _context, _one, ca_server, clients, create, lease_context,
-    status_of)
+    STATUS_OBJECT_NAME_NOT_FOUND, ca_server, clients, status_of)
 
 STATUS_INVALID_PARAMETER = 0xC000000D
 STATUS_FILE_CLOSED = 0xC0000128
@@ -61,7 +61,7 @@ class Owner:
         handle, contexts = create(client.tree, name, [dh2q(self.create_guid, persistent),
                                                       lease_context(self.lease_key)],
                                   CreateDisposition.FILE_OVERWRITE_IF, lease=True)
-        granted = _one(contexts, SMB2CreateDurableHandleResponseV2)["flags"]
+        granted = one(contexts, SMB2CreateDurableHandleResponseV2)["flags"]
         assert granted.has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT) == persistent
         self.file_id = handle.file_id
         client.close()                  # the TCP connection drops; the open stays
