@@ -124,6 +124,9 @@ class OpenTable:
         self._loop = loop
         self.by_persistent_id: dict[int, Any] = {}
         self.by_file: dict[tuple, FileState] = {}
+        # The share-mode entry of a file key, or None: READ and WRITE ask on
+        # every request, so it is the dict's own bound get, no Python frame.
+        self.file_state = self.by_file.get
         self.by_create_guid: dict[bytes, Any] = {}
         # (CreateGuid, ClientGuid) of DH2Q CREATEs waiting for a break → their requests
         self.creates_in_progress: dict[tuple, set] = {}
@@ -156,9 +159,6 @@ class OpenTable:
         return next(self._volatile_ids)
 
     # --- reads ---------------------------------------------------------------------
-
-    def file_state(self, key: tuple) -> FileState | None:
-        return self.by_file.get(key)
 
     def lookup(self, persistent_id: int):
         return self.by_persistent_id.get(persistent_id)
