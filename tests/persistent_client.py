@@ -55,14 +55,14 @@ def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextReq
 
 
 def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lease=False,
-           wait_s: float = CREATE_WAIT_S):
+           wait_s: float = CREATE_WAIT_S, access: int = READ_WRITE):
     """CREATE ``name``, answered within ``wait_s`` (a CREATE that pends behind a
     lease break nobody can acknowledge fails instead of hanging); returns the
     Open, holding the FileId the server returned, and the response contexts."""
     handle = Open(tree, name)
     oplock = (RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE if lease
               else RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE)
-    message, parse = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+    message, parse = handle.create(ImpersonationLevel.Impersonation, access, 0x80, SHARE_ALL,
                                    disposition, CreateOptions.FILE_NON_DIRECTORY_FILE,
                                    create_contexts=list(contexts), oplock_level=oplock, send=False)
     conn = tree.session.connection

@@ -86,7 +86,7 @@ class Open:
     volatile_id: int
     session: Session
     tree: TreeConnect
-    path: str                           # share-relative, '/'-separated, as opened
+    path: str                           # share-relative, '/'-separated; follows renames
     client_name: str                    # the name the client used (backslashes)
     handle: Any                         # smbcad.vfs OpenFile (or NamedPipe on IPC$)
     granted_access: int

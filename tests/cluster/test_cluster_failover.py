@@ -38,13 +38,15 @@ from smbprotocol.create_contexts import (  # noqa: E402
     DurableHandleFlags, SMB2CreateDurableHandleResponseV2, SMB2CreateResponseLeaseV2)
 from smbprotocol.exceptions import SMBResponseException  # noqa: E402
 from smbprotocol.header import Commands, SMB2HeaderRequest  # noqa: E402
-from smbprotocol.open import CreateDisposition, LockFlags, SMB2LockElement  # noqa: E402
+from smbprotocol.file_info import FileRenameInformation  # noqa: E402
+from smbprotocol.open import (  # noqa: E402
+    CreateDisposition, FilePipePrinterAccessMask, LockFlags, SMB2LockElement, SMB2SetInfoRequest)
 from smbprotocol.session import SMB2SessionSetupRequest, Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
 from pair import LIF, PASSWORD, USER  # noqa: E402
 from persistent_client import (  # noqa: E402
-    LEASE_RWH, create, dh2c_context, dh2q_context, lease_context, one)
+    LEASE_RWH, READ_WRITE, create, dh2c_context, dh2q_context, lease_context, one)
 
 WAIT_S = 15.0
 DURABLE_TIMEOUT_MS = 60_000
@@ -121,7 +123,8 @@ def status_of(fn) -> int | None:
 class Owner:
     """The client that owns the persistent open, and what it needs to reconnect."""
 
-    def __init__(self, client_thread, name: str, timeout_ms: int = DURABLE_TIMEOUT_MS) -> None:
+    def __init__(self, client_thread, name: str, timeout_ms: int = DURABLE_TIMEOUT_MS,
+                 access: int = READ_WRITE) -> None:
         self.thread = client_thread
         self.name = name
         self.client_guid = uuid.uuid4()
@@ -131,7 +134,7 @@ class Owner:
         self.handle, contexts = client_thread.call(
             create, self.client.tree, name,
             [dh2q_context(self.create_guid, timeout_ms), lease_context(self.lease_key)],
-            CreateDisposition.FILE_OVERWRITE_IF, True)
+            CreateDisposition.FILE_OVERWRITE_IF, True, access=access)
         durable = one(contexts, SMB2CreateDurableHandleResponseV2)
         assert durable["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT)
         assert one(contexts, SMB2CreateResponseLeaseV2)["lease_state"].get_value() == LEASE_RWH
@@ -465,3 +468,41 @@ def test_smbcad_restarted_on_the_owner_takes_its_aggregate_back(pair):
     pair.a.start()
     status = pair.a.request(command="status")["status"]
     assert status["aggregates"][0]["phase"] == "offline", status
+
+
+def rename(handle, new_name: str) -> None:
+    """SET_INFO FileRenameInformation ([MS-FSCC] 2.4.37.2) through ``handle``."""
+    info = FileRenameInformation()
+    info["replace_if_exists"] = False
+    info["file_name"] = new_name.encode("utf-16-le")
+    request = SMB2SetInfoRequest()
+    request["info_type"] = info.INFO_TYPE
+    request["file_info_class"] = info.INFO_CLASS
+    request["file_id"] = handle.file_id
+    request["buffer"] = info
+    conn, tree = handle.connection, handle.tree_connect
+    sent = conn.send(request, sid=tree.session.session_id, tid=tree.tree_connect_id)
+    conn.receive(sent, timeout=WAIT_S)
+
+
+def test_an_open_renamed_before_the_kill_is_adopted_under_its_new_name(pair):
+    """The record names the file as it is now: a persistent open renamed
+    through SET_INFO, then its node killed, is adopted on the partner (not
+    dropped as "gone") and the owner's DH2C naming the new name finds it."""
+    assert pair.adopt("A")["ok"]
+    wait_in_sync(pair.a)
+    owner = Owner(pair.client, "old.vhdx", access=READ_WRITE | FilePipePrinterAccessMask.DELETE)
+    owner.write(0)
+    pair.client.call(rename, owner.handle, "new.vhdx")
+    owner.name = "new.vhdx"
+    pair.a.kill()
+    pair.lost("A")
+    adopted = pair.adopt("B")
+    assert adopted["ok"] and adopted["restored"] == 1 and adopted["dropped"] == 0, \
+        (adopted, pair.b.log_tail())
+    [entry] = adopted_opens(pair.b)
+    assert entry["path"] == "new.vhdx"
+    owner.reconnect()
+    assert owner.handle.file_id[:8] == owner.file_id[:8]
+    owner.read_back()
+    assert not (pair.share_dir("B") / "old.vhdx").exists()

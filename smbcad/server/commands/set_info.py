@@ -127,7 +127,10 @@ def _has_open_descendants(server, share, path: str) -> bool:
 
 def _follow_rename(server, share, open_, old: str, new: str) -> None:
     """Every open of the file, and of anything below a renamed directory, now
-    lives at the new name (their delete-on-close must hit the right path)."""
+    lives at the new name: their delete-on-close must hit the right path, a
+    persistent open's record must name the file as it is now (else a restart
+    or takeover finds it "gone"), and a DH2C names it so (Open.FileName,
+    3.3.5.9.12)."""
     prefix = old + "/"
     for state in server.opens.by_file.values():
         for other in state.opens:
@@ -135,9 +138,13 @@ def _follow_rename(server, share, open_, old: str, new: str) -> None:
                 continue
             path = other.handle.path
             if other.file_key == open_.file_key:
-                other.handle.path = new
+                now = new
             elif path.startswith(prefix):
-                other.handle.path = new + "/" + path[len(prefix):]
+                now = new + "/" + path[len(prefix):]
+            else:
+                continue
+            other.handle.path = other.path = now
+            other.client_name = now.replace("/", "\\")
 
 
 # What a persistent open's record carries (smbcad.server.open_records.to_record).
@@ -178,8 +185,12 @@ def handle(ctx):
         handler(ctx, open_, info)
         if isinstance(info, _PERSISTED_INFO):
             # a persistent open's new name, delete-on-close or position is in
-            # the handle store before the answer (issue 4 item 7)
-            commit = durable.persist(ctx.server.opens, open_)
+            # the handle store before the answer; a rename moves every open of
+            # the file (_follow_rename), so all their records change at once
+            state = ctx.server.opens.file_state(open_.file_key)
+            moved = (state.opens if isinstance(info, FileRenameInfo) and state is not None
+                     else [open_])
+            commit = durable.persist_many(ctx.server.opens, moved)
             if commit is not None:
                 return answer_after(commit, SetInfoResponse().encode())
     elif request.info_type == InfoType.SECURITY:
