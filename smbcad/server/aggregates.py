@@ -180,9 +180,15 @@ class Aggregates:
         started = time.monotonic()
         aggregate.phase = Phase.RELEASING
         shares = server.shares_of(name)
+        if not planned:
+            # The aggregate is going away under us (clusdisk lost it; its LUN may
+            # be fenced already): nothing more goes to its store.  The next
+            # owner treats every open as disconnected anyway (cluster.md 7(a)).
+            for share in shares:
+                share.store = None
         try:
             await self._close_connections(shares, drain_s=RELEASE_DRAIN_S if planned else 0.0)
-            await server.settle()        # the disconnects' commits
+            await server.settle()        # the disconnects' commits (planned)
             handed = 0
             commits = []
             for share in shares:
@@ -190,7 +196,7 @@ class Aggregates:
                 commits += server.opens.release(share)
             for commit in commits:
                 await commit
-            if aggregate.store is not None:
+            if planned and aggregate.store is not None:
                 await aggregate.store.commit_barrier()
         finally:
             for share in shares:

@@ -341,3 +341,39 @@ def test_new_opens_never_take_a_durable_file_id_the_partners_replica_holds(tmp_p
     second = run(main())
     assert second == first + 3
     assert second >> 56 == 2                          # this node's id in the top byte
+
+
+def dh2q_create(name: str) -> bytes:
+    """CREATE with DH2Q asking for a persistent handle (2.2.13.2.11)."""
+    from tests.unit.proto import wire
+    dh2q = struct.pack("<II8s16s", 0, 0x2, bytes(8), uuid.uuid4().bytes)
+    return wire.create_request(name, wire.context_chain((b"DH2Q", dh2q)), disposition=5)
+
+
+@pytest.mark.parametrize("planned", [True, False])
+def test_only_a_planned_release_commits_the_disconnects(tmp_path, planned):
+    """Planned: every disconnect is in the store before the answer, so the
+    partner adopts with nothing lost.  Unplanned (clusdisk lost the aggregate,
+    its LUN may be fenced): nothing more goes to the store; the next owner
+    treats every open as disconnected anyway."""
+    server, member, control, mounts = make_node(tmp_path)
+
+    async def main():
+        await member.adopt("aggrX")
+        client = await logged_in(server, local_address=LIF_X)
+        tree = client.final(await client.send(Command.TREE_CONNECT, tree_connect_body("sx")))
+        client.tree_id = struct.unpack_from("<I", tree, 36)[0]
+        mid = await client.send(Command.CREATE, dh2q_create("vm.vhdx"))
+        for _ in range(200):
+            if client.final(mid) is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert harness.status_of(client.final(mid)) == 0
+        await member.release("aggrX", planned=planned)
+        store = await LocalHandleStore.open(LogEngine(member.store_dir("aggrX")))
+        records = await store.traverse()
+        await store.shutdown()
+        return records
+    [record] = run(main())
+    assert record.path == "vm.vhdx" and record.is_persistent
+    assert (record.disconnected_at_ms is not None) == planned
