@@ -3,6 +3,9 @@ tests/cluster): the DH2Q / DH2C / RqLs v2 create contexts smbprotocol builds
 only field by field, a CREATE with a bounded wait, and picking one context of
 a kind from a CREATE response."""
 
+import collections
+import threading
+import time
 import uuid
 
 from smbprotocol.create_contexts import (
@@ -11,7 +14,7 @@ from smbprotocol.create_contexts import (
     SMB2CreateRequestLeaseV2)
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel, Open,
-    RequestedOplockLevel, ShareAccess)
+    RequestedOplockLevel, ShareAccess, SMB2WriteResponse)
 
 LEASE_RWH = 0x7
 READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
@@ -76,3 +79,64 @@ def one(contexts, kind):
     found = [c for c in contexts if isinstance(c, kind)]
     assert len(found) == 1, f"expected one {kind.__name__} in the CREATE response, got {contexts!r}"
     return found[0]
+
+
+class WriteStream:
+    """WRITEs ``chunk(0)``, ``chunk(1)``, ... at ``index * len(chunk)`` through
+    ``handle`` with up to ``window`` in flight, from a thread, until the
+    connection fails (the kill or stop under test ends it); ``acked`` gets each
+    chunk index as its WRITE is answered, ``in_flight`` holds those unanswered.
+    The socket already exists, so any thread may use it (a namespace entered
+    by the thread that connected does not matter here)."""
+
+    def __init__(self, handle, session, chunk, acked: set, window: int = 8,
+                 wait_s: float = CREATE_WAIT_S, max_chunks: int = 1 << 14) -> None:
+        self.handle = handle
+        self.chunk = chunk
+        self.acked = acked
+        self.window = window
+        self.wait_s = wait_s
+        self.max_chunks = max_chunks
+        self.in_flight: dict[int, object] = {}
+        self.error = None
+        handle.connection.echo(sid=session.session_id, timeout=wait_s,
+                               credit_request=2 * window)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="write-stream")
+        self._thread.start()
+
+    def _run(self) -> None:
+        handle = self.handle
+        conn, tree = handle.connection, handle.tree_connect
+        queue = collections.deque()
+        try:
+            for index in range(self.max_chunks):
+                data = self.chunk(index)
+                message, _ = handle.write(data, index * len(data), send=False)
+                request = conn.send(message, sid=tree.session.session_id,
+                                    tid=tree.tree_connect_id)
+                self.in_flight[index] = request
+                queue.append(index)
+                while len(queue) >= self.window:
+                    oldest = queue.popleft()
+                    response = conn.receive(self.in_flight[oldest], timeout=self.wait_s)
+                    answer = SMB2WriteResponse()
+                    answer.unpack(response["data"].get_value())
+                    assert answer["count"].get_value() == len(data)
+                    del self.in_flight[oldest]
+                    self.acked.add(oldest)
+        except BaseException as exc:    # the stop ends the stream; the test judges how
+            self.error = exc
+
+    def wait_acked(self, count: int) -> None:
+        deadline = time.monotonic() + self.wait_s
+        while len(self.acked) < count:
+            assert self._thread.is_alive(), f"the write stream ended early: {self.error!r}"
+            assert time.monotonic() < deadline, f"only {len(self.acked)} WRITEs answered"
+            time.sleep(0.005)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._thread.join(self.wait_s)
+        assert not self._thread.is_alive(), "the write stream did not notice the server went"

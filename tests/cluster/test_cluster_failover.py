@@ -23,7 +23,6 @@ as adopted, and the DH2C answer carries the persistent FileId the first
 CREATE returned (the kernel client would silently reopen instead).
 """
 
-import collections
 import os
 import struct
 import threading
@@ -46,7 +45,7 @@ from smbprotocol.tree import TreeConnect  # noqa: E402
 
 from pair import LIF, PASSWORD, USER  # noqa: E402
 from persistent_client import (  # noqa: E402
-    LEASE_RWH, READ_WRITE, create, dh2c_context, dh2q_context, lease_context, one)
+    LEASE_RWH, READ_WRITE, WriteStream, create, dh2c_context, dh2q_context, lease_context, one)
 
 WAIT_S = 15.0
 DURABLE_TIMEOUT_MS = 60_000
@@ -220,56 +219,6 @@ def check_lock_came_along(owner) -> None:
         == STATUS_RANGE_NOT_LOCKED
 
 
-class WriteStream:
-    """WRITEs chunk 0, 1, 2, ... with up to WINDOW in flight until the
-    connection fails (the socket already lives in the client namespace, so
-    this thread may use it); records each chunk as its WRITE is answered."""
-
-    WINDOW = 8
-
-    def __init__(self, owner: Owner) -> None:
-        self.owner = owner
-        self.in_flight: dict[int, object] = {}
-        self.error = None
-        self.data: dict[int, bytes] = {}
-        conn, session = owner.client.conn, owner.client.session
-        owner.thread.call(conn.echo, sid=session.session_id, timeout=WAIT_S,
-                          credit_request=2 * self.WINDOW)
-        self._thread = threading.Thread(target=self._run, daemon=True, name="write-stream")
-        self._thread.start()
-
-    def _run(self) -> None:
-        handle = self.owner.handle
-        conn, tree = handle.connection, handle.tree_connect
-        queue = collections.deque()
-        try:
-            for index in range(1 << 14):
-                data = os.urandom(CHUNK)
-                self.data[index] = data
-                message, _ = handle.write(data, index * CHUNK, send=False)
-                request = conn.send(message, sid=tree.session.session_id,
-                                    tid=tree.tree_connect_id)
-                self.in_flight[index] = request
-                queue.append(index)
-                while len(queue) >= self.WINDOW:
-                    oldest = queue.popleft()
-                    conn.receive(self.in_flight.pop(oldest), timeout=WAIT_S)
-                    self.owner.written[oldest] = self.data[oldest]
-        except BaseException as exc:    # the kill ends the stream; the test judges how
-            self.error = exc
-
-    def wait_acked(self, count: int) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while len(self.owner.written) < count:
-            assert self._thread.is_alive(), f"the write stream ended early: {self.error!r}"
-            assert time.monotonic() < deadline, f"only {len(self.owner.written)} WRITEs answered"
-            time.sleep(0.005)
-
-    def join(self) -> None:
-        self._thread.join(WAIT_S)
-        assert not self._thread.is_alive(), "the write stream did not notice the owner died"
-
-
 def wait_in_sync(node, aggregate: str = "aggr1", past_mseq: int = -1) -> dict:
     """The owner's mirror of ``aggregate`` is caught up with the partner
     (and has committed beyond ``past_mseq``)."""
@@ -290,12 +239,17 @@ def test_owner_killed_mid_stream_partner_adopts_from_its_replica(pair):
     wait_in_sync(pair.a)
     owner = Owner(pair.client, "vm.vhdx")
     owner.lock(sequence_number=1, sequence_index=1)
-    stream = WriteStream(owner)
+    data = {}
+    acked: set[int] = set()
+    stream = pair.client.call(
+        WriteStream, owner.handle, owner.client.session,
+        lambda index: data.setdefault(index, os.urandom(CHUNK)), acked, 8, WAIT_S)
     stream.wait_acked(24)
 
     pair.a.kill()                                    # kill -9, WRITEs in flight
     stream.join()
     assert stream.error is not None and len(stream.in_flight) >= 1
+    owner.written.update({index: data[index] for index in acked})
     pair.lost("A")
     adopted = pair.adopt("B")
     assert adopted["ok"] and adopted["source"] == "replica" and adopted["restored"] == 1, \

@@ -31,11 +31,9 @@ server this module starts is stopped by PID at teardown; each run's log is
 kept (``smbcad.N.log``) and their tails are in the failure messages.
 """
 
-import collections
 import os
 import random
 import signal
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -54,13 +52,12 @@ from smbprotocol.open import (  # noqa: E402
     CreateDisposition,
     LockFlags,
     SMB2LockElement,
-    SMB2WriteResponse,
 )
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
 from persistent_client import (  # noqa: E402
-    LEASE_RWH, create, dh2c_context, dh2q_context, lease_context, one)
+    LEASE_RWH, WriteStream, create, dh2c_context, dh2q_context, lease_context, one)
 from servers import Share, ServerStartError, start_smbcad  # noqa: E402
 
 # Not marked interop: the client is a Python package, not a binary (as in test_smbprotocol.py).
@@ -276,55 +273,6 @@ class PersistentWriter:
                 if self.handle.read(index * CHUNK, CHUNK) != chunk(self.seed, index)]
 
 
-class WriteStream:
-    """WRITEs chunk 0, 1, 2, ... with up to WINDOW in flight, from a thread,
-    until the connection fails; records each acknowledged chunk as it is answered."""
-
-    def __init__(self, writer: PersistentWriter) -> None:
-        self.writer = writer
-        self.in_flight: dict[int, object] = {}
-        self.error = None
-        conn, session = writer.client.conn, writer.client.session
-        conn.echo(sid=session.session_id, timeout=WAIT_S, credit_request=2 * WINDOW)
-        self._thread = threading.Thread(target=self._run, daemon=True, name="write-stream")
-        self._thread.start()
-
-    def _run(self) -> None:
-        handle = self.writer.handle
-        conn, tree = handle.connection, handle.tree_connect
-        queue = collections.deque()
-        try:
-            for index in range(MAX_CHUNKS):
-                message, _ = handle.write(chunk(self.writer.seed, index), index * CHUNK, send=False)
-                request = conn.send(message, sid=tree.session.session_id, tid=tree.tree_connect_id)
-                self.in_flight[index] = request
-                queue.append(index)
-                while len(queue) >= WINDOW:
-                    oldest = queue.popleft()
-                    response = conn.receive(self.in_flight[oldest], timeout=WAIT_S)
-                    answer = SMB2WriteResponse()
-                    answer.unpack(response["data"].get_value())
-                    assert answer["count"].get_value() == CHUNK
-                    del self.in_flight[oldest]
-                    self.writer.acked.add(oldest)
-        except BaseException as exc:    # the stop ends the stream; the test judges how
-            self.error = exc
-
-    def wait_acked(self, count: int) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while len(self.writer.acked) < count:
-            assert self._thread.is_alive(), f"the write stream ended early: {self.error!r}"
-            assert time.monotonic() < deadline, f"only {len(self.writer.acked)} WRITEs answered"
-            time.sleep(0.005)
-
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self) -> None:
-        self._thread.join(WAIT_S)
-        assert not self._thread.is_alive(), "the write stream did not notice the server went away"
-
-
 # --- the tests -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
@@ -332,7 +280,9 @@ def test_persistent_open_survives_restart_mid_stream(ca_server, clients, stop):
     writer = PersistentWriter(ca_server, clients, "vm-disk.vhdx", DURABLE_TIMEOUT_MS)
     lock(writer.handle, EXCLUSIVE_NOW)
 
-    stream = WriteStream(writer)
+    stream = WriteStream(writer.handle, writer.client.session,
+                         lambda index: chunk(writer.seed, index), writer.acked, WINDOW, WAIT_S,
+                         MAX_CHUNKS)
     stream.wait_acked(ACKED_BEFORE_STOP)
     assert stream.running(), "the stream must still be running when smbcad stops"
     if stop == "kill -9":
