@@ -3,7 +3,9 @@
 One JSON object per line (UTF-8, ``\\n``) each way; every request line gets
 one answer line: ``{"ok": true, ...}`` or ``{"ok": false, "error": TEXT}``.
 A line that is not JSON but a bare word is shorthand for
-``{"command": WORD}`` (``echo status | socat - UNIX:...``).  Lines are at
+``{"command": WORD}`` (``echo status | socat - UNIX:...``).  A request may
+carry ``"version"``: a daemon refuses one it does not speak, by name, and
+changes nothing (``PROTOCOL_VERSION``; the clients here send it).  Lines are at
 most ``MAX_LINE_BYTES``; a longer one is answered with an error and the
 connection is closed.
 
@@ -32,6 +34,7 @@ log = logging.getLogger("smbca.control")
 SMBCAD_SOCKET = "/run/smbca/smbcad.sock"
 WITNESSD_SOCKET = "/run/smbca/witnessd.sock"
 CLUSDISK_SOCKET = "/run/smbca/clusdisk.sock"
+PROTOCOL_VERSION = 1      # every request may say which it speaks ("version")
 MAX_LINE_BYTES = 64 * 1024
 SOCKET_MODE = 0o600       # root only: these sockets move shares and addresses
 
@@ -46,7 +49,8 @@ class ControlError(Exception):
 
 
 def decode_request(line: bytes) -> dict:
-    """The request object of one line (without its newline)."""
+    """The request object of one line (without its newline), its ``version``
+    checked and removed (absent: version 1, what every earlier release sent)."""
     word = line.strip().decode(errors="replace")
     if word.isidentifier():
         return {"command": word}
@@ -56,6 +60,10 @@ def decode_request(line: bytes) -> dict:
         raise ControlError(f"bad request: neither JSON nor a command ({exc})") from None
     if not isinstance(message, dict):
         raise ControlError("bad request: a control request is a JSON object")
+    version = message.pop("version", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise ControlError(f"unsupported control protocol version {version!r} "
+                           f"(this daemon speaks {PROTOCOL_VERSION})")
     return message
 
 
@@ -135,7 +143,7 @@ async def request(path: str, message: dict, timeout_s: float = 10.0) -> dict:
     async def exchange() -> bytes:
         reader, writer = await asyncio.open_unix_connection(path, limit=MAX_LINE_BYTES)
         try:
-            writer.write(encode_line(message))
+            writer.write(encode_line(_versioned(message)))
             await writer.drain()
             return await reader.readline()
         finally:
@@ -158,7 +166,7 @@ def request_blocking(path: str, message: dict, timeout_s: float = 10.0) -> dict:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
             sock.settimeout(timeout_s)
             sock.connect(path)
-            sock.sendall(encode_line(message))
+            sock.sendall(encode_line(_versioned(message)))
             line = bytearray()
             while not line.endswith(b"\n") and len(line) <= MAX_LINE_BYTES:
                 chunk = sock.recv(65536)
@@ -170,6 +178,10 @@ def request_blocking(path: str, message: dict, timeout_s: float = 10.0) -> dict:
     except OSError as exc:
         raise ControlError(f"{path}: {exc.strerror or exc}") from None
     return _decode_answer(path, bytes(line))
+
+
+def _versioned(message: dict) -> dict:
+    return message if "version" in message else {**message, "version": PROTOCOL_VERSION}
 
 
 def _decode_answer(path: str, line: bytes) -> dict:

@@ -63,8 +63,9 @@ def test_notifier(tmp_path):
     asyncio.run(scenario())
     # The wire form smbcad and witnessd were written against.
     assert received[0] == {"type": "aggregate", "event": "adopt", "aggregate": "aggr1",
-                           "mount_point": "/srv/aggr1", "node": 1}
+                           "mount_point": "/srv/aggr1", "node": 1, "version": 1}
     assert received[1] == {"event": "interface", "group": "a", "state": "available",
-                           "ipv4": "192.0.2.10"}
+                           "ipv4": "192.0.2.10", "version": 1}
     assert received[2] == {"type": "aggregate", "event": "release", "aggregate": "aggr1",
-                           "mount_point": "/srv/aggr1", "node": 1, "planned": True}
+                           "mount_point": "/srv/aggr1", "node": 1, "planned": True,
+                           "version": 1}

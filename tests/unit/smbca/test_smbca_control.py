@@ -38,6 +38,7 @@ def test_default_paths_are_one_directory():
     (b'{"event": "status"}', {"event": "status"}),
     (b"status", {"command": "status"}),
     (b"  status \r", {"command": "status"}),
+    (b'{"command": "status", "version": 1}', {"command": "status"}),
 ])
 def test_decode_request(line, message):
     assert decode_request(line) == message
@@ -47,6 +48,9 @@ def test_decode_request(line, message):
     (b"{nope", "bad request"),
     (b"[1, 2]", "JSON object"),
     (b"rm -rf /", "neither JSON nor a command"),
+    (b'{"command": "release", "version": 2}',
+     r"unsupported control protocol version 2 \(this daemon speaks 1\)"),
+    (b'{"command": "status", "version": "1"}', "unsupported control protocol version '1'"),
 ])
 def test_decode_request_errors(line, error):
     with pytest.raises(ControlError, match=error):
