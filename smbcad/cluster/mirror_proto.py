@@ -46,6 +46,17 @@ protocol order):
                    + record count at the end)
 - ``Refuse``       aggregate, reason, and the refuser's position (epoch,
                    generation, mseq) so the primary can decide again
+- ``Tickles``      aggregate and the client connections the owner has on its
+                   LIFs (the "tickle list", cluster.md §1.3): the next owner
+                   sends each client a tickle ACK when the LIF comes up.  Not
+                   a commit: sent after each change, never acknowledged.
+
+Versions.  ``VERSION`` in every frame header is the framing version; a peer
+with another one is refused at once with a reason that names both.  Within a
+version, the HELLO's header ``flags`` list the optional messages its sender
+understands (``FEATURE_*``); nothing optional is sent to a peer that did not
+list it, so a node of the previous release keeps mirroring during a rolling
+upgrade (it sends flags 0 and ignores ours).
 
 Departure from cluster.md, on purpose: ``Ack`` also carries the generation.
 An ACK of an old generation's frame can still be in flight after a snapshot
@@ -60,6 +71,7 @@ remove = 2 u8 | DurableFileId u64, preceded by a u32 count.
 import enum
 import hashlib
 import hmac
+import ipaddress
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +84,8 @@ MAC_BYTES = 32
 MIN_KEY_BYTES = 16
 MAX_PAYLOAD = 64 << 20
 SNAPSHOT_CHUNK_BYTES = 1 << 20
+FEATURE_TICKLES = 0x0001                    # understands TICKLES (type 8)
+FEATURES = FEATURE_TICKLES                  # what this release understands
 
 _HEADER = struct.Struct("<4sBBHIQ")
 _U8 = struct.Struct("<B")
@@ -83,6 +97,7 @@ _APPEND = struct.Struct("<QQ")              # epoch, mseq
 _ACK = struct.Struct("<QQQ")                # epoch, generation, mseq
 _SNAP = struct.Struct("<QQQ")               # epoch, generation, base mseq
 _REFUSE = struct.Struct("<BQQQ")            # reason, epoch, generation, mseq
+_TICKLE = struct.Struct("<B16sH16sH")       # family, client ip, port, server ip, port
 _PUT = struct.Struct("<BQI")
 _REMOVE = struct.Struct("<BQ")
 _OP_PUT, _OP_REMOVE = 1, 2
@@ -102,6 +117,7 @@ class MessageType(enum.IntEnum):
     SNAPSHOT_CHUNK = 5
     SNAPSHOT_END = 6
     REFUSE = 7
+    TICKLES = 8
 
 
 class Role(enum.IntEnum):
@@ -375,9 +391,51 @@ class Refuse:
             raise ProtocolError(f"bad refuse reason {reason}") from None
 
 
-Message = Hello | Append | Ack | SnapshotBegin | SnapshotChunk | SnapshotEnd | Refuse
+Tickle = tuple[str, int, str, int]          # client ip, client port, server ip, server port
+
+
+@dataclass(frozen=True, slots=True)
+class Tickles:
+    """The owner's client connections on the aggregate's LIFs, all of them."""
+
+    aggregate: str
+    connections: tuple[Tickle, ...]
+    type = MessageType.TICKLES
+
+    def encode(self) -> bytes:
+        parts = [_pack_name(self.aggregate), _U32.pack(len(self.connections))]
+        for client_ip, client_port, server_ip, server_port in self.connections:
+            client, server = ipaddress.ip_address(client_ip), ipaddress.ip_address(server_ip)
+            if client.version != server.version:
+                raise ValueError(f"tickle {client_ip} -> {server_ip}: mixed address families")
+            parts.append(_TICKLE.pack(client.version, client.packed, client_port,
+                                      server.packed, server_port))
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, view: memoryview) -> "Tickles":
+        name, offset = _unpack_name(view, 0)
+        (count,) = _take(_U32, view, offset)
+        offset += _U32.size
+        connections = []
+        for _ in range(count):
+            family, client, client_port, server, server_port = _take(_TICKLE, view, offset)
+            offset += _TICKLE.size
+            if family == 4:
+                connections.append((str(ipaddress.IPv4Address(client[:4])), client_port,
+                                    str(ipaddress.IPv4Address(server[:4])), server_port))
+            elif family == 6:
+                connections.append((str(ipaddress.IPv6Address(client)), client_port,
+                                    str(ipaddress.IPv6Address(server)), server_port))
+            else:
+                raise ProtocolError(f"bad address family {family}")
+        _done(view, offset)
+        return cls(name, tuple(connections))
+
+
+Message = Hello | Append | Ack | SnapshotBegin | SnapshotChunk | SnapshotEnd | Refuse | Tickles
 _DECODERS = MappingProxyType({cls.type: cls.decode for cls in (
-    Hello, Append, Ack, SnapshotBegin, SnapshotChunk, SnapshotEnd, Refuse)})
+    Hello, Append, Ack, SnapshotBegin, SnapshotChunk, SnapshotEnd, Refuse, Tickles)})
 
 
 def snapshot_messages(aggregate: str, epoch: int, generation: int, base_mseq: int,
@@ -498,19 +556,20 @@ class MirrorConnection:
     (``secrets.token_bytes(NONCE_BYTES)``); it is passed in so the core has
     no randomness of its own."""
 
-    def __init__(self, cluster_key: bytes, hello: Hello) -> None:
+    def __init__(self, cluster_key: bytes, hello: Hello, features: int = FEATURES) -> None:
         if len(cluster_key) < MIN_KEY_BYTES:
             raise ValueError(f"the cluster key must have at least {MIN_KEY_BYTES} bytes")
         self._cluster_key = cluster_key
         self._hello_key = hello_key(cluster_key)
         self.local_hello = hello
         self.peer_hello: Hello | None = None
+        self.peer_features = 0                   # the peer HELLO's flags
         self.state = ConnectionState.AWAIT_HELLO
         self.stats = ConnectionStats()
         self._send_key = self._receive_key = b""
         self._send_counter = self._receive_counter = 0
         self._inbuf = bytearray()
-        self._outbuf = [encode_frame(self._hello_key, 0, hello)]
+        self._outbuf = [encode_frame(self._hello_key, 0, hello, features)]
         self.stats.frames_out = 1
 
     def _move(self, symbol: _Input) -> None:
@@ -542,9 +601,13 @@ class MirrorConnection:
         while self.state is not ConnectionState.FAILED:
             if len(self._inbuf) - offset < _HEADER.size:
                 break
-            magic, version, kind, _flags, length, counter = _HEADER.unpack_from(
+            magic, version, kind, flags, length, counter = _HEADER.unpack_from(
                 self._inbuf, offset)
-            if magic != MAGIC or version != VERSION or length > MAX_PAYLOAD:
+            if magic == MAGIC and version != VERSION:
+                events.append(self._fail(f"the partner speaks mirror protocol version "
+                                         f"{version}; this node speaks {VERSION}"))
+                break
+            if magic != MAGIC or length > MAX_PAYLOAD:
                 events.append(self._fail(f"bad frame header (magic {magic!r}, version "
                                          f"{version}, length {length})"))
                 break
@@ -553,14 +616,15 @@ class MirrorConnection:
                 break
             frame = memoryview(self._inbuf)[offset:end]
             offset = end
-            event = self._frame(frame, kind, length, counter)
+            event = self._frame(frame, kind, flags, length, counter)
             frame.release()
             if event is not None:
                 events.append(event)
         del self._inbuf[:offset]
         return events
 
-    def _frame(self, frame: memoryview, kind: int, length: int, counter: int) -> Event | None:
+    def _frame(self, frame: memoryview, kind: int, flags: int, length: int,
+               counter: int) -> Event | None:
         body_end = _HEADER.size + length
         awaiting = self.state is ConnectionState.AWAIT_HELLO
         key = self._hello_key if awaiting else self._receive_key
@@ -587,6 +651,7 @@ class MirrorConnection:
         if awaiting:
             if message.nonce == self.local_hello.nonce:
                 return self._fail("our own HELLO came back: a loop or a reflection")
+            self.peer_features = flags
             self._handshake(message)
             return PeerHello(message)
         if isinstance(message, Hello):

@@ -226,3 +226,51 @@ def test_second_hello_fails():
 def test_short_cluster_key_is_refused():
     with pytest.raises(ValueError):
         mp.MirrorConnection(b"short", mp.Hello("a", NONCE_A, 1))
+
+
+# --- tickle lists and versions (issue 11 items 1 and 4) -------------------------------
+
+TICKLES = mp.Tickles("aggr1", (("192.0.2.100", 50123, "192.0.2.10", 445),
+                               ("fd5b:ca::64", 40000, "fd5b:ca::10", 445)))
+
+
+def test_tickles_round_trip():
+    assert mp.Tickles.decode(memoryview(TICKLES.encode())) == TICKLES
+    assert mp.Tickles.decode(memoryview(mp.Tickles("a", ()).encode())) == mp.Tickles("a", ())
+
+
+def test_tickles_exact_bytes():
+    data = mp.Tickles("ag", (("192.0.2.100", 50123, "192.0.2.10", 445),)).encode()
+    assert data == (b"\x02ag" + (1).to_bytes(4, "little") + b"\x04"
+                    + bytes([192, 0, 2, 100]) + bytes(12) + (50123).to_bytes(2, "little")
+                    + bytes([192, 0, 2, 10]) + bytes(12) + (445).to_bytes(2, "little"))
+
+
+def test_tickles_refuse_mixed_families_and_bad_family():
+    with pytest.raises(ValueError):
+        mp.Tickles("a", (("192.0.2.1", 1, "fd5b:ca::1", 445),)).encode()
+    bad = bytearray(mp.Tickles("a", (("192.0.2.1", 1, "192.0.2.10", 445),)).encode())
+    bad[2 + 4] = 5                                      # the family byte
+    with pytest.raises(mp.ProtocolError):
+        mp.Tickles.decode(memoryview(bytes(bad)))
+
+
+def test_hello_flags_carry_the_features():
+    a = mp.MirrorConnection(KEY, mp.Hello("node-a", NONCE_A, 1))
+    old = mp.MirrorConnection(KEY, mp.Hello("node-b", NONCE_B, 1), features=0)
+    old.receive_data(a.data_to_send())
+    a.receive_data(old.data_to_send())
+    assert old.peer_features == mp.FEATURES and mp.FEATURES & mp.FEATURE_TICKLES
+    assert a.peer_features == 0
+    assert a.state is old.state is mp.ConnectionState.OPEN
+
+
+def test_another_framing_version_is_refused_with_both_versions_named():
+    a, b = pair()
+    frame = bytearray(a.data_to_send())
+    frame[4] = mp.VERSION + 1
+    (event,) = b.receive_data(bytes(frame))
+    assert event == mp.ConnectionFailed(
+        f"the partner speaks mirror protocol version {mp.VERSION + 1}; "
+        f"this node speaks {mp.VERSION}")
+    assert b.state is mp.ConnectionState.FAILED
