@@ -93,8 +93,9 @@ class Daemon:
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()
 
-    def _new_connection(self, sink, peer: str, local_address: str = "") -> Connection:
-        conn = Connection(self.server, sink, peer, local_address)
+    def _new_connection(self, sink, peer: str, local_address: str = "",
+                        local_port: int = 0) -> Connection:
+        conn = Connection(self.server, sink, peer, local_address, local_port)
         self.server.connections.add(conn)
         return conn
 

@@ -89,7 +89,9 @@ class SmbProtocol(asyncio.BufferedProtocol):
         peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
         local = transport.get_extra_info("sockname")
         local_address = str(local[0]) if local else ""
-        self.connection = self.make_connection(_FrameSink(self), peer_text, local_address)
+        local_port = int(local[1]) if local else 0
+        self.connection = self.make_connection(_FrameSink(self), peer_text, local_address,
+                                               local_port)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self.server.on_connection_open(self)
 

@@ -34,6 +34,7 @@ from smbcad.cluster import aggregate_state as ags
 from smbcad.cluster.aggregate_state import AdoptionRefused, commit_adoption, load_for_adoption
 from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
 from smbcad.cluster.mirrored_engine import MirroredEngine
+from smbcad.cluster.tickles import TickleTracker
 from smbcad.server.aggregates import AggregateError, Phase
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 
@@ -49,6 +50,7 @@ class ClusterMember:
         self.config = cluster_config
         self.state_dir = state_dir
         self.link: MirrorLink | None = None
+        self.tickles: TickleTracker | None = None
         self._stores: dict[str, object] = {}
         self._engines: dict[str, MirroredEngine] = {}
         self._replicas: dict[str, ReplicaEndpoint] = {}
@@ -89,6 +91,10 @@ class ClusterMember:
             peer=(config.mirror_peer.host, config.mirror_peer.port))
         for aggregate in config.aggregates:
             await self._open_replica(aggregate.name)
+        self.tickles = TickleTracker({a.name: a.addresses for a in config.aggregates},
+                                     self.link.set_tickles,
+                                     asyncio.get_running_loop().call_soon)
+        self.server.connections.watchers.append(self.tickles)
         await self.link.start()
         for aggregate in config.aggregates:
             if await asyncio.to_thread(self._still_owner, aggregate.name, aggregate.mount_point):
@@ -159,12 +165,16 @@ class ClusterMember:
                     await self._open_replica(name)
                 raise
             took = time.monotonic() - started
-            log.info("adopted %s from its %s copy: %d persistent opens in %.3f s",
-                     name, source, result.restored, took)
+            # The former owner's client connections on the LIFs, for clusdisk
+            # to tickle once they are up here.
+            tickles = self.link.take_partner_tickles(name) if self.link is not None else ()
+            log.info("adopted %s from its %s copy: %d persistent opens in %.3f s; "
+                     "%d client connections to tickle", name, source, result.restored, took,
+                     len(tickles))
             return {"aggregate": name, "phase": aggregate.phase.value, "source": source,
                     "restored": result.restored, "intents": result.intents,
                     "kept": result.kept, "dropped": result.dropped,
-                    "seconds": round(took, 6)}
+                    "seconds": round(took, 6), "tickles": [list(t) for t in tickles]}
 
     def _take_over_copy(self, name: str, mount_point: str) -> str:
         """The adoption rule and its commit (writer thread: file I/O)."""

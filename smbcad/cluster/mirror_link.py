@@ -35,9 +35,9 @@ from typing import Protocol
 
 from smbcad.cluster.mirror_core import Action, ReplicaWrite, Send
 from smbcad.cluster.mirror_proto import (
-    NONCE_BYTES, Ack, AggregatePosition, Append, ConnectionFailed, FrameDropped, Hello,
-    Message, MessageReceived, MirrorConnection, PeerHello, ProtocolError, Refuse, Role,
-    SnapshotBegin, SnapshotChunk, SnapshotEnd)
+    FEATURE_TICKLES, FEATURES, NONCE_BYTES, Ack, AggregatePosition, Append, ConnectionFailed,
+    FrameDropped, Hello, Message, MessageReceived, MirrorConnection, PeerHello, ProtocolError,
+    Refuse, Role, SnapshotBegin, SnapshotChunk, SnapshotEnd, Tickle, Tickles)
 from smbcad.cluster.replica import ReplicaStore
 from smbcad.cluster.replica_core import ReplicaMirror
 
@@ -63,7 +63,8 @@ class Endpoint(Protocol):
 class MirrorLink:
     def __init__(self, *, node_id: str, cluster_key: bytes, incarnation: int,
                  listen: tuple[str, int], peer: tuple[str, int], peer_node_id: str,
-                 backoff_s: tuple[float, float] = (0.05, 2.0)) -> None:
+                 backoff_s: tuple[float, float] = (0.05, 2.0),
+                 features: int = FEATURES) -> None:
         if node_id == peer_node_id:
             raise ValueError("node_id and peer_node_id must differ")
         self.node_id = node_id
@@ -73,6 +74,7 @@ class MirrorLink:
         self.peer_node_id = peer_node_id
         self.dials = node_id < peer_node_id
         self.backoff_s = backoff_s
+        self.features = features                 # what our HELLO says we understand
         self._key = cluster_key
         self._endpoints: dict[str, Endpoint] = {}
         self._conn: MirrorConnection | None = None
@@ -86,6 +88,11 @@ class MirrorLink:
         self.drops = 0
         self.refused_peers = 0
         self.dropped_frames: dict[str, int] = {}    # bad MAC, replayed counter, ... → count
+        # Tickle lists (cluster.md §1.3): ours go to the partner after every
+        # change and again on each new connection; the partner's are kept
+        # after its connection is gone, which is when they are needed.
+        self._local_tickles: dict[str, tuple[Tickle, ...]] = {}
+        self.partner_tickles: dict[str, tuple[Tickle, ...]] = {}
 
     # --- registration and sending (loop thread) -------------------------------------
 
@@ -117,6 +124,20 @@ class MirrorLink:
             return False                     # handshake not finished: the HELLO resyncs
         self._writer.write(self._conn.data_to_send())
         return True
+
+    def set_tickles(self, aggregate: str, connections: tuple[Tickle, ...]) -> None:
+        """This node's client connections on ``aggregate``'s LIFs, all of them."""
+        self._local_tickles[aggregate] = connections
+        self._send_tickles(aggregate)
+
+    def _send_tickles(self, aggregate: str) -> None:
+        if self.is_open and self._conn.peer_features & FEATURE_TICKLES:
+            self.send(Tickles(aggregate, self._local_tickles[aggregate]))
+
+    def take_partner_tickles(self, aggregate: str) -> tuple[Tickle, ...]:
+        """The partner's last tickle list of ``aggregate``, forgotten once
+        taken (the connections it names are gone once it is used)."""
+        return self.partner_tickles.pop(aggregate, ())
 
     def drop(self, reason: str) -> None:
         if self._writer is not None:
@@ -184,7 +205,7 @@ class MirrorLink:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         hello = Hello(self.node_id, secrets.token_bytes(NONCE_BYTES), self.incarnation,
                       tuple(endpoint.position() for endpoint in self._endpoints.values()))
-        conn = MirrorConnection(self._key, hello)
+        conn = MirrorConnection(self._key, hello, self.features)
         self._conn, self._writer = conn, writer
         writer.write(conn.data_to_send())
         try:
@@ -224,6 +245,10 @@ class MirrorLink:
                          hello.incarnation)
                 for name, endpoint in list(self._endpoints.items()):
                     endpoint.on_connected(self._peer_position(hello, name))
+                for name in list(self._local_tickles):
+                    self._send_tickles(name)
+            case MessageReceived(Tickles(aggregate, connections)):
+                self.partner_tickles[aggregate] = connections
             case MessageReceived(message):
                 endpoint = self._endpoints.get(message.aggregate)
                 if endpoint is None:

@@ -37,11 +37,13 @@ _ERROR_NO_DATA = encode_error_body()
 class Connection:
     """Per-connection state and the request pipeline."""
 
-    def __init__(self, server, sink, peer: str, local_address: str = "") -> None:
+    def __init__(self, server, sink, peer: str, local_address: str = "",
+                 local_port: int = 0) -> None:
         self.server = server
         self.sink = sink
         self.peer = peer
         self.local_address = local_address     # the server address it came to (a LIF?)
+        self.local_port = local_port
         self.dialect = 0                      # 0: no NEGOTIATE yet
         self.client_guid = b""
         self.client_capabilities = 0

@@ -8,6 +8,7 @@ import time
 
 from smbcad.server.adm import Session, Share
 from smbcad.server.aggregates import Aggregates
+from smbcad.server.connections import ConnectionSet
 from smbcad.server.leases import Leasing
 from smbcad.server.opens import AdoptResult, OpenTable
 
@@ -37,7 +38,7 @@ class SmbServer:
         # not on an aggregate; None: no persistent handles there.
         self.handle_store = handle_store
         self._background: set = set()
-        self.connections: set = set()
+        self.connections = ConnectionSet()
         self.pipe_environment = None                     # built on first IPC$ pipe open
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
         self.leasing = Leasing()                         # oplocks and leases

@@ -43,7 +43,7 @@ from smbprotocol.open import (  # noqa: E402
 from smbprotocol.session import SMB2SessionSetupRequest, Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
-from pair import LIF, PASSWORD, USER  # noqa: E402
+from pair import CLIENT_ADDRESS, LIF, PASSWORD, USER  # noqa: E402
 from persistent_client import (  # noqa: E402
     LEASE_RWH, READ_WRITE, WriteStream, create, dh2c_context, dh2q_context, lease_context, one)
 
@@ -254,6 +254,11 @@ def test_owner_killed_mid_stream_partner_adopts_from_its_replica(pair):
     adopted = pair.adopt("B")
     assert adopted["ok"] and adopted["source"] == "replica" and adopted["restored"] == 1, \
         (adopted, pair.b.log_tail())
+    # The dead owner's tickle list came over the mirror: clusdisk tickles the
+    # client's connection(s) to the LIF when it comes up on B.
+    assert adopted["tickles"] and all(
+        client == CLIENT_ADDRESS and 0 < port < 65536 and server == [LIF, 445]
+        for client, port, *server in adopted["tickles"]), adopted["tickles"]
 
     # Until its owner is back, nobody else gets the file.
     other = pair.client.call(Client, uuid.uuid4())
