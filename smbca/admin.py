@@ -19,15 +19,22 @@ nothing of its own:
       ip-change [--client NAME|*] DESTINATION
       unregister REGISTRATION-UUID
 
-SCSI disks are listed by ``clusdisk scan`` (it needs no daemon).  takeover,
-giveback, relocate and lif migrate are clusdisk's, still to come.  Prints the daemon's JSON answer; exits 0 if it says ok,
-1 if not, 2 on a usage error or when the daemon cannot be reached.
+  smbca failover show | takeover [--force] | giveback
+  smbca aggregate relocate AGGR --to NODE | lif migrate LIF --to NODE
+                                        the pair's planned moves, through
+                                        clusdisk (smbca.admin_failover)
+
+SCSI disks are listed by ``clusdisk scan`` (it needs no daemon).  Prints the
+daemon's JSON answer (the failover verbs: a table, or JSON with --json);
+exits 0 if it says ok, 1 if not, 2 on a usage error or when the daemon
+cannot be reached.
 """
 
 import argparse
 import json
 import sys
 
+from smbca import admin_failover
 from smbca.control import (
     CLUSDISK_SOCKET, SMBCAD_SOCKET, WITNESSD_SOCKET, ControlError, request_blocking)
 
@@ -51,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     _event_parsers(notify.add_subparsers(dest="event", required=True))
     _smbcad_parsers(sub.add_parser("smbcad", help="smbcad").add_subparsers(dest="verb",
                                                                           required=True))
+    admin_failover.add_parsers(sub)
     return p
 
 
@@ -117,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:            # argparse: --help is 0, a usage error 2
         return int(exc.code or 0)
+    if args.command in admin_failover.COMMANDS:
+        return _failover(args)
     try:
         reply = request_blocking(args.socket, request_of(args))
     except ControlError as exc:
@@ -124,6 +134,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shown = reply.get("status", reply) if args.command == "status" else reply
     print(json.dumps(shown, indent=2))
+    return 0 if reply.get("ok") else 1
+
+
+def _failover(args: argparse.Namespace) -> int:
+    request = admin_failover.request_of(args)
+    try:
+        reply = request_blocking(args.socket, request, args.timeout)
+    except ControlError as exc:
+        print(f"smbca: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    elif args.command == "failover":
+        if reply.get("ok"):
+            print("\n".join(admin_failover.show_status(reply.get("status", {}))))
+        else:
+            print(f"smbca: clusdisk: {reply.get('error', 'no reason given')}", file=sys.stderr)
+    else:
+        *steps, outcome = admin_failover.show_operation(request, reply)
+        if steps:
+            print("\n".join(steps))
+        print(outcome if reply.get("ok") else f"smbca: {outcome}",
+              file=sys.stdout if reply.get("ok") else sys.stderr)
     return 0 if reply.get("ok") else 1
 
 

@@ -77,3 +77,92 @@ def test_witness_notify_posts_the_event(daemon, capsys):
 ])
 def test_smbcad_verbs_are_smbcad_control_requests(argv, request_):
     assert admin.request_of(admin._parser().parse_args(argv)) == request_
+
+
+# --- the failover verbs (issue 11 item 6) -------------------------------------------
+
+@pytest.mark.parametrize("argv, request_", [
+    (["failover", "show"], {"command": "status"}),
+    (["takeover"], {"command": "takeover", "force": False}),
+    (["takeover", "--force"], {"command": "takeover", "force": True}),
+    (["giveback"], {"command": "giveback"}),
+    (["aggregate", "relocate", "aggr1", "--to", "b"],
+     {"command": "relocate", "aggregate": "aggr1", "to": "b", "force": False}),
+    (["aggregate", "relocate", "aggr1", "--to", "2", "--force"],
+     {"command": "relocate", "aggregate": "aggr1", "to": 2, "force": True}),
+    (["lif", "migrate", "lif-a1", "--to", "a"], {"command": "lif-migrate", "lif": "lif-a1", "to": "a"}),
+])
+def test_failover_verbs_are_clusdisk_requests(argv, request_):
+    from smbca import admin_failover
+    assert admin_failover.request_of(admin._parser().parse_args(argv)) == request_
+
+
+@pytest.fixture
+def clusdisk(tmp_path):
+    """A clusdisk control socket answering from ``answers[command]``."""
+    seen, answers = [], {}
+
+    def handle(message: dict) -> dict:
+        seen.append(message)
+        reply = answers[message["command"]]
+        if "error" in reply:
+            from smbca.control import ControlError
+            raise ControlError(reply["error"])
+        return reply
+
+    loop = asyncio.new_event_loop()
+    server = ControlServer(str(tmp_path / "clusdisk.sock"), handle)
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield server.path, seen, answers
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.run_until_complete(server.close())
+    loop.close()
+
+
+STEPS = [{"node": "b", "aggregate": "aggr1", "step": "smbcad release --planned",
+          "seconds": 0.412, "ok": True, "detail": ""},
+         {"node": "a", "aggregate": "aggr1", "step": "reserve data LUN", "seconds": 0.05,
+          "ok": True, "detail": ""}]
+
+
+def test_relocate_prints_every_step_with_its_duration(clusdisk, capsys):
+    path, seen, answers = clusdisk
+    answers["relocate"] = {"operation": "relocate", "steps": STEPS, "seconds": 1.5}
+    assert admin.main(["aggregate", "relocate", "aggr1", "--to", "a", "--socket", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert seen == [{"command": "relocate", "aggregate": "aggr1", "to": "a", "force": False}]
+    assert out[1].split() == ["b", "aggr1", "smbcad", "release", "--planned", "0.412", "ok"]
+    assert out[2].split() == ["a", "aggr1", "reserve", "data", "LUN", "0.050", "ok"]
+    assert out[-1] == "relocate aggr1 to a: done in 1.500 s"
+
+
+def test_a_refusal_is_exit_1_with_the_reason(clusdisk, capsys):
+    path, _, answers = clusdisk
+    answers["giveback"] = {"error": "aggr1: b's copy of the handle store is not in sync"}
+    assert admin.main(["giveback", "--socket", path]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == ("smbca: giveback: refused or failed: aggr1: b's copy of "
+                                    "the handle store is not in sync")
+
+
+def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
+    path, _, answers = clusdisk
+    answers["status"] = {"status": {
+        "node": {"id": 1, "name": "a"}, "mode": "pr", "state": "online", "member": True,
+        "owns_quorum": True, "partner": {"id": 2, "name": "b", "alive": True},
+        "partner_reachable": True, "takeover_possible": False,
+        "takeover_veto": "b owns no aggregate", "giveback_possible": True,
+        "aggregates": [{"name": "aggr1", "home": "a", "owner": "a", "up": True,
+                        "in_sync": True, "error": ""}],
+        "lifs": {"lif-a1": "a"}}}
+    assert admin.main(["failover", "show", "--socket", path]) == 0
+    out = capsys.readouterr().out
+    assert "takeover possible: no (b owns no aggregate)" in out
+    assert "giveback possible: yes" in out
+    assert "aggr1      a     a      yes      yes" in out
+    assert admin.main(["failover", "show", "--json", "--socket", path]) == 0
+    assert json.loads(capsys.readouterr().out)["status"]["mode"] == "pr"
