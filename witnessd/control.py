@@ -70,7 +70,8 @@ def apply_request(service: WitnessService, request: Request) -> dict:
             result = service.interface_changed(request.group, SWN_STATES[request.state],
                                                request.addresses, request.local)
         case events.ClientMove():
-            result = service.client_move(request.client, request.destination)
+            result = service.client_move(request.client, request.destination,
+                                         request.addresses)
         case events.ShareMove():
             result = service.share_move(request.client, request.share, request.destination)
         case events.IpChange():
