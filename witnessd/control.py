@@ -5,7 +5,10 @@ Requests arrive on witnessd's Unix socket in the shared JSON-line protocol
 (``smbca.control``); the events and their JSON form are ``smbca.events``:
 ``InterfaceState`` (``interface`` / ``node``, [MS-SWN] 3.1.6.1),
 ``ClientMove`` (3.1.6.2), ``ShareMove`` (3.1.6.3) and ``IpChange`` (3.1.6.4).
-witnessd's own requests:
+They come from clusdisk on this node and, forwarded, on the partner, and may
+name any node's interfaces: an interface event matches its address whatever
+the group, so a LIF that comes up on the other node moves there
+(``WitnessService.interface_changed``).  witnessd's own requests:
 
 =================  ==================================================================
 ``event``          fields

@@ -42,6 +42,15 @@ Where the spec, Windows and Samba disagree, this service chooses:
   notifications, 3.1.6.4 being "an IP address ... enabled or disabled".
 * Deleting a registration answers its pending AsyncNotify calls with
   ERROR_NOT_FOUND (Samba).
+* An interface is its address: an event naming a listed address under
+  another group moves that interface to the group (a LIF taken over,
+  relocated or migrated to the other node of the pair) rather than listing
+  the address twice, and a move of an address that was not UNAVAILABLE is
+  reported UNAVAILABLE first (Samba).  ``local`` (no INTERFACE_WITNESS)
+  follows the group: hosted here iff it is the configured local node.
+* CLIENT_MOVE for "*" goes to every registration (3.1.6.2 selects by client
+  name only); a move event that names the moving LIFs' addresses reaches
+  only the registrations made for them.
 """
 
 import logging
