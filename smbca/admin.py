@@ -14,7 +14,7 @@ nothing of its own:
                                         post an event to witnessd:
       node NODE up|down|available|unavailable|unknown
       interface GROUP STATE [--ipv4 A] [--ipv6 A] [--local yes|no]
-      client-move [--client NAME|*] DESTINATION
+      client-move [--client NAME|*] [--address LIF]... DESTINATION
       share-move --share NAME [--client NAME|*] DESTINATION
       ip-change [--client NAME|*] DESTINATION
       unregister REGISTRATION-UUID
@@ -96,6 +96,9 @@ def _event_parsers(events) -> None:
         move.add_argument("--client", default="*", help="WitnessClientName (default: all)")
         if name == "share-move":
             move.add_argument("--share", required=True)
+        if name == "client-move":
+            move.add_argument("--address", dest="addresses", action="append",
+                              help="only the clients registered for this LIF (repeatable)")
     unregister = events.add_parser("unregister", help="remove one registration")
     unregister.add_argument("registration")
     events.add_parser("status", help="show interfaces and registrations")

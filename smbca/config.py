@@ -10,6 +10,7 @@ database.  ``systemd_environment`` is the one place that reads systemd's
 variables from the environment.
 """
 
+import difflib
 import ipaddress
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -76,9 +77,13 @@ class Section:
         return f"{self.path}.{name}" if self.path else name
 
     def check_keys(self, *allowed: str) -> None:
+        """Every key is one of ``allowed``: a typo is an error naming the key
+        and, when one is close, the key that was probably meant."""
         for name in self.data:
             if name not in allowed:
-                raise ConfigError(self.key(str(name)), "unknown key")
+                close = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f" (did you mean {self.key(close[0])}?)" if close else ""
+                raise ConfigError(self.key(str(name)), f"unknown key{hint}")
 
     def get(self, name: str, kind: type, default: object = _REQUIRED, *,
             minimum: int | float | None = None, maximum: int | float | None = None):

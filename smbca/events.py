@@ -17,7 +17,8 @@ class               JSON object                               meaning
                     ``{"event": "node", "node", "state"}``
                     is read as every interface of a node
 ``ClientMove``      ``{"event": "client-move", "client",      [MS-SWN] 3.1.6.2
-                    "destination"}``
+                    "destination", "addresses"?}``            (``addresses``: only the
+                                                              clients of these LIFs)
 ``ShareMove``       ``{"event": "share-move", "client",       [MS-SWN] 3.1.6.3
                     "share", "destination"}``
 ``IpChange``        ``{"event": "ip-change", "client",        [MS-SWN] 3.1.6.4
@@ -155,15 +156,30 @@ class InterfaceState:
 
 @dataclass(frozen=True, slots=True)
 class ClientMove:
+    """``addresses``: when given, only registrations made for one of these
+    LIF addresses move (a planned move of some LIFs, not of every client)."""
+
     client: str
     destination: str
+    addresses: tuple[IpAddress, ...] = ()
 
     def to_json(self) -> dict:
-        return {"event": "client-move", "client": self.client, "destination": self.destination}
+        message: dict[str, Any] = {"event": "client-move", "client": self.client,
+                                   "destination": self.destination}
+        if self.addresses:
+            message["addresses"] = [str(address) for address in self.addresses]
+        return message
 
     @classmethod
     def from_json(cls, message: dict) -> "ClientMove":
-        return cls(_text(message, "client"), _text(message, "destination"))
+        raw = message.get("addresses") or []
+        if not isinstance(raw, list):
+            raise ControlError("'addresses' must be a list of IP addresses")
+        try:
+            addresses = tuple(ipaddress.ip_address(str(text).strip()) for text in raw)
+        except ValueError:
+            raise ControlError("'addresses' must be a list of IP addresses") from None
+        return cls(_text(message, "client"), _text(message, "destination"), addresses)
 
 
 @dataclass(frozen=True, slots=True)

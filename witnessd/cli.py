@@ -9,7 +9,9 @@ Quick mode, for scripts and tests::
 ``--epm-listen`` defaults to port 135 on the ``--listen`` address; ``--node``
 (the local node, whose addresses GetInterfaceList does not offer as
 witnesses) defaults to the node owning the ``--listen`` address.  A bad
-flag or config exits 2 with one line naming the key and the problem.
+flag or config (an unknown key too) exits 2 with one line naming the key
+and the problem.  With ``--config``, SIGHUP re-reads the file
+(``witnessd.daemon.Daemon.reload``).
 """
 
 import argparse

@@ -5,7 +5,10 @@ Requests arrive on witnessd's Unix socket in the shared JSON-line protocol
 (``smbca.control``); the events and their JSON form are ``smbca.events``:
 ``InterfaceState`` (``interface`` / ``node``, [MS-SWN] 3.1.6.1),
 ``ClientMove`` (3.1.6.2), ``ShareMove`` (3.1.6.3) and ``IpChange`` (3.1.6.4).
-witnessd's own requests:
+They come from clusdisk on this node and, forwarded, on the partner, and may
+name any node's interfaces: an interface event matches its address whatever
+the group, so a LIF that comes up on the other node moves there
+(``WitnessService.interface_changed``).  witnessd's own requests:
 
 =================  ==================================================================
 ``event``          fields
@@ -70,7 +73,8 @@ def apply_request(service: WitnessService, request: Request) -> dict:
             result = service.interface_changed(request.group, SWN_STATES[request.state],
                                                request.addresses, request.local)
         case events.ClientMove():
-            result = service.client_move(request.client, request.destination)
+            result = service.client_move(request.client, request.destination,
+                                         request.addresses)
         case events.ShareMove():
             result = service.share_move(request.client, request.share, request.destination)
         case events.IpChange():

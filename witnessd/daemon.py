@@ -4,7 +4,9 @@ Endpoints: the witness interface (plus mgmt) on ``server.listen``, the
 endpoint mapper (plus mgmt) on ``server.epm_listen`` (one listener serves
 both when they are the same address), the control socket and the metrics
 port.  A periodic tick runs the MS-SWN timers.  SIGTERM / SIGINT drain and
-stop; systemd is told READY=1 and STOPPING=1 (Type=notify).
+stop; SIGHUP (``systemctl reload witnessd``) re-reads the config file
+(``Daemon.reload``); systemd is told READY=1, RELOADING=1 and STOPPING=1
+(Type=notify).
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from smbca.auth import Authenticator
-from smbca.config import build_user_database, systemd_environment
+from smbca.config import ConfigError, build_user_database, systemd_environment
 from smbca.control import ControlServer
 from smbca.events import Availability
 from smbca.rpc.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
@@ -36,20 +38,28 @@ from witnessd.transport import RpcListener, start_metrics_server
 
 log = logging.getLogger("witnessd")
 
-def build_service(cfg: config_mod.Config, clock: Callable[[], float],
-                  observer: WitnessMetrics | None = None) -> WitnessService:
+def build_settings(cfg: config_mod.Config) -> WitnessSettings:
     witness = cfg.witness
-    settings = WitnessSettings(
-        server_global_names=(witness.net_name, *witness.aliases), shares=witness.shares,
+    return WitnessSettings(
+        server_global_names=(witness.net_name, *witness.aliases), nodes=witness.nodes,
+        local_node=witness.local_node, shares=witness.shares,
         unused_registration_timeout_s=witness.unused_registration_timeout_s,
         forced_unregister_after_s=witness.forced_unregister_after_s,
         unknown_handle_unregister_error=witness.unregister_unknown_handle_error,
         resource_name_style=witness.resource_name, max_registrations=witness.max_registrations)
-    interfaces = [Interface(i.node, SWN_STATES[Availability(i.state)], i.ipv4, i.ipv6,
-                            local=witness.local_node is not None
-                            and i.node.casefold() == witness.local_node.casefold())
-                  for i in cfg.interfaces]
-    return WitnessService(settings, interfaces, clock=clock, observer=observer)
+
+
+def build_interfaces(cfg: config_mod.Config) -> list[Interface]:
+    settings = build_settings(cfg)
+    return [Interface(i.node, SWN_STATES[Availability(i.state)], i.ipv4, i.ipv6,
+                      local=settings.is_local(i.node))
+            for i in cfg.interfaces]
+
+
+def build_service(cfg: config_mod.Config, clock: Callable[[], float],
+                  observer: WitnessMetrics | None = None) -> WitnessService:
+    return WitnessService(build_settings(cfg), build_interfaces(cfg), clock=clock,
+                          observer=observer)
 
 
 class Daemon:
@@ -58,39 +68,86 @@ class Daemon:
         self.cfg = cfg
         self.metrics = WitnessMetrics()
         self.service = build_service(cfg, clock, self.metrics)
-        auth = cfg.auth
-        users = build_user_database(auth.users, auth.smbpasswd_files, "auth.smbpasswd_files")
-        authenticator = Authenticator(users, server_name=auth.server_name,
-                                      domain_name=auth.domain)
-        self.security = NtlmSecurity(authenticator, on_failure=self.metrics.auth_failed)
+        self.security = self._security(cfg)
         self.assoc_groups = AssociationGroups()
         self.endpoints: dict = {}  # filled once the witness port is bound
-        principal = cfg.principal
-        mgmt = mgmt_interface({AuthType.GSS_NEGOTIATE: principal, AuthType.WINNT: principal})
-        self._witness_table = interface_table(witness_interface(self.service), mgmt)
-        self._epm_table = interface_table(epm_interface(self.endpoints), mgmt)
-        self._combined_table = interface_table(witness_interface(self.service),
-                                               epm_interface(self.endpoints), mgmt)
+        self._tables = self._interface_tables(cfg)
         self.listeners: list[RpcListener] = []
         self._control_servers: list[ControlServer] = []
         self._stop = asyncio.Event()
 
-    def _listener(self, table) -> RpcListener:
-        server = self.cfg.server
+    def _security(self, cfg: config_mod.Config) -> NtlmSecurity:
+        auth = cfg.auth
+        users = build_user_database(auth.users, auth.smbpasswd_files, "auth.smbpasswd_files")
+        authenticator = Authenticator(users, server_name=auth.server_name,
+                                      domain_name=auth.domain)
+        return NtlmSecurity(authenticator, on_failure=self.metrics.auth_failed)
 
+    def _interface_tables(self, cfg: config_mod.Config) -> dict:
+        """The interfaces each kind of listener serves, by role."""
+        principal = cfg.principal
+        mgmt = mgmt_interface({AuthType.GSS_NEGOTIATE: principal, AuthType.WINNT: principal})
+        witness, epm = witness_interface(self.service), epm_interface(self.endpoints)
+        return {"witness": interface_table(witness, mgmt), "epm": interface_table(epm, mgmt),
+                "combined": interface_table(witness, epm, mgmt)}
+
+    def _listener(self, role: str) -> RpcListener:
+        # Tables, security and frame size are looked up per connection, so a
+        # reload reaches the next connection; open ones keep what they bound with.
         def make(local_host: str, local_port: int, peer_host: str, peer_port: int,
                  on_output: Callable[[], None]) -> RpcConnection:
-            return RpcConnection(table, self.assoc_groups, max_recv_frag=server.max_frag_bytes,
+            return RpcConnection(self._tables[role], self.assoc_groups,
+                                 max_recv_frag=self.cfg.server.max_frag_bytes,
                                  secondary_address=str(local_port),
                                  transport=ConnectionInfo(local_host, local_port, peer_host,
                                                           peer_port),
                                  security=self.security, on_output=on_output)
+        server = self.cfg.server
         listener = RpcListener(make, max_connections=server.max_connections,
                                idle_timeout_s=server.idle_timeout_s,
                                on_count=self._count_connections,
                                on_protocol_error=self.metrics.protocol_errors.inc)
         self.listeners.append(listener)
         return listener
+
+    def reload(self) -> bool:
+        """SIGHUP: re-read the config file and apply it; False if it was refused.
+
+        A file that does not load is logged with the key it names and
+        changes nothing.  Otherwise interfaces, users, names, shares, timers
+        and the log level take effect at once (new connections authenticate
+        against the new users); the sockets (``config_mod.RESTART_ONLY``)
+        keep their running values until a restart.  Registrations stay.
+        """
+        path = self.cfg.source_path
+        if path is None:
+            log.warning("reload: started without --config, nothing to re-read")
+            return False
+        try:
+            loaded = config_mod.load_yaml(path)
+            security = self._security(loaded)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return False
+        cfg, needs_restart = config_mod.for_reload(self.cfg, loaded)
+        for key in needs_restart:
+            log.warning("reload: %s changed; it takes effect at the next restart", key)
+        self.cfg = cfg
+        self.service.reconfigure(build_settings(cfg), build_interfaces(cfg))
+        self.security = security
+        self._tables = self._interface_tables(cfg)
+        for listener in self.listeners:
+            listener.max_connections = cfg.server.max_connections
+            listener.idle_timeout_s = cfg.server.idle_timeout_s
+        logging.getLogger().setLevel(cfg.server.log_level.upper())
+        log.info("configuration reloaded from %s", path)
+        return True
+
+    def _reload_signalled(self) -> None:
+        notify_path = systemd_environment().notify_socket
+        sd_notify(notify_path, f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        self.reload()
+        sd_notify(notify_path, "READY=1")
 
     def _count_connections(self, _: int) -> None:
         self.metrics.connections.set(sum(len(l.protocols) for l in self.listeners))
@@ -102,8 +159,8 @@ class Daemon:
         # The same fixed address for both: one listener serves witness and epm.
         shared = [a for a in server.listen if a in set(server.epm_listen) and a.port != 0]
         for address in server.listen:
-            table = self._combined_table if address in shared else self._witness_table
-            host, port = await self._listener(table).start(address.host, address.port)
+            role = "combined" if address in shared else "witness"
+            host, port = await self._listener(role).start(address.host, address.port)
             bound.append(("witness", host, port))
             if not self.endpoints:
                 self.endpoints[WITNESS_SYNTAX.if_uuid, WITNESS_SYNTAX.major] = (WITNESS_SYNTAX,
@@ -111,7 +168,7 @@ class Daemon:
         for address in server.epm_listen:
             if address in shared:
                 continue
-            host, port = await self._listener(self._epm_table).start(address.host, address.port)
+            host, port = await self._listener("epm").start(address.host, address.port)
             bound.append(("epm", host, port))
         if server.control_socket:
             control = ControlServer(server.control_socket,
@@ -151,6 +208,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_signalled)
         try:
             bound = await self.start()
         except OSError as exc:

@@ -39,10 +39,14 @@ class WitnessSettings:
     ``server_global_names``: ServerGlobalName (3.1.1.1) and its aliases; a
     NetName matches one case-insensitively, or by its first DNS label.
     ``shares``: the share list a RegisterEx ShareName is checked against
-    (NetrShareEnum of 3.1.4.5).  Timers are in seconds.
+    (NetrShareEnum of 3.1.4.5).  ``nodes``: the pair's node names, which are
+    the InterfaceGroupNames; ``local_node`` the one this server runs on (its
+    interfaces carry no INTERFACE_WITNESS, 3.1.4.1).  Timers are in seconds.
     """
 
     server_global_names: tuple[str, ...]
+    nodes: tuple[str, ...] = ()
+    local_node: str | None = None
     witness_service_version: int = WITNESS_V2
     shares: tuple[str, ...] = ()
     unused_registration_timeout_s: float = 30.0
@@ -59,6 +63,14 @@ class WitnessSettings:
         first_label = wanted.split(".", 1)[0]
         names = [name.casefold() for name in self.server_global_names]
         return wanted in names or any("." not in name and name == first_label for name in names)
+
+    def is_local(self, group: str) -> bool:
+        """Whether interfaces of ``group`` are hosted on this node."""
+        return self.local_node is not None and group.casefold() == self.local_node.casefold()
+
+    def node_name(self, group: str) -> str | None:
+        """The configured spelling of the node ``group`` names, or None."""
+        return next((n for n in self.nodes if n.casefold() == group.casefold()), None)
 
     def share_exists(self, share_name: str) -> bool:
         wanted = share_name.casefold()

@@ -42,6 +42,15 @@ Where the spec, Windows and Samba disagree, this service chooses:
   notifications, 3.1.6.4 being "an IP address ... enabled or disabled".
 * Deleting a registration answers its pending AsyncNotify calls with
   ERROR_NOT_FOUND (Samba).
+* An interface is its address: an event naming a listed address under
+  another group moves that interface to the group (a LIF taken over,
+  relocated or migrated to the other node of the pair) rather than listing
+  the address twice, and a move of an address that was not UNAVAILABLE is
+  reported UNAVAILABLE first (Samba).  ``local`` (no INTERFACE_WITNESS)
+  follows the group: hosted here iff it is the configured local node.
+* CLIENT_MOVE for "*" goes to every registration (3.1.6.2 selects by client
+  name only); a move event that names the moving LIFs' addresses reaches
+  only the registrations made for them.
 """
 
 import logging
@@ -317,51 +326,84 @@ class WitnessService:
                           local: bool | None = None) -> EventResult:
         """3.1.6.1: an interface (or, without addresses, every interface of a group) changed.
 
-        ``local`` (when given) records whether this node now hosts the
-        addresses, e.g. after a takeover, which decides INTERFACE_WITNESS.
+        An address belongs to one interface whatever group the event names:
+        an event naming it under another group moves the interface there (the
+        LIF came up on the partner, or went down with its old node), and its
+        ``local`` follows the new group (hosted here iff the group is
+        ``local_node``).  ``local``, when given, overrides that, e.g. after a
+        takeover announced under the old node's group.  Registrations on the
+        address hear every state change in order; an address that moves while
+        not UNAVAILABLE is reported UNAVAILABLE first (Samba: an IP whose
+        hosting node changes), so a LIF taken over is UNAVAILABLE, then
+        AVAILABLE.  An address nobody listed is added to the group.
         """
-        matched = [i for i in self.interfaces
-                   if i.interface_group_name.casefold() == group.casefold()
-                   and (not addresses or any(i.has_address(a) for a in addresses))]
-        if not matched:
-            if not addresses:
+        group = self.settings.node_name(group) or group
+        if addresses:
+            matched = [i for i in self.interfaces if any(i.has_address(a) for a in addresses)]
+            if not matched:
+                matched = [self._new_interface(group, addresses)]
+        else:
+            matched = [i for i in self.interfaces if _same(i.interface_group_name, group)]
+            if not matched and self.settings.node_name(group) is None:
                 raise EventError(f"no interface in group {group!r}")
-            matched = [self._new_interface(group, state, addresses)]
-        if local is not None:
-            for interface in matched:
+        if self.settings.nodes and self.settings.node_name(group) is None:
+            _log.warning("event for group %s, which is not a node of the pair (%s)", group,
+                         ", ".join(self.settings.nodes))
+        transitions: list[tuple[Interface, str, InterfaceState]] = []
+        for interface in matched:
+            old_group = interface.interface_group_name
+            if not _same(old_group, group):
+                _log.info("interface %s moves from %s to %s",
+                          "/".join(map(str, interface.addresses)), old_group, group)
+                interface.interface_group_name = group
+                interface.local = self.settings.is_local(group)
+                if InterfaceState.UNAVAILABLE not in (interface.state, state):
+                    # its node changes: clients hear it gone before they hear it back
+                    transitions.append((interface, old_group, InterfaceState.UNAVAILABLE))
+                    interface.state = InterfaceState.UNAVAILABLE
+            if local is not None:
                 interface.local = local
-        changed = [i for i in matched if i.state != state]
-        for interface in changed:
-            interface.state = state
-        touched = set()
-        for interface in changed:
-            for registration in self.registrations.values():
-                address = registration.registered_address
-                if address is not None and interface.has_address(address):
-                    registration.pending_change_notifications.append(
-                        PendingChange(self._resource_name(registration, interface), state))
-                    touched.add(registration.registration_key)
-                if registration.ip_notification_required:
-                    registration.pending_ip_notification = interface.interface_group_name
-                    touched.add(registration.registration_key)
+            if interface.state != state:
+                transitions.append((interface, group, state))
+                interface.state = state
+        touched = self._queue_changes(transitions)
         self._wake_interface_waiters()
         for key in touched:
             self._deliver(self.registrations[key])
         return EventResult(len(touched))
 
-    def _new_interface(self, group: str, state: InterfaceState, addresses: tuple) -> Interface:
+    def _queue_changes(self, transitions: list[tuple[Interface, str, InterfaceState]]
+                       ) -> set[UUID]:
+        """Queue each (interface, its group then, new state) for the registrations on
+        its addresses, and an IP change for those that asked (3.1.6.4)."""
+        touched = set()
+        for interface, group, state in transitions:
+            for registration in self.registrations.values():
+                address = registration.registered_address
+                if address is not None and interface.has_address(address):
+                    registration.pending_change_notifications.append(
+                        PendingChange(self._resource_name(registration, group), state))
+                    touched.add(registration.registration_key)
+                if registration.ip_notification_required:
+                    registration.pending_ip_notification = interface.interface_group_name
+                    touched.add(registration.registration_key)
+        return touched
+
+    def _new_interface(self, group: str, addresses: tuple) -> Interface:
         ipv4 = next((a for a in addresses if a.version == 4), None)
         ipv6 = next((a for a in addresses if a.version == 6), None)
-        interface = Interface(group, InterfaceState.UNKNOWN, ipv4, ipv6)
+        interface = Interface(group, InterfaceState.UNKNOWN, ipv4, ipv6,
+                              local=self.settings.is_local(group))
         self.interfaces.append(interface)
+        _log.info("interface %s added to %s by an event", "/".join(map(str, addresses)), group)
         return interface
 
-    def _resource_name(self, registration: WitnessRegistration, interface: Interface) -> str:
+    def _resource_name(self, registration: WitnessRegistration, group: str) -> str:
         style = self.settings.resource_name_style
         if style is ResourceNameStyle.NET_NAME:
             return registration.network_name
         if style is ResourceNameStyle.GROUP:
-            return interface.interface_group_name
+            return group
         return registration.ip_address
 
     def _wake_interface_waiters(self) -> None:
@@ -374,11 +416,24 @@ class WitnessService:
             waiter.complete(response)
         self._report_pending()
 
-    def client_move(self, client: str, destination: str) -> EventResult:
-        """3.1.6.2: registrations of ``client`` ("*": all) should move to ``destination``."""
+    def client_move(self, client: str, destination: str, addresses: tuple = ()) -> EventResult:
+        """3.1.6.2: registrations of ``client`` ("*": all) should move to ``destination``.
+
+        ``addresses`` (ours, for a planned move of some LIFs): only the
+        registrations whose registered IpAddress is on the interface of one
+        of them, i.e. the clients of the LIFs that move, hear it; clients of
+        LIFs that stay are left alone.
+        """
         self._check_destination(destination)
-        return self._mark(lambda r: _client_matches(r, client), "pending_move_notification",
-                          destination)
+        moving = [i for i in self.interfaces if any(i.has_address(a) for a in addresses)]
+
+        def on_moving_lif(registration: WitnessRegistration) -> bool:
+            address = registration.registered_address
+            return address is not None and (address in addresses or any(
+                i.has_address(address) for i in moving))
+        return self._mark(lambda r: _client_matches(r, client)
+                          and (not addresses or on_moving_lif(r)),
+                          "pending_move_notification", destination)
 
     def share_move(self, client: str, share: str, destination: str) -> EventResult:
         """3.1.6.3: ``share`` now belongs to ``destination`` (V2 registrations with ShareName)."""
@@ -418,6 +473,36 @@ class WitnessService:
         self._delete(registration, "forced by the administrator")
         return EventResult(1)
 
+    def reconfigure(self, settings: WitnessSettings, interfaces: Iterable[Interface]) -> None:
+        """A reloaded configuration (SIGHUP); registrations stay as they are.
+
+        A configured interface that is already listed (an address in common)
+        keeps the group, state and ``local`` that events gave it, since the
+        file says where a LIF lives at start-up, not where it is now; its
+        addresses are the file's.  New entries come in as configured;
+        entries no longer configured are dropped.
+        """
+        old_local, self.settings = self.settings.local_node, settings
+        current, kept = list(self.interfaces), []
+        for interface in interfaces:
+            known = next((i for i in current
+                          if any(interface.has_address(a) for a in i.addresses)), None)
+            if known is not None:
+                current.remove(known)
+                interface.interface_group_name = settings.node_name(
+                    known.interface_group_name) or known.interface_group_name
+                interface.state = known.state
+                interface.local = known.local if old_local == settings.local_node \
+                    else settings.is_local(interface.interface_group_name)
+            kept.append(interface)
+        self.interfaces = kept
+        for gone in current:
+            orphans = sum(1 for r in self.registrations.values()
+                          if r.registered_address in gone.addresses)
+            _log.warning("interface %s is no longer configured (%d registrations on it)",
+                         "/".join(map(str, gone.addresses)), orphans)
+        self._wake_interface_waiters()
+
     # -- timers ([MS-SWN] 3.1.5) ---------------------------------------------------
 
     def tick(self) -> None:
@@ -443,6 +528,10 @@ class WitnessService:
                     and registration.last_use_time + self.settings.unused_registration_timeout_s
                     < now):
                 self._delete(registration, "unused")
+
+
+def _same(group: str, other: str) -> bool:
+    return group.casefold() == other.casefold()
 
 
 def _client_matches(registration: WitnessRegistration, client: str) -> bool:

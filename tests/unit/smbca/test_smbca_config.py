@@ -67,6 +67,16 @@ def test_section_walks_keys():
     assert Section(None, "x").data == {}
 
 
+def test_unknown_key_suggests_the_close_one():
+    section = Section({"lcoal_node": "A", "zzz": 1}, "witness")
+    with pytest.raises(ConfigError) as info:
+        section.check_keys("local_node", "zzz")
+    assert str(info.value) == "witness.lcoal_node: unknown key (did you mean witness.local_node?)"
+    with pytest.raises(ConfigError) as info:
+        Section({"qqqq": 1}, "").check_keys("local_node")
+    assert str(info.value) == "qqqq: unknown key"
+
+
 @pytest.mark.parametrize("users,key", [
     ([{"name": "u"}], "auth.users[0]"),
     ([{"name": "u", "password": "p", "nt_hash": "00" * 16}], "auth.users[0]"),

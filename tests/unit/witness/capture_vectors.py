@@ -129,8 +129,8 @@ async def main() -> None:
     daemon = Daemon(cfg)
     recorder = Recorder()
     record_first_pdus(recorder)
-    daemon._witness_table = recorder.wrap_table(daemon._witness_table)
-    daemon._epm_table = recorder.wrap_table(daemon._epm_table)
+    for role in ("witness", "epm"):
+        daemon._tables[role] = recorder.wrap_table(daemon._tables[role])
     bound = await daemon.start()
     port = next(port for role, _, port in bound if role == "witness")
     ticker = asyncio.create_task(daemon.serve())

@@ -8,6 +8,8 @@ checked against someone else's arithmetic.
 """
 
 import ipaddress
+import socket
+import struct
 from dataclasses import dataclass, field
 
 import spnego
@@ -104,6 +106,41 @@ def witness_connection(service: WitnessService, groups: AssociationGroups | None
                          security=NtlmSecurity(authenticator()), **kwargs)
 
 
+class SocketConnection:
+    """What DceClient needs from a connection, over a TCP socket."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.closed = False
+
+    def receive_data(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _pdu(self, timeout: float) -> bytes | None:
+        self.sock.settimeout(timeout)
+        try:
+            header = self.sock.recv(16, socket.MSG_PEEK)
+        except TimeoutError:
+            return None
+        if len(header) < 16:
+            return None
+        (length,) = struct.unpack_from("<H", header, 8)
+        data = b""
+        self.sock.settimeout(5)
+        while len(data) < length:
+            data += self.sock.recv(length - len(data))
+        return data
+
+    def pdus_to_send(self, first_timeout: float = 2.0) -> list[bytes]:
+        pdus = []
+        pdu = self._pdu(first_timeout)
+        while pdu is not None:
+            pdus.append(pdu)
+            flags = pdu[3]
+            pdu = self._pdu(0.05 if flags & 0x02 else 2.0)
+        return pdus
+
+
 @dataclass
 class DceClient:
     """One client connection; ``auth_type`` 9 (SPNEGO) or 10 (raw NTLM), or None."""
@@ -112,6 +149,7 @@ class DceClient:
     auth_type: int | None = AuthType.GSS_NEGOTIATE
     level: int = AuthLevel.PKT_INTEGRITY
     password: str = PASSWORD
+    user: str = USER
     syntax: SyntaxId = WITNESS_SYNTAX
     max_frag: int = 5840
     assoc_group_id: int = 0
@@ -137,7 +175,7 @@ class DceClient:
         verifier = None
         if self.auth_type is not None:
             protocol = "negotiate" if self.auth_type == AuthType.GSS_NEGOTIATE else "ntlm"
-            self.ctx = spnego.client(USER, self.password, hostname="node1", protocol=protocol)
+            self.ctx = spnego.client(self.user, self.password, hostname="node1", protocol=protocol)
             verifier = self._verifier(self.ctx.step())
         (raw,) = self._send(Bind(call_id=self._next(), pfc_flags=0x07, max_xmit_frag=self.max_frag,
                                  max_recv_frag=self.max_frag, assoc_group_id=self.assoc_group_id,

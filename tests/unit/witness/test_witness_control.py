@@ -36,6 +36,9 @@ def reply_to(handler, line: bytes) -> dict:
      events.InterfaceState("NODE2", events.Availability.UNAVAILABLE)),
     ({"event": "client-move", "client": "*", "destination": "NODE1"},
      events.ClientMove("*", "NODE1")),
+    ({"event": "client-move", "client": "*", "destination": "NODE1",
+      "addresses": ["10.0.0.2"]},
+     events.ClientMove("*", "NODE1", (ipaddress.ip_address("10.0.0.2"),))),
     ({"event": "unregister", "registration": "00000000-0000-0000-0000-000000000001"},
      UnregisterRequest(UUID(int=1))),
     ({"event": "status"}, StatusRequest()),
@@ -46,6 +49,10 @@ def test_parse_request(message, request_) -> None:
 
 @pytest.mark.parametrize("message,error", [
     ({"event": "reboot"}, "unknown event"),
+    ({"event": "client-move", "client": "*", "destination": "N", "addresses": "10.0.0.2"},
+     "'addresses'"),
+    ({"event": "client-move", "client": "*", "destination": "N", "addresses": ["x"]},
+     "'addresses'"),
     ({"event": "unregister", "registration": "x"}, "UUID"),
     ({"type": "aggregate", "event": "adopt", "aggregate": "a", "mount_point": "/a", "node": 1},
      "go to smbcad"),
@@ -100,6 +107,9 @@ def test_errors_are_answered_not_raised() -> None:
 @pytest.mark.parametrize("argv,message", [
     (["node", "NODE1", "down"], {"event": "node", "node": "NODE1", "state": "down"}),
     (["client-move", "NODE2"], {"event": "client-move", "destination": "NODE2", "client": "*"}),
+    (["client-move", "--address", "10.0.0.2", "NODE1"],
+     {"event": "client-move", "destination": "NODE1", "client": "*",
+      "addresses": ["10.0.0.2"]}),
     (["share-move", "--share", "vm", "--client", "hv1", "NODE2"],
      {"event": "share-move", "destination": "NODE2", "client": "hv1", "share": "vm"}),
     (["interface", "NODE3", "up", "--ipv4", "10.0.0.3"],
@@ -120,6 +130,7 @@ def test_admin_notify_builds_requests_witnessd_understands(argv, message) -> Non
     events.InterfaceState("NODE2", events.Availability.UNAVAILABLE,
                           (ipaddress.ip_address("10.0.0.2"),)),
     events.ClientMove("*", "NODE1"),
+    events.ClientMove("*", "NODE1", (ipaddress.ip_address("10.0.0.2"),)),
     events.ShareMove("*", "vm", "NODE1"),
     events.IpChange("*", "NODE1"),
 ])

@@ -7,13 +7,13 @@ socket, and the metrics that counted it.
 """
 
 import asyncio
-import socket
-import struct
+import ipaddress
 import threading
 import time
 
 import pytest
 
+from smbca import events
 from smbca.control import request_blocking
 from smbca.rpc.dcerpc import NDR20, Bind, PresentationContext, Request, decode_pdu
 from smbca.rpc.ndr import NULL_HANDLE, decode, encode
@@ -25,45 +25,12 @@ from witnessd.swn import (
     AsyncNotifyRequest,
     AsyncNotifyResponse,
     MessageType,
+    ResourceChange,
+    ResourceState,
     parse_messages,
 )
 
-from .client import DceClient, register
-
-
-class SocketConnection:
-    """What DceClient needs from a connection, over a TCP socket."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.closed = False
-
-    def receive_data(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _pdu(self, timeout: float) -> bytes | None:
-        self.sock.settimeout(timeout)
-        try:
-            header = self.sock.recv(16, socket.MSG_PEEK)
-        except TimeoutError:
-            return None
-        if len(header) < 16:
-            return None
-        (length,) = struct.unpack_from("<H", header, 8)
-        data = b""
-        self.sock.settimeout(5)
-        while len(data) < length:
-            data += self.sock.recv(length - len(data))
-        return data
-
-    def pdus_to_send(self, first_timeout: float = 2.0) -> list[bytes]:
-        pdus = []
-        pdu = self._pdu(first_timeout)
-        while pdu is not None:
-            pdus.append(pdu)
-            flags = pdu[3]
-            pdu = self._pdu(0.05 if flags & 0x02 else 2.0)
-        return pdus
+from .client import DceClient, SocketConnection, register
 
 
 @pytest.fixture
@@ -72,6 +39,24 @@ def daemon(tmp_path):
         listen=("127.0.0.1:0",), epm_listen=("127.0.0.1:0",), users=("alice:Secret1",),
         net_name="CLUSTER", interfaces=("NODE1=127.0.0.1", "NODE2=127.0.0.2"),
         control_socket=str(tmp_path / "control.sock")))
+    yield from _running(cfg, tmp_path)
+
+
+@pytest.fixture
+def node_b(tmp_path):
+    """Node b's witnessd of the pair a/b: LIF1 127.0.0.10 on a, LIF2 127.0.0.20 on b."""
+    cfg = config_mod.from_mapping({
+        "server": {"listen": ["127.0.0.1:0"], "epm_listen": ["127.0.0.1:0"],
+                   "control_socket": str(tmp_path / "control.sock"), "metrics_listen": None},
+        "auth": {"users": [{"name": "alice", "password": "Secret1"}]},
+        "witness": {"net_name": "CLUSTER", "nodes": ["a", "b"], "local_node": "b",
+                    "forced_unregister_after_s": 0},
+        "interfaces": [{"node": "a", "ipv4": "127.0.0.10"}, {"node": "b", "ipv4": "127.0.0.20"}],
+    })
+    yield from _running(cfg, tmp_path)
+
+
+def _running(cfg, tmp_path):
     loop = asyncio.new_event_loop()
     daemon = Daemon(cfg)
     started = threading.Event()
@@ -146,3 +131,32 @@ def test_failed_logon_is_counted(daemon) -> None:
         time.sleep(0.02)
     assert daemon.metrics.registry.get_sample_value("witnessd_auth_failures_total") == 1
 
+
+
+def test_lif_taken_over_by_b_is_one_interface_and_its_clients_hear_it(node_b) -> None:
+    """clusdisk posts a's LIF UNAVAILABLE (group a), then AVAILABLE under b (takeover)."""
+    client = DceClient(SocketConnection(node_b.ports["witness"]))
+    client.bind()
+    handle = register(client, ip="127.0.0.10")
+
+    def post_and_answer(event: events.InterfaceState):
+        client.conn.receive_data(client.request_pdu(3, encode(AsyncNotifyRequest.NDR,
+                                                              AsyncNotifyRequest(handle))))
+        assert client.conn.pdus_to_send(first_timeout=0.3) == []     # pending
+        answer = request_blocking(node_b.control, event.to_json())
+        assert answer == {"ok": True, "registrations": 1}
+        response = client.decode_answer(client.conn.pdus_to_send(), AsyncNotifyResponse)
+        assert response.response.message_type == MessageType.RESOURCE_CHANGE
+        return parse_messages(response.response)
+
+    lif1 = (ipaddress.ip_address("127.0.0.10"),)
+    assert post_and_answer(events.InterfaceState("a", events.Availability.UNAVAILABLE,
+                                                 lif1)) == (
+        ResourceChange(ResourceState.UNAVAILABLE, "127.0.0.10"),)
+    assert post_and_answer(events.InterfaceState("b", events.Availability.AVAILABLE,
+                                                 lif1)) == (
+        ResourceChange(ResourceState.AVAILABLE, "127.0.0.10"),)
+    status = request_blocking(node_b.control, {"event": "status"})
+    assert [(i["group"], i["ipv4"], i["state"], i["local"]) for i in status["interfaces"]] == [
+        ("b", "127.0.0.10", "available", True), ("b", "127.0.0.20", "available", True)]
+    assert len(status["registrations"]) == 1
