@@ -1,17 +1,20 @@
 """smbprotocol helpers for persistent-handle tests (tests/interop and
 tests/cluster): the DH2Q / DH2C / RqLs v2 create contexts smbprotocol builds
 only field by field, a CREATE with a bounded wait, and picking one context of
-a kind from a CREATE response."""
+a kind from a CREATE response, and the replay flag on a CREATE sent again."""
 
 import collections
+import contextlib
 import threading
 import time
 import uuid
 
+import smbprotocol.connection as smb_connection
 from smbprotocol.create_contexts import (
     CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
     SMB2CreateDurableHandleReconnectV2, SMB2CreateDurableHandleRequestV2,
     SMB2CreateRequestLeaseV2)
+from smbprotocol.header import Smb2Flags
 from smbprotocol.open import (
     CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel, Open,
     RequestedOplockLevel, ShareAccess, SMB2WriteResponse)
@@ -72,6 +75,23 @@ def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lea
     request = conn.send(message, sid=tree.session.session_id, tid=tree.tree_connect_id)
     conn.receive(request, timeout=wait_s)     # raises on a failure status
     return handle, parse(request) or []
+
+
+@contextlib.contextmanager
+def replay_flag():
+    """SMB2_FLAGS_REPLAY_OPERATION on every request header smbprotocol builds
+    meanwhile (a CREATE sent again after the connection was lost, 3.2.4.3)."""
+    plain = smb_connection.SMB2HeaderRequest
+
+    def with_flag():
+        header = plain()
+        header["flags"].set_flag(Smb2Flags.SMB2_FLAGS_REPLAY_OPERATIONS)
+        return header
+    smb_connection.SMB2HeaderRequest = with_flag
+    try:
+        yield
+    finally:
+        smb_connection.SMB2HeaderRequest = plain
 
 
 def one(contexts, kind):

@@ -194,6 +194,7 @@ class Node:
         }, indent=1))          # JSON is YAML
         self.proc: subprocess.Popen | None = None
         self.runs = 0
+        self.program = ["-m", "smbcad"]     # or a wrapper script taking smbcad's arguments
 
     @property
     def log_path(self) -> Path:
@@ -207,7 +208,7 @@ class Node:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["nsenter", f"--net={self.topology.path(self.side)}", "--",
-                 sys.executable, "-m", "smbcad", "--config", str(self.config_path)],
+                 sys.executable, *self.program, "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=REPO, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -17,7 +17,6 @@ Always smbcad: the crash child is smbcad's own server.  Every server this
 module starts is stopped by PID at teardown.
 """
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -28,18 +27,17 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
-import smbprotocol.connection as smb_connection  # noqa: E402
 from smbprotocol.connection import Capabilities, Connection  # noqa: E402
 from smbprotocol.create_contexts import (  # noqa: E402
     CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
     SMB2CreateDurableHandleRequestV2)
 from smbprotocol.exceptions import SMBResponseException  # noqa: E402
-from smbprotocol.header import Smb2Flags  # noqa: E402
 from smbprotocol.open import (  # noqa: E402
     CreateAction, CreateDisposition, ImpersonationLevel, Open, RequestedOplockLevel)
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
+from persistent_client import replay_flag  # noqa: E402
 from servers import TEST_PASSWORD, TEST_USER, Share, start_smbcad  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,21 +61,6 @@ def crash_in_create(base: Path, share_dir: Path, name: str, disposition: int) ->
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "INTENT" in proc.stdout and "ANSWERED" not in proc.stdout
 
-
-@contextlib.contextmanager
-def replay_flag():
-    """SMB2_FLAGS_REPLAY_OPERATION on every request header smbprotocol builds meanwhile."""
-    plain = smb_connection.SMB2HeaderRequest
-
-    def with_flag():
-        header = plain()
-        header["flags"].set_flag(Smb2Flags.SMB2_FLAGS_REPLAY_OPERATIONS)
-        return header
-    smb_connection.SMB2HeaderRequest = with_flag
-    try:
-        yield
-    finally:
-        smb_connection.SMB2HeaderRequest = plain
 
 
 class Client:
