@@ -18,6 +18,7 @@ otherwise competes with this process for a core).
   python3 bench/mirror_bench.py                    # ~1 min
   python3 bench/mirror_bench.py --commits 500 --repeat 1
   python3 bench/mirror_bench.py --pin
+  python3 bench/mirror_bench.py --pin --partner-dir /dev/shm   # the partner's own disk
 """
 
 import argparse
@@ -131,6 +132,10 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     parser.add_argument("--pin", action="store_true",
                         help="this process on CPU 0, the partner on CPU 1")
+    parser.add_argument("--partner-dir", default=None,
+                        help="the partner's replica under this directory (e.g. /dev/shm: "
+                             "a partner with a disk of its own, whose fsync does not queue "
+                             "behind ours as it does on this one-disk VM)")
     parser.add_argument("--replica", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replica:
@@ -144,6 +149,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for mode in ("local", "mirrored"):
             directory = tempfile.mkdtemp(prefix="mirror-bench-", dir=args.dir)
+            partner = tempfile.mkdtemp(prefix="mirror-bench-b-", dir=args.partner_dir) \
+                if args.partner_dir else directory
             proc = None
             try:
                 if mode == "local":
@@ -151,7 +158,7 @@ def main() -> None:
                 else:
                     proc = subprocess.Popen(
                         [sys.executable, __file__, "--replica",
-                         os.path.join(directory, "b-state"), key.hex(),
+                         os.path.join(partner, "b-state"), key.hex(),
                          "1" if args.pin else "-"],
                         stdout=subprocess.PIPE, text=True)
                     port = int(proc.stdout.readline().split()[1])
@@ -162,6 +169,7 @@ def main() -> None:
                     proc.wait()
                     proc.stdout.close()
                 shutil.rmtree(directory, ignore_errors=True)
+                shutil.rmtree(partner, ignore_errors=True)
             rates.setdefault(mode, []).append(lat.pop("16 rate")[0])
             for name, values in lat.items():
                 results.setdefault((name, mode), []).append((pct(values, 0.5),
