@@ -155,8 +155,12 @@ class ClientThread:
         finally:
             os.close(fd)
 
+    def submit(self, fn, *args, **kwargs) -> concurrent.futures.Future:
+        """Run ``fn`` there without waiting for it."""
+        return self._pool.submit(fn, *args, **kwargs)
+
     def call(self, fn, *args, timeout_s: float = 60.0, **kwargs):
-        return self._pool.submit(fn, *args, **kwargs).result(timeout_s)
+        return self.submit(fn, *args, **kwargs).result(timeout_s)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
