@@ -51,7 +51,8 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/control.py", (PURE, "asyncio", "os", "socket")),
     ("smbca/systemd.py", (PURE, "socket")),
     ("smbca/events.py", (PURE, "smbca.control")),
-    ("smbca/admin.py", (PURE, "smbca.control")),
+    ("smbca/admin.py", (PURE, "smbca.control", "smbca.admin_failover")),
+    ("smbca/admin_failover.py", (PURE, "smbca.control")),
     ("smbca/*", (PURE,)),
     # -- smbcad
     ("smbcad/proto/*", (PURE, "smbcad.proto", "smbca.ntstatus")),
