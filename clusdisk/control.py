@@ -46,24 +46,27 @@ class Notifier:
         self.witnessd_socket = witnessd_socket
         self.timeout_s = timeout_s
 
-    async def _send(self, path: str | None, peer: str, event: events.Event) -> None:
+    async def _send(self, path: str | None, peer: str, event: events.Event) -> dict:
         message = event.to_json()
         if path is None:
             log.debug("no %s socket configured; not sending %s", peer, message)
-            return
+            return {}
         reply = await request(path, message, self.timeout_s)
         if not reply.get("ok"):
             raise ControlError(f"{peer} refused {message}: "
                                f"{reply.get('error', 'no reason given')}")
+        return reply
 
-    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> None:
-        """``event``: "adopt" or "release" (``planned``: a giveback or relocation)."""
+    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
+        """``event``: "adopt" or "release" (``planned``: a giveback or
+        relocation).  Returns smbcad's reply (an adopt's may list
+        ``"tickles"``: [client ip, client port, server ip, server port])."""
         if event == "adopt":
             message = events.AggregateAdopt(aggregate.name, aggregate.mount_point, self.node_id)
         else:
             message = events.AggregateRelease(aggregate.name, aggregate.mount_point,
                                               self.node_id, planned)
-        await self._send(self.smbcad_socket, "smbcad", message)
+        return await self._send(self.smbcad_socket, "smbcad", message)
 
     async def witness(self, event: str, aggregate) -> None:
         """``event``: "online" or "offline"; one message per LIF."""

@@ -36,6 +36,7 @@ from clusdisk.heartbeat import (
 )
 from clusdisk.heartbeat_transport import HeartbeatTransport
 from clusdisk.metrics import ClusdiskMetrics
+from clusdisk.placement_file import write_atomically
 from clusdisk.reservations import PrReservation, Scsi2Reservation
 from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
@@ -75,13 +76,7 @@ def next_incarnation(state_dir: str, now_us: int) -> int:
         previous = 0
     value = max(previous + 1, now_us) & ((1 << 63) - 1)
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="ascii") as handle:
-            handle.write(f"{value}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, f"{value}\n")
     except OSError as exc:
         log.warning("cannot persist the heartbeat incarnation in %s: %s", state_dir, exc)
     return value
