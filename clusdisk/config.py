@@ -20,6 +20,7 @@ from smbca.config import (
 from smbca.control import CLUSDISK_SOCKET
 
 DEFAULT_HEARTBEAT_PORT = 5405
+DEFAULT_PEER_PORT = 5406
 PR_KEY_BASE = 0x736D626300000000            # "smbc" + node id
 
 
@@ -41,6 +42,7 @@ class HeartbeatSettings:
     interval_s: float = 1.0
     miss_count: int = 5
     links: tuple[LinkConfig, ...] = ()
+    peer_port: int = DEFAULT_PEER_PORT    # TCP: the clusdisk peer channel on every link
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
     key = key_loader(cluster.get("key_file", str), cluster.key("key_file"))
 
     hb = root.sub("heartbeat")
-    hb.check_keys("interval_ms", "miss_count", "links")
+    hb.check_keys("interval_ms", "miss_count", "links", "peer_port")
     links = []
     for item in hb.items("links"):
         item.check_keys("local", "peer")
@@ -216,8 +218,10 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
             parse_listen(item.data.get("peer"), item.key("peer"), DEFAULT_HEARTBEAT_PORT)))
     if not links:
         raise ConfigError(hb.key("links"), "at least one heartbeat link is required")
+    peer_port = hb.get("peer_port", int, DEFAULT_PEER_PORT, minimum=1, maximum=65535)
     heartbeat = HeartbeatSettings(hb.get("interval_ms", int, 1000, minimum=10) / 1000,
-                                  hb.get("miss_count", int, 5, minimum=1), tuple(links))
+                                  hb.get("miss_count", int, 5, minimum=1), tuple(links),
+                                  peer_port)
 
     scsi = root.sub("scsi")
     scsi.check_keys("timeout_ms", "retries", "reset", "scsi_hosts", "sysfs_root", "dev_root")

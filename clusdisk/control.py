@@ -23,7 +23,8 @@ log = logging.getLogger("clusdisk.control")
 
 
 def status_handler(status_provider: Callable[[], dict]) -> Handler:
-    """The handler of clusdisk's control socket: ``status`` only."""
+    """A control socket handler that answers ``status`` only (the planned
+    operations' handler is ``clusdisk.operations.Operations.control``)."""
     def handle(message: dict) -> dict:
         command = message.get("command")
         if command != "status":
@@ -67,6 +68,10 @@ class Notifier:
             message = events.AggregateRelease(aggregate.name, aggregate.mount_point,
                                               self.node_id, planned)
         return await self._send(self.smbcad_socket, "smbcad", message)
+
+    async def witness_event(self, event: events.Event) -> None:
+        """One event to the local witnessd as it is (forwarded by the partner)."""
+        await self._send(self.witnessd_socket, "witnessd", event)
 
     async def witness(self, event: str, aggregate) -> None:
         """``event``: "online" or "offline"; one message per LIF."""

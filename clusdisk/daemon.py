@@ -20,7 +20,7 @@ from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
 from clusdisk.config import Config
-from clusdisk.control import Notifier, status_handler
+from clusdisk.control import Notifier
 from clusdisk.executor import ArbitrationExecutor, LoopClock, QuorumCall, Step
 from clusdisk.heartbeat import (
     HeartbeatConfig,
@@ -36,14 +36,16 @@ from clusdisk.heartbeat import (
 )
 from clusdisk.heartbeat_transport import HeartbeatTransport
 from clusdisk.metrics import ClusdiskMetrics
-from clusdisk.placement_file import write_atomically
+from clusdisk.operations import Operations, PairNotifier
+from clusdisk.peer import PeerChannel, PeerError
+from clusdisk.placement_file import PlacementFile, write_atomically
 from clusdisk.reservations import PrReservation, Scsi2Reservation
 from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
 from smbca.config import SystemdEnv
-from smbca.control import ControlServer
+from smbca.control import ControlError, ControlServer, request
 from smbca.systemd import sd_notify
 
 log = logging.getLogger("clusdisk")
@@ -110,6 +112,8 @@ class Daemon:
         self.executor: ArbitrationExecutor | None = None
         self.heartbeat: HeartbeatProtocol | None = None
         self.transport: HeartbeatTransport | None = None
+        self.peer: PeerChannel | None = None
+        self.operations: Operations | None = None
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
 
     # -- wiring ------------------------------------------------------------------
@@ -157,16 +161,28 @@ class Daemon:
         if self._lifs is None:
             from clusdisk.lif import LifMover
             self._lifs = LifMover()
-        self.manager = AggregateManager(
-            cfg.aggregates, cfg.node_id, {a.name: found[a.name].block for a in cfg.aggregates},
-            data, self._host or HostOps(),
+        hb = cfg.heartbeat
+        self.peer = PeerChannel(cfg.key, cfg.node_id, cfg.partner.id,
+                                tuple((link.local.host, hb.peer_port) for link in hb.links),
+                                tuple((link.peer.host, hb.peer_port) for link in hb.links),
+                                self._peer_request)
+        notifier = PairNotifier(
             self._notifier or Notifier(cfg.node_id, cfg.control.smbcad_socket,
                                        cfg.control.witnessd_socket, node_name=cfg.me.name),
-            self._lifs, observer=self._aggregate_event)
+            self.peer, self._partner_alive)
+        self.manager = AggregateManager(
+            cfg.aggregates, cfg.node_id, {a.name: found[a.name].block for a in cfg.aggregates},
+            data, self._host or HostOps(), notifier, self._lifs, observer=self._aggregate_event)
+        self.operations = Operations(
+            node_id=cfg.node_id, node_names={n.id: n.name for n in cfg.nodes},
+            aggregates=cfg.aggregates, manager=self.manager,
+            store=PlacementFile(cfg.state_dir, cfg.aggregates, [n.id for n in cfg.nodes]),
+            peer=self.peer, notifier=notifier, smbcad_status=self._smbcad_status,
+            member=lambda: self.arbiter.member, partner_alive=self._partner_alive,
+            base_status=self.status)
         self._take_offline(found)
         self.executor = ArbitrationExecutor(self.arbiter, quorum, self.clock, self,
                                             observer=self._arbitration_event)
-        hb = cfg.heartbeat
         incarnation = self._incarnation if self._incarnation is not None else \
             next_incarnation(cfg.state_dir, time.time_ns() // 1000)
         self.heartbeat = HeartbeatProtocol(
@@ -179,19 +195,48 @@ class Daemon:
 
     def view(self) -> resources.View:
         return resources.View(self.cfg.node_id, self.arbiter.member,
-                              self.arbiter.state is State.ONLINE_TAKEN_OVER)
+                              self.arbiter.state is State.ONLINE_TAKEN_OVER,
+                              self.operations.owned(self.arbiter.owns_quorum))
 
     async def go_online(self) -> None:
-        await self.manager.apply(self.view())
+        """A standby first learns the placement from the quorum owner and
+        brings up nothing before (issue 11: never what the partner owns)."""
+        while self.arbiter.member and not self.arbiter.owns_quorum \
+                and not self.operations.learned:
+            try:
+                await self.operations.learn()
+            except PeerError as exc:
+                log.warning("cannot learn the placement from the partner yet: %s", exc)
+                await asyncio.sleep(self.cfg.arbitration.timings.renew_s)
+        await self.manager.apply(self.view)
 
     async def take_over_partner(self) -> None:
-        await self.manager.apply(self.view())
+        self.operations.take_over()
+        await self.manager.apply(self.view)
 
-    async def give_back_partner(self) -> None:
-        await self.manager.apply(self.view())
+    async def partner_rejoined(self) -> None:
+        log.info("partner rejoined; its aggregates stay here until a giveback")
 
     async def go_offline(self) -> None:
+        self.operations.learned = False
         await self.manager.apply(resources.View(self.cfg.node_id, False, False))
+
+    # -- ports of the operations ---------------------------------------------------
+
+    def _partner_alive(self) -> bool:
+        return bool(self.heartbeat and self.heartbeat.partner_alive)
+
+    async def _smbcad_status(self) -> dict:
+        path = self.cfg.control.smbcad_socket
+        if path is None:
+            raise ControlError("no smbcad socket configured (control.smbcad_socket)")
+        reply = await request(path, {"command": "status"}, 5.0)
+        if not reply.get("ok"):
+            raise ControlError(f"smbcad status: {reply.get('error')}")
+        return reply.get("status") or {}
+
+    async def _peer_request(self, op: str, args: dict) -> dict:
+        return await self.operations.peer_request(op, args)
 
     async def stop_services(self, clean: bool, reason: str) -> None:
         (log.info if clean else log.error)("leaving the cluster: %s", reason)
@@ -272,7 +317,7 @@ class Daemon:
             await asyncio.sleep(period)
             await self.manager.renew()
             if self.arbiter.member:
-                await self.manager.apply(self.view())
+                await self.manager.apply(self.view)
 
     async def _watchdog_loop(self) -> None:
         period = self.env.watchdog_usec / 2e6
@@ -297,10 +342,11 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
             "SIGHUP: configuration reload is not supported; restart clusdisk"))
-        control = ControlServer(self.cfg.control.socket, status_handler(self.status))
+        control = ControlServer(self.cfg.control.socket, self.operations.control)
         try:
             try:
                 await self.transport.start()
+                await self.peer.start()
                 await control.start()
                 if self.cfg.metrics_listen is not None:
                     start_http_server(self.cfg.metrics_listen.port, self.cfg.metrics_listen.host,
@@ -319,6 +365,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.transport.close()
+            await self.peer.close()
             await control.close()
             await self.executor.stop()
             for device in self._devices:
