@@ -71,6 +71,11 @@ class ControlSettings:
 
 
 @dataclass(frozen=True)
+class FailoverSettings:
+    auto_giveback_s: float = 0.0          # 0: giveback only when an operator asks
+
+
+@dataclass(frozen=True)
 class Config:
     cluster_name: str
     node_id: int
@@ -82,6 +87,7 @@ class Config:
     scsi: ScsiSettings = ScsiSettings()
     aggregates: tuple[Aggregate, ...] = ()
     control: ControlSettings = ControlSettings()
+    failover: FailoverSettings = FailoverSettings()
     metrics_listen: ListenAddress | None = None
     state_dir: str = "/var/lib/smbca"
     log_level: str = "info"
@@ -199,7 +205,9 @@ def _aggregates(root: Section, nodes) -> tuple[Aggregate, ...]:
 def from_dict(data, *, key_loader=read_key_file) -> Config:
     root = Section(data, "")
     root.check_keys("cluster", "heartbeat", "arbitration", "scsi", "quorum", "aggregates",
-                    "control", "metrics", "state_dir", "log_level")
+                    "control", "failover", "metrics", "state_dir", "log_level")
+    failover = root.sub("failover")
+    failover.check_keys("auto_giveback_s")
     cluster = root.sub("cluster")
     cluster.check_keys("name", "node_id", "key_file", "nodes")
     nodes = _nodes(cluster)
@@ -262,6 +270,7 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
         control=ControlSettings(control.get("socket", str, CLUSDISK_SOCKET),
                                 control.get("smbcad_socket", str, None),
                                 control.get("witnessd_socket", str, None)),
+        failover=FailoverSettings(failover.get("auto_giveback_s", float, 0.0, minimum=0)),
         metrics_listen=parse_listen(listen, metrics.key("listen")) if listen else None,
         state_dir=root.get("state_dir", str, "/var/lib/smbca"), log_level=log_level)
 

@@ -37,7 +37,9 @@ from clusdisk.heartbeat import (
 from clusdisk.heartbeat_transport import HeartbeatTransport
 from clusdisk.metrics import ClusdiskMetrics
 from clusdisk.operations import Operations, PairNotifier
-from clusdisk.peer import PeerChannel, PeerError
+from clusdisk.errors import ClusdiskError
+from clusdisk.peer import PeerChannel
+from clusdisk.placement import PlacementError
 from clusdisk.placement_file import PlacementFile, write_atomically
 from clusdisk.reservations import PrReservation, Scsi2Reservation
 from clusdisk.scsi import cdb
@@ -114,6 +116,7 @@ class Daemon:
         self.transport: HeartbeatTransport | None = None
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
+        self._partner_back_at: float | None = None     # heartbeat heard again since
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
 
     # -- wiring ------------------------------------------------------------------
@@ -205,7 +208,7 @@ class Daemon:
                 and not self.operations.learned:
             try:
                 await self.operations.learn()
-            except PeerError as exc:
+            except (ClusdiskError, PlacementError) as exc:
                 log.warning("cannot learn the placement from the partner yet: %s", exc)
                 await asyncio.sleep(self.cfg.arbitration.timings.renew_s)
         await self.manager.apply(self.view)
@@ -273,14 +276,17 @@ class Daemon:
                 log.warning("partner lost on every heartbeat link")
                 self.metrics.partner_losses.inc()
                 self.metrics.partner_alive.set(0)
+                self._partner_back_at = None
                 self.executor.post(Input.PARTNER_LOST)
             elif isinstance(event, PartnerShutdown):
                 log.info("partner announced a clean shutdown")
                 self.metrics.partner_alive.set(0)
+                self._partner_back_at = None
                 self.executor.post(Input.PARTNER_CLEAN_SHUTDOWN)
             elif isinstance(event, (PartnerUp, PartnerRestarted)):
                 log.info("partner up (%s)", event)
                 self.metrics.partner_alive.set(1)
+                self._partner_back_at = self.clock.now()
             elif isinstance(event, (LinkUp, LinkDown)):
                 self.metrics.heartbeat_link_up.labels(str(event.link)).set(
                     1 if isinstance(event, LinkUp) else 0)
@@ -318,6 +324,16 @@ class Daemon:
             await self.manager.renew()
             if self.arbiter.member:
                 await self.manager.apply(self.view)
+                await self._auto_giveback()
+
+    async def _auto_giveback(self) -> None:
+        back = self._partner_back_at
+        answer = await self.operations.auto_giveback(
+            None if back is None else self.clock.now() - back,
+            self.cfg.failover.auto_giveback_s)
+        if answer is not None:
+            (log.info if answer["ok"] else log.warning)("automatic giveback: %s",
+                                                        answer.get("error") or "done")
 
     async def _watchdog_loop(self) -> None:
         period = self.env.watchdog_usec / 2e6

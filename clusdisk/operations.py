@@ -291,6 +291,20 @@ class Operations:
                 + (f"{name} is back up on {me}" if back else f"{name} is down: "
                    f"{self.manager.errors.get(name)}"))
 
+    async def auto_giveback(self, partner_back_for_s: float | None, delay_s: float) -> dict | None:
+        """``failover.auto_giveback_s``: once the partner has been back for
+        ``delay_s``, give it back the aggregates of its home held here; a
+        replica not in sync is refused (and tried again later).  None when
+        there is nothing to do."""
+        if delay_s <= 0 or partner_back_for_s is None or partner_back_for_s < delay_s \
+                or self.operation is not None or not self.member():
+            return None
+        names = sorted(a.name for a in self.aggregates if a.home_node == self.partner_id
+                       and self.placement.owner[a.name] == self.node_id)
+        if not names:
+            return None
+        return await self.move("giveback", names, self.partner_id, False)
+
     async def _lif_migrate(self, lif_name, to: int) -> dict:
         operation = f"lif-migrate {lif_name}"
         veto = pl.lif_move_veto(self.placement, self.aggregates, lif_name, to, self.names)

@@ -274,3 +274,19 @@ def test_unplanned_takeover_then_rejoin_keeps_the_aggregates(pair):
     assert run(a.manager.apply(a.view())).empty                  # rejoined: nothing moves
     status = run(a.ops.status())
     assert status["giveback_possible"] is True and status["placement"]["aggr2"] == "a"
+
+
+def test_auto_giveback_waits_for_the_delay_and_the_replica(pair):
+    a, b = pair
+    run(a.ops.control({"command": "takeover"}))
+    assert run(a.ops.auto_giveback(None, 30.0)) is None           # partner not back
+    assert run(a.ops.auto_giveback(10.0, 30.0)) is None           # not long enough
+    assert run(a.ops.auto_giveback(100.0, 0.0)) is None           # off
+    a.in_sync["aggr2"] = False
+    answer = run(a.ops.auto_giveback(31.0, 30.0))
+    assert not answer["ok"] and "not in sync" in answer["error"]
+    assert a.manager.current == {"aggr1", "aggr2"}
+    a.in_sync["aggr2"] = True
+    assert run(a.ops.auto_giveback(40.0, 30.0))["ok"]
+    assert a.manager.current == {"aggr1"} and b.manager.current == {"aggr2"}
+    assert run(a.ops.auto_giveback(50.0, 30.0)) is None           # nothing left
