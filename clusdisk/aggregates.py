@@ -7,6 +7,11 @@ Ports (all injected): ``reservations[aggregate]`` (clusdisk.reservations),
 witnessd, see clusdisk.control) and ``lifs`` (clusdisk.lif).  Blocking host
 calls run in a thread.
 
+Every step run is timed and reported to the ``steps`` list a caller
+passes (``StepRecord``: the planned operations answer with them).  After
+smbcad's adopt, each LIF goes up with the tickles smbcad's reply lists for
+its address (cluster.md 7(b) step 7).
+
 Failure handling: a bring-up step that fails undoes the steps already done
 (``resources.undo``) and leaves the aggregate down; the next ``apply``
 retries it.  During a tear-down, a failed unmount stops that tear-down
@@ -16,8 +21,10 @@ tear-down failures are logged and the tear-down continues.
 """
 
 import asyncio
+import ipaddress
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from clusdisk import disks, resources
@@ -34,6 +41,29 @@ class StepFailed(ClusdiskError):
         super().__init__(f"{type(step).__name__} {step.aggregate}: {message}",
                          type(step).__name__)
         self.step = step
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    aggregate: str
+    step: str               # resources.describe(step)
+    seconds: float
+    ok: bool
+    detail: str = ""
+
+
+def tickles_for(lif, tickles) -> tuple:
+    """The (client ip, client port, server ip, server port) entries of
+    smbcad's adopt reply whose server address is ``lif``'s."""
+    address = ipaddress.ip_interface(lif.address).ip
+    out = []
+    for entry in tickles or ():
+        try:
+            if ipaddress.ip_address(entry[2]) == address:
+                out.append(tuple(entry))
+        except (ValueError, TypeError, IndexError):
+            log.warning("ignoring a malformed tickle %r from smbcad", entry)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -88,15 +118,20 @@ class AggregateManager:
         self.current: set[str] = set()
         self.stuck: set[str] = set()              # could not unmount: keep the reservation
         self.errors: dict[str, str] = {}
+        self._tickles: dict[str, list] = {}       # aggregate -> smbcad's adopt reply list
         self._lock = asyncio.Lock()
 
     def status(self) -> tuple[AggregateStatus, ...]:
         return tuple(AggregateStatus(a.name, a.home_node, a.name in self.current,
                                      self.errors.get(a.name, "")) for a in self.aggregates)
 
-    async def apply(self, view: resources.View) -> resources.Plan:
-        """Bring the node to ``view``'s desired set; returns the plan run."""
+    async def apply(self, view) -> resources.Plan:
+        """Bring the node to ``view``'s desired set; returns the plan run.
+        ``view`` may be a function returning the View, called once the lock
+        is held (so a placement changed meanwhile is seen)."""
         async with self._lock:
+            if callable(view):
+                view = view()
             plan = resources.plan(self.aggregates, view, frozenset(self.current))
             for aggregate, steps in plan.tear_down:
                 await self._tear_down(aggregate, steps)
@@ -104,28 +139,68 @@ class AggregateManager:
                 await self._bring_up(aggregate, steps)
             return plan
 
-    async def _bring_up(self, aggregate, steps) -> None:
+    async def bring_up(self, name: str, steps: list, *, break_foreign: bool = False,
+                       before=None) -> bool:
+        """Bring one aggregate up now (a planned move's destination; a
+        rollback); ``before()`` runs under the lock first (the placement
+        change).  Returns whether it is up; ``steps`` gets the records."""
+        aggregate = self.by_name[name]
+        async with self._lock:
+            if before is not None:
+                before()
+            if name in self.current:
+                return True
+            return await self._bring_up(aggregate, resources.bring_up(aggregate, break_foreign),
+                                        steps)
+
+    async def tear_down(self, name: str, steps: list, *, planned: bool = True,
+                        after=None) -> bool:
+        """Take one aggregate down now (a planned move's source); ``after()``
+        runs under the lock once it is down (the placement change)."""
+        aggregate = self.by_name[name]
+        async with self._lock:
+            if name in self.current:
+                await self._tear_down(aggregate, resources.tear_down(aggregate, planned), steps)
+            if name in self.current:
+                return False
+            if after is not None:
+                after()
+            return True
+
+    async def lif(self, lif, up: bool, steps: list) -> bool:
+        """One LIF alone up or down (a LIF migration)."""
+        aggregate = next(a for a in self.aggregates if lif in a.lifs)
+        step = resources.LifUp(aggregate.name, lif) if up else resources.LifDown(aggregate.name,
+                                                                                 lif)
+        try:
+            await self._run(aggregate, step, steps)
+        except StepFailed:
+            return False
+        return True
+
+    async def _bring_up(self, aggregate, steps, records=None) -> bool:
         done = []
         try:
             for step in steps:
-                await self._run(aggregate, step)
+                await self._run(aggregate, step, records)
                 done.append(step)
         except StepFailed as exc:
             log.error("bring-up of %s failed: %s; undoing %d steps", aggregate.name, exc,
                       len(done))
             self.errors[aggregate.name] = str(exc)
             self.observer("bring_up", aggregate.name, False)
-            await self._tear_down(aggregate, resources.undo(tuple(done)))
-            return
+            await self._tear_down(aggregate, resources.undo(tuple(done)), records)
+            return False
         self.current.add(aggregate.name)
         self.errors.pop(aggregate.name, None)
         self.observer("bring_up", aggregate.name, True)
         log.info("aggregate %s is up on node %d", aggregate.name, self.node_id)
+        return True
 
-    async def _tear_down(self, aggregate, steps) -> None:
+    async def _tear_down(self, aggregate, steps, records=None) -> None:
         for step in steps:
             try:
-                await self._run(aggregate, step)
+                await self._run(aggregate, step, records)
             except StepFailed as exc:
                 if isinstance(step, resources.Unmount):
                     log.error("%s; keeping %s reserved and read-write", exc, aggregate.name)
@@ -138,7 +213,20 @@ class AggregateManager:
         self.stuck.discard(aggregate.name)
         self.observer("tear_down", aggregate.name, True)
 
-    async def _run(self, aggregate, step) -> None:
+    async def _run(self, aggregate, step, records=None) -> None:
+        started = time.monotonic()
+        try:
+            await self._execute(aggregate, step)
+        except StepFailed as exc:
+            if records is not None:
+                records.append(StepRecord(aggregate.name, resources.describe(step),
+                                          time.monotonic() - started, False, str(exc)))
+            raise
+        if records is not None:
+            records.append(StepRecord(aggregate.name, resources.describe(step),
+                                      time.monotonic() - started, True))
+
+    async def _execute(self, aggregate, step) -> None:
         block = self.blocks[aggregate.name]
         try:
             if isinstance(step, resources.ReserveDisk):
@@ -159,12 +247,19 @@ class AggregateManager:
                 await self._run_blocking(self.host.mount, aggregate, block)
             elif isinstance(step, resources.Unmount):
                 await self._run_blocking(self.host.unmount, aggregate, block)
+            elif isinstance(step, resources.NotifySmbcad) and step.event == "adopt":
+                reply = await self.notifier.smbcad("adopt", aggregate)
+                self._tickles[aggregate.name] = (reply or {}).get("tickles") or []
             elif isinstance(step, resources.NotifySmbcad):
-                await self.notifier.smbcad(step.event, aggregate)
+                await self.notifier.smbcad(step.event, aggregate, planned=step.planned)
             elif isinstance(step, resources.NotifyWitness):
                 await self.notifier.witness(step.event, aggregate)
             elif isinstance(step, resources.LifUp):
-                await self.lifs.up(step.lif)
+                tickles = tickles_for(step.lif, self._tickles.get(aggregate.name))
+                if tickles:         # LifMover.up without tickles= predates them
+                    await self.lifs.up(step.lif, tickles=tickles)
+                else:
+                    await self.lifs.up(step.lif)
             elif isinstance(step, resources.LifDown):
                 await self.lifs.down(step.lif)
             else:

@@ -192,8 +192,11 @@ class TakeOverPartner:
 
 
 @dataclass(frozen=True)
-class GiveBackPartner:
-    """The partner is back: hand its aggregates back."""
+class PartnerRejoined:
+    """The partner is back after a takeover.  Nothing is given back here: its
+    aggregates stay where the placement says until an operator (or the
+    auto-giveback delay, once its replica is in sync) moves them
+    (shared/reference/cluster.md 7(c))."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ class AnnounceShutdown:
 
 Action = (RegisterKey | ReserveQuorum | RenewQuorum | ResetQuorum | PreemptPartner
           | ReleaseQuorum | StartTimer | CancelTimer | GoOnline | TakeOverPartner
-          | GiveBackPartner | GoOffline | StopServices | AnnounceShutdown)
+          | PartnerRejoined | GoOffline | StopServices | AnnounceShutdown)
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,9 @@ def _build(mode: Mode) -> dict:
     row(S.ONLINE_PARTNER_LOST, I.PARTNER_CLEAN_SHUTDOWN, S.ONLINE_TAKEN_OVER,
         CancelTimer(Timer.TAKEOVER), TakeOverPartner())
     row(S.ONLINE_TAKEN_OVER, I.PARTNER_OWNER, S.ONLINE_TAKEN_OVER, RenewQuorum())
-    row(S.ONLINE_TAKEN_OVER, I.PARTNER_STANDBY, S.ONLINE, GiveBackPartner())
+    # partner back, still holding its aggregates: ONLINE is "owner, partner
+    # alive"; which aggregates this node serves is the placement's business
+    row(S.ONLINE_TAKEN_OVER, I.PARTNER_STANDBY, S.ONLINE, PartnerRejoined())
     for state in (S.ONLINE, S.ONLINE_PARTNER_LOST, S.ONLINE_TAKEN_OVER):
         row(state, I.SHUTDOWN, S.OFFLINING_OWNER, *_LEAVE)
         ignore(state, *PARTNER_INPUTS)

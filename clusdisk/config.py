@@ -20,6 +20,7 @@ from smbca.config import (
 from smbca.control import CLUSDISK_SOCKET
 
 DEFAULT_HEARTBEAT_PORT = 5405
+DEFAULT_PEER_PORT = 5406
 PR_KEY_BASE = 0x736D626300000000            # "smbc" + node id
 
 
@@ -41,6 +42,7 @@ class HeartbeatSettings:
     interval_s: float = 1.0
     miss_count: int = 5
     links: tuple[LinkConfig, ...] = ()
+    peer_port: int = DEFAULT_PEER_PORT    # TCP: the clusdisk peer channel on every link
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class ControlSettings:
 
 
 @dataclass(frozen=True)
+class FailoverSettings:
+    auto_giveback_s: float = 0.0          # 0: giveback only when an operator asks
+
+
+@dataclass(frozen=True)
 class Config:
     cluster_name: str
     node_id: int
@@ -80,6 +87,7 @@ class Config:
     scsi: ScsiSettings = ScsiSettings()
     aggregates: tuple[Aggregate, ...] = ()
     control: ControlSettings = ControlSettings()
+    failover: FailoverSettings = FailoverSettings()
     metrics_listen: ListenAddress | None = None
     state_dir: str = "/var/lib/smbca"
     log_level: str = "info"
@@ -197,7 +205,9 @@ def _aggregates(root: Section, nodes) -> tuple[Aggregate, ...]:
 def from_dict(data, *, key_loader=read_key_file) -> Config:
     root = Section(data, "")
     root.check_keys("cluster", "heartbeat", "arbitration", "scsi", "quorum", "aggregates",
-                    "control", "metrics", "state_dir", "log_level")
+                    "control", "failover", "metrics", "state_dir", "log_level")
+    failover = root.sub("failover")
+    failover.check_keys("auto_giveback_s")
     cluster = root.sub("cluster")
     cluster.check_keys("name", "node_id", "key_file", "nodes")
     nodes = _nodes(cluster)
@@ -207,7 +217,7 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
     key = key_loader(cluster.get("key_file", str), cluster.key("key_file"))
 
     hb = root.sub("heartbeat")
-    hb.check_keys("interval_ms", "miss_count", "links")
+    hb.check_keys("interval_ms", "miss_count", "links", "peer_port")
     links = []
     for item in hb.items("links"):
         item.check_keys("local", "peer")
@@ -216,8 +226,10 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
             parse_listen(item.data.get("peer"), item.key("peer"), DEFAULT_HEARTBEAT_PORT)))
     if not links:
         raise ConfigError(hb.key("links"), "at least one heartbeat link is required")
+    peer_port = hb.get("peer_port", int, DEFAULT_PEER_PORT, minimum=1, maximum=65535)
     heartbeat = HeartbeatSettings(hb.get("interval_ms", int, 1000, minimum=10) / 1000,
-                                  hb.get("miss_count", int, 5, minimum=1), tuple(links))
+                                  hb.get("miss_count", int, 5, minimum=1), tuple(links),
+                                  peer_port)
 
     scsi = root.sub("scsi")
     scsi.check_keys("timeout_ms", "retries", "reset", "scsi_hosts", "sysfs_root", "dev_root")
@@ -258,6 +270,7 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
         control=ControlSettings(control.get("socket", str, CLUSDISK_SOCKET),
                                 control.get("smbcad_socket", str, None),
                                 control.get("witnessd_socket", str, None)),
+        failover=FailoverSettings(failover.get("auto_giveback_s", float, 0.0, minimum=0)),
         metrics_listen=parse_listen(listen, metrics.key("listen")) if listen else None,
         state_dir=root.get("state_dir", str, "/var/lib/smbca"), log_level=log_level)
 

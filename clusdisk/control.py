@@ -23,7 +23,8 @@ log = logging.getLogger("clusdisk.control")
 
 
 def status_handler(status_provider: Callable[[], dict]) -> Handler:
-    """The handler of clusdisk's control socket: ``status`` only."""
+    """A control socket handler that answers ``status`` only (the planned
+    operations' handler is ``clusdisk.operations.Operations.control``)."""
     def handle(message: dict) -> dict:
         command = message.get("command")
         if command != "status":
@@ -46,24 +47,31 @@ class Notifier:
         self.witnessd_socket = witnessd_socket
         self.timeout_s = timeout_s
 
-    async def _send(self, path: str | None, peer: str, event: events.Event) -> None:
+    async def _send(self, path: str | None, peer: str, event: events.Event) -> dict:
         message = event.to_json()
         if path is None:
             log.debug("no %s socket configured; not sending %s", peer, message)
-            return
+            return {}
         reply = await request(path, message, self.timeout_s)
         if not reply.get("ok"):
             raise ControlError(f"{peer} refused {message}: "
                                f"{reply.get('error', 'no reason given')}")
+        return reply
 
-    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> None:
-        """``event``: "adopt" or "release" (``planned``: a giveback or relocation)."""
+    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
+        """``event``: "adopt" or "release" (``planned``: a giveback or
+        relocation).  Returns smbcad's reply (an adopt's may list
+        ``"tickles"``: [client ip, client port, server ip, server port])."""
         if event == "adopt":
             message = events.AggregateAdopt(aggregate.name, aggregate.mount_point, self.node_id)
         else:
             message = events.AggregateRelease(aggregate.name, aggregate.mount_point,
                                               self.node_id, planned)
-        await self._send(self.smbcad_socket, "smbcad", message)
+        return await self._send(self.smbcad_socket, "smbcad", message)
+
+    async def witness_event(self, event: events.Event) -> None:
+        """One event to the local witnessd as it is (forwarded by the partner)."""
+        await self._send(self.witnessd_socket, "witnessd", event)
 
     async def witness(self, event: str, aggregate) -> None:
         """``event``: "online" or "offline"; one message per LIF."""

@@ -20,7 +20,7 @@ from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
 from clusdisk.config import Config
-from clusdisk.control import Notifier, status_handler
+from clusdisk.control import Notifier
 from clusdisk.executor import ArbitrationExecutor, LoopClock, QuorumCall, Step
 from clusdisk.heartbeat import (
     HeartbeatConfig,
@@ -36,13 +36,18 @@ from clusdisk.heartbeat import (
 )
 from clusdisk.heartbeat_transport import HeartbeatTransport
 from clusdisk.metrics import ClusdiskMetrics
+from clusdisk.operations import Operations, PairNotifier
+from clusdisk.errors import ClusdiskError
+from clusdisk.peer import PeerChannel
+from clusdisk.placement import PlacementError
+from clusdisk.placement_file import PlacementFile, write_atomically
 from clusdisk.reservations import PrReservation, Scsi2Reservation
 from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
 from smbca.config import SystemdEnv
-from smbca.control import ControlServer
+from smbca.control import ControlError, ControlServer, request
 from smbca.systemd import sd_notify
 
 log = logging.getLogger("clusdisk")
@@ -75,13 +80,7 @@ def next_incarnation(state_dir: str, now_us: int) -> int:
         previous = 0
     value = max(previous + 1, now_us) & ((1 << 63) - 1)
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="ascii") as handle:
-            handle.write(f"{value}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, f"{value}\n")
     except OSError as exc:
         log.warning("cannot persist the heartbeat incarnation in %s: %s", state_dir, exc)
     return value
@@ -115,6 +114,9 @@ class Daemon:
         self.executor: ArbitrationExecutor | None = None
         self.heartbeat: HeartbeatProtocol | None = None
         self.transport: HeartbeatTransport | None = None
+        self.peer: PeerChannel | None = None
+        self.operations: Operations | None = None
+        self._partner_back_at: float | None = None     # heartbeat heard again since
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
 
     # -- wiring ------------------------------------------------------------------
@@ -162,16 +164,28 @@ class Daemon:
         if self._lifs is None:
             from clusdisk.lif import LifMover
             self._lifs = LifMover()
-        self.manager = AggregateManager(
-            cfg.aggregates, cfg.node_id, {a.name: found[a.name].block for a in cfg.aggregates},
-            data, self._host or HostOps(),
+        hb = cfg.heartbeat
+        self.peer = PeerChannel(cfg.key, cfg.node_id, cfg.partner.id,
+                                tuple((link.local.host, hb.peer_port) for link in hb.links),
+                                tuple((link.peer.host, hb.peer_port) for link in hb.links),
+                                self._peer_request)
+        notifier = PairNotifier(
             self._notifier or Notifier(cfg.node_id, cfg.control.smbcad_socket,
                                        cfg.control.witnessd_socket, node_name=cfg.me.name),
-            self._lifs, observer=self._aggregate_event)
+            self.peer, self._partner_alive)
+        self.manager = AggregateManager(
+            cfg.aggregates, cfg.node_id, {a.name: found[a.name].block for a in cfg.aggregates},
+            data, self._host or HostOps(), notifier, self._lifs, observer=self._aggregate_event)
+        self.operations = Operations(
+            node_id=cfg.node_id, node_names={n.id: n.name for n in cfg.nodes},
+            aggregates=cfg.aggregates, manager=self.manager,
+            store=PlacementFile(cfg.state_dir, cfg.aggregates, [n.id for n in cfg.nodes]),
+            peer=self.peer, notifier=notifier, smbcad_status=self._smbcad_status,
+            member=lambda: self.arbiter.member, partner_alive=self._partner_alive,
+            base_status=self.status)
         self._take_offline(found)
         self.executor = ArbitrationExecutor(self.arbiter, quorum, self.clock, self,
                                             observer=self._arbitration_event)
-        hb = cfg.heartbeat
         incarnation = self._incarnation if self._incarnation is not None else \
             next_incarnation(cfg.state_dir, time.time_ns() // 1000)
         self.heartbeat = HeartbeatProtocol(
@@ -184,19 +198,48 @@ class Daemon:
 
     def view(self) -> resources.View:
         return resources.View(self.cfg.node_id, self.arbiter.member,
-                              self.arbiter.state is State.ONLINE_TAKEN_OVER)
+                              self.arbiter.state is State.ONLINE_TAKEN_OVER,
+                              self.operations.owned(self.arbiter.owns_quorum))
 
     async def go_online(self) -> None:
-        await self.manager.apply(self.view())
+        """A standby first learns the placement from the quorum owner and
+        brings up nothing before (issue 11: never what the partner owns)."""
+        while self.arbiter.member and not self.arbiter.owns_quorum \
+                and not self.operations.learned:
+            try:
+                await self.operations.learn()
+            except (ClusdiskError, PlacementError) as exc:
+                log.warning("cannot learn the placement from the partner yet: %s", exc)
+                await asyncio.sleep(self.cfg.arbitration.timings.renew_s)
+        await self.manager.apply(self.view)
 
     async def take_over_partner(self) -> None:
-        await self.manager.apply(self.view())
+        self.operations.take_over()
+        await self.manager.apply(self.view)
 
-    async def give_back_partner(self) -> None:
-        await self.manager.apply(self.view())
+    async def partner_rejoined(self) -> None:
+        log.info("partner rejoined; its aggregates stay here until a giveback")
 
     async def go_offline(self) -> None:
+        self.operations.learned = False
         await self.manager.apply(resources.View(self.cfg.node_id, False, False))
+
+    # -- ports of the operations ---------------------------------------------------
+
+    def _partner_alive(self) -> bool:
+        return bool(self.heartbeat and self.heartbeat.partner_alive)
+
+    async def _smbcad_status(self) -> dict:
+        path = self.cfg.control.smbcad_socket
+        if path is None:
+            raise ControlError("no smbcad socket configured (control.smbcad_socket)")
+        reply = await request(path, {"command": "status"}, 5.0)
+        if not reply.get("ok"):
+            raise ControlError(f"smbcad status: {reply.get('error')}")
+        return reply.get("status") or {}
+
+    async def _peer_request(self, op: str, args: dict) -> dict:
+        return await self.operations.peer_request(op, args)
 
     async def stop_services(self, clean: bool, reason: str) -> None:
         (log.info if clean else log.error)("leaving the cluster: %s", reason)
@@ -233,14 +276,17 @@ class Daemon:
                 log.warning("partner lost on every heartbeat link")
                 self.metrics.partner_losses.inc()
                 self.metrics.partner_alive.set(0)
+                self._partner_back_at = None
                 self.executor.post(Input.PARTNER_LOST)
             elif isinstance(event, PartnerShutdown):
                 log.info("partner announced a clean shutdown")
                 self.metrics.partner_alive.set(0)
+                self._partner_back_at = None
                 self.executor.post(Input.PARTNER_CLEAN_SHUTDOWN)
             elif isinstance(event, (PartnerUp, PartnerRestarted)):
                 log.info("partner up (%s)", event)
                 self.metrics.partner_alive.set(1)
+                self._partner_back_at = self.clock.now()
             elif isinstance(event, (LinkUp, LinkDown)):
                 self.metrics.heartbeat_link_up.labels(str(event.link)).set(
                     1 if isinstance(event, LinkUp) else 0)
@@ -277,7 +323,17 @@ class Daemon:
             await asyncio.sleep(period)
             await self.manager.renew()
             if self.arbiter.member:
-                await self.manager.apply(self.view())
+                await self.manager.apply(self.view)
+                await self._auto_giveback()
+
+    async def _auto_giveback(self) -> None:
+        back = self._partner_back_at
+        answer = await self.operations.auto_giveback(
+            None if back is None else self.clock.now() - back,
+            self.cfg.failover.auto_giveback_s)
+        if answer is not None:
+            (log.info if answer["ok"] else log.warning)("automatic giveback: %s",
+                                                        answer.get("error") or "done")
 
     async def _watchdog_loop(self) -> None:
         period = self.env.watchdog_usec / 2e6
@@ -302,10 +358,11 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
             "SIGHUP: configuration reload is not supported; restart clusdisk"))
-        control = ControlServer(self.cfg.control.socket, status_handler(self.status))
+        control = ControlServer(self.cfg.control.socket, self.operations.control)
         try:
             try:
                 await self.transport.start()
+                await self.peer.start()
                 await control.start()
                 if self.cfg.metrics_listen is not None:
                     start_http_server(self.cfg.metrics_listen.port, self.cfg.metrics_listen.host,
@@ -324,6 +381,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.transport.close()
+            await self.peer.close()
             await control.close()
             await self.executor.stop()
             for device in self._devices:

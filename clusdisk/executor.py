@@ -9,7 +9,7 @@ One worker task takes inputs from a FIFO queue, feeds them to the
 - timers go through the injected ``clock`` (``call_later``); a timer input
   already queued when its timer is cancelled or restarted is dropped, so the
   table never sees a stale expiry;
-- cluster hooks (go online, take over, give back, go offline, stop) run as
+- cluster hooks (go online, take over, partner rejoined, go offline, stop) run as
   tasks so that a slow mount or fsck never delays a renew; go-offline
   answers with OFFLINE_DONE.
 
@@ -58,7 +58,7 @@ class ClusterHooks(Protocol):
 
     async def take_over_partner(self) -> None: ...
 
-    async def give_back_partner(self) -> None: ...
+    async def partner_rejoined(self) -> None: ...
 
     async def go_offline(self) -> None: ...
 
@@ -186,8 +186,8 @@ class ArbitrationExecutor:
             self._spawn(self.hooks.go_online())
         elif isinstance(action, arb.TakeOverPartner):
             self._spawn(self.hooks.take_over_partner())
-        elif isinstance(action, arb.GiveBackPartner):
-            self._spawn(self.hooks.give_back_partner())
+        elif isinstance(action, arb.PartnerRejoined):
+            self._spawn(self.hooks.partner_rejoined())
         elif isinstance(action, arb.GoOffline):
             self._spawn(self._go_offline())
         elif isinstance(action, arb.StopServices):

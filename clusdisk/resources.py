@@ -13,10 +13,17 @@ Tear-down is the exact reverse:
     witnessd told -> LIFs down -> smbcad releases -> unmount
     -> block device read-only -> release the data LUN
 
-``desired`` says which aggregates this node should serve: its home
-aggregates while it is a cluster member, plus the partner's once the
-arbitration says it took them over.  ``plan`` turns (current, desired) into
-steps: tear-downs first (reverse config order), then bring-ups.
+A takeover bring-up (the partner is fenced: cluster.md 7(b) step 3) first
+tells the witness the LIFs are going away, then proceeds as above; a
+planned tear-down (relocation, giveback: 7(c)) asks smbcad for a planned
+release so in-flight requests finish first.
+
+``desired`` says which aggregates this node should serve: none unless it is
+a cluster member; every one once the arbitration says it took the partner
+over; otherwise those the placement (``clusdisk.placement``) gives it (its
+home aggregates when there is no placement).  ``plan`` turns (current,
+desired) into steps: tear-downs first (reverse config order), then
+bring-ups.  ``describe`` names a step for operators (the control answers).
 """
 
 from dataclasses import dataclass
@@ -47,8 +54,9 @@ class View:
     """What the arbitration says about this node right now."""
 
     node_id: int
-    member: bool           # serving its home aggregates is allowed
+    member: bool           # serving aggregates is allowed
     taken_over: bool       # the partner is fenced or gone: serve its aggregates too
+    owned: frozenset[str] | None = None   # the placement's share; None: home aggregates
 
 
 # -- steps ---------------------------------------------------------------------
@@ -78,6 +86,7 @@ class Mount:
 class NotifySmbcad:
     aggregate: str
     event: str             # "adopt" | "release"
+    planned: bool = False  # release: a relocation or giveback (in-flight requests finish)
 
 
 @dataclass(frozen=True)
@@ -123,23 +132,46 @@ def _addresses(aggregate: Aggregate) -> tuple[str, ...]:
 
 
 def bring_up(aggregate: Aggregate, break_foreign: bool = False) -> tuple:
+    """``break_foreign``: a takeover of a fenced partner's aggregate, which
+    starts by telling the witness its LIFs are unavailable (7(b) step 3)."""
     name = aggregate.name
-    return (ReserveDisk(name, break_foreign), SetWritable(name), CheckFilesystem(name),
-            Mount(name), NotifySmbcad(name, "adopt"),
+    going_away = (NotifyWitness(name, "offline", _addresses(aggregate)),) if break_foreign else ()
+    return (*going_away, ReserveDisk(name, break_foreign), SetWritable(name),
+            CheckFilesystem(name), Mount(name), NotifySmbcad(name, "adopt"),
             *(LifUp(name, lif) for lif in aggregate.lifs),
             NotifyWitness(name, "online", _addresses(aggregate)))
 
 
-def tear_down(aggregate: Aggregate) -> tuple:
+def tear_down(aggregate: Aggregate, planned: bool = False) -> tuple:
     name = aggregate.name
     return (NotifyWitness(name, "offline", _addresses(aggregate)),
             *(LifDown(name, lif) for lif in reversed(aggregate.lifs)),
-            NotifySmbcad(name, "release"), Unmount(name), SetReadOnly(name), ReleaseDisk(name))
+            NotifySmbcad(name, "release", planned), Unmount(name), SetReadOnly(name),
+            ReleaseDisk(name))
+
+
+def describe(step) -> str:
+    """An operator's name for a step ("smbcad release --planned", "LIF lif-a1 up")."""
+    if isinstance(step, ReserveDisk):
+        return "reserve data LUN" + (" (break foreign)" if step.break_foreign else "")
+    if isinstance(step, NotifySmbcad):
+        return f"smbcad {step.event}" + (" --planned" if step.planned else "")
+    if isinstance(step, (LifUp, LifDown)):
+        return f"LIF {step.lif.name} {'up' if isinstance(step, LifUp) else 'down'}"
+    if isinstance(step, NotifyWitness):
+        return "witness " + ("AVAILABLE" if step.event == "online" else "UNAVAILABLE")
+    return _NAMES[type(step)]
+
+
+_NAMES = {SetWritable: "block device writable", CheckFilesystem: "fsck", Mount: "mount",
+          Unmount: "unmount", SetReadOnly: "block device read-only",
+          ReleaseDisk: "release data LUN"}
 
 
 def undo(done: tuple) -> tuple:
     """The tear-down steps that reverse a partial bring-up, in reverse order
-    (used when a bring-up step fails half-way)."""
+    (used when a bring-up step fails half-way).  A takeover's first
+    "unavailable" needs no undo: the LIFs stay unavailable."""
     inverse = []
     for step in reversed(done):
         if isinstance(step, ReserveDisk):
@@ -152,7 +184,7 @@ def undo(done: tuple) -> tuple:
             inverse.append(NotifySmbcad(step.aggregate, "release"))
         elif isinstance(step, LifUp):
             inverse.append(LifDown(step.aggregate, step.lif))
-        elif isinstance(step, NotifyWitness):
+        elif isinstance(step, NotifyWitness) and step.event == "online":
             inverse.append(NotifyWitness(step.aggregate, "offline", step.addresses))
     return tuple(inverse)
 
@@ -160,8 +192,11 @@ def undo(done: tuple) -> tuple:
 def desired(aggregates, view: View) -> frozenset:
     if not view.member:
         return frozenset()
-    return frozenset(a.name for a in aggregates
-                     if a.home_node == view.node_id or view.taken_over)
+    if view.taken_over:
+        return frozenset(a.name for a in aggregates)
+    if view.owned is not None:
+        return frozenset(a.name for a in aggregates if a.name in view.owned)
+    return frozenset(a.name for a in aggregates if a.home_node == view.node_id)
 
 
 @dataclass(frozen=True)

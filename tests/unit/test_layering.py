@@ -36,7 +36,7 @@ IO_MODULES = frozenset({"asyncio", "concurrent", "ctypes", "fcntl", "mmap", "mul
 _CLUSDISK_PURE = ("clusdisk/scsi/cdb.py", "clusdisk/scsi/pages.py", "clusdisk/scsi/sense.py",
                   "clusdisk/scsi/errors.py", "clusdisk/heartbeat.py", "clusdisk/resources.py",
                   "clusdisk/arbitration.py", "clusdisk/errors.py",
-                  "clusdisk/announce.py")
+                  "clusdisk/announce.py", "clusdisk/placement.py")
 _SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.systemd")
 
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -90,6 +90,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # -- clusdisk
     *((path, (PURE, *(p.removesuffix(".py").replace("/", ".") for p in _CLUSDISK_PURE)))
       for path in _CLUSDISK_PURE),
+    ("clusdisk/peer_proto.py", (PURE, "cryptography")),
     ("clusdisk/scsi/sgio.py", (STDLIB, "clusdisk")),
     ("clusdisk/lif.py", (STDLIB, "pyroute2", "clusdisk")),
     ("clusdisk/heartbeat_transport.py", (STDLIB, "clusdisk")),

@@ -106,8 +106,8 @@ class Hooks:
     async def take_over_partner(self) -> None:
         self._record("take_over_partner")
 
-    async def give_back_partner(self) -> None:
-        self._record("give_back_partner")
+    async def partner_rejoined(self) -> None:
+        self._record("partner_rejoined")
 
     async def go_offline(self) -> None:
         self._record("go_offline")

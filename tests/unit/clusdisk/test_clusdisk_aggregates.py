@@ -39,8 +39,11 @@ class FakeNotifier:
     def __init__(self, journal):
         self.journal = journal
 
-    async def smbcad(self, event, aggregate):
-        self.journal.append(("smbcad", event, aggregate.name))
+    async def smbcad(self, event, aggregate, planned=False):
+        self.journal.append(("smbcad", event, aggregate.name) + (("planned",) if planned else ()))
+        return {"ok": True, "tickles": self.tickles} if event == "adopt" else {"ok": True}
+
+    tickles: list = []
 
     async def witness(self, event, aggregate):
         self.journal.append(("witness", event, aggregate.name))
@@ -50,8 +53,8 @@ class FakeLifs:
     def __init__(self, journal):
         self.journal = journal
 
-    async def up(self, lif):
-        self.journal.append(("lif up", lif.name))
+    async def up(self, lif, tickles=()):
+        self.journal.append(("lif up", lif.name) + ((tickles,) if tickles else ()))
 
     async def down(self, lif):
         self.journal.append(("lif down", lif.name))
@@ -179,3 +182,26 @@ def test_non_owner_write_conflicts_on_the_real_reservation_model():
         assert run(lun.device(0).execute(cdb.write_16(0, bytes(512), 512))).outcome.ok
         run(m.apply(View(1, False, False)))
         assert run(lun.device(1).execute(cdb.write_16(0, bytes(512), 512))).outcome.ok, mode
+
+
+def test_takeover_tells_the_witness_first_and_tickles_after_adopt():
+    """cluster.md 7(b): UNAVAILABLE first (step 3), LIF up with the adopt
+    reply's tickles for that LIF's address (step 7); the step records."""
+    journal = Journal()
+    m = manager(journal)
+    m.notifier.tickles = [["192.0.2.99", 50000, "192.0.2.10", 445],
+                          ["192.0.2.98", 50001, "192.0.2.77", 445], ["junk"]]
+    records = []
+    assert run(m.bring_up("aggr1", records, break_foreign=True))
+    assert journal[0] == ("witness", "offline", "aggr1")
+    assert journal[1] == ("take", "aggr1", True)
+    assert ("lif up", "lif1", (("192.0.2.99", 50000, "192.0.2.10", 445),)) in journal
+    assert [r.step for r in records] == [
+        "witness UNAVAILABLE", "reserve data LUN (break foreign)", "block device writable",
+        "fsck", "mount", "smbcad adopt", "LIF lif1 up", "witness AVAILABLE"]
+    assert all(r.ok for r in records)
+    journal.clear()
+    records.clear()
+    assert run(m.tear_down("aggr1", records))
+    assert ("smbcad", "release", "aggr1", "planned") in journal
+    assert [r.step for r in records][2] == "smbcad release --planned"

@@ -32,6 +32,7 @@ def test_example_parses():
     assert (t.renew_s, t.challenge_wait_s, t.settle_s, t.takeover_delay_s) == (3, 7, 10, 20)
     assert cfg.heartbeat.interval_s == 1.0 and len(cfg.heartbeat.links) == 2
     assert str(cfg.heartbeat.links[0].peer) == "198.51.100.2:5405"
+    assert cfg.heartbeat.peer_port == 5406 and cfg.failover.auto_giveback_s == 0
     assert cfg.scsi.reset is ResetKind.DEVICE and cfg.scsi.scsi_hosts is None
     assert cfg.quorum_disk == "naa.6001405abcdef0123456789abcdef012"
     aggr1, aggr2 = cfg.aggregates
@@ -76,6 +77,10 @@ DELETE = object()
     ("heartbeat.links", [], "heartbeat.links"),
     ("heartbeat.links.0.peer", "not-an-ip:1", "heartbeat.links[0].peer"),
     ("heartbeat.interval_ms", "1s", "heartbeat.interval_ms"),
+    ("heartbeat.peer_port", 70000, "heartbeat.peer_port"),
+    ("heartbeat.peer_port", "5406", "heartbeat.peer_port"),
+    ("failover.auto_giveback_s", -1, "failover.auto_giveback_s"),
+    ("failover.auto_giveback", 5, "failover.auto_giveback"),
     ("arbitration.mode", "scsi3", "arbitration.mode"),
     ("arbitration.challenge_wait_ms", 5000, "arbitration.challenge_wait_ms"),
     ("arbitration.takeover_delay_ms", 4000, "arbitration.takeover_delay_ms"),

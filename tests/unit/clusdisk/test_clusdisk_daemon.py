@@ -33,12 +33,15 @@ def free_udp_ports(count: int) -> list[int]:
 
 
 def make_config(node_id: int, ports, tmp_path, mode: str):
+    """Node 1 on 127.0.0.1, node 2 on 127.0.0.2 (the peer channel's TCP port
+    is the same on both nodes, as in production)."""
     mine, theirs = (ports[0], ports[1]) if node_id == 1 else (ports[1], ports[0])
+    me, partner = ("127.0.0.1", "127.0.0.2") if node_id == 1 else ("127.0.0.2", "127.0.0.1")
     data = {
         "cluster": {"node_id": node_id, "key_file": "unused",
                     "nodes": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]},
-        "heartbeat": {"interval_ms": 50, "miss_count": 4,
-                      "links": [{"local": f"127.0.0.1:{mine}", "peer": f"127.0.0.1:{theirs}"}]},
+        "heartbeat": {"interval_ms": 50, "miss_count": 4, "peer_port": ports[2],
+                      "links": [{"local": f"{me}:{mine}", "peer": f"{partner}:{theirs}"}]},
         "arbitration": {"mode": mode, "renew_ms": 200, "join_window_ms": 400,
                         "challenge_wait_ms": 500, "settle_ms": 300, "pr_challenge_delay_ms": 100,
                         "pr_settle_ms": 300},
@@ -47,6 +50,7 @@ def make_config(node_id: int, ports, tmp_path, mode: str):
         "aggregates": [{"name": "aggr1", "home": "a", "disk": DATA_NAA, "filesystem": "xfs",
                         "mount_point": "/srv/aggr1"}],
         "control": {"socket": str(tmp_path / f"node{node_id}.sock")},
+        "state_dir": str(tmp_path / f"state{node_id}"),
     }
     return config_mod.from_dict(data, key_loader=lambda path, key: KEY)
 
@@ -59,7 +63,7 @@ class Rig:
                              designators=(naa,))
                      for i, (h, lun, naa) in enumerate([(0, 0, QUORUM_NAA), (0, 1, DATA_NAA),
                                                          (1, 0, QUORUM_NAA), (1, 1, DATA_NAA)])]
-        self.ports = free_udp_ports(2)
+        self.ports = free_udp_ports(3)
         self.tmp_path = tmp_path
         self.mode = mode
         self.notify_path = str(tmp_path / "notify")
@@ -121,7 +125,11 @@ def test_two_daemons_form_join_and_hand_over(tmp_path, mode):
                        and a.arbiter.state.value == "online")
         status = (await request(str(tmp_path / "node2.sock"), {"command": "status"}))["status"]
         assert status["state"] == "standby" and status["partner"]["alive"] is True
-        assert status["aggregates"] == [{"name": "aggr1", "home": 1, "up": False, "error": ""}]
+        assert status["aggregates"] == [{"name": "aggr1", "home": 1, "up": False, "error": "",
+                                         "owner": "a", "in_sync": None}]
+        assert status["placement"] == {"aggr1": "a"} and status["partner_reachable"] is True
+        assert status["peer_protocol"] == "v1" and status["operation"] is None
+        assert b.operations.learned and b.manager.current == set()
         # the data LUN is fenced from B while A serves aggr1
         write = await rig.data.device(1).execute(cdb.write_16(0, bytes(512), 512))
         assert write.outcome.kind is OutcomeKind.RESERVATION_CONFLICT

@@ -17,7 +17,7 @@ class Hooks:
 
     async def go_online(self): self.calls.append("go_online")
     async def take_over_partner(self): self.calls.append("take_over_partner")
-    async def give_back_partner(self): self.calls.append("give_back_partner")
+    async def partner_rejoined(self): self.calls.append("partner_rejoined")
 
     async def go_offline(self):
         self.calls.append("go_offline")

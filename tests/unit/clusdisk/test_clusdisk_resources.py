@@ -40,13 +40,28 @@ def test_desired():
     assert r.desired(ALL, View(1, True, False)) == {"aggr1", "aggr3"}
     assert r.desired(ALL, View(1, True, True)) == {"aggr1", "aggr2", "aggr3"}
     assert r.desired(ALL, View(2, True, False)) == {"aggr2"}
+    # the placement decides once there is one (aggr1 relocated to node 2)
+    assert r.desired(ALL, View(1, True, False, owned=frozenset({"aggr3"}))) == {"aggr3"}
+    assert r.desired(ALL, View(2, True, False, owned=frozenset({"aggr1", "aggr2"}))) == \
+        {"aggr1", "aggr2"}
+    assert r.desired(ALL, View(2, False, False, owned=frozenset({"aggr1"}))) == frozenset()
+    assert r.desired(ALL, View(2, True, True, owned=frozenset())) == {"aggr1", "aggr2", "aggr3"}
+
+
+def test_describe_and_planned_release():
+    names = [r.describe(s) for s in r.tear_down(A1, planned=True)]
+    assert names == ["witness UNAVAILABLE", "LIF lif2 down", "LIF lif1 down",
+                     "smbcad release --planned", "unmount", "block device read-only",
+                     "release data LUN"]
+    assert r.undo(r.bring_up(A2, break_foreign=True)[:2]) == (r.ReleaseDisk("aggr2"),)
 
 
 def test_plan_takeover_breaks_only_when_taken_over():
     plan = r.plan(ALL, View(1, True, True), frozenset({"aggr1", "aggr3"}))
     assert plan.tear_down == ()
     [(aggregate, steps)] = plan.bring_up
-    assert aggregate is A2 and steps[0] == r.ReserveDisk("aggr2", True)
+    assert aggregate is A2 and steps[:2] == (r.NotifyWitness("aggr2", "offline", ("192.0.2.11/24",)),
+                                             r.ReserveDisk("aggr2", True))
     plan = r.plan(ALL, View(1, True, False), frozenset())
     assert [a.name for a, _ in plan.bring_up] == ["aggr1", "aggr3"]
     assert all(steps[0].break_foreign is False for _, steps in plan.bring_up)

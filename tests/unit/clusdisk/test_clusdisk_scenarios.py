@@ -51,7 +51,7 @@ def test_form_alone_then_partner_joins(mode):
         cluster.b.start()
         await cluster.advance(5)
         assert (cluster.a.state, cluster.b.state) == (State.ONLINE, State.STANDBY)
-        assert cluster.a.hooks.names() == ["go_online", "take_over_partner", "give_back_partner"]
+        assert cluster.a.hooks.names() == ["go_online", "take_over_partner", "partner_rejoined"]
         assert cluster.b.hooks.names() == ["go_online"]
         if mode is Mode.PR:
             assert sorted(cluster.lun.registrations) == [0, 1]
