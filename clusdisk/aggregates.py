@@ -255,11 +255,8 @@ class AggregateManager:
             elif isinstance(step, resources.NotifyWitness):
                 await self.notifier.witness(step.event, aggregate)
             elif isinstance(step, resources.LifUp):
-                tickles = tickles_for(step.lif, self._tickles.get(aggregate.name))
-                if tickles:         # LifMover.up without tickles= predates them
-                    await self.lifs.up(step.lif, tickles=tickles)
-                else:
-                    await self.lifs.up(step.lif)
+                await self.lifs.up(step.lif,
+                                   tickles=tickles_for(step.lif, self._tickles.get(aggregate.name)))
             elif isinstance(step, resources.LifDown):
                 await self.lifs.down(step.lif)
             else:

@@ -382,6 +382,7 @@ class Daemon:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.transport.close()
             await self.peer.close()
+            await self._lifs.close()              # announcement rounds still to come
             await control.close()
             await self.executor.stop()
             for device in self._devices:

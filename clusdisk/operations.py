@@ -35,7 +35,6 @@ from smbca.control import ControlError
 
 log = logging.getLogger("clusdisk.operations")
 
-CONTROL_VERSION = 1
 QUICK_S = 5.0                 # placement, status, prepare, witness, lif
 BRING_UP_S = 600.0            # an fsck may be long
 MOVE_S = 3600.0               # a forwarded takeover or giveback, one aggregate at a time
@@ -142,10 +141,7 @@ class Operations:
     # -- the control socket ------------------------------------------------------------
 
     async def control(self, message: dict) -> dict:
-        version = message.get("version", CONTROL_VERSION)
-        if version != CONTROL_VERSION:
-            return {"ok": False, "error": f"unsupported control protocol version {version} "
-                                          f"(this clusdisk speaks {CONTROL_VERSION})"}
+        # smbca.control.decode_request has checked and removed "version".
         command = message.get("command")
         try:
             if command == "status":

@@ -59,6 +59,9 @@ class FakeLifs:
     async def down(self, lif):
         self.journal.append(("lif down", lif.name))
 
+    async def close(self):
+        self.closed = True
+
 
 class FakeReservation:
     def __init__(self, journal, name, verdicts=None):

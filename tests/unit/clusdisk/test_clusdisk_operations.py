@@ -6,6 +6,7 @@ both nodes, refusals, rollback of a failed destination bring-up, takeover,
 giveback, LIF migration, rejoin without automatic giveback."""
 
 import asyncio
+import json
 
 import pytest
 
@@ -14,6 +15,7 @@ from clusdisk.aggregates import AggregateManager
 from clusdisk.errors import ClusdiskError
 from clusdisk.operations import Operations, PairNotifier
 from clusdisk.resources import Aggregate, Lif, View
+from smbca.control import answer as answer_line
 from test_clusdisk_aggregates import FakeHost, FakeLifs, FakeNotifier, FakeReservation, inline
 
 LA = Lif("lif-a1", "192.0.2.10/24", "eth0")
@@ -180,8 +182,10 @@ def test_other_refusals(pair):
                                                      "to": "a"}))["error"]
     assert "unknown node" in run(a.ops.control({"command": "relocate", "aggregate": "aggr1",
                                                 "to": "c"}))["error"]
-    assert run(a.ops.control({"command": "status", "version": 2})) == {
-        "ok": False, "error": "unsupported control protocol version 2 (this clusdisk speaks 1)"}
+    refused = json.loads(run(answer_line(a.ops.control, b'{"command": "takeover", "version": 2}')))
+    assert refused == {"ok": False,
+                       "error": "unsupported control protocol version 2 (this daemon speaks 1)"}
+    assert a.ops.operation is None
     a.ops.operation = "takeover to a"
     answer = run(a.ops.control({"command": "relocate", "aggregate": "aggr1", "to": "b"}))
     assert answer["error"] == "operation takeover to a in progress"
