@@ -99,18 +99,23 @@ def show_status(status: dict) -> list[str]:
              f"{status.get('state', '?')}, member {_yes(status.get('member'))}, "
              f"quorum owner {_yes(status.get('owns_quorum'))}, mode {status.get('mode', '?')}"]
     reach = status.get("partner_reachable")
+    theirs = partner.get("status") or {}
     lines.append(f"node {partner.get('name', '?')} (id {partner.get('id', '?')}, partner): "
-                 f"heartbeat {'alive' if partner.get('alive') else 'lost'}"
+                 + (f"{theirs.get('state', '?')}, member {_yes(theirs.get('member'))}, "
+                    if theirs else "state unknown, ")
+                 + f"heartbeat {'alive' if partner.get('alive') else 'lost'}"
                  + ("" if reach is None else
                     f", control channel {'up' if reach else 'unreachable'}")
-                 + (f", {status['peer_protocol']}" if status.get("peer_protocol") else ""))
+                 + (f" ({status['peer_protocol']})" if status.get("peer_protocol") else ""))
     if status.get("operation"):
         lines.append(f"in progress: {status['operation']}")
     lines.append(_possible(status, "takeover"))
     lines.append(_possible(status, "giveback"))
+    names = {node.get("id"): node.get("name"), partner.get("id"): partner.get("name")}
     rows = [("aggregate", "home", "owner", "up here", "in sync", "error")]
     for entry in status.get("aggregates", []):
-        rows.append((entry.get("name", "?"), str(entry.get("home", "?")),
+        home = entry.get("home", "?")
+        rows.append((entry.get("name", "?"), str(names.get(home) or home),
                      str(entry.get("owner", "?")), _yes(entry.get("up")),
                      _yes(entry.get("in_sync")), entry.get("error") or ""))
     lines.extend(_table(rows))

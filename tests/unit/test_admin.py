@@ -153,14 +153,17 @@ def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
     path, _, answers = clusdisk
     answers["status"] = {"status": {
         "node": {"id": 1, "name": "a"}, "mode": "pr", "state": "online", "member": True,
-        "owns_quorum": True, "partner": {"id": 2, "name": "b", "alive": True},
-        "partner_reachable": True, "takeover_possible": False,
+        "owns_quorum": True, "partner_reachable": True, "peer_protocol": "v1",
+        "partner": {"id": 2, "name": "b", "alive": True,
+                    "status": {"state": "standby", "member": True}},
+        "takeover_possible": False,
         "takeover_veto": "b owns no aggregate", "giveback_possible": True,
-        "aggregates": [{"name": "aggr1", "home": "a", "owner": "a", "up": True,
+        "aggregates": [{"name": "aggr1", "home": 1, "owner": "a", "up": True,
                         "in_sync": True, "error": ""}],
         "lifs": {"lif-a1": "a"}}}
     assert admin.main(["failover", "show", "--socket", path]) == 0
     out = capsys.readouterr().out
+    assert "node b (id 2, partner): standby, member yes, heartbeat alive, control channel up" in out
     assert "takeover possible: no (b owns no aggregate)" in out
     assert "giveback possible: yes" in out
     assert "aggr1      a     a      yes      yes" in out
