@@ -47,6 +47,11 @@ install_venv() {
     fi
     log "installing smbca from $repo"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "$repo"
+    # The admin's commands on PATH (smbca failover show, clusdisk scan, ...).
+    local command
+    for command in smbca smbcad clusdisk witnessd; do
+        ln -sfn "$venv/bin/$command" "/usr/local/bin/$command"
+    done
 }
 
 write_default_config() {
