@@ -172,6 +172,8 @@ class AggregateManager:
         aggregate = next(a for a in self.aggregates if lif in a.lifs)
         step = resources.LifUp(aggregate.name, lif) if up else resources.LifDown(aggregate.name,
                                                                                  lif)
+        if up:      # the clients the other node holds on this LIF, to tickle
+            self._tickles[aggregate.name] = await self.notifier.partner_tickles(aggregate)
         try:
             await self._run(aggregate, step, steps)
         except StepFailed:

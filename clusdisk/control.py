@@ -69,6 +69,24 @@ class Notifier:
                                               self.node_id, planned)
         return await self._send(self.smbcad_socket, "smbcad", message)
 
+    async def partner_tickles(self, aggregate) -> list:
+        """smbcad's copy of the partner's client connections on ``aggregate``'s
+        LIFs (for a LIF moved alone); [] when smbcad cannot say."""
+        if self.smbcad_socket is None:
+            return []
+        try:
+            reply = await request(self.smbcad_socket, {"command": "tickles",
+                                                       "aggregate": aggregate.name},
+                                  self.timeout_s)
+        except ControlError as exc:
+            log.warning("no tickle list for %s from smbcad: %s", aggregate.name, exc)
+            return []
+        if not reply.get("ok"):
+            log.warning("no tickle list for %s from smbcad: %s", aggregate.name,
+                        reply.get("error", "no reason given"))
+            return []
+        return reply.get("tickles") or []
+
     async def witness_event(self, event: events.Event) -> None:
         """One event to the local witnessd as it is (forwarded by the partner)."""
         await self._send(self.witnessd_socket, "witnessd", event)

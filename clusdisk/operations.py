@@ -62,6 +62,9 @@ class PairNotifier:
     async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
         return await self.notifier.smbcad(event, aggregate, planned=planned)
 
+    async def partner_tickles(self, aggregate) -> list:
+        return await self.notifier.partner_tickles(aggregate)
+
     async def witness(self, event: str, aggregate) -> None:
         await self.notifier.witness(event, aggregate)
         if self.peer is None or not self.partner_alive():

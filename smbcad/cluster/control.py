@@ -10,7 +10,11 @@ Requests (``{"command": ...}``):
 - ``status``: node, aggregates (phase, shares, last adoption, mirror state);
 - ``sessions``: every session (user, client, dialect, trees, opens);
 - ``opens`` ``{"disconnected": BOOL?}``: every open, connected or kept
-  disconnected for a reconnect, with its persistence and timeout.
+  disconnected for a reconnect, with its persistence and timeout;
+- ``tickles`` ``{"aggregate": NAME}``: the partner's client connections on
+  the aggregate's LIFs, as its mirror last listed them (``"tickles"``:
+  [client ip, client port, server ip, server port]; clusdisk tickles them
+  when it moves a LIF here alone).
 
 clusdisk's events ``smbca.events.AggregateAdopt`` / ``AggregateRelease``
 (``{"type": "aggregate", "event": "adopt"|"release", "aggregate": NAME,
@@ -53,6 +57,11 @@ class ControlHandler:
     async def _release(self, aggregate: str, planned: bool = False) -> dict:
         return await self.member.release(aggregate, planned=planned)
 
+    async def _tickles(self, aggregate: str) -> dict:
+        self.server.aggregates.get(aggregate)          # an unknown name is an error
+        return {"tickles": [list(t) for t in (self.member.partner_tickles(aggregate)
+                                              if self.member is not None else ())]}
+
     async def _status(self) -> dict:
         return {"status": self.member.status() if self.member is not None else
                 {"aggregates": []}}
@@ -90,7 +99,7 @@ class ControlHandler:
 
 
 _COMMANDS = {"adopt": {"aggregate"}, "release": {"aggregate"}, "status": set(),
-             "sessions": set(), "opens": set()}
+             "sessions": set(), "opens": set(), "tickles": {"aggregate"}}
 _OPTIONAL = {"adopt": {"mount_point"}, "release": {"planned"}, "opens": {"disconnected"}}
 
 

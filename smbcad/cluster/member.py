@@ -249,6 +249,11 @@ class ClusterMember:
 
     # --- status ---------------------------------------------------------------------------
 
+    def partner_tickles(self, name: str) -> tuple:
+        """The partner's last tickle list of ``name`` (kept: a LIF moved here
+        alone uses it without adopting anything)."""
+        return self.link.partner_tickles.get(name, ()) if self.link is not None else ()
+
     def mirror_status(self, name: str) -> dict | None:
         source = self._engines.get(name) or self._replicas.get(name)
         if source is None:

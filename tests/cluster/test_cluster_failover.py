@@ -245,6 +245,9 @@ def test_owner_killed_mid_stream_partner_adopts_from_its_replica(pair):
         WriteStream, owner.handle, owner.client.session,
         lambda index: data.setdefault(index, os.urandom(CHUNK)), acked, 8, WAIT_S)
     stream.wait_acked(24)
+    # B holds A's tickle list already (clusdisk asks for it when a LIF moves alone).
+    listed = pair.b.request(command="tickles", aggregate="aggr1")["tickles"]
+    assert [[client, server] for client, _, *server in listed] == [[CLIENT_ADDRESS, [LIF, 445]]]
 
     pair.a.kill()                                    # kill -9, WRITEs in flight
     stream.join()

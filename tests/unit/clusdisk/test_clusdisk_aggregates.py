@@ -45,6 +45,10 @@ class FakeNotifier:
 
     tickles: list = []
 
+    async def partner_tickles(self, aggregate):
+        self.journal.append(("smbcad tickles", aggregate.name))
+        return self.tickles
+
     async def witness(self, event, aggregate):
         self.journal.append(("witness", event, aggregate.name))
 

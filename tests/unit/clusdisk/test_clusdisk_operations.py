@@ -234,11 +234,16 @@ def test_lif_migrate_only_to_the_aggregate_owner(pair):
     # the LIF was left on b (e.g. its bring-up failed there): bring it home to a
     for node in (a, b):
         node.ops.placement = pl.move_lif(node.ops.placement, "lif-a1", 2)
+    # a's smbcad has b's connections on the LIF from the mirror: a tickles them
+    a.notifier.notifier.tickles = [["192.0.2.99", 50000, "192.0.2.10", 445],
+                                   ["192.0.2.98", 50001, "192.0.2.11", 445]]
     answer = run(b.ops.control({"command": "lif-migrate", "lif": "lif-a1", "to": "a"}))
     assert answer["ok"], answer
     assert [(s["node"], s["step"]) for s in answer["steps"]] == [
         ("b", "witness UNAVAILABLE"), ("b", "LIF lif-a1 down"), ("a", "LIF lif-a1 up"),
         ("a", "witness AVAILABLE")]
+    assert ("smbcad tickles", "aggr1") in a.journal
+    assert ("lif up", "lif-a1", (("192.0.2.99", 50000, "192.0.2.10", 445),)) in a.journal
     assert a.ops.placement.lif_node["lif-a1"] == 1 == b.ops.placement.lif_node["lif-a1"]
 
 

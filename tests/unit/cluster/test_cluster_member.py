@@ -253,6 +253,8 @@ def test_planned_release_closes_its_connections_keeps_the_records_and_frees_the_
     ({"command": "adopt", "aggregate": "nosuch"}, "no aggregate 'nosuch'"),
     ({"command": "release", "aggregate": "aggrX", "planned": "yes"}, "planned must be"),
     ({"command": "reboot"}, "unknown command 'reboot'"),
+    ({"command": "tickles"}, "tickles needs aggregate"),
+    ({"command": "tickles", "aggregate": "nosuch"}, "no aggregate 'nosuch'"),
     ({"command": "status", "extra": 1}, "status takes no extra"),
     (["adopt"], "a request is a JSON object"),
     ({"command": "adopt", "aggregate": "aggrX", "mount_point": "/elsewhere"},
