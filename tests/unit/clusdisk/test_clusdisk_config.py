@@ -25,7 +25,7 @@ def load(data):
 
 def test_example_parses():
     cfg = load(example())
-    assert cfg.node_id == 1 and cfg.me.name == "a" and cfg.partner.id == 2
+    assert cfg.node_id == 1 and cfg.me.name == "NODEA" and cfg.partner.id == 2
     assert cfg.me.pr_key == 0x736D626300000001
     assert cfg.arbitration.mode is Mode.SCSI2
     t = cfg.arbitration.timings

@@ -174,3 +174,18 @@ def test_the_cluster_example_loads_and_matches_clusdisk(tmp_path):
         (a["name"], a["mount_point"]) for a in clusdisk["aggregates"]}
     addresses = {lif["address"].split("/")[0] for a in clusdisk["aggregates"] for lif in a["lifs"]}
     assert {address for a in cfg.cluster.aggregates for address in a.addresses} == addresses
+
+
+def test_the_three_examples_name_the_same_nodes_and_lifs():
+    """clusdisk's events carry its node names as witness interface groups and
+    its LIF addresses; witnessd's example must list the same (and smbcad's
+    the same aggregate addresses, checked above)."""
+    config_dir = Path(__file__).resolve().parents[3] / "config"
+    clusdisk = yaml.safe_load((config_dir / "clusdisk-example.yaml").read_text())
+    witness = yaml.safe_load((config_dir / "witnessd-example.yaml").read_text())
+    names = {node["id"]: node["name"] for node in clusdisk["cluster"]["nodes"]}
+    assert set(witness["witness"]["nodes"]) == set(names.values())
+    assert witness["witness"]["local_node"] == names[clusdisk["cluster"]["node_id"]]
+    lifs = {(a["home"], lif["address"].split("/")[0])
+            for a in clusdisk["aggregates"] for lif in a["lifs"]}
+    assert {(i["node"], i["ipv4"]) for i in witness["interfaces"]} == lifs
