@@ -256,9 +256,8 @@ class ClusterMember:
 
     def mirror_status(self, name: str) -> dict | None:
         source = self._engines.get(name) or self._replicas.get(name)
-        if source is None:
-            return None
-        return dataclasses.asdict(source.status())
+        status = source.status() if source is not None else None
+        return None if status is None else dataclasses.asdict(status)
 
     def status(self) -> dict:
         aggregates = self.server.aggregates.status()

@@ -207,9 +207,10 @@ class MirroredEngine:
 
     # --- status ----------------------------------------------------------------------
 
-    def status(self) -> MirrorStatus:
+    def status(self) -> MirrorStatus | None:
+        """None until ``load`` has recovered the copy (an adoption in progress)."""
         with self._lock:
-            return self._core.status()
+            return None if self._core is None else self._core.status()
 
     # --- Endpoint (the loop thread) ----------------------------------------------------
 

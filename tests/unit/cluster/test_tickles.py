@@ -137,3 +137,20 @@ def test_a_partner_of_the_previous_release_gets_no_tickles_and_stays_connected()
             await a.stop()
             await b.stop()
     asyncio.run(scenario())
+
+
+def test_a_store_still_loading_has_no_mirror_status_yet(tmp_path):
+    """smbcad's status during an adoption: the store's engine exists before
+    load() recovered the copy; status says None instead of failing (seen in
+    the lab: a clusdisk status during a takeover got smbcad's traceback)."""
+    from smbcad.cluster.mirrored_engine import MirroredEngine
+    loop = asyncio.new_event_loop()
+    try:
+        link = MirrorLink(node_id="1", cluster_key=KEY, incarnation=1,
+                          listen=("127.0.0.1", 0), peer=("127.0.0.1", 1), peer_node_id="2")
+        engine = MirroredEngine(state_dir=str(tmp_path / "state"), aggregate="aggr1",
+                                mount_point=str(tmp_path / "mnt"), link=link, loop=loop)
+        assert engine.status() is None
+        engine.close()
+    finally:
+        loop.close()
