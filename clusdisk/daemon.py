@@ -52,6 +52,7 @@ from smbca.systemd import sd_notify
 
 log = logging.getLogger("clusdisk")
 QUORUM = "quorum"
+STATUS_REFRESH_S = 1.0
 
 
 def read_vpd83_blocking(sg: str) -> bytes:
@@ -326,6 +327,12 @@ class Daemon:
                 await self.manager.apply(self.view)
                 await self._auto_giveback()
 
+    async def _status_loop(self) -> None:
+        """What smbcad and the partner say, gathered for status requests."""
+        while True:
+            await self.operations.refresh()
+            await asyncio.sleep(STATUS_REFRESH_S)
+
     async def _auto_giveback(self) -> None:
         back = self._partner_back_at
         answer = await self.operations.auto_giveback(
@@ -372,6 +379,7 @@ class Daemon:
                 return 2
             self.executor.start()
             self._tasks.append(loop.create_task(self._renew_loop()))
+            self._tasks.append(loop.create_task(self._status_loop()))
             if self.env.watchdog_usec:
                 self._tasks.append(loop.create_task(self._watchdog_loop()))
             sd_notify(self.env.notify_socket, "READY=1")

@@ -100,6 +100,7 @@ class Operations:
         self.placement = store.load()
         self.learned = False                  # the partner's placement adopted (standby)
         self.operation: str | None = None
+        self._gathered: tuple[dict, dict | None] | None = None    # see refresh
 
     # -- placement ---------------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class Operations:
         command = message.get("command")
         try:
             if command == "status":
-                return {"ok": True, "status": await self.status()}
+                return {"ok": True, "status": await self.status(cached=True)}
             if command == "relocate":
                 name = message.get("aggregate")
                 if name not in self.by_name:
@@ -342,7 +343,8 @@ class Operations:
         if op == "placement":
             return {"ok": True, "placement": self.placement.to_json()}
         if op == "status":
-            return {"ok": True, "status": await self.status(ask_partner=False)}
+            return {"ok": True, "status": await self.status(ask_partner=False,
+                                                            cached=bool(args.get("cached")))}
         if op == "prepare":
             return await self._prepare()
         if op == "bring-up":
@@ -420,16 +422,32 @@ class Operations:
 
     # -- status ----------------------------------------------------------------------
 
-    async def status(self, ask_partner: bool = True) -> dict:
-        status = self.base_status()
+    async def refresh(self) -> None:
+        """Ask smbcad and the partner now, for the status requests to come.
+        The daemon calls it every second: a status request is answered at
+        once from what it gathered (the lab's sampler asks four times a
+        second, and either may take seconds to answer during a move)."""
+        self._gathered = await self._gather(True)
+
+    async def _gather(self, ask_partner: bool) -> tuple[dict, dict | None]:
         local = await self._local_in_sync()
         partner = None
         if ask_partner and self.partner_alive():
             try:
-                reply = await self.peer.call("status", {}, QUICK_S)
+                reply = await self.peer.call("status", {"cached": True}, QUICK_S)
                 partner = reply.get("status") if reply.get("ok") else None
             except ClusdiskError:
                 partner = None
+        return local, partner
+
+    async def status(self, ask_partner: bool = True, cached: bool = False) -> dict:
+        """``cached``: smbcad's and the partner's parts as ``refresh`` last
+        gathered them (this node's own parts are always current)."""
+        status = self.base_status()
+        if cached and self._gathered is not None:
+            local, partner = self._gathered
+        else:
+            local, partner = await self._gather(ask_partner)
         remote = {a["name"]: a.get("in_sync") for a in (partner or {}).get("aggregates", ())}
         owner = self.placement.owner
         for entry in status["aggregates"]:

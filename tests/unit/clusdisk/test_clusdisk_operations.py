@@ -299,3 +299,22 @@ def test_auto_giveback_waits_for_the_delay_and_the_replica(pair):
     assert run(a.ops.auto_giveback(40.0, 30.0))["ok"]
     assert a.manager.current == {"aggr1"} and b.manager.current == {"aggr2"}
     assert run(a.ops.auto_giveback(50.0, 30.0)) is None           # nothing left
+
+
+def test_a_status_request_answers_from_what_refresh_gathered(pair):
+    """smbcad and the partner may take seconds to answer during a move: the
+    control socket's status uses what the daemon's refresh gathered (this
+    node's own fields stay current)."""
+    a, b = pair
+    run(a.ops.refresh())
+    a.in_sync["aggr1"] = False
+    a.smbcad_up = False
+    status = run(a.ops.control({"command": "status"}))["status"]
+    assert [(e["name"], e["in_sync"]) for e in status["aggregates"]][0] == ("aggr1", True)
+    assert status["partner"]["status"]["node"]["name"] == "b"
+    a.ops.operation = "relocate aggr2"
+    assert run(a.ops.control({"command": "status"}))["status"]["operation"] == "relocate aggr2"
+    a.ops.operation = None
+    run(a.ops.refresh())
+    status = run(a.ops.control({"command": "status"}))["status"]
+    assert [(e["name"], e["in_sync"]) for e in status["aggregates"]][0] == ("aggr1", None)
