@@ -10,6 +10,7 @@ from smbcad.server.adm import Session, Share
 from smbcad.server.aggregates import Aggregates
 from smbcad.server.connections import ConnectionSet
 from smbcad.server.leases import Leasing
+from smbcad.server.limits import LimitReporter
 from smbcad.server.opens import AdoptResult, OpenTable
 
 log = logging.getLogger("smbcad.server")
@@ -39,6 +40,9 @@ class SmbServer:
         self.handle_store = handle_store
         self._background: set = set()
         self.connections = ConnectionSet()
+        self.limits = LimitReporter(metrics.limit_hits)
+        metrics.async_requests.set_function(
+            lambda: sum(len(conn.pending) for conn in list(self.connections)))
         self.pipe_environment = None                     # built on first IPC$ pipe open
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
         self.leasing = Leasing()                         # oplocks and leases
