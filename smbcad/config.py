@@ -54,9 +54,12 @@ class ServerConfig:
     anonymous_ok: bool = False
     metrics_listen: ListenAddress | None = None
     max_connections: int = 1024
+    max_connections_per_client: int = 64   # per client IP address
     max_credits: int = 8192
     max_io_bytes: int = 8 * 1024 * 1024
-    max_outstanding_requests: int = 8192
+    max_outstanding_requests: int = 8192   # credits granted plus async requests pending
+    max_async_requests: int = 512      # pending CHANGE_NOTIFY/lock/create waits per connection
+    auth_timeout_s: int = 30           # NEGOTIATE + SESSION_SETUP must finish within this
     idle_timeout_s: int = 0            # 0: never drop idle connections
     drain_timeout_s: int = 20
     log_level: str = "info"
@@ -122,18 +125,32 @@ def validate(config: Config) -> Config:
         raise ConfigError("users", "no users and guest access is off: nobody could connect")
     if server.max_io_bytes < 65536 or server.max_io_bytes > 8 * 1024 * 1024:
         raise ConfigError("server.max_io_bytes", "must be 64 KiB..8 MiB")
-    if not 1 <= server.max_credits <= 65535:
-        raise ConfigError("server.max_credits", "must be 1..65535")
+    _check_limits(server)
     if server.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level", "must be debug, info, warning or error")
     return config
+
+
+# (key, lowest, highest) of the integer limits; checked for the quick mode too.
+_LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
+           ("max_connections_per_client", 1, 1_000_000),
+           ("max_outstanding_requests", 1, 65535), ("max_async_requests", 2, 65535),
+           ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600))
+
+
+def _check_limits(server: ServerConfig) -> None:
+    for name, lowest, highest in _LIMITS:
+        value = getattr(server, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+            raise ConfigError(f"server.{name}", f"must be {lowest}..{highest}")
 
 
 # --- YAML -------------------------------------------------------------------------
 
 _SERVER_KEYS = ("listen", "server_name", "domain", "state_dir", "signing", "encryption",
                 "guest_ok", "anonymous_ok", "metrics_listen", "max_connections",
-                "max_credits", "max_io_bytes", "max_outstanding_requests",
+                "max_connections_per_client", "max_credits", "max_io_bytes",
+                "max_outstanding_requests", "max_async_requests", "auth_timeout_s",
                 "idle_timeout_s", "drain_timeout_s", "log_level")
 _SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
                "aggregate", "volume_id")
@@ -166,9 +183,12 @@ def _server_from_yaml(section: Section) -> ServerConfig:
         anonymous_ok=section.get("anonymous_ok", bool, False),
         metrics_listen=parse_listen(metrics, "server.metrics_listen", 9445) if metrics else None,
         max_connections=section.get("max_connections", int, 1024),
+        max_connections_per_client=section.get("max_connections_per_client", int, 64),
         max_credits=section.get("max_credits", int, 8192),
         max_io_bytes=section.get("max_io_bytes", int, 8 * 1024 * 1024),
         max_outstanding_requests=section.get("max_outstanding_requests", int, 8192),
+        max_async_requests=section.get("max_async_requests", int, 512),
+        auth_timeout_s=section.get("auth_timeout_s", int, 30),
         idle_timeout_s=section.get("idle_timeout_s", int, 0),
         drain_timeout_s=section.get("drain_timeout_s", int, 20),
         log_level=section.get("log_level", str, "info"),

@@ -37,6 +37,13 @@ class SmbMetrics:
                                        "Connections dropped for malformed input", registry=r)
         self.signature_failures = Counter("smbcad_signature_failures_total",
                                           "Requests whose signature did not verify", registry=r)
+        self.limit_hits = Counter("smbcad_limit_hits_total",
+                                  "Times a resource limit refused or closed a connection or "
+                                  "request, or paused reading (smbcad.server.limits)",
+                                  ["limit"], registry=r)
+        self.async_requests = Gauge("smbcad_async_requests",
+                                    "Requests answered STATUS_PENDING and not yet completed",
+                                    registry=r)
         self.server_copy_bytes = Counter("smbcad_server_side_copy_bytes_total",
                                          "Bytes copied by FSCTL_SRV_COPYCHUNK", registry=r)
         self._request_children: dict = {}

@@ -3,8 +3,14 @@ ordered shutdown.  The only module of smbcad that touches sockets.
 
 Frames are received straight into their own buffer (``BufferedProtocol``), so a
 1 MiB WRITE is never copied between the kernel and the handler.  Reading pauses
-while too many frames wait or the send buffer is over its high-water mark, so
-a client that does not read its responses cannot make us buffer without bound.
+while too many frames or bytes wait or the send buffer is over its high-water
+mark, so a client that does not read its responses cannot make us buffer
+without bound; one whose unread responses pass a hard limit is closed.
+
+Limits enforced here (issue 17, reported through ``smbcad.server.limits``):
+connections in total and per client address (refused before any SMB byte is
+read), a deadline for authenticating (slowloris), the idle timeout, the frame
+size before authentication and the buffered bytes each way.
 """
 
 import asyncio
@@ -17,8 +23,16 @@ log = logging.getLogger("smbcad.transport")
 
 _LENGTH = struct.Struct(">I")
 MAX_QUEUED_FRAMES = 64
+RECEIVE_HIGH_WATER = 16 * 1024 * 1024    # bytes of whole frames waiting to be run
 SEND_HIGH_WATER = 16 * 1024 * 1024
 SEND_LOW_WATER = 4 * 1024 * 1024
+# Responses are only produced while the send buffer is under its high-water
+# mark, but async completions and breaks are not held back: past this the
+# client is not reading at all.
+SEND_HARD_LIMIT = 4 * SEND_HIGH_WATER
+# Before a session is set up only NEGOTIATE and SESSION_SETUP are valid; a
+# Kerberos token is at most 64 KiB (MaxTokenSize), so this leaves room.
+PREAUTH_MAX_FRAME = 128 * 1024
 
 
 class _FrameSink:
@@ -38,6 +52,7 @@ class _FrameSink:
         transport.write(_LENGTH.pack(sum(len(p) for p in parts)))
         for part in parts:
             transport.write(part)
+        self._protocol.check_send_buffer()
 
     def send_frame(self, frame) -> None:
         """Write a frame whose first 4 bytes are reserved for the length: one
@@ -47,6 +62,7 @@ class _FrameSink:
             return
         _LENGTH.pack_into(frame, 0, len(frame) - 4)
         transport.write(frame)
+        self._protocol.check_send_buffer()
 
     def close(self) -> None:
         self._protocol.abort()
@@ -69,6 +85,12 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._view: memoryview | None = None
         self._filled = 0
         self._frames: collections.deque = collections.deque()
+        self._queued_bytes = 0
+        self._refused = False
+        self._auth_timer = None
+        self._idle_timer = None
+        self._last_frame_at = 0.0
+        self.client_host = ""
         self._frame_ready = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -81,19 +103,30 @@ class SmbProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.client_host = str(peer[0]) if peer else "?"
+        if not self.server.admit(self, peer_text):
+            # Refused before any SMB byte is read: nothing was allocated.
+            self._refused = self._closing = True
+            transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(SEND_HIGH_WATER, SEND_LOW_WATER)
-        peer = transport.get_extra_info("peername")
-        peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
         local = transport.get_extra_info("sockname")
         local_address = str(local[0]) if local else ""
         local_port = int(local[1]) if local else 0
         self.connection = self.make_connection(_FrameSink(self), peer_text, local_address,
                                                local_port)
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        self.server.on_connection_open(self)
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        self._last_frame_at = loop.time()
+        limits = self.server.limits_config()
+        self._auth_timer = loop.call_later(limits.auth_timeout_s, self._auth_deadline)
+        if limits.idle_timeout_s:
+            self._idle_timer = loop.call_later(limits.idle_timeout_s, self._idle_check)
 
     def get_buffer(self, sizehint: int):
         if self._frame is None:
@@ -112,16 +145,25 @@ class SmbProtocol(asyncio.BufferedProtocol):
                 self.server.metrics.protocol_errors.inc()
                 self.abort()
                 return
+            if length > PREAUTH_MAX_FRAME and not self.connection.authenticated:
+                self.server.limits.hit("preauth_frame", self.connection.peer,
+                                       f"{length}-byte frame before authentication; closing")
+                self.abort()
+                return
             self._frame = bytearray(length)
             self._view = memoryview(self._frame)
             self._filled = 0
             return
         if self._filled == len(self._frame):
             self._frames.append(self._frame)
+            self._queued_bytes += len(self._frame)
             self._frame = self._view = None
             self._filled = 0
             self._frame_ready.set()
-            if len(self._frames) >= MAX_QUEUED_FRAMES:
+            if len(self._frames) >= MAX_QUEUED_FRAMES or self._queued_bytes >= RECEIVE_HIGH_WATER:
+                self.server.limits.hit("receive_buffer", self.connection.peer,
+                                       f"{len(self._frames)} frames, {self._queued_bytes} bytes "
+                                       "waiting; reading paused")
                 self._pause_reading()
 
     def pause_writing(self) -> None:
@@ -137,9 +179,53 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._closing = True
         self._frame_ready.set()
         self._can_write.set()
+        for timer in (self._auth_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._auth_timer = self._idle_timer = None
+        self._frames.clear()
+        self._frame = self._view = None
         if self.connection is not None:
             self.connection.connection_lost()
         self.server.on_connection_closed(self)
+
+    # --- limits -------------------------------------------------------------------
+
+    def _auth_deadline(self) -> None:
+        """NEGOTIATE and SESSION_SETUP must be done by now (slowloris)."""
+        self._auth_timer = None
+        if self._closing or self.connection.authenticated:
+            return
+        self.server.limits.hit(
+            "auth_timeout", self.connection.peer,
+            f"not authenticated after {self.server.limits_config().auth_timeout_s} s "
+            "(server.auth_timeout_s); closing")
+        self.abort()
+
+    def _idle_check(self) -> None:
+        """Close a connection with no request, no open and nothing pending for
+        ``idle_timeout_s`` (its durable opens, if any, stay disconnected)."""
+        self._idle_timer = None
+        timeout = self.server.limits_config().idle_timeout_s
+        if self._closing or not timeout:
+            return
+        loop = asyncio.get_running_loop()
+        idle_for = loop.time() - self._last_frame_at
+        if self._frames or self.connection.busy or idle_for < timeout:
+            wait = timeout - idle_for if idle_for < timeout else timeout
+            self._idle_timer = loop.call_later(wait, self._idle_check)
+            return
+        self.server.limits.hit("idle_timeout", self.connection.peer,
+                               f"idle for {idle_for:.0f} s (server.idle_timeout_s); closing")
+        self.abort()
+
+    def check_send_buffer(self) -> None:
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > SEND_HARD_LIMIT:
+            self.server.limits.hit(
+                "send_buffer", self.connection.peer,
+                f"{transport.get_write_buffer_size()} bytes of responses unread; closing")
+            self.abort()
 
     # --- frame loop ---------------------------------------------------------------
 
@@ -152,10 +238,14 @@ class SmbProtocol(asyncio.BufferedProtocol):
                     await self._frame_ready.wait()
                     continue
                 frame = self._frames.popleft()
+                self._queued_bytes -= len(frame)
+                self._last_frame_at = asyncio.get_running_loop().time()
                 await conn.receive_frame(frame)
+                del frame
                 if not self._can_write.is_set():
                     await self._can_write.wait()
-                if self._reading_paused and len(self._frames) < MAX_QUEUED_FRAMES // 2:
+                if (self._reading_paused and len(self._frames) < MAX_QUEUED_FRAMES // 2
+                        and self._queued_bytes < RECEIVE_HIGH_WATER // 2):
                     self._resume_reading()
         except asyncio.CancelledError:
             pass
@@ -200,15 +290,50 @@ class SmbListener:
         self.max_frame = max_frame
         self._servers: list = []
         self._protocols: set = set()
+        self._per_client: dict[str, int] = {}      # client address → live connections
         self.metrics = server.metrics
+        self.limits = server.limits
 
-    def on_connection_open(self, protocol: SmbProtocol) -> None:
+    def limits_config(self):
+        """The live server section: a reload changes the limits for what follows."""
+        return self.server.config.server
+
+    def admit(self, protocol: SmbProtocol, peer: str) -> bool:
+        """Count a new connection in, or refuse it: server.max_connections,
+        server.max_connections_per_client."""
+        limits = self.limits_config()
+        host = protocol.client_host
+        if len(self._protocols) >= limits.max_connections:
+            self.limits.hit("connections", peer,
+                            f"{len(self._protocols)} connections open (server.max_connections); "
+                            "refused")
+            return False
+        from_client = self._per_client.get(host, 0)
+        if from_client >= limits.max_connections_per_client:
+            self.limits.hit("connections_per_client", peer,
+                            f"{from_client} connections from {host} "
+                            "(server.max_connections_per_client); refused")
+            return False
+        self._per_client[host] = from_client + 1
         self._protocols.add(protocol)
         self.metrics.connections.set(len(self._protocols))
+        return True
 
     def on_connection_closed(self, protocol: SmbProtocol) -> None:
+        if protocol not in self._protocols:
+            return                                  # refused: never counted
         self._protocols.discard(protocol)
+        host = protocol.client_host
+        left = self._per_client.get(host, 1) - 1
+        if left > 0:
+            self._per_client[host] = left
+        else:
+            self._per_client.pop(host, None)
         self.metrics.connections.set(len(self._protocols))
+
+    def tracked(self) -> dict:
+        """What the listener holds (the no-growth test compares it to a baseline)."""
+        return {"protocols": len(self._protocols), "client_addresses": len(self._per_client)}
 
     async def start(self, addresses) -> list:
         loop = asyncio.get_running_loop()

@@ -58,7 +58,11 @@ class Connection:
         self.max_read_size = 65536
         self.max_write_size = 65536
         self.supports_multi_credit = False
-        self.credits = CreditWindow(server.config.server.max_credits)
+        limits = server.config.server
+        # Credits bound what a client may have in flight (3.3.1.2); the async
+        # requests it has pending count against the same maximum.
+        self.credits = CreditWindow(min(limits.max_credits, limits.max_outstanding_requests))
+        self.max_async_requests = limits.max_async_requests
         self.sessions: dict[int, object] = {}     # sessions bound to this connection
         self.pending: dict[int, "_AsyncRequest"] = {}
         self.closed = False
@@ -71,7 +75,12 @@ class Connection:
         """Handle one transport frame.  Any ProtocolViolation closes the connection."""
         try:
             await self._receive_frame(frame)
-        except (ProtocolViolation, CreditError) as exc:
+        except CreditError as exc:
+            # A client beyond what it was granted is closed (3.3.5.2.3).
+            self.server.limits.hit("credits", self.peer, f"{exc}; closing the connection")
+            self.server.metrics.protocol_errors.inc()
+            self.close()
+        except ProtocolViolation as exc:
             log.info("%s: dropping connection: %s", self.peer, exc)
             self.server.metrics.protocol_errors.inc()
             self.close()
@@ -89,6 +98,17 @@ class Connection:
             raise ProtocolViolation("compression was not negotiated")
         else:
             raise ProtocolViolation("not an SMB2 frame")
+
+    @property
+    def authenticated(self) -> bool:
+        """A session on this connection finished SESSION_SETUP (3.3.5.5.3)."""
+        return any(session.state == SessionState.VALID for session in self.sessions.values())
+
+    @property
+    def busy(self) -> bool:
+        """Requests pending or files open: not idle ([MS-CIFS] 3.3.2.2, as
+        Windows' autodisconnect, never closes a connection with open files)."""
+        return bool(self.pending) or any(session.opens for session in self.sessions.values())
 
     def close(self) -> None:
         if not self.closed:
@@ -245,10 +265,10 @@ class Connection:
                 raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
             result = spec.handler(ctx)
             if isinstance(result, Pending):
-                if is_last:
+                if is_last and self._may_go_async(result):
                     self._go_async(ctx, spec, result, charge, started)
                     return None
-                result = await result.work
+                result = await (self._refuse_async(result) if is_last else result.work)
             if isinstance(result, Reply):
                 body, status, preframed = result.body, result.status, result.preframed
             else:
@@ -374,7 +394,7 @@ class Connection:
     def _build_response(self, ctx: RequestContext, status: int, body, preframed: bool,
                         charge: int, async_id: int = 0, credits: int | None = None):
         if credits is None:
-            credits = self.credits.grant(ctx.header.credits, charge)
+            credits = self.credits.grant(ctx.header.credits, charge, len(self.pending))
         if status == NtStatus.PENDING:
             # "The server SHOULD NOT sign an interim response" (3.3.4.2), and
             # Windows does not: a client that checks the SIGNED flag against
@@ -418,12 +438,36 @@ class Connection:
 
     # --- async (3.3.4.2) and CANCEL (3.3.5.16) -----------------------------------------
 
+    def _may_go_async(self, pending: Pending) -> bool:
+        """Waits with no end of their own (CHANGE_NOTIFY, blocking locks: the
+        ones that can be cancelled) may hold ``max_async_requests - 1`` async
+        ids, one being kept for the rest, as Windows' AsynchronousCredits and
+        Samba's "smb2 max async credits" (512: 511 pending, smb2.credits).
+        Waits that end by themselves (commits, lease breaks) always go."""
+        return pending.on_cancel is None or len(self.pending) < self.max_async_requests - 1
+
+    async def _refuse_async(self, pending: Pending):
+        """Over the limit: the wait is cancelled before it started and the
+        request fails with STATUS_INSUFFICIENT_RESOURCES (3.3.4.2) unless it
+        completed anyway."""
+        self.server.limits.hit(
+            "async_requests", self.peer,
+            f"{len(self.pending)} requests pending (server.max_async_requests "
+            f"{self.max_async_requests}): STATUS_INSUFFICIENT_RESOURCES")
+        pending.on_cancel()
+        try:
+            return await pending.work
+        except SmbError as exc:
+            if exc.status != NtStatus.CANCELLED:
+                raise
+        raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, "too many async requests")
+
     def _go_async(self, ctx: RequestContext, spec, pending: Pending, charge: int,
                   started: float) -> None:
         async_id = self.server.next_async_id()
         request = _AsyncRequest(ctx, async_id, pending)
         self.pending[async_id] = request
-        credits = self.credits.grant(ctx.header.credits, charge)
+        credits = self.credits.grant(ctx.header.credits, charge, len(self.pending))
         encrypted_by = ctx.session if ctx.encrypted else None
 
         def send_interim() -> None:

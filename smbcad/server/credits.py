@@ -46,17 +46,18 @@ class CreditWindow:
         else:
             used.update(range(message_id, end))
 
-    def grant(self, requested: int, charge: int) -> int:
+    def grant(self, requested: int, charge: int, in_flight: int = 0) -> int:
         """Credits for one response: what was asked (at least the charge back,
-        at least one), capped so outstanding credits stay under the maximum
-        (3.3.1.2)."""
+        at least one), capped so outstanding credits plus ``in_flight``
+        requests (async ones pending, which gave their credit back with the
+        interim response) stay under the maximum (3.3.1.2)."""
         # "To maintain the same number of credits already granted, the server
         # returns a value equal to the number of credits consumed" (3.3.1.2):
         # a multi-credit request asking for fewer than its charge still gets
         # the charge back, as Samba's smb2_set_operation_credit grants
         # credit_charge + (CreditRequest - 1).
         want = max(requested, charge, 1)
-        room = self.max_outstanding - self.granted
+        room = self.max_outstanding - self.granted - in_flight
         grant = max(min(want, room), 0)
         if grant == 0 and self.granted == 0:
             grant = 1                      # never leave the client with no credit

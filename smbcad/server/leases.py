@@ -111,6 +111,14 @@ class Leasing:
 
     # --- lookups ---------------------------------------------------------------------
 
+    def tracked(self) -> dict[str, int]:
+        """Sizes of the caching tables (SmbServer.tracked)."""
+        return {"lease_tables": len(self.lease_tables),
+                "leases": sum(len(table) for table in self.lease_tables.values()),
+                "caching_files": len(self.files), "oplock_grants": len(self.grants),
+                "dir_leases": len(self.dir_leases), "written": len(self.written),
+                "creates_retrying": len(self._retrying)}
+
     def lease(self, client_guid: bytes, lease_key: bytes) -> Lease | None:
         table = self.lease_tables.get(client_guid)
         return table.get(lease_key) if table is not None else None
@@ -348,8 +356,13 @@ class Leasing:
         if waiter is None:
             waiter = self.expect_change(key)
         try:
-            await asyncio.wait_for(waiter, _WAIT_LIMIT_S)
-        except asyncio.TimeoutError:
+            # Not asyncio.wait_for: in 3.11 it swallows a cancellation that
+            # comes with the waiter's result (the requester's connection lost
+            # in the loop iteration the holder's close woke it), and the
+            # CREATE would then be retried for a session that is gone.
+            async with asyncio.timeout(_WAIT_LIMIT_S):
+                await waiter
+        except TimeoutError:
             pass
         finally:
             caching = self.files.get(key)
@@ -414,6 +427,10 @@ class Leasing:
         self._retrying.add(id(ctx))
         try:
             await self.wait_for_change(key, waiter)
+            if ctx.connection.closed:
+                # Gone while it waited: an open made now would belong to no
+                # session and never close.
+                raise asyncio.CancelledError
             result = retry(ctx)
             while isinstance(result, Pending):
                 result = await result.work

@@ -139,6 +139,13 @@ class NotifyRegistry:
         self._renamed: dict[int, set[str]] = {}              # wd → files renamed in, not yet closed
         self._touched: list[ChangeNotifyEntry] = []
 
+    def tracked(self) -> dict[str, int]:
+        """Sizes of the registry's tables (SmbServer.tracked)."""
+        return {"notify_entries": len(self.entries),
+                "notify_waiters": sum(len(e.waiters) for e in self.entries.values()),
+                "notify_watches": len(self._subs),
+                "notify_renames": len(self._renamed) + len(self._last_named)}
+
     # -- requests (2.1.5.11) ---------------------------------------------------------
 
     def request(self, open_, completion_filter: int, watch_tree: bool, output_length: int,

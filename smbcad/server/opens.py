@@ -145,6 +145,16 @@ class OpenTable:
         # Told of every open that closes here (change notify's cleanup hook).
         self.on_closed: Callable[[Any, bool], None] = lambda _open, _delete_pending: None
 
+    def tracked(self) -> dict[str, int]:
+        """Sizes of the open tables (SmbServer.tracked)."""
+        durable = sum(1 for open_ in self.by_persistent_id.values()
+                      if open_.durable or open_.persistent or open_.resilient)
+        return {"opens": len(self.by_persistent_id), "opens_not_durable":
+                len(self.by_persistent_id) - durable, "open_files": len(self.by_file),
+                "create_guids": len(self.by_create_guid),
+                "creates_in_progress": len(self.creates_in_progress),
+                "intents": len(self.intents)}
+
     # --- ids ---------------------------------------------------------------------
 
     def next_file_ids(self) -> tuple[int, int]:

@@ -6,10 +6,11 @@ import logging
 import secrets
 import time
 
-from smbcad.server.adm import Session, Share
+from smbcad.server.adm import Session, SessionState, Share
 from smbcad.server.aggregates import Aggregates
 from smbcad.server.connections import ConnectionSet
 from smbcad.server.leases import Leasing
+from smbcad.server.limits import LimitReporter
 from smbcad.server.opens import AdoptResult, OpenTable
 
 log = logging.getLogger("smbcad.server")
@@ -39,6 +40,9 @@ class SmbServer:
         self.handle_store = handle_store
         self._background: set = set()
         self.connections = ConnectionSet()
+        self.limits = LimitReporter(metrics.limit_hits)
+        metrics.async_requests.set_function(
+            lambda: sum(len(conn.pending) for conn in list(self.connections)))
         self.pipe_environment = None                     # built on first IPC$ pipe open
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
         self.leasing = Leasing()                         # oplocks and leases
@@ -156,6 +160,29 @@ class SmbServer:
 
     def find_share(self, name: str) -> Share | None:
         return self.shares.get(name.lower())
+
+    # --- what is held (issue 17: no growth) ----------------------------------------
+
+    def tracked(self) -> dict[str, int]:
+        """Sizes of everything the server keeps per connection, session,
+        request or open; after the clients leave, all but durable opens must
+        return to what they were before they came."""
+        connections = list(self.connections)
+        sessions = list(self.sessions.values())
+        counts = {
+            "connections": len(connections),
+            "sessions": len(sessions),
+            "sessions_in_setup": sum(1 for s in sessions if s.state == SessionState.IN_PROGRESS),
+            "auth_exchanges": sum(1 for s in sessions if s.auth_exchange is not None),
+            "tree_connects": sum(len(s.trees) for s in sessions),
+            "pending_requests": sum(len(conn.pending) for conn in connections),
+            "background_tasks": len(self._background),
+        }
+        counts.update(self.opens.tracked())
+        counts.update(self.leasing.tracked())
+        if self.notify_registry is not None:
+            counts.update(self.notify_registry.tracked())
+        return counts
 
     # --- sessions -----------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,18 @@ users:
     ("server: {max_io_bytes: 12}\nshares: [{name: a, path: /tmp}]\nusers: [{name: u, password: p}]",
      "server.max_io_bytes"),
     (": : :", "--config"),
+    ("server: {max_connections_per_client: 0}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.max_connections_per_client"),
+    ("server: {auth_timeout_s: 0}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.auth_timeout_s"),
+    ("server: {idle_timeout_s: -1}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.idle_timeout_s"),
+    ("server: {max_async_requests: 1}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.max_async_requests"),
+    ("server: {max_outstanding_requests: 70000}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.max_outstanding_requests"),
+    ("server: {max_connections: yes}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.max_connections"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
     with pytest.raises(ConfigError) as err:
@@ -91,3 +104,18 @@ def test_cli_exits_2_with_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "--share[0]" not in proc.stderr or "shares[0].path" in proc.stderr or "path" in proc.stderr
     assert proc.stderr.startswith("smbcad: ")
+
+
+def test_limit_defaults_are_the_documented_ones(tmp_path):
+    """config/smbcad.yaml shows the defaults; loading it gives the same limits."""
+    share = tmp_path / "s"
+    share.mkdir()
+    cfg = config.load_yaml(_write(tmp_path, f"""
+shares: [{{name: data, path: {share}}}]
+users: [{{name: alice, password: secret}}]
+"""))
+    example = Path(__file__).resolve().parents[3] / "config" / "smbcad.yaml"
+    text = example.read_text()
+    for key in ("max_connections", "max_connections_per_client", "max_outstanding_requests",
+                "max_async_requests", "auth_timeout_s", "idle_timeout_s"):
+        assert f"  {key}: {getattr(cfg.server, key)} " in text, key
