@@ -16,6 +16,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 
+from clusdisk.errors import ClusdiskError
 from smbca import events
 from smbca.control import ControlError, Handler, request
 
@@ -99,3 +100,37 @@ class Notifier:
             address = ipaddress.ip_interface(lif.address).ip
             await self._send(self.witnessd_socket, "witnessd",
                              events.InterfaceState(self.node_name, state, (address,)))
+
+
+PEER_TIMEOUT_S = 5.0
+
+
+class PairNotifier:
+    """The local notifier, with every witness event also forwarded to the
+    partner's witnessd (best effort, while its heartbeat is heard), so both
+    witnessd instances hear every event (issue 11 items 2, 5)."""
+
+    def __init__(self, notifier, peer, partner_alive) -> None:
+        self.notifier = notifier
+        self.peer = peer
+        self.partner_alive = partner_alive
+
+    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
+        return await self.notifier.smbcad(event, aggregate, planned=planned)
+
+    async def partner_tickles(self, aggregate) -> list:
+        return await self.notifier.partner_tickles(aggregate)
+
+    async def witness(self, event: str, aggregate) -> None:
+        await self.notifier.witness(event, aggregate)
+        if self.peer is None or not self.partner_alive():
+            return
+        state = events.Availability.AVAILABLE if event == "online" \
+            else events.Availability.UNAVAILABLE
+        for lif in aggregate.lifs:
+            message = events.InterfaceState(self.notifier.node_name, state,
+                                            (ipaddress.ip_interface(lif.address).ip,))
+            try:
+                await self.peer.call("witness", {"event": message.to_json()}, PEER_TIMEOUT_S)
+            except ClusdiskError as exc:
+                log.warning("witness event not forwarded to the partner: %s", exc)

@@ -20,7 +20,8 @@ from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
 from clusdisk.config import Config
-from clusdisk.control import Notifier
+from clusdisk.control import Notifier, PairNotifier
+from clusdisk.errors import ClusdiskError
 from clusdisk.executor import ArbitrationExecutor, LoopClock, QuorumCall, Step
 from clusdisk.heartbeat import (
     HeartbeatConfig,
@@ -36,8 +37,7 @@ from clusdisk.heartbeat import (
 )
 from clusdisk.heartbeat_transport import HeartbeatTransport
 from clusdisk.metrics import ClusdiskMetrics
-from clusdisk.operations import Operations, PairNotifier
-from clusdisk.errors import ClusdiskError
+from clusdisk.operations import Operations
 from clusdisk.peer import PeerChannel
 from clusdisk.placement import PlacementError
 from clusdisk.placement_file import PlacementFile, write_atomically

@@ -22,7 +22,6 @@ are in ``Operations.control``; answers of the moving verbs are
 
 import asyncio
 import dataclasses
-import ipaddress
 import logging
 import time
 
@@ -47,37 +46,6 @@ class Refused(ClusdiskError):
 def _step(node: str, record: StepRecord) -> dict:
     return {"node": node, "aggregate": record.aggregate, "step": record.step,
             "seconds": round(record.seconds, 3), "ok": record.ok, "detail": record.detail}
-
-
-class PairNotifier:
-    """The local notifier, with every witness event also forwarded to the
-    partner's witnessd (best effort, while its heartbeat is heard), so both
-    witnessd instances hear every event (issue 11 items 2, 5)."""
-
-    def __init__(self, notifier, peer, partner_alive) -> None:
-        self.notifier = notifier
-        self.peer = peer
-        self.partner_alive = partner_alive
-
-    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
-        return await self.notifier.smbcad(event, aggregate, planned=planned)
-
-    async def partner_tickles(self, aggregate) -> list:
-        return await self.notifier.partner_tickles(aggregate)
-
-    async def witness(self, event: str, aggregate) -> None:
-        await self.notifier.witness(event, aggregate)
-        if self.peer is None or not self.partner_alive():
-            return
-        state = events.Availability.AVAILABLE if event == "online" \
-            else events.Availability.UNAVAILABLE
-        for lif in aggregate.lifs:
-            message = events.InterfaceState(self.notifier.node_name, state,
-                                            (ipaddress.ip_interface(lif.address).ip,))
-            try:
-                await self.peer.call("witness", {"event": message.to_json()}, QUICK_S)
-            except ClusdiskError as exc:
-                log.warning("witness event not forwarded to the partner: %s", exc)
 
 
 class Operations:

@@ -102,7 +102,7 @@ class Rig:
                 return out
 
 
-async def wait_for(predicate, timeout_s: float = 10.0) -> None:
+async def wait_for(predicate, timeout_s: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

@@ -13,7 +13,8 @@ import pytest
 from clusdisk import placement as pl
 from clusdisk.aggregates import AggregateManager
 from clusdisk.errors import ClusdiskError
-from clusdisk.operations import Operations, PairNotifier
+from clusdisk.control import PairNotifier
+from clusdisk.operations import Operations
 from clusdisk.resources import Aggregate, Lif, View
 from smbca.control import answer as answer_line
 from test_clusdisk_aggregates import FakeHost, FakeLifs, FakeNotifier, FakeReservation, inline
