@@ -125,14 +125,16 @@ class AggregateManager:
         return tuple(AggregateStatus(a.name, a.home_node, a.name in self.current,
                                      self.errors.get(a.name, "")) for a in self.aggregates)
 
-    async def apply(self, view) -> resources.Plan:
+    async def apply(self, view, *, planned: bool = False) -> resources.Plan:
         """Bring the node to ``view``'s desired set; returns the plan run.
         ``view`` may be a function returning the View, called once the lock
-        is held (so a placement changed meanwhile is seen)."""
+        is held (so a placement changed meanwhile is seen).  ``planned``:
+        its tear-downs are planned (a clean shutdown)."""
         async with self._lock:
             if callable(view):
                 view = view()
-            plan = resources.plan(self.aggregates, view, frozenset(self.current))
+            plan = resources.plan(self.aggregates, view, frozenset(self.current),
+                                  planned=planned)
             for aggregate, steps in plan.tear_down:
                 await self._tear_down(aggregate, steps)
             for aggregate, steps in plan.bring_up:

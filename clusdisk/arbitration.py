@@ -201,7 +201,12 @@ class PartnerRejoined:
 
 @dataclass(frozen=True)
 class GoOffline:
-    """Tear every aggregate down; answer with OFFLINE_DONE."""
+    """Tear every aggregate down; answer with OFFLINE_DONE.  ``planned``: a
+    clean shutdown (the partner takes over at once), so smbcad's releases are
+    planned (in-flight requests finish, every disconnect is committed);
+    otherwise the node lost the cluster and lets go at once."""
+
+    planned: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,7 +267,7 @@ def _lost(reason: str) -> tuple:
 
 
 _LEAVE = (CancelTimer(Timer.JOIN), CancelTimer(Timer.CHALLENGE), CancelTimer(Timer.SETTLE),
-          CancelTimer(Timer.TAKEOVER), GoOffline())
+          CancelTimer(Timer.TAKEOVER), GoOffline(planned=True))
 _RENEW = (RenewQuorum(), StartTimer(Timer.RENEW))
 _HOLD = (StartTimer(Timer.SETTLE), StartTimer(Timer.RENEW))
 

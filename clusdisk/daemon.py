@@ -221,9 +221,9 @@ class Daemon:
     async def partner_rejoined(self) -> None:
         log.info("partner rejoined; its aggregates stay here until a giveback")
 
-    async def go_offline(self) -> None:
+    async def go_offline(self, planned: bool = False) -> None:
         self.operations.learned = False
-        await self.manager.apply(resources.View(self.cfg.node_id, False, False))
+        await self.manager.apply(resources.View(self.cfg.node_id, False, False), planned=planned)
 
     # -- ports of the operations ---------------------------------------------------
 

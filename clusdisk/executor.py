@@ -60,7 +60,7 @@ class ClusterHooks(Protocol):
 
     async def partner_rejoined(self) -> None: ...
 
-    async def go_offline(self) -> None: ...
+    async def go_offline(self, planned: bool) -> None: ...
 
     async def stop_services(self, clean: bool, reason: str) -> None: ...
 
@@ -189,7 +189,7 @@ class ArbitrationExecutor:
         elif isinstance(action, arb.PartnerRejoined):
             self._spawn(self.hooks.partner_rejoined())
         elif isinstance(action, arb.GoOffline):
-            self._spawn(self._go_offline())
+            self._spawn(self._go_offline(action.planned))
         elif isinstance(action, arb.StopServices):
             for timer in list(self._timers):
                 self._cancel(timer)
@@ -210,9 +210,9 @@ class ArbitrationExecutor:
         self.post({Verdict.OK: ok, Verdict.CONFLICT: conflict,
                    Verdict.FAILED: failed}[answer.verdict])
 
-    async def _go_offline(self) -> None:
+    async def _go_offline(self, planned: bool) -> None:
         try:
-            await self.hooks.go_offline()
+            await self.hooks.go_offline(planned)
         finally:                      # a failed tear-down must not wedge the machine
             self.post(Input.OFFLINE_DONE)
 

@@ -212,12 +212,13 @@ class Plan:
         return tuple(step for _, steps in self.tear_down + self.bring_up for step in steps)
 
 
-def plan(aggregates, view: View, current: frozenset) -> Plan:
+def plan(aggregates, view: View, current: frozenset, planned: bool = False) -> Plan:
     """Steps from ``current`` (aggregates up on this node) to the desired set.
     A partner's aggregate is brought up with ``break_foreign`` only when the
-    partner is taken over (fenced by the quorum arbitration)."""
+    partner is taken over (fenced by the quorum arbitration); tear-downs are
+    ``planned`` for a clean shutdown."""
     want = desired(aggregates, view)
-    down = tuple((a, tear_down(a)) for a in reversed(tuple(aggregates))
+    down = tuple((a, tear_down(a, planned)) for a in reversed(tuple(aggregates))
                  if a.name in current and a.name not in want)
     up = tuple((a, bring_up(a, break_foreign=view.taken_over)) for a in aggregates
                if a.name in want and a.name not in current)

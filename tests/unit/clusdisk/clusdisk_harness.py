@@ -109,7 +109,7 @@ class Hooks:
     async def partner_rejoined(self) -> None:
         self._record("partner_rejoined")
 
-    async def go_offline(self) -> None:
+    async def go_offline(self, planned: bool = False) -> None:
         self._record("go_offline")
 
     async def stop_services(self, clean: bool, reason: str) -> None:

@@ -19,8 +19,8 @@ class Hooks:
     async def take_over_partner(self): self.calls.append("take_over_partner")
     async def partner_rejoined(self): self.calls.append("partner_rejoined")
 
-    async def go_offline(self):
-        self.calls.append("go_offline")
+    async def go_offline(self, planned=False):
+        self.calls.append("go_offline" + (" planned" if planned else ""))
         if self.fail_offline:
             raise RuntimeError("umount hung")
 
@@ -114,7 +114,7 @@ def test_failed_tear_down_still_reaches_stopped():
         executor.post(Input.SHUTDOWN)
         await settle(executor)
         assert executor.arbiter.state is State.STOPPED
-        assert hooks.calls == ["go_offline", "announce", "stop True clean shutdown"]
+        assert hooks.calls == ["go_offline planned", "announce", "stop True clean shutdown"]
         assert executor.reservations.calls == ["release"]
         await executor.stop()
     asyncio.run(scenario())

@@ -74,3 +74,15 @@ def test_plan_giveback_and_offline():
     assert [a.name for a, _ in plan.tear_down] == ["aggr3", "aggr2", "aggr1"]
     assert plan.steps()[0] == r.NotifyWitness("aggr3", "offline", ())
     assert r.plan(ALL, View(1, True, False), frozenset({"aggr1", "aggr3"})).empty
+
+
+def test_a_clean_shutdown_releases_smbcad_planned():
+    """Found in the lab: a clean shutdown (and so a rolling restart) told
+    smbcad an unplanned release, so in-flight requests were cut."""
+    view = View(1, False, False)
+
+    def releases(planned):
+        steps = r.plan((A1,), view, frozenset({"aggr1"}), **planned).tear_down[0][1]
+        return [s.planned for s in steps if isinstance(s, r.NotifySmbcad)]
+    assert releases({"planned": True}) == [True]
+    assert releases({}) == [False]
