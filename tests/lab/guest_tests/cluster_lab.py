@@ -32,11 +32,13 @@ import threading
 import time
 from pathlib import Path
 
-import guestlab
-from cluster_events import EventRunner, log_steps, serving, smbcad_status
-from cluster_nodes import AGGREGATES, DAEMONS, SIDES, Node, Topology, make_filesystems
-from clusdisk_pair import CLUSTER_KEY, detach
-from smbca.control import ControlError, request_blocking
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))         # this checkout's smbca, as the daemons (cwd) use
+import guestlab  # noqa: E402
+from cluster_events import EventRunner, log_steps, serving, smbcad_status  # noqa: E402
+from cluster_nodes import AGGREGATES, DAEMONS, SIDES, Node, Topology, make_filesystems  # noqa: E402
+from clusdisk_pair import CLUSTER_KEY, detach  # noqa: E402
+from smbca.control import ControlError, request_blocking  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/lab: labvm
 from labvm.cluster import parse_event  # noqa: E402  (after the path set-up above)

@@ -29,6 +29,7 @@ from clusdisk_pair import (HB_INTERVAL_MS, HB_MISS_COUNT, HB_PORT, NODE_IDS, PR_
                            mount_points)
 from smbca.control import ControlError, request_blocking
 
+REPO = Path(__file__).resolve().parents[3]
 SIDES = ("A", "B")
 OTHER = {"A": "B", "B": "A"}
 CLIENT_NS = "client"
@@ -234,7 +235,8 @@ class Node:
                     self.topology.argv(self.side, sys.executable, "-m", daemon, "--config",
                                        str(self.config_path(daemon))),
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                    cwd=REPO, start_new_session=True,
+                    env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO)))
 
     def wait_sockets(self, daemons, timeout_s: float = START_S) -> None:
         """Until each daemon's control socket answers ``status``."""
