@@ -42,8 +42,9 @@ def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys
             print(line)
         if timeline is not None:
             for event in timeline.get("events", ()):
-                print(f"cluster[{mode}] {event['event']}: {event.get('outcome')} "
-                      f"{event.get('start_s')} -> {event.get('end_s')} s")
+                print(f"cluster[{mode}] {event['event']}: {event.get('outcome')}, started "
+                      f"{event.get('start_s')} s, killed {event.get('killed_s')} s, served "
+                      f"{event.get('served_s')} s; phases {event.get('phases')}")
                 for step in event.get("log", ()):
                     print(f"    {step['t']:8.2f} +{step['dt']:6.2f} {step['node']} "
                           f"{step['daemon']}: {step['message'][:110]}")

@@ -44,6 +44,7 @@ TAKEOVER_S = 300                 # unplanned: partner loss -> everything served 
 REJOIN_S = 420
 FREEZE_S = 5
 FINISH_S = 600
+UNPLANNED = ("kill-a", "kill-b", "cut-a")
 # what a planned event waits for in the target's clusdisk status, when present
 POSSIBLE_FIELD = {"takeover-b": "takeover_possible", "giveback": "giveback_possible"}
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) (\S+) (\w+) (.*)$")
@@ -284,3 +285,38 @@ def log_steps(cluster, record: dict) -> list[dict]:
                       "node": node, "daemon": daemon, "level": level, "message": message})
         previous = at
     return steps
+
+
+def phases(record: dict) -> dict:
+    """For an unplanned event, where the time went, from its ``log``:
+    ``detect_s`` (the kill or cut to the partner's "partner lost"),
+    ``arbitration_s`` (to its quorum state online-taken-over),
+    ``bring_up_s`` (to the last "aggregate ... is up": reserve, fsck, mount,
+    smbcad's adoption, LIF), ``adopt_s`` (smbcad's own figure) and
+    ``total_s`` (the kill or cut to the last aggregate up)."""
+    began = record.get("killed_s", record.get("start_s"))
+    marks: dict[str, float] = {}
+    for step in record.get("log", ()):
+        message = step["message"]
+        if "partner lost" in message:
+            marks.setdefault("lost", step["t"])
+        elif "--> online-taken-over" in message:
+            marks.setdefault("online", step["t"])
+        elif re.match(r"aggregate \S+ is up on node", message):
+            marks["up"] = step["t"]
+        adopted = re.search(r"adopted \S+ from its \w+ copy: \d+ persistent opens in ([0-9.]+) s",
+                            message)
+        if adopted:
+            marks["adopt"] = float(adopted.group(1))
+    out = {}
+    if began is not None and "lost" in marks:
+        out["detect_s"] = round(marks["lost"] - began, 3)
+    if "lost" in marks and "online" in marks:
+        out["arbitration_s"] = round(marks["online"] - marks["lost"], 3)
+    if "online" in marks and "up" in marks:
+        out["bring_up_s"] = round(marks["up"] - marks["online"], 3)
+    if "adopt" in marks:
+        out["adopt_s"] = marks["adopt"]
+    if began is not None and "up" in marks:
+        out["total_s"] = round(marks["up"] - began, 3)
+    return out

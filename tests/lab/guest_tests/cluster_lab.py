@@ -35,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))         # this checkout's smbca, as the daemons (cwd) use
 import guestlab  # noqa: E402
-from cluster_events import EventRunner, log_steps, serving, smbcad_status  # noqa: E402
+from cluster_events import (UNPLANNED, EventRunner, log_steps, phases, serving,  # noqa: E402
+                            smbcad_status)
 from cluster_nodes import AGGREGATES, DAEMONS, SIDES, Node, Topology, make_filesystems  # noqa: E402
 from clusdisk_pair import CLUSTER_KEY, detach  # noqa: E402
 from smbca.control import ControlError, request_blocking  # noqa: E402
@@ -271,6 +272,8 @@ def main(argv: list[str]) -> int:
             for record in runner.records:
                 if "start_s" in record:
                     record["log"] = log_steps(cluster, record)
+                    if record["event"] in UNPLANNED:
+                        record["phases"] = phases(record)
         print("==== cluster timeline (JSON) ====\n" + json.dumps(timeline, indent=1)
               + "\n==== end of cluster timeline ====", flush=True)
         if failed:
