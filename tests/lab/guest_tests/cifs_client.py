@@ -135,7 +135,13 @@ class Trace:
         return [event for event in self.events if event[1] in names]
 
 
-def check_trace(trace: Trace, mode: str, one_reconnect: bool = True) -> str:
+def connection_down() -> bool:
+    """The client has seen its connection go: DebugData's TCP status is no
+    longer 1 (CifsGood)."""
+    return "TCP status: 1\n" not in Path("/proc/fs/cifs/DebugData").read_text()
+
+
+def check_trace(trace: Trace, mode: str, one_reconnect: bool = True, open_index: int = 0) -> str:
     """What the kernel client did across the restart, from its own trace
     events; AssertionError for a request that failed for good."""
     failed = [event for event in trace.named(*FAILURE_EVENTS)
@@ -146,12 +152,12 @@ def check_trace(trace: Trace, mode: str, one_reconnect: bool = True) -> str:
     opens = [event for event in trace.named("smb3_open_done")
              if int(event[2].get("des_access", "0"), 16) & GENERIC_WRITE]
     assert opens, "no open for writing in the trace"
-    fid = opens[0][2]["fid"]
+    fid = opens[open_index][2]["fid"]      # the open_index-th file opened for writing
     reconnects = trace.named("smb3_reconnect")
     assert len(reconnects) == 1 if one_reconnect else reconnects, reconnects
     reconnected_at = reconnects[0][0]
     done = [event for event in trace.named("smb3_write_done") if event[2]["fid"] == fid]
-    resent = trace.named("smb3_write_err")
+    resent = [event for event in trace.named("smb3_write_err") if event[2].get("fid") == fid]
     for at, _, fields in resent:          # each cut-off WRITE done again later
         assert any(later > at and f["offset"] == fields["offset"] for later, _, f in done), \
             f"the WRITE at {fields['offset']} cut off at {at} was never done again"

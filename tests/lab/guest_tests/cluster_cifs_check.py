@@ -5,17 +5,21 @@ the client namespace: the kernel cifs client writes through a node failure.
 
 1. Mounts ``//$SMBCA_LIF1/vms`` with ``vers=3.1.1,persistenthandles,hard``
    and enables the client's cifs trace events.
-2. cifs_writer.py (O_DIRECT: every write an SMB2 WRITE on the wire) writes
-   ``SIZE`` bytes of a known pattern in 1 MiB writes ``PAUSE_S`` apart, so
-   that it is still writing when the harness injects EVENT (kill-a: node A
-   dies, B takes aggr1 over); then fsync and close.
-3. Checks, each printed as a ``cluster-cifs:`` line: the writer exited 0
-   with every write done; EVENT ran and ended ok (``$SMBCA_EVENTS``); the
+2. Two cifs_writer.py writers, each one open of its own file:
+   - ``direct`` (O_DIRECT: every write an SMB2 WRITE on the wire) writes
+     ``SIZES["direct"]`` bytes of a known pattern in 1 MiB writes ``PAUSE_S``
+     apart, so that it is still writing when the harness injects EVENT
+     (kill-a: node A dies, B takes aggr1 over); then fsync and close;
+   - ``buffered`` writes its file into the page cache (a write-caching
+     lease keeps it there) and waits; once EVENT started and the client saw
+     its connection go, it fsyncs: the writeback waits for the reconnect.
+3. Checks, each printed as a ``cluster-cifs:`` line: each writer exited 0
+   with every write done; EVENT ran and ended ok (``$SMBCA_EVENTS``); each
    file is correct read through the mount (page cache dropped, and O_DIRECT)
    and straight from B's mount of aggr1; the client's trace shows the
-   reconnect and the handle reopened with its *same persistent FileId*;
-   B's smbcad log shows aggr1 adopted with persistent opens and this open
-   reconnected.
+   reconnect and each handle reopened with its *same persistent FileId*;
+   B's smbcad log shows aggr1 adopted with the persistent opens and each
+   open reconnected.
 Exit 0 when everything holds, 1 (with the reason) otherwise.
 """
 
@@ -28,15 +32,18 @@ import time
 import traceback
 from pathlib import Path
 
-from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, first_mismatch, mount_options,
-                         read_direct, read_progress, run, unmount)
+import guestlab
+from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, first_mismatch,
+                         mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
 
-FILE_NAME = "cluster-failover.bin"
-SIZE = 40 << 20
-PAUSE_S = 0.5
-SEED = 11
-WRITE_S = 420                    # the writer, the takeover stall included (TCG)
+MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
+FILE_NAMES = {"direct": "cluster-direct.bin", "buffered": "cluster-buffered.bin"}
+SIZES = {"direct": 40 << 20, "buffered": 16 << 20}
+PAUSE_S = {"direct": 0.5, "buffered": 0.0}
+SEEDS = {"direct": 11, "buffered": 12}
+WRITE_S = 420                    # the writers, the takeover stall included (TCG)
+WAIT_S = 120
 WRITER = Path(__file__).with_name("cifs_writer.py")
 
 
@@ -51,6 +58,10 @@ def events_seen(path: str) -> list[dict]:
         return []
 
 
+def progress_keys(path: Path) -> list[str]:
+    return [key for key, _ in read_progress(path)]
+
+
 def main(argv: list[str]) -> int:
     event = argv[0]
     env = os.environ
@@ -58,11 +69,11 @@ def main(argv: list[str]) -> int:
     run_dir = Path(env["SMBCA_RUN_DIR"])
     point = run_dir / "client-mnt"
     point.mkdir(exist_ok=True)
-    progress = run_dir / "writer.progress"
+    progress = {mode: run_dir / f"writer-{mode}.progress" for mode in MODES}
     b_log = Path(env["SMBCA_WORKDIR"]) / f"cluster-{env['SMBCA_MODE']}" / "b" / "smbcad.log"
     b_log_offset = b_log.stat().st_size if b_log.exists() else 0
     trace = CifsTrace()
-    writer = None
+    writers: dict[str, subprocess.Popen] = {}
     try:
         trace.start()
         run("mount", "-t", "cifs", f"//{lif}/vms", str(point), "-o",
@@ -71,47 +82,70 @@ def main(argv: list[str]) -> int:
         assert {"vers=3.1.1", "persistenthandles", "hard"} <= options, options
         say(f"mounted //{lif}/vms with vers=3.1.1,persistenthandles,hard")
         began = time.monotonic()
-        writer = subprocess.Popen(
-            [sys.executable, str(WRITER), "direct", str(point / FILE_NAME), str(SIZE),
-             str(CHUNK), str(SEED), str(progress), str(PAUSE_S)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        out, _ = writer.communicate(timeout=WRITE_S)
-        assert writer.returncode == 0, f"writer exit {writer.returncode}:\n{out.decode()}"
-        keys = [key for key, _ in read_progress(progress)]
-        assert keys == ["open", *map(str, range(SIZE // CHUNK)), "fsync", "closed"], keys
-        say(f"writer (one open, {SIZE // CHUNK} x 1 MiB O_DIRECT, fsync, close) exited 0 "
-            f"after {time.monotonic() - began:.1f} s")
+        for mode in MODES:
+            writers[mode] = subprocess.Popen(
+                [sys.executable, str(WRITER), mode, str(point / FILE_NAMES[mode]),
+                 str(SIZES[mode]), str(CHUNK), str(SEEDS[mode]), str(progress[mode]),
+                 str(PAUSE_S[mode])],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            guestlab.wait_for(lambda mode=mode: writers[mode].poll() is not None
+                              or "open" in progress_keys(progress[mode]), WAIT_S,
+                              what=f"the {mode} writer to open its file")
+        guestlab.wait_for(lambda: writers["buffered"].poll() is not None
+                          or "written" in progress_keys(progress["buffered"]), WAIT_S,
+                          what="the buffered writer to fill the page cache")
+        guestlab.wait_for(lambda: any(r["event"] == event for r in events_seen(env["SMBCA_EVENTS"])),
+                          WRITE_S, what=f"{event} to start")
+        guestlab.wait_for(connection_down, WAIT_S, what="the client to see its connection go")
+        Path(str(progress["buffered"]) + ".go").touch()      # fsync: writeback waits to reconnect
+        say(f"{event} started; the client saw the connection go; the buffered writer's fsync "
+            f"issued")
+        for mode in MODES:
+            out, _ = writers[mode].communicate(timeout=WRITE_S)
+            assert writers[mode].returncode == 0, \
+                f"{mode} writer exit {writers[mode].returncode}:\n{out.decode()}"
+            keys = [key for key in progress_keys(progress[mode]) if key != "written"]
+            assert keys == ["open", *map(str, range(SIZES[mode] // CHUNK)), "fsync", "closed"], \
+                (mode, keys)
+            say(f"{mode} writer (one open, {SIZES[mode] // CHUNK} x 1 MiB, fsync, close) "
+                f"exited 0 after {time.monotonic() - began:.1f} s")
 
         records = {r["event"]: r for r in events_seen(env["SMBCA_EVENTS"]) if r["phase"] == "end"}
-        assert event in records, f"{event} did not end while the writer ran: {records}"
+        assert event in records, f"{event} did not end while the writers ran: {records}"
         assert records[event]["outcome"] == "ok", records[event]
         say(f"{event}: {records[event]['detail']}")
 
         run("sync")
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        want = pattern(SIZE, SEED)
-        on_b = Path(env["SMBCA_AGGR1_MOUNT_B"]) / "vms" / FILE_NAME
-        results = {name: first_mismatch(read(), want) for name, read in
-                   (("mount", (point / FILE_NAME).read_bytes),
-                    ("mount O_DIRECT", lambda: read_direct(point / FILE_NAME)),
-                    ("B's mount of aggr1", on_b.read_bytes))}
-        assert set(results.values()) == {"identical"}, results
-        say(f"data: {SIZE >> 20} MiB correct through the mount (page cache dropped, and "
-            f"O_DIRECT) and in B's mount of aggr1 ({on_b})")
+        for mode in MODES:
+            want = pattern(SIZES[mode], SEEDS[mode])
+            on_b = Path(env["SMBCA_AGGR1_MOUNT_B"]) / "vms" / FILE_NAMES[mode]
+            path = point / FILE_NAMES[mode]
+            results = {name: first_mismatch(read(), want) for name, read in
+                       (("mount", path.read_bytes), ("mount O_DIRECT", lambda: read_direct(path)),
+                        ("B's mount of aggr1", on_b.read_bytes))}
+            assert set(results.values()) == {"identical"}, (mode, results)
+            say(f"data [{mode}]: {SIZES[mode] >> 20} MiB correct through the mount (page cache "
+                f"dropped, and O_DIRECT) and in B's mount of aggr1 ({on_b})")
 
         if trace.enabled:
-            say(check_trace(Trace(trace.lines()), "direct", one_reconnect=False))
+            for index, mode in enumerate(MODES):
+                say(f"[{mode}] " + check_trace(Trace(trace.lines()), mode, one_reconnect=False,
+                                               open_index=index))
         else:
-            say("no cifs trace events in this kernel: FileId not checked")
+            say("no cifs trace events in this kernel: FileIds not checked")
 
         log = b_log.read_text(errors="replace")[b_log_offset:]
         adopted = re.search(r"adopted aggr1 from its (\w+) copy: (\d+) persistent opens in "
                             r"[0-9.]+ s", log)
-        assert adopted and int(adopted.group(2)) >= 1, \
-            f"B's smbcad did not adopt aggr1 with its persistent open:\n{log[-3000:]}"
-        reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on '{FILE_NAME}'", log)
-        assert reconnected, f"B's smbcad did not reconnect the open:\n{log[-3000:]}"
-        say(f"B's smbcad: '{adopted.group(0)}', '{reconnected.group(0)}'")
+        assert adopted and int(adopted.group(2)) >= len(MODES), \
+            f"B's smbcad did not adopt aggr1 with the persistent opens:\n{log[-3000:]}"
+        for mode in MODES:
+            reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
+                                    rf"'{FILE_NAMES[mode]}'", log)
+            assert reconnected, f"B's smbcad did not reconnect the {mode} open:\n{log[-3000:]}"
+            say(f"B's smbcad [{mode}]: '{reconnected.group(0)}'")
+        say(f"B's smbcad: '{adopted.group(0)}'")
         return 0
     except (AssertionError, OSError, subprocess.SubprocessError):
         traceback.print_exc()
@@ -120,14 +154,18 @@ def main(argv: list[str]) -> int:
                 r"smb3_(\w+_credits|cmd_enter|cmd_done|enter|exit_done)\b", line)]
             print("---- cifs trace (credits, cmd_enter/done left out; tail) ----\n"
                   + "\n".join(lines[-80:]))
-        print("---- writer progress (tail) ----\n"
-              + "\n".join((progress.read_text() if progress.exists() else "").splitlines()[-15:]))
+        for mode in MODES:
+            text = progress[mode].read_text() if progress[mode].exists() else ""
+            print(f"---- {mode} writer progress (tail) ----\n"
+                  + "\n".join(text.splitlines()[-10:]))
         return 1
     finally:
         trace.stop()
-        if writer is not None and writer.poll() is None:
-            writer.kill()
-            writer.wait(30)
+        for mode, writer in writers.items():
+            if writer.poll() is None:
+                Path(str(progress[mode]) + ".go").touch()
+                writer.kill()
+                writer.wait(30)
         unmount(point)
 
 

@@ -56,6 +56,16 @@ def say(text: str) -> None:
     print(f"cluster: {text}", file=sys.stderr, flush=True)
 
 
+def summary(status: dict) -> dict:
+    """smbcad's status in brief: per aggregate its phase and mirror role/sync."""
+    if "error" in status:
+        return status
+    return {"mirror_link": status.get("mirror_link"),
+            **{a["name"]: f"{a['phase']}, mirror {(a.get('mirror') or {}).get('role', '-')} "
+                          f"in_sync={(a.get('mirror') or {}).get('in_sync')}"
+               for a in status.get("aggregates", ())}}
+
+
 def clusdisk_status(node: Node, timeout_s: float = 2.0) -> dict | None:
     try:
         reply = request_blocking(node.sockets["clusdisk"], {"command": "status"}, timeout_s)
@@ -175,7 +185,7 @@ class Cluster:
             raise AssertionError(f"{exc}; clusdisk: {[clusdisk_status(n) for n in self.nodes.values()]}"
                                  f"; smbcad: {[smbcad_status(n) for n in self.nodes.values()]}") from None
         self.setup["cluster_up_s"] = round(time.monotonic() - began, 2)
-        self.setup["smbcad_status"] = {side: smbcad_status(node) for side, node in self.nodes.items()}
+        self.setup["smbcad"] = {side: summary(smbcad_status(node)) for side, node in self.nodes.items()}
 
     def environment(self, workdir: Path | None) -> dict:
         env = dict(os.environ, SMBCA_LIF1=AGGREGATES["aggr1"][4], SMBCA_LIF2=AGGREGATES["aggr2"][4],

@@ -52,8 +52,8 @@ from pathlib import Path
 import pytest
 
 import guestlab
-from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, dmesg_lines, first_mismatch,
-                         mount_options, read_direct, read_progress, run, unmount)
+from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, dmesg_lines,
+                         first_mismatch, mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
 
 PORT = 4455                      # the guest's own loopback: no other test listens here
@@ -145,12 +145,6 @@ def client_queues() -> list[tuple[int, int]]:
     out = run("ss", "-tnH", "state", "established", f"( dport = :{PORT} )").stdout
     return [(int(fields[0]), int(fields[1])) for fields in map(str.split, out.splitlines())
             if len(fields) >= 4]
-
-
-def connection_down() -> bool:
-    """The client has seen its connection go: DebugData's TCP status is no
-    longer 1 (CifsGood)."""
-    return "TCP status: 1\n" not in Path("/proc/fs/cifs/DebugData").read_text()
 
 
 def freeze_then_kill(server: Smbcad) -> str:
