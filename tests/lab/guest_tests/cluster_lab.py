@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))         # this checkout's smbca, as the daemons (c
 import guestlab  # noqa: E402
 from cluster_events import (UNPLANNED, EventRunner, log_steps, phases, serving,  # noqa: E402
                             smbcad_status)
-from cluster_nodes import AGGREGATES, DAEMONS, SIDES, Node, Topology, make_filesystems  # noqa: E402
+from cluster_nodes import (AGGREGATES, DAEMONS, PASSWORD, SIDES, USER, Node,  # noqa: E402
+                           Topology, make_filesystems)
 from clusdisk_pair import CLUSTER_KEY, detach  # noqa: E402
 from smbca.control import ControlError, request_blocking  # noqa: E402
 
@@ -189,8 +190,7 @@ class Cluster:
 
     def environment(self, workdir: Path | None) -> dict:
         env = dict(os.environ, SMBCA_LIF1=AGGREGATES["aggr1"][4], SMBCA_LIF2=AGGREGATES["aggr2"][4],
-                   SMBCA_USER=self.nodes["A"].smbcad_config()["users"][0]["name"],
-                   SMBCA_PASSWORD=self.nodes["A"].smbcad_config()["users"][0]["password"],
+                   SMBCA_USER=USER, SMBCA_PASSWORD=PASSWORD,
                    SMBCA_WORKDIR=str(workdir or self.root), SMBCA_RUN_DIR=str(self.root),
                    SMBCA_MODE=self.mode, SMBCA_EVENTS=str(self.events_file))
         for side, node in self.nodes.items():

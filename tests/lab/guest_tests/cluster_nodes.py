@@ -107,8 +107,8 @@ class Topology:
     def links_down(self, side: str) -> None:
         """Every link of ``side`` down (the node vanishes from both networks;
         its kernel sends nothing, no RST)."""
-        self.ip(side, "link set pub0 down", *(f"link set {link.dev_a if side == 'A' else link.dev_b}"
-                                             " down" for link in INTERCONNECT))
+        devices = ["pub0", *(link.dev_a if side == "A" else link.dev_b for link in INTERCONNECT)]
+        self.ip(side, *(f"link set {device} down" for device in devices))
 
     def drop_lifs(self, side: str) -> list[str]:
         """Remove the LIF addresses ``side`` holds on pub0; the ones removed."""
