@@ -190,8 +190,11 @@ class EventRunner(threading.Thread):
         statuses = node.stop()
         record["stopped_s"] = round(self.cluster.clock(), 3)
         node.unmount_stale()
-        node.start()
-        node.wait_sockets(("witnessd", "smbcad", "clusdisk"))
+        # as the units order them (clusdisk.service: After=smbcad witnessd, Type=notify)
+        node.start(("witnessd", "smbcad"))
+        node.wait_sockets(("witnessd", "smbcad"))
+        node.start(("clusdisk",))
+        node.wait_sockets(("clusdisk",))
         home = [name for name, spec in AGGREGATES.items() if spec[0] == "A"]
         waited = self._wait(lambda: serving(node, home), REJOIN_S, "A to serve its aggregates")
         return f"stopped (exit statuses {statuses}), started again; A serves {home} after " \
