@@ -4,7 +4,9 @@ cluster``): nodes A and B each run clusdisk, smbcad and witnessd on the
 lab's shared LUNs; the guest's cifs client, mounted from the client
 namespace with ``vers=3.1.1,persistenthandles,hard`` on ``//192.0.2.10/vms``
 (aggr1, home A), writes a pattern with O_DIRECT while node A is killed
-(``kill-a``); B takes aggr1 over.  guest_tests/cluster_cifs_check.py checks
+(``kill-a``); B takes aggr1 over.  (The buffered writer of the same check,
+``cluster_cifs_check.py kill-a buffered``, does not pass yet: its fsync gets
+ECONNABORTED after the reconnect to B; see the issue's note.)  guest_tests/cluster_cifs_check.py checks
 the writer's exit, the data (through the mount and on B's mount of aggr1),
 the client's trace (the handle reopened with its same persistent FileId)
 and B's adoption log.  One guest boot per arbitration mode; the event's
@@ -15,7 +17,7 @@ import json
 
 import pytest
 
-from labvm.cluster import parse_timeline, run_cluster
+from labvm.cluster import TIMELINE_START, parse_timeline, run_cluster
 
 pytestmark = pytest.mark.lab
 
@@ -29,9 +31,10 @@ def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys
                                                 record_property):
     from labvm.cluster import default_python
 
-    result = run_cluster([default_python(), *CHECK, "kill-a"], mode=mode,
+    result = run_cluster([default_python(), *CHECK, "kill-a", "direct"], mode=mode,
                          events=[f"kill-a@{KILL_AT_S}"], workdir=str(tmp_path),
                          timeout_s=TIMEOUT_S)
+    (tmp_path / "output.txt").write_text(result.text)
     timeline = parse_timeline(result.text)
     lines = [line for line in result.text.splitlines()
              if line.startswith(("cluster-cifs:", "cluster:"))]
@@ -49,7 +52,10 @@ def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys
                     print(f"    {step['t']:8.2f} +{step['dt']:6.2f} {step['node']} "
                           f"{step['daemon']}: {step['message'][:110]}")
     record_property("cluster_timeline", json.dumps(timeline))
-    assert result.status == 0, result.describe()
+    before_timeline = result.text.split(TIMELINE_START)[0].splitlines()
+    assert result.status == 0, "\n".join(
+        [f"status {result.status}; COMMAND's output and the harness's lines (the timeline, the "
+         f"daemons' logs: {tmp_path}):", *before_timeline[-150:]])
     assert timeline is not None, "no timeline printed"
     (event,) = timeline["events"]
     assert event["event"] == "kill-a" and event["outcome"] == "ok", event

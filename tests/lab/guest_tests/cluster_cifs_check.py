@@ -1,7 +1,7 @@
 """COMMAND of tests/lab/test_cluster_failover.py, run by ``lab.py cluster`` in
 the client namespace: the kernel cifs client writes through a node failure.
 
-    python cluster_cifs_check.py EVENT
+    python cluster_cifs_check.py EVENT [MODE,...]      (MODE: direct, buffered; default both)
 
 1. Mounts ``//$SMBCA_LIF1/vms`` with ``vers=3.1.1,persistenthandles,hard``
    and enables the client's cifs trace events.
@@ -64,12 +64,13 @@ def progress_keys(path: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     event = argv[0]
+    modes = tuple(m for m in MODES if m in (argv[1].split(",") if len(argv) > 1 else MODES))
     env = os.environ
     lif, user, password = env["SMBCA_LIF1"], env["SMBCA_USER"], env["SMBCA_PASSWORD"]
     run_dir = Path(env["SMBCA_RUN_DIR"])
     point = run_dir / "client-mnt"
     point.mkdir(exist_ok=True)
-    progress = {mode: run_dir / f"writer-{mode}.progress" for mode in MODES}
+    progress = {mode: run_dir / f"writer-{mode}.progress" for mode in modes}
     b_log = Path(env["SMBCA_WORKDIR"]) / f"cluster-{env['SMBCA_MODE']}" / "b" / "smbcad.log"
     b_log_offset = b_log.stat().st_size if b_log.exists() else 0
     trace = CifsTrace()
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> int:
         assert {"vers=3.1.1", "persistenthandles", "hard"} <= options, options
         say(f"mounted //{lif}/vms with vers=3.1.1,persistenthandles,hard")
         began = time.monotonic()
-        for mode in MODES:
+        for mode in modes:
             writers[mode] = subprocess.Popen(
                 [sys.executable, str(WRITER), mode, str(point / FILE_NAMES[mode]),
                  str(SIZES[mode]), str(CHUNK), str(SEEDS[mode]), str(progress[mode]),
@@ -91,16 +92,18 @@ def main(argv: list[str]) -> int:
             guestlab.wait_for(lambda mode=mode: writers[mode].poll() is not None
                               or "open" in progress_keys(progress[mode]), WAIT_S,
                               what=f"the {mode} writer to open its file")
-        guestlab.wait_for(lambda: writers["buffered"].poll() is not None
-                          or "written" in progress_keys(progress["buffered"]), WAIT_S,
-                          what="the buffered writer to fill the page cache")
-        guestlab.wait_for(lambda: any(r["event"] == event for r in events_seen(env["SMBCA_EVENTS"])),
-                          WRITE_S, what=f"{event} to start")
-        guestlab.wait_for(connection_down, WAIT_S, what="the client to see its connection go")
-        Path(str(progress["buffered"]) + ".go").touch()      # fsync: writeback waits to reconnect
-        say(f"{event} started; the client saw the connection go; the buffered writer's fsync "
-            f"issued")
-        for mode in MODES:
+        if "buffered" in modes:
+            guestlab.wait_for(lambda: writers["buffered"].poll() is not None
+                              or "written" in progress_keys(progress["buffered"]), WAIT_S,
+                              what="the buffered writer to fill the page cache")
+            guestlab.wait_for(lambda: any(r["event"] == event
+                                          for r in events_seen(env["SMBCA_EVENTS"])),
+                              WRITE_S, what=f"{event} to start")
+            guestlab.wait_for(connection_down, WAIT_S, what="the client to see its connection go")
+            Path(str(progress["buffered"]) + ".go").touch()   # fsync: writeback waits to reconnect
+            say(f"{event} started; the client saw the connection go; the buffered writer's "
+                f"fsync issued")
+        for mode in modes:
             out, _ = writers[mode].communicate(timeout=WRITE_S)
             assert writers[mode].returncode == 0, \
                 f"{mode} writer exit {writers[mode].returncode}:\n{out.decode()}"
@@ -117,7 +120,7 @@ def main(argv: list[str]) -> int:
 
         run("sync")
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        for mode in MODES:
+        for mode in modes:
             want = pattern(SIZES[mode], SEEDS[mode])
             on_b = Path(env["SMBCA_AGGR1_MOUNT_B"]) / "vms" / FILE_NAMES[mode]
             path = point / FILE_NAMES[mode]
@@ -129,7 +132,7 @@ def main(argv: list[str]) -> int:
                 f"dropped, and O_DIRECT) and in B's mount of aggr1 ({on_b})")
 
         if trace.enabled:
-            for index, mode in enumerate(MODES):
+            for index, mode in enumerate(modes):
                 say(f"[{mode}] " + check_trace(Trace(trace.lines()), mode, one_reconnect=False,
                                                open_index=index))
         else:
@@ -138,9 +141,9 @@ def main(argv: list[str]) -> int:
         log = b_log.read_text(errors="replace")[b_log_offset:]
         adopted = re.search(r"adopted aggr1 from its (\w+) copy: (\d+) persistent opens in "
                             r"[0-9.]+ s", log)
-        assert adopted and int(adopted.group(2)) >= len(MODES), \
+        assert adopted and int(adopted.group(2)) >= len(modes), \
             f"B's smbcad did not adopt aggr1 with the persistent opens:\n{log[-3000:]}"
-        for mode in MODES:
+        for mode in modes:
             reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
                                     rf"'{FILE_NAMES[mode]}'", log)
             assert reconnected, f"B's smbcad did not reconnect the {mode} open:\n{log[-3000:]}"
@@ -150,11 +153,13 @@ def main(argv: list[str]) -> int:
     except (AssertionError, OSError, subprocess.SubprocessError):
         traceback.print_exc()
         if trace.enabled:
-            lines = [line for line in trace.lines() if not re.search(
+            all_lines = trace.lines()
+            (Path(env["SMBCA_WORKDIR"]) / "cifs-trace.txt").write_text("\n".join(all_lines))
+            lines = [line for line in all_lines if not re.search(
                 r"smb3_(\w+_credits|cmd_enter|cmd_done|enter|exit_done)\b", line)]
             print("---- cifs trace (credits, cmd_enter/done left out; tail) ----\n"
                   + "\n".join(lines[-80:]))
-        for mode in MODES:
+        for mode in modes:
             text = progress[mode].read_text() if progress[mode].exists() else ""
             print(f"---- {mode} writer progress (tail) ----\n"
                   + "\n".join(text.splitlines()[-10:]))

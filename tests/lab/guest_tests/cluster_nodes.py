@@ -44,6 +44,9 @@ USER, PASSWORD = "labuser", "Lab-Pass-1"
 AGGREGATES = {"aggr1": ("A", "data", "vms", "lif1", "192.0.2.10"),
               "aggr2": ("B", "data2", "sql", "lif2", "192.0.2.20")}
 DAEMONS = ("witnessd", "smbcad", "clusdisk")          # start order; stop in reverse
+# each control socket's own status request (witnessd's requests are events)
+STATUS_REQUEST = {"witnessd": {"event": "status"}, "smbcad": {"command": "status"},
+                  "clusdisk": {"command": "status"}}
 START_S = 180                    # one daemon's start-up under TCG, the host loaded
 # short lab timings (seconds under TCG are long): SCSI-2 and PR
 ARBITRATION = {
@@ -247,7 +250,7 @@ class Node:
                     raise RuntimeError(f"{daemon} on node {self.side} exited with "
                                        f"{proc.returncode}:\n{self.log_tail(daemon)}")
                 try:
-                    request_blocking(self.sockets[daemon], {"command": "status"}, 5)
+                    request_blocking(self.sockets[daemon], STATUS_REQUEST[daemon], 5)
                 except ControlError:
                     return False
                 return True
