@@ -42,7 +42,8 @@ PLANNED_WAIT_S = 120
 PLANNED_REPLY_S = 300
 TAKEOVER_S = 300                 # unplanned: partner loss -> everything served (TCG)
 REJOIN_S = 420
-FREEZE_S = 5
+FREEZE_S = 3
+FREEZE_TRIES = 5
 FINISH_S = 600
 UNPLANNED = ("kill-a", "kill-b", "cut-a")
 # what a planned event waits for in the target's clusdisk status, when present
@@ -160,19 +161,36 @@ class EventRunner(threading.Thread):
         record["served_s"] = round(self.cluster.clock(), 3)
         return f"{what}; node {side} serves every aggregate {waited:.1f} s later"
 
+    def _freeze(self, side: str) -> str:
+        """SIGSTOP smbcad until the client's sockets to ``side`` have nothing
+        left to send.  A WRITE larger than the socket buffers never drains
+        into a frozen server: then let it run a moment and try again."""
+        node = self.cluster.nodes[side]
+        queues: list[int] = []
+        for attempt in range(1, FREEZE_TRIES + 1):
+            node.signal("smbcad", signal.SIGSTOP)
+            deadline = time.monotonic() + FREEZE_S
+            queues = client_send_queues(self.cluster, side)
+            while any(queues) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                queues = client_send_queues(self.cluster, side)
+            if not any(queues):
+                seen = queues or "no connection"
+                return f"smbcad frozen until the client's send queues were empty ({seen}, " \
+                       f"attempt {attempt})"
+            node.signal("smbcad", signal.SIGCONT)
+            time.sleep(0.3)
+        node.signal("smbcad", signal.SIGSTOP)
+        return f"smbcad frozen; the client's send queues never drained ({queues}), killed anyway"
+
     def _kill(self, side: str, record: dict) -> str:
         node, cluster = self.cluster.nodes[side], self.cluster
-        node.signal("smbcad", signal.SIGSTOP)
-        deadline = time.monotonic() + FREEZE_S
-        queues = client_send_queues(cluster, side)
-        while any(queues) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            queues = client_send_queues(cluster, side)
+        frozen = self._freeze(side)
         pids = node.kill()
         record["killed_s"] = round(cluster.clock(), 3)
         dropped = cluster.topology.drop_lifs(side)
-        what = (f"smbcad frozen until the client's send queues were {queues or 'none'}, then "
-                f"SIGKILL {pids}; LIFs {dropped or 'none'} removed from {side}'s pub0")
+        what = (f"{frozen}, then SIGKILL {pids}; LIFs {dropped or 'none'} removed from "
+                f"{side}'s pub0")
         return self._all_served_by(OTHER[side], record, what)
 
     def _kill_a(self, record: dict) -> str:
