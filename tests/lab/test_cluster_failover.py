@@ -20,7 +20,8 @@ from labvm.cluster import TIMELINE_START, parse_timeline, run_cluster
 pytestmark = pytest.mark.lab
 
 CHECK = ["tests/lab/guest_tests/cluster_cifs_check.py"]
-KILL_AT_S = 12                   # seconds after the writer's COMMAND started
+KILL_AT_S = 25                   # after COMMAND started: both writers open (~5-15 s), the
+                                 # O_DIRECT one still writing (64 x 1 MiB, 0.5 s apart)
 TIMEOUT_S = 900                  # boot, cluster start-up (~2-4 min under TCG), takeover
 
 

@@ -39,7 +39,7 @@ from cifs_writer import pattern
 
 MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
 FILE_NAMES = {"direct": "cluster-direct.bin", "buffered": "cluster-buffered.bin"}
-SIZES = {"direct": 40 << 20, "buffered": 16 << 20}
+SIZES = {"direct": 64 << 20, "buffered": 16 << 20}
 PAUSE_S = {"direct": 0.5, "buffered": 0.0}
 SEEDS = {"direct": 11, "buffered": 12}
 WRITE_S = 420                    # the writers, the takeover stall included (TCG)
@@ -96,6 +96,11 @@ def main(argv: list[str]) -> int:
             guestlab.wait_for(lambda: writers["buffered"].poll() is not None
                               or "written" in progress_keys(progress["buffered"]), WAIT_S,
                               what="the buffered writer to fill the page cache")
+        early = [r for r in events_seen(env["SMBCA_EVENTS"]) if r["event"] == event]
+        assert not early, f"{event} started {early[0]['start_s']} s after COMMAND, before the " \
+            f"writers were ready ({time.monotonic() - began:.1f} s after the mount): inject it later"
+        say(f"writers {', '.join(modes)} ready {time.monotonic() - began:.1f} s after the mount")
+        if "buffered" in modes:
             guestlab.wait_for(lambda: any(r["event"] == event
                                           for r in events_seen(env["SMBCA_EVENTS"])),
                               WRITE_S, what=f"{event} to start")
