@@ -136,9 +136,10 @@ class Trace:
 
 
 def connection_down() -> bool:
-    """The client has seen its connection go: DebugData's TCP status is no
-    longer 1 (CifsGood)."""
-    return "TCP status: 1\n" not in Path("/proc/fs/cifs/DebugData").read_text()
+    """The client has seen its connection go: a DebugData "TCP status: N"
+    (6.1 writes "TCP status: N Instance: M") is no longer 1 (CifsGood)."""
+    statuses = re.findall(r"TCP status: (\d+)", Path("/proc/fs/cifs/DebugData").read_text())
+    return any(status != "1" for status in statuses)
 
 
 def check_trace(trace: Trace, mode: str, one_reconnect: bool = True, open_index: int = 0) -> str:

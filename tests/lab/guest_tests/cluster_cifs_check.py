@@ -101,13 +101,15 @@ def main(argv: list[str]) -> int:
             f"writers were ready ({time.monotonic() - began:.1f} s after the mount): inject it later"
         say(f"writers {', '.join(modes)} ready {time.monotonic() - began:.1f} s after the mount")
         if "buffered" in modes:
-            guestlab.wait_for(lambda: any(r["event"] == event
+            # fsync only once the node is gone: a FLUSH in flight at the kill comes
+            # back EAGAIN to the application (Debian 6.1 does not resend it)
+            guestlab.wait_for(lambda: any(r["event"] == event and r["phase"] in ("killed", "end")
                                           for r in events_seen(env["SMBCA_EVENTS"])),
-                              WRITE_S, what=f"{event} to start")
+                              WRITE_S, what=f"{event} to kill the node")
             guestlab.wait_for(connection_down, WAIT_S, what="the client to see its connection go")
             Path(str(progress["buffered"]) + ".go").touch()   # fsync: writeback waits to reconnect
-            say(f"{event} started; the client saw the connection go; the buffered writer's "
-                f"fsync issued")
+            say(f"{event} killed the node; the client saw the connection go; the buffered "
+                f"writer's fsync issued")
         for mode in modes:
             out, _ = writers[mode].communicate(timeout=WRITE_S)
             assert writers[mode].returncode == 0, \

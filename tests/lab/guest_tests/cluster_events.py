@@ -25,7 +25,8 @@ lif1, ``to`` the other).  An error answer fails the event, with the reason.
 Each event leaves a record: name, planned time, ``start_s``/``end_s``
 (seconds after COMMAND started), ``outcome`` ("ok" or "failed"),
 ``detail``, the request and the reply for planned events, and later the
-daemons' log lines of its window (``log_steps``).
+daemons' log lines of its window (``log_steps``).  ``$SMBCA_EVENTS`` gets a
+line at each event's start and end, and one when a kill is done.
 """
 
 import json
@@ -188,6 +189,7 @@ class EventRunner(threading.Thread):
         frozen = self._freeze(side)
         pids = node.kill()
         record["killed_s"] = round(cluster.clock(), 3)
+        self._publish(record, "killed")
         dropped = cluster.topology.drop_lifs(side)
         what = (f"{frozen}, then SIGKILL {pids}; LIFs {dropped or 'none'} removed from "
                 f"{side}'s pub0")
