@@ -2,6 +2,9 @@
 """lab.py: run commands in the smbca LUN lab (a QEMU guest with shared SCSI LUNs).
 
     tests/lab/lab.py run [OPTIONS] -- COMMAND [ARG...]   COMMAND's exit status
+    tests/lab/lab.py cluster [--mode scsi2|pr] [--event EVENT@S]... [OPTIONS] -- COMMAND...
+                                                         COMMAND in the client namespace of a
+                                                         two-node cluster, events injected
     tests/lab/lab.py selftest [OPTIONS]                  the smoke checks (guest/smoke.sh)
     tests/lab/lab.py shell [OPTIONS]                     interactive bash on the serial console
     tests/lab/lab.py build [--force]                     build or reuse the cached image
@@ -17,12 +20,13 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import labvm  # noqa: E402  (after the path set-up above)
-from labvm import image  # noqa: E402
+from labvm import cluster, image  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parent / "guest" / "smoke.sh"
 
@@ -72,7 +76,7 @@ def _note(args: argparse.Namespace, text: str) -> None:
         print(f"lab: {text}", file=sys.stderr, flush=True)
 
 
-def _run(args: argparse.Namespace, command: list[str]) -> int:
+def _run(args: argparse.Namespace, command: list[str], runner=None) -> int:
     options = _lab_options(args)
 
     def ready(job_dir: Path) -> None:
@@ -88,7 +92,10 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     # SIGTERM unwinds like Ctrl-C, so the guest is killed and the job removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        result = labvm.run(command, options, output=sys.stdout.buffer, on_ready=ready)
+        if runner is None:
+            result = labvm.run(command, options, output=sys.stdout.buffer, on_ready=ready)
+        else:
+            result = runner(options, ready)
     except KeyboardInterrupt:
         print("lab: interrupted, guest killed", file=sys.stderr)
         return 130
@@ -100,6 +107,24 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     if result.job_dir:
         _note(args, f"job directory kept: {result.job_dir}")
     return result.status
+
+
+def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("cluster: no COMMAND (lab.py cluster [OPTIONS] -- COMMAND...)")
+    for event in args.event:
+        cluster.parse_event(event)              # ValueError: before booting anything
+    workdir = args.workdir or tempfile.mkdtemp(prefix="smbca-cluster-")
+    os.makedirs(workdir, exist_ok=True)
+    _note(args, f"cluster ({args.mode}): logs and timeline.json will be in "
+                f"{os.path.join(os.path.abspath(workdir), 'cluster-' + args.mode)}")
+
+    def runner(options, ready):
+        return cluster.run_cluster(command, mode=args.mode, events=args.event, workdir=workdir,
+                                   timeout_s=args.timeout, options=options,
+                                   output=sys.stdout.buffer, on_ready=ready)
+    return _run(args, command, runner)
 
 
 def _info() -> int:
@@ -124,6 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="run COMMAND in a guest")
     _options(run_parser)
     run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    cluster_parser = sub.add_parser(
+        "cluster", help="COMMAND in the client namespace of a two-node cluster")
+    _options(cluster_parser)
+    cluster_parser.set_defaults(luns=cluster.LUNS, data_mb=cluster.DATA_MB, timeout=1800.0)
+    cluster_parser.add_argument("--mode", choices=cluster.MODES, default="scsi2",
+                                help="clusdisk arbitration: scsi2 (default) or pr")
+    cluster_parser.add_argument("--event", action="append", default=[], metavar="EVENT@SECONDS",
+                                help=f"inject EVENT (one of {', '.join(cluster.EVENTS)}) SECONDS "
+                                     "after COMMAND started (repeatable)")
+    cluster_parser.add_argument("--workdir", metavar="DIR",
+                                help="host directory, writable in the guest: $SMBCA_WORKDIR, and "
+                                     "where logs and timeline.json land (default: a new one "
+                                     "under /tmp)")
+    cluster_parser.add_argument("command", nargs=argparse.REMAINDER)
     _options(sub.add_parser("selftest", help="the smoke checks"))
     _options(sub.add_parser("shell", help="interactive shell in a guest"))
     sub.add_parser("build", help="build or reuse the cached image").add_argument(
@@ -137,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             if not command:
                 parser.error("run: no COMMAND (lab.py run [OPTIONS] -- COMMAND...)")
             return _run(args, command)
+        if args.action == "cluster":
+            return _cluster(args, parser)
         if args.action == "selftest":
             args.cwd = "/"
             return _run(args, ["/bin/bash", str(SMOKE)])

@@ -1,11 +1,15 @@
 """Host-side pieces of the lab harness that need no QEMU: console marker
-splitting, the newc writer, the PVH note check, the in-guest argv."""
+splitting, the newc writer, the PVH note check, the in-guest argv, the
+cluster harness's event syntax and timeline."""
 
 import io
+import json
 import struct
 import sys
 
-from labvm import guest_command
+import pytest
+
+from labvm import cluster, guest_command
 from labvm.image import _Newc, has_pvh_note
 from labvm.vm import _Console
 
@@ -97,3 +101,28 @@ def test_shares_bring_in_paths_the_guest_hides(tmp_path):
     assert [(path, mode) for _tag, path, mode in shares if path != str(REPO_ROOT)] == [
         (str(tmp_path), "ro"), (str(inner), "rw")]          # parents mount first
     assert len({tag for tag, _path, _mode in shares}) == len(shares)
+
+
+def test_cluster_events_are_checked_before_any_guest_boots():
+    assert cluster.parse_event("kill-a@12.5") == ("kill-a", 12.5)
+    assert cluster.parse_event("lif-migrate-lif1@0") == ("lif-migrate-lif1", 0.0)
+    for bad, says in (("kill-c@3", "EVENT one of"), ("kill-a", "EVENT one of"),
+                      ("kill-a@soon", "not a number"), ("giveback@-1", "negative")):
+        with pytest.raises(ValueError, match=says):
+            cluster.parse_event(bad)
+    with pytest.raises(ValueError, match="scsi2 or pr"):
+        cluster.cluster_command(["true"], "scsi3", [], "/tmp")
+
+
+def test_cluster_command_and_timeline_round_trip():
+    argv = cluster.cluster_command(["sh", "-c", "x"], "pr", ["kill-a@3", "giveback@9"], "/w",
+                                   python="/py")
+    assert argv == ["/py", str(cluster.DRIVER), "--mode", "pr", "--workdir", "/w",
+                    "--event", "kill-a@3", "--event", "giveback@9", "--", "sh", "-c", "x"]
+    timeline = {"mode": "pr", "events": [{"event": "kill-a", "outcome": "ok"}]}
+    text = (f"noise\n{cluster.TIMELINE_START}\n{json.dumps(timeline, indent=1)}\n"
+            f"{cluster.TIMELINE_END}\nmore noise\n")
+    assert cluster.parse_timeline(text) == timeline
+    assert cluster.parse_timeline("no timeline here") is None
+    assert cluster.parse_timeline(f"{cluster.TIMELINE_START}\n{{broken\n{cluster.TIMELINE_END}") \
+        is None

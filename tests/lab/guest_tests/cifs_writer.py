@@ -1,9 +1,10 @@
 """The writer of test_cifs_persistent.py: one open, a known pattern, fsync.
 
-    python cifs_writer.py MODE FILE SIZE CHUNK SEED PROGRESS
+    python cifs_writer.py MODE FILE SIZE CHUNK SEED PROGRESS [PAUSE_S]
 
 Opens FILE once and writes SIZE bytes of ``random.Random(SEED)`` data in
-CHUNK-byte writes, then fsyncs and closes it.  MODE ``direct`` opens it
+CHUNK-byte writes (PAUSE_S seconds apart, 0 by default: a paced writer
+spans an event injected while it runs), then fsyncs and closes it.  MODE ``direct`` opens it
 with O_DIRECT, so that every write is an SMB2 WRITE on the wire when it is
 issued, and fsyncs at the end.  MODE ``buffered`` writes into the page
 cache (a write-caching lease keeps it there), appends ``written`` to
@@ -32,6 +33,7 @@ def pattern(size: int, seed: int) -> bytes:
 def main(argv: list[str]) -> int:
     mode, path, size, chunk, seed, progress_path = argv[0], argv[1], int(argv[2]), \
         int(argv[3]), int(argv[4]), argv[5]
+    pause_s = float(argv[6]) if len(argv) > 6 else 0.0
     data = pattern(size, seed)
     buffer = mmap.mmap(-1, chunk)          # page-aligned, as O_DIRECT wants
     with open(progress_path, "a", buffering=1) as progress:
@@ -44,6 +46,8 @@ def main(argv: list[str]) -> int:
                 if written != chunk:
                     raise OSError(f"short write at {offset}: {written} of {chunk} bytes")
                 progress.write(f"{index} {time.monotonic():.6f}\n")
+                if pause_s:
+                    time.sleep(pause_s)
             if mode == "buffered":
                 progress.write(f"written {time.monotonic():.6f}\n")
                 go = progress_path + ".go"

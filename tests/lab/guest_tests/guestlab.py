@@ -10,7 +10,7 @@
   attention.  Issues SG_IO itself (``sg_command``, ``pr_out``,
   ``lun_reset``), independent of the project's SCSI code under test.
 - ``NetnsPair``: two "nodes" (network namespaces ``nodeA`` and ``nodeB``)
-  joined by two veth links, 198.51.100.0/24 and 192.0.2.0/24, which tests
+  joined by veth links (by default two: 198.51.100.0/24 and 192.0.2.0/24), which tests
   cut, degrade (netem) and heal; it starts processes in a node and kills
   them by PID at teardown.
 """
@@ -213,9 +213,9 @@ class NetnsPair:
     ``close()`` kills every such process by PID and deletes the namespaces.
     """
 
-    def __init__(self, prefix: str = "node") -> None:
+    def __init__(self, prefix: str = "node", links: tuple[Link, ...] = LINKS) -> None:
         self.names = {"A": f"{prefix}A", "B": f"{prefix}B"}
-        self.links = LINKS
+        self.links = links
         self._procs: list[subprocess.Popen] = []
         for ns in self.names.values():
             subprocess.run(["ip", "netns", "add", ns], check=True, timeout=COMMAND_TIMEOUT_S)

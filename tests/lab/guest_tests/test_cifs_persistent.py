@@ -42,47 +42,33 @@ cifs-utils on the host).
 """
 
 import hashlib
-import mmap
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import guestlab
+from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, dmesg_lines,
+                         first_mismatch, mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
 
 PORT = 4455                      # the guest's own loopback: no other test listens here
 SHARE, USER, PASSWORD = "share", "labuser", "Lab-Pass-1"
 FILE_NAME = "cifs-persistent.bin"
 SIZE = 32 << 20
-CHUNK = 1 << 20
 SEED = 4
 KILL_AT = SIZE // 4               # direct: kill smbcad with this much on the server
 FREEZE_TRIES = 5
-GENERIC_WRITE = 0x40000000
 START_S = 120                    # smbcad start-up under TCG: ~11 s, up to ~20 s loaded
 WRITE_S = 180                    # the writer, the restart stall included
 WRITER = Path(__file__).with_name("cifs_writer.py")
-TRACEFS = Path("/sys/kernel/tracing")
-COMMAND_TIMEOUT_S = 60
 # a dmesg line about the mount that would mean the client gave up on something
 DMESG_ERRORS = re.compile(r"I/O error|\bEIO\b|rc\s*=\s*-5\b|error -5\b|reopen|"
                           r"persistent|durable|invalid|fail", re.IGNORECASE)
-# cifs trace events of a data request or an open that failed; a WRITE cut
-# off by the reconnect is smb3_write_err rc=-11 (EAGAIN), and the kernel sends
-# it again (the test checks that it did)
-FAILURE_EVENTS = ("smb3_write_err", "smb3_read_err", "smb3_open_err", "smb3_close_err",
-                  "smb3_flush_err")
-# NT statuses the kernel client provokes on every mount: the NTLMSSP round
-# trip, its DFS referral probe, a read at the end of a file
-EXPECTED_CMD_STATUSES = ("0xc0000016", "0xc000019c", "0xc0000011")
-EAGAIN = "-11"
 # error replies the kernel client provokes on every mount: the NTLMSSP round
 # trip, its DFS referral probe, the read past the end of a file
 EXPECTED_STATUSES = ("STATUS_MORE_PROCESSING_REQUIRED", "STATUS_FS_DRIVER_REQUIRED",
@@ -91,11 +77,6 @@ EXPECTED_STATUSES = ("STATUS_MORE_PROCESSING_REQUIRED", "STATUS_FS_DRIVER_REQUIR
 
 def say(text: str) -> None:
     print(f"cifs-persistent: {text}", flush=True)
-
-
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, check=check,
-                          timeout=COMMAND_TIMEOUT_S)
 
 
 class Smbcad:
@@ -159,102 +140,11 @@ class Smbcad:
             return log.read().decode(errors="replace")
 
 
-class CifsTrace:
-    """The kernel client's own trace events (events/cifs: one per SMB
-    command done or failed, reconnects, opens), in the ftrace ring buffer."""
-
-    def __init__(self) -> None:
-        self.enabled = False
-
-    def start(self) -> None:
-        if not (TRACEFS / "events").exists():
-            run("mount", "-t", "tracefs", "tracefs", str(TRACEFS), check=False)
-        events = TRACEFS / "events" / "cifs"
-        if not events.exists():
-            say("no cifs trace events in this kernel: checking dmesg only")
-            return
-        (TRACEFS / "buffer_size_kb").write_text("8192\n")
-        (TRACEFS / "trace").write_text("")
-        (events / "enable").write_text("1\n")
-        (TRACEFS / "tracing_on").write_text("1\n")
-        self.enabled = True
-
-    def lines(self) -> list[str]:
-        if not self.enabled:
-            return []
-        return [line for line in (TRACEFS / "trace").read_text().splitlines()
-                if line and not line.startswith("#")]
-
-    def stop(self) -> None:
-        if self.enabled:
-            (TRACEFS / "events" / "cifs" / "enable").write_text("0\n")
-            self.enabled = False
-
-
-def dmesg_lines() -> list[str]:
-    return run("dmesg").stdout.splitlines()
-
-
-def is_mounted(point: Path) -> bool:
-    with open("/proc/mounts") as mounts:
-        return any(line.split()[1] == str(point) for line in mounts)
-
-
-def mount_options(point: Path) -> set[str]:
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if fields[1] == str(point):
-                return set(fields[3].split(","))
-    raise AssertionError(f"{point} is not mounted")
-
-
-def read_progress(path: Path) -> list[tuple[str, float]]:
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text().splitlines():
-        key, _, at = line.partition(" ")
-        if at:
-            entries.append((key, float(at)))
-    return entries
-
-
-def first_mismatch(got: bytes, want: bytes) -> str:
-    if len(got) != len(want):
-        return f"size {len(got)}, want {len(want)}"
-    for offset in range(0, len(want), CHUNK):
-        if got[offset:offset + CHUNK] != want[offset:offset + CHUNK]:
-            return f"chunk {offset // CHUNK} (offset {offset:#x}) differs"
-    return "identical"
-
-
-def read_direct(path: Path) -> bytes:
-    """The file read with O_DIRECT: from the server, not the page cache."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    try:
-        data = bytearray()
-        buffer = mmap.mmap(-1, CHUNK)
-        while True:
-            got = os.readv(fd, [buffer])
-            data += buffer[:got]
-            if got < CHUNK:
-                return bytes(data)
-    finally:
-        os.close(fd)
-
-
 def client_queues() -> list[tuple[int, int]]:
     """(Recv-Q, Send-Q) of the kernel client's sockets to smbcad."""
     out = run("ss", "-tnH", "state", "established", f"( dport = :{PORT} )").stdout
     return [(int(fields[0]), int(fields[1])) for fields in map(str.split, out.splitlines())
             if len(fields) >= 4]
-
-
-def connection_down() -> bool:
-    """The client has seen its connection go: DebugData's TCP status is no
-    longer 1 (CifsGood)."""
-    return "TCP status: 1\n" not in Path("/proc/fs/cifs/DebugData").read_text()
 
 
 def freeze_then_kill(server: Smbcad) -> str:
@@ -277,60 +167,6 @@ def freeze_then_kill(server: Smbcad) -> str:
         server.proc.send_signal(signal.SIGCONT)
         time.sleep(0.5)
     raise AssertionError(f"the client's send queue to smbcad never drained: {client_queues()}")
-
-
-class Trace:
-    """The parsed cifs trace events: (time, name, fields)."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.events = []
-        for line in lines:
-            match = re.search(r"\s(\d+\.\d+): (smb3_\w+):(.*)", line)
-            if match:
-                fields = dict(re.findall(r"(\w+)=(\S+)", match.group(3)))
-                self.events.append((float(match.group(1)), match.group(2), fields))
-
-    def named(self, *names: str) -> list[tuple[float, str, dict]]:
-        return [event for event in self.events if event[1] in names]
-
-
-def check_trace(trace: Trace, mode: str) -> str:
-    """What the kernel client did across the restart, from its own trace
-    events; AssertionError for a request that failed for good."""
-    failed = [event for event in trace.named(*FAILURE_EVENTS)
-              if not (event[1] == "smb3_write_err" and event[2].get("rc") == EAGAIN)]
-    failed += [event for event in trace.named("smb3_cmd_err")
-               if event[2].get("status") not in EXPECTED_CMD_STATUSES]
-    assert not failed, failed
-    opens = [event for event in trace.named("smb3_open_done")
-             if int(event[2].get("des_access", "0"), 16) & GENERIC_WRITE]
-    assert opens, "no open for writing in the trace"
-    fid = opens[0][2]["fid"]
-    reconnects = trace.named("smb3_reconnect")
-    assert len(reconnects) == 1, reconnects
-    reconnected_at = reconnects[0][0]
-    done = [event for event in trace.named("smb3_write_done") if event[2]["fid"] == fid]
-    resent = trace.named("smb3_write_err")
-    for at, _, fields in resent:          # each cut-off WRITE done again later
-        assert any(later > at and f["offset"] == fields["offset"] for later, _, f in done), \
-            f"the WRITE at {fields['offset']} cut off at {at} was never done again"
-    if mode == "direct":
-        assert resent, "no WRITE was in flight at the kill"
-    reopens = [event for event in trace.named("smb3_open_done")
-               if event[0] > reconnected_at and event[2]["fid"] == fid]
-    assert reopens, f"the handle {fid} was not reopened after the reconnect"
-    times = [at for at, _, _ in done]
-    first_after = min((at for at in times if at > reconnected_at), default=None)
-    assert first_after is not None, "no WRITE done after the reconnect"
-    before = [at for at in times if at < reconnected_at]
-    stall = first_after - (max(before) if before else reconnected_at)
-    other = Counter(f"{fields.get('cmd', '?')}:{fields.get('status', '?')}"
-                    for _, _, fields in trace.named("smb3_cmd_err"))
-    return (f"kernel trace: 1 reconnect; {len(resent)} WRITE(s) cut off (rc=-11) and sent "
-            f"again; handle fid={fid} reopened {reopens[0][0] - reconnected_at:.1f} s after "
-            f"the connection went, with its old persistent FileId; {len(done)} WRITEs on it, "
-            f"{len(before)} before the kill; no WRITE completed for {stall:.1f} s across the "
-            f"restart; failed commands (cmd:status), all expected: {dict(other)}")
 
 
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
@@ -474,14 +310,3 @@ def test_kernel_client_writes_through_smbcad_restart(mode, tmp_path):
         unmount(point)
         server.kill(signal.SIGTERM)
 
-
-def unmount(point: Path) -> None:
-    """umount, then forced, then lazy: a hard mount whose server is gone
-    would otherwise block the clean-up."""
-    for flags in ((), ("-f",), ("-l",)):
-        if not is_mounted(point):
-            return
-        try:
-            run("umount", *flags, str(point), check=False)
-        except subprocess.TimeoutExpired:
-            pass

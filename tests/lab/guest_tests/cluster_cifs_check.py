@@ -1,0 +1,185 @@
+"""COMMAND of tests/lab/test_cluster_failover.py, run by ``lab.py cluster`` in
+the client namespace: the kernel cifs client writes through a node failure.
+
+    python cluster_cifs_check.py EVENT [MODE,...]      (MODE: direct, buffered; default both)
+
+1. Mounts ``//$SMBCA_LIF1/vms`` with ``vers=3.1.1,persistenthandles,hard``
+   and enables the client's cifs trace events.
+2. Two cifs_writer.py writers, each one open of its own file:
+   - ``direct`` (O_DIRECT: every write an SMB2 WRITE on the wire) writes
+     ``SIZES["direct"]`` bytes of a known pattern in 1 MiB writes ``PAUSE_S``
+     apart, so that it is still writing when the harness injects EVENT
+     (kill-a: node A dies, B takes aggr1 over); then fsync and close;
+   - ``buffered`` writes its file into the page cache (a write-caching
+     lease keeps it there) and waits; once EVENT started and the client saw
+     its connection go, it fsyncs: the writeback waits for the reconnect.
+3. Checks, each printed as a ``cluster-cifs:`` line: each writer exited 0
+   with every write done; EVENT ran and ended ok (``$SMBCA_EVENTS``); each
+   file is correct read through the mount (page cache dropped, and O_DIRECT)
+   and straight from B's mount of aggr1; the client's trace shows the
+   reconnect and each handle reopened with its *same persistent FileId*;
+   B's smbcad log shows aggr1 adopted with the persistent opens and each
+   open reconnected.
+Exit 0 when everything holds, 1 (with the reason) otherwise.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import guestlab
+from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, first_mismatch,
+                         mount_options, read_direct, read_progress, run, unmount)
+from cifs_writer import pattern
+
+MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
+FILE_NAMES = {"direct": "cluster-direct.bin", "buffered": "cluster-buffered.bin"}
+SIZES = {"direct": 64 << 20, "buffered": 16 << 20}
+PAUSE_S = {"direct": 0.5, "buffered": 0.0}
+SEEDS = {"direct": 11, "buffered": 12}
+WRITE_S = 420                    # the writers, the takeover stall included (TCG)
+WAIT_S = 120
+WRITER = Path(__file__).with_name("cifs_writer.py")
+
+
+def say(text: str) -> None:
+    print(f"cluster-cifs: {text}", flush=True)
+
+
+def events_seen(path: str) -> list[dict]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    except FileNotFoundError:
+        return []
+
+
+def progress_keys(path: Path) -> list[str]:
+    return [key for key, _ in read_progress(path)]
+
+
+def main(argv: list[str]) -> int:
+    event = argv[0]
+    modes = tuple(m for m in MODES if m in (argv[1].split(",") if len(argv) > 1 else MODES))
+    env = os.environ
+    lif, user, password = env["SMBCA_LIF1"], env["SMBCA_USER"], env["SMBCA_PASSWORD"]
+    run_dir = Path(env["SMBCA_RUN_DIR"])
+    point = run_dir / "client-mnt"
+    point.mkdir(exist_ok=True)
+    progress = {mode: run_dir / f"writer-{mode}.progress" for mode in modes}
+    b_log = Path(env["SMBCA_WORKDIR"]) / f"cluster-{env['SMBCA_MODE']}" / "b" / "smbcad.log"
+    b_log_offset = b_log.stat().st_size if b_log.exists() else 0
+    trace = CifsTrace()
+    writers: dict[str, subprocess.Popen] = {}
+    try:
+        trace.start()
+        run("mount", "-t", "cifs", f"//{lif}/vms", str(point), "-o",
+            f"vers=3.1.1,persistenthandles,hard,username={user},password={password}")
+        options = mount_options(point)
+        assert {"vers=3.1.1", "persistenthandles", "hard"} <= options, options
+        say(f"mounted //{lif}/vms with vers=3.1.1,persistenthandles,hard")
+        began = time.monotonic()
+        for mode in modes:
+            writers[mode] = subprocess.Popen(
+                [sys.executable, str(WRITER), mode, str(point / FILE_NAMES[mode]),
+                 str(SIZES[mode]), str(CHUNK), str(SEEDS[mode]), str(progress[mode]),
+                 str(PAUSE_S[mode])],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            guestlab.wait_for(lambda mode=mode: writers[mode].poll() is not None
+                              or "open" in progress_keys(progress[mode]), WAIT_S,
+                              what=f"the {mode} writer to open its file")
+        if "buffered" in modes:
+            guestlab.wait_for(lambda: writers["buffered"].poll() is not None
+                              or "written" in progress_keys(progress["buffered"]), WAIT_S,
+                              what="the buffered writer to fill the page cache")
+        early = [r for r in events_seen(env["SMBCA_EVENTS"]) if r["event"] == event]
+        assert not early, f"{event} started {early[0]['start_s']} s after COMMAND, before the " \
+            f"writers were ready ({time.monotonic() - began:.1f} s after the mount): inject it later"
+        say(f"writers {', '.join(modes)} ready {time.monotonic() - began:.1f} s after the mount")
+        if "buffered" in modes:
+            # fsync only once the node is gone: a FLUSH in flight at the kill comes
+            # back EAGAIN to the application (Debian 6.1 does not resend it)
+            guestlab.wait_for(lambda: any(r["event"] == event and r["phase"] in ("killed", "end")
+                                          for r in events_seen(env["SMBCA_EVENTS"])),
+                              WRITE_S, what=f"{event} to kill the node")
+            guestlab.wait_for(connection_down, WAIT_S, what="the client to see its connection go")
+            Path(str(progress["buffered"]) + ".go").touch()   # fsync: writeback waits to reconnect
+            say(f"{event} killed the node; the client saw the connection go; the buffered "
+                f"writer's fsync issued")
+        for mode in modes:
+            out, _ = writers[mode].communicate(timeout=WRITE_S)
+            assert writers[mode].returncode == 0, \
+                f"{mode} writer exit {writers[mode].returncode}:\n{out.decode()}"
+            keys = [key for key in progress_keys(progress[mode]) if key != "written"]
+            assert keys == ["open", *map(str, range(SIZES[mode] // CHUNK)), "fsync", "closed"], \
+                (mode, keys)
+            say(f"{mode} writer (one open, {SIZES[mode] // CHUNK} x 1 MiB, fsync, close) "
+                f"exited 0 after {time.monotonic() - began:.1f} s")
+
+        records = {r["event"]: r for r in events_seen(env["SMBCA_EVENTS"]) if r["phase"] == "end"}
+        assert event in records, f"{event} did not end while the writers ran: {records}"
+        assert records[event]["outcome"] == "ok", records[event]
+        say(f"{event}: {records[event]['detail']}")
+
+        run("sync")
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        for mode in modes:
+            want = pattern(SIZES[mode], SEEDS[mode])
+            on_b = Path(env["SMBCA_AGGR1_MOUNT_B"]) / "vms" / FILE_NAMES[mode]
+            path = point / FILE_NAMES[mode]
+            results = {name: first_mismatch(read(), want) for name, read in
+                       (("mount", path.read_bytes), ("mount O_DIRECT", lambda: read_direct(path)),
+                        ("B's mount of aggr1", on_b.read_bytes))}
+            assert set(results.values()) == {"identical"}, (mode, results)
+            say(f"data [{mode}]: {SIZES[mode] >> 20} MiB correct through the mount (page cache "
+                f"dropped, and O_DIRECT) and in B's mount of aggr1 ({on_b})")
+
+        if trace.enabled:
+            for index, mode in enumerate(modes):
+                say(f"[{mode}] " + check_trace(Trace(trace.lines()), mode, one_reconnect=False,
+                                               open_index=index))
+        else:
+            say("no cifs trace events in this kernel: FileIds not checked")
+
+        log = b_log.read_text(errors="replace")[b_log_offset:]
+        adopted = re.search(r"adopted aggr1 from its (\w+) copy: (\d+) persistent opens in "
+                            r"[0-9.]+ s", log)
+        assert adopted and int(adopted.group(2)) >= len(modes), \
+            f"B's smbcad did not adopt aggr1 with the persistent opens:\n{log[-3000:]}"
+        for mode in modes:
+            reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
+                                    rf"'{FILE_NAMES[mode]}'", log)
+            assert reconnected, f"B's smbcad did not reconnect the {mode} open:\n{log[-3000:]}"
+            say(f"B's smbcad [{mode}]: '{reconnected.group(0)}'")
+        say(f"B's smbcad: '{adopted.group(0)}'")
+        return 0
+    except (AssertionError, OSError, subprocess.SubprocessError):
+        traceback.print_exc()
+        if trace.enabled:
+            all_lines = trace.lines()
+            (Path(env["SMBCA_WORKDIR"]) / "cifs-trace.txt").write_text("\n".join(all_lines))
+            lines = [line for line in all_lines if not re.search(
+                r"smb3_(\w+_credits|cmd_enter|cmd_done|enter|exit_done)\b", line)]
+            print("---- cifs trace (credits, cmd_enter/done left out; tail) ----\n"
+                  + "\n".join(lines[-80:]))
+        for mode in modes:
+            text = progress[mode].read_text() if progress[mode].exists() else ""
+            print(f"---- {mode} writer progress (tail) ----\n"
+                  + "\n".join(text.splitlines()[-10:]))
+        return 1
+    finally:
+        trace.stop()
+        for mode, writer in writers.items():
+            if writer.poll() is None:
+                Path(str(progress[mode]) + ".go").touch()
+                writer.kill()
+                writer.wait(30)
+        unmount(point)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
