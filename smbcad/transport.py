@@ -70,6 +70,12 @@ class _FrameSink:
     def stop_reading(self) -> None:
         self._protocol.stop_reading()
 
+    def hold_requests(self) -> None:
+        self._protocol.hold_requests()
+
+    def quiet(self) -> bool:
+        return self._protocol.quiet()
+
 
 class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
@@ -96,6 +102,8 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._can_write.set()
         self._reading_paused = False
         self._draining = False           # shutdown: never resume reading
+        self._holding = False            # a planned release: read on, run nothing new
+        self.dropped_frames = 0          # requests that arrived while holding
         self._closing = False
         self._task = None
 
@@ -152,6 +160,13 @@ class SmbProtocol(asyncio.BufferedProtocol):
                 return
             self._frame = bytearray(length)
             self._view = memoryview(self._frame)
+            self._filled = 0
+            return
+        if self._filled == len(self._frame) and self._holding:
+            # Read whole, never run, never answered: the client sends it again
+            # after it reconnected to the aggregate's new owner.
+            self.dropped_frames += 1
+            self._frame = self._view = None
             self._filled = 0
             return
         if self._filled == len(self._frame):
@@ -267,6 +282,24 @@ class SmbProtocol(asyncio.BufferedProtocol):
         frame loop's flow control must not resume reading afterwards."""
         self._draining = True
         self._pause_reading()
+
+    def hold_requests(self) -> None:
+        """A planned release: requests already received finish; later ones are
+        read whole and dropped, so a client is never cut off in the middle of
+        sending one (Linux 6.1's cifs fails a request whose send breaks,
+        where it sends again one that was sent and never answered)."""
+        self._holding = True
+        if self._reading_paused and self.transport is not None \
+                and not self.transport.is_closing():
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def quiet(self) -> bool:
+        """Between two requests, with every answer handed to the kernel: the
+        moment to close a held connection."""
+        transport = self.transport
+        return (self._frame is None and self._filled == 0
+                and (transport is None or transport.get_write_buffer_size() == 0))
 
     def idle(self) -> bool:
         return not self._frames and not (self.connection and self.connection.pending)

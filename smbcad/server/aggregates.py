@@ -36,6 +36,7 @@ TREE_CONNECT_HOLD_S = 30.0
 # How long a planned release lets requests already running finish.
 RELEASE_DRAIN_S = 2.0
 _CLOSE_WAIT_S = 5.0
+_QUIET_WAIT_S = 2.0            # a planned release: for a request being received to end
 
 
 class Phase(enum.Enum):
@@ -218,10 +219,17 @@ class Aggregates:
                   if any(tree.share in share_set for session in conn.sessions.values()
                          for tree in session.trees.values())]
         for conn in doomed:
-            conn.sink.stop_reading()
+            if drain_s:
+                conn.sink.hold_requests()
+            else:
+                conn.sink.stop_reading()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_s
         while loop.time() < deadline and any(conn.pending for conn in doomed):
+            await asyncio.sleep(0.01)
+        # Planned: close each between two requests, its answers sent (bounded).
+        quiet_by = loop.time() + (drain_s and _QUIET_WAIT_S)
+        while loop.time() < quiet_by and not all(conn.sink.quiet() for conn in doomed):
             await asyncio.sleep(0.01)
         for conn in doomed:
             conn.close()

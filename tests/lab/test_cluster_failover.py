@@ -1,5 +1,5 @@
-"""Unplanned takeover under the kernel SMB client (issue 11, "How it is
-shown", kill of a node), through the lab cluster harness (``lab.py
+"""Unplanned takeover, planned moves and a rolling restart under the kernel
+SMB client (issue 11, "How it is shown"), through the lab cluster harness (``lab.py
 cluster``): nodes A and B each run clusdisk, smbcad and witnessd on the
 lab's shared LUNs; the guest's cifs client, mounted from the client
 namespace with ``vers=3.1.1,persistenthandles,hard`` on ``//192.0.2.10/vms``
@@ -29,14 +29,33 @@ KILL_AT_S = 25                   # after COMMAND started: both writers open (~5-
 TIMEOUT_S = 900                  # boot, cluster start-up (~2-4 min under TCG), takeover
 
 
+# Planned moves and a rolling restart of node A, one after the other while the
+# O_DIRECT writer writes: B takes over, gives back, aggr1 is relocated to B,
+# A is restarted (its clean shutdown hands nothing more over; it rejoins) and
+# aggr1 is given back: the rolling upgrade of README.md, with one relocation.
+PLANNED = ["takeover-b@30", "giveback@45", "relocate-aggr1@60", "restart-a@75", "giveback@90"]
+PLANNED_WRITER = ["128", "1.0"]  # MiB and s between writes: still writing after the last event
+
+
 @pytest.mark.parametrize("mode", ["scsi2", "pr"])
 def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys,
                                                 record_property):
+    run_and_check(["kill-a", "direct"], mode, [f"kill-a@{KILL_AT_S}"], tmp_path, capsys,
+                  record_property)
+
+
+def test_kernel_client_writes_through_planned_moves_and_a_rolling_restart(
+        lab_host, tmp_path, capsys, record_property):
+    names = ",".join(event.split("@")[0] for event in PLANNED)
+    run_and_check([names, "direct", *PLANNED_WRITER], "pr", PLANNED, tmp_path, capsys,
+                  record_property)
+
+
+def run_and_check(check_args, mode, events, tmp_path, capsys, record_property) -> dict:
     from labvm.cluster import default_python
 
-    result = run_cluster([default_python(), *CHECK, "kill-a", "direct"], mode=mode,
-                         events=[f"kill-a@{KILL_AT_S}"], workdir=str(tmp_path),
-                         timeout_s=TIMEOUT_S)
+    result = run_cluster([default_python(), *CHECK, *check_args], mode=mode,
+                         events=events, workdir=str(tmp_path), timeout_s=TIMEOUT_S)
     (tmp_path / "output.txt").write_text(result.text)
     timeline = parse_timeline(result.text)
     lines = [line for line in result.text.splitlines()
@@ -60,7 +79,8 @@ def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys
         [f"status {result.status}; COMMAND's output and the harness's lines (the timeline, the "
          f"daemons' logs: {tmp_path}):", *before_timeline[-150:]])
     assert timeline is not None, "no timeline printed"
-    (event,) = timeline["events"]
-    assert event["event"] == "kill-a" and event["outcome"] == "ok", event
+    assert [(e["event"], e["outcome"]) for e in timeline["events"]] == [
+        (event.split("@")[0], "ok") for event in events], timeline["events"]
     changes = [c for c in timeline["ownership"] if c["node"] == "b"]
     assert any("aggr1" in c.get("aggregates_up", ()) for c in changes), changes
+    return timeline

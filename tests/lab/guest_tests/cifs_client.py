@@ -142,7 +142,8 @@ def connection_down() -> bool:
     return any(status != "1" for status in statuses)
 
 
-def check_trace(trace: Trace, mode: str, one_reconnect: bool = True, open_index: int = 0) -> str:
+def check_trace(trace: Trace, mode: str, one_reconnect: bool = True, open_index: int = 0,
+                cut_off_expected: bool = True) -> str:
     """What the kernel client did across the restart, from its own trace
     events; AssertionError for a request that failed for good."""
     failed = [event for event in trace.named(*FAILURE_EVENTS)
@@ -162,11 +163,15 @@ def check_trace(trace: Trace, mode: str, one_reconnect: bool = True, open_index:
     for at, _, fields in resent:          # each cut-off WRITE done again later
         assert any(later > at and f["offset"] == fields["offset"] for later, _, f in done), \
             f"the WRITE at {fields['offset']} cut off at {at} was never done again"
-    if mode == "direct":
+    if mode == "direct" and cut_off_expected:
         assert resent, "no WRITE was in flight at the kill"
     reopens = [event for event in trace.named("smb3_open_done")
                if event[0] > reconnected_at and event[2]["fid"] == fid]
     assert reopens, f"the handle {fid} was not reopened after the reconnect"
+    for at, _, _ in reconnects[1:]:       # every move: the same persistent FileId again
+        assert any(event[0] > at and event[2]["fid"] == fid
+                   for event in trace.named("smb3_open_done")), \
+            f"the handle {fid} was not reopened after the reconnect at {at}"
     times = [at for at, _, _ in done]
     first_after = min((at for at in times if at > reconnected_at), default=None)
     assert first_after is not None, "no WRITE done after the reconnect"

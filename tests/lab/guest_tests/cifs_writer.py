@@ -26,8 +26,13 @@ import time
 MODES = {"direct": os.O_DIRECT, "buffered": 0}
 
 
+PATTERN_BLOCK = 64 << 20           # randbytes takes at most 2**31 - 1 bits at once
+
+
 def pattern(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
+    generator = random.Random(seed)
+    return b"".join(generator.randbytes(min(PATTERN_BLOCK, size - offset))
+                    for offset in range(0, size, PATTERN_BLOCK))
 
 
 def main(argv: list[str]) -> int:

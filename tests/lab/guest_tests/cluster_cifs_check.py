@@ -1,7 +1,15 @@
 """COMMAND of tests/lab/test_cluster_failover.py, run by ``lab.py cluster`` in
 the client namespace: the kernel cifs client writes through a node failure.
 
-    python cluster_cifs_check.py EVENT [MODE,...]      (MODE: direct, buffered; default both)
+    python cluster_cifs_check.py EVENT[,EVENT...] [MODE,...] [DIRECT_MIB [PAUSE_S]]
+                                 (MODE: direct, buffered; default both)
+
+Several events (planned moves, a rolling restart) run while the writers
+write: each must end ok, the handle is reopened with its same persistent
+FileId after every reconnect, and the data is checked on the mount of the
+node that holds aggr1 at the end.  DIRECT_MIB and PAUSE_S size and pace
+the O_DIRECT writer (default 64 MiB, 0.5 s between writes: long enough for
+one event).
 
 1. Mounts ``//$SMBCA_LIF1/vms`` with ``vers=3.1.1,persistenthandles,hard``
    and enables the client's cifs trace events.
@@ -34,7 +42,7 @@ from pathlib import Path
 
 import guestlab
 from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, first_mismatch,
-                         mount_options, read_direct, read_progress, run, unmount)
+                         is_mounted, mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
 
 MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
@@ -63,16 +71,23 @@ def progress_keys(path: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    event = argv[0]
+    names = argv[0].split(",")
+    event = names[0]
     modes = tuple(m for m in MODES if m in (argv[1].split(",") if len(argv) > 1 else MODES))
+    if len(argv) > 2:
+        SIZES["direct"] = int(argv[2]) << 20
+    if len(argv) > 3:
+        PAUSE_S["direct"] = float(argv[3])
+    killed = any(name.startswith(("kill-", "cut-")) for name in names)
     env = os.environ
     lif, user, password = env["SMBCA_LIF1"], env["SMBCA_USER"], env["SMBCA_PASSWORD"]
     run_dir = Path(env["SMBCA_RUN_DIR"])
     point = run_dir / "client-mnt"
     point.mkdir(exist_ok=True)
     progress = {mode: run_dir / f"writer-{mode}.progress" for mode in modes}
-    b_log = Path(env["SMBCA_WORKDIR"]) / f"cluster-{env['SMBCA_MODE']}" / "b" / "smbcad.log"
-    b_log_offset = b_log.stat().st_size if b_log.exists() else 0
+    logs = {side: Path(env["SMBCA_WORKDIR"]) / f"cluster-{env['SMBCA_MODE']}" / side
+            / "smbcad.log" for side in ("a", "b")}
+    offsets = {side: log.stat().st_size if log.exists() else 0 for side, log in logs.items()}
     trace = CifsTrace()
     writers: dict[str, subprocess.Popen] = {}
     try:
@@ -120,42 +135,52 @@ def main(argv: list[str]) -> int:
             say(f"{mode} writer (one open, {SIZES[mode] // CHUNK} x 1 MiB, fsync, close) "
                 f"exited 0 after {time.monotonic() - began:.1f} s")
 
-        records = {r["event"]: r for r in events_seen(env["SMBCA_EVENTS"]) if r["phase"] == "end"}
-        assert event in records, f"{event} did not end while the writers ran: {records}"
-        assert records[event]["outcome"] == "ok", records[event]
-        say(f"{event}: {records[event]['detail']}")
+        ended = [r for r in events_seen(env["SMBCA_EVENTS"]) if r["phase"] == "end"]
+        assert [r["event"] for r in ended] == names, \
+            f"not every event ended while the writers ran: {ended}"
+        for record in ended:
+            assert record["outcome"] == "ok", record
+            say(f"{record['event']}: {record['detail']}")
 
         run("sync")
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        holder = next(side for side in "AB" if is_mounted(Path(env[f"SMBCA_AGGR1_MOUNT_{side}"])))
         for mode in modes:
             want = pattern(SIZES[mode], SEEDS[mode])
-            on_b = Path(env["SMBCA_AGGR1_MOUNT_B"]) / "vms" / FILE_NAMES[mode]
+            on_disk = Path(env[f"SMBCA_AGGR1_MOUNT_{holder}"]) / "vms" / FILE_NAMES[mode]
             path = point / FILE_NAMES[mode]
             results = {name: first_mismatch(read(), want) for name, read in
                        (("mount", path.read_bytes), ("mount O_DIRECT", lambda: read_direct(path)),
-                        ("B's mount of aggr1", on_b.read_bytes))}
+                        (f"{holder}'s mount of aggr1", on_disk.read_bytes))}
             assert set(results.values()) == {"identical"}, (mode, results)
             say(f"data [{mode}]: {SIZES[mode] >> 20} MiB correct through the mount (page cache "
-                f"dropped, and O_DIRECT) and in B's mount of aggr1 ({on_b})")
+                f"dropped, and O_DIRECT) and in {holder}'s mount of aggr1 ({on_disk})")
 
         if trace.enabled:
             for index, mode in enumerate(modes):
                 say(f"[{mode}] " + check_trace(Trace(trace.lines()), mode, one_reconnect=False,
-                                               open_index=index))
+                                               open_index=index, cut_off_expected=killed))
         else:
             say("no cifs trace events in this kernel: FileIds not checked")
 
-        log = b_log.read_text(errors="replace")[b_log_offset:]
-        adopted = re.search(r"adopted aggr1 from its (\w+) copy: (\d+) persistent opens in "
-                            r"[0-9.]+ s", log)
-        assert adopted and int(adopted.group(2)) >= len(modes), \
-            f"B's smbcad did not adopt aggr1 with the persistent opens:\n{log[-3000:]}"
+        # every move adopted the open on the node it went to, which reconnected it
+        text = {side: log.read_text(errors="replace")[offsets[side]:] if log.exists() else ""
+                for side, log in logs.items()}
+        adoptions = {side: re.findall(r"adopted aggr1 from its \w+ copy: (\d+) persistent opens "
+                                      r"in [0-9.]+ s", log) for side, log in text.items()}
+        moves = sum(1 for name in names if name != "lif-migrate-lif1")
+        assert sum(len(found) for found in adoptions.values()) >= moves and all(
+            int(count) >= len(modes) for found in adoptions.values() for count in found), \
+            f"aggr1 not adopted with the persistent opens at every move: {adoptions}"
         for mode in modes:
-            reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
-                                    rf"'{FILE_NAMES[mode]}'", log)
-            assert reconnected, f"B's smbcad did not reconnect the {mode} open:\n{log[-3000:]}"
-            say(f"B's smbcad [{mode}]: '{reconnected.group(0)}'")
-        say(f"B's smbcad: '{adopted.group(0)}'")
+            for side in (s for s, found in adoptions.items() if found):
+                reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
+                                        rf"'{FILE_NAMES[mode]}'", text[side])
+                assert reconnected, f"{side}'s smbcad did not reconnect the {mode} open:\n" \
+                    f"{text[side][-3000:]}"
+                say(f"{side.upper()}'s smbcad [{mode}]: '{reconnected.group(0)}'")
+        say(f"adoptions of aggr1 with its persistent opens: "
+            f"{ {side.upper(): found for side, found in adoptions.items()} }")
         return 0
     except (AssertionError, OSError, subprocess.SubprocessError):
         traceback.print_exc()

@@ -48,6 +48,12 @@ class MemorySink:
     def stop_reading(self) -> None:
         self.reading = False
 
+    def hold_requests(self) -> None:
+        self.holding = True
+
+    def quiet(self) -> bool:
+        return True
+
 
 def make_server(share_dir: str, state_dir: str, **server_overrides) -> SmbServer:
     cfg = Config(
