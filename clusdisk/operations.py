@@ -162,12 +162,13 @@ class Operations:
         away = [a.name for a in self.aggregates if self.placement.owner[a.name] != a.home_node]
         if not away:
             raise Refused("every aggregate is on its home node: nothing to give back")
+        # Who holds what, before anything moves (a move changes the placement).
+        groups = [[n for n in away if self.placement.owner[n] == source]
+                  for source in (self.node_id, self.partner_id)]
         answers = []
-        for source in (self.node_id, self.partner_id):
-            names = [n for n in away if self.placement.owner[n] == source]
-            if names:
-                target = self.by_name[names[0]].home_node
-                answers.append((await self._moves("giveback", names, target, False)))
+        for names in filter(None, groups):
+            target = self.by_name[names[0]].home_node
+            answers.append((await self._moves("giveback", names, target, False)))
         return _combine("giveback", answers)
 
     # -- moves coordinated here ----------------------------------------------------------

@@ -73,6 +73,9 @@ class _FrameSink:
     def hold_requests(self) -> None:
         self._protocol.hold_requests()
 
+    def half_close(self) -> None:
+        self._protocol.half_close()
+
     def quiet(self) -> bool:
         return self._protocol.quiet()
 
@@ -293,6 +296,19 @@ class SmbProtocol(asyncio.BufferedProtocol):
                 and not self.transport.is_closing():
             self._reading_paused = False
             self.transport.resume_reading()
+
+    def half_close(self) -> None:
+        """A held connection's end: our answers out, then FIN, while we read on
+        (and drop) until the client closes.  A client that was starting its
+        next request finishes sending it, and sends it again after the
+        reconnect; a RST would break that send (and 6.1's cifs would fail it)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            self.abort()
 
     def quiet(self) -> bool:
         """Between two requests, with every answer handed to the kernel: the

@@ -232,12 +232,16 @@ class Aggregates:
         while loop.time() < quiet_by and not all(conn.sink.quiet() for conn in doomed):
             await asyncio.sleep(0.01)
         for conn in doomed:
-            conn.close()
+            if drain_s:
+                conn.close_gracefully()         # FIN; the client closes its end
+            else:
+                conn.close()
         closed_by = loop.time() + _CLOSE_WAIT_S
         while loop.time() < closed_by and any(conn in server.connections for conn in doomed):
             await asyncio.sleep(0.01)
         for conn in doomed:
             if conn in server.connections:      # never reached its connection_lost
+                conn.sink.close()
                 conn.connection_lost()
 
     # --- status ---------------------------------------------------------------------

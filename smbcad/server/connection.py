@@ -115,6 +115,12 @@ class Connection:
             self.closed = True
             self.sink.close()
 
+    def close_gracefully(self) -> None:
+        """FIN after the answers; the client closes (see SmbProtocol.half_close)."""
+        if not self.closed:
+            self.closed = True
+            self.sink.half_close()
+
     # --- transform (3.3.5.2.1) ------------------------------------------------------
 
     def _decrypt(self, frame: bytearray):

@@ -51,6 +51,9 @@ class MemorySink:
     def hold_requests(self) -> None:
         self.holding = True
 
+    def half_close(self) -> None:
+        self.close()                        # the client answers a FIN by closing
+
     def quiet(self) -> bool:
         return True
 

@@ -54,3 +54,24 @@ def test_a_held_connection_reads_each_request_whole_and_runs_none(tmp_path, held
                     sock.recv(1)
         finally:
             sock.close()
+
+
+def test_a_held_connection_ends_with_a_fin_and_the_client_may_finish_its_send(tmp_path):
+    share, state = tmp_path / "share", tmp_path / "state"
+    share.mkdir()
+    with LoopbackServer(str(share), str(state)) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            assert srv.wait_for(lambda: len(srv.listener._protocols) == 1)
+            protocol = the_protocol(srv)
+            srv.call(protocol.hold_requests)
+            srv.call(protocol.connection.close_gracefully)
+            sock.settimeout(5)
+            assert sock.recv(1) == b""                       # the server's FIN
+            sock.sendall(b"".join(frame(3) for _ in range(FRAMES)))   # still accepted
+            assert srv.wait_for(lambda: protocol.dropped_frames == FRAMES)
+            sock.close()                                     # the client's side of the close
+            assert srv.wait_for(lambda: not srv.listener._protocols)
+            assert srv.call(lambda: len(srv.server.connections)) == 0
+        finally:
+            sock.close()
