@@ -8,10 +8,16 @@ Microsoft design imply (never expose what is not yet safe):
     reserve data LUN -> block device writable -> fsck -> mount
     -> smbcad adopts the shares -> LIFs up (gratuitous ARP) -> witnessd told
 
-Tear-down is the exact reverse:
+Tear-down (cluster.md 7(c); CTDB's releaseip also ends the connections
+before it removes the address):
 
-    witnessd told -> LIFs down -> smbcad releases -> unmount
+    witnessd told -> smbcad releases -> LIFs down -> unmount
     -> block device read-only -> release the data LUN
+
+smbcad releases while the LIFs are still here, so what it sends its
+clients last (the answers of requests in flight, then a FIN) can reach
+them; meanwhile it refuses new connections to those addresses (a client
+retries until the LIF answers on the new owner).
 
 A takeover bring-up (the partner is fenced: cluster.md 7(b) step 3) first
 tells the witness the LIFs are going away, then proceeds as above; a
@@ -145,9 +151,9 @@ def bring_up(aggregate: Aggregate, break_foreign: bool = False) -> tuple:
 def tear_down(aggregate: Aggregate, planned: bool = False) -> tuple:
     name = aggregate.name
     return (NotifyWitness(name, "offline", _addresses(aggregate)),
+            NotifySmbcad(name, "release", planned),
             *(LifDown(name, lif) for lif in reversed(aggregate.lifs)),
-            NotifySmbcad(name, "release", planned), Unmount(name), SetReadOnly(name),
-            ReleaseDisk(name))
+            Unmount(name), SetReadOnly(name), ReleaseDisk(name))
 
 
 def describe(step) -> str:
@@ -186,6 +192,12 @@ def undo(done: tuple) -> tuple:
             inverse.append(LifDown(step.aggregate, step.lif))
         elif isinstance(step, NotifyWitness) and step.event == "online":
             inverse.append(NotifyWitness(step.aggregate, "offline", step.addresses))
+    # as in tear_down: smbcad lets its clients go while the LIFs are still here
+    release = [step for step in inverse if isinstance(step, NotifySmbcad)]
+    lifs = [i for i, step in enumerate(inverse) if isinstance(step, LifDown)]
+    if release and lifs:
+        inverse.remove(release[0])
+        inverse.insert(lifs[0], release[0])
     return tuple(inverse)
 
 

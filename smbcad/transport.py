@@ -76,6 +76,9 @@ class _FrameSink:
     def half_close(self) -> None:
         self._protocol.half_close()
 
+    def dropped(self) -> int:
+        return self._protocol.dropped_frames
+
     def quiet(self) -> bool:
         return self._protocol.quiet()
 
@@ -117,6 +120,17 @@ class SmbProtocol(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.client_host = str(peer[0]) if peer else "?"
+        local = transport.get_extra_info("sockname")
+        local_address = str(local[0]) if local else ""
+        local_port = int(local[1]) if local else 0
+        if not self.server.serves_address(local_address):
+            # A LIF of an aggregate being released (or not adopted here): the
+            # client retries until the address answers on the aggregate's owner.
+            log.info("%s: connection to %s refused: its aggregate is not online here",
+                     peer_text, local_address)
+            self._refused = self._closing = True
+            transport.abort()
+            return
         if not self.server.admit(self, peer_text):
             # Refused before any SMB byte is read: nothing was allocated.
             self._refused = self._closing = True
@@ -126,9 +140,6 @@ class SmbProtocol(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(SEND_HIGH_WATER, SEND_LOW_WATER)
-        local = transport.get_extra_info("sockname")
-        local_address = str(local[0]) if local else ""
-        local_port = int(local[1]) if local else 0
         self.connection = self.make_connection(_FrameSink(self), peer_text, local_address,
                                                local_port)
         loop = asyncio.get_running_loop()
@@ -346,6 +357,9 @@ class SmbListener:
     def limits_config(self):
         """The live server section: a reload changes the limits for what follows."""
         return self.server.config.server
+
+    def serves_address(self, local_address: str) -> bool:
+        return self.server.aggregates.serves_address(local_address)
 
     def admit(self, protocol: SmbProtocol, peer: str) -> bool:
         """Count a new connection in, or refuse it: server.max_connections,

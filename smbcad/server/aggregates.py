@@ -37,6 +37,7 @@ TREE_CONNECT_HOLD_S = 30.0
 RELEASE_DRAIN_S = 2.0
 _CLOSE_WAIT_S = 5.0
 _QUIET_WAIT_S = 2.0            # a planned release: for a request being received to end
+_NEXT_REQUEST_WAIT_S = 1.0     # ... and before that, for each client's next request
 
 
 class Phase(enum.Enum):
@@ -90,6 +91,12 @@ class Aggregates:
         if aggregate is None:
             raise AggregateError(f"no aggregate {name!r} in this node's config")
         return aggregate
+
+    def serves_address(self, local_address: str) -> bool:
+        """Whether a new connection to ``local_address`` is welcome: any address
+        but the LIF of an aggregate that is not online or adopting here."""
+        name = self._by_address.get(local_address)
+        return name is None or self.by_name[name].phase in (Phase.ONLINE, Phase.ADOPTING)
 
     # --- tree connect -------------------------------------------------------------
 
@@ -227,9 +234,15 @@ class Aggregates:
         deadline = loop.time() + drain_s
         while loop.time() < deadline and any(conn.pending for conn in doomed):
             await asyncio.sleep(0.01)
-        # Planned: close each between two requests, its answers sent (bounded).
-        quiet_by = loop.time() + (drain_s and _QUIET_WAIT_S)
-        while loop.time() < quiet_by and not all(conn.sink.quiet() for conn in doomed):
+        # Planned: close each between two requests, its answers sent, and
+        # preferably just after it sent one more (held, never answered): a
+        # client that waits for that answer is not sending when the FIN
+        # comes (Linux 6.1's cifs fails a request whose send it cuts off).
+        next_by = loop.time() + (drain_s and _NEXT_REQUEST_WAIT_S)
+        quiet_by = next_by + (drain_s and _QUIET_WAIT_S)
+        while loop.time() < quiet_by and not all(
+                conn.sink.quiet() and (conn.sink.dropped() or loop.time() >= next_by)
+                for conn in doomed):
             await asyncio.sleep(0.01)
         for conn in doomed:
             if drain_s:

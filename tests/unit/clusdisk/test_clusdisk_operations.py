@@ -125,7 +125,7 @@ def test_relocate_from_either_node_moves_aggregate_and_lifs(pair):
     assert answer["ok"], answer
     assert answer["operation"] == "relocate aggr1"
     assert [(s["node"], s["step"]) for s in answer["steps"]] == [
-        ("a", "witness UNAVAILABLE"), ("a", "LIF lif-a1 down"), ("a", "smbcad release --planned"),
+        ("a", "witness UNAVAILABLE"), ("a", "smbcad release --planned"), ("a", "LIF lif-a1 down"),
         ("a", "unmount"), ("a", "block device read-only"), ("a", "release data LUN"),
         ("b", "reserve data LUN"), ("b", "block device writable"), ("b", "fsck"),
         ("b", "mount"), ("b", "smbcad adopt"), ("b", "LIF lif-a1 up"),

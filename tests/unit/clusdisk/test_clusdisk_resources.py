@@ -19,10 +19,10 @@ def test_bring_up_order():
         r.NotifyWitness("aggr1", "online", ("192.0.2.10/24", "2001:db8::10/64")))
 
 
-def test_tear_down_is_the_reverse():
+def test_tear_down_releases_smbcad_before_the_lifs_go():
     assert r.tear_down(A1) == (
         r.NotifyWitness("aggr1", "offline", ("192.0.2.10/24", "2001:db8::10/64")),
-        r.LifDown("aggr1", L2), r.LifDown("aggr1", L1), r.NotifySmbcad("aggr1", "release"),
+        r.NotifySmbcad("aggr1", "release"), r.LifDown("aggr1", L2), r.LifDown("aggr1", L1),
         r.Unmount("aggr1"), r.SetReadOnly("aggr1"), r.ReleaseDisk("aggr1"))
 
 
@@ -50,9 +50,8 @@ def test_desired():
 
 def test_describe_and_planned_release():
     names = [r.describe(s) for s in r.tear_down(A1, planned=True)]
-    assert names == ["witness UNAVAILABLE", "LIF lif2 down", "LIF lif1 down",
-                     "smbcad release --planned", "unmount", "block device read-only",
-                     "release data LUN"]
+    assert names == ["witness UNAVAILABLE", "smbcad release --planned", "LIF lif2 down",
+                     "LIF lif1 down", "unmount", "block device read-only", "release data LUN"]
     assert r.undo(r.bring_up(A2, break_foreign=True)[:2]) == (r.ReleaseDisk("aggr2"),)
 
 

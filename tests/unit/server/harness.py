@@ -57,6 +57,9 @@ class MemorySink:
     def quiet(self) -> bool:
         return True
 
+    def dropped(self) -> int:
+        return 1
+
 
 def make_server(share_dir: str, state_dir: str, **server_overrides) -> SmbServer:
     cfg = Config(
