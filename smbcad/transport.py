@@ -123,14 +123,6 @@ class SmbProtocol(asyncio.BufferedProtocol):
         local = transport.get_extra_info("sockname")
         local_address = str(local[0]) if local else ""
         local_port = int(local[1]) if local else 0
-        if not self.server.serves_address(local_address):
-            # A LIF of an aggregate being released (or not adopted here): the
-            # client retries until the address answers on the aggregate's owner.
-            log.info("%s: connection to %s refused: its aggregate is not online here",
-                     peer_text, local_address)
-            self._refused = self._closing = True
-            transport.abort()
-            return
         if not self.server.admit(self, peer_text):
             # Refused before any SMB byte is read: nothing was allocated.
             self._refused = self._closing = True
@@ -357,9 +349,6 @@ class SmbListener:
     def limits_config(self):
         """The live server section: a reload changes the limits for what follows."""
         return self.server.config.server
-
-    def serves_address(self, local_address: str) -> bool:
-        return self.server.aggregates.serves_address(local_address)
 
     def admit(self, protocol: SmbProtocol, peer: str) -> bool:
         """Count a new connection in, or refuse it: server.max_connections,

@@ -92,12 +92,6 @@ class Aggregates:
             raise AggregateError(f"no aggregate {name!r} in this node's config")
         return aggregate
 
-    def serves_address(self, local_address: str) -> bool:
-        """Whether a new connection to ``local_address`` is welcome: any address
-        but the LIF of an aggregate that is not online or adopting here."""
-        name = self._by_address.get(local_address)
-        return name is None or self.by_name[name].phase in (Phase.ONLINE, Phase.ADOPTING)
-
     # --- tree connect -------------------------------------------------------------
 
     def check_tree_connect(self, share, local_address: str):
@@ -117,14 +111,19 @@ class Aggregates:
         aggregate = self.by_name[share.aggregate]
         if aggregate.phase is Phase.ONLINE and share.fs is not None:
             return None
-        if aggregate.phase in (Phase.ADOPTING, Phase.RELEASING):
-            return self._wait_for(aggregate, share)
+        # Through the aggregate's own LIF, an offline aggregate is one moving
+        # away (or not yet here): no answer, so the client waits for the LIF's
+        # new owner, which tickles it, instead of giving up on a failure.
+        through_lif = owner == share.aggregate
+        if aggregate.phase in (Phase.ADOPTING, Phase.RELEASING) or through_lif:
+            return self._wait_for(aggregate, share, hold_offline=through_lif)
         raise SmbError(NtStatus.BAD_NETWORK_NAME,
                        f"aggregate {share.aggregate!r} of {share.name!r} is not online here")
 
-    async def _wait_for(self, aggregate: Aggregate, share) -> None:
+    async def _wait_for(self, aggregate: Aggregate, share, *, hold_offline: bool) -> None:
         deadline = time.monotonic() + TREE_CONNECT_HOLD_S
-        while aggregate.phase in (Phase.ADOPTING, Phase.RELEASING):
+        while aggregate.phase in (Phase.ADOPTING, Phase.RELEASING) or (
+                hold_offline and aggregate.phase is Phase.OFFLINE):
             if aggregate.changed is None:
                 aggregate.changed = asyncio.Event()
             try:
