@@ -1,4 +1,4 @@
-"""COMMAND of tests/lab/test_cluster_failover.py, run by ``lab.py cluster`` in
+"""COMMAND of tests/lab/test_lab_cluster.py, run by ``lab.py cluster`` in
 the client namespace: the kernel cifs client writes through a node failure.
 
     python cluster_cifs_check.py EVENT[,EVENT...] [MODE,...] [DIRECT_MIB [PAUSE_S]]

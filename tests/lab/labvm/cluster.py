@@ -2,7 +2,7 @@
 client namespace in one lab guest, COMMAND run in the client namespace while
 events are injected (``guest_tests/cluster_lab.py`` does the guest side).
 
-``run_cluster`` is what ``lab.py cluster`` and ``tests/lab/test_cluster_failover.py``
+``run_cluster`` is what ``lab.py cluster`` and ``tests/lab/test_lab_cluster.py``
 call; ``parse_timeline`` reads the JSON timeline back out of the output.
 """
 
