@@ -233,7 +233,9 @@ class Daemon:
     async def _smbcad_status(self) -> dict:
         path = self.cfg.control.smbcad_socket
         if path is None:
-            raise ControlError("no smbcad socket configured (control.smbcad_socket)")
+            # No smbcad on this pair: no handle store to keep in sync.
+            return {"aggregates": [{"name": a.name, "mirror": {"role": "none", "in_sync": True}}
+                                   for a in self.cfg.aggregates]}
         reply = await request(path, {"command": "status"}, 5.0)
         if not reply.get("ok"):
             raise ControlError(f"smbcad status: {reply.get('error')}")

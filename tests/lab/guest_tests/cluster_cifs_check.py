@@ -42,7 +42,7 @@ from pathlib import Path
 
 import guestlab
 from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, first_mismatch,
-                         is_mounted, mount_options, read_direct, read_progress, run, unmount)
+                         mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
 
 MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
@@ -64,6 +64,18 @@ def events_seen(path: str) -> list[dict]:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
     except FileNotFoundError:
         return []
+
+
+def last_adopter(logs: dict) -> str:
+    """The node whose smbcad adopted aggr1 last (by its log's time stamps; A
+    if nobody did): its mount holds the file now.  A killed node's mount
+    stays in the guest's one mount namespace, so "mounted" does not say."""
+    last = {side: max((line[:23] for line in
+                       (log.read_text(errors="replace") if log.exists() else "").splitlines()
+                       if "adopted aggr1 from its" in line), default="")
+            for side, log in logs.items()}
+    side = max(last, key=last.get)
+    return side.upper() if last[side] else "A"
 
 
 def progress_keys(path: Path) -> list[str]:
@@ -144,7 +156,7 @@ def main(argv: list[str]) -> int:
 
         run("sync")
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        holder = next(side for side in "AB" if is_mounted(Path(env[f"SMBCA_AGGR1_MOUNT_{side}"])))
+        holder = last_adopter(logs)
         for mode in modes:
             want = pattern(SIZES[mode], SEEDS[mode])
             on_disk = Path(env[f"SMBCA_AGGR1_MOUNT_{holder}"]) / "vms" / FILE_NAMES[mode]

@@ -14,7 +14,8 @@ mode, so that one guest boot runs it (tests/lab/test_clusdisk.py):
               from the partner loss, the Microsoft defaults); A's nexus is
               fenced.
   4. rejoin   A restarts (unmounting what the killed process left mounted),
-              joins as standby and gets its home aggregate back from B.
+              joins as standby; its home aggregate stays on B until a giveback
+              sent to B's clusdisk brings it back.
   5. stop     (f) SIGTERM of B, the quorum owner: A takes the quorum at once
               (handover, no arbitration).  B restarted as standby.
   6. stop     (f) SIGTERM of A, owner of the quorum and the data disk: B takes
@@ -56,6 +57,7 @@ from clusdisk_pair import (
     wait_view,
     write_status,
 )
+from smbca.control import request_blocking
 
 # SCSI-2: the Microsoft defaults (renew 3 s, challenge wait 7 s, settle 10 s);
 # PR: the example config's (renew 3 s, preempt delay 2 s, settle 4 s).  Only
@@ -230,17 +232,22 @@ class Scenario:
                  f"data +{after[1] - before[1]}; A's WRITE to the data LUN: RESERVATION CONFLICT")
 
     def rejoin(self) -> None:
-        """A restarts and gets its aggregate back from B, which keeps the quorum."""
+        """A restarts and joins as standby; its aggregate stays on B (no
+        automatic giveback) until the operator's giveback, sent to B."""
         stale = mount_points(self.lab.data.a.sd)
         assert stale == [self.pair["A"].mount_point], stale        # left by kill -9
         offset = self.pair["A"].log_size()
         self.pair.start("A")
+        self.wait(lambda s: standby(s.a) and not serves(s.a) and owner(s.b) and serves(s.b),
+                  START_S, "A standby, its aggregate still on B")
+        reply = request_blocking(self.pair["B"].socket, {"command": "giveback"}, START_S)
+        assert reply.get("ok"), reply
         self.wait(lambda s: standby(s.a) and serves(s.a) and owner(s.b) and not serves(s.b),
                   START_S, "A standby with its aggregate back, B owner")
         assert "is mounted from a previous run: unmounting" in self.pair["A"].log_text(offset)
         self.check_data_owner("A")
         self.say("    A restarted: unmounted what the killed process left mounted, joined as "
-                 "standby and got the data disk back from B (give-back)")
+                 "standby and, with the operator's giveback, got the data disk back from B")
 
     def clean_stop(self, leaving: str) -> None:
         """(f) SIGTERM of the quorum owner ``leaving``: it tears down,
