@@ -17,7 +17,7 @@ import pytest
 
 from smbca.auth.identity import Identity
 from smbcad.proto.errors import SmbError
-from smbcad.proto.fscc import Ace, AceType, Acl, SdControl, SecurityDescriptor, Sid
+from smbcad.proto.fscc import Ace, AceType, Acl, FullEa, SdControl, SecurityDescriptor, Sid
 from smbcad.proto.status import NtStatus
 from smbcad.server import security
 from smbcad.vfs import ShareFs, ntacl
@@ -172,3 +172,20 @@ def test_a_local_user_cannot_change_a_stored_nt_acl(share):
         with pytest.raises(SmbError) as denied:
             security.check_open(fs, "guarded", token, 0x2)      # FILE_WRITE_DATA
         assert denied.value.status == NtStatus.ACCESS_DENIED
+
+
+def test_client_eas_never_reach_the_security_namespace(share):
+    """EA names are stored under user.smbca.ea. whatever they say (vfs/eas.py)."""
+    (share / "f").write_bytes(b"")
+    with ShareFs(str(share)) as fs:
+        handle = fs.open(("f",), write=True)
+        try:
+            fs.set_security(handle, READ_ONLY)
+            fs.set_eas(handle, [FullEa("security.smbca.ntacl", EVERYTHING, 0),
+                                FullEa("SECURITY.SMBCA.NTACL-MIGRATED", b"1", 0)])
+            assert fs.get_security(handle) == READ_ONLY
+        finally:
+            handle.close()
+    names = os.listxattr(share / "f")
+    assert sorted(name for name in names if not name.startswith("user.smbca.ea.")) == [
+        ntacl.SECURITY_XATTR]
