@@ -1,11 +1,15 @@
 """Security descriptors on files ([MS-SMB2] 3.3.5.20.3, 3.3.5.21.3, [MS-DTYP] 2.4.6).
 
-A descriptor a client sets is stored whole (the VFS keeps it in an xattr) and
-its DACL is also mapped onto the POSIX mode (a file keeps its owner write bit,
-see ``apply``), so local users see the same rights; its owner and group, when they name a POSIX id, become the file's
-owner and group (the server runs as root).  A file nobody set one on reports
-the descriptor its owner, group and mode stand for.  Shared by CREATE (SecD
-context and the access check of stored descriptors), QUERY_INFO and SET_INFO.
+A descriptor a client sets is stored whole (the VFS keeps it in a root-only
+xattr, vfs/ntacl.py) and its DACL is also mapped onto the POSIX mode (a file
+keeps its owner write bit, see ``apply``), so local users see the same rights;
+its owner and group, when they name a POSIX id, become the file's owner and
+group (the server runs as root).  A file nobody set one on reports
+the descriptor its owner, group and mode stand for.  A new file under a
+directory with a stored descriptor inherits from it ([MS-DTYP] 2.5.3.4,
+``assign_on_create`` over proto/fscc/inherit.py).  Shared by CREATE (SecD
+context, inheritance and the access check of stored descriptors), QUERY_INFO
+and SET_INFO.
 
 Who a session is, as an access check sees it (``session_token``): a user the
 user database gives a uid is S-1-22-1-<uid> (with S-1-22-2-<gid> when it has a
