@@ -105,6 +105,13 @@ def _migrate_one(path: str, follow: bool = False) -> bool:
     return True
 
 
+def _unless_gone(err: OSError) -> None:
+    """A directory the walk cannot list must not be marked done; one removed
+    meanwhile has nothing left to move."""
+    if err.errno not in (errno.ENOENT, errno.ENOTDIR):
+        raise err
+
+
 def migrate_share(root_fd: int, label: str = "") -> int:
     """Move every legacy descriptor under the share root once (module docstring).
 
@@ -120,7 +127,8 @@ def migrate_share(root_fd: int, label: str = "") -> int:
         raise OSError(err.errno, f"share {label}: reading {MIGRATED_XATTR}: {err.strerror}") \
             from err
     moved = int(_migrate_one(root, follow=True))
-    for _, dirs, files, dir_fd in os.fwalk(".", dir_fd=root_fd, follow_symlinks=False):
+    for _, dirs, files, dir_fd in os.fwalk(".", dir_fd=root_fd, follow_symlinks=False,
+                                           onerror=_unless_gone):
         for name in (*dirs, *files):
             moved += _migrate_one(f"/proc/self/fd/{dir_fd}/{name}")
     try:

@@ -189,3 +189,23 @@ def test_client_eas_never_reach_the_security_namespace(share):
     names = os.listxattr(share / "f")
     assert sorted(name for name in names if not name.startswith("user.smbca.ea.")) == [
         ntacl.SECURITY_XATTR]
+
+
+def test_an_unlistable_directory_fails_the_walk_and_leaves_no_mark(share, monkeypatch):
+    (share / "d").mkdir()
+    (share / "d" / "f").write_bytes(b"")
+    os.setxattr(share / "d" / "f", ntacl.LEGACY_XATTR, READ_ONLY)
+    real_scandir = os.scandir
+
+    def failing_scandir(target):
+        if isinstance(target, int) and os.path.samefile(f"/proc/self/fd/{target}", share / "d"):
+            raise PermissionError(errno.EACCES, "not listable")
+        return real_scandir(target)
+
+    monkeypatch.setattr(os, "scandir", failing_scandir)
+    with pytest.raises(OSError):
+        ShareFs(str(share))
+    monkeypatch.undo()
+    assert ntacl.MIGRATED_XATTR not in os.listxattr(share)
+    with ShareFs(str(share)) as fs:
+        assert fs.stored_security_at("d/f") == READ_ONLY
