@@ -1,11 +1,15 @@
 """Security descriptors on files ([MS-SMB2] 3.3.5.20.3, 3.3.5.21.3, [MS-DTYP] 2.4.6).
 
-A descriptor a client sets is stored whole (the VFS keeps it in an xattr) and
-its DACL is also mapped onto the POSIX mode (a file keeps its owner write bit,
-see ``apply``), so local users see the same rights; its owner and group, when they name a POSIX id, become the file's
-owner and group (the server runs as root).  A file nobody set one on reports
-the descriptor its owner, group and mode stand for.  Shared by CREATE (SecD
-context and the access check of stored descriptors), QUERY_INFO and SET_INFO.
+A descriptor a client sets is stored whole (the VFS keeps it in a root-only
+xattr, vfs/ntacl.py) and its DACL is also mapped onto the POSIX mode (a file
+keeps its owner write bit, see ``apply``), so local users see the same rights;
+its owner and group, when they name a POSIX id, become the file's owner and
+group (the server runs as root).  A file nobody set one on reports
+the descriptor its owner, group and mode stand for.  A new file under a
+directory with a stored descriptor inherits from it ([MS-DTYP] 2.5.3.4,
+``assign_on_create`` over proto/fscc/inherit.py).  Shared by CREATE (SecD
+context, inheritance and the access check of stored descriptors), QUERY_INFO
+and SET_INFO.
 
 Who a session is, as an access check sees it (``session_token``): a user the
 user database gives a uid is S-1-22-1-<uid> (with S-1-22-2-<gid> when it has a
@@ -25,6 +29,7 @@ from smbcad.proto.fscc import (
     unix_group_sid, unix_user_sid)
 from smbcad.proto.fscc.access_check import (
     MAXIMUM_ALLOWED, Token, access_check, map_generic, maximal_access)
+from smbcad.proto.fscc.inherit import create_security_descriptor, normalize_set
 from smbcad.proto.fscc.security import EVERYONE, gid_of_sid, sd_for_posix, uid_of_sid
 from smbcad.proto.status import NtStatus
 
@@ -34,6 +39,8 @@ _DACL_CONTROL = (SdControl.DACL_PRESENT | SdControl.DACL_DEFAULTED | SdControl.D
                  | SdControl.DACL_AUTO_INHERITED | SdControl.DACL_TRUSTED)
 _SACL_CONTROL = (SdControl.SACL_PRESENT | SdControl.SACL_DEFAULTED | SdControl.SACL_PROTECTED
                  | SdControl.SACL_AUTO_INHERITED)
+_ALL_PARTS = (SecurityInformation.OWNER | SecurityInformation.GROUP | SecurityInformation.DACL
+              | SecurityInformation.SACL)
 
 
 def current(fs, handle, is_directory: bool) -> SecurityDescriptor:
@@ -61,7 +68,7 @@ def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int,
     place, while SET_INFO (``absent_dacl_is_null``) sets a NULL DACL, as
     Windows does (smb2.create.nulldacl checks both).
     """
-    new = SecurityDescriptor.decode(bytes(descriptor))
+    new = normalize_set(SecurityDescriptor.decode(bytes(descriptor)))
     old = current(fs, handle, is_directory)
     if (absent_dacl_is_null and security_info & SecurityInformation.DACL
             and not new.dacl_present):
@@ -82,20 +89,53 @@ def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int,
     _chown_to(fs, handle, new_owner, new_group)
     fs.set_security(handle, merged.encode())
     if take_dacl:
-        uid, gid, mode = fs.posix_identity(handle)
-        if new.dacl is None:
-            # POSIX has no NULL DACL: owner, group and Everyone get full access (as Samba).
-            new_mode = 0o777
-        else:
-            _, _, new_mode = posix_from_sd(merged.encode(), current_uid=uid, current_gid=gid)
-        if new_mode is not None and not is_directory:
-            # POSIX lets an owner turn its write bit back on at will, so the stored
-            # descriptor, not the mode, enforces a DACL that denies the owner
-            # writing; the bit stays so the file does not turn READONLY
-            # (vfs/_meta.py infers that from a clear owner write bit).
-            new_mode |= 0o200
-        if new_mode is not None:
-            fs.set_posix_mode(handle, (mode & ~0o777) | new_mode)
+        _mode_from_dacl(fs, handle, is_directory, merged)
+
+
+def _mode_from_dacl(fs, handle, is_directory: bool, descriptor: SecurityDescriptor) -> None:
+    """Map a stored DACL onto the POSIX mode, so local users see the same rights."""
+    uid, gid, mode = fs.posix_identity(handle)
+    if descriptor.dacl is None:
+        # POSIX has no NULL DACL: owner, group and Everyone get full access (as Samba).
+        new_mode = 0o777
+    else:
+        _, _, new_mode = posix_from_sd(descriptor.encode(), current_uid=uid, current_gid=gid)
+    if new_mode is not None and not is_directory:
+        # POSIX lets an owner turn its write bit back on at will, so the stored
+        # descriptor, not the mode, enforces a DACL that denies the owner
+        # writing; the bit stays so the file does not turn READONLY
+        # (vfs/_meta.py infers that from a clear owner write bit).
+        new_mode |= 0o200
+    if new_mode is not None:
+        fs.set_posix_mode(handle, (mode & ~0o777) | new_mode)
+
+
+def assign_on_create(fs, handle, parent: str, creator: bytes | None, token: Token) -> None:
+    """The descriptor of a file or directory this CREATE made ([MS-DTYP] 2.5.3.4,
+    ``proto/fscc/inherit.py``): inherited from ``parent`` (share-relative) and
+    merged with the CREATE's SD buffer ``creator``.
+
+    A parent with no stored descriptor has nothing to hand on beyond its POSIX
+    mode, which the new file already took from the kernel: the file then keeps
+    the descriptor its mode stands for, or the creator's laid over that, as
+    before inheritance existed.  The token's user and primary group own the new
+    descriptor (the file's POSIX owner changes only when the creator names a
+    Unix SID, as for SET_INFO).
+    """
+    parent_sd = stored_descriptor(fs, parent)
+    if parent_sd is None:
+        if creator is not None:
+            apply(fs, handle, handle.is_directory, creator, _ALL_PARTS)
+        return
+    creator_sd = None if creator is None else SecurityDescriptor.decode(bytes(creator))
+    _, file_gid, _ = fs.posix_identity(handle)
+    group = token.primary_group or unix_group_sid(file_gid)
+    new = create_security_descriptor(parent_sd, creator_sd, is_container=handle.is_directory,
+                                     token_owner=token.user, token_group=group)
+    if creator_sd is not None:
+        _chown_to(fs, handle, creator_sd.owner, creator_sd.group)
+    fs.set_security(handle, new.encode())
+    _mode_from_dacl(fs, handle, handle.is_directory, new)
 
 
 def _chown_to(fs, handle, owner: Sid | None, group: Sid | None) -> None:
@@ -142,9 +182,10 @@ def session_token(fs, identity) -> Token:
         uid, gid = fs.default_owner()
     else:
         uid, gid = identity.uid, identity.gid
-    if gid is not None:
-        groups.add(unix_group_sid(gid))
-    return Token(unix_user_sid(uid), frozenset(groups))
+    primary = unix_group_sid(gid) if gid is not None else None
+    if primary is not None:
+        groups.add(primary)
+    return Token(unix_user_sid(uid), frozenset(groups), primary_group=primary)
 
 
 def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:

@@ -39,7 +39,7 @@ from smbcad.proto.create_contexts import (
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import FileInfoClass as C
 from smbcad.proto.status import NtStatus
-from smbcad.server import eas, files, leases
+from smbcad.server import eas, files, leases, security
 from smbcad.server.adm import Open
 from smbcad.vfs import (StreamHandle, has_trailing_backslash, is_valid_stream_name,
                         parse_smb_name)
@@ -87,7 +87,7 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access, 
     if share.read_only and (access & _CHANGES or disposition != Disp.OPEN):
         raise SmbError(NtStatus.ACCESS_DENIED, "read-only share")
     if not resolved.exists:
-        resolved = _create_file(fs, request, resolved)
+        resolved = _create_file(ctx, fs, request, resolved)
     handle = fs.open_stream(resolved, stream)
     try:
         _check_disposition(handle, request, resolved.info)
@@ -136,9 +136,10 @@ def _refuse_if_file_deleted(server, fs, file_key: tuple) -> None:
         raise SmbError(NtStatus.DELETE_PENDING, "the file is being deleted")
 
 
-def _create_file(fs, request, resolved):
+def _create_file(ctx, fs, request, resolved):
     """A stream of a missing file makes the file first ([MS-FSA] 2.1.5.1.1: a
-    data file with an empty default stream), with the requested attributes."""
+    data file with an empty default stream), with the requested attributes and
+    the descriptor it inherits ([MS-DTYP] 2.5.3.4, server/security.py)."""
     if request.create_disposition in (Disp.OPEN, Disp.OVERWRITE):
         raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, "no such file")
     if request.file_attributes & FA.ENCRYPTED:
@@ -148,6 +149,10 @@ def _create_file(fs, request, resolved):
         attributes = (request.file_attributes & ~FA.DIRECTORY) | FA.ARCHIVE
         if base.created and attributes & ~FA.NORMAL:
             fs.set_attributes(base, attributes)
+        if base.created:
+            security.assign_on_create(fs, base, base.path.rpartition("/")[0],
+                                      request.create_contexts.sd_buffer,
+                                      security.session_token(fs, ctx.session.identity))
     finally:
         base.close()
     found = fs.lookup(_components(base.path))

@@ -14,9 +14,9 @@ from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fileinfo import FileInfo, filetime_to_unix_ns
 from smbcad.proto.status import NtStatus
-from smbcad.vfs import _meta, attrs, streams
+from smbcad.vfs import _meta, attrs, ntacl, streams
 from smbcad.vfs._openat2 import FALLOC_FL_KEEP_SIZE, Syscalls
-from smbcad.vfs.errors import smb_error, translated
+from smbcad.vfs.errors import translated
 from smbcad.vfs.model import OpenFile
 from smbcad.vfs.streams import StreamHandle
 from smbcad.vfs.volume_id import VolumeId
@@ -26,7 +26,6 @@ SETTABLE_ATTRIBUTES = (FA.READONLY | FA.HIDDEN | FA.SYSTEM | FA.ARCHIVE | FA.TEM
                        | FA.OFFLINE | FA.NOT_CONTENT_INDEXED | FA.NORMAL)
 
 _U64 = 1 << 64
-SECURITY_XATTR = "user.smbca.ntacl"
 
 
 def _time_arg(value: int) -> int | None:
@@ -107,24 +106,14 @@ class FileOps:
         return st.st_uid, st.st_gid, st.st_mode
 
     def get_security(self, open_file: OpenFile) -> bytes | None:
-        """The security descriptor a client stored on the file, if any."""
-        try:
-            return os.getxattr(open_file.fd, SECURITY_XATTR)
-        except OSError as err:
-            if err.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
-                return None
-            raise smb_error(err) from err
+        """The security descriptor stored on the file, if any (``ntacl.py``)."""
+        return ntacl.read(open_file.fd)
 
     def set_security(self, open_file: OpenFile, descriptor: bytes) -> None:
-        """Keep a client's self-relative descriptor beside the POSIX mode, so it
-        reads back exactly (as Samba's acl_xattr does).  Without user xattrs the
-        mode mapping alone stands."""
-        try:
-            os.setxattr(open_file.fd, SECURITY_XATTR, descriptor)
-        except OSError as err:
-            if err.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                return
-            raise smb_error(err) from err
+        """Keep a self-relative descriptor beside the POSIX mode, so it reads back
+        exactly (as Samba's acl_xattr does), in a namespace only root may write
+        (``ntacl.py``).  Without xattrs the mode mapping alone stands."""
+        ntacl.write(open_file.fd, descriptor)
 
     def set_posix_owner(self, open_file: OpenFile, uid: int | None, gid: int | None) -> None:
         """chown an open file (SET_INFO owner/group mapped to POSIX ids); None keeps one."""

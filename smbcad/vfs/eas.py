@@ -7,9 +7,10 @@ one xattr keyed by the upper-cased name,
     user.smbca.ea.<NAME>  =  Flags u8 | len(name) u8 | name as set | value
 
 so the spelling the client used and the FILE_NEED_EA flag survive.  (A
-client's EA never reaches an xattr namespace of its own: ``user.*`` names are
-all prefixed, so a client cannot read or write our other xattrs, e.g.
-``user.smbca.ntacl``, through EAs.)
+client's EA never reaches an xattr namespace of its own: every name is
+prefixed with ``user.smbca.ea.``, so a client cannot read or write our other
+xattrs, and never the root-only ``security.smbca.ntacl`` (``ntacl.py``),
+through EAs.)
 
 Limits: [MS-FSA] 2.1.5.15.6 caps a file's EAs at 64 KiB - 5 bytes
 (STATUS_EA_TOO_LARGE); the file system may hold less (ext4 without

@@ -28,8 +28,8 @@ from smbcad.proto.constants import FileAttributes as FA
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fileinfo import FileInfo
 from smbcad.proto.status import NtStatus
-from smbcad.vfs import _meta, _reflink, attrs, eas
-from smbcad.vfs._fileops import SECURITY_XATTR, ChangeTimes, FileOps
+from smbcad.vfs import _meta, _reflink, attrs, eas, ntacl
+from smbcad.vfs._fileops import ChangeTimes, FileOps
 from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
 from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
 from smbcad.vfs.errors import smb_error
@@ -65,6 +65,9 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
             # Refuse to serve without kernel containment (openat2 needs Linux 5.6).
             os.close(self._sys.openat2(self._root_fd, ".", os.O_PATH))
             self.volume = identify(self._root_fd, volume_id, label=root)
+            # Descriptors stored by earlier versions move to root-only xattrs
+            # before the share serves anything (once; ntacl.py).
+            ntacl.migrate_share(self._root_fd, label=root)
         except (OSError, ValueError):
             os.close(self._root_fd)
             raise
@@ -459,11 +462,7 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         if fd is None:
             return None
         try:
-            return os.getxattr(f"/proc/self/fd/{fd}", SECURITY_XATTR)
-        except OSError as err:
-            if err.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
-                return None
-            raise smb_error(err) from err
+            return ntacl.read(f"/proc/self/fd/{fd}")
         finally:
             os.close(fd)
 

@@ -67,11 +67,13 @@ _CALLBACK_DENY = AceType.ACCESS_DENIED_CALLBACK
 @dataclass(frozen=True, slots=True)
 class Token:
     """The parts of a Token ([MS-DTYP] 2.5.2) an access check reads: the user's
-    SID, its group SIDs and the names of the privileges it holds."""
+    SID, its group SIDs and the names of the privileges it holds; and its
+    primary group, which a new file's descriptor takes ([MS-DTYP] 2.5.3.4.1)."""
 
     user: Sid
     groups: frozenset[Sid] = field(default_factory=frozenset)
     privileges: frozenset[str] = field(default_factory=frozenset)
+    primary_group: Sid | None = None
 
     def has_sid(self, sid: Sid | None) -> bool:
         """SidInToken ([MS-DTYP] 2.5.3.1.1), without PrincipalSelf substitution."""

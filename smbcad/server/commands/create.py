@@ -28,7 +28,6 @@ from smbcad.server.context import COMMIT_INTERIM_S, Pending
 from smbcad.vfs import has_trailing_backslash, parse_smb_name
 
 _CREATE_TREE_CONNECTION = 0x00000080
-_ALL_SECURITY_PARTS = 0x0F           # owner, group, DACL, SACL
 # CreateOptions a server must refuse outright (3.3.5.9, [MS-FSA] 2.1.5.1).
 _NOT_SUPPORTED_OPTIONS = Opt.OPEN_BY_FILE_ID | Opt.RESERVE_OPFILTER | _CREATE_TREE_CONNECTION
 _VALID_ATTRIBUTES = 0x00007FB7          # [MS-FSCC] 2.6 settable on create
@@ -37,6 +36,7 @@ _VALID_ACCESS = (AccessMask.FILE_ALL_ACCESS | AccessMask.ACCESS_SYSTEM_SECURITY
                  | AccessMask.GENERIC_EXECUTE | AccessMask.GENERIC_WRITE
                  | AccessMask.GENERIC_READ)
 _WRITE_DATA = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
+_TRUNCATING = (Disp.SUPERSEDE, Disp.OVERWRITE, Disp.OVERWRITE_IF)
 log = logging.getLogger("smbcad.create")
 _READ_ONLY_DENIED = (AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
                      | AccessMask.FILE_WRITE_EA | AccessMask.DELETE
@@ -92,6 +92,11 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
         granted = security.check_open(fs, "/".join(components), token, request.desired_access)
         if granted is not None:
             access &= granted           # MAXIMUM_ALLOWED: the share's and the DACL's
+            if request.create_disposition in _TRUNCATING:
+                # Overwriting is writing, whatever access the open asks for
+                # (smb2.acls.OVERWRITE_READ_ONLY_FILE, as Windows and Samba).
+                security.check_open(fs, "/".join(components), token,
+                                    AccessMask.FILE_WRITE_DATA)
     elif components and request.create_disposition not in (Disp.OPEN, Disp.OVERWRITE):
         security.check_create(fs, "/".join(components[:-1]), token,
                               bool(request.create_options & Opt.DIRECTORY_FILE))
@@ -165,15 +170,16 @@ def _drops_hidden_or_system(existing: int, requested: int) -> bool:
                 or (existing & FA.SYSTEM and not requested & FA.SYSTEM))
 
 
-def _apply_new_attributes(fs, handle, request: CreateRequest, action: int) -> None:
+def _apply_new_attributes(ctx, fs, handle, request: CreateRequest, action: int) -> None:
     if action == CreateAction.OPENED:
         return
     streams.after_overwrite(fs, handle, action)         # named streams go ([MS-FSA] 2.1.5.1.2)
     eas.apply_create_context(fs, handle, request, action)   # ExtA (3.3.5.9.1)
-    descriptor = request.create_contexts.sd_buffer
-    if descriptor is not None and action == CreateAction.CREATED:
-        # SecD (2.2.13.2.6): the new file's descriptor, all parts it carries.
-        security.apply(fs, handle, handle.is_directory, descriptor, _ALL_SECURITY_PARTS)
+    if action == CreateAction.CREATED:
+        # The parent's inheritable ACEs and the SecD context (2.2.13.2.6), [MS-DTYP] 2.5.3.4.
+        security.assign_on_create(fs, handle, handle.path.rpartition("/")[0],
+                                  request.create_contexts.sd_buffer,
+                                  security.session_token(fs, ctx.session.identity))
     attributes = request.file_attributes & ~FA.DIRECTORY
     if not handle.is_directory:
         attributes |= FA.ARCHIVE            # new and overwritten files are "changed"
@@ -248,7 +254,7 @@ def handle(ctx):
         return _tracked(ctx, request, pending)
     handle, action = _open_or_create(fs, request, resolved, access, done)
     try:
-        _apply_new_attributes(fs, handle, request, action)
+        _apply_new_attributes(ctx, fs, handle, request, action)
         info = fs.stat(handle)
         key = (info.device_id, info.file_id)
         if action == CreateAction.CREATED:
