@@ -10,7 +10,8 @@ most ``MAX_LINE_BYTES``; a longer one is answered with an error and the
 connection is closed.
 
 Who listens where (the example configs in config/ use the same paths):
-smbcad on ``SMBCAD_SOCKET`` (adopt / release), witnessd on
+smbcad on ``SMBCAD_SOCKET`` (adopt / release, the admin's SMB view; a
+quick-mode smbcad in its own state directory), witnessd on
 ``WITNESSD_SOCKET`` (interface and move events), clusdisk on
 ``CLUSDISK_SOCKET`` (status).  The request vocabulary of each is its own;
 the inter-daemon events are typed in ``smbca.events``.
@@ -34,6 +35,11 @@ log = logging.getLogger("smbca.control")
 SMBCAD_SOCKET = "/run/smbca/smbcad.sock"
 WITNESSD_SOCKET = "/run/smbca/witnessd.sock"
 CLUSDISK_SOCKET = "/run/smbca/clusdisk.sock"
+# A quick-mode smbcad (``smbcad --listen ... --share ...``) keeps its state
+# and its control socket in a directory of its own under this one
+# (HOST-PORT of its first listen address), where ``smbca`` looks for it.
+SMBCAD_QUICK_STATE_ROOT = "/var/lib/smbca/quick"
+SMBCAD_QUICK_SOCKET_NAME = "smbcad.sock"
 PROTOCOL_VERSION = 1      # every request may say which it speaks ("version")
 MAX_LINE_BYTES = 64 * 1024
 SOCKET_MODE = 0o600       # root only: these sockets move shares and addresses

@@ -27,7 +27,9 @@ def test_unknown_command_is_exit_2(capsys):
 ])
 def test_an_unreachable_daemon_is_exit_2(argv, capsys):
     assert admin.main(argv) == 2
-    assert "/nonexistent/" in capsys.readouterr().err
+    shown = capsys.readouterr()
+    assert "/nonexistent/" in shown.err + shown.out
+    assert "Errno" not in shown.err + shown.out
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def daemon(tmp_path):
 
     def handle(message: dict) -> dict:
         seen.append(message)
-        return {"status": {"node": 1}} if "command" in message else {"registrations": 0}
+        return {"status": {"node": {"id": 1, "name": "A"}}} if "command" in message else {"registrations": 0}
 
     loop = asyncio.new_event_loop()
     server = ControlServer(str(tmp_path / "daemon.sock"), handle)
@@ -51,11 +53,21 @@ def daemon(tmp_path):
     loop.close()
 
 
-def test_status_asks_clusdisk_and_prints_its_view(daemon, capsys):
+def test_status_asks_every_daemon_and_says_which_is_not_running(daemon, capsys, tmp_path):
     path, seen = daemon
-    assert admin.main(["status", "--socket", path]) == 0
+    argv = ["status", "--socket", path, "--smbcad-socket", str(tmp_path / "smbcad.sock"),
+            "--witnessd-socket", str(tmp_path / "witnessd.sock"), "--config-dir", str(tmp_path)]
+    assert admin.main([*argv, "--json"]) == 1          # smbcad is not running
     assert seen == [{"command": "status"}]
-    assert json.loads(capsys.readouterr().out) == {"node": 1}
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["clusdisk"]["status"] == {"node": {"id": 1, "name": "A"}}
+    assert shown["smbcad"]["running"] is False
+    assert f"no control socket at {tmp_path}/smbcad.sock" in shown["smbcad"]["error"]
+    assert admin.main(argv) == 1
+    text = capsys.readouterr().out
+    assert f"smbcad is not running here: no control socket at {tmp_path}/smbcad.sock" in text
+    assert f"witnessd is not running here: no control socket at {tmp_path}/witnessd.sock" in text
+    assert f"clusdisk: running ({path})" in text and "node A (id 1, this node)" in text
 
 
 def test_witness_notify_posts_the_event(daemon, capsys):
