@@ -80,12 +80,31 @@ def run(args) -> int:
         print(json.dumps(reply, indent=2))
     elif reply.get("ok"):
         lines = SHOW[args.command](reply)
+        if args.command in QUERIES:
+            lines += pair_note(args)
         if lines:
             print("\n".join(lines))
     if not reply.get("ok"):
         print(f"smbca: smbcad: {reply.get('error', 'no reason given')}", file=sys.stderr)
         return 1
     return 0
+
+
+def pair_note(args) -> list[str]:
+    """On a node of a pair (clusdisk answers): whose view this is, and whether
+    the partner, which has its own sessions and opens, can be reached."""
+    try:
+        where = admin_node.locate("clusdisk", None, args.config_dir)
+        status = admin_node.ask(where, {"command": "status"}, timeout_s=3.0).get("status", {})
+    except admin_node.NotRunning:
+        return []                        # a single node: nothing else to show
+    node = status.get("node", {}).get("name", "?")
+    partner = status.get("partner", {})
+    reach = status.get("partner_reachable")
+    state = ("reachable" if reach else "UNREACHABLE" if reach is not None else "unknown")
+    return [f"(node {node} only; the partner {partner.get('name', '?')} is {state}, "
+            f"heartbeat {'alive' if partner.get('alive') else 'lost'}: its clients are "
+            f"listed by `smbca {args.command}` on {partner.get('name', 'it')})"]
 
 
 def _confirmed(args, where) -> bool:

@@ -23,6 +23,7 @@ client, for daemons and for command-line tools.  Every failure is a
 """
 
 import asyncio
+import errno
 import inspect
 import json
 import logging
@@ -100,10 +101,13 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        """Listen on ``path`` (mode 0600; a stale socket file is replaced)."""
+        """Listen on ``path`` (mode 0600; a stale socket file is replaced,
+        one a running daemon listens on is not: OSError EADDRINUSE)."""
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o750, exist_ok=True)
+        if _in_use(self.path):
+            raise OSError(errno.EADDRINUSE, f"{self.path} is in use by a running daemon")
         try:
             if os.path.exists(self.path):
                 os.unlink(self.path)          # left over from a previous run
@@ -184,6 +188,17 @@ def request_blocking(path: str, message: dict, timeout_s: float = 10.0) -> dict:
     except OSError as exc:
         raise ControlError(f"{path}: {exc.strerror or exc}") from None
     return _decode_answer(path, bytes(line))
+
+
+def _in_use(path: str) -> bool:
+    """Something accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(path)
+        except OSError:          # absent, stale (refused), not a socket
+            return False
+    return True
 
 
 def _versioned(message: dict) -> dict:

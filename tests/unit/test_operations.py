@@ -298,3 +298,30 @@ def test_release_disconnected_asks_unless_yes():
                                                                  "id": "0x10"}
     with pytest.raises(SystemExit):
         admin._parser().parse_args(["release-disconnected"])      # an id or --all
+
+
+def test_a_control_socket_in_use_is_not_taken_over(tmp_path):
+    """A second smbcad (a test, a quick-mode run) never unlinks the socket of a
+    running one; a stale socket file is replaced."""
+    import asyncio
+    import errno
+
+    from smbca.control import ControlServer, request
+
+    async def main():
+        path = str(tmp_path / "smbcad.sock")
+        first = ControlServer(path, lambda message: {"who": "first"})
+        await first.start()
+        with pytest.raises(OSError) as refused:
+            await ControlServer(path, lambda message: {"who": "second"}).start()
+        answer = await request(path, {"command": "status"})
+        await first.close()
+        stale = socket.socket(socket.AF_UNIX)
+        stale.bind(path)
+        stale.close()                               # the file stays, nobody listens
+        second = ControlServer(path, lambda message: {"who": "second"})
+        await second.start()
+        again = await request(path, {"command": "status"})
+        await second.close()
+        return refused.value.errno, answer["who"], again["who"]
+    assert asyncio.run(main()) == (errno.EADDRINUSE, "first", "second")
