@@ -62,8 +62,9 @@ class AdminControl:
         self.pid = os.getpid()
 
     async def handle(self, request) -> dict:
-        command = request.get("command") if isinstance(request, dict) else request
-        if command not in _COMMANDS:
+        command = (request.get("command") if isinstance(request, dict)
+                   else request.strip() if isinstance(request, str) else None)
+        if not isinstance(command, str) or command not in _COMMANDS:
             return await self.cluster.handle(request)
         try:
             args = _arguments(command, request if isinstance(request, dict) else {})

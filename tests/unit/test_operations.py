@@ -325,3 +325,21 @@ def test_a_control_socket_in_use_is_not_taken_over(tmp_path):
         await second.close()
         return refused.value.errno, answer["who"], again["who"]
     assert asyncio.run(main()) == (errno.EADDRINUSE, "first", "second")
+
+
+@pytest.mark.parametrize("request_, error", [
+    ({"command": "close-open"}, "close-open needs id"),
+    ({"command": "close-open", "id": "vm.vhdx"}, "id must be a number"),
+    ({"command": "close-session", "id": True}, "id must be a number"),
+    ({"command": "release-disconnected"}, "needs an id or all: true, not both"),
+    ({"command": "release-disconnected", "id": "0x1", "all": True}, "not both"),
+    ({"command": "opens", "disconnected": "yes"}, "disconnected must be true or false"),
+    ({"command": "shares", "verbose": True}, "shares takes no verbose"),
+])
+def test_admin_requests_that_are_malformed_are_refused_before_anything_is_done(request_, error):
+    """Refused while parsing: the server (None here) is never reached."""
+    import asyncio
+
+    from smbcad.admin_control import AdminControl
+    reply = asyncio.run(AdminControl(None, None).handle(request_))
+    assert reply["ok"] is False and error in reply["error"]
