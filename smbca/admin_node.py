@@ -99,8 +99,10 @@ def _from_config(daemon: str, config_dir: str) -> Where | None:
 def ask(where: Where, message: dict, timeout_s: float = 10.0) -> dict:
     """One request; NotRunning says what is not running and where we looked."""
     if not Path(where.path).exists():
+        quick = (f", nor a quick-mode smbcad's in {SMBCAD_QUICK_STATE_ROOT}/*/"
+                 if where.daemon == "smbcad" and where.source == "default" else "")
         raise NotRunning(f"{where.daemon} is not running here: no control socket at "
-                         f"{where.path} ({_described(where)})")
+                         f"{where.path} ({_described(where)}){quick}")
     try:
         return request_blocking(where.path, message, timeout_s)
     except ControlError as exc:
