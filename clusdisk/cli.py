@@ -1,6 +1,9 @@
 """``clusdisk`` command line.
 
     clusdisk --config FILE            run the cluster service (systemd unit)
+    clusdisk --config FILE --check-config
+                                      load and validate the config, print a
+                                      summary, exit 0 or 2 (touches no disk)
     clusdisk scan [--hosts 0,1] [--json] [--no-probe]
                                       every SCSI disk: identifiers, paths, size,
                                       reservation state (needs no config)
@@ -21,6 +24,7 @@ from clusdisk import disks
 from clusdisk.arbitration import Mode, to_dot
 from smbca.config import ConfigError, systemd_environment
 from smbca.control import CLUSDISK_SOCKET, ControlError, request_blocking
+from smbca.version import add_version_argument
 
 SUBCOMMANDS = ("scan", "status", "diagram")
 
@@ -30,11 +34,15 @@ def _daemon_parser() -> argparse.ArgumentParser:
                                 epilog="subcommands: " + ", ".join(SUBCOMMANDS))
     p.add_argument("--config", required=True, help="YAML configuration file")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--check-config", action="store_true",
+                   help="load and validate the config, print a summary, exit 0 or 2")
+    add_version_argument(p)
     return p
 
 
 def _tools_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clusdisk")
+    add_version_argument(p)
     sub = p.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="list SCSI disks with identifiers and reservations")
     scan.add_argument("--sysfs-root", default="/sys")
@@ -117,6 +125,34 @@ def status(args, out=sys.stdout) -> int:
     return 0 if reply.get("ok") else 1
 
 
+def summary(cfg: config_mod.Config) -> list[str]:
+    """What ``--check-config`` prints."""
+    me, partner = cfg.me, cfg.partner
+    hb = cfg.heartbeat
+    lines = [f"config: {cfg.source_path}: valid",
+             f"cluster {cfg.cluster_name}: this node {me.name} (id {me.id}), partner "
+             f"{partner.name} (id {partner.id})",
+             f"heartbeat: every {hb.interval_s:g} s, partner lost after {hb.miss_count} "
+             f"misses; links {', '.join(f'{l.local} -> {l.peer}' for l in hb.links)}; "
+             f"peer channel port {hb.peer_port}",
+             f"arbitration: {cfg.arbitration.mode.value}, takeover after "
+             f"{cfg.arbitration.timings.takeover_delay_s:g} s; quorum disk {cfg.quorum_disk}",
+             f"control socket: {cfg.control.socket}; smbcad: "
+             f"{cfg.control.smbcad_socket or 'not told'}; witnessd: "
+             f"{cfg.control.witnessd_socket or 'not told'}",
+             f"metrics: {cfg.metrics_listen or 'off'}; state directory: {cfg.state_dir}",
+             f"automatic giveback: "
+             + (f"after {cfg.failover.auto_giveback_s:g} s" if cfg.failover.auto_giveback_s
+                else "off")]
+    names = {node.id: node.name for node in cfg.nodes}
+    for aggregate in cfg.aggregates:
+        lifs = ", ".join(f"{lif.name} {lif.address} on {lif.interface}" for lif in aggregate.lifs)
+        lines.append(f"aggregate {aggregate.name}: home {names.get(aggregate.home_node)}, disk "
+                     f"{aggregate.disk}, {aggregate.filesystem} on {aggregate.mount_point}"
+                     + (f"; LIFs {lifs}" if lifs else ""))
+    return lines
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
@@ -127,12 +163,18 @@ def main(argv=None) -> int:
             return status(args)
         print(to_dot(Mode(args.mode)))
         return 0
-    args = _daemon_parser().parse_args(argv)
+    try:
+        args = _daemon_parser().parse_args(argv)
+    except SystemExit as exc:            # --help and --version: 0, a usage error: 2
+        return int(exc.code or 0)
     try:
         cfg = config_mod.load_yaml(args.config)
     except ConfigError as exc:
         print(f"clusdisk: {exc}", file=sys.stderr)
         return 2
+    if args.check_config:
+        print("\n".join(summary(cfg)))
+        return 0
     logging.basicConfig(level=(args.log_level or cfg.log_level).upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from clusdisk.daemon import Daemon

@@ -8,7 +8,7 @@ the shared ``smbca.config``.  config/clusdisk-example.yaml documents every key.
 """
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from clusdisk.arbitration import Mode, Timings
 from clusdisk.disks import KNOWN_PREFIXES, SUPPORTED_FILESYSTEMS, normalize_designator
@@ -91,6 +91,7 @@ class Config:
     metrics_listen: ListenAddress | None = None
     state_dir: str = "/var/lib/smbca"
     log_level: str = "info"
+    source_path: str | None = None        # the file, for SIGHUP
 
     @property
     def me(self) -> NodeConfig:
@@ -276,4 +277,18 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
 
 
 def load_yaml(path: str) -> Config:
-    return from_dict(read_yaml(path))
+    return replace(from_dict(read_yaml(path)), source_path=path)
+
+
+# What a SIGHUP applies at once; everything else (membership, disks, links,
+# timings, sockets) is bound into running state machines and needs a restart.
+LIVE = ("failover", "log_level")
+
+
+def for_reload(running: Config, loaded: Config) -> tuple[Config, tuple[str, ...]]:
+    """``running`` with the ``LIVE`` settings of ``loaded``, and the names
+    of the other top-level settings the new file changed (restart)."""
+    changed = tuple(f.name for f in fields(Config)
+                    if f.name not in LIVE and f.name != "source_path"
+                    and getattr(running, f.name) != getattr(loaded, f.name))
+    return replace(running, **{name: getattr(loaded, name) for name in LIVE}), changed

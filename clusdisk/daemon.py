@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
+from clusdisk import config as config_mod
 from clusdisk.config import Config
 from clusdisk.control import Notifier, PairNotifier
 from clusdisk.errors import ClusdiskError
@@ -46,9 +47,10 @@ from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
-from smbca.config import SystemdEnv
+from smbca.config import SystemdEnv, reload_config
 from smbca.control import ControlError, ControlServer, request
 from smbca.systemd import sd_notify
+from smbca.version import version
 
 log = logging.getLogger("clusdisk")
 QUORUM = "quorum"
@@ -303,6 +305,7 @@ class Daemon:
     def status(self) -> dict:
         hb = self.heartbeat
         return {
+            "cluster": self.cfg.cluster_name, "version": version(),
             "node": {"id": self.cfg.node_id, "name": self.cfg.me.name},
             "mode": self.cfg.arbitration.mode.value,
             "state": self.arbiter.state.value,
@@ -351,6 +354,23 @@ class Daemon:
             if self.arbiter.state is not State.ERROR:
                 sd_notify(self.env.notify_socket, "WATCHDOG=1")
 
+    def reload(self) -> bool:
+        """SIGHUP: re-read the config file; ``config.LIVE`` settings apply at
+        once, the others are logged as needing a restart; a file that does
+        not load changes nothing."""
+        path = self.cfg.source_path
+        if path is None:
+            log.warning("reload: started without a config file, nothing to re-read")
+            return False
+        cfg = reload_config(self.cfg, lambda: config_mod.load_yaml(path),
+                            config_mod.for_reload, log)
+        if cfg is None:
+            return False
+        self.cfg = cfg
+        logging.getLogger().setLevel(self.cfg.log_level.upper())
+        log.info("configuration reloaded from %s", path)
+        return True
+
     def request_shutdown(self) -> None:
         log.info("shutdown requested")
         sd_notify(self.env.notify_socket, "STOPPING=1")
@@ -365,8 +385,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_shutdown)
-        loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
-            "SIGHUP: configuration reload is not supported; restart clusdisk"))
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         control = ControlServer(self.cfg.control.socket, self.operations.control)
         try:
             try:

@@ -1,9 +1,14 @@
 """``smbca``: the admin command for a node (ARCHITECTURE.md "Local control").
 
-It only talks to the daemons' control sockets (``smbca.control``) and adds
-nothing of its own:
+It only talks to the daemons' control sockets (``smbca.control``; where it
+finds them: ``smbca.admin_node``) and adds nothing of its own:
 
-  smbca status [--socket PATH]          clusdisk membership and ownership
+  smbca status [--json]                 this node's daemons (what is not running,
+                                        and where it looked) and, on a pair, both
+                                        nodes and who owns what
+  smbca sessions | opens [--disconnected] | shares | locks [--json]
+  smbca close-open ID | close-session ID | release-disconnected ID|--all [--yes]
+                                        the SMB side, like smbstatus (smbca.admin_smb)
   smbca smbcad status|sessions [--socket PATH]
                                         smbcad: aggregates (phase, mirror state), sessions
   smbca smbcad opens [--disconnected]   every open, or the disconnected persistent ones
@@ -24,19 +29,19 @@ nothing of its own:
                                         the pair's planned moves, through
                                         clusdisk (smbca.admin_failover)
 
-SCSI disks are listed by ``clusdisk scan`` (it needs no daemon).  Prints the
-daemon's JSON answer (the failover verbs: a table, or JSON with --json);
-exits 0 if it says ok, 1 if not, 2 on a usage error or when the daemon
-cannot be reached.
+SCSI disks are listed by ``clusdisk scan`` (it needs no daemon).  The
+``smbcad`` and ``witness`` verbs print the daemon's JSON answer; the others
+a table, or JSON with --json.  Exits 0 if the daemon says ok, 1 if not, 2 on
+a usage error or when the daemon cannot be reached.  ``--version`` prints
+the installed release.
 """
 
 import argparse
 import json
 import sys
 
-from smbca import admin_failover
-from smbca.control import (
-    CLUSDISK_SOCKET, SMBCAD_SOCKET, WITNESSD_SOCKET, ControlError, request_blocking)
+from smbca import admin_failover, admin_node, admin_smb
+from smbca.version import add_version_argument
 
 _STATES = ("up", "down", "available", "unavailable", "unknown")
 
@@ -45,16 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smbca", description="smbca node administration",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n")[2])
+    add_version_argument(p)
     sub = p.add_subparsers(dest="command", required=True)
-    status = sub.add_parser("status", help="clusdisk membership and ownership")
-    status.add_argument("--socket", default=CLUSDISK_SOCKET, help="clusdisk control socket")
+    admin_node.add_status_parser(sub)
+    admin_smb.add_parsers(sub)
     witness = sub.add_parser("witness", help="witnessd").add_subparsers(dest="verb",
                                                                           required=True)
     witness_status = witness.add_parser("status", help="interfaces and registrations")
-    witness_status.add_argument("--socket", default=WITNESSD_SOCKET,
-                                help="witnessd control socket")
+    admin_node.add_location_arguments(witness_status, "witnessd")
     notify = witness.add_parser("notify", help="post an event to witnessd")
-    notify.add_argument("--socket", default=WITNESSD_SOCKET, help="witnessd control socket")
+    admin_node.add_location_arguments(notify, "witnessd")
     _event_parsers(notify.add_subparsers(dest="event", required=True))
     _smbcad_parsers(sub.add_parser("smbcad", help="smbcad").add_subparsers(dest="verb",
                                                                           required=True))
@@ -66,14 +71,14 @@ def _smbcad_parsers(verbs) -> None:
     for name, text in (("status", "aggregates, their phase and mirror state"),
                        ("sessions", "every session"), ("opens", "every open")):
         verb = verbs.add_parser(name, help=text)
-        verb.add_argument("--socket", default=SMBCAD_SOCKET, help="smbcad control socket")
+        admin_node.add_location_arguments(verb, "smbcad")
         if name == "opens":
             verb.add_argument("--disconnected", action="store_true",
                               help="only opens kept for a reconnect")
     for name in ("adopt", "release"):
         verb = verbs.add_parser(name, help=f"{name} an aggregate's shares on this node")
         verb.add_argument("aggregate")
-        verb.add_argument("--socket", default=SMBCAD_SOCKET, help="smbcad control socket")
+        admin_node.add_location_arguments(verb, "smbcad")
         if name == "release":
             verb.add_argument("--planned", action="store_true",
                               help="let requests finish and commit every disconnect first")
@@ -106,8 +111,6 @@ def _event_parsers(events) -> None:
 
 def request_of(args: argparse.Namespace) -> dict:
     """The control request an invocation stands for."""
-    if args.command == "status":
-        return {"command": "status"}
     if args.command == "smbcad":
         message = {"command": args.verb}
         for key in ("aggregate", "planned", "disconnected"):
@@ -117,7 +120,7 @@ def request_of(args: argparse.Namespace) -> dict:
     if args.verb == "status":
         return {"event": "status"}
     message = {key: value for key, value in vars(args).items()
-               if key not in ("command", "verb", "socket") and value is not None}
+               if key not in ("command", "verb", "socket", "config_dir") and value is not None}
     if "local" in message:
         message["local"] = message["local"] == "yes"
     return message
@@ -130,21 +133,27 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command in admin_failover.COMMANDS:
         return _failover(args)
+    if args.command == "status":
+        return admin_node.status(args)
+    if args.command in admin_smb.COMMANDS:
+        return admin_smb.run(args)
+    daemon = "smbcad" if args.command == "smbcad" else "witnessd"
     try:
-        reply = request_blocking(args.socket, request_of(args))
-    except ControlError as exc:
+        where = admin_node.locate(daemon, args.socket, args.config_dir)
+        reply = admin_node.ask(where, request_of(args))
+    except admin_node.NotRunning as exc:
         print(f"smbca: {exc}", file=sys.stderr)
         return 2
-    shown = reply.get("status", reply) if args.command == "status" else reply
-    print(json.dumps(shown, indent=2))
+    print(json.dumps(reply, indent=2))
     return 0 if reply.get("ok") else 1
 
 
 def _failover(args: argparse.Namespace) -> int:
     request = admin_failover.request_of(args)
     try:
-        reply = request_blocking(args.socket, request, args.timeout)
-    except ControlError as exc:
+        where = admin_node.locate("clusdisk", args.socket, args.config_dir)
+        reply = admin_node.ask(where, request, args.timeout)
+    except admin_node.NotRunning as exc:
         print(f"smbca: {exc}", file=sys.stderr)
         return 2
     if args.json:

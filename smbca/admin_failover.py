@@ -29,7 +29,10 @@ OPERATION_TIMEOUT_S = 900.0      # a move in the TCG lab takes minutes
 
 def add_parsers(sub) -> None:
     def common(parser) -> None:
-        parser.add_argument("--socket", default=CLUSDISK_SOCKET, help="clusdisk control socket")
+        parser.add_argument("--socket", help=f"clusdisk control socket (default: from "
+                            f"/etc/smbca/clusdisk.yaml, else {CLUSDISK_SOCKET})")
+        parser.add_argument("--config-dir", default="/etc/smbca",
+                            help="where the daemons' configs are (default %(default)s)")
         parser.add_argument("--json", action="store_true", help="print clusdisk's JSON answer")
         parser.add_argument("--timeout", type=float, default=OPERATION_TIMEOUT_S,
                             help="seconds to wait for the outcome (default %(default)s)")

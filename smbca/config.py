@@ -243,3 +243,18 @@ def read_key_file(path: str, key: str = "cluster.key_file") -> bytes:
     if len(raw) < 16:
         raise ConfigError(key, f"{path}: the key needs at least 16 bytes")
     return raw
+
+
+def reload_config(running, load, for_reload, log) -> object | None:
+    """A SIGHUP's new config: ``load()`` re-reads it, ``for_reload(running,
+    loaded)`` keeps what only a restart changes and names it; each such key
+    is logged as waiting for the restart.  None (logged, nothing changes)
+    when the new config does not load."""
+    try:
+        cfg, needs_restart = for_reload(running, load())
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration: %s", exc)
+        return None
+    for key in needs_restart:
+        log.warning("reload: %s changed; it takes effect at the next restart", key)
+    return cfg

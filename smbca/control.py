@@ -10,7 +10,8 @@ most ``MAX_LINE_BYTES``; a longer one is answered with an error and the
 connection is closed.
 
 Who listens where (the example configs in config/ use the same paths):
-smbcad on ``SMBCAD_SOCKET`` (adopt / release), witnessd on
+smbcad on ``SMBCAD_SOCKET`` (adopt / release, the admin's SMB view; a
+quick-mode smbcad in its own state directory), witnessd on
 ``WITNESSD_SOCKET`` (interface and move events), clusdisk on
 ``CLUSDISK_SOCKET`` (status).  The request vocabulary of each is its own;
 the inter-daemon events are typed in ``smbca.events``.
@@ -22,6 +23,7 @@ client, for daemons and for command-line tools.  Every failure is a
 """
 
 import asyncio
+import errno
 import inspect
 import json
 import logging
@@ -34,6 +36,11 @@ log = logging.getLogger("smbca.control")
 SMBCAD_SOCKET = "/run/smbca/smbcad.sock"
 WITNESSD_SOCKET = "/run/smbca/witnessd.sock"
 CLUSDISK_SOCKET = "/run/smbca/clusdisk.sock"
+# A quick-mode smbcad (``smbcad --listen ... --share ...``) keeps its state
+# and its control socket in a directory of its own under this one
+# (HOST-PORT of its first listen address), where ``smbca`` looks for it.
+SMBCAD_QUICK_STATE_ROOT = "/var/lib/smbca/quick"
+SMBCAD_QUICK_SOCKET_NAME = "smbcad.sock"
 PROTOCOL_VERSION = 1      # every request may say which it speaks ("version")
 MAX_LINE_BYTES = 64 * 1024
 SOCKET_MODE = 0o600       # root only: these sockets move shares and addresses
@@ -94,10 +101,13 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        """Listen on ``path`` (mode 0600; a stale socket file is replaced)."""
+        """Listen on ``path`` (mode 0600; a stale socket file is replaced,
+        one a running daemon listens on is not: OSError EADDRINUSE)."""
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o750, exist_ok=True)
+        if _in_use(self.path):
+            raise OSError(errno.EADDRINUSE, f"{self.path} is in use by a running daemon")
         try:
             if os.path.exists(self.path):
                 os.unlink(self.path)          # left over from a previous run
@@ -178,6 +188,17 @@ def request_blocking(path: str, message: dict, timeout_s: float = 10.0) -> dict:
     except OSError as exc:
         raise ControlError(f"{path}: {exc.strerror or exc}") from None
     return _decode_answer(path, bytes(line))
+
+
+def _in_use(path: str) -> bool:
+    """Something accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(path)
+        except OSError:          # absent, stale (refused), not a socket
+            return False
+    return True
 
 
 def _versioned(message: dict) -> dict:

@@ -1,6 +1,11 @@
 """``smbcad`` command line: ``--config FILE`` or the quick-mode flags.
 
 A bad flag or config exits 2 with one line naming the key and the problem.
+``--check-config`` (like Samba's ``testparm``) loads and validates the
+config, prints what it would serve and exits 0 (or 2), binding nothing and
+touching no state.  Quick mode keeps its state and control socket in a
+directory of its own (``config.quick_state_dir``) unless ``--state-dir``
+says where.
 """
 
 import argparse
@@ -8,7 +13,8 @@ import asyncio
 import logging
 import sys
 
-from smbca.config import ConfigError
+from smbca.config import ConfigError, build_user_database
+from smbca.version import add_version_argument
 from smbcad import config as config_mod
 
 
@@ -22,19 +28,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="NAME:PASSWORD or an smbpasswd file (repeatable)")
     p.add_argument("--signing", default="required", choices=("required", "enabled"))
     p.add_argument("--encryption", default="off", choices=("off", "desired", "required"))
-    p.add_argument("--state-dir")
+    p.add_argument("--state-dir", help="quick mode's state (default: "
+                   f"{config_mod.QUICK_STATE_ROOT}/HOST-PORT of the first --listen)")
+    p.add_argument("--control-socket", help="quick mode's control socket for the smbca "
+                   f"command (default: STATE_DIR/{config_mod.QUICK_CONTROL_SOCKET})")
     p.add_argument("--metrics-listen", help="ADDR:PORT for Prometheus metrics")
     p.add_argument("--server-name", default="SMBCA")
     p.add_argument("--guest-ok", action="store_true")
     p.add_argument("--anonymous-ok", action="store_true",
                    help="allow anonymous (null) sessions, e.g. for smbtorture's re-auth tests")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--check-config", action="store_true",
+                   help="load and validate the config, print a summary, exit 0 or 2")
+    add_version_argument(p)
     return p
 
 
 def load(argv) -> tuple[config_mod.Config, object]:
     """Parse arguments into a Config and a function that re-reads it (SIGHUP)."""
-    args = _parser().parse_args(argv)
+    return _load(_parser().parse_args(argv))
+
+
+def _load(args) -> tuple[config_mod.Config, object]:
     if args.config:
         if args.share or args.user or args.listen:
             raise ConfigError("--config", "cannot be combined with --share/--user/--listen")
@@ -48,16 +63,63 @@ def load(argv) -> tuple[config_mod.Config, object]:
         listen=tuple(args.listen), shares=tuple(args.share), users=tuple(args.user),
         signing=args.signing, encryption=args.encryption, state_dir=args.state_dir,
         metrics_listen=args.metrics_listen, server_name=args.server_name,
-        guest_ok=args.guest_ok, anonymous_ok=args.anonymous_ok, log_level=args.log_level)
+        guest_ok=args.guest_ok, anonymous_ok=args.anonymous_ok, log_level=args.log_level,
+        control_socket=args.control_socket)
 
     def reload_quick():
         return config_mod.from_quick_args(quick)
     return reload_quick(), reload_quick
 
 
+def summary(cfg: config_mod.Config) -> list[str]:
+    """What ``--check-config`` prints: where it came from and what it serves."""
+    server = cfg.server
+    lines = [f"config: {cfg.source_path or 'quick mode (flags)'}: valid",
+             f"listen: {', '.join(str(a) for a in server.listen)}",
+             f"server name: {server.server_name}, domain {server.domain}",
+             f"signing: {'required' if server.signing_required else 'enabled'}, "
+             f"encryption: {server.encryption}",
+             f"state directory: {server.state_dir}",
+             f"control socket: {server.control_socket or 'none'}",
+             f"metrics: {server.metrics_listen or 'off'}",
+             f"users: {len(cfg.users)}, smbpasswd files: {len(cfg.smbpasswd_files)}, "
+             f"guest: {'yes' if server.guest_ok else 'no'}"]
+    for share in cfg.shares:
+        flags = [flag for flag, on in (("ca", share.ca), ("encrypt", share.encrypt),
+                                       ("read-only", share.read_only)) if on]
+        where = f" (aggregate {share.aggregate})" if share.aggregate else ""
+        lines.append(f"share {share.name}: {share.path}{where}"
+                     + (f" [{', '.join(flags)}]" if flags else ""))
+    if cfg.cluster is not None:
+        cluster = cfg.cluster
+        lines.append(f"cluster {cluster.name}: node {cluster.node_id}, partner "
+                     f"{cluster.partner}, mirror {cluster.mirror_listen or 'off'} -> "
+                     f"{cluster.mirror_peer or 'off'}, aggregates "
+                     f"{', '.join(a.name for a in cluster.aggregates) or 'none'}")
+    return lines
+
+
+def check_config(args) -> int:
+    """``--check-config``: exit 0 with the summary, or 2 with the error."""
+    try:
+        cfg, _ = _load(args)
+        build_user_database(cfg.users, cfg.smbpasswd_files, "smbpasswd_file")
+    except ConfigError as exc:
+        print(f"smbcad: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(summary(cfg)))
+    return 0
+
+
 def main(argv=None) -> int:
     try:
-        cfg, reload = load(sys.argv[1:] if argv is None else argv)
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:            # --help and --version: 0, a usage error: 2
+        return int(exc.code or 0)
+    if args.check_config:
+        return check_config(args)
+    try:
+        cfg, reload = _load(args)
         from smbcad.daemon import Daemon
         logging.basicConfig(
             level=cfg.server.log_level.upper(),

@@ -9,7 +9,7 @@ addresses, users, the YAML reader) are the shared ``smbca.config``.
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smbca.config import (
     ConfigError,
@@ -21,10 +21,16 @@ from smbca.config import (
     parse_users,
     read_yaml,
 )
+from smbca.control import SMBCAD_QUICK_SOCKET_NAME, SMBCAD_QUICK_STATE_ROOT, SMBCAD_SOCKET
 from smbcad.config_cluster import ClusterConfig, check_cluster, cluster_from_yaml
 
 DEFAULT_PORT = 445
 DEFAULT_CA_TIMEOUT_MS = 60_000
+DEFAULT_STATE_DIR = "/var/lib/smbca"
+# Quick mode keeps its state (and its control socket) apart from an installed
+# server's: QUICK_STATE_ROOT/HOST-PORT of its first listen address.
+QUICK_STATE_ROOT = SMBCAD_QUICK_STATE_ROOT
+QUICK_CONTROL_SOCKET = SMBCAD_QUICK_SOCKET_NAME     # in the quick-mode state directory
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class ServerConfig:
     listen: tuple[ListenAddress, ...]
     server_name: str = "SMBCA"
     domain: str = "WORKGROUP"
-    state_dir: str = "/var/lib/smbca"
+    state_dir: str = DEFAULT_STATE_DIR
     signing_required: bool = True
     encryption: str = "off"            # off | desired | required
     guest_ok: bool = False
@@ -63,6 +69,7 @@ class ServerConfig:
     idle_timeout_s: int = 0            # 0: never drop idle connections
     drain_timeout_s: int = 20
     log_level: str = "info"
+    control_socket: str | None = SMBCAD_SOCKET   # the smbca command and clusdisk; None: none
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,8 @@ def validate(config: Config) -> Config:
 _LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
            ("max_connections_per_client", 1, 1_000_000),
            ("max_outstanding_requests", 1, 65535), ("max_async_requests", 2, 65535),
-           ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600))
+           ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600),
+           ("drain_timeout_s", 0, 3600))
 
 
 def _check_limits(server: ServerConfig) -> None:
@@ -151,7 +159,7 @@ _SERVER_KEYS = ("listen", "server_name", "domain", "state_dir", "signing", "encr
                 "guest_ok", "anonymous_ok", "metrics_listen", "max_connections",
                 "max_connections_per_client", "max_credits", "max_io_bytes",
                 "max_outstanding_requests", "max_async_requests", "auth_timeout_s",
-                "idle_timeout_s", "drain_timeout_s", "log_level")
+                "idle_timeout_s", "drain_timeout_s", "log_level", "control_socket")
 _SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
                "aggregate", "volume_id")
 
@@ -170,11 +178,14 @@ def _server_from_yaml(section: Section) -> ServerConfig:
     if signing not in ("required", "enabled"):
         raise ConfigError("server.signing", "must be required or enabled")
     metrics = raw.get("metrics_listen")
+    control = raw.get("control_socket", SMBCAD_SOCKET)      # null or "": no control socket
+    if control is not None and not isinstance(control, str):
+        raise ConfigError("server.control_socket", "must be a path (or null)")
     return ServerConfig(
         listen=listen,
         server_name=section.get("server_name", str, "SMBCA"),
         domain=section.get("domain", str, "WORKGROUP"),
-        state_dir=section.get("state_dir", str, "/var/lib/smbca"),
+        state_dir=section.get("state_dir", str, DEFAULT_STATE_DIR),
         signing_required=signing == "required",
         # YAML reads a bare `off` as false; take it as meant.
         encryption="off" if raw.get("encryption") is False else section.get("encryption", str,
@@ -192,6 +203,7 @@ def _server_from_yaml(section: Section) -> ServerConfig:
         idle_timeout_s=section.get("idle_timeout_s", int, 0),
         drain_timeout_s=section.get("drain_timeout_s", int, 20),
         log_level=section.get("log_level", str, "info"),
+        control_socket=control or None,
     )
 
 
@@ -218,14 +230,34 @@ def load_yaml(path: str) -> Config:
     root.check_keys("server", "shares", "users", "smbpasswd_file", "cluster")
     smbpasswd = raw.get("smbpasswd_file")
     files = (smbpasswd,) if isinstance(smbpasswd, str) else tuple(smbpasswd or ())
+    server, cluster = _one_control_socket(raw, _server_from_yaml(root.sub("server")),
+                                          cluster_from_yaml(raw.get("cluster")))
     return validate(Config(
-        server=_server_from_yaml(root.sub("server")),
+        server=server,
         shares=tuple(_share_from_yaml(share) for share in root.items("shares")),
         users=parse_users(root, "users"),
         smbpasswd_files=files,
         source_path=os.path.abspath(path),
-        cluster=cluster_from_yaml(raw.get("cluster")),
+        cluster=cluster,
     ))
+
+
+def _one_control_socket(raw: dict, server: ServerConfig, cluster: ClusterConfig | None):
+    """``server.control_socket`` is the socket; on a cluster node
+    ``cluster.control_socket`` (the older spelling) may name it instead."""
+    if cluster is None:
+        return server, None
+    in_cluster = isinstance(raw.get("cluster"), dict) and "control_socket" in raw["cluster"]
+    in_server = isinstance(raw.get("server"), dict) and "control_socket" in raw["server"]
+    if in_cluster and in_server and cluster.control_socket != server.control_socket:
+        raise ConfigError("cluster.control_socket",
+                          "differs from server.control_socket: give one of them")
+    if in_cluster:
+        server = replace(server, control_socket=cluster.control_socket)
+    if server.control_socket is None:
+        raise ConfigError("server.control_socket", "a cluster node needs its control socket "
+                          "(clusdisk's adopt and release come through it)")
+    return server, replace(cluster, control_socket=server.control_socket)
 
 
 def parse_share_flag(text: str, index: int) -> ShareConfig:
@@ -264,7 +296,15 @@ class QuickArgs:
     guest_ok: bool = False
     anonymous_ok: bool = False
     log_level: str = "info"
+    control_socket: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+def quick_state_dir(listen: ListenAddress) -> str:
+    """Quick mode's own state directory, never the installed server's (whose
+    handle store is locked while it runs): one per listen address."""
+    host = listen.host.replace(":", "_")
+    return os.path.join(QUICK_STATE_ROOT, f"{host}-{listen.port}")
 
 
 def from_quick_args(args: QuickArgs) -> Config:
@@ -281,13 +321,16 @@ def from_quick_args(args: QuickArgs) -> Config:
         users.append(UserConfig(name=name, password=password))
     if args.signing not in ("required", "enabled"):
         raise ConfigError("--signing", "must be required or enabled")
-    state_dir = args.state_dir or "/var/lib/smbca"
+    listen = (tuple(parse_listen(v, f"--listen[{i}]", DEFAULT_PORT)
+                    for i, v in enumerate(args.listen))
+              or (ListenAddress("0.0.0.0", DEFAULT_PORT),))
+    state_dir = os.path.abspath(args.state_dir) if args.state_dir else quick_state_dir(listen[0])
     server = ServerConfig(
-        listen=tuple(parse_listen(v, f"--listen[{i}]", DEFAULT_PORT)
-                     for i, v in enumerate(args.listen))
-        or (ListenAddress("0.0.0.0", DEFAULT_PORT),),
+        listen=listen,
         server_name=args.server_name,
         state_dir=state_dir,
+        control_socket=(os.path.abspath(args.control_socket) if args.control_socket
+                        else os.path.join(state_dir, QUICK_CONTROL_SOCKET)),
         signing_required=args.signing == "required",
         encryption=args.encryption,
         guest_ok=args.guest_ok,
@@ -302,3 +345,42 @@ def from_quick_args(args: QuickArgs) -> Config:
         users=tuple(users),
         smbpasswd_files=tuple(files),
     ))
+
+
+# --- SIGHUP -------------------------------------------------------------------------
+
+# Server keys bound at start-up (sockets, the state directory, the frame size
+# the listener was built with): a reload keeps their running values.
+RESTART_ONLY = ("listen", "state_dir", "metrics_listen", "control_socket", "max_io_bytes")
+
+
+def for_reload(running: Config, loaded: Config) -> tuple[Config, tuple[str, ...]]:
+    """``loaded`` with the running values of what only a restart changes,
+    and the dotted names of those the new config changed.
+
+    Live: users, local shares (added, removed, changed), names, signing,
+    encryption, limits, timeouts and the log level.  Restart: the keys of
+    ``RESTART_ONLY``, the ``cluster`` section, and shares on aggregates
+    (an aggregate's shares come and go with adopt and release)."""
+    changed = [f"server.{name}" for name in RESTART_ONLY
+               if getattr(running.server, name) != getattr(loaded.server, name)]
+    server = replace(loaded.server, **{name: getattr(running.server, name)
+                                       for name in RESTART_ONLY})
+    if running.cluster != loaded.cluster:
+        changed.append("cluster")
+    old_on_aggregates = {share.name.lower(): share for share in running.shares if share.aggregate}
+    shares = []
+    for share in loaded.shares:
+        old = old_on_aggregates.pop(share.name.lower(), None)
+        if share.aggregate or old is not None:
+            if share != old:
+                changed.append(f"shares[{share.name}]")
+            if old is not None:
+                shares.append(old)
+            continue
+        shares.append(share)
+    for old in old_on_aggregates.values():           # removed from the file: kept until then
+        changed.append(f"shares[{old.name}]")
+        shares.append(old)
+    return replace(loaded, server=server, shares=tuple(shares), cluster=running.cluster), \
+        tuple(changed)

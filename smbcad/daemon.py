@@ -1,10 +1,13 @@
 """The smbcad process: builds the server from a Config, runs the listeners,
-and handles SIGTERM (ordered drain) and SIGHUP (reload shares and users).
+and handles SIGTERM (ordered drain) and SIGHUP (reload: what can change
+live applies, what needs a restart is logged, ``config.for_reload``).
 
-On a cluster node (a ``cluster`` section) it also opens the control socket
-that clusdisk and the ``smbca`` command use (adopt, release, status,
-sessions, opens), takes the pair's ServerGuid and its node id (the top byte
-of every DurableFileId it hands out), and starts with the aggregates' shares
+It opens the control socket (``server.control_socket``; quick mode: one in
+its state directory) that the ``smbca`` command uses (status, sessions,
+opens, shares, locks and the admin's closes, ``smbcad.admin_control``) and,
+on a cluster node (a ``cluster`` section), clusdisk too (adopt, release).
+A cluster node takes the pair's ServerGuid and its node id (the top byte of
+every DurableFileId it hands out), and starts with the aggregates' shares
 offline until clusdisk says adopt."""
 
 import asyncio
@@ -16,10 +19,11 @@ import sys
 from prometheus_client import start_http_server
 
 from smbca.auth import Authenticator
-from smbca.config import build_user_database, systemd_environment
+from smbca.config import build_user_database, reload_config, systemd_environment
 from smbca.control import ControlServer
 from smbca.systemd import sd_notify
 from smbcad import config as config_mod
+from smbcad.admin_control import AdminControl
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
 from smbcad.metrics import SmbMetrics
@@ -87,8 +91,10 @@ class Daemon:
             os.makedirs(cfg.server.state_dir, mode=0o700, exist_ok=True)
             self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
             self.metrics.watch_cluster(self.member.status)
-            self.control = ControlServer(cluster.control_socket,
-                                         ControlHandler(self.server, self.member).handle)
+        if cfg.server.control_socket is not None:
+            handler = AdminControl(self.server, ControlHandler(self.server, self.member),
+                                   cfg.server.listen)
+            self.control = ControlServer(cfg.server.control_socket, handler.handle)
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()
@@ -99,13 +105,23 @@ class Daemon:
         self.server.connections.add(conn)
         return conn
 
-    def reload(self) -> None:
+    def reload(self) -> bool:
+        """SIGHUP: re-read the config; a config that does not load changes
+        nothing.  What needs a restart keeps its running value and is logged."""
+        cfg = reload_config(self.cfg, self.reload_config, config_mod.for_reload, log)
+        if cfg is None:
+            return False
         try:
-            cfg = self.reload_config()
-            self.server.reload(cfg, build_authenticator(cfg))
-            self.cfg = cfg
+            authenticator = build_authenticator(cfg)
         except config_mod.ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return False
+        self.server.reload(cfg, authenticator)
+        self.cfg = cfg
+        logging.getLogger().setLevel(cfg.server.log_level.upper())
+        log.info("configuration reloaded%s", f" from {cfg.source_path}" if cfg.source_path
+                 else " (quick mode: the same flags)")
+        return True
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -131,12 +147,14 @@ class Daemon:
             try:
                 await self.control.start()
             except OSError as exc:
-                print(f"smbcad: cluster.control_socket: cannot listen on "
+                print(f"smbcad: server.control_socket: cannot listen on "
                       f"{self.control.path}: {exc.strerror or exc}", file=sys.stderr)
                 return 1
         metrics_at = self.cfg.server.metrics_listen
         if metrics_at is not None:
             start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
+        if self.control is not None:
+            print(f"smbcad: control socket {self.control.path}", file=sys.stderr, flush=True)
         for host, port in bound:
             print(f"smbcad: listening on {host}:{port}", file=sys.stderr, flush=True)
         notify_socket = systemd_environment().notify_socket

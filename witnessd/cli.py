@@ -11,7 +11,8 @@ Quick mode, for scripts and tests::
 witnesses) defaults to the node owning the ``--listen`` address.  A bad
 flag or config (an unknown key too) exits 2 with one line naming the key
 and the problem.  With ``--config``, SIGHUP re-reads the file
-(``witnessd.daemon.Daemon.reload``).
+(``witnessd.daemon.Daemon.reload``).  ``--check-config`` loads and
+validates the config, prints a summary and exits 0 (or 2), binding nothing.
 """
 
 import argparse
@@ -19,7 +20,8 @@ import asyncio
 import logging
 import sys
 
-from smbca.config import ConfigError
+from smbca.config import ConfigError, build_user_database
+from smbca.version import add_version_argument
 from witnessd import config as config_mod
 
 
@@ -41,11 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-listen", help="ADDR:PORT for Prometheus metrics")
     p.add_argument("--server-name", default="WITNESS", help="NetBIOS name for NTLM")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--check-config", action="store_true",
+                   help="load and validate the config, print a summary, exit 0 or 2")
+    add_version_argument(p)
     return p
 
 
 def load(argv: list[str]) -> config_mod.Config:
-    args = _parser().parse_args(argv)
+    return _load(_parser().parse_args(argv))
+
+
+def _load(args) -> config_mod.Config:
     if args.config:
         if args.listen or args.user or args.interface or args.net_name:
             raise ConfigError("--config", "cannot be combined with quick-mode flags")
@@ -61,9 +69,38 @@ def load(argv: list[str]) -> config_mod.Config:
         log_level=args.log_level))
 
 
+def summary(cfg: config_mod.Config) -> list[str]:
+    """What ``--check-config`` prints."""
+    server, witness = cfg.server, cfg.witness
+    lines = [f"config: {cfg.source_path or 'quick mode (flags)'}: valid",
+             f"witness RPC: {', '.join(str(a) for a in server.listen)}; endpoint mapper: "
+             f"{', '.join(str(a) for a in server.epm_listen)}",
+             f"control socket: {server.control_socket or 'none'}",
+             f"metrics: {server.metrics_listen or 'off'}",
+             f"net name: {witness.net_name}"
+             + (f" (aliases {', '.join(witness.aliases)})" if witness.aliases else ""),
+             f"nodes: {', '.join(witness.nodes) or 'none'}; this node: "
+             f"{witness.local_node or '?'}",
+             f"users: {len(cfg.auth.users)}, smbpasswd files: {len(cfg.auth.smbpasswd_files)}",
+             f"shares: {', '.join(witness.shares) or 'none'}"]
+    for interface in cfg.interfaces:
+        addresses = ", ".join(str(a) for a in (interface.ipv4, interface.ipv6) if a)
+        lines.append(f"interface {addresses} on {interface.node} ({interface.state})")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = load(sys.argv[1:] if argv is None else argv)
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:            # --help and --version: 0, a usage error: 2
+        return int(exc.code or 0)
+    try:
+        cfg = _load(args)
+        if args.check_config:
+            build_user_database(cfg.auth.users, cfg.auth.smbpasswd_files,
+                                "auth.smbpasswd_files")
+            print("\n".join(summary(cfg)))
+            return 0
         logging.basicConfig(level=cfg.server.log_level.upper(),
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         from witnessd.daemon import Daemon

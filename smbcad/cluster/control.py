@@ -8,9 +8,6 @@ Requests (``{"command": ...}``):
   shares online here with the persistent opens of its store;
 - ``release`` ``{"aggregate": NAME, "planned": BOOL}``: take them offline;
 - ``status``: node, aggregates (phase, shares, last adoption, mirror state);
-- ``sessions``: every session (user, client, dialect, trees, opens);
-- ``opens`` ``{"disconnected": BOOL?}``: every open, connected or kept
-  disconnected for a reconnect, with its persistence and timeout;
 - ``tickles`` ``{"aggregate": NAME}``: the partner's client connections on
   the aggregate's LIFs, as its mirror last listed them (``"tickles"``:
   [client ip, client port, server ip, server port]; clusdisk tickles them
@@ -21,7 +18,9 @@ clusdisk's events ``smbca.events.AggregateAdopt`` / ``AggregateRelease``
 "mount_point": PATH, "node": ID, "planned": BOOL}``) are the same requests.
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": TEXT}``.  A bad
-request changes nothing.
+request changes nothing.  The SMB side (sessions, opens, shares, locks and
+the admin's closes) is ``smbcad.admin_control``, which answers first on the
+same socket and hands everything else to ``ControlHandler``.
 """
 
 import logging
@@ -44,6 +43,9 @@ class ControlHandler:
     async def handle(self, request) -> dict:
         try:
             command, args = _parse(request)
+            if self.member is None and command != "status":
+                raise ControlError(f"{command}: this smbcad is a single node (no cluster "
+                                   "section in its config)")
             return {"ok": True, **await getattr(self, f"_{command}")(**args)}
         except ControlError as exc:                  # malformed: nothing was done
             return {"ok": False, "error": f"bad request: {exc}"}
@@ -66,41 +68,9 @@ class ControlHandler:
         return {"status": self.member.status() if self.member is not None else
                 {"aggregates": []}}
 
-    async def _sessions(self) -> dict:
-        sessions = []
-        for session in self.server.sessions.values():
-            connection = session.connection
-            sessions.append({
-                "session_id": f"{session.session_id:#018x}", "user": session.user_name,
-                "client": connection.peer, "server_address": connection.local_address,
-                "client_guid": _guid(connection.client_guid), "dialect": f"{session.dialect:#06x}",
-                "shares": sorted({tree.share.name for tree in session.trees.values()}),
-                "opens": len(session.opens)})
-        return {"sessions": sessions}
-
-    async def _opens(self, disconnected: bool = False) -> dict:
-        now_ms = int(self.server.clock() * 1000)
-        opens = []
-        for open_ in self.server.opens.by_persistent_id.values():
-            if open_.is_pipe or (disconnected and open_.session is not None):
-                continue
-            entry = {
-                "durable_file_id": f"{open_.persistent_id:#018x}",
-                "share": open_.tree.share.name, "path": open_.path,
-                "state": "disconnected" if open_.session is None else "connected",
-                "persistent": open_.persistent, "durable": open_.durable,
-                "resilient": open_.resilient, "client_guid": _guid(open_.client_guid),
-                "user": "\\".join(reversed(open_.durable_owner)) if open_.durable_owner else ""}
-            if open_.session is None and open_.disconnected_at_ms is not None:
-                entry["expires_in_ms"] = max(
-                    0, open_.disconnected_at_ms + open_.timeout_ms - now_ms)
-            opens.append(entry)
-        return {"opens": opens}
-
-
 _COMMANDS = {"adopt": {"aggregate"}, "release": {"aggregate"}, "status": set(),
-             "sessions": set(), "opens": set(), "tickles": {"aggregate"}}
-_OPTIONAL = {"adopt": {"mount_point"}, "release": {"planned"}, "opens": {"disconnected"}}
+             "tickles": {"aggregate"}}
+_OPTIONAL = {"adopt": {"mount_point"}, "release": {"planned"}}
 
 
 def _parse(request) -> tuple[str, dict]:
@@ -128,11 +98,8 @@ def _parse(request) -> tuple[str, dict]:
     for key in ("aggregate", "mount_point"):
         if key in request and not isinstance(request[key], str):
             raise ControlError(f"{key} must be a string")
-    for key in ("planned", "disconnected"):
+    for key in ("planned",):
         if key in request and not isinstance(request[key], bool):
             raise ControlError(f"{key} must be true or false")
     return command, request
 
-
-def _guid(raw: bytes) -> str:
-    return raw.hex() if raw else ""

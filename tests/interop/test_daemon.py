@@ -19,6 +19,7 @@ pytestmark = pytest.mark.interop("smbclient")
 
 def _config(path: Path, port: int, metrics_port: int, state: Path, shares, users) -> None:
     lines = ["server:", f"  listen: ['127.0.0.1:{port}']", f"  state_dir: {state}",
+             f"  control_socket: {state.parent / 'smbcad.sock'}",
              f"  metrics_listen: '127.0.0.1:{metrics_port}'", "shares:"]
     lines += [f"  - {{name: {s.name}, path: '{s.path}'}}" for s in shares]
     lines += ["users:"] + [f"  - {{name: {n}, password: '{p}'}}" for n, p in users.items()]

@@ -27,7 +27,9 @@ def test_unknown_command_is_exit_2(capsys):
 ])
 def test_an_unreachable_daemon_is_exit_2(argv, capsys):
     assert admin.main(argv) == 2
-    assert "/nonexistent/" in capsys.readouterr().err
+    shown = capsys.readouterr()
+    assert "/nonexistent/" in shown.err + shown.out
+    assert "Errno" not in shown.err + shown.out
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def daemon(tmp_path):
 
     def handle(message: dict) -> dict:
         seen.append(message)
-        return {"status": {"node": 1}} if "command" in message else {"registrations": 0}
+        return {"status": {"node": {"id": 1, "name": "A"}}} if "command" in message else {"registrations": 0}
 
     loop = asyncio.new_event_loop()
     server = ControlServer(str(tmp_path / "daemon.sock"), handle)
@@ -51,11 +53,21 @@ def daemon(tmp_path):
     loop.close()
 
 
-def test_status_asks_clusdisk_and_prints_its_view(daemon, capsys):
+def test_status_asks_every_daemon_and_says_which_is_not_running(daemon, capsys, tmp_path):
     path, seen = daemon
-    assert admin.main(["status", "--socket", path]) == 0
+    argv = ["status", "--socket", path, "--smbcad-socket", str(tmp_path / "smbcad.sock"),
+            "--witnessd-socket", str(tmp_path / "witnessd.sock"), "--config-dir", str(tmp_path)]
+    assert admin.main([*argv, "--json"]) == 1          # smbcad is not running
     assert seen == [{"command": "status"}]
-    assert json.loads(capsys.readouterr().out) == {"node": 1}
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["clusdisk"]["status"] == {"node": {"id": 1, "name": "A"}}
+    assert shown["smbcad"]["running"] is False
+    assert f"no control socket at {tmp_path}/smbcad.sock" in shown["smbcad"]["error"]
+    assert admin.main(argv) == 1
+    text = capsys.readouterr().out
+    assert f"smbcad is not running here: no control socket at {tmp_path}/smbcad.sock" in text
+    assert f"witnessd is not running here: no control socket at {tmp_path}/witnessd.sock" in text
+    assert f"clusdisk: running ({path})" in text and "node A (id 1, this node)" in text
 
 
 def test_witness_notify_posts_the_event(daemon, capsys):
@@ -169,3 +181,33 @@ def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
     assert "aggr1      a     a      yes      yes" in out
     assert admin.main(["failover", "show", "--json", "--socket", path]) == 0
     assert json.loads(capsys.readouterr().out)["status"]["mode"] == "pr"
+
+
+def test_on_a_pair_the_smb_views_say_the_partner_is_unreachable(tmp_path, capsys):
+    """clusdisk answers: the listing says whose it is and that the partner,
+    with its own clients, cannot be reached."""
+    def clusdisk(message: dict) -> dict:
+        return {"status": {"node": {"id": 1, "name": "NODEA"}, "partner_reachable": False,
+                           "partner": {"id": 2, "name": "NODEB", "alive": False}}}
+
+    loop = asyncio.new_event_loop()
+    servers = [ControlServer(str(tmp_path / "clusdisk.sock"), clusdisk),
+               ControlServer(str(tmp_path / "smbcad.sock"), lambda message: {"sessions": []})]
+    for server in servers:
+        loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    (tmp_path / "clusdisk.yaml").write_text(f"control:\n  socket: {tmp_path}/clusdisk.sock\n")
+    try:
+        assert admin.main(["sessions", "--socket", str(tmp_path / "smbcad.sock"),
+                           "--config-dir", str(tmp_path)]) == 0
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        for server in servers:
+            loop.run_until_complete(server.close())
+        loop.close()
+    out = capsys.readouterr().out
+    assert "no sessions" in out
+    assert ("(node NODEA only; the partner NODEB is UNREACHABLE, heartbeat lost: its clients "
+            "are listed by `smbca sessions` on NODEB)") in out

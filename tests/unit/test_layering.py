@@ -37,7 +37,8 @@ _CLUSDISK_PURE = ("clusdisk/scsi/cdb.py", "clusdisk/scsi/pages.py", "clusdisk/sc
                   "clusdisk/scsi/errors.py", "clusdisk/heartbeat.py", "clusdisk/resources.py",
                   "clusdisk/arbitration.py", "clusdisk/errors.py",
                   "clusdisk/announce.py", "clusdisk/placement.py")
-_SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.systemd")
+_SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.systemd",
+                      "smbca.version")
 
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # -- smbca: shared by the daemons, imports none of them
@@ -51,8 +52,11 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/control.py", (PURE, "asyncio", "os", "socket")),
     ("smbca/systemd.py", (PURE, "socket")),
     ("smbca/events.py", (PURE, "smbca.control")),
-    ("smbca/admin.py", (PURE, "smbca.control", "smbca.admin_failover")),
+    ("smbca/admin.py", (PURE, "smbca.control", "smbca.version", "smbca.admin_failover",
+                        "smbca.admin_node", "smbca.admin_smb")),
     ("smbca/admin_failover.py", (PURE, "smbca.control")),
+    ("smbca/admin_node.py", (PURE, "smbca.control", "smbca.config", "smbca.admin_failover")),
+    ("smbca/admin_smb.py", (PURE, "smbca.admin_node")),
     ("smbca/*", (PURE,)),
     # -- smbcad
     ("smbcad/proto/*", (PURE, "smbcad.proto", "smbca.ntstatus")),

@@ -14,6 +14,7 @@ from smbca import events
 from smbca.auth import Authenticator, User, UserDatabase
 from smbca.auth.legacy_crypto import nt_hash
 from smbca.config import ConfigError, ListenAddress
+from smbcad.admin_control import AdminControl
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
 from smbcad.config import Config, ServerConfig, ShareConfig, validate
@@ -54,7 +55,7 @@ def make_node(tmp_path):
                                                    domain_name="WORKGROUP"),
                        metrics=SmbMetrics(), open_share_fs=ShareFs, node_id=2)
     member = ClusterMember(server, cluster, str(tmp_path / "state"))
-    return server, member, ControlHandler(server, member), mounts
+    return server, member, AdminControl(server, ControlHandler(server, member)), mounts
 
 
 class TransportSink(harness.MemorySink):
