@@ -165,7 +165,7 @@ class Daemon:
                 for a in cfg.aggregates}
         if self._lifs is None:
             from clusdisk.lif import LifMover
-            self._lifs = LifMover()
+            self._lifs = LifMover(on_round=self.metrics.lif_announce_round)
         hb = cfg.heartbeat
         self.peer = PeerChannel(cfg.key, cfg.node_id, cfg.partner.id,
                                 tuple((link.local.host, hb.peer_port) for link in hb.links),
