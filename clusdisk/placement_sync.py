@@ -50,7 +50,7 @@ class PlacementKeeper:
         self.owns_quorum = owns_quorum or (lambda: False)
         self.placement: Placement = store.load()
         self.seen = self.placement.generation    # highest generation seen anywhere
-        self.source = "state file"            # where the current placement came from
+        self.source = "this node's state file"   # where the current placement came from
         self.learned = False                  # standby: the owner's placement considered
         self.claimed = False                  # owner: the quorum record considered
         self.shared_error = ""

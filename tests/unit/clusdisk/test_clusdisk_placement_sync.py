@@ -181,7 +181,7 @@ def test_claim_keeps_a_newer_own_placement_and_writes_it():
         await b.flush()
         return b, await QuorumPlacement(lun.device(0)).read()
     b, data = run(scenario())
-    assert b.placement == mine and b.source == "state file"
+    assert b.placement == mine and b.source == "this node's state file"
     assert data["generation"] == 9 and data["writer"] == 2 and data["owner"] == mine.owner
 
 
