@@ -229,6 +229,7 @@ class Daemon:
         log.info("partner rejoined; its aggregates stay here until a giveback")
 
     async def go_offline(self, planned: bool = False) -> None:
+        await self.operations.keeper.flush()      # a placement record still to write
         self.operations.keeper.reset()
         await self.manager.apply(resources.View(self.cfg.node_id, False, False), planned=planned)
 

@@ -73,22 +73,23 @@ class PlacementKeeper:
                 self.taken_from.pop(name, None)
         self._keep(stamped, "this node")
 
-    def adopt(self, placement: Placement, source: str) -> None:
-        """A newer placement from elsewhere, kept as it is."""
+    def adopt(self, placement: Placement, source: str, *, publish: bool = True) -> None:
+        """A newer placement from elsewhere, kept as it is (``publish``:
+        also to the quorum record, unless it came from there)."""
         log.info("placement generation %d from %s replaces generation %d: %s",
                  placement.generation, source, self.placement.generation,
                  placement.to_json()["owner"])
         self.taken_from.clear()
-        self._keep(placement, source)
+        self._keep(placement, source, publish)
 
-    def _keep(self, placement: Placement, source: str) -> None:
+    def _keep(self, placement: Placement, source: str, publish: bool = True) -> None:
         self.placement, self.source = placement, source
         self.seen = max(self.seen, placement.generation)
         try:
             self.store.save(placement)
         except OSError as exc:
             log.error("cannot persist the placement: %s", exc)
-        if self.owns_quorum():
+        if publish and self.owns_quorum():
             self.publish()
 
     def take_over(self) -> None:
@@ -152,6 +153,7 @@ class PlacementKeeper:
 
     async def _claim(self) -> None:
         if self.shared is not None:
+            record = None
             try:
                 data = await self.shared.read()
                 self.shared_error = ""
@@ -164,12 +166,12 @@ class PlacementKeeper:
                     record = Placement.from_json(data, self.aggregates, self.names)
                 except PlacementError as exc:
                     log.error("ignoring the quorum LUN's placement record: %s", exc)
-                else:
-                    self.seen = max(self.seen, record.generation)
-                    if record.generation > self.placement.generation:
-                        self.adopt(record, f"the quorum LUN (written by "
-                                           f"{self.name(data.get('writer'))})")
-            if not self.shared_error:
+            if record is not None:
+                self.seen = max(self.seen, record.generation)
+                if record.generation > self.placement.generation:
+                    self.adopt(record, f"the quorum LUN (written by "
+                                       f"{self.name(data.get('writer'))})", publish=False)
+            if not self.shared_error and (record is None or record != self.placement):
                 self.publish()
         self.claimed = True
 

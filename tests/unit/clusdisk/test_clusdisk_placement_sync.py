@@ -156,8 +156,10 @@ def test_cold_start_owner_takes_the_newer_placement_from_the_quorum_lun():
         a = keeper(1, lun, stale)
         assert a.owned(True) == frozenset()    # nothing before the claim
         await a.claim()
-        return a, b
-    a, b = run(scenario())
+        await a.flush()
+        return a, b, await QuorumPlacement(lun.device(0)).read()
+    a, b, on_lun = run(scenario())
+    assert on_lun["writer"] == 2                 # taken from the LUN, not written back
     assert a.placement == b.placement and a.placement.generation == 4
     assert a.owned(True) == frozenset() and a.store.saved == a.placement
     assert a.source == "the quorum LUN (written by b)"
