@@ -142,18 +142,20 @@ class AggregateManager:
             return plan
 
     async def bring_up(self, name: str, steps: list, *, break_foreign: bool = False,
-                       before=None) -> bool:
+                       before=None, after=None) -> bool:
         """Bring one aggregate up now (a planned move's destination; a
-        rollback); ``before()`` runs under the lock first (the placement
-        change).  Returns whether it is up; ``steps`` gets the records."""
+        rollback); ``before()`` runs under the lock first, ``after(up)``
+        under the lock at the end (the placement change).  Returns whether
+        it is up; ``steps`` gets the records."""
         aggregate = self.by_name[name]
         async with self._lock:
             if before is not None:
                 before()
-            if name in self.current:
-                return True
-            return await self._bring_up(aggregate, resources.bring_up(aggregate, break_foreign),
-                                        steps)
+            up = name in self.current or await self._bring_up(
+                aggregate, resources.bring_up(aggregate, break_foreign), steps)
+            if after is not None:
+                after(up)
+            return up
 
     async def tear_down(self, name: str, steps: list, *, planned: bool = True,
                         after=None) -> bool:

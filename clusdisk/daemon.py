@@ -42,6 +42,7 @@ from clusdisk.operations import Operations
 from clusdisk.peer import PeerChannel
 from clusdisk.placement import PlacementError
 from clusdisk.placement_file import PlacementFile, write_atomically
+from clusdisk.quorum_placement import QuorumPlacement
 from clusdisk.reservations import PrReservation, Scsi2Reservation
 from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
@@ -166,7 +167,7 @@ class Daemon:
                 for a in cfg.aggregates}
         if self._lifs is None:
             from clusdisk.lif import LifMover
-            self._lifs = LifMover()
+            self._lifs = LifMover(on_round=self.metrics.lif_announce_round)
         hb = cfg.heartbeat
         self.peer = PeerChannel(cfg.key, cfg.node_id, cfg.partner.id,
                                 tuple((link.local.host, hb.peer_port) for link in hb.links),
@@ -185,7 +186,8 @@ class Daemon:
             store=PlacementFile(cfg.state_dir, cfg.aggregates, [n.id for n in cfg.nodes]),
             peer=self.peer, notifier=notifier, smbcad_status=self._smbcad_status,
             member=lambda: self.arbiter.member, partner_alive=self._partner_alive,
-            base_status=self.status)
+            base_status=self.status, shared=QuorumPlacement(self._device(found[QUORUM].sg)),
+            owns_quorum=lambda: self.arbiter.owns_quorum)
         self._take_offline(found)
         self.executor = ArbitrationExecutor(self.arbiter, quorum, self.clock, self,
                                             observer=self._arbitration_event)
@@ -205,8 +207,12 @@ class Daemon:
                               self.operations.owned(self.arbiter.owns_quorum))
 
     async def go_online(self) -> None:
-        """A standby first learns the placement from the quorum owner and
-        brings up nothing before (issue 11: never what the partner owns)."""
+        """The quorum owner first reads the placement record on the quorum
+        LUN, a standby learns the placement from the owner; neither brings
+        up anything before (issue 11: never what the partner owns, never on
+        a stale placement)."""
+        if self.arbiter.owns_quorum:
+            await self.operations.claim()
         while self.arbiter.member and not self.arbiter.owns_quorum \
                 and not self.operations.learned:
             try:
@@ -217,6 +223,7 @@ class Daemon:
         await self.manager.apply(self.view)
 
     async def take_over_partner(self) -> None:
+        await self.operations.claim()
         self.operations.take_over()
         await self.manager.apply(self.view)
 
@@ -224,7 +231,8 @@ class Daemon:
         log.info("partner rejoined; its aggregates stay here until a giveback")
 
     async def go_offline(self, planned: bool = False) -> None:
-        self.operations.learned = False
+        await self.operations.keeper.flush()      # a placement record still to write
+        self.operations.keeper.reset()
         await self.manager.apply(resources.View(self.cfg.node_id, False, False), planned=planned)
 
     # -- ports of the operations ---------------------------------------------------

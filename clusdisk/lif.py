@@ -18,7 +18,9 @@ segment instead of after its retransmission timeouts.  Rounds 2.. follow
 cancelled by ``down`` of the LIF and by ``close``; ``up`` returns after
 round 1.  The frames are built by ``clusdisk.announce``.  A frame that cannot
 be sent (no AF_PACKET, EPERM, ...) is logged and counted in ``failed``,
-never fails the bring-up; ``sent`` counts what went out, by kind.
+never fails the bring-up; ``sent`` counts what went out, by kind, and
+``on_round(sent, failed)`` hears each round's counts (the daemon's
+Prometheus counters, ``ClusdiskMetrics.lif_announce_round``).
 """
 
 import asyncio
@@ -77,11 +79,13 @@ class LifMover:
     returns an object with pyroute2 IPRoute's ``link_lookup``/``get_links``/
     ``addr``/``get_addr``/``close``; ``packet_socket(interface)`` an
     AF_PACKET socket; ``raw_socket(family)`` a raw IP socket with the header
-    included; ``run_blocking(func, *args)`` runs blocking calls."""
+    included; ``run_blocking(func, *args)`` runs blocking calls;
+    ``on_round(sent, failed)`` is called after each round with its counts."""
 
     def __init__(self, *, iproute_factory=IPRoute, packet_socket=_packet_socket,
                  raw_socket=_raw_ip_socket, run_blocking=asyncio.to_thread,
-                 announce_rounds: int = 3, announce_interval_s: float = 1.0) -> None:
+                 announce_rounds: int = 3, announce_interval_s: float = 1.0,
+                 on_round=None) -> None:
         if announce_rounds < 1 or announce_interval_s < 0:
             raise ValueError("announce_rounds must be >= 1 and announce_interval_s >= 0")
         self._iproute_factory = iproute_factory
@@ -90,6 +94,7 @@ class LifMover:
         self._run_blocking = run_blocking
         self.announce_rounds = announce_rounds
         self.announce_interval_s = announce_interval_s
+        self.on_round = on_round
         self.sent: collections.Counter[str] = collections.Counter()
         self.failed: collections.Counter[str] = collections.Counter()
         self._later_rounds: dict[str, asyncio.Task] = {}
@@ -154,6 +159,8 @@ class LifMover:
         sent, failed = await self._run_blocking(self._send_round, plan)
         self.sent.update(sent)
         self.failed.update(failed)
+        if self.on_round is not None:
+            self.on_round(sent, failed)
 
     async def _repeat(self, plan: _Round) -> None:
         for _ in range(self.announce_rounds - 1):

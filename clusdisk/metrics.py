@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from clusdisk.arbitration import State
 
+LIF_FRAME_KINDS = ("arp_request", "arp_reply", "neighbour_advertisement")   # clusdisk.lif
+TICKLE_ACK = "tickle_ack"
 _RENEW_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                   2.5, 5.0, 10.0)
 
@@ -45,8 +47,26 @@ class ClusdiskMetrics:
                                       "Times every heartbeat link timed out", registry=r)
         self.heartbeats_rejected = Counter("clusdisk_heartbeat_rejected_total",
                                            "Heartbeat datagrams refused", ["reason"], registry=r)
+        self.lif_announce_rounds = Counter(
+            "clusdisk_lif_announce_rounds_total",
+            "Announcement rounds sent for LIFs brought up here (3 per LIF move by default)",
+            registry=r)
+        self.lif_announcements = Counter(
+            "clusdisk_lif_announcements_sent_total",
+            "Gratuitous ARP requests and replies and unsolicited neighbour advertisements sent",
+            ["kind"], registry=r)
+        self.lif_tickle_acks = Counter(
+            "clusdisk_lif_tickle_acks_sent_total",
+            "Tickle ACKs sent to the clients of a moved LIF", registry=r)
+        self.lif_announce_failures = Counter(
+            "clusdisk_lif_announce_failures_total",
+            "Announcement frames and tickle ACKs that could not be sent", ["kind"], registry=r)
         for state in State:
             self.arbitration_state.labels(state.value).set(1 if state is State.IDLE else 0)
+        for kind in LIF_FRAME_KINDS:
+            self.lif_announcements.labels(kind)
+        for kind in (*LIF_FRAME_KINDS, TICKLE_ACK):
+            self.lif_announce_failures.labels(kind)
 
     def state_changed(self, old: State, new: State) -> None:
         self.arbitration_state.labels(old.value).set(0)
@@ -56,6 +76,17 @@ class ClusdiskMetrics:
         outcome = _OUTCOMES.get((old, new))
         if outcome is not None:
             self.arbitration_outcomes.labels(outcome).inc()
+
+    def lif_announce_round(self, sent, failed) -> None:
+        """One round of ``clusdisk.lif.LifMover``: counts by frame kind."""
+        self.lif_announce_rounds.inc()
+        for kind, count in sent.items():
+            if kind == TICKLE_ACK:
+                self.lif_tickle_acks.inc(count)
+            else:
+                self.lif_announcements.labels(kind).inc(count)
+        for kind, count in failed.items():
+            self.lif_announce_failures.labels(kind).inc(count)
 
     def reservation(self, disk: str, verb: str, verdict: str, seconds: float) -> None:
         self.reservation_seconds.labels(disk, verb).observe(seconds)

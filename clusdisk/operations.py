@@ -12,7 +12,13 @@ aggregate's owner (the other node forwards the verb there): veto checks
 ``force``), then the source's planned tear-down (witness UNAVAILABLE on
 both witnessd, LIFs down, smbcad planned release, unmount, read-only,
 release), the placement moved on both nodes, and the destination's
-``bring-up``; if that fails the source brings the aggregate back.
+``bring-up``; if that fails the source brings the aggregate back.  If its
+answer is lost, the source first asks the destination what it did
+(``placement_sync.destination_outcome``): up there is a success; down there,
+or no word within ``ANSWER_LOST_WAIT_S``, and the source tries to bring it
+back, taking the placement back only if it succeeds (a destination that
+holds the aggregate fences that attempt).  The placements' generations then
+converge at the next status refresh (``placement_sync``).
 
 Control requests (JSON lines, ``"version": 1`` or none) and their answers
 are in ``Operations.control``; answers of the moving verbs are
@@ -28,14 +34,16 @@ import time
 from clusdisk import placement as pl
 from clusdisk.aggregates import StepRecord
 from clusdisk.errors import ClusdiskError
+from clusdisk.pair_status import QUICK_S, PairStatus    # QUICK_S: the quick requests
 from clusdisk.placement import PlacementError
+from clusdisk.placement_sync import PlacementKeeper, destination_outcome
 from smbca import events
 from smbca.control import ControlError
 
 log = logging.getLogger("clusdisk.operations")
 
-QUICK_S = 5.0                 # placement, status, prepare, witness, lif
 BRING_UP_S = 600.0            # an fsck may be long
+ANSWER_LOST_WAIT_S = 30.0     # the destination's word after a lost bring-up answer
 MOVE_S = 3600.0               # a forwarded takeover or giveback, one aggregate at a time
 
 
@@ -48,10 +56,10 @@ def _step(node: str, record: StepRecord) -> dict:
             "seconds": round(record.seconds, 3), "ok": record.ok, "detail": record.detail}
 
 
-class Operations:
+class Operations(PairStatus):
     def __init__(self, *, node_id: int, node_names: dict[int, str], aggregates, manager,
                  store, peer, notifier, smbcad_status, member, partner_alive,
-                 base_status) -> None:
+                 base_status, shared=None, owns_quorum=None) -> None:
         self.node_id = node_id
         self.partner_id = next(n for n in node_names if n != node_id)
         self.names = node_names
@@ -59,50 +67,53 @@ class Operations:
         self.by_name = {a.name: a for a in self.aggregates}
         self.manager = manager
         self.store = store
+        self.keeper = PlacementKeeper(node_id=node_id, node_names=node_names,
+                                      aggregates=aggregates, store=store, shared=shared,
+                                      owns_quorum=owns_quorum)
         self.peer = peer
         self.notifier = notifier              # a PairNotifier
         self.smbcad_status = smbcad_status    # async () -> smbcad's status dict
         self.member = member
         self.partner_alive = partner_alive
         self.base_status = base_status
-        self.placement = store.load()
-        self.learned = False                  # the partner's placement adopted (standby)
         self.operation: str | None = None
         self._gathered: tuple[dict, dict | None] | None = None    # see refresh
 
-    # -- placement ---------------------------------------------------------------------
+    # -- placement (clusdisk.placement_sync) -----------------------------------------
 
     def name(self, node_id) -> str:
         return self.names.get(node_id, str(node_id))
 
+    @property
+    def placement(self) -> pl.Placement:
+        return self.keeper.placement
+
     def set_placement(self, placement: pl.Placement) -> None:
-        self.placement = placement
-        try:
-            self.store.save(placement)
-        except OSError as exc:
-            log.error("cannot persist the placement: %s", exc)
+        self.keeper.set(placement)
 
     def owned(self, owns_quorum: bool) -> frozenset[str]:
-        """This node's share; nothing for a standby that has not yet learnt
-        the placement from the quorum owner (it never brings up what the
-        partner owns)."""
-        if not owns_quorum and not self.learned:
-            return frozenset()
-        return self.placement.owned_by(self.node_id)
+        return self.keeper.owned(owns_quorum)
 
     def take_over(self) -> None:
-        self.set_placement(pl.take_over(self.placement, self.aggregates, self.node_id))
+        self.keeper.take_over()
 
     async def learn(self) -> None:
-        """Adopt the partner's placement (raises ClusdiskError)."""
-        reply = await self.peer.call("placement", {}, QUICK_S)
-        if not reply.get("ok"):
-            raise Refused(f"partner refused the placement: {reply.get('error')}")
-        self.set_placement(pl.Placement.from_json(reply.get("placement"), self.aggregates,
-                                                  self.names))
-        self.learned = True
-        log.info("placement learnt from %s: %s", self.name(self.partner_id),
-                 self.placement.to_json()["owner"])
+        """Adopt the partner's placement unless ours is newer (raises ClusdiskError)."""
+        try:
+            await self.keeper.learn(self.peer)
+        except ClusdiskError as exc:
+            raise Refused(str(exc)) from None
+
+    async def claim(self) -> None:
+        await self.keeper.claim()
+
+    @property
+    def learned(self) -> bool:
+        return self.keeper.learned
+
+    @learned.setter
+    def learned(self, value: bool) -> None:
+        self.keeper.learned = value
 
     def _node(self, value) -> int:
         for node_id, name in self.names.items():
@@ -245,20 +256,45 @@ class Operations:
             reply = await self.peer.call("bring-up", {"aggregate": name, "from": self.node_id,
                                                       "operation": self.operation}, BRING_UP_S)
         except ClusdiskError as exc:
-            reply = {"ok": False, "error": f"partner unreachable: {exc}", "steps": []}
+            reply = await self._answer_lost(name, to, exc)
         steps += reply.get("steps", [])
         if reply.get("ok"):
             log.info("%s relocated to %s", name, self.name(to))
             return ""
         records = []
-        back = await self.manager.bring_up(
-            name, records,
-            before=lambda: self.set_placement(pl.move(self.placement, self.by_name[name],
-                                                      self.node_id)))
+        # The placement comes back here only if the aggregate does: when the
+        # destination's outcome is unknown, it may hold the aggregate (then
+        # this bring-up fails on its reservation and both placements agree).
+
+        def placed_back(up: bool) -> None:
+            if up:
+                self.set_placement(pl.move(self.placement, self.by_name[name], self.node_id))
+
+        back = await self.manager.bring_up(name, records, after=placed_back)
         steps += [_step(me, r) for r in records]
         return (f"bring-up of {name} on {self.name(to)} failed ({reply.get('error')}); "
                 + (f"{name} is back up on {me}" if back else f"{name} is down: "
                    f"{self.manager.errors.get(name)}"))
+
+    async def _answer_lost(self, name: str, to: int, exc: ClusdiskError) -> dict:
+        """The bring-up request's answer did not come: ask the destination
+        what it did before undoing anything (issue 11)."""
+        log.warning("no answer to the bring-up of %s on %s (%s): asking it", name,
+                    self.name(to), exc)
+        started = time.monotonic()
+        outcome = await destination_outcome(self.peer, name, self.name(to), ANSWER_LOST_WAIT_S)
+        step = {"node": self.name(to), "aggregate": name, "step": "bring-up answer lost: "
+                "asked for its status", "seconds": round(time.monotonic() - started, 3),
+                "ok": outcome["up"] is True, "detail": outcome["error"]}
+        if outcome["up"]:
+            theirs = outcome.get("placement")
+            if theirs is not None:
+                self.keeper.reconcile({"placement_record": theirs, "member": True},
+                                      idle=True)
+            return {"ok": True, "steps": [step]}
+        what = "down there" if outcome["up"] is False else "unknown"
+        return {"ok": False, "steps": [step],
+                "error": f"answer lost ({exc}); {name} is {what}: {outcome['error']}"}
 
     async def auto_giveback(self, partner_back_for_s: float | None, delay_s: float) -> dict | None:
         """``failover.auto_giveback_s``: once the partner has been back for
@@ -388,90 +424,6 @@ class Operations:
             self.set_placement(pl.move_lif(self.placement, lif.name, int(args["to"])))
         steps = [_step(me, r) for r in records]
         return {"ok": ok, "steps": steps, "error": "" if ok else records[-1].detail}
-
-    # -- status ----------------------------------------------------------------------
-
-    async def refresh(self) -> None:
-        """Ask smbcad and the partner now, for the status requests to come.
-        The daemon calls it every second: a status request is answered at
-        once from what it gathered (the lab's sampler asks four times a
-        second, and either may take seconds to answer during a move)."""
-        self._gathered = await self._gather(True)
-
-    async def _gather(self, ask_partner: bool) -> tuple[dict, dict | None]:
-        local = await self._local_in_sync()
-        partner = None
-        if ask_partner and self.partner_alive():
-            try:
-                reply = await self.peer.call("status", {"cached": True}, QUICK_S)
-                partner = reply.get("status") if reply.get("ok") else None
-            except ClusdiskError:
-                partner = None
-        return local, partner
-
-    async def status(self, ask_partner: bool = True, cached: bool = False) -> dict:
-        """``cached``: smbcad's and the partner's parts as ``refresh`` last
-        gathered them (this node's own parts are always current)."""
-        status = self.base_status()
-        if cached and self._gathered is not None:
-            local, partner = self._gathered
-        else:
-            local, partner = await self._gather(ask_partner)
-        remote = {a["name"]: a.get("in_sync") for a in (partner or {}).get("aggregates", ())}
-        owner = self.placement.owner
-        for entry in status["aggregates"]:
-            entry["owner"] = self.name(owner[entry["name"]])
-            entry["in_sync"] = (local.get(entry["name"]) if owner[entry["name"]] == self.node_id
-                                else remote.get(entry["name"]))
-        status.update({
-            "placement": {name: self.name(node) for name, node in sorted(owner.items())},
-            "lifs": {name: None if node is None else self.name(node)
-                     for name, node in sorted(self.placement.lif_node.items())},
-            "partner_reachable": self.peer.reachable if self.peer else False,
-            "peer_protocol": self.peer.protocol if self.peer else None,
-            "operation": self.operation,
-        })
-        if ask_partner:
-            status["partner"]["status"] = partner
-            in_sync = {e["name"]: e["in_sync"] for e in status["aggregates"]}
-            for verb, veto in (("takeover", self._takeover_veto(in_sync)),
-                               ("giveback", self._giveback_veto(in_sync))):
-                status[f"{verb}_possible"] = not veto
-                status[f"{verb}_veto"] = veto or None
-        return status
-
-    async def _local_in_sync(self) -> dict:
-        try:
-            status = await asyncio.wait_for(self.smbcad_status(), QUICK_S)
-        except (ControlError, ClusdiskError, TimeoutError):
-            return {}
-        return {e.get("name"): (e.get("mirror") or {}).get("in_sync")
-                for e in status.get("aggregates", ())}
-
-    def _common_veto(self) -> str:
-        if not self.member():
-            return "this node is not a cluster member"
-        if self.peer is None or self.peer.reachable is False or not self.partner_alive():
-            return "partner unreachable"
-        if self.operation is not None:
-            return f"operation {self.operation} in progress"
-        return ""
-
-    def _takeover_veto(self, in_sync: dict) -> str:
-        names = sorted(self.placement.owned_by(self.partner_id))
-        if not names:
-            return f"{self.name(self.partner_id)} owns no aggregate"
-        stale = [n for n in names if in_sync.get(n) is not True]
-        return self._common_veto() or (
-            f"replica not in sync: {', '.join(stale)}" if stale else "")
-
-    def _giveback_veto(self, in_sync: dict) -> str:
-        away = [a.name for a in self.aggregates if self.placement.owner[a.name] != a.home_node]
-        if not away:
-            return "every aggregate is on its home node"
-        stale = [n for n in away if in_sync.get(n) is not True]
-        return self._common_veto() or (
-            f"replica not in sync: {', '.join(stale)}" if stale else "")
 
 
 def _combine(operation: str, answers: list) -> dict:

@@ -122,6 +122,10 @@ def show_status(status: dict) -> list[str]:
                      str(entry.get("owner", "?")), _yes(entry.get("up")),
                      _yes(entry.get("in_sync")), entry.get("error") or ""))
     lines.extend(_table(rows))
+    lines.extend(f"{entry.get('name', '?')}: {entry['why']}"
+                 for entry in status.get("aggregates", []) if entry.get("why"))
+    if status.get("placement_error"):
+        lines.append(f"placement record: {status['placement_error']}")
     lifs = status.get("lifs") or {}
     if lifs:
         lines.extend(_table([("lif", "on node")] + [(name, str(where or "down"))

@@ -166,7 +166,41 @@ class ClientThread:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class Node:
+class ManagedProcess:
+    """A daemon started in its own session (``proc``, its log at
+    ``log_path``), stopped with SIGTERM and killed by PID."""
+
+    proc: subprocess.Popen | None = None
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL by PID (its session: nsenter and the daemon), then reap."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(STOP_TIMEOUT_S)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Node(ManagedProcess):
     """One smbcad in a node namespace, restartable on the same state."""
 
     def __init__(self, topology: Topology, side: str, base: Path, aggregate_mount: Path,
@@ -237,32 +271,6 @@ class Node:
                     "--socket", self.control_socket], env=env, check=False, timeout=30)
         assert done.returncode == 0, done.stderr.decode()
         return json.loads(done.stdout)
-
-    def kill(self) -> None:
-        """SIGKILL by PID (its session: nsenter and smbcad), then reap."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(STOP_TIMEOUT_S)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return -9
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def log_text(self) -> str:
         return "\n".join((self.base / f"smbcad.{run}.log").read_text(errors="replace")

@@ -171,7 +171,9 @@ def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
         "takeover_possible": False,
         "takeover_veto": "b owns no aggregate", "giveback_possible": True,
         "aggregates": [{"name": "aggr1", "home": 1, "owner": "a", "up": True,
-                        "in_sync": True, "error": ""}],
+                        "in_sync": True, "error": ""},
+                       {"name": "aggr2", "home": 2, "owner": "b", "up": False,
+                        "in_sync": None, "error": "", "why": "placed on b (...): waiting for b"}],
         "lifs": {"lif-a1": "a"}}}
     assert admin.main(["failover", "show", "--socket", path]) == 0
     out = capsys.readouterr().out
@@ -179,6 +181,7 @@ def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
     assert "takeover possible: no (b owns no aggregate)" in out
     assert "giveback possible: yes" in out
     assert "aggr1      a     a      yes      yes" in out
+    assert "aggr2: placed on b (...): waiting for b" in out
     assert admin.main(["failover", "show", "--json", "--socket", path]) == 0
     assert json.loads(capsys.readouterr().out)["status"]["mode"] == "pr"
 

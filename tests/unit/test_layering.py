@@ -36,7 +36,8 @@ IO_MODULES = frozenset({"asyncio", "concurrent", "ctypes", "fcntl", "mmap", "mul
 _CLUSDISK_PURE = ("clusdisk/scsi/cdb.py", "clusdisk/scsi/pages.py", "clusdisk/scsi/sense.py",
                   "clusdisk/scsi/errors.py", "clusdisk/heartbeat.py", "clusdisk/resources.py",
                   "clusdisk/arbitration.py", "clusdisk/errors.py",
-                  "clusdisk/announce.py", "clusdisk/placement.py")
+                  "clusdisk/announce.py", "clusdisk/placement.py",
+                  "clusdisk/placement_record.py")
 _SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.systemd",
                       "smbca.version")
 

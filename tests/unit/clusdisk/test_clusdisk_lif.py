@@ -230,3 +230,34 @@ def test_idempotent_and_failures():
         run(Harness(fail=errno.EPERM).mover.up(lif))
     with pytest.raises(LifError, match="missing"):                     # EEXIST but not present
         run(Harness(fail=errno.EEXIST).mover.up(lif))
+
+
+def test_announcement_counters_reach_the_prometheus_registry():
+    from clusdisk.metrics import ClusdiskMetrics
+    metrics = ClusdiskMetrics()
+    sample = metrics.registry.get_sample_value
+
+    async def scenario(h):
+        await h.mover.up(LIF4, tickles=[("192.0.2.100", 50000, "192.0.2.10", 445),
+                                        ("192.0.2.101", 50001, "192.0.2.10", 445)])
+        await h.mover.up(LIF6)
+        while h.mover.pending_rounds:
+            await asyncio.sleep(0)
+    h = Harness(announce_rounds=3, announce_interval_s=0,
+                on_round=metrics.lif_announce_round)
+    assert sample("clusdisk_lif_announce_rounds_total") == 0
+    assert sample("clusdisk_lif_announcements_sent_total", {"kind": "arp_reply"}) == 0
+    run(scenario(h))
+    assert sample("clusdisk_lif_announce_rounds_total") == 6
+    for kind, count in (("arp_request", 3), ("arp_reply", 3), ("neighbour_advertisement", 3)):
+        assert sample("clusdisk_lif_announcements_sent_total", {"kind": kind}) == count
+    assert sample("clusdisk_lif_tickle_acks_sent_total") == 6
+    assert sample("clusdisk_lif_announce_failures_total", {"kind": "arp_request"}) == 0
+    # what cannot be sent is counted as a failure, by kind
+    h = Harness(packet_fail=PermissionError, raw_fail=OSError(errno.ENETUNREACH, "unreachable"),
+                announce_rounds=1, on_round=metrics.lif_announce_round)
+    run(h.mover.up(LIF4, tickles=[("192.0.2.100", 50000, "192.0.2.10", 445)]))
+    assert sample("clusdisk_lif_announce_rounds_total") == 7
+    for kind in ("arp_request", "arp_reply", "tickle_ack"):
+        assert sample("clusdisk_lif_announce_failures_total", {"kind": kind}) == 1
+    assert sample("clusdisk_lif_announcements_sent_total", {"kind": "arp_request"}) == 3

@@ -82,6 +82,7 @@ class Node:
                               member=lambda: self.member, partner_alive=lambda: True,
                               base_status=self.base_status)
         self.ops.learned = True
+        self.ops.keeper.claimed = True
 
     async def smbcad_status(self):
         if not self.smbcad_up:
@@ -92,6 +93,7 @@ class Node:
 
     def base_status(self):
         return {"node": {"id": self.node_id, "name": NAMES[self.node_id]}, "partner": {},
+                "member": self.member, "owns_quorum": self.node_id == 1,
                 "aggregates": [{"name": s.name, "home": s.home_node, "up": s.up}
                                for s in self.manager.status()]}
 
@@ -103,9 +105,8 @@ def run(coro):
     return asyncio.run(coro)
 
 
-@pytest.fixture
-def pair():
-    a, b = Node(1), Node(2)
+def started(a, b):
+    """Each node's home aggregate up; journals cleared."""
     a.peer.partner, b.peer.partner = b, a
 
     async def start():
@@ -115,6 +116,11 @@ def pair():
     a.journal.clear()
     b.journal.clear()
     return a, b
+
+
+@pytest.fixture
+def pair():
+    return started(Node(1), Node(2))
 
 
 def test_relocate_from_either_node_moves_aggregate_and_lifs(pair):
@@ -235,7 +241,7 @@ def test_lif_migrate_only_to_the_aggregate_owner(pair):
                       "steps": []}
     # the LIF was left on b (e.g. its bring-up failed there): bring it home to a
     for node in (a, b):
-        node.ops.placement = pl.move_lif(node.ops.placement, "lif-a1", 2)
+        node.ops.keeper.placement = pl.move_lif(node.ops.placement, "lif-a1", 2)
     # a's smbcad has b's connections on the LIF from the mirror: a tickles them
     a.notifier.notifier.tickles = [["192.0.2.99", 50000, "192.0.2.10", 445],
                                    ["192.0.2.98", 50001, "192.0.2.11", 445]]
