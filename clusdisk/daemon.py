@@ -48,7 +48,7 @@ from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
 from smbca.config import SystemdEnv
 from smbca.control import ControlError, ControlServer, request
-from smbca.systemd import sd_notify
+from smbca.systemd import feed_watchdog, sd_notify
 
 log = logging.getLogger("clusdisk")
 QUORUM = "quorum"
@@ -344,13 +344,6 @@ class Daemon:
             (log.info if answer["ok"] else log.warning)("automatic giveback: %s",
                                                         answer.get("error") or "done")
 
-    async def _watchdog_loop(self) -> None:
-        period = self.env.watchdog_usec / 2e6
-        while True:
-            await asyncio.sleep(period)
-            if self.arbiter.state is not State.ERROR:
-                sd_notify(self.env.notify_socket, "WATCHDOG=1")
-
     def request_shutdown(self) -> None:
         log.info("shutdown requested")
         sd_notify(self.env.notify_socket, "STOPPING=1")
@@ -382,8 +375,9 @@ class Daemon:
             self.executor.start()
             self._tasks.append(loop.create_task(self._renew_loop()))
             self._tasks.append(loop.create_task(self._status_loop()))
-            if self.env.watchdog_usec:
-                self._tasks.append(loop.create_task(self._watchdog_loop()))
+            self._tasks.append(loop.create_task(feed_watchdog(
+                self.env.notify_socket, self.env.watchdog_usec,
+                lambda: self.arbiter.state is not State.ERROR)))
             sd_notify(self.env.notify_socket, "READY=1")
             await self._done.wait()
         finally:

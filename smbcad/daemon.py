@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 from smbca.auth import Authenticator
 from smbca.config import build_user_database, systemd_environment
 from smbca.control import ControlServer
-from smbca.systemd import sd_notify
+from smbca.systemd import feed_watchdog, sd_notify
 from smbcad import config as config_mod
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
@@ -139,8 +139,10 @@ class Daemon:
             start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
         for host, port in bound:
             print(f"smbcad: listening on {host}:{port}", file=sys.stderr, flush=True)
-        notify_socket = systemd_environment().notify_socket
+        systemd = systemd_environment()
+        notify_socket = systemd.notify_socket
         sd_notify(notify_socket, "READY=1")
+        watchdog = loop.create_task(feed_watchdog(notify_socket, systemd.watchdog_usec))
         await self._stop.wait()
         sd_notify(notify_socket, "STOPPING=1")
         log.info("shutting down: draining connections")
@@ -153,6 +155,7 @@ class Daemon:
         if self.member is not None:
             await self.member.shutdown()
         await store.shutdown()
+        watchdog.cancel()          # pinged through the drain, which may take a while
         return 0
 
     async def _open_handle_store(self):

@@ -22,7 +22,7 @@ from smbca.control import ControlServer
 from smbca.events import Availability
 from smbca.rpc.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
 from smbca.rpc.ntlm_security import NtlmSecurity
-from smbca.systemd import sd_notify
+from smbca.systemd import feed_watchdog, sd_notify
 from witnessd import config as config_mod
 from witnessd.control import SWN_STATES, control_handler
 from witnessd.epm import ConnectionInfo, epm_interface, mgmt_interface
@@ -217,10 +217,13 @@ class Daemon:
         for role, host, port in bound:
             where = host if role == "control" else f"{host}:{port}"
             print(f"witnessd: {role} listening on {where}", file=sys.stderr, flush=True)
-        notify_path = systemd_environment().notify_socket
+        systemd = systemd_environment()
+        notify_path = systemd.notify_socket
         sd_notify(notify_path, "READY=1")
+        watchdog = loop.create_task(feed_watchdog(notify_path, systemd.watchdog_usec))
         await self.serve()
         sd_notify(notify_path, "STOPPING=1")
         log.info("shutting down")
         await self.shutdown()
+        watchdog.cancel()          # pinged through the drain
         return 0

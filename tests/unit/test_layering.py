@@ -49,7 +49,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/auth/*", (PURE, "os", "smbca.auth", "smbca.ntstatus")),
     ("smbca/config.py", (PURE, "os", "yaml", "smbca.auth")),
     ("smbca/control.py", (PURE, "asyncio", "os", "socket")),
-    ("smbca/systemd.py", (PURE, "socket")),
+    ("smbca/systemd.py", (PURE, "asyncio", "socket")),
     ("smbca/events.py", (PURE, "smbca.control")),
     ("smbca/admin.py", (PURE, "smbca.control", "smbca.admin_failover")),
     ("smbca/admin_failover.py", (PURE, "smbca.control")),
