@@ -13,7 +13,6 @@ A bad flag or config exits 2 with one line naming the key and the problem.
 import argparse
 import asyncio
 import json
-import logging
 import sys
 
 from clusdisk import config as config_mod
@@ -21,6 +20,7 @@ from clusdisk import disks
 from clusdisk.arbitration import Mode, to_dot
 from smbca.config import ConfigError, systemd_environment
 from smbca.control import CLUSDISK_SOCKET, ControlError, request_blocking
+from smbca.logs import add_log_arguments, start_logging
 
 SUBCOMMANDS = ("scan", "status", "diagram")
 
@@ -30,6 +30,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
                                 epilog="subcommands: " + ", ".join(SUBCOMMANDS))
     p.add_argument("--config", required=True, help="YAML configuration file")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    add_log_arguments(p)
     return p
 
 
@@ -130,11 +131,10 @@ def main(argv=None) -> int:
     args = _daemon_parser().parse_args(argv)
     try:
         cfg = config_mod.load_yaml(args.config)
+        start_logging("clusdisk", args.log_level or cfg.log_level, argv)
     except ConfigError as exc:
         print(f"clusdisk: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=(args.log_level or cfg.log_level).upper(),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from clusdisk.daemon import Daemon
     daemon = Daemon(cfg, systemd_environment())
     return asyncio.run(daemon.run())

@@ -14,8 +14,6 @@ import os
 import signal
 import time
 
-from prometheus_client import start_http_server
-
 from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
@@ -46,8 +44,9 @@ from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
-from smbca.config import SystemdEnv
+from smbca.config import ConfigError, SystemdEnv
 from smbca.control import ControlError, ControlServer, request
+from smbca.metrics import serve_metrics
 from smbca.systemd import feed_watchdog, sd_notify
 
 log = logging.getLogger("clusdisk")
@@ -367,9 +366,9 @@ class Daemon:
                 await self.peer.start()
                 await control.start()
                 if self.cfg.metrics_listen is not None:
-                    start_http_server(self.cfg.metrics_listen.port, self.cfg.metrics_listen.host,
-                                      registry=self.metrics.registry)
-            except OSError as exc:
+                    serve_metrics(self.cfg.metrics_listen, self.metrics.registry,
+                                  "metrics.listen")
+            except (OSError, ConfigError) as exc:
                 log.error("cannot start: %s", exc)
                 return 2
             self.executor.start()

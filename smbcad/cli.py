@@ -5,10 +5,10 @@ A bad flag or config exits 2 with one line naming the key and the problem.
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from smbca.config import ConfigError
+from smbca.logs import add_log_arguments, start_logging
 from smbcad import config as config_mod
 
 
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anonymous-ok", action="store_true",
                    help="allow anonymous (null) sessions, e.g. for smbtorture's re-auth tests")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_log_arguments(p)
     return p
 
 
@@ -57,11 +58,10 @@ def load(argv) -> tuple[config_mod.Config, object]:
 
 def main(argv=None) -> int:
     try:
-        cfg, reload = load(sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        cfg, reload = load(argv)
         from smbcad.daemon import Daemon
-        logging.basicConfig(
-            level=cfg.server.log_level.upper(),
-            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        start_logging("smbcad", cfg.server.log_level, argv)
         daemon = Daemon(cfg, reload)
     except ConfigError as exc:
         print(f"smbcad: {exc}", file=sys.stderr)

@@ -11,13 +11,11 @@ import asyncio
 import logging
 import os
 import signal
-import sys
-
-from prometheus_client import start_http_server
 
 from smbca.auth import Authenticator
 from smbca.config import build_user_database, systemd_environment
 from smbca.control import ControlServer
+from smbca.metrics import serve_metrics
 from smbca.systemd import feed_watchdog, sd_notify
 from smbcad import config as config_mod
 from smbcad.cluster.control import ControlHandler
@@ -112,33 +110,38 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # First: a port in use is a config error (exit 2), before anything is opened.
+        metrics_at = self.cfg.server.metrics_listen
+        if metrics_at is not None:
+            try:
+                serve_metrics(metrics_at, self.metrics.registry, "server.metrics_listen")
+            except config_mod.ConfigError as exc:
+                log.error("%s", exc)
+                return 2
         store = await self._open_handle_store()
         if store is None:
             return 1
         try:
             bound = await self.listener.start(self.cfg.server.listen)
         except OSError as exc:
-            print(f"smbcad: server.listen: cannot listen: {exc.strerror}", file=sys.stderr)
+            log.error("server.listen: cannot listen: %s", exc.strerror)
             return 1
         if self.member is not None:
             try:
                 await self.member.start()
             except OSError as exc:
-                print(f"smbcad: cluster.mirror_listen: cannot start the handle mirror: "
-                      f"{exc.strerror or exc}", file=sys.stderr)
+                log.error("cluster.mirror_listen: cannot start the handle mirror: %s",
+                          exc.strerror or exc)
                 return 1
         if self.control is not None:
             try:
                 await self.control.start()
             except OSError as exc:
-                print(f"smbcad: cluster.control_socket: cannot listen on "
-                      f"{self.control.path}: {exc.strerror or exc}", file=sys.stderr)
+                log.error("cluster.control_socket: cannot listen on %s: %s", self.control.path,
+                          exc.strerror or exc)
                 return 1
-        metrics_at = self.cfg.server.metrics_listen
-        if metrics_at is not None:
-            start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
         for host, port in bound:
-            print(f"smbcad: listening on {host}:{port}", file=sys.stderr, flush=True)
+            log.info("listening on %s:%s", host, port)
         systemd = systemd_environment()
         notify_socket = systemd.notify_socket
         sd_notify(notify_socket, "READY=1")
@@ -165,8 +168,7 @@ class Daemon:
         try:
             store = await LocalHandleStore.open(LogEngine(path))
         except (StoreError, OSError) as exc:
-            print(f"smbcad: server.state_dir: cannot open the handle store {path}: {exc}",
-                  file=sys.stderr)
+            log.error("server.state_dir: cannot open the handle store %s: %s", path, exc)
             return None
         self.server.handle_store = store
         await self.server.start_local_shares(store)

@@ -16,10 +16,10 @@ and the problem.  With ``--config``, SIGHUP re-reads the file
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from smbca.config import ConfigError
+from smbca.logs import add_log_arguments, start_logging
 from witnessd import config as config_mod
 
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-listen", help="ADDR:PORT for Prometheus metrics")
     p.add_argument("--server-name", default="WITNESS", help="NetBIOS name for NTLM")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_log_arguments(p)
     return p
 
 
@@ -63,9 +64,9 @@ def load(argv: list[str]) -> config_mod.Config:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = load(sys.argv[1:] if argv is None else argv)
-        logging.basicConfig(level=cfg.server.log_level.upper(),
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        argv = sys.argv[1:] if argv is None else argv
+        cfg = load(argv)
+        start_logging("witnessd", cfg.server.log_level, argv)
         from witnessd.daemon import Daemon
         daemon = Daemon(cfg)
     except ConfigError as exc:
