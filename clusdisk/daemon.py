@@ -117,6 +117,7 @@ class Daemon:
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
         self._partner_back_at: float | None = None     # heartbeat heard again since
+        self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
 
     # -- wiring ------------------------------------------------------------------
@@ -290,8 +291,11 @@ class Daemon:
                 self.metrics.partner_alive.set(1)
                 self._partner_back_at = self.clock.now()
             elif isinstance(event, (LinkUp, LinkDown)):
-                self.metrics.heartbeat_link_up.labels(str(event.link)).set(
-                    1 if isinstance(event, LinkUp) else 0)
+                up = isinstance(event, LinkUp)
+                self.metrics.heartbeat_link_up.labels(str(event.link)).set(1 if up else 0)
+                (log.info if up else log.warning)(
+                    "heartbeat link %d %s", event.link, "up" if up else "down",
+                    extra={"node": self.cfg.partner.name, "state": "up" if up else "down"})
             elif isinstance(event, Rejected):
                 log.debug("heartbeat rejected on link %d: %s %s", event.link, event.reason,
                           event.detail)
@@ -332,7 +336,19 @@ class Daemon:
         """What smbcad and the partner say, gathered for status requests."""
         while True:
             await self.operations.refresh()
+            self._note_takeover(await self.operations.status(cached=True))
             await asyncio.sleep(STATUS_REFRESH_S)
+
+    def _note_takeover(self, status: dict) -> None:
+        """clusdisk_takeover_possible, and a log line each time it flips."""
+        possible = bool(status.get("takeover_possible"))
+        self.metrics.takeover_possible.set(1 if possible else 0)
+        if possible is not self._takeover_possible:
+            self._takeover_possible = possible
+            if possible:
+                log.info("takeover possible: yes")
+            else:
+                log.warning("takeover possible: no (%s)", status.get("takeover_veto"))
 
     async def _auto_giveback(self) -> None:
         back = self._partner_back_at

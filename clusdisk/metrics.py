@@ -7,6 +7,7 @@ states, reasons).  A private registry per daemon, so tests can build many.
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from clusdisk.arbitration import State
+from smbca.metrics import register_process_metrics
 
 _RENEW_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                   2.5, 5.0, 10.0)
@@ -45,6 +46,11 @@ class ClusdiskMetrics:
                                       "Times every heartbeat link timed out", registry=r)
         self.heartbeats_rejected = Counter("clusdisk_heartbeat_rejected_total",
                                            "Heartbeat datagrams refused", ["reason"], registry=r)
+        self.takeover_possible = Gauge(
+            "clusdisk_takeover_possible",
+            "1 while this node could take over its partner now (smbca failover show)",
+            registry=r)
+        register_process_metrics(r, "clusdisk")
         for state in State:
             self.arbitration_state.labels(state.value).set(1 if state is State.IDLE else 0)
 

@@ -85,8 +85,10 @@ class Daemon:
             os.makedirs(cfg.server.state_dir, mode=0o700, exist_ok=True)
             self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
             self.metrics.watch_cluster(self.member.status)
+            self.member.commit_observer = self.metrics.commit_observer
             self.control = ControlServer(cluster.control_socket,
                                          ControlHandler(self.server, self.member).handle)
+        self.metrics.watch_handles(self.server.opens, self._stores)
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()
@@ -96,6 +98,13 @@ class Daemon:
         conn = Connection(self.server, sink, peer, local_address, local_port)
         self.server.connections.add(conn)
         return conn
+
+    def _stores(self) -> dict:
+        """Every open handle store by name: "local" and one per adopted aggregate."""
+        stores = {} if self.server.handle_store is None else {"local": self.server.handle_store}
+        if self.member is not None:
+            stores.update(self.member.stores())
+        return stores
 
     def reload(self) -> None:
         try:
@@ -166,7 +175,8 @@ class Daemon:
         the persistent opens it holds from before a restart or crash."""
         path = os.path.join(self.cfg.server.state_dir, "handles")
         try:
-            store = await LocalHandleStore.open(LogEngine(path))
+            store = await LocalHandleStore.open(LogEngine(path),
+                                                self.metrics.commit_observer("local"))
         except (StoreError, OSError) as exc:
             log.error("server.state_dir: cannot open the handle store %s: %s", path, exc)
             return None
