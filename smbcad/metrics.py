@@ -82,6 +82,10 @@ class SmbMetrics:
             "Time of one handle-store group commit (write + fsync, + the partner's ACK "
             "when mirrored)", ["store"], buckets=_COMMIT_BUCKETS, registry=r)
         register_process_metrics(r, "smbcad")
+        # Series that exist from the start, so rate() sees their first increase.
+        for result in ("ok", "failed"):
+            self.session_setups.labels(result=result)
+        self.reconnects.labels("ok")
         self._request_children: dict = {}
         self._latency_children: dict = {}
 
