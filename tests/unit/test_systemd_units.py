@@ -5,13 +5,12 @@ the daemons and scripts/install.sh do (binaries, exit status 2, sockets).
 
 systemd-analyze comes with Debian 12's systemd package (scripts/test.sh
 installs it); without it the checks that run it skip, saying so (under
-CI=true they fail instead, like every missing prerequisite).
+CI=true they fail instead, like every missing prerequisite: tests/conftest.py).
 """
 
 import configparser
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -29,14 +28,9 @@ INSTALLED_BIN = "/opt/smbca/venv/bin/"      # scripts/install.sh: venv=/opt/smbc
 EXPOSURE_BUDGET = {"witnessd": 2.0, "smbcad": 3.0, "clusdisk": 5.0}
 
 
-def _systemd_analyze() -> str:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        reason = "systemd-analyze is not installed (Debian package systemd; scripts/test.sh)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return tool
+# Checks that run the tool skip without it, saying so (tests/conftest.py; under
+# CI=true they fail instead).
+needs_systemd_analyze = pytest.mark.interop("systemd-analyze")
 
 
 def _unit(name: str) -> configparser.ConfigParser:
@@ -64,8 +58,9 @@ def runnable_units(tmp_path) -> Path:
     return out
 
 
+@needs_systemd_analyze
 def test_units_verify_cleanly(runnable_units):
-    tool = _systemd_analyze()
+    tool = "systemd-analyze"
     units = sorted(str(p) for p in runnable_units.iterdir())
     result = subprocess.run([tool, "verify", *units], capture_output=True, text=True,
                             timeout=120, check=False)
@@ -74,9 +69,10 @@ def test_units_verify_cleanly(runnable_units):
         result.stdout + result.stderr
 
 
+@needs_systemd_analyze
 @pytest.mark.parametrize("daemon", DAEMONS)
 def test_exposure_within_budget(daemon):
-    tool = _systemd_analyze()
+    tool = "systemd-analyze"
     result = subprocess.run([tool, "security", "--offline=true", "--no-pager",
                              str(UNITS / f"{daemon}.service")],
                             capture_output=True, text=True, timeout=120, check=False)
