@@ -40,6 +40,15 @@ def parse_datagram(data: bytes) -> dict[str, str]:
     return fields
 
 
+@pytest.fixture(autouse=True)
+def root_level_restored():
+    """setup_logging sets the root logger's level: later tests must not inherit it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
+
 @pytest.fixture
 def journal(tmp_path):
     path = str(tmp_path / "journal.socket")
