@@ -16,7 +16,6 @@ A bad flag or config exits 2 with one line naming the key and the problem.
 import argparse
 import asyncio
 import json
-import logging
 import sys
 
 from clusdisk import config as config_mod
@@ -25,6 +24,7 @@ from clusdisk.arbitration import Mode, to_dot
 from smbca.config import ConfigError, systemd_environment
 from smbca.control import CLUSDISK_SOCKET, ControlError, request_blocking
 from smbca.version import add_version_argument
+from smbca.logs import add_log_arguments, start_logging
 
 SUBCOMMANDS = ("scan", "status", "diagram")
 
@@ -37,6 +37,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-config", action="store_true",
                    help="load and validate the config, print a summary, exit 0 or 2")
     add_version_argument(p)
+    add_log_arguments(p)
     return p
 
 
@@ -169,14 +170,13 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     try:
         cfg = config_mod.load_yaml(args.config)
+        start_logging("clusdisk", args.log_level or cfg.log_level, argv)
     except ConfigError as exc:
         print(f"clusdisk: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
         print("\n".join(summary(cfg)))
         return 0
-    logging.basicConfig(level=(args.log_level or cfg.log_level).upper(),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from clusdisk.daemon import Daemon
     daemon = Daemon(cfg, systemd_environment())
     return asyncio.run(daemon.run())

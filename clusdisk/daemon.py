@@ -14,8 +14,6 @@ import os
 import signal
 import time
 
-from prometheus_client import start_http_server
-
 from clusdisk import disks, resources
 from clusdisk.aggregates import AggregateManager, HostOps
 from clusdisk.arbitration import Arbiter, Input, Mode, State
@@ -48,9 +46,10 @@ from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
-from smbca.config import SystemdEnv, reload_config
+from smbca.config import ConfigError, SystemdEnv, reload_config
 from smbca.control import ControlError, ControlServer, request
-from smbca.systemd import sd_notify
+from smbca.metrics import serve_metrics
+from smbca.systemd import feed_watchdog, sd_notify
 from smbca.version import version
 
 log = logging.getLogger("clusdisk")
@@ -121,6 +120,7 @@ class Daemon:
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
         self._partner_back_at: float | None = None     # heartbeat heard again since
+        self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
 
     # -- wiring ------------------------------------------------------------------
@@ -301,8 +301,11 @@ class Daemon:
                 self.metrics.partner_alive.set(1)
                 self._partner_back_at = self.clock.now()
             elif isinstance(event, (LinkUp, LinkDown)):
-                self.metrics.heartbeat_link_up.labels(str(event.link)).set(
-                    1 if isinstance(event, LinkUp) else 0)
+                up = isinstance(event, LinkUp)
+                self.metrics.heartbeat_link_up.labels(str(event.link)).set(1 if up else 0)
+                (log.info if up else log.warning)(
+                    "heartbeat link %d %s", event.link, "up" if up else "down",
+                    extra={"node": self.cfg.partner.name, "state": "up" if up else "down"})
             elif isinstance(event, Rejected):
                 log.debug("heartbeat rejected on link %d: %s %s", event.link, event.reason,
                           event.detail)
@@ -344,7 +347,19 @@ class Daemon:
         """What smbcad and the partner say, gathered for status requests."""
         while True:
             await self.operations.refresh()
+            self._note_takeover(await self.operations.status(cached=True))
             await asyncio.sleep(STATUS_REFRESH_S)
+
+    def _note_takeover(self, status: dict) -> None:
+        """clusdisk_takeover_possible, and a log line each time it flips."""
+        possible = bool(status.get("takeover_possible"))
+        self.metrics.takeover_possible.set(1 if possible else 0)
+        if possible is not self._takeover_possible:
+            self._takeover_possible = possible
+            if possible:
+                log.info("takeover possible: yes")
+            else:
+                log.warning("takeover possible: no (%s)", status.get("takeover_veto"))
 
     async def _auto_giveback(self) -> None:
         back = self._partner_back_at
@@ -354,13 +369,6 @@ class Daemon:
         if answer is not None:
             (log.info if answer["ok"] else log.warning)("automatic giveback: %s",
                                                         answer.get("error") or "done")
-
-    async def _watchdog_loop(self) -> None:
-        period = self.env.watchdog_usec / 2e6
-        while True:
-            await asyncio.sleep(period)
-            if self.arbiter.state is not State.ERROR:
-                sd_notify(self.env.notify_socket, "WATCHDOG=1")
 
     def reload(self) -> bool:
         """SIGHUP: re-read the config file; ``config.LIVE`` settings apply at
@@ -401,16 +409,17 @@ class Daemon:
                 await self.peer.start()
                 await control.start()
                 if self.cfg.metrics_listen is not None:
-                    start_http_server(self.cfg.metrics_listen.port, self.cfg.metrics_listen.host,
-                                      registry=self.metrics.registry)
-            except OSError as exc:
+                    serve_metrics(self.cfg.metrics_listen, self.metrics.registry,
+                                  "metrics.listen")
+            except (OSError, ConfigError) as exc:
                 log.error("cannot start: %s", exc)
                 return 2
             self.executor.start()
             self._tasks.append(loop.create_task(self._renew_loop()))
             self._tasks.append(loop.create_task(self._status_loop()))
-            if self.env.watchdog_usec:
-                self._tasks.append(loop.create_task(self._watchdog_loop()))
+            self._tasks.append(loop.create_task(feed_watchdog(
+                self.env.notify_socket, self.env.watchdog_usec,
+                lambda: self.arbiter.state is not State.ERROR)))
             sd_notify(self.env.notify_socket, "READY=1")
             await self._done.wait()
         finally:

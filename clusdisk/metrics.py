@@ -7,6 +7,7 @@ states, reasons).  A private registry per daemon, so tests can build many.
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from clusdisk.arbitration import State
+from smbca.metrics import register_process_metrics
 
 LIF_FRAME_KINDS = ("arp_request", "arp_reply", "neighbour_advertisement")   # clusdisk.lif
 TICKLE_ACK = "tickle_ack"
@@ -61,6 +62,11 @@ class ClusdiskMetrics:
         self.lif_announce_failures = Counter(
             "clusdisk_lif_announce_failures_total",
             "Announcement frames and tickle ACKs that could not be sent", ["kind"], registry=r)
+        self.takeover_possible = Gauge(
+            "clusdisk_takeover_possible",
+            "1 while this node could take over its partner now (smbca failover show)",
+            registry=r)
+        register_process_metrics(r, "clusdisk")
         for state in State:
             self.arbitration_state.labels(state.value).set(1 if state is State.IDLE else 0)
         for kind in LIF_FRAME_KINDS:

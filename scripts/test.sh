@@ -21,6 +21,8 @@ apt_packages=(
     smbclient samba samba-testsuite   # interop peers: smbclient, smbtorture, smbd
     samba-vfs-modules                 # acl_xattr, streams_xattr for the smbd peer
     iproute2 util-linux procps        # ip/ss, taskset, ps
+    systemd                           # systemd-analyze verify/security on systemd/*.service
+    prometheus                        # promtool check rules; a real scrape in tests/unit/test_monitoring.py
 )
 # ---- tests/cluster (netns) and tests/lab (QEMU guest with shared LUNs, see tests/lab/README.md):
 # the lab boots Debian's kernel from /boot (linux-image-amd64 also brings kmod) under

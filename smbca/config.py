@@ -61,6 +61,7 @@ class SystemdEnv:
 
     notify_socket: str | None = None
     watchdog_usec: int | None = None
+    journal_stream: tuple[int, int] | None = None   # (st_dev, st_ino) of the journal stream
 
 
 class Section:
@@ -214,15 +215,18 @@ def read_yaml(path: str) -> object:
 
 
 def systemd_environment(environ: Mapping[str, str] | None = None) -> SystemdEnv:
-    """NOTIFY_SOCKET and WATCHDOG_USEC (honoured only if WATCHDOG_PID is
-    unset or is our pid, sd_watchdog_enabled(3))."""
+    """NOTIFY_SOCKET, WATCHDOG_USEC (honoured only if WATCHDOG_PID is unset
+    or is our pid, sd_watchdog_enabled(3)) and JOURNAL_STREAM (``DEV:INODE``
+    of the stream systemd connected stdout/stderr to, systemd.exec(5))."""
     env = os.environ if environ is None else environ
     usec = env.get("WATCHDOG_USEC")
     pid = env.get("WATCHDOG_PID")
     watchdog = int(usec) if usec and usec.isdigit() and int(usec) > 0 else None
     if pid and pid.isdigit() and int(pid) != os.getpid():
         watchdog = None
-    return SystemdEnv(env.get("NOTIFY_SOCKET") or None, watchdog)
+    device, _, inode = env.get("JOURNAL_STREAM", "").partition(":")
+    stream = (int(device), int(inode)) if device.isdigit() and inode.isdigit() else None
+    return SystemdEnv(env.get("NOTIFY_SOCKET") or None, watchdog, stream)
 
 
 def read_key_file(path: str, key: str = "cluster.key_file") -> bytes:

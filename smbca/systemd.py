@@ -1,8 +1,11 @@
 """systemd's notification datagrams for Type=notify units (sd_notify(3)):
-READY=1, STOPPING=1, WATCHDOG=1."""
+READY=1, STOPPING=1, WATCHDOG=1; and the watchdog pinger every daemon runs
+on its event loop (sd_watchdog_enabled(3))."""
 
+import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 log = logging.getLogger("smbca.systemd")
 
@@ -25,3 +28,17 @@ def sd_notify(path: str | None, message: str) -> bool:
         log.warning("sd_notify %s: %s", message, exc)
         return False
     return True
+
+
+async def feed_watchdog(notify_socket: str | None, watchdog_usec: int | None,
+                        healthy: Callable[[], bool] = lambda: True) -> None:
+    """WATCHDOG=1 every half ``watchdog_usec`` while ``healthy()``; returns at
+    once when systemd set no watchdog.  Run as a task on the daemon's own
+    loop, so a loop that hangs stops the pings and systemd restarts it."""
+    if not watchdog_usec:
+        return
+    period = watchdog_usec / 2e6
+    while True:
+        await asyncio.sleep(period)
+        if healthy():
+            sd_notify(notify_socket, "WATCHDOG=1")

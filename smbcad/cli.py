@@ -10,10 +10,10 @@ says where.
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from smbca.config import ConfigError, build_user_database
+from smbca.logs import add_log_arguments, start_logging
 from smbca.version import add_version_argument
 from smbcad import config as config_mod
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check-config", action="store_true",
                    help="load and validate the config, print a summary, exit 0 or 2")
     add_version_argument(p)
+    add_log_arguments(p)
     return p
 
 
@@ -112,8 +113,9 @@ def check_config(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exc:            # --help and --version: 0, a usage error: 2
         return int(exc.code or 0)
     if args.check_config:
@@ -121,9 +123,7 @@ def main(argv=None) -> int:
     try:
         cfg, reload = _load(args)
         from smbcad.daemon import Daemon
-        logging.basicConfig(
-            level=cfg.server.log_level.upper(),
-            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        start_logging("smbcad", cfg.server.log_level, argv)
         daemon = Daemon(cfg, reload)
     except ConfigError as exc:
         print(f"smbcad: {exc}", file=sys.stderr)

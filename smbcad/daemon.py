@@ -14,14 +14,12 @@ import asyncio
 import logging
 import os
 import signal
-import sys
-
-from prometheus_client import start_http_server
 
 from smbca.auth import Authenticator
 from smbca.config import build_user_database, reload_config, systemd_environment
 from smbca.control import ControlServer
-from smbca.systemd import sd_notify
+from smbca.metrics import serve_metrics
+from smbca.systemd import feed_watchdog, sd_notify
 from smbcad import config as config_mod
 from smbcad.admin_control import AdminControl
 from smbcad.cluster.control import ControlHandler
@@ -91,10 +89,12 @@ class Daemon:
             os.makedirs(cfg.server.state_dir, mode=0o700, exist_ok=True)
             self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
             self.metrics.watch_cluster(self.member.status)
+            self.member.commit_observer = self.metrics.commit_observer
         if cfg.server.control_socket is not None:
             handler = AdminControl(self.server, ControlHandler(self.server, self.member),
                                    cfg.server.listen)
             self.control = ControlServer(cfg.server.control_socket, handler.handle)
+        self.metrics.watch_handles(self.server.opens, self._stores)
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()
@@ -104,6 +104,13 @@ class Daemon:
         conn = Connection(self.server, sink, peer, local_address, local_port)
         self.server.connections.add(conn)
         return conn
+
+    def _stores(self) -> dict:
+        """Every open handle store by name: "local" and one per adopted aggregate."""
+        stores = {} if self.server.handle_store is None else {"local": self.server.handle_store}
+        if self.member is not None:
+            stores.update(self.member.stores())
+        return stores
 
     def reload(self) -> bool:
         """SIGHUP: re-read the config; a config that does not load changes
@@ -128,37 +135,43 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # First: a port in use is a config error (exit 2), before anything is opened.
+        metrics_at = self.cfg.server.metrics_listen
+        if metrics_at is not None:
+            try:
+                serve_metrics(metrics_at, self.metrics.registry, "server.metrics_listen")
+            except config_mod.ConfigError as exc:
+                log.error("%s", exc)
+                return 2
         store = await self._open_handle_store()
         if store is None:
             return 1
         try:
             bound = await self.listener.start(self.cfg.server.listen)
         except OSError as exc:
-            print(f"smbcad: server.listen: cannot listen: {exc.strerror}", file=sys.stderr)
+            log.error("server.listen: cannot listen: %s", exc.strerror)
             return 1
         if self.member is not None:
             try:
                 await self.member.start()
             except OSError as exc:
-                print(f"smbcad: cluster.mirror_listen: cannot start the handle mirror: "
-                      f"{exc.strerror or exc}", file=sys.stderr)
+                log.error("cluster.mirror_listen: cannot start the handle mirror: %s",
+                          exc.strerror or exc)
                 return 1
         if self.control is not None:
             try:
                 await self.control.start()
             except OSError as exc:
-                print(f"smbcad: server.control_socket: cannot listen on "
-                      f"{self.control.path}: {exc.strerror or exc}", file=sys.stderr)
+                log.error("server.control_socket: cannot listen on %s: %s", self.control.path,
+                          exc.strerror or exc)
                 return 1
-        metrics_at = self.cfg.server.metrics_listen
-        if metrics_at is not None:
-            start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
-        if self.control is not None:
-            print(f"smbcad: control socket {self.control.path}", file=sys.stderr, flush=True)
+            log.info("control socket %s", self.control.path)
         for host, port in bound:
-            print(f"smbcad: listening on {host}:{port}", file=sys.stderr, flush=True)
-        notify_socket = systemd_environment().notify_socket
+            log.info("listening on %s:%s", host, port)
+        systemd = systemd_environment()
+        notify_socket = systemd.notify_socket
         sd_notify(notify_socket, "READY=1")
+        watchdog = loop.create_task(feed_watchdog(notify_socket, systemd.watchdog_usec))
         await self._stop.wait()
         sd_notify(notify_socket, "STOPPING=1")
         log.info("shutting down: draining connections")
@@ -171,6 +184,7 @@ class Daemon:
         if self.member is not None:
             await self.member.shutdown()
         await store.shutdown()
+        watchdog.cancel()          # pinged through the drain, which may take a while
         return 0
 
     async def _open_handle_store(self):
@@ -178,10 +192,10 @@ class Daemon:
         the persistent opens it holds from before a restart or crash."""
         path = os.path.join(self.cfg.server.state_dir, "handles")
         try:
-            store = await LocalHandleStore.open(LogEngine(path))
+            store = await LocalHandleStore.open(LogEngine(path),
+                                                self.metrics.commit_observer("local"))
         except (StoreError, OSError) as exc:
-            print(f"smbcad: server.state_dir: cannot open the handle store {path}: {exc}",
-                  file=sys.stderr)
+            log.error("server.state_dir: cannot open the handle store %s: %s", path, exc)
             return None
         self.server.handle_store = store
         await self.server.start_local_shares(store)

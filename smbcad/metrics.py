@@ -4,13 +4,30 @@ A private registry per server (no process-global default registry), so tests
 can build several servers in one process.  Labels are low-cardinality only.
 """
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from smbca.metrics import register_process_metrics
 from smbcad.proto.status import name_of
 
 _LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A handle-store batch: one fsync (local), plus the partner's ACK when mirrored.
+_COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ShareCounters:
+    """One share's counter children, bound once when the share is built, so
+    READ, WRITE and the dispatcher increment them without a label lookup."""
+
+    read_bytes: Any
+    written_bytes: Any
+    operations: Any
 
 
 class SmbMetrics:
@@ -46,8 +63,50 @@ class SmbMetrics:
                                     registry=r)
         self.server_copy_bytes = Counter("smbcad_server_side_copy_bytes_total",
                                          "Bytes copied by FSCTL_SRV_COPYCHUNK", registry=r)
+        # -- continuous availability (issue 15 item 6)
+        self.share_read_bytes = Counter("smbcad_share_read_bytes_total",
+                                        "File bytes returned by READ, per share", ["share"],
+                                        registry=r)
+        self.share_written_bytes = Counter("smbcad_share_written_bytes_total",
+                                           "File bytes accepted by WRITE, per share", ["share"],
+                                           registry=r)
+        self.share_operations = Counter("smbcad_share_operations_total",
+                                        "Requests answered on a tree connect to the share",
+                                        ["share"], registry=r)
+        self.reconnects = Counter("smbcad_durable_reconnects_total",
+                                  "Durable and persistent handle reconnects (DHnC/DH2C) by "
+                                  "result: ok or the NTSTATUS refusing it", ["result"],
+                                  registry=r)
+        self.store_commit_seconds = Histogram(
+            "smbcad_store_commit_duration_seconds",
+            "Time of one handle-store group commit (write + fsync, + the partner's ACK "
+            "when mirrored)", ["store"], buckets=_COMMIT_BUCKETS, registry=r)
+        register_process_metrics(r, "smbcad")
+        # Series that exist from the start, so rate() sees their first increase.
+        for result in ("ok", "failed"):
+            self.session_setups.labels(result=result)
+        self.reconnects.labels("ok")
         self._request_children: dict = {}
         self._latency_children: dict = {}
+
+    def share_counters(self, share: str) -> ShareCounters:
+        return ShareCounters(self.share_read_bytes.labels(share),
+                             self.share_written_bytes.labels(share),
+                             self.share_operations.labels(share))
+
+    def reconnect(self, result: str) -> None:
+        """One DHnC/DH2C answered: ``ok`` or the refusing status's name."""
+        self.reconnects.labels(result).inc()
+
+    def commit_observer(self, store: str):
+        """The per-batch callback a handle store reports its commit time to."""
+        return self.store_commit_seconds.labels(store).observe
+
+    def watch_handles(self, opens, stores) -> None:
+        """Durable/persistent opens by state and the handle stores' health,
+        read from the OpenTable ``opens`` and ``stores()`` (name -> store)
+        when Prometheus scrapes."""
+        self.registry.register(_HandleCollector(opens, stores))
 
     def observe(self, command: str, status: int, seconds: float) -> None:
         """One answered request; children are cached to keep this cheap."""
@@ -65,6 +124,48 @@ class SmbMetrics:
         """Per-aggregate cluster metrics, read from ``status()`` (the cluster
         member's status dict) when Prometheus scrapes."""
         self.registry.register(_ClusterCollector(status))
+
+
+class _HandleCollector:
+    """smbcad_handles{kind,state} and smbcad_store_*{store}: counted at scrape
+    time (no bookkeeping on the request path)."""
+
+    def __init__(self, opens, stores) -> None:
+        self._opens = opens
+        self._stores = stores
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        counts = {(kind, state): 0 for kind in ("persistent", "durable", "resilient")
+                  for state in ("connected", "disconnected")}
+        for open_ in list(self._opens.by_persistent_id.values()):
+            kind = ("persistent" if open_.persistent else "resilient" if open_.resilient
+                    else "durable" if open_.durable else None)
+            if kind is not None and not open_.closed:
+                counts[kind, "connected" if open_.session is not None else "disconnected"] += 1
+        handles = GaugeMetricFamily("smbcad_handles", "Durable, resilient and persistent opens "
+                                    "by state (disconnected: waiting for a reconnect)",
+                                    labels=["kind", "state"])
+        for (kind, state), count in counts.items():
+            handles.add_metric([kind, state], float(count))
+        yield handles
+        failed = GaugeMetricFamily("smbcad_store_failed", "1 once a commit failed: the handle "
+                                   "store is read-only until smbcad restarts", labels=["store"])
+        records = GaugeMetricFamily("smbcad_store_records", "Records in the handle store",
+                                    labels=["store"])
+        commits = CounterMetricFamily("smbcad_store_commits", "Changes committed to the handle "
+                                      "store", labels=["store"])
+        batches = CounterMetricFamily("smbcad_store_batches", "Group commits (one fsync each)",
+                                      labels=["store"])
+        for name, store in self._stores().items():
+            stats = store.stats()
+            failed.add_metric([name], 1.0 if store.failed else 0.0)
+            records.add_metric([name], float(stats.records))
+            commits.add_metric([name], float(stats.commits))
+            batches.add_metric([name], float(stats.batches))
+        yield from (failed, records, commits, batches)
 
 
 class _ClusterCollector:

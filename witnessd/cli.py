@@ -17,10 +17,10 @@ validates the config, prints a summary and exits 0 (or 2), binding nothing.
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from smbca.config import ConfigError, build_user_database
+from smbca.logs import add_log_arguments, start_logging
 from smbca.version import add_version_argument
 from witnessd import config as config_mod
 
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check-config", action="store_true",
                    help="load and validate the config, print a summary, exit 0 or 2")
     add_version_argument(p)
+    add_log_arguments(p)
     return p
 
 
@@ -90,8 +91,9 @@ def summary(cfg: config_mod.Config) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exc:            # --help and --version: 0, a usage error: 2
         return int(exc.code or 0)
     try:
@@ -101,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "auth.smbpasswd_files")
             print("\n".join(summary(cfg)))
             return 0
-        logging.basicConfig(level=cfg.server.log_level.upper(),
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        start_logging("witnessd", cfg.server.log_level, argv)
         from witnessd.daemon import Daemon
         daemon = Daemon(cfg)
     except ConfigError as exc:

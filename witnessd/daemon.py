@@ -12,7 +12,6 @@ stop; SIGHUP (``systemctl reload witnessd``) re-reads the config file
 import asyncio
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 
@@ -20,9 +19,10 @@ from smbca.auth import Authenticator
 from smbca.config import ConfigError, build_user_database, systemd_environment
 from smbca.control import ControlServer
 from smbca.events import Availability
+from smbca.metrics import serve_metrics
 from smbca.rpc.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
 from smbca.rpc.ntlm_security import NtlmSecurity
-from smbca.systemd import sd_notify
+from smbca.systemd import feed_watchdog, sd_notify
 from witnessd import config as config_mod
 from witnessd.control import SWN_STATES, control_handler
 from witnessd.epm import ConnectionInfo, epm_interface, mgmt_interface
@@ -34,7 +34,7 @@ from witnessd.swn import (
     WitnessSettings,
     witness_interface,
 )
-from witnessd.transport import RpcListener, start_metrics_server
+from witnessd.transport import RpcListener
 
 log = logging.getLogger("witnessd")
 
@@ -177,8 +177,7 @@ class Daemon:
             self._control_servers.append(control)
             bound.append(("control", server.control_socket, 0))
         if server.metrics_listen is not None:
-            start_metrics_server(server.metrics_listen.host, server.metrics_listen.port,
-                                 self.metrics.registry)
+            serve_metrics(server.metrics_listen, self.metrics.registry, "server.metrics_listen")
             bound.append(("metrics", server.metrics_listen.host, server.metrics_listen.port))
         return bound
 
@@ -212,15 +211,20 @@ class Daemon:
         try:
             bound = await self.start()
         except OSError as exc:
-            print(f"witnessd: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+            log.error("cannot listen: %s", exc.strerror or exc)
             return 1
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
         for role, host, port in bound:
-            where = host if role == "control" else f"{host}:{port}"
-            print(f"witnessd: {role} listening on {where}", file=sys.stderr, flush=True)
-        notify_path = systemd_environment().notify_socket
+            log.info("%s listening on %s", role, host if role == "control" else f"{host}:{port}")
+        systemd = systemd_environment()
+        notify_path = systemd.notify_socket
         sd_notify(notify_path, "READY=1")
+        watchdog = loop.create_task(feed_watchdog(notify_path, systemd.watchdog_usec))
         await self.serve()
         sd_notify(notify_path, "STOPPING=1")
         log.info("shutting down")
         await self.shutdown()
+        watchdog.cancel()          # pinged through the drain
         return 0

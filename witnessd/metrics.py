@@ -7,6 +7,8 @@ types, event kinds, auth types; never client names or addresses.
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from smbca.metrics import register_process_metrics
+
 
 class WitnessMetrics:
     """Implements ``witnessd.swn.ServiceObserver``; the daemon feeds the rest."""
@@ -33,6 +35,7 @@ class WitnessMetrics:
         self.events = Counter(
             "witnessd_control_events_total", "Events posted on the control socket", ["event"],
             registry=r)
+        register_process_metrics(r, "witnessd")
 
     # -- ServiceObserver -------------------------------------------------------
 

@@ -16,7 +16,6 @@ import logging
 import socket
 from collections.abc import Callable
 
-from prometheus_client import start_http_server
 
 from smbca.rpc.dcerpc import ProtocolError, RpcConnection, Shutdown
 
@@ -180,8 +179,3 @@ class RpcListener:
             protocol.close()
         for server in self._servers:
             await server.wait_closed()
-
-
-def start_metrics_server(host: str, port: int, registry: object) -> None:
-    """Serve ``registry`` over HTTP from prometheus_client's own thread."""
-    start_http_server(port, host, registry=registry)

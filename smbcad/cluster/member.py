@@ -29,6 +29,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 
 from smbcad.cluster import aggregate_state as ags
 from smbcad.cluster.aggregate_state import AdoptionRefused, commit_adoption, load_for_adoption
@@ -52,6 +53,9 @@ class ClusterMember:
         self.link: MirrorLink | None = None
         self.tickles: TickleTracker | None = None
         self._stores: dict[str, object] = {}
+        # name -> the commit-time callback of that aggregate's store (set by the daemon)
+        self.commit_observer: Callable[[str], Callable[[float], None] | None] = \
+            lambda _name: None
         self._engines: dict[str, MirroredEngine] = {}
         self._replicas: dict[str, ReplicaEndpoint] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -208,6 +212,10 @@ class ClusterMember:
 
     # --- stores and replicas ------------------------------------------------------------
 
+    def stores(self) -> dict:
+        """The open handle stores of adopted aggregates, by aggregate name."""
+        return dict(self._stores)
+
     async def _open_store(self, name: str, mount_point: str):
         try:
             if self.mirrored:
@@ -218,7 +226,7 @@ class ClusterMember:
                 self._engines[name] = engine
             else:
                 engine = LogEngine(self.store_dir(name))
-            store = await LocalHandleStore.open(engine)
+            store = await LocalHandleStore.open(engine, self.commit_observer(name))
         except (StoreError, OSError) as exc:
             self._engines.pop(name, None)
             raise AggregateError(f"cannot open the handle store of {name!r}: {exc}") from exc

@@ -168,7 +168,8 @@ class Aggregates:
                              "kept": result.kept, "dropped": result.dropped}
         aggregate.settle(Phase.ONLINE)
         log.info("aggregate %s online: %d shares, %d persistent opens adopted, %d dropped",
-                 name, len(shares), result.restored, result.dropped)
+                 name, len(shares), result.restored, result.dropped,
+                 extra={"aggregate": name, "state": "online"})
         return result
 
     # --- release ------------------------------------------------------------------
@@ -212,7 +213,8 @@ class Aggregates:
             aggregate.last_pause_s = time.monotonic() - started
             aggregate.settle(Phase.OFFLINE)
         log.info("aggregate %s released (%s): %d persistent opens handed over in %.3f s",
-                 name, "planned" if planned else "unplanned", handed, aggregate.last_pause_s)
+                 name, "planned" if planned else "unplanned", handed, aggregate.last_pause_s,
+                 extra={"aggregate": name, "state": "offline"})
         return handed
 
     async def _close_connections(self, shares, *, drain_s: float) -> None:

@@ -292,6 +292,8 @@ class Connection:
             state.create_error = status
         response = self._build_response(ctx, status, body, preframed, charge)
         server.metrics.observe(spec.name, status, time.perf_counter() - started)
+        if ctx.tree is not None:
+            ctx.tree.share.counters.operations.inc()
         if status and log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %s mid %d → %s (%s)", self.peer, spec.name, header.message_id,
                       name_of(status), reason)
@@ -519,6 +521,8 @@ class Connection:
                 ctx, status, body, preframed, charge,
                 async_id if request.interim_sent else 0, final_credits)
             self.server.metrics.observe(spec.name, status, time.perf_counter() - started)
+            if ctx.tree is not None:
+                ctx.tree.share.counters.operations.inc()
             self._send_responses([response], encrypted_by)
             for hook in ctx.after_send:
                 hook()

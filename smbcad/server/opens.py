@@ -292,7 +292,9 @@ class OpenTable:
         self.start_scavenger(open_, open_.timeout_ms / 1000)
         log.info("kept %s open %#x on %r for %d ms after its connection went",
                  "persistent" if open_.persistent else "resilient" if open_.resilient
-                 else "durable", open_.persistent_id, open_.path, open_.timeout_ms)
+                 else "durable", open_.persistent_id, open_.path, open_.timeout_ms,
+                 extra={"open_id": f"{open_.persistent_id:#x}", "share": open_.tree.share.name,
+                        "state": "disconnected"})
         return durable.persist(self, open_)
 
     def attach(self, open_, session, tree) -> None:

@@ -18,7 +18,7 @@ from smbcad.proto.create import CreateRequest, CreateResponse
 from smbcad.proto.create_contexts import (
     DHANDLE_FLAG_PERSISTENT, FileId, LeaseFlags, LeaseResponse, durable_handle_response_v2, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
-from smbcad.proto.status import NtStatus
+from smbcad.proto.status import NtStatus, name_of
 from smbcad.server import durable
 from smbcad.server.context import answer_after
 from smbcad.store import ZERO_GUID
@@ -39,7 +39,18 @@ def is_reconnect(ctx, request: CreateRequest) -> bool:
 
 
 def reconnect(ctx, request: CreateRequest):
-    """3.3.5.9.7 (DHnC) and 3.3.5.9.12 (DH2C)."""
+    """3.3.5.9.7 (DHnC) and 3.3.5.9.12 (DH2C), counted by result
+    (``smbcad_durable_reconnects_total``)."""
+    try:
+        answer = _reconnect(ctx, request)
+    except SmbError as exc:
+        ctx.server.metrics.reconnect(name_of(exc.status))
+        raise
+    ctx.server.metrics.reconnect("ok")
+    return answer
+
+
+def _reconnect(ctx, request: CreateRequest):
     v2 = request.create_contexts.durable_handle_reconnect_v2
     if v2 is not None and ctx.connection.dialect >= Dialect.SMB_3_0:
         open_ = _find_v2(ctx, v2)
@@ -58,7 +69,10 @@ def reconnect(ctx, request: CreateRequest):
         raise SmbError(NtStatus.ACCESS_DENIED, "reconnect by another user")
     attach(ctx, open_)
     log.info("%s: reconnected %s open %#x on %r", ctx.connection.peer,
-             "persistent" if open_.persistent else "durable", open_.persistent_id, open_.path)
+             "persistent" if open_.persistent else "durable", open_.persistent_id, open_.path,
+             extra={"client": ctx.connection.peer, "session_id": f"{ctx.session.session_id:#x}",
+                    "share": ctx.tree.share.name, "open_id": f"{open_.persistent_id:#x}",
+                    "state": "connected"})
     # A reconnect is answered without a DHnQ/DH2Q context, as Windows does
     # (<339>; smb2.durable-open.reopen1a, smb2.durable-v2-open.reopen1a).
     body = _response(ctx, open_, request, CreateAction.OPENED, [])

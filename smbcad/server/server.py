@@ -104,7 +104,8 @@ class SmbServer:
         """Shares from the config.  A node-local share is online at once; a
         share on an aggregate stays offline (no fd on its mount point, so the
         cluster service can unmount it) until the aggregate is adopted here."""
-        shares = {"ipc$": self.shares.get("ipc$") or Share("IPC$", "", "IPC Service", is_ipc=True)}
+        shares = {"ipc$": self.shares.get("ipc$") or Share(
+            "IPC$", "", "IPC Service", is_ipc=True, counters=self.metrics.share_counters("IPC$"))}
         for cfg in config.shares:
             old = self.shares.get(cfg.name.lower())
             aggregate = getattr(cfg, "aggregate", "")
@@ -114,7 +115,8 @@ class SmbServer:
             share = Share(
                 name=cfg.name, path=cfg.path, comment=cfg.comment, is_ca=cfg.ca,
                 encrypt_data=cfg.encrypt, read_only=cfg.read_only,
-                ca_timeout_ms=cfg.ca_timeout_ms, aggregate=aggregate, volume_id=volume_id)
+                ca_timeout_ms=cfg.ca_timeout_ms, aggregate=aggregate, volume_id=volume_id,
+                counters=self.metrics.share_counters(cfg.name))
             if same:
                 share.fs, share.store = old.fs, old.store
             elif not aggregate:

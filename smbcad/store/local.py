@@ -23,7 +23,8 @@ partner's ACK there): the same two thread hops per batch as a plain Engine.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from smbcad.store.errors import RecordExists, RecordNotFound, StoreFailed, VersionConflict
@@ -40,12 +41,15 @@ class LocalHandleStore:
     """HandleStore (``smbcad.store.interface``) backed by an Engine on local disk.
 
     Build it with ``await LocalHandleStore.open(engine)``; the daemon creates
-    one and injects it into the server.
+    one and injects it into the server.  ``on_commit`` hears the duration of
+    every group commit (the daemon's commit-latency histogram).
     """
 
     def __init__(self, engine: Engine | SplitEngine, executor: ThreadPoolExecutor,
-                 loop: asyncio.AbstractEventLoop, records: Sequence[PersistentOpen]) -> None:
+                 loop: asyncio.AbstractEventLoop, records: Sequence[PersistentOpen],
+                 on_commit: Callable[[float], None] | None = None) -> None:
         self._engine = engine
+        self._on_commit = on_commit
         # A SplitEngine's batch starts on the loop (module docstring).
         self._begin = getattr(engine, "begin", None)
         self._executor = executor
@@ -67,13 +71,14 @@ class LocalHandleStore:
             self._index(record)
 
     @classmethod
-    async def open(cls, engine: Engine | SplitEngine) -> "LocalHandleStore":
+    async def open(cls, engine: Engine | SplitEngine,
+                   on_commit: Callable[[float], None] | None = None) -> "LocalHandleStore":
         """Recover the engine's records (on the writer thread) and serve them."""
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smbcad-store")
         try:
             records = await loop.run_in_executor(executor, _load, engine)
-            return cls(engine, executor, loop, records)
+            return cls(engine, executor, loop, records, on_commit)
         except BaseException:
             await loop.run_in_executor(executor, engine.close)
             executor.shutdown(wait=False)
@@ -175,6 +180,11 @@ class LocalHandleStore:
         finally:
             self._executor.shutdown(wait=False)
 
+    @property
+    def failed(self) -> bool:
+        """A commit failed: the store refuses changes (read-only) until restart."""
+        return self._failure is not None
+
     def stats(self) -> StoreStats:
         return StoreStats(len(self._records), self._commits, self._batches, self._written,
                           self._max_batch)
@@ -229,11 +239,14 @@ class LocalHandleStore:
                 batch, waiters, commits = self._pending, self._waiters, self._pending_commits
                 self._pending, self._waiters, self._pending_commits = {}, [], 0
                 if batch:
+                    started = time.perf_counter()
                     try:
                         await self._write(batch)
                     except Exception as exc:    # noqa: BLE001 - any failure: durability unknown
                         self._poison(exc, waiters)
                         return
+                    if self._on_commit is not None:
+                        self._on_commit(time.perf_counter() - started)
                     self._batches += 1
                     self._written += len(batch)
                 self._commits += commits
@@ -254,7 +267,7 @@ class LocalHandleStore:
 
     def _poison(self, exc: BaseException, waiters: list[asyncio.Future]) -> None:
         log.error("%s: commit failed, store is now read-only until restart: %s",
-                  self._engine.name, exc)
+                  self._engine.name, exc, extra={"state": "failed"})
         self._failure = exc
         failure = StoreFailed(f"{self._engine.name}: commit failed: {exc}")
         for waiter in waiters + self._waiters:

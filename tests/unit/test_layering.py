@@ -38,8 +38,8 @@ _CLUSDISK_PURE = ("clusdisk/scsi/cdb.py", "clusdisk/scsi/pages.py", "clusdisk/sc
                   "clusdisk/arbitration.py", "clusdisk/errors.py",
                   "clusdisk/announce.py", "clusdisk/placement.py",
                   "clusdisk/placement_record.py")
-_SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.systemd",
-                      "smbca.version")
+_SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.logs",
+                      "smbca.metrics", "smbca.systemd", "smbca.version")
 
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # -- smbca: shared by the daemons, imports none of them
@@ -51,7 +51,9 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/auth/*", (PURE, "os", "smbca.auth", "smbca.ntstatus")),
     ("smbca/config.py", (PURE, "os", "yaml", "smbca.auth")),
     ("smbca/control.py", (PURE, "asyncio", "os", "socket")),
-    ("smbca/systemd.py", (PURE, "socket")),
+    ("smbca/systemd.py", (PURE, "asyncio", "socket")),
+    ("smbca/logs.py", (PURE, "os", "socket", "smbca.config")),
+    ("smbca/metrics.py", (PURE, "prometheus_client", "smbca.config")),
     ("smbca/events.py", (PURE, "smbca.control")),
     ("smbca/admin.py", (PURE, "smbca.control", "smbca.version", "smbca.admin_failover",
                         "smbca.admin_node", "smbca.admin_smb")),
@@ -89,7 +91,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbcad/*", (STDLIB, "prometheus_client", "smbca", "smbcad")),
     # -- witnessd
     ("witnessd/transport.py", (STDLIB, "prometheus_client", "smbca.rpc.dcerpc", "witnessd")),
-    ("witnessd/metrics.py", (PURE, "prometheus_client")),
+    ("witnessd/metrics.py", (PURE, "prometheus_client", "smbca.metrics")),
     ("witnessd/swn/*", (PURE, "smbca.rpc", "witnessd.swn")),
     ("witnessd/*", (PURE, "asyncio", "os", "signal", "smbca", "witnessd")),
     # -- clusdisk
@@ -99,7 +101,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("clusdisk/scsi/sgio.py", (STDLIB, "clusdisk")),
     ("clusdisk/lif.py", (STDLIB, "pyroute2", "clusdisk")),
     ("clusdisk/heartbeat_transport.py", (STDLIB, "clusdisk")),
-    ("clusdisk/metrics.py", (PURE, "prometheus_client", "clusdisk")),
+    ("clusdisk/metrics.py", (PURE, "prometheus_client", "smbca.metrics", "clusdisk")),
     ("clusdisk/daemon.py", (PURE, "asyncio", "os", "signal", "prometheus_client",
                             *_SMBCA_FOR_DAEMONS, "clusdisk")),
     ("clusdisk/*", (PURE, "asyncio", "ctypes", "os", "subprocess", *_SMBCA_FOR_DAEMONS,

@@ -364,6 +364,11 @@ class WitnessService:
             if local is not None:
                 interface.local = local
             if interface.state != state:
+                addresses_text = "/".join(map(str, interface.addresses))
+                _log.info("interface %s (%s): %s -> %s", addresses_text, group,
+                          interface.state.name, state.name,
+                          extra={"interface": addresses_text, "node": group,
+                                 "state": state.name})
                 transitions.append((interface, group, state))
                 interface.state = state
         touched = self._queue_changes(transitions)

@@ -41,4 +41,5 @@ def handle(ctx):
     view[4 + HEADER_SIZE:start] = encode_read_response_prefix(count)
     open_.position = request.offset + count
     ctx.server.metrics.bytes_read.inc(count)
+    ctx.tree.share.counters.read_bytes.inc(count)
     return Reply(view[:start + max(count, 1)], preframed=True)

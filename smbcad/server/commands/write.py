@@ -45,6 +45,7 @@ def handle(ctx):
     written = fs.write(open_.handle, offset, request.data) if length else 0
     open_.position = offset + written
     ctx.server.metrics.bytes_written.inc(written)
+    ctx.tree.share.counters.written_bytes.inc(written)
     body = WriteResponse(written).encode()
     if request.flags & WriteFlags.WRITE_THROUGH or open_.create_options & CreateOptions.WRITE_THROUGH:
         # stable before the answer, one fdatasync shared by concurrent writers

@@ -59,6 +59,12 @@ def test_file_round_trip(server, tmp_path):
     reply = client.request(Command.CLOSE, wire.close_request(persistent, volatile))
     assert status_of(reply) == 0
     assert (tmp_path / "share" / "a.txt").read_bytes() == b"hello"
+    # per-share counters (smbcad_share_*): bytes both ways, and every request
+    # on the share (TREE_CONNECT, CREATE, WRITE, READ, CLOSE)
+    sample = server.metrics.registry.get_sample_value
+    assert sample("smbcad_share_written_bytes_total", {"share": "share"}) == 5
+    assert sample("smbcad_share_read_bytes_total", {"share": "share"}) == 5
+    assert sample("smbcad_share_operations_total", {"share": "share"}) == 5
 
 
 def test_message_id_reuse_drops_the_connection(server):

@@ -94,6 +94,13 @@ def test_open_comes_back_disconnected_with_its_lease_locks_and_sequences(tmp_pat
     # in the store too, and its timer runs for the whole timeout
     assert remaining[0].disconnected_at_ms is not None
     assert 59 < timers[0x1234] <= 60
+    # smbcad_handles counts it, by kind and state, when Prometheus scrapes
+    server.metrics.watch_handles(server.opens, lambda: {})
+    handles = {(kind, state): server.metrics.registry.get_sample_value(
+        "smbcad_handles", {"kind": kind, "state": state})
+        for kind in ("persistent", "durable") for state in ("connected", "disconnected")}
+    assert handles == {("persistent", "connected"): 0, ("persistent", "disconnected"): 1,
+                       ("durable", "connected"): 0, ("durable", "disconnected"): 0}
 
 
 def test_open_blocks_a_sharing_violation_until_reconnected(tmp_path):

@@ -196,6 +196,18 @@ def test_concurrent_commits_share_one_fsync(make_engine):
     run(scenario())
 
 
+def test_each_group_commit_reports_its_duration(make_engine):
+    async def scenario():
+        durations = []
+        store = await LocalHandleStore.open(make_engine(), durations.append)
+        await asyncio.gather(*(store.create(rec(i)) for i in range(1, 33)))
+        await store.create(rec(40))
+        assert len(durations) == store.stats().batches >= 2
+        assert all(0 < seconds < 60 for seconds in durations)
+        await store.shutdown()
+    run(scenario())
+
+
 def test_commit_barrier_waits_for_earlier_changes(make_engine):
     async def scenario():
         store = await LocalHandleStore.open(make_engine())
@@ -257,9 +269,11 @@ def test_a_failed_commit_poisons_the_store(tmp_path):
     async def scenario():
         store = await LocalHandleStore.open(FailingLogEngine(str(tmp_path), good=1))
         ok = await store.create(rec(1))
+        assert not store.failed
         results = await asyncio.gather(*(store.create(rec(i)) for i in range(2, 6)),
                                        return_exceptions=True)
         assert all(isinstance(r, StoreFailed) for r in results)
+        assert store.failed                     # smbcad_store_failed
         for call in (store.lookup(1), store.update(ok), store.traverse(), store.expire(0)):
             with pytest.raises(StoreFailed):
                 await call
