@@ -52,11 +52,12 @@ install_packages() {
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# The samba package starts smbd/nmbd on 445/139; our tests run their own smbd on free ports.
+# The samba package starts smbd/nmbd on 445/139 (and prometheus on 9090) on a systemd host;
+# our tests run their own on free ports.
 stop_system_samba() {
     local unit pidfile pid
     if [[ -d /run/systemd/system ]]; then
-        for unit in smbd nmbd samba-ad-dc; do
+        for unit in smbd nmbd samba-ad-dc prometheus; do   # prometheus: tests run their own
             if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
                 systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
             fi

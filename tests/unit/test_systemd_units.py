@@ -87,7 +87,8 @@ def test_unit_runs_what_install_sh_installs(daemon):
     exec_start = service["ExecStart"].split()
     assert exec_start[:3] == [f"{INSTALLED_BIN}{daemon}", "--config", f"/etc/smbca/{daemon}.yaml"]
     install_sh = (ROOT / "scripts" / "install.sh").read_text()
-    assert "venv=/opt/smbca/venv" in install_sh and "smbcad clusdisk witnessd" in install_sh
+    assert 'venv="$prefix/opt/smbca/venv"' in install_sh
+    assert re.search(rf"^commands=\(.*\b{daemon}\b.*\)$", install_sh, re.M)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(rf'^{daemon} = "{daemon}\.cli:main"$', pyproject, re.M)
 
