@@ -396,8 +396,10 @@ class Daemon:
         try:
             self.build()
         except (disks.DiskError, ScsiError, OSError) as exc:
+            # 1, not 2: a LUN not visible yet (slow SAN paths at boot) is worth
+            # a restart, and the unit's RestartPreventExitStatus=2 is for config errors.
             log.error("cannot start: %s", exc)
-            return 2
+            return 1
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_shutdown)

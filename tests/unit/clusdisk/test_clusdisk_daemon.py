@@ -156,11 +156,11 @@ def test_two_daemons_form_join_and_hand_over(tmp_path, mode):
     assert b"WATCHDOG=1" in messages
 
 
-def test_missing_disk_exits_2(tmp_path, caplog):
+def test_missing_disk_exits_1_so_systemd_retries(tmp_path, caplog):
     rig = Rig(tmp_path, "scsi2")
     rig.luns = rig.luns[:1]
     code = asyncio.run(rig.daemon(1, 1).run())
-    assert code == 2 and "disk aggr1: no LUN has designator" in caplog.text
+    assert code == 1 and "disk aggr1: no LUN has designator" in caplog.text
 
 
 def test_lost_challenge_exits_1(tmp_path):
