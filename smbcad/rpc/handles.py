@@ -122,7 +122,8 @@ def grant(desired: int, generic: tuple[int, int, int, int], allowed: int) -> int
     STATUS_ACCESS_DENIED, as an access check of the object's descriptor would.
     """
     read, write, execute, everything = generic
-    wanted = desired & 0x00FFFFFF  # ACCESS_SYSTEM_SECURITY (no SACLs here) is ignored, as Samba does
+    # ACCESS_SYSTEM_SECURITY (0x01000000; no SACLs here) is ignored, as Samba does.
+    wanted = desired & 0x00FFFFFF
     for bit, rights in ((0x80000000, read), (0x40000000, write), (0x20000000, execute),
                         (0x10000000, everything)):
         if desired & bit:

@@ -34,8 +34,8 @@ from smbcad.rpc import idl_fixes
 from smbcad.rpc.handles import (ContextHandles, HandleError, fill_close, fill_open, grant,
                                  require)
 from smbcad.rpc.names import ResolverChain
-from smbcad.rpc.stubs import (bad_stub, decode, encode, handle_of, is_null, sid_from_ndr, sid_to_ndr,
-                              unicode_text)
+from smbcad.rpc.stubs import (bad_stub, decode, encode, handle_of, is_null, sid_from_ndr,
+                              sid_to_ndr, unicode_text)
 from smbcad.rpc.wellknown import Domain, SidType, Translation
 
 # -- types ------------------------------------------------------------------
@@ -179,8 +179,8 @@ class LsaServer:
     # 6 and 44
     def lsar_open_policy(self, stub: bytes, call: CallContext) -> bytes:
         """LsarOpenPolicy, opnum 6 ([MS-LSAD] 3.1.4.4.2): LsarOpenPolicy2 without a name."""
-        return self._open_policy(decode(idl_fixes.LsarOpenPolicy, stub), lsad.LsarOpenPolicyResponse(),
-                                 call)
+        return self._open_policy(decode(idl_fixes.LsarOpenPolicy, stub),
+                                 lsad.LsarOpenPolicyResponse(), call)
 
     def lsar_open_policy2(self, stub: bytes, call: CallContext) -> bytes:
         """LsarOpenPolicy2, opnum 44 ([MS-LSAD] 3.1.4.4.1); SystemName is ignored."""

@@ -162,8 +162,8 @@ class SamrServer:
     def samr_enumerate_domains_in_sam_server(self, stub: bytes, call: CallContext) -> bytes:
         """SamrEnumerateDomainsInSamServer, opnum 6 ([MS-SAMR] 3.1.5.2.1).
 
-        Two domains always fit, so the answer is complete in one call; the
-        returned EnumerationContext is the index after the last domain.
+        Two domains always fit, so the answer is complete in one call
+        (STATUS_SUCCESS) and the returned EnumerationContext is 0, as Samba's.
         """
         request = decode(samr.SamrEnumerateDomainsInSamServer, stub)
         response = samr.SamrEnumerateDomainsInSamServerResponse()
@@ -187,7 +187,7 @@ class SamrServer:
             entry["RelativeId"] = index  # unused by clients; Samba numbers the domains
             entry["Name"] = domain.name
             buffer["Buffer"].append(entry)
-        response["EnumerationContext"] = max(start, len(self._domains))
+        response["EnumerationContext"] = 0
         response["CountReturned"] = len(listed)
         response["ErrorCode"] = NtStatus.SUCCESS
         return encode(response)
