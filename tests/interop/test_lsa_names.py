@@ -36,7 +36,8 @@ def _unmet(reason: str) -> None:
 
 
 def _smbpasswd_line(name: str, uid: int, password: str) -> str:
-    return f"{name}:{uid}:{'X' * 32}:{nt_hash(password).hex().upper()}:[U          ]:LCT-00000000:\n"
+    nt = nt_hash(password).hex().upper()
+    return f"{name}:{uid}:{'X' * 32}:{nt}:[U          ]:LCT-00000000:\n"
 
 
 @pytest.fixture
