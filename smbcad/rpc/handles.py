@@ -7,10 +7,13 @@ of the pipe drops the table).  A handle is 20 bytes: attributes (0) and a
 UUID; ours number the handles of the pipe after a random serial of the
 pipe, so a handle from one pipe names nothing on another.
 
-Wrong or stale handles are STATUS_INVALID_HANDLE, as Windows and Samba
-answer; a handle of another kind (a SAMR domain handle passed as a server
-handle) is the same.  A pipe holds at most ``MAX_HANDLES`` at a time so a
-client cannot grow the table without bound.
+A handle the pipe does not know (never made, closed, another pipe's) fails
+the call with the fault nca_s_fault_context_mismatch before any manager
+routine runs ([MS-RPCE] 3.3.1.4.1; what Windows and Samba send, and
+smbtorture's rpc.lsa.lookupnames checks); a known handle of another kind (a
+SAMR domain handle passed as a server handle) is STATUS_INVALID_HANDLE.
+A pipe holds at most ``MAX_HANDLES`` at a time so a client cannot grow the
+table without bound.
 """
 
 import secrets
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from smbca.rpc.dcerpc import FaultStatus, RpcFault
 from smbcad.proto.status import NtStatus
 
 HANDLE_SIZE = 20
@@ -65,20 +69,18 @@ class ContextHandles:
         self._open[handle] = HandleEntry(kind, granted, target)
         return handle
 
-    def get(self, handle: bytes, kind: bytes) -> HandleEntry:
+    def get(self, handle: bytes, *kinds: bytes) -> HandleEntry:
+        """The entry of ``handle``, which must be of one of ``kinds``."""
         entry = self._open.get(bytes(handle))
-        if entry is None or entry.kind != kind:
-            raise HandleError(NtStatus.INVALID_HANDLE, "unknown context handle")
-        return entry
-
-    def get_any(self, handle: bytes, *kinds: bytes) -> HandleEntry:
-        entry = self._open.get(bytes(handle))
-        if entry is None or entry.kind not in kinds:
-            raise HandleError(NtStatus.INVALID_HANDLE, "unknown context handle")
+        if entry is None:
+            raise RpcFault(FaultStatus.NCA_S_FAULT_CONTEXT_MISMATCH, "unknown context handle",
+                           did_not_execute=True)
+        if entry.kind not in kinds:
+            raise HandleError(NtStatus.INVALID_HANDLE, "context handle of another kind")
         return entry
 
     def close(self, handle: bytes, *kinds: bytes) -> None:
-        self.get_any(handle, *kinds)
+        self.get(handle, *kinds)
         del self._open[bytes(handle)]
 
     def clear(self) -> None:

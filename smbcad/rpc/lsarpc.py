@@ -7,7 +7,8 @@ types, which follow the IDL ([MS-LSAD] 6, [MS-LSAT] 6).
 What clients call: ``smbcacls`` opens a policy with LsarOpenPolicy and
 translates with LsarLookupNames / LsarLookupSids (level 1); ``rpcclient``
 also uses LsarOpenPolicy2, LsarQueryInformationPolicy (classes 3 and 5, on
-start-up), the v2/v3 lookups and LsarGetUserName; Windows' ACL editor and
+start-up), the v2/v3 lookups and LsarGetUserName; smbtorture's lookup tests
+list trusted domains (LsarEnumerateTrustedDomains: none); Windows' ACL editor and
 ``icacls`` use LsarOpenPolicy2, LsarLookupSids2 and LsarLookupNames2/3.
 LsarLookupNames4 and LsarLookupSids3 take no policy handle; Windows and
 Samba serve them only over an authenticated, integrity-protected binding
@@ -57,14 +58,17 @@ POLICY_USER_RIGHTS = (POLICY_VIEW_LOCAL_INFORMATION | POLICY_VIEW_AUDIT_INFORMAT
 writes policy, so every caller gets these and no more."""
 
 # [MS-LSAD] 2.2.4.1 POLICY_INFORMATION_CLASS values answered
+POLICY_AUDIT_EVENTS_INFORMATION = 2
 POLICY_PRIMARY_DOMAIN_INFORMATION = 3
 POLICY_ACCOUNT_DOMAIN_INFORMATION = 5
+POLICY_LSA_SERVER_ROLE_INFORMATION = 6
 POLICY_DNS_DOMAIN_INFORMATION = 12
 POLICY_DNS_DOMAIN_INFORMATION_INT = 13
 POLICY_LOCAL_ACCOUNT_DOMAIN_INFORMATION = 14
 
 STATUS_SOME_NOT_MAPPED = 0x00000107
 """[MS-ERREF] 2.3.1 STATUS_SOME_NOT_MAPPED: a success code."""
+STATUS_NO_MORE_ENTRIES = 0x8000001A
 MAX_LOOKUP_NAMES = 1000
 MAX_LOOKUP_SIDS = 20480
 """IDL ranges of LsarLookupNames* Count and LSAPR_SID_ENUM_BUFFER Entries."""
@@ -210,10 +214,10 @@ class LsaServer:
         level = request["InformationClass"]
         try:
             entry = self._handles.get(handle_of(request["PolicyHandle"]), _POLICY)
-            build = _POLICY_CLASSES.get(level)
-            if build is None:
+            if level not in _POLICY_CLASSES:
                 raise HandleError(NtStatus.INVALID_PARAMETER, f"information class {level}")
-            require(entry, POLICY_VIEW_LOCAL_INFORMATION)
+            right, build = _POLICY_CLASSES[level]
+            require(entry, right)
         except HandleError as error:
             response["PolicyInformation"] = NULL
             response["ErrorCode"] = error.status
@@ -222,6 +226,29 @@ class LsaServer:
         union["tag"] = level
         build(union, self._policy)
         response["ErrorCode"] = NtStatus.SUCCESS
+        return encode(response)
+
+    # 13
+    def lsar_enumerate_trusted_domains(self, stub: bytes, call: CallContext) -> bytes:
+        """LsarEnumerateTrustedDomains, opnum 13 ([MS-LSAD] 3.1.4.7.8).
+
+        A server outside any domain trusts none: STATUS_NO_MORE_ENTRIES, and an
+        EnumerationContext past the input one (0xFFFFFFFF, as Samba) so that
+        clients looping on it stop.
+        """
+        request = decode(lsad.LsarEnumerateTrustedDomains, stub)
+        response = lsad.LsarEnumerateTrustedDomainsResponse()
+        response["EnumerationBuffer"]["Entries"] = 0
+        response["EnumerationBuffer"]["Information"] = NULL
+        try:
+            entry = self._handles.get(handle_of(request["PolicyHandle"]), _POLICY)
+            require(entry, POLICY_VIEW_LOCAL_INFORMATION)
+        except HandleError as error:
+            response["EnumerationContext"] = request["EnumerationContext"]
+            response["ErrorCode"] = error.status
+            return encode(response)
+        response["EnumerationContext"] = 0xFFFFFFFF
+        response["ErrorCode"] = STATUS_NO_MORE_ENTRIES
         return encode(response)
 
     # 14, 58, 68, 77
@@ -409,6 +436,17 @@ def _require_protected_binding(call: CallContext) -> None:
         raise RpcFault(FaultStatus.RPC_S_ACCESS_DENIED, "lookup without a protected binding")
 
 
+def _audit_events(union: Any, policy: PolicyInfo) -> None:
+    info = union["PolicyAuditEventsInfo"]
+    info["AuditingMode"] = 0  # no auditing
+    info["EventAuditingOptions"] = NULL
+    info["MaximumAuditEventCount"] = 0
+
+
+def _server_role(union: Any, policy: PolicyInfo) -> None:
+    union["PolicyServerRoleInfo"]["LsaServerRole"] = 3  # PolicyServerRolePrimary: not a BDC
+
+
 def _primary_domain(union: Any, policy: PolicyInfo) -> None:
     info = union["PolicyPrimaryDomainInfo"]
     info["Name"] = policy.primary_domain
@@ -434,14 +472,17 @@ def _dns_domain(union: Any, policy: PolicyInfo) -> None:
     info["Sid"] = NULL
 
 
-_POLICY_CLASSES: Mapping[int, Callable[[Any, PolicyInfo], None]] = MappingProxyType({
-    POLICY_PRIMARY_DOMAIN_INFORMATION: _primary_domain,
-    POLICY_ACCOUNT_DOMAIN_INFORMATION: _account_domain,
-    POLICY_DNS_DOMAIN_INFORMATION: _dns_domain,
-    POLICY_DNS_DOMAIN_INFORMATION_INT: _dns_domain,
-    POLICY_LOCAL_ACCOUNT_DOMAIN_INFORMATION: _account_domain,
+_POLICY_CLASSES: Mapping[int, tuple[int, Callable[[Any, PolicyInfo], None]]] = MappingProxyType({
+    POLICY_AUDIT_EVENTS_INFORMATION: (POLICY_VIEW_AUDIT_INFORMATION, _audit_events),
+    POLICY_PRIMARY_DOMAIN_INFORMATION: (POLICY_VIEW_LOCAL_INFORMATION, _primary_domain),
+    POLICY_ACCOUNT_DOMAIN_INFORMATION: (POLICY_VIEW_LOCAL_INFORMATION, _account_domain),
+    POLICY_LSA_SERVER_ROLE_INFORMATION: (POLICY_VIEW_LOCAL_INFORMATION, _server_role),
+    POLICY_DNS_DOMAIN_INFORMATION: (POLICY_VIEW_LOCAL_INFORMATION, _dns_domain),
+    POLICY_DNS_DOMAIN_INFORMATION_INT: (POLICY_VIEW_LOCAL_INFORMATION, _dns_domain),
+    POLICY_LOCAL_ACCOUNT_DOMAIN_INFORMATION: (POLICY_VIEW_LOCAL_INFORMATION, _account_domain),
 })
-"""Information classes answered ([MS-LSAD] 2.2.4.2) and how to fill each arm."""
+"""Information classes answered ([MS-LSAD] 2.2.4.2): the right each needs
+(3.1.4.4.4) and how to fill its arm."""
 
 
 # -- opnum table and registration --------------------------------------------
@@ -450,6 +491,7 @@ OPNUMS: Mapping[int, tuple[type, type]] = MappingProxyType({
     0: (lsad.LsarClose, lsad.LsarCloseResponse),
     6: (idl_fixes.LsarOpenPolicy, lsad.LsarOpenPolicyResponse),
     7: (lsad.LsarQueryInformationPolicy, lsad.LsarQueryInformationPolicyResponse),
+    13: (lsad.LsarEnumerateTrustedDomains, lsad.LsarEnumerateTrustedDomainsResponse),
     14: (lsat.LsarLookupNames, lsat.LsarLookupNamesResponse),
     15: (lsat.LsarLookupSids, lsat.LsarLookupSidsResponse),
     44: (lsad.LsarOpenPolicy2, lsad.LsarOpenPolicy2Response),
@@ -472,6 +514,7 @@ def lsarpc_interface(names: ResolverChain, policy: PolicyInfo,
         0: server.lsar_close,
         6: server.lsar_open_policy,
         7: server.lsar_query_information_policy,
+        13: server.lsar_enumerate_trusted_domains,
         14: server.lsar_lookup_names,
         15: server.lsar_lookup_sids,
         44: server.lsar_open_policy2,

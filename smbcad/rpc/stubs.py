@@ -85,7 +85,10 @@ def unicode_text(value: Any) -> str | None:
     if is_null(value.fields["Data"]):
         return None
     length = value.fields["Length"]
-    text = value["Data"]
+    try:
+        text = value["Data"]  # impacket decodes the UTF-16 on access
+    except UnicodeDecodeError as exc:
+        raise bad_stub("RPC_UNICODE_STRING buffer is not UTF-16") from exc
     if length % 2 or length > value.fields["MaximumLength"] or length // 2 > len(text):
         raise bad_stub("RPC_UNICODE_STRING Length does not fit its buffer")
     return text[:length // 2]

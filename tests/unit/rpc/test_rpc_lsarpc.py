@@ -94,22 +94,36 @@ def test_write_access_to_the_policy_is_denied() -> None:
     assert Lsa().answer(44, request.getData())["ErrorCode"] == NtStatus.SUCCESS
 
 
+def assert_context_mismatch(lsa: Lsa, opnum: int, stub: bytes) -> None:
+    """An unknown handle faults before the manager runs ([MS-RPCE] 3.3.1.4.1)."""
+    with pytest.raises(RpcFault) as fault:
+        lsa.raw(opnum, stub)
+    assert fault.value.status == FaultStatus.NCA_S_FAULT_CONTEXT_MISMATCH
+    assert fault.value.did_not_execute
+
+
 def test_close_then_the_handle_is_gone() -> None:
     lsa = Lsa()
     handle = lsa.open()
     closed = lsa.answer(0, handle)
     assert (closed["ErrorCode"], closed["ObjectHandle"]) == (NtStatus.SUCCESS, bytes(20))
-    again = lsa.answer(0, handle)
-    assert (again["ErrorCode"], again["ObjectHandle"]) == (NtStatus.INVALID_HANDLE, handle)
-    lookup = lsa.with_handle(14, v.LOOKUP_NAMES_EVERYONE_REQUEST, handle)
-    assert lookup["ErrorCode"] == NtStatus.INVALID_HANDLE
+    assert_context_mismatch(lsa, 0, handle)  # what smbtorture's rpc.lsa.lookupnames checks
+    assert_context_mismatch(lsa, 14, handle + v.LOOKUP_NAMES_EVERYONE_REQUEST[20:])
 
 
 def test_handles_belong_to_their_pipe() -> None:
     handle = Lsa().open()
-    other = Lsa()
-    assert other.with_handle(14, v.LOOKUP_NAMES_EVERYONE_REQUEST, handle)["ErrorCode"] == \
-        NtStatus.INVALID_HANDLE
+    assert_context_mismatch(Lsa(), 14, handle + v.LOOKUP_NAMES_EVERYONE_REQUEST[20:])
+
+
+def test_a_samr_handle_is_not_a_policy_handle() -> None:
+    handles = ContextHandles(7)
+    names = directory()
+    lsa = Lsa()
+    lsa.interface = lsarpc_interface(names.names, names.policy, handles)
+    samr_handle = handles.create(b"samS", 0x20031)
+    lookup = lsa.with_handle(14, v.LOOKUP_NAMES_EVERYONE_REQUEST, samr_handle)
+    assert lookup["ErrorCode"] == NtStatus.INVALID_HANDLE
 
 
 def test_a_pipe_holds_a_bounded_number_of_handles() -> None:
@@ -405,3 +419,28 @@ def test_impacket_client_over_the_lsarpc_pipe() -> None:
     assert names["TranslatedNames"]["Names"][0]["Name"] == "CREATOR OWNER"
     lsad.hLsarClose(client, handle)
     pipe.close()
+
+
+# -- what smbtorture's rpc.samba3.lsa and rpc.lsalookup ask besides lookups ---------------
+
+
+@pytest.mark.parametrize(("level", "arm", "field", "value"), [
+    (2, "PolicyAuditEventsInfo", "AuditingMode", 0),
+    (6, "PolicyServerRoleInfo", "LsaServerRole", 3),  # PolicyServerRolePrimary
+])
+def test_query_audit_events_and_server_role(level, arm, field, value) -> None:
+    response = query(bytes(20) + level.to_bytes(2, "little"))
+    assert response["ErrorCode"] == NtStatus.SUCCESS
+    assert policy_info(response, arm)[field] == value
+
+
+def test_no_trusted_domains() -> None:
+    lsa = Lsa()
+    request = lsad.LsarEnumerateTrustedDomains()
+    request["PolicyHandle"] = lsa.open(v.OPEN_POLICY2_REQUEST)
+    request["EnumerationContext"] = 0
+    request["PreferedMaximumLength"] = 0xFFFFFFFF
+    response = lsa.answer(13, request.getData())
+    assert response["ErrorCode"] == 0x8000001A  # STATUS_NO_MORE_ENTRIES
+    assert response["EnumerationBuffer"]["Entries"] == 0
+    assert response["EnumerationContext"] == 0xFFFFFFFF  # past the input, so loops end

@@ -177,8 +177,9 @@ def test_close_handle_from_rpcclient() -> None:
     handle = server.connect()
     closed = server.answer(1, handle + v.SAMR_CLOSE_REQUEST[20:])
     assert (closed["ErrorCode"], closed["SamHandle"]) == (NtStatus.SUCCESS, bytes(20))
-    again = server.answer(1, handle)
-    assert again["ErrorCode"] == NtStatus.INVALID_HANDLE
+    with pytest.raises(RpcFault) as fault:
+        server.raw(1, handle)
+    assert fault.value.status == FaultStatus.NCA_S_FAULT_CONTEXT_MISMATCH
 
 
 def test_bad_domain_sid_faults() -> None:
