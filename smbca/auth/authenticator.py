@@ -23,8 +23,14 @@ class Authenticator:
                              dns_name=dns_name, allow_guest=allow_guest,
                              guest_user=guest_user, allow_anonymous=allow_anonymous,
                              rng=rng, clock=clock)
+        self._users = users
         self._mechanisms: tuple[MechanismFactory, ...] = (ntlm,)
         self._negotiate_token = SpnegoAcceptor(self._mechanisms).initial_token()
+
+    @property
+    def users(self) -> UserDatabase:
+        """The local accounts this authenticator checks (name lookups read them too)."""
+        return self._users
 
     @property
     def mechanisms(self) -> tuple[MechanismFactory, ...]:

@@ -28,6 +28,10 @@ from typing import Any, NamedTuple
 from smbca.rpc.dcerpc import AssociationGroups, ProtocolError, RpcConnection, interface_table
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
+from smbcad.rpc.directory import Directory
+from smbcad.rpc.handles import ContextHandles
+from smbcad.rpc.lsarpc import lsarpc_interface
+from smbcad.rpc.samr import samr_interface
 from smbcad.rpc.srvsvc import ServerConfig, ShareProvider, srvsvc_interface
 
 _log = logging.getLogger(__name__)
@@ -219,6 +223,8 @@ class PipeEnvironment:
     max_recv_frag: int = 4280
     # DCE/RPC auth on the pipe (clients may sign/seal inside SMB, e.g. smbtorture).
     security: Any = None
+    # Name and SID lookups (lsarpc, samr); without one those pipes do not exist.
+    directory: Directory | None = None
 
 
 PipeFactory = Callable[[PipeEnvironment, Any], NamedPipe]
@@ -233,7 +239,38 @@ def _srvsvc_pipe(env: PipeEnvironment, transport: Any) -> NamedPipe:
     return NamedPipe("srvsvc", connection)
 
 
-PIPE_NAMES: Mapping[str, PipeFactory] = MappingProxyType({"srvsvc": _srvsvc_pipe})
+def _lsass_pipe(env: PipeEnvironment, transport: Any, name: str) -> NamedPipe:
+    """lsarpc, samr and lsass are one endpoint on Windows (lsass.exe serves all
+    three names), so each carries both interfaces; the context handles belong
+    to this open and go with it."""
+    if env.directory is None:
+        raise SmbError(NtStatus.OBJECT_NAME_NOT_FOUND, f"no pipe named {name!r}")
+    handles = ContextHandles()
+    directory = env.directory
+    interfaces = interface_table(
+        lsarpc_interface(directory.names, directory.policy, handles),
+        samr_interface(directory.sam, handles))
+    connection = RpcConnection(interfaces, env.assoc_groups, max_recv_frag=env.max_recv_frag,
+                               secondary_address=f"\\PIPE\\{name}", transport=transport,
+                               security=env.security)
+    return NamedPipe(name, connection)
+
+
+def _lsarpc_pipe(env: PipeEnvironment, transport: Any) -> NamedPipe:
+    return _lsass_pipe(env, transport, "lsarpc")
+
+
+def _samr_pipe(env: PipeEnvironment, transport: Any) -> NamedPipe:
+    return _lsass_pipe(env, transport, "samr")
+
+
+def _lsass_alias_pipe(env: PipeEnvironment, transport: Any) -> NamedPipe:
+    return _lsass_pipe(env, transport, "lsass")
+
+
+PIPE_NAMES: Mapping[str, PipeFactory] = MappingProxyType({
+    "srvsvc": _srvsvc_pipe, "lsarpc": _lsarpc_pipe, "samr": _samr_pipe,
+    "lsass": _lsass_alias_pipe})
 """Pipe names served on IPC$ (lower case, without the ``\\PIPE\\`` prefix)."""
 
 

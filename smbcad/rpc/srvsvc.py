@@ -14,15 +14,15 @@ Every other opnum faults with nca_s_op_rng_error.
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import count
 from types import MappingProxyType
 from typing import Any
 
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
-from impacket.dcerpc.v5.ndr import NDR, NDRPOINTER
+from impacket.dcerpc.v5.ndr import NDR
 
 from smbca.rpc.dcerpc import CallContext, FaultStatus, RpcFault, RpcInterface, SyntaxId
+from smbcad.rpc.stubs import decode, encode, wstr
 
 # -- types ------------------------------------------------------------------
 
@@ -122,34 +122,29 @@ ShareProvider = Callable[[], Sequence[ShareInfo]]
 _NULL_RESULT = struct.Struct("<III")  # union discriminant, NULL arm pointer, return value
 
 
-def _wstr(text: str) -> str:
-    """impacket's LPWSTR wants the terminating NUL spelled out."""
-    return text + "\x00"
-
-
 def _share_info_0(share: ShareInfo) -> NDR:
     info = srvs.SHARE_INFO_0()
-    info["shi0_netname"] = _wstr(share.name)
+    info["shi0_netname"] = wstr(share.name)
     return info
 
 
 def _share_info_1(share: ShareInfo) -> NDR:
     info = srvs.SHARE_INFO_1()
-    info["shi1_netname"] = _wstr(share.name)
+    info["shi1_netname"] = wstr(share.name)
     info["shi1_type"] = share.wire_type
-    info["shi1_remark"] = _wstr(share.comment)
+    info["shi1_remark"] = wstr(share.comment)
     return info
 
 
 def _fill_2(info: NDR, prefix: str, share: ShareInfo) -> NDR:
     """The fields SHARE_INFO_2, _502_I and _503_I share (2.2.4.24, 2.2.4.26, 2.2.4.27)."""
-    info[f"{prefix}_netname"] = _wstr(share.name)
+    info[f"{prefix}_netname"] = wstr(share.name)
     info[f"{prefix}_type"] = share.wire_type
-    info[f"{prefix}_remark"] = _wstr(share.comment)
+    info[f"{prefix}_remark"] = wstr(share.comment)
     info[f"{prefix}_permissions"] = 0
     info[f"{prefix}_max_uses"] = SHI_USES_UNLIMITED
     info[f"{prefix}_current_uses"] = 0
-    info[f"{prefix}_path"] = _wstr(share.windows_path)
+    info[f"{prefix}_path"] = wstr(share.windows_path)
     info[f"{prefix}_passwd"] = NULL
     return info
 
@@ -160,9 +155,9 @@ def _share_info_2(share: ShareInfo) -> NDR:
 
 def _share_info_501(share: ShareInfo) -> NDR:
     info = srvs.SHARE_INFO_501()
-    info["shi501_netname"] = _wstr(share.name)
+    info["shi501_netname"] = wstr(share.name)
     info["shi501_type"] = share.wire_type
-    info["shi501_remark"] = _wstr(share.comment)
+    info["shi501_remark"] = wstr(share.comment)
     info["shi501_flags"] = share.flags
     return info
 
@@ -176,7 +171,7 @@ def _share_info_502(share: ShareInfo) -> NDR:
 
 def _share_info_503(share: ShareInfo) -> NDR:
     info = _fill_2(srvs.SHARE_INFO_503(), "shi503", share)
-    info["shi503_servername"] = _wstr("*")  # not scoped to a server name (3.1.1.7)
+    info["shi503_servername"] = wstr("*")  # not scoped to a server name (3.1.1.7)
     info["shi503_reserved"] = 0
     info["shi503_security_descriptor"] = NULL
     return info
@@ -210,37 +205,6 @@ def _entry_size(share: ShareInfo, level: int) -> int:
     return _ENUM_FIXED_BYTES[level] + sum(12 + 2 * (len(text) + 1) for text in strings)
 
 
-def _renumber_referents(node: Any, ids: "count[int]") -> None:
-    """Give every non-NULL pointer a deterministic referent id.
-
-    impacket draws referent ids from ``random``; unique pointers only need
-    distinct non-zero ids ([C706] 14.3.11.3), so we number them the way
-    Windows and Samba do (0x00020000, +4, ...) for reproducible bytes.
-    """
-    if isinstance(node, NDRPOINTER) and node.fields.get("ReferentID"):
-        node.fields["ReferentID"] = next(ids)
-    if isinstance(node, NDR):
-        for value in node.fields.values():
-            _renumber_referents(value, ids)
-    elif isinstance(node, list):
-        for value in node:
-            _renumber_referents(value, ids)
-
-
-def _encode(response: NDR) -> bytes:
-    _renumber_referents(response, count(0x00020000, 4))
-    return response.getData()
-
-
-def _decode(request_type: type, stub: bytes) -> NDR:
-    """Unmarshal [in] parameters; failure is RPC_X_BAD_STUB_DATA ([MS-RPCE] 3.1.3.5.2)."""
-    try:
-        return request_type(stub)
-    except Exception as exc:  # impacket reports bad input with assorted exception types
-        raise RpcFault(FaultStatus.RPC_X_BAD_STUB_DATA, f"{request_type.__name__}: {exc}",
-                       did_not_execute=True) from exc
-
-
 def _invalid_level(level: int, error: int = ERROR_INVALID_LEVEL) -> bytes:
     """[out] union with no arm for ``level``: discriminant, NULL pointer, return value.
 
@@ -268,7 +232,7 @@ class SrvsvcServer:
 
     def netr_share_enum(self, stub: bytes, call: CallContext) -> bytes:
         """NetrShareEnum, opnum 15 ([MS-SRVS] 3.1.4.8)."""
-        request = _decode(srvs.NetrShareEnum, stub)
+        request = decode(srvs.NetrShareEnum, stub)
         level = request["InfoStruct"]["Level"]
         if request["InfoStruct"]["ShareInfo"]["tag"] != level:
             raise RpcFault(FaultStatus.RPC_X_BAD_STUB_DATA, "union tag differs from Level",
@@ -302,11 +266,11 @@ class SrvsvcServer:
         # Samba semantics: the index to continue from, 0 once the list is complete.
         response["ResumeHandle"] = NULL if resume is None else (0 if done else start + len(entries))
         response["ErrorCode"] = NERR_SUCCESS if done else ERROR_MORE_DATA
-        return _encode(response)
+        return encode(response)
 
     def netr_share_get_info(self, stub: bytes, call: CallContext) -> bytes:
         """NetrShareGetInfo, opnum 16 ([MS-SRVS] 3.1.4.10)."""
-        request = _decode(srvs.NetrShareGetInfo, stub)
+        request = decode(srvs.NetrShareGetInfo, stub)
         level = request["Level"]
         name = request["NetName"].rstrip("\x00")
         build = _GET_INFO_LEVELS.get(level)
@@ -322,11 +286,11 @@ class SrvsvcServer:
         else:
             response["InfoStruct"][arm] = build(share)
             response["ErrorCode"] = NERR_SUCCESS
-        return _encode(response)
+        return encode(response)
 
     def netr_server_get_info(self, stub: bytes, call: CallContext) -> bytes:
         """NetrServerGetInfo, opnum 21 ([MS-SRVS] 3.1.4.17); levels 100, 101, 102."""
-        request = _decode(srvs.NetrServerGetInfo, stub)
+        request = decode(srvs.NetrServerGetInfo, stub)
         level = request["Level"]
         if level not in (100, 101, 102):
             return _invalid_level(level)
@@ -335,12 +299,12 @@ class SrvsvcServer:
         info = getattr(srvs, f"SERVER_INFO_{level}")()
         prefix = f"sv{level}"
         info[f"{prefix}_platform_id"] = PLATFORM_ID_NT
-        info[f"{prefix}_name"] = _wstr(config.name)
+        info[f"{prefix}_name"] = wstr(config.name)
         if level >= 101:
             info[f"{prefix}_version_major"] = config.version_major
             info[f"{prefix}_version_minor"] = config.version_minor
             info[f"{prefix}_type"] = config.server_type
-            info[f"{prefix}_comment"] = _wstr(config.comment)
+            info[f"{prefix}_comment"] = wstr(config.comment)
         if level == 102:
             info["sv102_users"] = 0
             info["sv102_disc"] = config.disc_minutes
@@ -348,12 +312,12 @@ class SrvsvcServer:
             info["sv102_announce"] = config.announce_seconds
             info["sv102_anndelta"] = config.anndelta_ms
             info["sv102_licenses"] = 0
-            info["sv102_userpath"] = _wstr("C:\\")
+            info["sv102_userpath"] = wstr("C:\\")
         response = srvs.NetrServerGetInfoResponse()
         response["InfoStruct"]["tag"] = level
         response["InfoStruct"][f"ServerInfo{level}"] = info
         response["ErrorCode"] = NERR_SUCCESS
-        return _encode(response)
+        return encode(response)
 
 
 # -- opnum table and registration --------------------------------------------

@@ -12,8 +12,8 @@ from smbcad.proto.read import encode_read_response_prefix
 from smbcad.proto.status import NtStatus
 from smbcad.proto.write import WriteResponse
 from smbcad.rpc import (
-    STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, PipeEnvironment, ServerConfig, ShareInfo,
-    open_pipe as rpc_open_pipe)
+    STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, PipeEnvironment, PosixAccounts, ServerConfig,
+    ShareInfo, local_directory, open_pipe as rpc_open_pipe)
 from smbcad.server import files
 from smbcad.server.adm import Open
 from smbcad.server.context import Reply
@@ -30,10 +30,16 @@ def _environment(server) -> PipeEnvironment:
                 out.append(ShareInfo(name=share.name, share_type=kind, comment=share.comment,
                                      path=share.path, is_ca=share.is_ca))
             return out
+        config = server.config
+        pair = config.cluster.name if config.cluster is not None else config.server.server_name
+        # Users are read live from the current authenticator (a reload swaps it).
+        accounts = PosixAccounts(lambda: server.authenticator.users)
         env = PipeEnvironment(shares=shares,
-                              server=ServerConfig(name=server.config.server.server_name),
+                              server=ServerConfig(name=config.server.server_name),
                               assoc_groups=AssociationGroups(),
-                              security=NtlmSecurity(server.authenticator))
+                              security=NtlmSecurity(server.authenticator),
+                              directory=local_directory(config.server.server_name,
+                                                        config.server.domain, pair, accounts))
         server.pipe_environment = env
     return env
 

@@ -68,7 +68,9 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbcad/store/*", (STDLIB, "smbcad.store", "smbcad.proto.status", "smbca.ntstatus")),
     ("smbcad/crypto/*", (STDLIB, "cryptography", "smbcad.crypto", "smbcad.proto")),
     ("smbcad/vfs/*", (STDLIB, "smbcad.vfs", "smbcad.proto")),
-    ("smbcad/rpc/srvsvc.py", (PURE, "impacket", "smbca.rpc", "smbcad.rpc", "smbcad.proto")),
+    # The interface modules marshal their stubs with impacket's NDR types.
+    *((f"smbcad/rpc/{name}.py", (PURE, "impacket", "smbca.rpc", "smbcad.rpc", "smbcad.proto"))
+      for name in ("srvsvc", "lsarpc", "samr", "stubs", "idl_fixes")),
     ("smbcad/rpc/*", (PURE, "smbca.rpc", "smbcad.rpc", "smbcad.proto")),
     # The cluster side talks to the server through OpenTable and the share
     # verbs only (server/aggregates.py: adopt and release an aggregate's

@@ -8,8 +8,13 @@ and srvs helpers drive the pipe the way smbclient does over SMB2.
 from impacket.dcerpc.v5 import rpcrt, srvs, transport
 from impacket.dcerpc.v5.dtypes import NULL
 
-from smbca.rpc.dcerpc import NDR20, AssociationGroups, CallContext
+from smbca.auth import Identity, User, UserDatabase
+from smbca.auth.legacy_crypto import nt_hash
+from smbca.rpc.dcerpc import NDR20, AssociationGroups, AuthLevel, CallContext
 from smbcad.rpc import (
+    Directory,
+    PosixAccounts,
+    local_directory,
     STYPE_DISKTREE,
     STYPE_IPC,
     STYPE_SPECIAL,
@@ -45,9 +50,44 @@ def enum_request(level: int, *, resume=0, max_length=0xFFFFFFFF, server_name="\\
     return request
 
 
-def environment(shares=SHARES, groups: AssociationGroups | None = None) -> PipeEnvironment:
+USERS = UserDatabase.from_users([
+    User("bob", nt_hash("Bob-Pw-1"), uid=4242),      # an smbpasswd user with a uid
+    User("carol", nt_hash("Carol-Pw-1")),            # a configured user without one
+])
+"""Local accounts of the lookup tests: names resolve from these only (no NSS)."""
+
+
+def directory(system: bool = False) -> Directory:
+    """Server SMBCA of pair "smbca" in WORKGROUP, over ``USERS`` (and NSS if ``system``)."""
+    return local_directory("SMBCA", "workgroup", "smbca",
+                           PosixAccounts(lambda: USERS, system=system))
+
+
+class Session:
+    """What a pipe's transport identity looks like: an SMB session with an identity."""
+
+    def __init__(self, identity: Identity | None) -> None:
+        self.identity = identity
+
+
+BOB = Identity("bob", "WORKGROUP", uid=4242)
+ANONYMOUS = Identity("", "", is_anonymous=True)
+
+
+def call_context(syntax, identity: Identity | None = BOB, *,
+                 auth_level: int = AuthLevel.NONE, rpc_identity=None) -> CallContext:
+    """A call on a pipe opened by ``identity``'s SMB session."""
+    return CallContext(call_id=2, opnum=0, p_cont_id=0, abstract_syntax=syntax,
+                       transfer_syntax=NDR20, assoc_group=AssociationGroups().create(),
+                       transport=Session(identity), auth_level=auth_level,
+                       identity=rpc_identity)
+
+
+def environment(shares=SHARES, groups: AssociationGroups | None = None,
+                names: Directory | None = None) -> PipeEnvironment:
     return PipeEnvironment(shares=lambda: shares, server=SERVER,
-                           assoc_groups=AssociationGroups() if groups is None else groups)
+                           assoc_groups=AssociationGroups() if groups is None else groups,
+                           directory=names)
 
 
 class PipeTransport(transport.DCERPCTransport):
@@ -105,3 +145,11 @@ def srvsvc_client(pipe: NamedPipe | None = None, **kwargs) -> tuple[rpcrt.DCERPC
     client.connect()
     client.bind(srvs.MSRPC_UUID_SRVS)
     return client, pipe_transport
+
+
+def bound_client(pipe: NamedPipe, uuid: bytes) -> rpcrt.DCERPC_v5:
+    """impacket client bound to interface ``uuid`` (e.g. lsat.MSRPC_UUID_LSAT) on ``pipe``."""
+    client = rpcrt.DCERPC_v5(PipeTransport(pipe))
+    client.connect()
+    client.bind(uuid)
+    return client

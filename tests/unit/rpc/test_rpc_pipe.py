@@ -139,6 +139,14 @@ def test_pipe_names(name: str) -> None:
 
 def test_unknown_pipe_name() -> None:
     with pytest.raises(SmbError) as missing:
-        open_pipe("lsarpc", environment())
+        open_pipe("winreg", environment())
     assert missing.value.status == NtStatus.OBJECT_NAME_NOT_FOUND
-    assert set(PIPE_NAMES) == {"srvsvc"}
+    assert set(PIPE_NAMES) == {"srvsvc", "lsarpc", "samr", "lsass"}
+
+
+def test_lookup_pipes_need_a_directory() -> None:
+    """Without name services (no ``directory``) lsarpc and samr do not exist."""
+    for name in ("lsarpc", "samr", "lsass"):
+        with pytest.raises(SmbError) as missing:
+            open_pipe(name, environment())
+        assert missing.value.status == NtStatus.OBJECT_NAME_NOT_FOUND
