@@ -209,4 +209,7 @@ def setup_logging(identifier: str, level: str, env: SystemdEnv, *,
     handler.smbca_sink = True
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # impacket logs an ERROR for every RPC request it cannot decode: a client
+    # could flood the log with them; our pipes answer those with a fault.
+    logging.getLogger("impacket").setLevel(logging.CRITICAL)
     return handler
