@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from lun_server import naa
-from pair import INTERCONNECT, REPO, ManagedProcess, control, run
+from pair import INTERCONNECT, REPO, ManagedProcess, code_env, control, run
 
 LUNS = ("quorum", "aggr1", "aggr2")
 LIFS = {"aggr1": "192.0.2.10", "aggr2": "192.0.2.20"}
@@ -23,11 +23,6 @@ HEARTBEAT_PORT, PEER_PORT = 7400, 7401
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 KEY = bytes(range(32)).hex()
-
-
-def _env() -> dict:
-    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
 class LunServer:
@@ -38,7 +33,7 @@ class LunServer:
             self.proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("lun_server.py")), self.socket,
                  *LUNS], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=_env(), start_new_session=True)
+                env=code_env(), start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while "ready" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -55,8 +50,9 @@ class ClusdiskNode(ManagedProcess):
     """clusdisk of node ``side`` ("A" is node 1 "a", "B" node 2 "b")."""
 
     def __init__(self, topology, side: str, base: Path, luns: LunServer, mode: str,
-                 takeover_delay_ms: int) -> None:
+                 takeover_delay_ms: int, code: Path = REPO) -> None:
         self.topology, self.side, self.luns = topology, side, luns
+        self.code = code                    # the source tree its clusdisk comes from
         self.node_id = 1 if side == "A" else 2
         self.base = base / f"clusdisk{side}"
         self.state_dir = self.base / "state"
@@ -100,7 +96,8 @@ class ClusdiskNode(ManagedProcess):
                 ["nsenter", f"--net={self.topology.path(self.side)}", "--", sys.executable,
                  str(Path(__file__).with_name("clusdisk_node.py")), str(self.config_path),
                  self.luns.socket], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=_env(), cwd=REPO, start_new_session=True)
+                stderr=subprocess.STDOUT, env=code_env(self.code), cwd=self.code,
+                start_new_session=True)
         self.wait_for(lambda s: True, "its control socket")
 
     def status(self) -> dict | None:

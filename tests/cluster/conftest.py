@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pair import ClientThread, Node, Topology, run
+from pair import REPO, ClientThread, Node, Topology, run
 
 
 class Aggregate:
@@ -102,8 +102,16 @@ class Pair:
         return self.aggregate.mounts[side]
 
 
+@pytest.fixture
+def pair_code() -> dict[str, Path]:
+    """The source tree each side of ``pair`` runs: this checkout, unless a
+    test module overrides this fixture (test_mixed_versions.py: B runs the
+    previous release)."""
+    return {}
+
+
 @pytest.fixture(params=["directory", "two-devices"])
-def pair(request, tmp_path):
+def pair(request, tmp_path, pair_code):
     if os.geteuid() != 0:
         pytest.skip("the cluster tier needs root (network namespaces)")
     for tool in ("ip", "nsenter", "losetup", "mkfs.ext4"):
@@ -115,7 +123,7 @@ def pair(request, tmp_path):
         aggregate = Aggregate(tmp_path, request.param)
         for side in ("A", "B"):
             nodes.append(Node(topology, side, tmp_path, aggregate.mounts[side],
-                              aggregate.share_dir(side)))
+                              aggregate.share_dir(side), pair_code.get(side, REPO)))
         for node in nodes:
             node.start()
         client = ClientThread(topology.path("C"))

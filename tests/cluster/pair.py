@@ -55,6 +55,14 @@ def run(argv, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, **kwargs)
 
 
+def code_env(code: Path = REPO) -> dict:
+    """The environment that runs the daemons of the source tree ``code``: this
+    checkout (before whatever PYTHONPATH the test run has), or another
+    release's tree alone (tests/cluster/previous_release.py)."""
+    paths = [str(code)] + ([os.environ.get("PYTHONPATH")] if code == REPO else [])
+    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(filter(None, paths)))
+
+
 def control(socket_path: str, request: dict, timeout_s: float = 60.0) -> dict:
     """One JSON-line request to an smbcad control socket."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -204,9 +212,10 @@ class Node(ManagedProcess):
     """One smbcad in a node namespace, restartable on the same state."""
 
     def __init__(self, topology: Topology, side: str, base: Path, aggregate_mount: Path,
-                 share_dir: Path) -> None:
+                 share_dir: Path, code: Path = REPO) -> None:
         self.topology = topology
         self.side = side
+        self.code = code                    # the source tree it runs (another release's?)
         self.base = base / f"node{side}"
         self.base.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.base / "state"
@@ -240,15 +249,12 @@ class Node(ManagedProcess):
 
     def start(self) -> None:
         self.runs += 1
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
-                                                            os.environ.get("PYTHONPATH")])))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["nsenter", f"--net={self.topology.path(self.side)}", "--",
                  sys.executable, *self.program, "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=REPO, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=code_env(self.code), cwd=self.code, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -265,10 +271,8 @@ class Node(ManagedProcess):
 
     def admin(self, *argv: str) -> dict:
         """The ``smbca`` admin command against this node's smbcad."""
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         done = run([sys.executable, "-m", "smbca.admin", "smbcad", *argv,
-                    "--socket", self.control_socket], env=env, check=False, timeout=30)
+                    "--socket", self.control_socket], env=code_env(), check=False, timeout=30)
         assert done.returncode == 0, done.stderr.decode()
         return json.loads(done.stdout)
 

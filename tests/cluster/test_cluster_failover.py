@@ -206,16 +206,17 @@ def test_planned_move_keeps_the_open_lease_lock_and_data(pair):
     assert entry["state"] == "connected"
 
 
-def check_lock_came_along(owner) -> None:
-    """The byte-range lock is on the new owner node exactly once: its LOCK
-    replayed with the same LockSequence succeeds without taking it again
-    (3.3.5.14), a new exclusive LOCK of the range conflicts with it, and one
-    unlock frees it (a second finds nothing)."""
-    owner.lock(sequence_number=1, sequence_index=1)           # replay: not applied twice
-    assert status_of(lambda: owner.lock(sequence_number=2, sequence_index=1)) \
+def check_lock_came_along(owner, sequence_index: int = 1) -> None:
+    """The byte-range lock (taken with LockSequence 1 of ``sequence_index``)
+    is on the new owner node exactly once: its LOCK replayed with the same
+    LockSequence succeeds without taking it again (3.3.5.14), a new exclusive
+    LOCK of the range conflicts with it, and one unlock frees it (a second
+    finds nothing)."""
+    owner.lock(sequence_number=1, sequence_index=sequence_index)   # replay: not applied twice
+    assert status_of(lambda: owner.lock(sequence_number=2, sequence_index=sequence_index)) \
         == STATUS_LOCK_NOT_GRANTED
-    owner.lock(3, 1, LockFlags.SMB2_LOCKFLAG_UNLOCK)
-    assert status_of(lambda: owner.lock(4, 1, LockFlags.SMB2_LOCKFLAG_UNLOCK)) \
+    owner.lock(3, sequence_index, LockFlags.SMB2_LOCKFLAG_UNLOCK)
+    assert status_of(lambda: owner.lock(4, sequence_index, LockFlags.SMB2_LOCKFLAG_UNLOCK)) \
         == STATUS_RANGE_NOT_LOCKED
 
 
