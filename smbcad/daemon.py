@@ -8,6 +8,7 @@ of every DurableFileId it hands out), and starts with the aggregates' shares
 offline until clusdisk says adopt."""
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from smbca.systemd import sd_notify
 from smbcad import config as config_mod
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
+from smbcad.loop_lag import LoopLagProbe
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer
@@ -134,6 +136,12 @@ class Daemon:
                 print(f"smbcad: cluster.control_socket: cannot listen on "
                       f"{self.control.path}: {exc.strerror or exc}", file=sys.stderr)
                 return 1
+        # What start-up made lives as long as the process: out of the cyclic
+        # collector's full passes, which otherwise walk it again and again
+        # while they hold the loop (issue 17: gen-2 pauses under churn).
+        gc.freeze()
+        lag_probe = LoopLagProbe(self.metrics)
+        lag_probe.start()
         metrics_at = self.cfg.server.metrics_listen
         if metrics_at is not None:
             start_http_server(metrics_at.port, metrics_at.host, registry=self.metrics.registry)
@@ -143,6 +151,7 @@ class Daemon:
         sd_notify(notify_socket, "READY=1")
         await self._stop.wait()
         sd_notify(notify_socket, "STOPPING=1")
+        lag_probe.stop()
         log.info("shutting down: draining connections")
         if self.control is not None:
             await self.control.close()

@@ -12,6 +12,8 @@ from smbcad.proto.status import name_of
 _LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+
 
 class SmbMetrics:
     def __init__(self) -> None:
@@ -46,6 +48,11 @@ class SmbMetrics:
                                     registry=r)
         self.server_copy_bytes = Counter("smbcad_server_side_copy_bytes_total",
                                          "Bytes copied by FSCTL_SRV_COPYCHUNK", registry=r)
+        self.loop_lag = Histogram("smbcad_event_loop_lag_seconds",
+                                  "How late the event loop ran its lag probe (smbcad.loop_lag)",
+                                  buckets=_LAG_BUCKETS, registry=r)
+        self.loop_lag_max = Gauge("smbcad_event_loop_lag_max_seconds",
+                                  "Worst event-loop lag in the last 10 s", registry=r)
         self._request_children: dict = {}
         self._latency_children: dict = {}
 

@@ -10,7 +10,7 @@ without bound; one whose unread responses pass a hard limit is closed.
 Limits enforced here (issue 17, reported through ``smbcad.server.limits``):
 connections in total and per client address (refused before any SMB byte is
 read), a deadline for authenticating (slowloris), the idle timeout, the frame
-size before authentication and the buffered bytes each way.
+size (before authentication and at all) and the buffered bytes each way.
 """
 
 import asyncio
@@ -83,6 +83,43 @@ class _FrameSink:
         return self._protocol.quiet()
 
 
+class _ClosedSink:
+    """What a connection writes to once its socket is gone: nothing happens.
+    Swapped in at ``connection_lost`` so the connection no longer points back
+    at its protocol; without that cycle a dropped connection is freed at once
+    by reference counting instead of waiting for the cyclic collector, whose
+    full passes over thousands of dead connections held the loop (issue 17)."""
+
+    __slots__ = ()
+
+    def send(self, parts: list) -> None:
+        pass
+
+    def send_frame(self, frame) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def stop_reading(self) -> None:
+        pass
+
+    def hold_requests(self) -> None:
+        pass
+
+    def half_close(self) -> None:
+        pass
+
+    def dropped(self) -> int:
+        return 0
+
+    def quiet(self) -> bool:
+        return True
+
+
+_CLOSED_SINK = _ClosedSink()
+
+
 class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
 
@@ -153,10 +190,16 @@ class SmbProtocol(asyncio.BufferedProtocol):
             if self._filled < 4:
                 return
             length = _LENGTH.unpack(self._header)[0]
-            if length >> 24 or length > self.max_frame or length < 4:
-                # The first byte must be zero (2.1); oversized frames are refused.
+            if length >> 24 or length < 4:
+                # The first byte must be zero (2.1).
                 log.info("%s: bad frame length %d", self.connection.peer, length)
                 self.server.metrics.protocol_errors.inc()
+                self.abort()
+                return
+            if length > self.max_frame:
+                # More than MaxWrite/MaxTransact plus headers could ever need.
+                self.server.limits.hit("frame_size", self.connection.peer,
+                                       f"{length}-byte frame (at most {self.max_frame}); closing")
                 self.abort()
                 return
             if length > PREAUTH_MAX_FRAME and not self.connection.authenticated:
@@ -208,6 +251,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._frame = self._view = None
         if self.connection is not None:
             self.connection.connection_lost()
+            self.connection.sink = _CLOSED_SINK
         self.server.on_connection_closed(self)
 
     # --- limits -------------------------------------------------------------------
@@ -257,6 +301,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
                 if not self._frames:
                     self._frame_ready.clear()
                     await self._frame_ready.wait()
+                    conn.turn.rested()
                     continue
                 frame = self._frames.popleft()
                 self._queued_bytes -= len(frame)
