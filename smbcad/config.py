@@ -62,6 +62,7 @@ class ServerConfig:
     max_async_requests_per_session: int = 512   # the same, per session over all its channels
     auth_timeout_s: int = 30           # NEGOTIATE + SESSION_SETUP must finish within this
     idle_timeout_s: int = 0            # 0: never drop idle connections
+    send_timeout_s: int = 60           # responses left unread this long close the connection
     drain_timeout_s: int = 20
     log_level: str = "info"
 
@@ -137,7 +138,8 @@ _LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
            ("max_connections_per_client", 1, 1_000_000),
            ("max_outstanding_requests", 1, 65535), ("max_async_requests", 2, 65535),
            ("max_async_requests_per_session", 2, 65535),
-           ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600))
+           ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600),
+           ("send_timeout_s", 1, 3600))
 
 
 def _check_limits(server: ServerConfig) -> None:
@@ -154,7 +156,7 @@ _SERVER_KEYS = ("listen", "server_name", "domain", "state_dir", "signing", "encr
                 "max_connections_per_client", "max_credits", "max_io_bytes",
                 "max_outstanding_requests", "max_async_requests",
                 "max_async_requests_per_session", "auth_timeout_s",
-                "idle_timeout_s", "drain_timeout_s", "log_level")
+                "idle_timeout_s", "send_timeout_s", "drain_timeout_s", "log_level")
 _SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
                "aggregate", "volume_id")
 
@@ -194,6 +196,7 @@ def _server_from_yaml(section: Section) -> ServerConfig:
         max_async_requests_per_session=section.get("max_async_requests_per_session", int, 512),
         auth_timeout_s=section.get("auth_timeout_s", int, 30),
         idle_timeout_s=section.get("idle_timeout_s", int, 0),
+        send_timeout_s=section.get("send_timeout_s", int, 60),
         drain_timeout_s=section.get("drain_timeout_s", int, 20),
         log_level=section.get("log_level", str, "info"),
     )

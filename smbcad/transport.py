@@ -10,7 +10,9 @@ without bound; one whose unread responses pass a hard limit is closed.
 Limits enforced here (issue 17, reported through ``smbcad.server.limits``):
 connections in total and per client address (refused before any SMB byte is
 read), a deadline for authenticating (slowloris), the idle timeout, the frame
-size (before authentication and at all) and the buffered bytes each way.
+size (before authentication and at all), the buffered bytes each way, and
+how long responses may stay unread (``server.send_timeout_s``: reading and
+running stop for a client that does not read, and it is closed after that).
 """
 
 import asyncio
@@ -138,6 +140,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._refused = False
         self._auth_timer = None
         self._idle_timer = None
+        self._send_timer = None
         self._last_frame_at = 0.0
         self.client_host = ""
         self._frame_ready = asyncio.Event()
@@ -232,9 +235,15 @@ class SmbProtocol(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._can_write.clear()
+        if self._send_timer is None and not self._closing:
+            self._send_timer = asyncio.get_running_loop().call_later(
+                self.server.limits_config().send_timeout_s, self._send_stalled)
 
     def resume_writing(self) -> None:
         self._can_write.set()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
 
     def eof_received(self):
         return False
@@ -243,10 +252,10 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._closing = True
         self._frame_ready.set()
         self._can_write.set()
-        for timer in (self._auth_timer, self._idle_timer):
+        for timer in (self._auth_timer, self._idle_timer, self._send_timer):
             if timer is not None:
                 timer.cancel()
-        self._auth_timer = self._idle_timer = None
+        self._auth_timer = self._idle_timer = self._send_timer = None
         self._frames.clear()
         self._frame = self._view = None
         if self.connection is not None:
@@ -282,6 +291,19 @@ class SmbProtocol(asyncio.BufferedProtocol):
             return
         self.server.limits.hit("idle_timeout", self.connection.peer,
                                f"idle for {idle_for:.0f} s (server.idle_timeout_s); closing")
+        self.abort()
+
+    def _send_stalled(self) -> None:
+        """The client has left its responses unread (the send buffer over its
+        high-water mark) for ``send_timeout_s``: nothing of its runs while
+        that lasts, and its buffers are given back now."""
+        self._send_timer = None
+        if self._closing or self.transport is None:
+            return
+        self.server.limits.hit(
+            "send_buffer", self.connection.peer,
+            f"{self.transport.get_write_buffer_size()} bytes of responses unread for "
+            f"{self.server.limits_config().send_timeout_s} s (server.send_timeout_s); closing")
         self.abort()
 
     def check_send_buffer(self) -> None:

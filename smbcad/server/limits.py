@@ -28,7 +28,7 @@ LIMITS = {
     "preauth_frame": logging.WARNING,            # a large frame before authentication
     "frame_size": logging.WARNING,               # a frame past server.max_io_bytes + headers
     "receive_buffer": logging.DEBUG,             # reading paused: requests queued
-    "send_buffer": logging.WARNING,              # the client does not read its responses
+    "send_buffer": logging.WARNING,              # responses unread: server.send_timeout_s, 64 MiB
 }
 
 
