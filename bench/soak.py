@@ -10,8 +10,9 @@ CHANGE_NOTIFY and lease-break waits, open files, all dropped by the client).
 One sample per line goes to stdout as JSON; the summary compares the last
 sample's RSS with the first after ``--warmup`` seconds.
 
-Not yet: floods and slowloris from up to 1,000 connections, event-loop lag,
-CREATE/READ probes, the PNG plot.
+The issue's whole soak (floods, slowloris and half frames from up to 1,000
+connections, event-loop lag, CREATE/READ probes, the PNG plot) is
+bench/soak_hostile.py; this one stays the plain churn.
 
   /opt/smbca/test-venv/bin/python bench/soak.py --duration 1800     # the 30 minutes
   /opt/smbca/test-venv/bin/python bench/soak.py --duration 60 --interval 5

@@ -81,7 +81,7 @@ setup_venv() {
         /usr/bin/python3 -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-        -e "${repo}[test]" pytest-timeout
+        -e "${repo}[test,bench]" pytest-timeout
 }
 
 if [[ "${SMBCA_SKIP_INSTALL:-0}" != 1 ]]; then

@@ -11,6 +11,7 @@ every DurableFileId it hands out), and starts with the aggregates' shares
 offline until clusdisk says adopt."""
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from smbcad import config as config_mod
 from smbcad.admin_control import AdminControl
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
+from smbcad.loop_lag import LoopLagProbe
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer
@@ -166,6 +168,12 @@ class Daemon:
                           exc.strerror or exc)
                 return 1
             log.info("control socket %s", self.control.path)
+        # What start-up made lives as long as the process: out of the cyclic
+        # collector's full passes, which otherwise walk it again and again
+        # while they hold the loop (issue 17: gen-2 pauses under churn).
+        gc.freeze()
+        lag_probe = LoopLagProbe(self.metrics)
+        lag_probe.start()
         for host, port in bound:
             log.info("listening on %s:%s", host, port)
         systemd = systemd_environment()
@@ -174,6 +182,7 @@ class Daemon:
         watchdog = loop.create_task(feed_watchdog(notify_socket, systemd.watchdog_usec))
         await self._stop.wait()
         sd_notify(notify_socket, "STOPPING=1")
+        lag_probe.stop()
         log.info("shutting down: draining connections")
         if self.control is not None:
             await self.control.close()

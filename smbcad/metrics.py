@@ -29,6 +29,8 @@ class ShareCounters:
     written_bytes: Any
     operations: Any
 
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+
 
 class SmbMetrics:
     def __init__(self) -> None:
@@ -86,6 +88,11 @@ class SmbMetrics:
         for result in ("ok", "failed"):
             self.session_setups.labels(result=result)
         self.reconnects.labels("ok")
+        self.loop_lag = Histogram("smbcad_event_loop_lag_seconds",
+                                  "How late the event loop ran its lag probe (smbcad.loop_lag)",
+                                  buckets=_LAG_BUCKETS, registry=r)
+        self.loop_lag_max = Gauge("smbcad_event_loop_lag_max_seconds",
+                                  "Worst event-loop lag in the last 10 s", registry=r)
         self._request_children: dict = {}
         self._latency_children: dict = {}
 

@@ -10,7 +10,9 @@ without bound; one whose unread responses pass a hard limit is closed.
 Limits enforced here (issue 17, reported through ``smbcad.server.limits``):
 connections in total and per client address (refused before any SMB byte is
 read), a deadline for authenticating (slowloris), the idle timeout, the frame
-size before authentication and the buffered bytes each way.
+size (before authentication and at all), the buffered bytes each way, and
+how long responses may stay unread (``server.send_timeout_s``: reading and
+running stop for a client that does not read, and it is closed after that).
 """
 
 import asyncio
@@ -83,6 +85,43 @@ class _FrameSink:
         return self._protocol.quiet()
 
 
+class _ClosedSink:
+    """What a connection writes to once its socket is gone: nothing happens.
+    Swapped in at ``connection_lost`` so the connection no longer points back
+    at its protocol; without that cycle a dropped connection is freed at once
+    by reference counting instead of waiting for the cyclic collector, whose
+    full passes over thousands of dead connections held the loop (issue 17)."""
+
+    __slots__ = ()
+
+    def send(self, parts: list) -> None:
+        pass
+
+    def send_frame(self, frame) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def stop_reading(self) -> None:
+        pass
+
+    def hold_requests(self) -> None:
+        pass
+
+    def half_close(self) -> None:
+        pass
+
+    def dropped(self) -> int:
+        return 0
+
+    def quiet(self) -> bool:
+        return True
+
+
+_CLOSED_SINK = _ClosedSink()
+
+
 class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
 
@@ -101,6 +140,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._refused = False
         self._auth_timer = None
         self._idle_timer = None
+        self._send_timer = None
         self._last_frame_at = 0.0
         self.client_host = ""
         self._frame_ready = asyncio.Event()
@@ -153,10 +193,16 @@ class SmbProtocol(asyncio.BufferedProtocol):
             if self._filled < 4:
                 return
             length = _LENGTH.unpack(self._header)[0]
-            if length >> 24 or length > self.max_frame or length < 4:
-                # The first byte must be zero (2.1); oversized frames are refused.
+            if length >> 24 or length < 4:
+                # The first byte must be zero (2.1).
                 log.info("%s: bad frame length %d", self.connection.peer, length)
                 self.server.metrics.protocol_errors.inc()
+                self.abort()
+                return
+            if length > self.max_frame:
+                # More than MaxWrite/MaxTransact plus headers could ever need.
+                self.server.limits.hit("frame_size", self.connection.peer,
+                                       f"{length}-byte frame (at most {self.max_frame}); closing")
                 self.abort()
                 return
             if length > PREAUTH_MAX_FRAME and not self.connection.authenticated:
@@ -189,9 +235,15 @@ class SmbProtocol(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._can_write.clear()
+        if self._send_timer is None and not self._closing:
+            self._send_timer = asyncio.get_running_loop().call_later(
+                self.server.limits_config().send_timeout_s, self._send_stalled)
 
     def resume_writing(self) -> None:
         self._can_write.set()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
 
     def eof_received(self):
         return False
@@ -200,14 +252,15 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._closing = True
         self._frame_ready.set()
         self._can_write.set()
-        for timer in (self._auth_timer, self._idle_timer):
+        for timer in (self._auth_timer, self._idle_timer, self._send_timer):
             if timer is not None:
                 timer.cancel()
-        self._auth_timer = self._idle_timer = None
+        self._auth_timer = self._idle_timer = self._send_timer = None
         self._frames.clear()
         self._frame = self._view = None
         if self.connection is not None:
             self.connection.connection_lost()
+            self.connection.sink = _CLOSED_SINK
         self.server.on_connection_closed(self)
 
     # --- limits -------------------------------------------------------------------
@@ -240,6 +293,19 @@ class SmbProtocol(asyncio.BufferedProtocol):
                                f"idle for {idle_for:.0f} s (server.idle_timeout_s); closing")
         self.abort()
 
+    def _send_stalled(self) -> None:
+        """The client has left its responses unread (the send buffer over its
+        high-water mark) for ``send_timeout_s``: nothing of its runs while
+        that lasts, and its buffers are given back now."""
+        self._send_timer = None
+        if self._closing or self.transport is None:
+            return
+        self.server.limits.hit(
+            "send_buffer", self.connection.peer,
+            f"{self.transport.get_write_buffer_size()} bytes of responses unread for "
+            f"{self.server.limits_config().send_timeout_s} s (server.send_timeout_s); closing")
+        self.abort()
+
     def check_send_buffer(self) -> None:
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size() > SEND_HARD_LIMIT:
@@ -257,6 +323,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
                 if not self._frames:
                     self._frame_ready.clear()
                     await self._frame_ready.wait()
+                    conn.turn.rested()
                     continue
                 frame = self._frames.popleft()
                 self._queued_bytes -= len(frame)

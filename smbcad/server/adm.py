@@ -69,6 +69,8 @@ class Session:
     dialect: int = 0
     trees: dict = field(default_factory=dict)
     opens: dict = field(default_factory=dict)        # volatile id → Open
+    # Async requests pending on any of its channels (server.max_async_requests_per_session).
+    async_requests: int = 0
     _tree_ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def next_tree_id(self) -> int:

@@ -23,9 +23,10 @@ from smbcad.proto.header import (
     encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
 from smbcad.server.adm import SessionState
-from smbcad.server.context import CompoundState, Pending, Reply, RequestContext
+from smbcad.server.context import CompoundState, Offloaded, Pending, Reply, RequestContext
 from smbcad.server.credits import CreditError, CreditWindow
 from smbcad.server.dispatch import DISPATCH, credit_charge_needed
+from smbcad.server.fairness import BYTES_PER_UNIT, Turn
 
 log = logging.getLogger("smbcad.connection")
 
@@ -63,6 +64,7 @@ class Connection:
         # requests it has pending count against the same maximum.
         self.credits = CreditWindow(min(limits.max_credits, limits.max_outstanding_requests))
         self.max_async_requests = limits.max_async_requests
+        self.turn = Turn()                        # bounded work per turn (server/fairness.py)
         self.sessions: dict[int, object] = {}     # sessions bound to this connection
         self.pending: dict[int, "_AsyncRequest"] = {}
         self.closed = False
@@ -98,6 +100,9 @@ class Connection:
             raise ProtocolViolation("compression was not negotiated")
         else:
             raise ProtocolViolation("not an SMB2 frame")
+        # After the answer is out: the last request and the frame's bytes
+        # (a large frame costs more) count against this connection's turn.
+        await self.turn.spend(1 + len(frame) // BYTES_PER_UNIT)
 
     @property
     def authenticated(self) -> bool:
@@ -179,6 +184,7 @@ class Connection:
                 responses.append(out)
             if is_last:
                 break
+            await self.turn.spend()
             offset = end
         if responses:
             self._send_responses(responses, encrypted_by)
@@ -270,11 +276,14 @@ class Connection:
             if self.supports_multi_credit and max(header.credit_charge, 1) < credit_charge_needed(command, message):
                 raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
             result = spec.handler(ctx)
+            if isinstance(result, Offloaded):
+                result = await result.work
             if isinstance(result, Pending):
-                if is_last and self._may_go_async(result):
+                refusal = self._async_refusal(ctx, result) if is_last else None
+                if is_last and refusal is None:
                     self._go_async(ctx, spec, result, charge, started)
                     return None
-                result = await (self._refuse_async(result) if is_last else result.work)
+                result = await (self._refuse_async(result, *refusal) if refusal else result.work)
             if isinstance(result, Reply):
                 body, status, preframed = result.body, result.status, result.preframed
             else:
@@ -446,22 +455,34 @@ class Connection:
 
     # --- async (3.3.4.2) and CANCEL (3.3.5.16) -----------------------------------------
 
-    def _may_go_async(self, pending: Pending) -> bool:
+    def _async_refusal(self, ctx: RequestContext, pending: Pending):
         """Waits with no end of their own (CHANGE_NOTIFY, blocking locks: the
         ones that can be cancelled) may hold ``max_async_requests - 1`` async
-        ids, one being kept for the rest, as Windows' AsynchronousCredits and
-        Samba's "smb2 max async credits" (512: 511 pending, smb2.credits).
-        Waits that end by themselves (commits, lease breaks) always go."""
-        return pending.on_cancel is None or len(self.pending) < self.max_async_requests - 1
+        ids per connection, one being kept for the rest, as Windows'
+        AsynchronousCredits and Samba's "smb2 max async credits" (512: 511
+        pending, smb2.credits), and as many per session over all its channels
+        (``max_async_requests_per_session``).  Waits that end by themselves
+        (commits, lease breaks) always go.  Returns (limit, detail) of the
+        limit that refuses, or None."""
+        if pending.on_cancel is None:
+            return None
+        if len(self.pending) >= self.max_async_requests - 1:
+            return ("async_requests", f"{len(self.pending)} requests pending on the connection "
+                    f"(server.max_async_requests {self.max_async_requests})")
+        session = ctx.session
+        per_session = self.server.config.server.max_async_requests_per_session
+        if session is not None and session.async_requests >= per_session - 1:
+            return ("async_requests_per_session",
+                    f"{session.async_requests} requests pending on session "
+                    f"{session.session_id:016x} (server.max_async_requests_per_session "
+                    f"{per_session})")
+        return None
 
-    async def _refuse_async(self, pending: Pending):
-        """Over the limit: the wait is cancelled before it started and the
+    async def _refuse_async(self, pending: Pending, limit: str, detail: str):
+        """Over a limit: the wait is cancelled before it started and the
         request fails with STATUS_INSUFFICIENT_RESOURCES (3.3.4.2) unless it
         completed anyway."""
-        self.server.limits.hit(
-            "async_requests", self.peer,
-            f"{len(self.pending)} requests pending (server.max_async_requests "
-            f"{self.max_async_requests}): STATUS_INSUFFICIENT_RESOURCES")
+        self.server.limits.hit(limit, self.peer, f"{detail}: STATUS_INSUFFICIENT_RESOURCES")
         pending.on_cancel()
         try:
             return await pending.work
@@ -528,6 +549,12 @@ class Connection:
                 hook()
 
         request.task = asyncio.get_running_loop().create_task(run())
+        session = ctx.session
+        if session is not None:
+            # Counted until the task ends, however it ends (a task cancelled
+            # before it ran never reaches run()'s own bookkeeping).
+            session.async_requests += 1
+            request.task.add_done_callback(lambda _: _count_down(session))
 
     def _cancel(self, header: Smb2Header) -> None:
         """CANCEL consumes no credit and gets no response of its own (3.3.5.16)."""
@@ -569,6 +596,10 @@ class Connection:
             self.server.drop_session(session, keep_durable=True)
         self.sessions.clear()
         self.server.connections.discard(self)
+
+
+def _count_down(session) -> None:
+    session.async_requests -= 1
 
 
 def _unknown_command(command: int):

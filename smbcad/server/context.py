@@ -52,6 +52,19 @@ class Pending:
     on_cancel: Callable[[], None] | None = None
 
 
+@dataclass
+class Offloaded:
+    """The rest of the request is ``work``, a coroutine whose expensive step
+    (a scan of a large directory) runs in a worker thread (``asyncio.to_thread``)
+    on data it was handed, its result applied on the loop afterwards (issue 17,
+    fairness).  Unlike ``Pending`` it never goes async: the connection waits
+    for it before its next request, so its requests keep their order and it
+    has at most one job in the pool, while the loop serves the others.
+    ``work`` returns what a handler returns (bytes, Reply or Pending)."""
+
+    work: Awaitable
+
+
 # A handle-store commit rarely takes this long; past it the client gets an
 # interim response (3.3.4.2), as for a slow write-through sync.
 COMMIT_INTERIM_S = 0.5

@@ -24,9 +24,11 @@ LIMITS = {
     "idle_timeout": logging.INFO,                # server.idle_timeout_s
     "credits": logging.WARNING,                  # a request beyond the credits granted
     "async_requests": logging.WARNING,           # server.max_async_requests
+    "async_requests_per_session": logging.WARNING,   # server.max_async_requests_per_session
     "preauth_frame": logging.WARNING,            # a large frame before authentication
+    "frame_size": logging.WARNING,               # a frame past server.max_io_bytes + headers
     "receive_buffer": logging.DEBUG,             # reading paused: requests queued
-    "send_buffer": logging.WARNING,              # the client does not read its responses
+    "send_buffer": logging.WARNING,              # responses unread: server.send_timeout_s, 64 MiB
 }
 
 

@@ -12,11 +12,13 @@ confined to a share by the kernel (openat2 RESOLVE_BENEATH, see
 - ``Resolved``, ``OpenFile``, ``DirEntry``, ``FsSize``, ``FsIdentity``.
 - ``StreamHandle``: an open named stream (kept in an xattr, ``streams.py``).
 - ``status_for_errno``: the errno → NTSTATUS table.
+- ``LargeDirectory``: what ``ShareFs.lookup(..., max_scan_bytes=N)`` raises
+  rather than scan a directory larger than N bytes for a name's spelling.
 - ``VolumeId`` / ``parse_volume_id``: a share's volume identity (``ShareFs.volume``)
   and the parser of a configured one (``volume_id.py``).
 """
 
-from smbcad.vfs.errors import status_for_errno
+from smbcad.vfs.errors import LargeDirectory, status_for_errno
 from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
 from smbcad.vfs.paths import (
     MAX_COMPONENT_BYTES,
@@ -36,6 +38,7 @@ __all__ = [
     "DirEntry",
     "FsIdentity",
     "FsSize",
+    "LargeDirectory",
     "OpenFile",
     "Resolved",
     "ShareFs",

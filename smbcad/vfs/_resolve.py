@@ -13,7 +13,10 @@ for the last component, STATUS_OBJECT_PATH_NOT_FOUND for a parent.
 Windows names are case-insensitive: the exact spelling is tried first (one
 openat2 for the whole path), and only a miss scans the parent directory for a
 name equal under Unicode upper-casing.  With several candidates (``a`` and
-``A`` both on disk) the lowest code-point spelling wins.
+``A`` both on disk) the lowest code-point spelling wins.  A caller on the
+event loop passes ``max_scan_bytes``: a parent larger than that (st_size)
+raises ``LargeDirectory`` instead of being scanned, and the caller looks the
+name up again in a worker thread (issue 17).
 """
 
 import errno
@@ -23,7 +26,7 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.vfs import _meta
 from smbcad.vfs._openat2 import Syscalls
-from smbcad.vfs.errors import smb_error
+from smbcad.vfs.errors import LargeDirectory, smb_error
 from smbcad.vfs.model import Resolved
 from smbcad.vfs.paths import is_valid_component
 from smbcad.vfs.volume_id import VolumeId
@@ -83,7 +86,8 @@ class Resolver:
             raise SmbError(NtStatus.OBJECT_PATH_NOT_FOUND, "parent directory not found")
         return fd
 
-    def lookup(self, components: tuple[str, ...]) -> Resolved:
+    def lookup(self, components: tuple[str, ...],
+               max_scan_bytes: int | None = None) -> Resolved:
         """Resolve validated components to their on-disk spelling."""
         for part in components:
             # paths.parse_smb_path guarantees this; re-checked because a "/" or
@@ -94,7 +98,7 @@ class Resolver:
         fd = self.try_open(path, os.O_PATH)
         if fd is not None:
             return self._found(fd, path)
-        return self._walk(components)
+        return self._walk(components, max_scan_bytes)
 
     def _found(self, fd: int, path: str) -> Resolved:
         try:
@@ -105,7 +109,7 @@ class Resolver:
             os.close(fd)
         return Resolved(path, True, info)
 
-    def _walk(self, components: tuple[str, ...]) -> Resolved:
+    def _walk(self, components: tuple[str, ...], max_scan_bytes: int | None) -> Resolved:
         """Component by component, falling back to a case-insensitive match."""
         parent = ""
         last = len(components) - 1
@@ -114,7 +118,7 @@ class Resolver:
             path = join(parent, part)
             fd = self.try_open(path, flags)
             if fd is None:
-                match = self._match(parent, part)
+                match = self._match(parent, part, max_scan_bytes)
                 if match is not None:
                     # Even if unusable (an escaping link), the entry owns the
                     # name: a create must collide with it, not add a twin.
@@ -130,7 +134,7 @@ class Resolver:
             parent = path
         raise AssertionError("unreachable: the root takes the fast path")
 
-    def _match(self, parent: str, name: str) -> str | None:
+    def _match(self, parent: str, name: str, max_scan_bytes: int | None) -> str | None:
         """The on-disk name in ``parent`` equal to ``name`` ignoring case, if any."""
         fd = self.try_open(parent, os.O_RDONLY | os.O_DIRECTORY)
         if fd is None:
@@ -138,6 +142,8 @@ class Resolver:
         key = fold(name)
         best = None
         try:
+            if max_scan_bytes is not None and os.fstat(fd).st_size > max_scan_bytes:
+                raise LargeDirectory(parent)
             with os.scandir(fd) as entries:
                 for entry in entries:
                     candidate = entry.name

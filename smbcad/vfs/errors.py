@@ -16,6 +16,12 @@ from types import MappingProxyType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 
+class LargeDirectory(Exception):
+    """A lookup asked not to scan directories past ``max_scan_bytes`` met one
+    it would have to scan for another spelling of a name; the caller runs the
+    lookup again where blocking is allowed (a worker thread, issue 17)."""
+
+
 ERRNO_STATUS = MappingProxyType({
     errno.ENOENT: NtStatus.OBJECT_NAME_NOT_FOUND,
     # [MS-FSA] 2.1.5.1 phase 6: a parent that is not a directory.

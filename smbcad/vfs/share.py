@@ -103,14 +103,16 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
 
     # -- names ---------------------------------------------------------------
 
-    def lookup(self, components: tuple[str, ...]) -> Resolved:
+    def lookup(self, components: tuple[str, ...],
+               max_scan_bytes: int | None = None) -> Resolved:
         """Resolve a name; a missing leaf is ``exists=False``, a missing parent raises.
 
         STATUS_OBJECT_PATH_NOT_FOUND when a parent is missing, not a directory
         or an escaping/looping symlink; the same leaf cases give an unresolved
-        ``Resolved`` (so a create can follow).
+        ``Resolved`` (so a create can follow).  ``LargeDirectory`` rather than
+        a case-insensitive scan of a directory past ``max_scan_bytes``.
         """
-        resolved = self._resolver.lookup(components)
+        resolved = self._resolver.lookup(components, max_scan_bytes)
         if resolved.info is not None and self.change_times:
             resolved = Resolved(resolved.path, resolved.exists, self.change_times.apply(resolved.info))
         return resolved
@@ -492,6 +494,15 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
             raise smb_error(err) from err
         names.sort(key=lambda name: (name.upper(), name))
         return [".", ".."] + names
+
+    def directory_bytes(self, open_file: OpenFile) -> int:
+        """What an open directory's entries take on disk (its st_size): the
+        cost of listing or scanning it, which decides whether the server
+        does that in a worker thread (issue 17)."""
+        try:
+            return os.fstat(open_file.fd).st_size
+        except OSError as err:
+            raise smb_error(err) from err
 
     def entry_info(self, open_file: OpenFile, name: str, ea_size: bool = False) -> FileInfo | None:
         """Current ``FileInfo`` of one name in an open directory; None if it is gone

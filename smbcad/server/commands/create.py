@@ -8,10 +8,14 @@ are in ``durable`` and ``reconnect``; a persistent open's response waits
 for its record to be in the handle store, and a persistent CREATE that
 creates or overwrites first commits its intent (``intents``), so a replay
 after a crash or takeover is answered as the CREATE would have been.
+
+A name not found under its exact spelling in a large directory is looked
+up again, case-insensitively, in a worker thread (issue 17: the scan grows
+with the directory); the CREATE goes on from there on the loop.
 """
 
+import asyncio
 import logging
-
 
 from smbcad.proto.constants import (
     AccessMask, CreateAction, CreateDisposition as Disp, CreateOptions as Opt, Dialect,
@@ -24,8 +28,9 @@ from smbcad.proto.status import NtStatus
 from smbcad.server import (
     deletes, durable, eas, files, intents, leases, pipes, reconnect, security, streams)
 from smbcad.server.adm import Open
-from smbcad.server.context import COMMIT_INTERIM_S, Pending
-from smbcad.vfs import has_trailing_backslash, parse_smb_name
+from smbcad.server.context import COMMIT_INTERIM_S, Offloaded, Pending
+from smbcad.server.fairness import INLINE_SCAN_BYTES
+from smbcad.vfs import LargeDirectory, has_trailing_backslash, parse_smb_name
 
 _CREATE_TREE_CONNECTION = 0x00000080
 # CreateOptions a server must refuse outright (3.3.5.9, [MS-FSA] 2.1.5.1).
@@ -190,7 +195,7 @@ def _apply_new_attributes(ctx, fs, handle, request: CreateRequest, action: int) 
         fs.allocate(handle, allocation)
 
 
-def handle(ctx):
+def handle(ctx, max_scan_bytes: int | None = INLINE_SCAN_BYTES):
     request = CreateRequest.decode(ctx.message)
     if reconnect.is_reconnect(ctx, request) and not ctx.tree.share.is_ipc:
         # Only the reconnect context matters: every other field is ignored
@@ -212,7 +217,25 @@ def handle(ctx):
     components, stream = parse_smb_name(request.name)
     if has_trailing_backslash(request.name) and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "trailing backslash on a file")
-    resolved = fs.lookup(components)
+    try:
+        resolved = fs.lookup(components, max_scan_bytes)
+    except LargeDirectory:
+        return Offloaded(_resolved_off_the_loop(ctx, request, components, stream))
+    return _open_resolved(ctx, request, components, stream, resolved)
+
+
+async def _resolved_off_the_loop(ctx, request, components, stream):
+    """The case-insensitive lookup in a worker thread, then the rest of the
+    CREATE on the loop, unless its session went meanwhile."""
+    resolved = await asyncio.to_thread(ctx.tree.share.fs.lookup, components)
+    if ctx.connection.closed or ctx.server.sessions.get(ctx.session.session_id) is not ctx.session:
+        raise SmbError(NtStatus.USER_SESSION_DELETED, "session gone during the lookup")
+    return _open_resolved(ctx, request, components, stream, resolved)
+
+
+def _open_resolved(ctx, request, components, stream, resolved):
+    share = ctx.tree.share
+    fs = share.fs
     intents.check_not_reserved(ctx, resolved)
     done = intents.original_action(ctx, resolved)
     eas.check_create_context(fs, request, resolved)     # ExtA list, FILE_NO_EA_KNOWLEDGE
@@ -354,5 +377,6 @@ def _tracked(ctx, request, pending: Pending) -> Pending:
 
 
 def _retry(ctx):
-    """A CREATE that waited for an oplock or lease break starts over."""
-    return handle(ctx)
+    """A CREATE that waited for an oplock or lease break starts over (its
+    lookup inline: the retry runs inside the wait, not as a handler)."""
+    return handle(ctx, max_scan_bytes=None)

@@ -5,7 +5,16 @@ names that match the pattern, each with its 8.3 short name (computed over all
 the directory's names, ``proto.fscc.short_names``); each response then stats
 the names it returns, so entries deleted meanwhile drop out and metadata is
 current, while the order stays stable for the whole enumeration.
+
+Large directories are scanned off the event loop (issue 17, fairness): a
+snapshot of a directory past ``fairness.INLINE_SCAN_BYTES``, or a page that
+stats more than ``INLINE_ENTRIES`` names, runs in a worker thread on a
+descriptor of its own, and its result is applied to the open on the loop
+(``Offloaded``: the connection waits for it, others are served meanwhile).
+Small ones stay inline, where the thread hop would cost more than the scan.
 """
+
+import asyncio
 
 from smbcad.proto.constants import AccessMask
 from smbcad.proto.errors import SmbError
@@ -15,48 +24,101 @@ from smbcad.proto.query_directory import (
     QueryDirectoryFlags as Flags, QueryDirectoryRequest, QueryDirectoryResponse)
 from smbcad.proto.status import NtStatus
 from smbcad.server import eas
+from smbcad.server.context import Offloaded
+from smbcad.server.fairness import INLINE_SCAN_BYTES
 
 # A directory entry is at least this big on the wire; it sizes each stat window.
 _MIN_ENTRY = 64
+# A page that stats more names than this runs in a worker thread (each stat
+# costs a few microseconds, the hop ~100).
+INLINE_ENTRIES = 128
 
 
-def _start(ctx, open_, pattern: str) -> None:
-    names = ctx.tree.share.fs.list_names(open_.handle)
+def _snapshot(fs, handle, pattern: str) -> list[tuple[str, str]]:
+    """The names matching ``pattern`` with their 8.3 names (blocking)."""
+    names = fs.list_names(handle)
     short = short_names(names)
     if pattern not in ("*", "<"):
         names = [name for name in names if match_pattern(pattern, name)]
-    open_.enum_entries = [(name, short.get(name, "")) for name in names]
-    open_.enum_index = 0
-    open_.enum_pattern = pattern
+    return [(name, short.get(name, "")) for name in names]
 
 
-def _next_batch(ctx, open_, request) -> bytes:
-    """Encode what fits from the cursor on, skipping names that vanished."""
-    fs = ctx.tree.share.fs
+def _page(fs, handle, names: list, cursor: list, request) -> bytes:
+    """Encode what fits from ``cursor[0]`` on, skipping names that vanished;
+    ``cursor[0]`` moves past what was returned (blocking: stats each name)."""
     single = bool(request.flags & Flags.RETURN_SINGLE_ENTRY)
-    names = open_.enum_entries
     dir_entry_fixed_size(request.file_information_class)    # INVALID_INFO_CLASS first
     with_ea_size = eas.in_directory_class(request.file_information_class)
-    while open_.enum_index < len(names):
+    while cursor[0] < len(names):
         width = 1 if single else max(1, request.output_buffer_length // _MIN_ENTRY)
-        window = names[open_.enum_index:open_.enum_index + width]
+        window = names[cursor[0]:cursor[0] + width]
         live = []
         for offset, (name, short_name) in enumerate(window):
-            info = fs.entry_info(open_.handle, name, ea_size=with_ea_size)
+            info = fs.entry_info(handle, name, ea_size=with_ea_size)
             if info is not None:
                 live.append((offset, DirEntry(name, info, short_name)))
         if not live:
-            open_.enum_index += len(window)
+            cursor[0] += len(window)
             continue
         data, consumed = encode_directory_entries(
             request.file_information_class, [entry for _, entry in live],
             request.output_buffer_length, single)
         if consumed == 0:
             raise SmbError(NtStatus.INFO_LENGTH_MISMATCH, "buffer too small for one entry")
-        open_.enum_index += live[consumed - 1][0] + 1
+        cursor[0] += live[consumed - 1][0] + 1
         if data:
             return data
     return b""
+
+
+def _query(fs, handle, names, index: int, request, pattern: str):
+    """A snapshot when ``names`` is None (a first or restarted scan), then one
+    page.  Touches only its arguments, so it may run in a worker thread;
+    returns (names, index, data, error) for ``_apply`` on the loop."""
+    if names is None:
+        names, index = _snapshot(fs, handle, pattern), 0
+    cursor = [index]
+    try:
+        data = _page(fs, handle, names, cursor, request)
+    except SmbError as exc:
+        return names, cursor[0], b"", exc
+    return names, cursor[0], data, None
+
+
+def _apply(open_, restarted: bool, pattern: str, outcome) -> bytes:
+    """On the loop: the enumeration moves on, then the answer."""
+    names, index, data, error = outcome
+    open_.enum_entries, open_.enum_index = names, index
+    if restarted:
+        open_.enum_pattern = pattern
+    if error is not None:
+        raise error
+    if not data:
+        if not names and index == 0:
+            raise SmbError(NtStatus.NO_SUCH_FILE)
+        raise SmbError(NtStatus.NO_MORE_FILES)
+    return QueryDirectoryResponse(data).encode()
+
+
+def _is_large(fs, open_, restart: bool, request) -> bool:
+    if restart:
+        return fs.directory_bytes(open_.handle) > INLINE_SCAN_BYTES
+    page = 1 if request.flags & Flags.RETURN_SINGLE_ENTRY else \
+        request.output_buffer_length // _MIN_ENTRY
+    return min(page, len(open_.enum_entries) - open_.enum_index) > INLINE_ENTRIES
+
+
+async def _off_the_loop(fs, open_, names, index, request, pattern: str, restart: bool):
+    # A descriptor of its own: a CLOSE meanwhile cannot hand its number to
+    # another file under the scan (as fsctl_copy does).
+    handle = fs.duplicate(open_.handle)
+    try:
+        outcome = await asyncio.to_thread(_query, fs, handle, names, index, request, pattern)
+    finally:
+        handle.close()
+    if open_.closed:
+        raise SmbError(NtStatus.FILE_CLOSED)
+    return _apply(open_, restart, pattern, outcome)
 
 
 def handle(ctx):
@@ -71,13 +133,12 @@ def handle(ctx):
     if "\\" in request.file_name or "/" in request.file_name:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "pattern with a path")
     pattern = request.file_name or "*"
-    first = open_.enum_entries is None
-    if first or request.flags & (Flags.RESTART_SCANS | Flags.REOPEN):
-        _start(ctx, open_, pattern)
-    started_empty = not open_.enum_entries
-    data = _next_batch(ctx, open_, request)
-    if not data:
-        if started_empty and open_.enum_index == 0:
-            raise SmbError(NtStatus.NO_SUCH_FILE)
-        raise SmbError(NtStatus.NO_MORE_FILES)
-    return QueryDirectoryResponse(data).encode()
+    restart = open_.enum_entries is None or bool(request.flags & (Flags.RESTART_SCANS
+                                                                  | Flags.REOPEN))
+    names = None if restart else open_.enum_entries
+    fs = ctx.tree.share.fs
+    if _is_large(fs, open_, restart, request):
+        return Offloaded(_off_the_loop(fs, open_, names, open_.enum_index, request, pattern,
+                                       restart))
+    return _apply(open_, restart, pattern,
+                  _query(fs, open_.handle, names, open_.enum_index, request, pattern))

@@ -58,6 +58,10 @@ users:
      "users: [{name: u, password: p}]", "server.idle_timeout_s"),
     ("server: {max_async_requests: 1}\nshares: [{name: a, path: /tmp}]\n"
      "users: [{name: u, password: p}]", "server.max_async_requests"),
+    ("server: {max_async_requests_per_session: 1}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.max_async_requests_per_session"),
+    ("server: {send_timeout_s: 0}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.send_timeout_s"),
     ("server: {max_outstanding_requests: 70000}\nshares: [{name: a, path: /tmp}]\n"
      "users: [{name: u, password: p}]", "server.max_outstanding_requests"),
     ("server: {max_connections: yes}\nshares: [{name: a, path: /tmp}]\n"
@@ -117,5 +121,6 @@ users: [{{name: alice, password: secret}}]
     example = Path(__file__).resolve().parents[3] / "config" / "smbcad.yaml"
     text = example.read_text()
     for key in ("max_connections", "max_connections_per_client", "max_outstanding_requests",
-                "max_async_requests", "auth_timeout_s", "idle_timeout_s"):
+                "max_async_requests", "max_async_requests_per_session", "auth_timeout_s",
+                "idle_timeout_s", "send_timeout_s"):
         assert f"  {key}: {getattr(cfg.server, key)} " in text, key

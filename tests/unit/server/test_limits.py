@@ -5,18 +5,22 @@ Timing is asserted only as "within the configured timeout plus a generous
 margin"."""
 
 import logging
+import os
+import socket
 import struct
 
 import pytest
 
-from smbcad.proto.constants import Command
-from smbcad.proto.status import NtStatus
+from smbcad.proto.constants import Command, HeaderFlags
+from smbcad.proto.status import NtStatus, name_of
 from smbcad.server.credits import CreditWindow
 from smbcad.server.limits import LimitReporter
 from smbcad.metrics import SmbMetrics
 from smbcad.transport import PREAUTH_MAX_FRAME
+from tests.unit.proto import wire
 from tests.unit.server import harness
-from tests.unit.server.loopback import FILE_DIRECTORY_FILE, LoopbackServer, SocketClient
+from tests.unit.server.loopback import (
+    FILE_DIRECTORY_FILE, MAX_FRAME, LoopbackServer, SocketClient)
 
 MARGIN_S = 5.0
 
@@ -142,6 +146,110 @@ def test_async_requests_over_the_limit_get_insufficient_resources(dirs):
         client.close()
         assert srv.wait_for(lambda: not srv.server.connections)
         assert srv.server.metrics.registry.get_sample_value("smbcad_async_requests") == 0
+
+
+def test_async_requests_per_session_over_the_limit_get_insufficient_resources(dirs):
+    limit = 3                                 # limit - 1 may be pending on the session
+    with LoopbackServer(*dirs, max_async_requests=64,
+                        max_async_requests_per_session=limit) as srv:
+        client = SocketClient(srv.port).login()
+        handles = [client.create("dir", options=FILE_DIRECTORY_FILE) for _ in range(limit)]
+        pending = []
+        for handle in handles[:limit - 1]:
+            pending.append(client.notify(handle))
+            assert harness.status_of(client.receive()) == NtStatus.PENDING
+        reply = client.answer(client.notify(handles[-1]))
+        assert harness.status_of(reply) == NtStatus.INSUFFICIENT_RESOURCES
+        assert srv.limit_hits("async_requests_per_session") == 1
+        assert srv.limit_hits("async_requests") == 0
+        session = srv.call(lambda: next(iter(srv.server.sessions.values())))
+        assert session.async_requests == limit - 1
+        # A wait that ends gives its place back: the next one goes async.
+        closer = client.send_request(Command.CLOSE, wire.close_request(*handles[0]))
+        seen = set()
+        while not {closer, pending[0]} <= seen:
+            seen.add(struct.unpack_from("<Q", client.receive(), 24)[0])
+        assert srv.wait_for(lambda: session.async_requests == limit - 2)
+        client.notify(handles[-1])
+        assert harness.status_of(client.receive()) == NtStatus.PENDING
+        client.close()
+        assert srv.wait_for(lambda: session.async_requests == 0)
+
+
+def _read_flood(client: SocketClient, file_id, count: int, length: int) -> None:
+    """``count`` READs of ``length`` bytes sent without reading a response;
+    one ECHO first asks for the credits they need."""
+    charge = length // 65536
+    msg = bytearray(harness.header(Command.ECHO, client.message_id, client.session_id,
+                                   client.tree_id, HeaderFlags.SIGNED,
+                                   credits=count * charge + 64) + struct.pack("<HH", 4, 0))
+    client.message_id += 1
+    client.signer.sign(msg)
+    client.send(bytes(msg))
+    assert harness.status_of(client.receive()) == NtStatus.SUCCESS
+    for _ in range(count):
+        msg = bytearray(harness.header(Command.READ, client.message_id, client.session_id,
+                                       client.tree_id, HeaderFlags.SIGNED, charge=charge)
+                        + wire.read_request(*file_id, length, 0))
+        client.message_id += charge
+        client.signer.sign(msg)
+        client.send(bytes(msg))
+
+
+def test_a_client_that_never_reads_is_paused_then_closed_others_are_served(dirs):
+    requests, length = 100, 1024 * 1024
+    with open(os.path.join(dirs[0], "data.bin"), "wb") as data:
+        data.write(os.urandom(length))
+    with LoopbackServer(*dirs, send_timeout_s=2) as srv:
+        reader = SocketClient(srv.port).login()
+        stalled = SocketClient(srv.port).login()
+        stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        _read_flood(stalled, stalled.create("data.bin", disposition=1), requests, length)
+        # Its responses pile up to the send high-water mark (16 MiB); then
+        # nothing more of it runs, its requests queue and reading stops.
+        assert srv.wait_for(lambda: srv.limit_hits("receive_buffer") >= 1)
+        answered = srv.server.metrics.registry.get_sample_value(
+            "smbcad_requests_total", {"command": "read", "status": name_of(NtStatus.SUCCESS)})
+        assert answered < requests
+        assert reader.still_open()                  # the others are served meanwhile
+        assert srv.limit_hits("send_buffer") == 0
+        # Its responses stay unread for send_timeout_s: it is closed.
+        assert srv.wait_for(lambda: srv.limit_hits("send_buffer") == 1, 2 + MARGIN_S)
+        assert srv.wait_for(lambda: len(srv.server.connections) == 1)
+        assert reader.still_open()
+        reader.close()
+        stalled.close()
+
+
+def test_a_client_that_reads_late_gets_every_response(dirs):
+    """The same flood from a client that reads after a pause shorter than
+    send_timeout_s: back-pressure only, nothing lost, nothing closed."""
+    requests, length = 100, 1024 * 1024
+    with open(os.path.join(dirs[0], "data.bin"), "wb") as data:
+        data.write(os.urandom(length))
+    with LoopbackServer(*dirs, send_timeout_s=60) as srv:
+        client = SocketClient(srv.port).login()
+        _read_flood(client, client.create("data.bin", disposition=1), requests, length)
+        assert srv.wait_for(lambda: srv.limit_hits("receive_buffer") >= 1)
+        for _ in range(requests):
+            reply = client.receive()
+            assert harness.status_of(reply) == NtStatus.SUCCESS
+            assert struct.unpack_from("<I", reply, 64 + 4)[0] == length
+        assert client.still_open()
+        assert srv.limit_hits("send_buffer") == 0
+        client.close()
+
+
+def test_a_frame_past_the_maximum_closes_the_connection(dirs):
+    with LoopbackServer(*dirs) as srv:
+        good = SocketClient(srv.port).login()
+        big = SocketClient(srv.port).login()
+        big.send_raw(struct.pack(">I", MAX_FRAME + 1))     # first byte still zero (2.1)
+        assert big.closed_by_server(MARGIN_S)
+        assert srv.limit_hits("frame_size") == 1
+        assert good.still_open()
+        good.close()
+        big.close()
 
 
 def test_credits_granted_stay_under_max_outstanding_requests(dirs):
