@@ -33,6 +33,9 @@ log = logging.getLogger("smbcad.connection")
 _HEADER_STATUS = struct.Struct("<I")
 _ASYNC_ID_FLAGS = HeaderFlags.SERVER_TO_REDIR | HeaderFlags.ASYNC_COMMAND
 _ERROR_NO_DATA = encode_error_body()
+# Direct TCP carries a 24-bit length (MS-SMB2 2.1); an encrypted compound
+# also carries the transform header in it.
+MAX_COMPOUND_RESPONSE = 0xFFFFFF - crypto.TRANSFORM_HEADER_SIZE
 
 
 class Connection:
@@ -296,6 +299,8 @@ class Connection:
         except Exception:    # a handler bug must not take the connection down
             log.exception("%s: internal error in %s", self.peer, spec.name)
             status, body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
+        if not (is_first and is_last):
+            status, body, preframed = self._fit_compound(state, status, body, preframed)
         state.last_status = status
         if command == Command.CREATE and (status >> 30) == 3:
             state.create_error = status
@@ -309,6 +314,20 @@ class Connection:
         for hook in ctx.after_send:
             hook()
         return response
+
+    @staticmethod
+    def _fit_compound(state: CompoundState, status: int, body, preframed: bool):
+        """A compound's responses go out as one frame, whose direct-TCP length
+        has 24 bits (2.1); a response that would overflow it (two 8 MiB READs)
+        is STATUS_INSUFFICIENT_RESOURCES instead, and the members after it
+        still run: the client learns which of its requests got no data."""
+        size = len(body) - 4 - HEADER_SIZE if preframed else len(body)
+        member = (HEADER_SIZE + size + 7) & ~7
+        if state.response_bytes + member > MAX_COMPOUND_RESPONSE:
+            status, body, preframed = NtStatus.INSUFFICIENT_RESOURCES, _ERROR_NO_DATA, False
+            member = (HEADER_SIZE + len(body) + 7) & ~7
+        state.response_bytes += member
+        return status, body, preframed
 
     def _check_preconditions(self, ctx: RequestContext, spec, encrypted_by) -> None:
         """Session, signature, encryption and tree checks (3.3.5.2.4, .9, .11)."""

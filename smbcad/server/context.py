@@ -27,6 +27,9 @@ class CompoundState:
     last_status: int = NtStatus.SUCCESS
     # A failed CREATE fails the related requests after it with its status (3.3.5.2.7.2).
     create_error: int = 0
+    # Bytes of the compound's responses so far (padded members), which must
+    # fit one direct-TCP frame.
+    response_bytes: int = 0
 
 
 @dataclass

@@ -109,3 +109,47 @@ def test_smb1_negotiate_without_smb2_drops_the_connection(server):
     client = Client(server)
     client.exchange(_smb1_negotiate("NT LM 0.12"))
     assert client.sink.closed
+
+
+def _signed_compound(client, requests) -> bytes:
+    """Unrelated signed requests chained in one frame (3.3.5.2.7); each is
+    (command, body, credit charge)."""
+    frame = bytearray()
+    for index, (command, body, charge) in enumerate(requests):
+        msg = bytearray(wire.message(command, body, message_id=client.message_id,
+                                     session_id=client.session_id, tree_id=client.tree_id,
+                                     flags=0x08, credit_charge=charge, credits=256))
+        client.message_id += charge
+        if index < len(requests) - 1:
+            msg += bytes(-len(msg) % 8)
+            struct.pack_into("<I", msg, 20, len(msg))            # NextCommand
+        client.signer.sign(msg)
+        frame += msg
+    return bytes(frame)
+
+
+def test_a_compound_whose_responses_overflow_one_frame_gets_insufficient_resources(tmp_path):
+    """Two 8 MiB READs in one compound would need a frame over the 24-bit
+    direct-TCP length: the second gets STATUS_INSUFFICIENT_RESOURCES, the
+    members after it still run, and the frame stays valid."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "big").write_bytes(b"\xab" * (8 << 20))
+    server = make_server(str(share), str(tmp_path / "state"))
+    client = connected_client(server)
+    for _ in range(3):                  # credits for 2 x 128 + 1
+        client.request(Command.ECHO, struct.pack("<HH", 4, 0), charge=1)
+    reply = client.request(Command.CREATE, wire.create_request("big", access=0x0012019F))
+    assert status_of(reply) == 0
+    fid = struct.unpack_from("<QQ", reply, 64 + 64)
+    read = wire.read_request(*fid, 8 << 20, 0)
+    (frame,) = client.exchange(_signed_compound(client, [
+        (Command.READ, read, 128), (Command.READ, read, 128),
+        (Command.ECHO, struct.pack("<HH", 4, 0), 1)]))
+    assert len(frame) <= 0xFFFFFF
+    first_next = struct.unpack_from("<I", frame, 20)[0]
+    assert status_of(frame) == 0 and frame[64 + 16:64 + 16 + 4] == b"\xab" * 4
+    second = frame[first_next:]
+    assert status_of(second) == NtStatus.INSUFFICIENT_RESOURCES
+    third = second[struct.unpack_from("<I", second, 20)[0]:]
+    assert status_of(third) == 0 and struct.unpack_from("<H", third, 12)[0] == Command.ECHO
