@@ -24,3 +24,6 @@ class Identity:
     principal: str | None = None
     sid: str | None = None
     group_sids: tuple[str, ...] = ()
+    # Kerberos: when the ticket ends (time.time() seconds), for the session's
+    # ExpirationTime ([MS-SMB2] 3.3.5.5.3); None: the session does not expire.
+    expires_at: float | None = None

@@ -27,7 +27,10 @@ malformed token                     STATUS_INVALID_PARAMETER
 =================================  =====================================
 """
 
+import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gssapi.raw as gss
@@ -81,10 +84,12 @@ class KerberosMechanism:
     mechanism; SPNEGO answers with the one the client chose."""
 
     def __init__(self, keytab: str, oid: str = KRB5_OID,
-                 credentials: gss.Creds | None = None) -> None:
+                 credentials: gss.Creds | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._oid = oid
         self.keytab = keytab
         self._credentials = credentials or acceptor_credentials(keytab)
+        self._clock = clock
 
     @property
     def oid(self) -> str:
@@ -92,10 +97,10 @@ class KerberosMechanism:
 
     def with_oid(self, oid: str) -> "KerberosMechanism":
         """The same keytab and credentials under another mechanism OID."""
-        return KerberosMechanism(self.keytab, oid, self._credentials)
+        return KerberosMechanism(self.keytab, oid, self._credentials, self._clock)
 
     def new_context(self) -> "KerberosContext":
-        return KerberosContext(self._credentials)
+        return KerberosContext(self._credentials, self._clock)
 
 
 def acceptor_credentials(keytab: str) -> gss.Creds:
@@ -118,8 +123,9 @@ class KerberosContext:
     Kerberos takes one leg: the AP-REQ in, the AP-REP out (mutual
     authentication, when the client asked for it) and the context is done."""
 
-    def __init__(self, credentials: gss.Creds) -> None:
+    def __init__(self, credentials: gss.Creds, clock: Callable[[], float] = time.time) -> None:
         self._credentials = credentials
+        self._clock = clock
         self._context: gss.SecurityContext | None = None
         self._established: _Established | None = None
 
@@ -146,7 +152,10 @@ class KerberosContext:
         if result.more_steps:
             # DCE-style three-leg exchanges are for DCE/RPC, not SMB.
             raise malformed("Kerberos: the client asked for a three-leg (DCE style) exchange")
-        self._established = _Established(self._session_key(), _identity(result.initiator_name))
+        identity = _identity(result.initiator_name)
+        if result.lifetime is not None:          # seconds left on the ticket
+            identity = dataclasses.replace(identity, expires_at=self._clock() + result.lifetime)
+        self._established = _Established(self._session_key(), identity)
         return result.token or None
 
     def _session_key(self) -> bytes:
@@ -181,6 +190,8 @@ def _identity(name: gss.Name) -> Identity:
         log.info("Kerberos: %s has no PAC: no SIDs for its token", principal)
         return Identity(user=user or principal, domain=realm, principal=principal)
     info = parse_logon_info(pac)
+    log.debug("Kerberos: %s is %s\\%s, SID %s, groups %s", principal, info.domain, info.user,
+              info.user_sid, " ".join(info.group_sids))
     return Identity(user=info.user, domain=info.domain, principal=principal,
                     sid=info.user_sid, group_sids=info.group_sids)
 

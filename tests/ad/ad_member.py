@@ -41,7 +41,7 @@ class MemberSmbcad:
                 "--listen", f"{dc.member_address}:{port}", "--share", f"share={self.share}",
                 "--state-dir", str(base / "state"), "--keytab", str(keytab),
                 "--server-name", samba_dc.SERVER_NAMES[0],
-                "--user", f"{LOCAL_USER}:{LOCAL_PASSWORD}"]
+                "--user", f"{LOCAL_USER}:{LOCAL_PASSWORD}", "--log-level", "debug"]
         env = python_env(dc)
         env.update(extra_env or {})
         with open(self.log_path, "wb") as log:

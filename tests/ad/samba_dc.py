@@ -226,6 +226,12 @@ class SambaDc:
         """samba-tool against the DC's own database (no network needed)."""
         return run(["samba-tool", *args, "-s", str(self.conf)])
 
+    def object_sid(self, kind: str, name: str) -> str:
+        """``samba-tool user|group show``'s objectSid."""
+        shown = self.samba_tool(kind, "show", name, "--attributes=objectSid").stdout.decode()
+        return next(line.split(":", 1)[1].strip() for line in shown.splitlines()
+                    if line.startswith("objectSid:"))
+
     def attach(self, ns: str, ifname: str, address: str) -> None:
         """A veth from the DC's namespace to ``ns``, where it is ``ifname`` with
         ``address`` (/24, in the DC's subnet)."""

@@ -67,6 +67,19 @@ def test_kerberos_session_is_signed_and_writes_a_file(dc, member_smbcad, alice_c
     assert "set up for SMBCA\\alice" in member_smbcad.log()
 
 
+def test_the_pac_gives_the_users_sid_and_groups(dc, member_smbcad, alice_ccache):
+    """The token's SIDs are those the DC holds for alice and her group."""
+    result = smbclient(dc, alice_ccache, "fs1", "ls")
+    assert result.returncode == 0, output(result)
+    user_sid = dc.object_sid("user", "alice")
+    group_sid = dc.object_sid("group", dc.group)
+    domain_sid = user_sid.rpartition("-")[0]
+    line = next(line for line in member_smbcad.log().splitlines()
+                if f"{ALICE} is SMBCA\\alice" in line)
+    assert f"SID {user_sid}," in line
+    assert group_sid in line and f"{domain_sid}-513" in line      # Domain Users
+
+
 def test_encrypted_session_with_the_kerberos_key(dc, member_smbcad, alice_ccache):
     result = smbclient(dc, alice_ccache, "fs1.smbca.test", "ls", "--client-protection=encrypt")
     assert result.returncode == 0, output(result) + member_smbcad.log()
