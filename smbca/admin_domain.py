@@ -25,6 +25,10 @@ from smbca.config import ConfigError, read_yaml
 from smbca.domain import DEFAULT_KEYTAB, DomainError, Membership, keytab_principals
 
 SMBCAD_CONFIG = "/etc/smbca/smbcad.yaml"
+
+
+class NotJoined(DomainError):
+    """``status`` on a node with no keytab: an answer, not a usage error."""
 ADCLI_TIMEOUT_S = 120
 
 
@@ -59,6 +63,9 @@ def run(args) -> int:
         if args.verb == "leave":
             return _leave(membership, args)
         return _status(membership, args)
+    except NotJoined as exc:
+        print(f"smbca domain {args.verb}: {exc}", file=sys.stderr)
+        return 1
     except (DomainError, ConfigError) as exc:
         print(f"smbca domain {args.verb}: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +75,8 @@ def _membership(args) -> Membership:
     server = _server_section(args.config)
     keytab = args.keytab or server.get("keytab") or DEFAULT_KEYTAB
     names = [server.get("server_name") or "SMBCA", *getattr(args, "name", [])]
+    if args.verb == "status" and not os.path.exists(keytab):
+        raise NotJoined(f"no keytab at {keytab}: not joined")
     realm = args.realm or _realm_of(keytab)
     return Membership(realm=realm, names=tuple(dict.fromkeys(n.upper() for n in names)),
                       keytab=keytab, domain_controller=args.dc)

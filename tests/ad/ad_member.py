@@ -32,13 +32,14 @@ class MemberSmbcad:
     and one local NTLM user; stopped by PID (its process group)."""
 
     def __init__(self, dc: SambaDc, base: Path, keytab: Path, extra_env: dict | None = None,
-                 wrapper: tuple[str, ...] = (), port: int = 445) -> None:
+                 wrapper: tuple[str, ...] = (), port: int = 445,
+                 address: str = samba_dc.MEMBER_ADDRESS) -> None:
         self.port = port
         self.share = base / "share"
         self.share.mkdir(parents=True)
         self.log_path = base / "smbcad.log"
         argv = [*wrapper, sys.executable, "-m", "smbcad",
-                "--listen", f"{dc.member_address}:{port}", "--share", f"share={self.share}",
+                "--listen", f"{address}:{port}", "--share", f"share={self.share}",
                 "--state-dir", str(base / "state"), "--keytab", str(keytab),
                 "--server-name", samba_dc.SERVER_NAMES[0],
                 "--user", f"{LOCAL_USER}:{LOCAL_PASSWORD}", "--log-level", "debug"]

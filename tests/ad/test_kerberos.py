@@ -170,3 +170,66 @@ def test_expired_ticket_is_refused(dc, joined, alice_ccache, tmp_path):
         assert "ticket has expired" in server.log()
     finally:
         server.stop()
+
+
+def test_partner_node_with_the_copied_keytab_takes_the_same_ticket(dc, joined, member_smbcad,
+                                                                   alice_ccache, tmp_path):
+    """The pair's one identity: the keytab copied to the second node, whose
+    address the same cifs/fs1 ticket (already in the cache) logs on to."""
+    partner_address = "192.0.2.81"
+    dc.member_run(["ip", "addr", "add", f"{partner_address}/{samba_dc.PREFIX}", "dev", "ad0"])
+    keytab = tmp_path / "partner.keytab"
+    keytab.write_bytes(joined["keytab"].read_bytes())
+    keytab.chmod(0o600)
+    partner = MemberSmbcad(dc, tmp_path / "partner", keytab, address=partner_address)
+    try:
+        for address in (dc.member_address, partner_address):
+            argv = ["smbclient", "//fs1/share", "-N", "-I", address,
+                    "--use-kerberos=required", "--client-protection=sign", "-c", "ls"]
+            result = dc.member_run(argv, env=dc.env(KRB5CCNAME=f"FILE:{alice_ccache}"),
+                                   check=False, timeout=60)
+            assert result.returncode == 0, output(result)
+        assert "set up for SMBCA\\alice" in partner.log()
+    finally:
+        partner.stop()
+        dc.member_run(["ip", "addr", "del", f"{partner_address}/{samba_dc.PREFIX}", "dev",
+                       "ad0"], check=False)
+
+
+def test_computer_account_logs_on_with_its_keytab(dc, member_smbcad, tmp_path):
+    """A Hyper-V host authenticates as its computer account (HV1$) from its
+    own keytab, as Windows does for a VM's files on a CA share."""
+    keytab = tmp_path / "hv1.keytab"
+    password = tmp_path / "admin.pw"
+    password.write_text(dc.admin_password)
+    with open(password, "rb") as stdin:
+        dc.member_run(["adcli", "join", "--domain=smbca.test", "--domain-realm=SMBCA.TEST",
+                       "--computer-name=HV1", "--host-fqdn=hv1.smbca.test",
+                       f"--host-keytab={keytab}", "--login-user=Administrator",
+                       "--stdin-password"], stdin=stdin)
+    ccache = tmp_path / "hv1.ccache"
+    dc.member_run(["kinit", "-k", "-t", str(keytab), "-c", f"FILE:{ccache}",
+                   f"HV1$@{samba_dc.REALM}"])
+    result = smbclient(dc, ccache, "fs1", "ls", "--client-protection=sign")
+    assert result.returncode == 0, output(result) + member_smbcad.log()
+    assert "set up for SMBCA\\HV1$" in member_smbcad.log()
+
+
+def test_leave_deletes_the_account_and_the_keytab(dc, tmp_path):
+    keytab = tmp_path / "fs9.keytab"
+    config = tmp_path / "smbcad.yaml"
+    config.write_text(f"server:\n  server_name: FS9\n  keytab: {keytab}\n")
+    password = tmp_path / "admin.pw"
+    password.write_text(dc.admin_password + "\n")
+    common = ("--user", "Administrator", "--password-file", str(password),
+              "--config", str(config))
+    for argv in (("domain", "join", "--realm", dc.realm, *common), ("domain", "leave", *common)):
+        result = dc.member_run(smbca_argv(*argv), env=python_env(dc), check=False)
+        assert result.returncode == 0, output(result)
+    assert not keytab.exists()
+    shown = samba_dc.run(["samba-tool", "computer", "show", "FS9", "-s", str(dc.conf)],
+                         check=False)
+    assert shown.returncode != 0
+    status = dc.member_run(smbca_argv("domain", "status", "--config", str(config)),
+                           env=python_env(dc), check=False)
+    assert status.returncode == 1 and "not joined" in output(status)

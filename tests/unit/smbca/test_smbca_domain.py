@@ -79,3 +79,17 @@ def test_keytab_principals_with_holes_and_both_kvno_forms():
 def test_bad_keytab_is_refused(data):
     with pytest.raises(DomainError):
         keytab_principals(data)
+
+
+def test_status_without_a_keytab_says_not_joined(tmp_path, capsys):
+    from smbca.admin import main
+    config = tmp_path / "smbcad.yaml"
+    config.write_text(f"server:\n  server_name: FS1\n  keytab: {tmp_path / 'none.keytab'}\n")
+    assert main(["domain", "status", "--config", str(config)]) == 1
+    assert "not joined" in capsys.readouterr().err
+
+
+def test_join_needs_a_realm_and_a_user(capsys):
+    from smbca.admin import main
+    assert main(["domain", "join", "--user", "Administrator"]) == 2
+    assert main(["domain", "join", "--realm", "SMBCA.TEST"]) == 2
