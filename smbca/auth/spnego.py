@@ -1,8 +1,9 @@
 """SPNEGO acceptor (RFC 4178 with the [MS-SPNG] extensions).
 
 Mechanism-neutral: a mechanism is any factory with an ``oid`` and a
-``new_context()`` whose contexts follow ``MechanismContext``.  NTLM is one;
-Kerberos plugs in the same way.  The acceptor's transitions are the
+``new_context()`` whose contexts follow ``MechanismContext``.  NTLM is one,
+Kerberos (``smbca.auth.kerberos``) another.  A bare mechanism token without
+SPNEGO framing (NTLMSSP, or a Kerberos InitialContextToken) is accepted too.  The acceptor's transitions are the
 ``_TRANSITIONS`` table; input that has no entry fails the exchange with
 STATUS_INVALID_PARAMETER.
 
