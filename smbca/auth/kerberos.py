@@ -65,7 +65,7 @@ def _signed(minor: int) -> int:
 def auth_error_of(exc: GSSError) -> AuthError:
     """The ``AuthError`` a failed GSS_Accept_sec_context stands for."""
     minor = _signed(exc.min_code)
-    text = exc.gen_message() if hasattr(exc, "gen_message") else str(exc)
+    text = str(exc)
     if minor in (KRB5KRB_AP_ERR_SKEW, KRB5KRB_AP_ERR_TKT_NYV):
         return AuthError(NtStatus.TIME_DIFFERENCE_AT_DC,
                          f"Kerberos: clock skew between client and server is too large "
