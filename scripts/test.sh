@@ -30,6 +30,11 @@ apt_packages=(
 # xfsprogs/e2fsprogs format the data LUN.  cpio is not needed by tests/lab (it writes its
 # initramfs itself) but kept for looking into one: cpio -t < ~/.cache/smbca/lab/initrd-*.cpio
 apt_packages+=(qemu-system-x86 linux-image-amd64 kmod busybox-static cpio sg3-utils xfsprogs e2fsprogs)
+# ---- tests/ad (issue 12): a Samba AD DC in a network namespace (samba-ad-dc, and
+# samba-ad-provision for samba-tool domain provision), adcli for `smbca domain join`,
+# krb5-user for kinit/kvno, faketime for the clock-skew and expired-ticket tests;
+# libkrb5-dev and gcc build python-gssapi and krb5 (no Linux wheels on PyPI).
+apt_packages+=(samba-ad-dc samba-ad-provision adcli krb5-user faketime libkrb5-dev gcc)
 
 log() { echo "test.sh: $*" >&2; }
 

@@ -28,6 +28,9 @@ finds them: ``smbca.admin_node``) and adds nothing of its own:
   smbca aggregate relocate AGGR --to NODE | lif migrate LIF --to NODE
                                         the pair's planned moves, through
                                         clusdisk (smbca.admin_failover)
+  smbca domain join --realm R --user ADMIN [--password-file F|-] | leave | status
+                                        the pair's Active Directory account and
+                                        keytab, through adcli (smbca.admin_domain)
 
 SCSI disks are listed by ``clusdisk scan`` (it needs no daemon).  The
 ``smbcad`` and ``witness`` verbs print the daemon's JSON answer; the others
@@ -40,7 +43,7 @@ import argparse
 import json
 import sys
 
-from smbca import admin_failover, admin_node, admin_smb
+from smbca import admin_domain, admin_failover, admin_node, admin_smb
 from smbca.version import add_version_argument
 
 _STATES = ("up", "down", "available", "unavailable", "unknown")
@@ -64,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     _smbcad_parsers(sub.add_parser("smbcad", help="smbcad").add_subparsers(dest="verb",
                                                                           required=True))
     admin_failover.add_parsers(sub)
+    admin_domain.add_parsers(sub)
     return p
 
 
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return _failover(args)
     if args.command == "status":
         return admin_node.status(args)
+    if args.command == "domain":
+        return admin_domain.run(args)
     if args.command in admin_smb.COMMANDS:
         return admin_smb.run(args)
     daemon = "smbcad" if args.command == "smbcad" else "witnessd"

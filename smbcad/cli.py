@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                    f"command (default: STATE_DIR/{config_mod.QUICK_CONTROL_SOCKET})")
     p.add_argument("--metrics-listen", help="ADDR:PORT for Prometheus metrics")
     p.add_argument("--server-name", default="SMBCA")
+    p.add_argument("--keytab", help="Kerberos keytab of the server's domain account "
+                   "(smbca domain join): offer Kerberos")
     p.add_argument("--guest-ok", action="store_true")
     p.add_argument("--anonymous-ok", action="store_true",
                    help="allow anonymous (null) sessions, e.g. for smbtorture's re-auth tests")
@@ -64,7 +66,7 @@ def _load(args) -> tuple[config_mod.Config, object]:
         listen=tuple(args.listen), shares=tuple(args.share), users=tuple(args.user),
         signing=args.signing, encryption=args.encryption, state_dir=args.state_dir,
         metrics_listen=args.metrics_listen, server_name=args.server_name,
-        guest_ok=args.guest_ok, anonymous_ok=args.anonymous_ok, log_level=args.log_level,
+        keytab=args.keytab, guest_ok=args.guest_ok, anonymous_ok=args.anonymous_ok, log_level=args.log_level,
         control_socket=args.control_socket)
 
     def reload_quick():
@@ -78,6 +80,7 @@ def summary(cfg: config_mod.Config) -> list[str]:
     lines = [f"config: {cfg.source_path or 'quick mode (flags)'}: valid",
              f"listen: {', '.join(str(a) for a in server.listen)}",
              f"server name: {server.server_name}, domain {server.domain}",
+             f"kerberos: {'keytab ' + server.keytab if server.keytab else 'off'}",
              f"signing: {'required' if server.signing_required else 'enabled'}, "
              f"encryption: {server.encryption}",
              f"state directory: {server.state_dir}",

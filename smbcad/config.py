@@ -53,6 +53,9 @@ class ServerConfig:
     listen: tuple[ListenAddress, ...]
     server_name: str = "SMBCA"
     domain: str = "WORKGROUP"
+    # A domain member's Kerberos keys (``smbca domain join`` writes it; the
+    # pair's two nodes hold the same file): enables Kerberos in SPNEGO.
+    keytab: str | None = None
     state_dir: str = DEFAULT_STATE_DIR
     signing_required: bool = True
     encryption: str = "off"            # off | desired | required
@@ -130,8 +133,12 @@ def validate(config: Config) -> Config:
     server = config.server
     if server.encryption not in ("off", "desired", "required"):
         raise ConfigError("server.encryption", "must be off, desired or required")
-    if not config.users and not config.smbpasswd_files and not server.guest_ok:
-        raise ConfigError("users", "no users and guest access is off: nobody could connect")
+    if server.keytab is not None and not os.path.isfile(server.keytab):
+        raise ConfigError("server.keytab", f"{server.keytab!r} does not exist "
+                          "(smbca domain join writes it)")
+    if not (config.users or config.smbpasswd_files or server.guest_ok or server.keytab):
+        raise ConfigError("users", "no users, no keytab and guest access is off: "
+                          "nobody could connect")
     if server.max_io_bytes < 65536 or server.max_io_bytes > 8 * 1024 * 1024:
         raise ConfigError("server.max_io_bytes", "must be 64 KiB..8 MiB")
     _check_limits(server)
@@ -158,7 +165,7 @@ def _check_limits(server: ServerConfig) -> None:
 
 # --- YAML -------------------------------------------------------------------------
 
-_SERVER_KEYS = ("listen", "server_name", "domain", "state_dir", "signing", "encryption",
+_SERVER_KEYS = ("listen", "server_name", "domain", "keytab", "state_dir", "signing", "encryption",
                 "guest_ok", "anonymous_ok", "metrics_listen", "max_connections",
                 "max_connections_per_client", "max_credits", "max_io_bytes",
                 "max_outstanding_requests", "max_async_requests",
@@ -190,6 +197,7 @@ def _server_from_yaml(section: Section) -> ServerConfig:
         listen=listen,
         server_name=section.get("server_name", str, "SMBCA"),
         domain=section.get("domain", str, "WORKGROUP"),
+        keytab=section.get("keytab", str, None),
         state_dir=section.get("state_dir", str, DEFAULT_STATE_DIR),
         signing_required=signing == "required",
         # YAML reads a bare `off` as false; take it as meant.
@@ -300,6 +308,7 @@ class QuickArgs:
     state_dir: str | None = None
     metrics_listen: str | None = None
     server_name: str = "SMBCA"
+    keytab: str | None = None
     guest_ok: bool = False
     anonymous_ok: bool = False
     log_level: str = "info"
@@ -335,6 +344,7 @@ def from_quick_args(args: QuickArgs) -> Config:
     server = ServerConfig(
         listen=listen,
         server_name=args.server_name,
+        keytab=os.path.abspath(args.keytab) if args.keytab else None,
         state_dir=state_dir,
         control_socket=(os.path.abspath(args.control_socket) if args.control_socket
                         else os.path.join(state_dir, QUICK_CONTROL_SOCKET)),

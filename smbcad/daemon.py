@@ -43,9 +43,15 @@ FRAME_OVERHEAD = 1024 * 1024
 def build_authenticator(cfg: config_mod.Config) -> Authenticator:
     server = cfg.server
     users = build_user_database(cfg.users, cfg.smbpasswd_files, "smbpasswd_file")
-    return Authenticator(users, server_name=server.server_name,
-                         domain_name=server.domain, allow_guest=server.guest_ok,
-                         allow_anonymous=server.anonymous_ok)
+    try:
+        return Authenticator(users, server_name=server.server_name,
+                             domain_name=server.domain, allow_guest=server.guest_ok,
+                             allow_anonymous=server.anonymous_ok, keytab=server.keytab)
+    except ImportError as exc:
+        raise config_mod.ConfigError("server.keytab", f"Kerberos needs python-gssapi: {exc}"
+                                     ) from None
+    except ValueError as exc:
+        raise config_mod.ConfigError("server.keytab", str(exc)) from None
 
 
 def load_server_guid(state_dir: str) -> bytes:

@@ -1,4 +1,6 @@
-"""Authentication for SESSION_SETUP and DCE/RPC: SPNEGO over NTLMv2.
+"""Authentication for SESSION_SETUP and DCE/RPC: SPNEGO over NTLMv2 and, with a
+keytab, Kerberos (``smbca.auth.kerberos``, imported by ``Authenticator`` only
+then, since it needs python-gssapi).
 
 The public surface is re-exported here; the other modules are private.
 """

@@ -168,6 +168,15 @@ class NegTokenResp:
         return cls(neg_state, supported, token, mic)
 
 
+def initial_context_mech(data: bytes) -> str | None:
+    """The thisMech OID of a GSS InitialContextToken (RFC 2743 3.1), or None
+    if ``data`` does not start with one."""
+    if not data or data[0] != APPLICATION_0:
+        return None
+    app = Reader(bytes(data)).read(APPLICATION_0)
+    return decode_oid(app.read_value(OID))
+
+
 def decode_negotiation_token(data: bytes) -> NegTokenInit | NegTokenResp:
     """A NegotiationToken, with or without the InitialContextToken wrapper."""
     if len(data) > MAX_TOKEN_SIZE:

@@ -1,8 +1,9 @@
 """SPNEGO acceptor (RFC 4178 with the [MS-SPNG] extensions).
 
 Mechanism-neutral: a mechanism is any factory with an ``oid`` and a
-``new_context()`` whose contexts follow ``MechanismContext``.  NTLM is one;
-Kerberos plugs in the same way.  The acceptor's transitions are the
+``new_context()`` whose contexts follow ``MechanismContext``.  NTLM is one,
+Kerberos (``smbca.auth.kerberos``) another.  A bare mechanism token without
+SPNEGO framing (NTLMSSP, or a Kerberos InitialContextToken) is accepted too.  The acceptor's transitions are the
 ``_TRANSITIONS`` table; input that has no entry fails the exchange with
 STATUS_INVALID_PARAMETER.
 
@@ -20,8 +21,9 @@ from types import MappingProxyType
 from typing import Protocol
 
 from smbca.auth._ntlm_messages import SIGNATURE as NTLMSSP_SIGNATURE
-from smbca.auth._spnego_tokens import (HINT_NAME_IGNORE, NegState, NegTokenInit, NegTokenResp,
-                                        decode_negotiation_token, encode_mech_type_list)
+from smbca.auth._spnego_tokens import (HINT_NAME_IGNORE, SPNEGO_OID, NegState, NegTokenInit,
+                                        NegTokenResp, decode_negotiation_token,
+                                        encode_mech_type_list, initial_context_mech)
 from smbca.auth.errors import AuthError, logon_failure, malformed
 from smbca.auth.identity import Identity
 from smbca.auth.ntlm import NTLM_OID
@@ -84,6 +86,7 @@ class _Input(Enum):
     NEG_TOKEN_INIT = "NegTokenInit"
     NEG_TOKEN_RESP = "NegTokenResp"
     RAW_NTLMSSP = "raw NTLMSSP token"
+    RAW_MECH = "raw mechanism token"      # a GSS token of another mechanism (Kerberos)
 
 
 class SpnegoAcceptor:
@@ -159,12 +162,15 @@ class SpnegoAcceptor:
         """No client token yet: offer our mechanisms ([MS-SPNG] 3.2.5.2)."""
         return AuthStep(self.initial_token(), False), _State.START
 
-    def _on_raw(self, token: bytes) -> tuple[AuthStep, _State]:
-        """A client that skipped SPNEGO and sent NTLMSSP directly."""
+    def _on_raw(self, raw: tuple[str, bytes]) -> tuple[AuthStep, _State]:
+        """A client that skipped SPNEGO and sent a mechanism's token directly:
+        NTLMSSP, or a Kerberos AP-REQ (smbprotocol's ``kerberos``), as
+        Windows' Negotiate package accepts them."""
+        oid, token = raw
         if self._context is None:
-            factory = self._mechanisms.get(NTLM_OID)
+            factory = self._mechanisms.get(oid)
             if factory is None:
-                raise malformed("raw NTLMSSP token but NTLM is not offered")
+                raise malformed(f"raw token of mechanism {oid}, which is not offered")
             self._context = factory.new_context()
         out = self._context.step(token) or b""
         if self._context.complete:
@@ -252,7 +258,10 @@ def _classify(token: bytes) -> tuple[_Input, object]:
     if not token:
         return _Input.EMPTY, None
     if token.startswith(NTLMSSP_SIGNATURE):
-        return _Input.RAW_NTLMSSP, token
+        return _Input.RAW_NTLMSSP, (NTLM_OID, token)
+    mech = initial_context_mech(token)
+    if mech is not None and mech != SPNEGO_OID:
+        return _Input.RAW_MECH, (mech, token)
     parsed = decode_negotiation_token(token)
     if isinstance(parsed, NegTokenInit):
         return _Input.NEG_TOKEN_INIT, parsed
@@ -265,6 +274,7 @@ _TRANSITIONS: Mapping[tuple[_State, _Input], _Handler] = MappingProxyType({
     (_State.START, _Input.NEG_TOKEN_INIT): SpnegoAcceptor._on_init,
     (_State.START, _Input.RAW_NTLMSSP): SpnegoAcceptor._on_raw,
     (_State.RAW, _Input.RAW_NTLMSSP): SpnegoAcceptor._on_raw,
+    (_State.START, _Input.RAW_MECH): SpnegoAcceptor._on_raw,
     (_State.NEGOTIATING, _Input.NEG_TOKEN_RESP): SpnegoAcceptor._on_resp,
     (_State.AWAIT_MIC, _Input.NEG_TOKEN_RESP): SpnegoAcceptor._on_client_mic,
 })

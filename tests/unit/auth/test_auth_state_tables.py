@@ -106,6 +106,8 @@ _SPNEGO_INPUTS = {
     SpnegoInput.NEG_TOKEN_INIT: lambda: _client("negotiate").step(),
     SpnegoInput.NEG_TOKEN_RESP: lambda: NegTokenResp(response_token=b"NTLMSSP\x00").encode(),
     SpnegoInput.RAW_NTLMSSP: lambda: _client().step(),
+    # A bare Kerberos InitialContextToken (RFC 2743 3.1); NTLM-only: refused.
+    SpnegoInput.RAW_MECH: lambda: bytes.fromhex("600d06092a864886f712010202") + b"\x01\x00",
 }
 
 

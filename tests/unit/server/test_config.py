@@ -124,3 +124,17 @@ users: [{{name: alice, password: secret}}]
                 "max_async_requests", "max_async_requests_per_session", "auth_timeout_s",
                 "idle_timeout_s", "send_timeout_s"):
         assert f"  {key}: {getattr(cfg.server, key)} " in text, key
+
+
+def test_keytab_enables_kerberos_and_must_exist(tmp_path):
+    """``server.keytab`` (smbca domain join): domain users can log on with
+    no local user configured; a keytab that is not there names its key."""
+    share = tmp_path / "s"
+    share.mkdir()
+    keytab = tmp_path / "krb5.keytab"
+    text = f"server: {{keytab: {keytab}}}\nshares:\n  - {{name: data, path: {share}}}\n"
+    with pytest.raises(ConfigError) as caught:
+        config.load_yaml(_write(tmp_path, text))
+    assert caught.value.key == "server.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    assert config.load_yaml(_write(tmp_path, text)).server.keytab == str(keytab)
