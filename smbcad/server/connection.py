@@ -33,6 +33,8 @@ log = logging.getLogger("smbcad.connection")
 _HEADER_STATUS = struct.Struct("<I")
 _ASYNC_ID_FLAGS = HeaderFlags.SERVER_TO_REDIR | HeaderFlags.ASYNC_COMMAND
 _ERROR_NO_DATA = encode_error_body()
+# What an expired session may still do (MS-SMB2 3.3.5.2.9).
+_ALLOWED_WHEN_EXPIRED = frozenset({Command.LOGOFF, Command.CLOSE, Command.LOCK})
 # Direct TCP carries a 24-bit length (MS-SMB2 2.1); an encrypted compound
 # also carries the transform header in it.
 MAX_COMPOUND_RESPONSE = 0xFFFFFF - crypto.TRANSFORM_HEADER_SIZE
@@ -366,6 +368,12 @@ class Connection:
                 raise SmbError(NtStatus.ACCESS_DENIED, "unsigned request")
             if session.encrypt_data and header.command != Command.SESSION_SETUP:
                 raise SmbError(NtStatus.ACCESS_DENIED, "session requires encryption")
+        if session.identity is not None and session.identity.expires_at is not None \
+                and header.command not in _ALLOWED_WHEN_EXPIRED \
+                and time.time() >= session.identity.expires_at:
+            # The Kerberos ticket ran out: the client re-authenticates on this
+            # status and retries (3.3.5.2.9, 3.2.5.1.9).
+            raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
         ctx.compound.session_id = session_id
         self._fail_after_failed_create(ctx)
         if not spec.needs_tree:

@@ -153,3 +153,40 @@ def test_a_compound_whose_responses_overflow_one_frame_gets_insufficient_resourc
     assert status_of(second) == NtStatus.INSUFFICIENT_RESOURCES
     third = second[struct.unpack_from("<I", second, 20)[0]:]
     assert status_of(third) == 0 and struct.unpack_from("<H", third, 12)[0] == Command.ECHO
+
+
+def test_a_session_whose_ticket_ran_out_is_expired_until_it_reauthenticates(server):
+    """3.3.5.2.9: past the identity's end time (a Kerberos ticket's), requests
+    get STATUS_NETWORK_SESSION_EXPIRED, except LOGOFF, CLOSE and LOCK; a
+    re-authentication brings a fresh identity and the session back."""
+    import dataclasses
+    import time
+    client = connected_client(server)
+    reply = client.request(Command.CREATE, wire.create_request("a.txt", disposition=5,
+                                                               access=0x0012019F))
+    fid = struct.unpack_from("<QQ", reply, 64 + 64)
+    session = server.sessions[client.session_id]
+    session.identity = dataclasses.replace(session.identity, expires_at=time.time() - 1)
+    reply = client.request(Command.WRITE, wire.write_request(*fid, 0, b"late"))
+    assert status_of(reply) == NtStatus.NETWORK_SESSION_EXPIRED
+    assert status_of(client.request(Command.CLOSE, wire.close_request(*fid))) == 0
+    _reauthenticate(client)                    # a new identity, the same keys
+    assert session.identity.expires_at is None
+    reply = client.request(Command.CREATE, wire.create_request("a.txt", access=0x0012019F))
+    assert status_of(reply) == 0
+
+
+def _reauthenticate(client) -> None:
+    """SESSION_SETUP on the live session, signed with its key (3.3.5.5.3)."""
+    import spnego
+    from tests.unit.server.harness import PASSWORD, USER
+    ntlm = spnego.client(USER, PASSWORD, hostname="SMBCA", protocol="negotiate")
+    token = ntlm.step()
+    while True:
+        body = struct.pack("<HBBIIHHQ", 25, 0, 1, 0, 0, 88, len(token), 0) + token
+        reply = client.request(Command.SESSION_SETUP, body)
+        offset, length = struct.unpack_from("<HH", reply, 64 + 4)
+        if status_of(reply) != NtStatus.MORE_PROCESSING_REQUIRED:
+            break
+        token = ntlm.step(reply[offset:offset + length])
+    assert status_of(reply) == 0
