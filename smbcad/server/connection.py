@@ -22,6 +22,7 @@ from smbcad.proto.header import (
     FLAGS_OFFSET, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header,
     encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
+from smbcad.server import channels
 from smbcad.server.adm import SessionState
 from smbcad.server.context import CompoundState, Offloaded, Pending, Reply, RequestContext
 from smbcad.server.credits import CreditError, CreditWindow
@@ -66,6 +67,7 @@ class Connection:
         self.max_async_requests = limits.max_async_requests
         self.turn = Turn()                        # bounded work per turn (server/fairness.py)
         self.sessions: dict[int, object] = {}     # sessions bound to this connection
+        self.bindings: dict[int, object] = {}     # SessionId → ChannelBinding in progress (3.3.5.5.2)
         self.pending: dict[int, "_AsyncRequest"] = {}
         self.closed = False
         self.created = time.monotonic()
@@ -325,7 +327,7 @@ class Connection:
         inherited = header.is_related
         session_id = ctx.compound.session_id if inherited else header.session_id
         session = self.server.sessions.get(session_id)
-        if session is None or (session.connection is not self and
+        if session is None or (not session.is_on(self) and
                                header.command != Command.SESSION_SETUP):
             # Inheriting a session that did not exist breaks the chain (3.3.5.2.7.2).
             raise SmbError(NtStatus.INVALID_PARAMETER if inherited
@@ -340,7 +342,8 @@ class Connection:
                 raise SmbError(NtStatus.ACCESS_DENIED, "encrypted with another session's key")
         elif session.state == SessionState.VALID:
             if header.is_signed:
-                if session.signer is None or not session.signer.verify(ctx.message):
+                signer = session.signer_for(self)
+                if signer is None or not signer.verify(ctx.message):
                     self.server.metrics.signature_failures.inc()
                     raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
             elif session.signing_required and header.command != Command.SESSION_SETUP:
@@ -377,13 +380,18 @@ class Connection:
             return session
         if len(message) > HEADER_SIZE + 2 and message[HEADER_SIZE + 2] & 0x01:
             return session          # a channel bind: the handler answers it (3.3.5.5)
-        if session is None or session.connection is not self:
+        if session is None or not session.is_on(self):
             raise SmbError(NtStatus.USER_SESSION_DELETED)
         if session.state == SessionState.EXPIRED:
             raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
-        if (session.state == SessionState.VALID and header.is_signed
-                and (session.signer is None or not session.signer.verify(message))):
-            raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
+        if session.state == SessionState.VALID:
+            signer = session.signer_for(self)
+            if header.is_signed and (signer is None or not signer.verify(message)):
+                raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
+            if not header.is_signed and session.signing_required and signer is not None:
+                # A re-authentication is signed like any request once signing
+                # is required (3.3.5.2.4), on a bound channel too.
+                raise SmbError(NtStatus.ACCESS_DENIED, "unsigned re-authentication")
         return session
 
     def _response_header(self, ctx: RequestContext, status: int, credits: int,
@@ -433,8 +441,14 @@ class Connection:
             frame = bytearray(4 + HEADER_SIZE + len(body))
             frame[4 + HEADER_SIZE:] = body
         header.pack_into(frame, 4)
-        for hook in ctx.response_hooks:
-            hook(memoryview(frame)[4:])
+        if ctx.response_hooks:
+            if signer is not None:
+                # The preauth hash covers the response as sent, signature
+                # included (a bind's interim responses are signed; 3.3.5.5.3).
+                signer.sign(memoryview(frame)[4:])
+                signer = None
+            for hook in ctx.response_hooks:
+                hook(memoryview(frame)[4:])
         return frame, signer, ctx.session
 
     def _response_signer(self, ctx: RequestContext, status: int):
@@ -450,7 +464,7 @@ class Connection:
         if ctx.encrypted or session.encrypt_data:
             return None
         if ctx.header.is_signed or session.signing_required or ctx.force_sign:
-            return session.signer
+            return session.signer_for(self)
         return None
 
     # --- async (3.3.4.2) and CANCEL (3.3.5.16) -----------------------------------------
@@ -593,7 +607,10 @@ class Connection:
                 request.task.cancel()
         self.pending.clear()
         for session in list(self.sessions.values()):
-            self.server.drop_session(session, keep_durable=True)
+            # Another live channel keeps the session and its opens (3.3.7.1
+            # applies to the last one).
+            if not channels.leave(session, self):
+                self.server.drop_session(session, keep_durable=True)
         self.sessions.clear()
         self.server.connections.discard(self)
 

@@ -202,5 +202,9 @@ class SmbServer:
             self.metrics.tree_connects.dec()
         session.trees.clear()
         self.sessions.pop(session.session_id, None)
+        # LOGOFF ends it on every channel (3.3.5.6).
         session.connection.sessions.pop(session.session_id, None)
+        for conn in list(session.channels):
+            conn.sessions.pop(session.session_id, None)
+        session.channels.clear()
         self.metrics.sessions.set(len(self.sessions))
