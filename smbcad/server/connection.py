@@ -546,6 +546,9 @@ class Connection:
                 request.timer.cancel()
             self.pending.pop(async_id, None)
             if self.closed:
+                if request.outlives_channel:
+                    for hook in ctx.after_send:
+                        hook()
                 return
             # All credits go out with the interim response and the final one
             # grants 0 (3.3.1.2, 3.3.4.3; Samba's smb2_set_operation_credit
@@ -600,18 +603,30 @@ class Connection:
         self._send_responses([(frame, signer, None)], encrypt)
 
     def connection_lost(self) -> None:
-        """Tear down: pending requests, then sessions (3.3.7.1)."""
+        """Tear down: sessions, then pending requests (3.3.7.1).
+
+        A session with another live channel carries on there with its opens
+        (3.3.7.1 applies when the last channel goes).  Its requests that were
+        waiting here for something that ends by itself (a CREATE waiting for
+        a break) run to their end, their responses dropped, so that what they
+        do is done once and a replay on another channel finds it in progress
+        or done (3.3.5.9.10; smb2.replay dhv2-pending2/3); waits without an
+        end of their own (CHANGE_NOTIFY, blocking locks) are cancelled."""
         self.closed = True
-        for request in list(self.pending.values()):
-            if request.task is not None:
-                request.task.cancel()
-        self.pending.clear()
+        surviving = set()
         for session in list(self.sessions.values()):
-            # Another live channel keeps the session and its opens (3.3.7.1
-            # applies to the last one).
-            if not channels.leave(session, self):
+            if channels.leave(session, self):
+                surviving.add(session)
+            else:
                 self.server.drop_session(session, keep_durable=True)
         self.sessions.clear()
+        self.bindings.clear()
+        for request in list(self.pending.values()):
+            if request.ctx.session in surviving and request.pending.on_cancel is None:
+                request.outlives_channel = True
+            elif request.task is not None:
+                request.task.cancel()
+        self.pending.clear()
         self.server.connections.discard(self)
 
 
@@ -629,7 +644,8 @@ def _unknown_command(command: int):
 
 
 class _AsyncRequest:
-    __slots__ = ("ctx", "async_id", "pending", "task", "timer", "done", "interim_sent")
+    __slots__ = ("ctx", "async_id", "pending", "task", "timer", "done", "interim_sent",
+                 "outlives_channel")
 
     def __init__(self, ctx, async_id: int, pending: Pending) -> None:
         self.ctx = ctx
@@ -639,3 +655,4 @@ class _AsyncRequest:
         self.timer = None
         self.done = False
         self.interim_sent = False
+        self.outlives_channel = False       # kept running after its channel went

@@ -177,6 +177,8 @@ class SmbServer:
             "sessions_in_setup": sum(1 for s in sessions if s.state == SessionState.IN_PROGRESS),
             "auth_exchanges": sum(1 for s in sessions if s.auth_exchange is not None),
             "tree_connects": sum(len(s.trees) for s in sessions),
+            "channels": sum(len(s.channels) for s in sessions),
+            "channel_bindings": sum(len(conn.bindings) for conn in connections),
             "pending_requests": sum(len(conn.pending) for conn in connections),
             "background_tasks": len(self._background),
         }
