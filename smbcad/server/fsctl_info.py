@@ -93,10 +93,22 @@ def select_interfaces(addresses: list[InterfaceAddress], listen,
             continue
         if ip in wanted or (ip.version in wildcard and not ip.is_loopback
                             and not ip.is_link_local):
-            chosen.append(NetworkInterfaceInfo(
-                addr.if_index, RSS_CAPABLE if addr.rss_capable else 0,
-                addr.link_speed_bps or DEFAULT_LINK_SPEED_BPS, addr.family, addr.address))
+            chosen.append(_entry(addr, addr.address))
+    # 127.0.0.0/8 is all local (Linux routes it to lo) though lo carries only
+    # 127.0.0.1: another loopback address listened on is a path on lo.
+    found = {ipaddress.ip_address(entry.address) for entry in chosen}
+    loopback = next((addr for addr in addresses if addr.is_loopback and addr.is_up
+                     and addr.if_index and addr.family == AF_INET), None)
+    for ip in sorted(wanted - found - excluded, key=str):
+        if loopback is not None and ip.version == 4 and ip.is_loopback:
+            chosen.append(_entry(loopback, ip.packed))
     return chosen
+
+
+def _entry(addr: InterfaceAddress, packed: bytes) -> NetworkInterfaceInfo:
+    return NetworkInterfaceInfo(addr.if_index, RSS_CAPABLE if addr.rss_capable else 0,
+                                addr.link_speed_bps or DEFAULT_LINK_SPEED_BPS, addr.family,
+                                packed)
 
 
 def query_network_interface_info(ctx, request, open_) -> bytes:

@@ -96,8 +96,8 @@ class TortureRun:
         RESULTS_DIR.mkdir(exist_ok=True)
         stem = RESULTS_DIR / f"smbtorture-{self.target}"
         stem.with_suffix(".json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        lines = [f"{'group':16} {'pass':>5} {'fail':>5} {'known':>5} {'skip':>5} {'seconds':>8}"]
-        lines += [f"{group:16} {s['passed']:5} {s['failed']:5} {s['known_failures']:5} "
+        lines = [f"{'group':26} {'pass':>5} {'fail':>5} {'known':>5} {'skip':>5} {'seconds':>8}"]
+        lines += [f"{group:26} {s['passed']:5} {s['failed']:5} {s['known_failures']:5} "
                   f"{s['skipped']:5} {s['duration_s']:8.1f}" for group, s in self.summary.items()]
         stem.with_suffix(".txt").write_text("\n".join(lines) + "\n")
         return (f"smbtorture {run.group} on {self.target}: pass {counts['passed']}, "

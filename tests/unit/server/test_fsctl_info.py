@@ -227,3 +227,13 @@ def test_addresses_not_served_follow_the_aggregates_phase():
     aggregates.get("aggr2").settle(Phase.RELEASING)
     assert "192.0.2.20" in aggregates.addresses_not_served()
     assert Aggregates(server=None, cluster_config=None).addresses_not_served() == frozenset()
+
+
+def test_other_loopback_addresses_listened_on_are_paths_on_lo():
+    """127.0.0.2 is local though lo carries only 127.0.0.1 (a second path for
+    multichannel tests on one host); a non-loopback address not on any
+    interface is not listed."""
+    listen = [ListenAddress("127.0.0.1", 445), ListenAddress("127.0.0.2", 445),
+              ListenAddress("203.0.113.9", 445)]
+    picked = fsctl_info.select_interfaces(ADDRESSES, listen)
+    assert [(e.if_index, e.address) for e in picked] == [(1, LOOP4), (1, bytes([127, 0, 0, 2]))]
