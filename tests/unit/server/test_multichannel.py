@@ -108,8 +108,8 @@ def _bound(server, first: Client) -> Client:
 def test_negotiate_advertises_multichannel_on_3x_only(server):
     client = Client(server)
     reply = client.negotiate()
-    # LARGE_MTU | LEASING | DIRECTORY_LEASING | MULTI_CHANNEL: what Samba sends
-    # for 3.1.1 with "server multi channel support" and no persistent handles.
+    # 2.2.4 Capabilities: LEASING 0x02 | LARGE_MTU 0x04 | MULTI_CHANNEL 0x08 |
+    # DIRECTORY_LEASING 0x20 (no handle store here, so no PERSISTENT_HANDLES).
     assert struct.unpack_from("<I", reply, 64 + 24)[0] == 0x0000002E
     older = Client(server)
     (reply,) = older.exchange(header(Command.NEGOTIATE, 0) + negotiate_body((0x0202, 0x0210)))
