@@ -449,7 +449,7 @@ class Connection:
                 signer = None
             for hook in ctx.response_hooks:
                 hook(memoryview(frame)[4:])
-        return frame, signer, ctx.session
+        return frame, signer, (None if ctx.plaintext else ctx.session)
 
     def _response_signer(self, ctx: RequestContext, status: int):
         """Sign if the request was signed or the session requires it, unless the
@@ -461,7 +461,7 @@ class Connection:
             return None
         if session.state != SessionState.VALID:
             return None
-        if ctx.encrypted or session.encrypt_data:
+        if ctx.encrypted or (session.encrypt_data and not ctx.plaintext):
             return None
         if ctx.header.is_signed or session.signing_required or ctx.force_sign:
             return session.signer_for(self)

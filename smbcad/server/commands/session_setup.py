@@ -145,6 +145,7 @@ def _bind(ctx, request: SessionSetupRequest):
     channel and its signing key.  A refused or failed bind leaves the
     session and its other channels as they were."""
     conn, server, header = ctx.connection, ctx.server, ctx.header
+    ctx.plaintext = True
     if header.session_id == 0:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bind without a SessionId")
     session = ctx.session

@@ -146,6 +146,20 @@ def test_bind_signs_final_response_with_the_channel_key(server):
     assert set(session.channels) == {first.conn, second.conn}
 
 
+def test_binding_an_encrypting_session_is_signed_not_encrypted(server):
+    """The binding connection's responses are signed (interim: session key,
+    final: channel key), never encrypted, as Samba answers; later requests on
+    the channel are encrypted with the session's shared key."""
+    first = _first(server)
+    session = server.sessions[first.session_id]
+    assert session.encryptor is not None
+    session.encrypt_data = True
+    second = _channel(server, first)
+    status, reply, key = _bind(second, first)          # asserts each signature
+    assert status == 0 and reply[:4] == b"\xfeSMB"
+    assert crypto.make_signer(SigningAlgorithmId.AES_GMAC, key).verify(bytearray(reply))
+
+
 def test_requests_on_a_channel_use_its_own_key(server):
     first = _first(server)
     second = _bound(server, first)
@@ -243,6 +257,7 @@ def test_logoff_on_one_channel_ends_the_session_on_all(server):
     second = _bound(server, first)
     reply = second.request(Command.LOGOFF, struct.pack("<HH", 4, 0))
     assert status_of(reply) == 0
+    assert second.signer.verify(bytearray(reply))       # with that channel's key
     assert first.session_id not in server.sessions
     assert not first.conn.sessions and not second.conn.sessions
     reply = first.request(Command.TREE_CONNECT, struct.pack("<HHHH", 9, 0, 72, 0))
