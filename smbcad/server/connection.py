@@ -546,7 +546,7 @@ class Connection:
                 request.timer.cancel()
             self.pending.pop(async_id, None)
             if self.closed:
-                if request.outlives_channel:
+                if request.session_survives:
                     for hook in ctx.after_send:
                         hook()
                 return
@@ -611,7 +611,9 @@ class Connection:
         a break) run to their end, their responses dropped, so that what they
         do is done once and a replay on another channel finds it in progress
         or done (3.3.5.9.10; smb2.replay dhv2-pending2/3); waits without an
-        end of their own (CHANGE_NOTIFY, blocking locks) are cancelled."""
+        end of their own (CHANGE_NOTIFY, blocking locks) are cancelled as by
+        a CANCEL.  Either way run() settles them, ChannelSequence counts
+        included, with no response to send."""
         self.closed = True
         surviving = set()
         for session in list(self.sessions.values()):
@@ -622,9 +624,14 @@ class Connection:
         self.sessions.clear()
         self.bindings.clear()
         for request in list(self.pending.values()):
-            if request.ctx.session in surviving and request.pending.on_cancel is None:
-                request.outlives_channel = True
-            elif request.task is not None:
+            # Either way the session's bookkeeping (ChannelSequence counts)
+            # is settled when the request ends.
+            request.session_survives = request.ctx.session in surviving
+            if request.session_survives:
+                if request.pending.on_cancel is not None:
+                    request.pending.on_cancel()     # ends the wait as a CANCEL would
+                continue
+            if request.task is not None:
                 request.task.cancel()
         self.pending.clear()
         self.server.connections.discard(self)
@@ -645,7 +652,7 @@ def _unknown_command(command: int):
 
 class _AsyncRequest:
     __slots__ = ("ctx", "async_id", "pending", "task", "timer", "done", "interim_sent",
-                 "outlives_channel")
+                 "session_survives")
 
     def __init__(self, ctx, async_id: int, pending: Pending) -> None:
         self.ctx = ctx
@@ -655,4 +662,4 @@ class _AsyncRequest:
         self.timer = None
         self.done = False
         self.interim_sent = False
-        self.outlives_channel = False       # kept running after its channel went
+        self.session_survives = False       # its channel went, its session lives on

@@ -328,10 +328,10 @@ def test_leave_moves_the_session_to_a_live_channel():
     assert not channels.leave(session, second)
 
 
-def test_pending_wait_that_ends_by_itself_outlives_its_channel(server):
-    """A CREATE waiting for a break keeps going when its channel dies and
-    another lives (smb2.replay dhv2-pending2*); a CHANGE_NOTIFY-like wait
-    that only a cancel ends is cancelled."""
+def test_pending_waits_when_a_channel_dies(server):
+    """A CREATE waiting for a break (no cancel of its own) keeps going when
+    its channel dies and another lives (smb2.replay dhv2-pending2*); a wait
+    only a cancel ends (CHANGE_NOTIFY) is cancelled as a CANCEL would."""
     first = _first(server)
     _bound(server, first)
     session = server.sessions[first.session_id]
@@ -341,18 +341,54 @@ def test_pending_wait_that_ends_by_itself_outlives_its_channel(server):
         from smbcad.server.connection import _AsyncRequest
         from smbcad.server.context import Pending
         loop = asyncio.get_running_loop()
-        ends_by_itself, endless = loop.create_future(), loop.create_future()
-        ctx_a = SimpleNamespace(session=session)
-        ctx_b = SimpleNamespace(session=session)
-        kept = _AsyncRequest(ctx_a, 1, Pending(ends_by_itself, 0, None))
-        kept.task = loop.create_task(asyncio.sleep(0.05))
-        dropped = _AsyncRequest(ctx_b, 2, Pending(endless, 0, lambda: None))
-        dropped.task = loop.create_task(asyncio.sleep(10))
-        conn.pending = {1: kept, 2: dropped}
+        cancels = []
+        kept = _AsyncRequest(SimpleNamespace(session=session), 1,
+                             Pending(loop.create_future(), 0, None))
+        kept.task = loop.create_task(asyncio.sleep(0.01))
+        ended = _AsyncRequest(SimpleNamespace(session=session), 2,
+                              Pending(loop.create_future(), 0, lambda: cancels.append(2)))
+        ended.task = loop.create_task(asyncio.sleep(0.01))
+        conn.pending = {1: kept, 2: ended}
         conn.connection_lost()
-        await asyncio.sleep(0)
-        assert kept.outlives_channel and not kept.task.cancelled()
-        await asyncio.sleep(0.01)
-        assert dropped.task.cancelled()
-        await kept.task
+        assert kept.session_survives and ended.session_survives
+        assert cancels == [2]
+        assert not kept.task.cancelled() and not ended.task.cancelled()
+        await asyncio.gather(kept.task, ended.task)
+    asyncio.run(scenario())
+
+
+def _signed(client: Client, command: int, body: bytes) -> bytes:
+    msg = bytearray(header(command, client.message_id, client.session_id, client.tree_id,
+                           flags=HeaderFlags.SIGNED) + body)
+    client.message_id += 1
+    client.signer.sign(msg)
+    return bytes(msg)
+
+
+def test_a_wait_cancelled_with_its_channel_is_uncounted(server):
+    """A CHANGE_NOTIFY pending on a channel that dies is cancelled, and its
+    Open.OutstandingRequestCount (3.3.5.2.10) is given back, so later
+    replays on the surviving channel are not refused for it."""
+    from tests.unit.proto import wire
+    first = _first(server)
+    second = _bound(server, first)
+
+    async def scenario():
+        await first.conn.receive_frame(bytearray(_signed(first, Command.CREATE, wire.create_request(
+            "dir", disposition=3, options=0x1, access=0x00100081))))
+        reply = first.sink.frames[-1]
+        assert status_of(reply) == 0
+        persistent, volatile = struct.unpack_from("<QQ", reply, 64 + 64)
+        open_ = server.opens.by_persistent_id[persistent]
+        notify = struct.pack("<HHIQQII", 32, 0, 4096, persistent, volatile, 0x17, 0)
+        await first.conn.receive_frame(bytearray(_signed(first, Command.CHANGE_NOTIFY, notify)))
+        assert first.conn.pending and open_.outstanding_requests == 1
+        first.conn.connection_lost()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert open_.outstanding_requests == 0 and not open_.closed
+        assert open_.session is server.sessions[first.session_id]
+        close = struct.pack("<HHIQQ", 24, 0, 0, persistent, volatile)
+        await second.conn.receive_frame(bytearray(_signed(second, Command.CLOSE, close)))
+        assert status_of(second.sink.frames[-1]) == 0
     asyncio.run(scenario())
