@@ -69,6 +69,8 @@ class ServerConfig:
     max_outstanding_requests: int = 8192   # credits granted plus async requests pending
     max_async_requests: int = 512      # pending CHANGE_NOTIFY/lock/create waits per connection
     max_async_requests_per_session: int = 512   # the same, per session over all its channels
+    multichannel: bool = True          # SMB2_GLOBAL_CAP_MULTI_CHANNEL on 3.x: session binding
+    max_channels_per_session: int = 32     # connections bound to one session (3.3.5.5.2)
     auth_timeout_s: int = 30           # NEGOTIATE + SESSION_SETUP must finish within this
     idle_timeout_s: int = 0            # 0: never drop idle connections
     send_timeout_s: int = 60           # responses left unread this long close the connection
@@ -151,7 +153,7 @@ def validate(config: Config) -> Config:
 _LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
            ("max_connections_per_client", 1, 1_000_000),
            ("max_outstanding_requests", 1, 65535), ("max_async_requests", 2, 65535),
-           ("max_async_requests_per_session", 2, 65535),
+           ("max_async_requests_per_session", 2, 65535), ("max_channels_per_session", 1, 1024),
            ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600),
            ("send_timeout_s", 1, 3600), ("drain_timeout_s", 0, 3600))
 
@@ -169,7 +171,8 @@ _SERVER_KEYS = ("listen", "server_name", "domain", "keytab", "state_dir", "signi
                 "guest_ok", "anonymous_ok", "metrics_listen", "max_connections",
                 "max_connections_per_client", "max_credits", "max_io_bytes",
                 "max_outstanding_requests", "max_async_requests",
-                "max_async_requests_per_session", "auth_timeout_s",
+                "max_async_requests_per_session", "multichannel", "max_channels_per_session",
+                "auth_timeout_s",
                 "idle_timeout_s", "send_timeout_s", "drain_timeout_s", "log_level",
                 "control_socket")
 _SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
@@ -213,6 +216,8 @@ def _server_from_yaml(section: Section) -> ServerConfig:
         max_outstanding_requests=section.get("max_outstanding_requests", int, 8192),
         max_async_requests=section.get("max_async_requests", int, 512),
         max_async_requests_per_session=section.get("max_async_requests_per_session", int, 512),
+        multichannel=section.get("multichannel", bool, True),
+        max_channels_per_session=section.get("max_channels_per_session", int, 32),
         auth_timeout_s=section.get("auth_timeout_s", int, 30),
         idle_timeout_s=section.get("idle_timeout_s", int, 0),
         send_timeout_s=section.get("send_timeout_s", int, 60),

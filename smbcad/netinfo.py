@@ -5,7 +5,10 @@ The one module in smbcad that looks at the host's interfaces.  It opens no
 socket and issues no ioctl (shared/STYLE.md layering rules): addresses come
 from libc ``getifaddrs(3)`` (through ctypes, loaded per instance, not at
 import), interface indexes and link speeds from sysfs
-(``/sys/class/net/<name>/ifindex`` and ``.../speed``, in Mbit/s).  Parsing is
+(``/sys/class/net/<name>/ifindex`` and ``.../speed``, in Mbit/s), and
+receive-side scaling from the number of receive queues
+(``/sys/class/net/<name>/queues/rx-N``: more than one spreads a NIC's
+receive work over CPUs, what Windows calls RSS; ethtool is not needed).  Parsing is
 split from reading so tests feed it plain values.
 
 Nothing here decides which addresses a client should see; the FSCTL handler
@@ -32,7 +35,8 @@ class InterfaceAddress:
 
     ``address`` is the packed address (4 or 16 bytes); ``scope_id`` is the
     IPv6 scope (0 for global addresses); ``link_speed_bps`` is None when the
-    driver does not report a speed (virtual NICs, loopback).
+    driver does not report a speed (virtual NICs, loopback); ``rss_capable``
+    when the interface has more than one receive queue.
     """
 
     if_index: int
@@ -43,6 +47,7 @@ class InterfaceAddress:
     link_speed_bps: int | None
     is_up: bool
     is_loopback: bool
+    rss_capable: bool = False
 
 
 def parse_speed(text: str) -> int | None:
@@ -52,6 +57,11 @@ def parse_speed(text: str) -> int | None:
     except ValueError:
         return None
     return mbits * 1_000_000 if mbits > 0 else None
+
+
+def count_rx_queues(entries) -> int:
+    """The receive queues among ``/sys/class/net/X/queues`` entries (rx-0, tx-0, ...)."""
+    return sum(1 for name in entries if name.startswith("rx-"))
 
 
 def parse_sockaddr(raw: bytes) -> tuple[int, bytes, int] | None:
@@ -100,8 +110,15 @@ class NetInfo:
             found.append(InterfaceAddress(
                 if_index=self._if_index(device), if_name=device, family=family,
                 address=address, scope_id=scope, link_speed_bps=self._speed(device),
-                is_up=bool(flags & IFF_UP), is_loopback=bool(flags & IFF_LOOPBACK)))
+                is_up=bool(flags & IFF_UP), is_loopback=bool(flags & IFF_LOOPBACK),
+                rss_capable=self._rx_queues(device) > 1))
         return found
+
+    def _rx_queues(self, device: str) -> int:
+        try:
+            return count_rx_queues(os.listdir(os.path.join(self._sys, device, "queues")))
+        except OSError:
+            return 0
 
     def _read(self, device: str, leaf: str) -> str | None:
         try:

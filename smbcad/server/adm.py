@@ -42,6 +42,27 @@ class TreeConnect:
     open_count: int = 0
 
 
+@dataclass(eq=False)
+class Channel:
+    """3.3.1.14 Channel: one connection a session is bound to, with its own
+    signing key (3.x: derived from the binding authentication's key and, on
+    3.1.1, that exchange's preauth hash; 3.3.5.5.3)."""
+
+    connection: Any
+    signer: Any = None                 # smbcad.crypto Signer (Channel.SigningKey)
+
+
+@dataclass(eq=False)
+class ChannelBinding:
+    """A SESSION_SETUP with SMB2_SESSION_FLAG_BINDING in progress on one
+    connection (3.3.5.5.2): its own SPNEGO exchange and, on 3.1.1, its own
+    preauth hash chain starting from the connection's (3.3.5.5.3)."""
+
+    session: "Session"
+    exchange: Any
+    preauth_hash: bytes = b""
+
+
 class SessionState:
     IN_PROGRESS = "in_progress"
     VALID = "valid"
@@ -67,6 +88,12 @@ class Session:
     preauth_hash: bytes = b""
     auth_exchange: Any = None          # SpnegoAcceptor while IN_PROGRESS
     dialect: int = 0
+    # What every channel must match (3.3.5.5.2): the first connection's
+    # ClientGuid, cipher and signing algorithm.
+    client_guid: bytes = b""
+    cipher_id: int = 0
+    signing_algorithm: int = 0
+    channels: dict = field(default_factory=dict)     # Connection → Channel (3.3.1.8 ChannelList)
     trees: dict = field(default_factory=dict)
     opens: dict = field(default_factory=dict)        # volatile id → Open
     # Async requests pending on any of its channels (server.max_async_requests_per_session).
@@ -75,6 +102,28 @@ class Session:
 
     def next_tree_id(self) -> int:
         return next(self._tree_ids)
+
+    def is_on(self, connection) -> bool:
+        """A request on ``connection`` may use this session: it is one of its
+        channels, or the connection the session is being set up on."""
+        return connection in self.channels or connection is self.connection
+
+    def signer_for(self, connection):
+        """The key that signs on ``connection`` (3.3.4.1.1, 3.3.5.2.4): its
+        Channel.SigningKey, else (a connection still binding) Session.SigningKey."""
+        channel = self.channels.get(connection)
+        if channel is not None and channel.signer is not None:
+            return channel.signer
+        return self.signer
+
+    def live_connection(self, preferred=None):
+        """A channel to send on (a break, 3.3.4.6/3.3.4.7): ``preferred`` if it
+        is a live channel, else the session's first live one, else None."""
+        if preferred is not None and preferred in self.channels and not preferred.closed:
+            return preferred
+        if self.connection is not None and not self.connection.closed:
+            return self.connection
+        return next((conn for conn in self.channels if not conn.closed), None)
 
     @property
     def user_name(self) -> str:

@@ -258,6 +258,12 @@ class Aggregates:
                 conn.sink.close()
                 conn.connection_lost()
 
+    def addresses_not_served(self) -> frozenset[str]:
+        """LIFs of aggregates that are not online here: whatever is still up
+        of them leads elsewhere soon (FSCTL_QUERY_NETWORK_INTERFACE_INFO)."""
+        return frozenset(address for address, name in self._by_address.items()
+                         if self.by_name[name].phase is not Phase.ONLINE)
+
     # --- status ---------------------------------------------------------------------
 
     def status(self) -> list[dict]:

@@ -22,6 +22,7 @@ from smbcad.proto.header import (
     FLAGS_OFFSET, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header,
     encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
+from smbcad.server import channels
 from smbcad.server.adm import SessionState
 from smbcad.server.context import CompoundState, Offloaded, Pending, Reply, RequestContext
 from smbcad.server.credits import CreditError, CreditWindow
@@ -71,6 +72,7 @@ class Connection:
         self.max_async_requests = limits.max_async_requests
         self.turn = Turn()                        # bounded work per turn (server/fairness.py)
         self.sessions: dict[int, object] = {}     # sessions bound to this connection
+        self.bindings: dict[int, object] = {}     # SessionId → ChannelBinding in progress (3.3.5.5.2)
         self.pending: dict[int, "_AsyncRequest"] = {}
         self.closed = False
         self.created = time.monotonic()
@@ -346,7 +348,7 @@ class Connection:
         inherited = header.is_related
         session_id = ctx.compound.session_id if inherited else header.session_id
         session = self.server.sessions.get(session_id)
-        if session is None or (session.connection is not self and
+        if session is None or (not session.is_on(self) and
                                header.command != Command.SESSION_SETUP):
             # Inheriting a session that did not exist breaks the chain (3.3.5.2.7.2).
             raise SmbError(NtStatus.INVALID_PARAMETER if inherited
@@ -361,7 +363,8 @@ class Connection:
                 raise SmbError(NtStatus.ACCESS_DENIED, "encrypted with another session's key")
         elif session.state == SessionState.VALID:
             if header.is_signed:
-                if session.signer is None or not session.signer.verify(ctx.message):
+                signer = session.signer_for(self)
+                if signer is None or not signer.verify(ctx.message):
                     self.server.metrics.signature_failures.inc()
                     raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
             elif session.signing_required and header.command != Command.SESSION_SETUP:
@@ -404,13 +407,18 @@ class Connection:
             return session
         if len(message) > HEADER_SIZE + 2 and message[HEADER_SIZE + 2] & 0x01:
             return session          # a channel bind: the handler answers it (3.3.5.5)
-        if session is None or session.connection is not self:
+        if session is None or not session.is_on(self):
             raise SmbError(NtStatus.USER_SESSION_DELETED)
         if session.state == SessionState.EXPIRED:
             raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
-        if (session.state == SessionState.VALID and header.is_signed
-                and (session.signer is None or not session.signer.verify(message))):
-            raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
+        if session.state == SessionState.VALID:
+            signer = session.signer_for(self)
+            if header.is_signed and (signer is None or not signer.verify(message)):
+                raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
+            if not header.is_signed and session.signing_required and signer is not None:
+                # A re-authentication is signed like any request once signing
+                # is required (3.3.5.2.4), on a bound channel too.
+                raise SmbError(NtStatus.ACCESS_DENIED, "unsigned re-authentication")
         return session
 
     def _response_header(self, ctx: RequestContext, status: int, credits: int,
@@ -460,9 +468,15 @@ class Connection:
             frame = bytearray(4 + HEADER_SIZE + len(body))
             frame[4 + HEADER_SIZE:] = body
         header.pack_into(frame, 4)
-        for hook in ctx.response_hooks:
-            hook(memoryview(frame)[4:])
-        return frame, signer, ctx.session
+        if ctx.response_hooks:
+            if signer is not None:
+                # The preauth hash covers the response as sent, signature
+                # included (a bind's interim responses are signed; 3.3.5.5.3).
+                signer.sign(memoryview(frame)[4:])
+                signer = None
+            for hook in ctx.response_hooks:
+                hook(memoryview(frame)[4:])
+        return frame, signer, (None if ctx.plaintext else ctx.session)
 
     def _response_signer(self, ctx: RequestContext, status: int):
         """Sign if the request was signed or the session requires it, unless the
@@ -474,10 +488,10 @@ class Connection:
             return None
         if session.state != SessionState.VALID:
             return None
-        if ctx.encrypted or session.encrypt_data:
+        if ctx.encrypted or (session.encrypt_data and not ctx.plaintext):
             return None
         if ctx.header.is_signed or session.signing_required or ctx.force_sign:
-            return session.signer
+            return session.signer_for(self)
         return None
 
     # --- async (3.3.4.2) and CANCEL (3.3.5.16) -----------------------------------------
@@ -559,6 +573,9 @@ class Connection:
                 request.timer.cancel()
             self.pending.pop(async_id, None)
             if self.closed:
+                if request.session_survives:
+                    for hook in ctx.after_send:
+                        hook()
                 return
             # All credits go out with the interim response and the final one
             # grants 0 (3.3.1.2, 3.3.4.3; Samba's smb2_set_operation_credit
@@ -613,15 +630,37 @@ class Connection:
         self._send_responses([(frame, signer, None)], encrypt)
 
     def connection_lost(self) -> None:
-        """Tear down: pending requests, then sessions (3.3.7.1)."""
+        """Tear down: sessions, then pending requests (3.3.7.1).
+
+        A session with another live channel carries on there with its opens
+        (3.3.7.1 applies when the last channel goes).  Its requests that were
+        waiting here for something that ends by itself (a CREATE waiting for
+        a break) run to their end, their responses dropped, so that what they
+        do is done once and a replay on another channel finds it in progress
+        or done (3.3.5.9.10; smb2.replay dhv2-pending2/3); waits without an
+        end of their own (CHANGE_NOTIFY, blocking locks) are cancelled as by
+        a CANCEL.  Either way run() settles them, ChannelSequence counts
+        included, with no response to send."""
         self.closed = True
+        surviving = set()
+        for session in list(self.sessions.values()):
+            if channels.leave(session, self):
+                surviving.add(session)
+            else:
+                self.server.drop_session(session, keep_durable=True)
+        self.sessions.clear()
+        self.bindings.clear()
         for request in list(self.pending.values()):
+            # Either way the session's bookkeeping (ChannelSequence counts)
+            # is settled when the request ends.
+            request.session_survives = request.ctx.session in surviving
+            if request.session_survives:
+                if request.pending.on_cancel is not None:
+                    request.pending.on_cancel()     # ends the wait as a CANCEL would
+                continue
             if request.task is not None:
                 request.task.cancel()
         self.pending.clear()
-        for session in list(self.sessions.values()):
-            self.server.drop_session(session, keep_durable=True)
-        self.sessions.clear()
         self.server.connections.discard(self)
 
 
@@ -639,7 +678,8 @@ def _unknown_command(command: int):
 
 
 class _AsyncRequest:
-    __slots__ = ("ctx", "async_id", "pending", "task", "timer", "done", "interim_sent")
+    __slots__ = ("ctx", "async_id", "pending", "task", "timer", "done", "interim_sent",
+                 "session_survives")
 
     def __init__(self, ctx, async_id: int, pending: Pending) -> None:
         self.ctx = ctx
@@ -649,3 +689,4 @@ class _AsyncRequest:
         self.timer = None
         self.done = False
         self.interim_sent = False
+        self.session_survives = False       # its channel went, its session lives on

@@ -100,6 +100,9 @@ class RequestContext:
     after_send: list = field(default_factory=list)
     sign_with: Any = None                # a Signer overriding the session's (final SESSION_SETUP)
     force_sign: bool = False
+    # Signed, never encrypted unless the request was: a bind's responses on
+    # the new channel (Samba's smbd does the same for SESSION_SETUP).
+    plaintext: bool = False
     create_intent: Any = None            # a CREATE's intent across its retries (server/intents.py)
 
     def lookup_open(self, file_id: tuple[int, int]):

@@ -28,6 +28,7 @@ _FAMILY_IPV6 = 0x0017            # InterNetworkV6
 # Drivers without a speed (virtio, bonds without slaves) get Samba's default.
 DEFAULT_LINK_SPEED_BPS = 1_000_000_000
 _DIALECT_300 = 0x0300
+RSS_CAPABLE = 0x00000001
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,18 @@ def encode_interfaces(entries: list[NetworkInterfaceInfo]) -> bytes:
     return bytes(out)
 
 
-def select_interfaces(addresses: list[InterfaceAddress], listen) -> list[NetworkInterfaceInfo]:
+def select_interfaces(addresses: list[InterfaceAddress], listen,
+                      not_served=frozenset()) -> list[NetworkInterfaceInfo]:
     """The addresses a client can reach this server on: those it listens on,
     and for a wildcard listener (0.0.0.0, ::) every global address of that
     family on an interface that is up.  Loopback and link-local addresses come
     only when listened on explicitly (a link-local one has no usable scope on
-    the wire, ScopeId being zero).  IfIndex 0 never appears (3.3.5.15.11)."""
+    the wire, ScopeId being zero).  IfIndex 0 never appears (3.3.5.15.11).
+    ``not_served`` are LIFs of aggregates not online here (a LIF still up
+    while its aggregate leaves): they lead to the other node soon, so a client
+    must not add channels to them.  RSS_CAPABLE comes from the interface's
+    receive queues (smbcad.netinfo)."""
+    excluded = {ipaddress.ip_address(address) for address in not_served}
     wanted: set = set()
     wildcard: set[int] = set()
     for item in listen:
@@ -82,22 +89,38 @@ def select_interfaces(addresses: list[InterfaceAddress], listen) -> list[Network
         if not addr.if_index or not addr.is_up or addr.family not in (AF_INET, AF_INET6):
             continue
         ip = ipaddress.ip_address(addr.address)
+        if ip in excluded:
+            continue
         if ip in wanted or (ip.version in wildcard and not ip.is_loopback
                             and not ip.is_link_local):
-            chosen.append(NetworkInterfaceInfo(
-                addr.if_index, 0, addr.link_speed_bps or DEFAULT_LINK_SPEED_BPS,
-                addr.family, addr.address))
+            chosen.append(_entry(addr, addr.address))
+    # 127.0.0.0/8 is all local (Linux routes it to lo) though lo carries only
+    # 127.0.0.1: another loopback address listened on is a path on lo.
+    found = {ipaddress.ip_address(entry.address) for entry in chosen}
+    loopback = next((addr for addr in addresses if addr.is_loopback and addr.is_up
+                     and addr.if_index and addr.family == AF_INET), None)
+    for ip in sorted(wanted - found - excluded, key=str):
+        if loopback is not None and ip.version == 4 and ip.is_loopback:
+            chosen.append(_entry(loopback, ip.packed))
     return chosen
+
+
+def _entry(addr: InterfaceAddress, packed: bytes) -> NetworkInterfaceInfo:
+    return NetworkInterfaceInfo(addr.if_index, RSS_CAPABLE if addr.rss_capable else 0,
+                                addr.link_speed_bps or DEFAULT_LINK_SPEED_BPS, addr.family,
+                                packed)
 
 
 def query_network_interface_info(ctx, request, open_) -> bytes:
     """3.3.5.15.11: the node's addresses as NETWORK_INTERFACE_INFO.  SMB 3.x
     only (2.x: STATUS_NOT_SUPPORTED, as the section allows); answered whether
     or not MULTI_CHANNEL was negotiated, like Samba (smbtorture
-    bug14788.NETWORK_INTERFACE)."""
+    bug14788.NETWORK_INTERFACE).  Read at each call, so it follows LIFs as
+    they move."""
     if ctx.connection.dialect < _DIALECT_300:
         raise SmbError(NtStatus.NOT_SUPPORTED, "SMB 3.x only")
-    chosen = select_interfaces(NetInfo().addresses(), ctx.server.config.server.listen)
+    chosen = select_interfaces(NetInfo().addresses(), ctx.server.config.server.listen,
+                               ctx.server.aggregates.addresses_not_served())
     return encode_interfaces(chosen)
 
 

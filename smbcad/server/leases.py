@@ -278,7 +278,8 @@ class Leasing:
         else:
             open_ = holder.open
             session = open_.session             # None while disconnected (issue 4)
-            connection = session.connection if session is not None else None
+            # Any live channel of the session (multichannel, 3.3.4.6).
+            connection = session.live_connection() if session is not None else None
             # Breaks are never signed (3.3.4.6 "SHOULD NOT be signed"; clients
             # reject a signature on MessageId all-ones), so the SessionId goes
             # along only where the session's traffic must be encrypted anyway.
@@ -662,7 +663,7 @@ def _lease_connection(lease: Lease, server=None):
     if candidates:
         return min(candidates, key=lambda connection: connection.created)
     for open_ in lease.opens:
-        connection = open_.session.connection if open_.session is not None else None
+        connection = open_.session.live_connection() if open_.session is not None else None
         if connection is not None and not connection.closed:
             return connection
     return None

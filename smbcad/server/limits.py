@@ -25,6 +25,7 @@ LIMITS = {
     "credits": logging.WARNING,                  # a request beyond the credits granted
     "async_requests": logging.WARNING,           # server.max_async_requests
     "async_requests_per_session": logging.WARNING,   # server.max_async_requests_per_session
+    "channels_per_session": logging.WARNING,     # server.max_channels_per_session
     "preauth_frame": logging.WARNING,            # a large frame before authentication
     "frame_size": logging.WARNING,               # a frame past server.max_io_bytes + headers
     "receive_buffer": logging.DEBUG,             # reading paused: requests queued

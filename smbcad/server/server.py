@@ -177,6 +177,8 @@ class SmbServer:
             "sessions_in_setup": sum(1 for s in sessions if s.state == SessionState.IN_PROGRESS),
             "auth_exchanges": sum(1 for s in sessions if s.auth_exchange is not None),
             "tree_connects": sum(len(s.trees) for s in sessions),
+            "channels": sum(len(s.channels) for s in sessions),
+            "channel_bindings": sum(len(conn.bindings) for conn in connections),
             "pending_requests": sum(len(conn.pending) for conn in connections),
             "background_tasks": len(self._background),
         }
@@ -202,5 +204,9 @@ class SmbServer:
             self.metrics.tree_connects.dec()
         session.trees.clear()
         self.sessions.pop(session.session_id, None)
+        # LOGOFF ends it on every channel (3.3.5.6).
         session.connection.sessions.pop(session.session_id, None)
+        for conn in list(session.channels):
+            conn.sessions.pop(session.session_id, None)
+        session.channels.clear()
         self.metrics.sessions.set(len(self.sessions))

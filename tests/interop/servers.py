@@ -212,13 +212,15 @@ def _default_shares(base: Path, shares) -> tuple[Share, ...]:
 def start_smbcad(tmp_path: Path, shares=None, users=None, extra_args=(),
                  signing: str = "required", encryption: str = "off",
                  host: str = "127.0.0.1", taskset: str | None = None,
-                 module: str = "smbcad") -> RunningServer:
+                 module: str = "smbcad", also_listen=()) -> RunningServer:
     """Run ``python -m smbcad`` in quick mode on a free loopback port.
 
     ``shares`` is a sequence of ``Share`` (default: one share ``share`` in
     ``tmp_path/share``), ``users`` a ``{name: password}`` dict (default: the
     test user). ``module`` runs another entry point with smbcad's command line
-    (a bench's variant). Returns once the server prints its listen line.
+    (a bench's variant). ``also_listen`` are more addresses on the same port
+    (a multichannel client's second path). Returns once the server prints its
+    listen line.
     """
     base = Path(tmp_path) / "smbcad"
     state_dir = base / "state"
@@ -228,6 +230,8 @@ def start_smbcad(tmp_path: Path, shares=None, users=None, extra_args=(),
     port = free_port(host)
     argv = [sys.executable, "-m", module, "--listen", f"{host}:{port}",
             "--state-dir", str(state_dir), "--signing", signing, "--encryption", encryption]
+    for other in also_listen:
+        argv += ["--listen", f"{other}:{port}"]
     for share in shares:
         flags = "".join(f",{flag}" for flag in ("ca", "encrypt") if getattr(share, flag))
         argv += ["--share", f"{share.name}={share.path}{flags}"]
@@ -261,7 +265,7 @@ def ensure_unix_user(name: str) -> None:
 
 
 def smbd_conf(base: Path, port: int, host: str, shares, signing: str, encryption: str,
-              share_options=()) -> str:
+              share_options=(), also_listen=()) -> str:
     dirs = {key: base / key for key in ("private", "lock", "state", "cache", "pid", "ncalrpc",
                                         "binddns", "log")}
     for path in dirs.values():
@@ -272,7 +276,7 @@ def smbd_conf(base: Path, port: int, host: str, shares, signing: str, encryption
         "netbios name = SMBDPEER",
         "server role = standalone server",
         f"smb ports = {port}",
-        f"interfaces = {host}",
+        f"interfaces = {' '.join((host, *also_listen))}",
         "bind interfaces only = yes",
         "disable netbios = yes",
         "server min protocol = SMB2_02",
@@ -308,10 +312,11 @@ def smbd_conf(base: Path, port: int, host: str, shares, signing: str, encryption
 
 def start_smbd(tmp_path: Path, shares=None, users=None, signing: str = "required",
                encryption: str = "off", host: str = "127.0.0.1",
-               taskset: str | None = None, share_options=()) -> RunningServer:
+               taskset: str | None = None, share_options=(), also_listen=()) -> RunningServer:
     """Run Samba's smbd in the foreground on a free loopback port (needs root).
 
-    ``share_options`` are extra smb.conf lines for every share section.
+    ``share_options`` are extra smb.conf lines for every share section;
+    ``also_listen`` more addresses on the same port.
     """
     base = Path(tmp_path) / "smbd"
     base.mkdir(parents=True, exist_ok=True)
@@ -319,7 +324,8 @@ def start_smbd(tmp_path: Path, shares=None, users=None, signing: str = "required
     users = dict(users or {TEST_USER: TEST_PASSWORD})
     port = free_port(host)
     conf = base / "smb.conf"
-    conf.write_text(smbd_conf(base, port, host, shares, signing, encryption, share_options))
+    conf.write_text(smbd_conf(base, port, host, shares, signing, encryption, share_options,
+                              also_listen))
     for name, password in users.items():
         ensure_unix_user(name)
         subprocess.run(["smbpasswd", "-c", str(conf), "-a", "-s", name],

@@ -35,7 +35,7 @@ response goes out (``durable.persist``).
 
 import asyncio
 
-from smbcad.proto.constants import Dialect
+from smbcad.proto.constants import Dialect, GlobalCaps
 from smbcad.proto.errors import SmbError
 from smbcad.proto.lock import LOCK_RESPONSE_BODY, LockFlags, LockRequest
 from smbcad.proto.status import NtStatus
@@ -166,7 +166,8 @@ def _check_not_directory(open_) -> None:
 # follows the specification, not note <370> (Windows checks only resilient,
 # and from Windows 8 persistent, opens): every resilient, durable or
 # persistent open on a dialect after 2.0.2 is checked, as Samba does by
-# default.  Multichannel, the spec's other reason to check, is not offered.
+# default, and every open on a connection that negotiated MULTI_CHANNEL (a
+# LOCK retried on another channel: the spec's other reason to check).
 
 _SEQUENCE_VALID = 0x10
 _SEQUENCE_ENTRIES = 64
@@ -178,7 +179,8 @@ def _sequence_slot(ctx, open_, request) -> int | None:
     index = request.lock_sequence_index
     if not 1 <= index <= _SEQUENCE_ENTRIES:
         return None
-    if not (open_.resilient or open_.durable or open_.persistent):
+    multichannel = ctx.connection.server_capabilities & GlobalCaps.MULTI_CHANNEL
+    if not (open_.resilient or open_.durable or open_.persistent or multichannel):
         return None
     if ctx.connection.dialect == Dialect.SMB_2_0_2:    # the field is reserved there
         return None

@@ -83,6 +83,10 @@ def _capabilities(conn, request: NegotiateRequest, dialect: int) -> int:
     if (Dialect.SMB_3_0 <= dialect < Dialect.SMB_3_1_1
             and request.capabilities & GlobalCaps.ENCRYPTION):
         caps |= GlobalCaps.ENCRYPTION
+    # 3.3.5.4: multichannel on 3.x when enabled (server.multichannel); the
+    # client may then bind more connections to its sessions (3.3.5.5.2).
+    if dialect >= Dialect.SMB_3_0 and conn.server.config.server.multichannel:
+        caps |= GlobalCaps.MULTI_CHANNEL
     # 3.3.5.4: persistent handles for a 3.x client that asks, when the server
     # keeps them (a handle store; smbcad.server.durable).
     if (dialect >= Dialect.SMB_3_0 and request.capabilities & GlobalCaps.PERSISTENT_HANDLES

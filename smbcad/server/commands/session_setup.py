@@ -1,5 +1,6 @@
 """SESSION_SETUP ([MS-SMB2] 3.3.5.5): SPNEGO rounds, key derivation, the 3.1.1
-preauth hash chain, re-authentication."""
+preauth hash chain, re-authentication, and binding a new channel to an
+existing session (3.3.5.5.2; the rules in smbcad.server.channels)."""
 
 import logging
 
@@ -9,7 +10,8 @@ from smbcad.proto.constants import Dialect, SecurityMode, SessionFlags
 from smbcad.proto.errors import SmbError
 from smbcad.proto.session_setup import SessionSetupRequest, SessionSetupResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server.adm import Session, SessionState
+from smbcad.server import channels
+from smbcad.server.adm import Channel, ChannelBinding, Session, SessionState
 from smbcad.server.context import Reply
 
 log = logging.getLogger("smbcad.session")
@@ -39,6 +41,10 @@ def _finish(ctx, session: Session, exchange, request: SessionSetupRequest) -> in
         flags |= SessionFlags.IS_NULL
     elif identity.is_guest:
         flags |= SessionFlags.IS_GUEST
+    if not reauth:
+        session.client_guid = conn.client_guid
+        session.cipher_id = conn.cipher_id
+        session.signing_algorithm = conn.signing_algorithm
     if not reauth and not session.is_guest_or_anonymous:
         session.session_key = exchange.session_key
         keys = crypto.derive_session_keys(
@@ -64,9 +70,11 @@ def _finish(ctx, session: Session, exchange, request: SessionSetupRequest) -> in
     # earlier dialects whenever signing is in force (3.3.5.5.3).
     if session.signer is not None and not session.encrypt_data:
         if conn.dialect == Dialect.SMB_3_1_1 or session.signing_required:
-            ctx.sign_with = session.signer
+            ctx.sign_with = session.signer_for(conn)
     session.state = SessionState.VALID
     session.auth_exchange = None
+    # The first channel signs with Session.SigningKey (3.3.5.5.3).
+    session.channels.setdefault(conn, Channel(conn, session.signer))
     log.info("%s: session %016x set up for %s\\%s%s%s", conn.peer, session.session_id,
              identity.domain, identity.user, " (guest)" if identity.is_guest else "",
              " (anonymous)" if identity.is_anonymous else "")
@@ -78,8 +86,7 @@ def handle(ctx):
     conn, server = ctx.connection, ctx.server
     request = SessionSetupRequest.decode(ctx.message)
     if request.flags & SessionFlags.BINDING:
-        # Multichannel is not advertised, so no binding (3.3.5.5).
-        raise SmbError(NtStatus.REQUEST_NOT_ACCEPTED, "channel binding not supported")
+        return _bind(ctx, request)
     session = ctx.session
     if ctx.header.session_id == 0:
         session = _new_session(ctx)
@@ -127,3 +134,84 @@ def _expire_previous(server, old, new) -> None:
     if (new.identity is not None and old.identity is not None
             and old.identity.user.lower() == new.identity.user.lower()):
         server.drop_session(old, keep_durable=True)
+
+
+# --- binding a channel (3.3.5.5.2, 3.3.5.5.3) ----------------------------------------
+
+
+def _bind(ctx, request: SessionSetupRequest):
+    """One round of a bind on ``ctx.connection``: checks before the first
+    round, the binding's own SPNEGO exchange and preauth hash, then the
+    channel and its signing key.  A refused or failed bind leaves the
+    session and its other channels as they were."""
+    conn, server, header = ctx.connection, ctx.server, ctx.header
+    ctx.plaintext = True
+    if header.session_id == 0:
+        raise SmbError(NtStatus.INVALID_PARAMETER, "bind without a SessionId")
+    session = ctx.session
+    if session is None:
+        raise SmbError(NtStatus.USER_SESSION_DELETED, "bind to an unknown session")
+    binding = conn.bindings.get(session.session_id)
+    if binding is not None and binding.session is not session:
+        binding = None                  # a stale bind to a session that has since ended
+    if binding is None:
+        if conn in session.channels:
+            # Already a channel: it signs with its own key now (3.3.5.2.4).
+            _verify(ctx, session.signer_for(conn))
+            raise SmbError(NtStatus.REQUEST_NOT_ACCEPTED, "already bound on this connection")
+        config = server.config.server
+        refusal = channels.bind_refusal(session, conn, signed=header.is_signed,
+                                        multichannel=config.multichannel,
+                                        max_channels=config.max_channels_per_session)
+        if refusal is not None:
+            if refusal[0] == NtStatus.INSUFFICIENT_RESOURCES:
+                server.limits.hit("channels_per_session", conn.peer, refusal[1])
+            raise SmbError(*refusal)
+        # The bind itself is signed with Session.SigningKey (3.3.5.2.4).
+        _verify(ctx, session.signer)
+        binding = ChannelBinding(session, server.authenticator.new_exchange(), conn.preauth_hash)
+        conn.bindings[session.session_id] = binding
+    else:
+        _verify(ctx, session.signer)
+    if conn.dialect == Dialect.SMB_3_1_1:
+        binding.preauth_hash = crypto.preauth_next(binding.preauth_hash, ctx.message)
+    try:
+        step = binding.exchange.step(request.security_buffer)
+    except AuthError as exc:
+        conn.bindings.pop(session.session_id, None)
+        log.info("%s: bind to session %016x failed: %s", conn.peer, session.session_id, exc)
+        server.metrics.session_setups.labels(result="failed").inc()
+        raise SmbError(exc.status) from None
+    if not step.complete:
+        if conn.dialect == Dialect.SMB_3_1_1:
+            ctx.response_hooks.append(
+                lambda data: setattr(binding, "preauth_hash",
+                                     crypto.preauth_next(binding.preauth_hash, data)))
+        return Reply(SessionSetupResponse(0, step.out_token).encode(),
+                     NtStatus.MORE_PROCESSING_REQUIRED)
+    conn.bindings.pop(session.session_id, None)
+    exchange = binding.exchange
+    if not channels.same_user(session.identity, exchange.identity):
+        server.metrics.session_setups.labels(result="failed").inc()
+        raise SmbError(NtStatus.ACCESS_DENIED, "bind as another user")
+    if not exchange.session_key:
+        raise SmbError(NtStatus.NOT_SUPPORTED, "bind without a session key")
+    key = crypto.derive_signing_key(
+        conn.dialect, exchange.session_key,
+        binding.preauth_hash if conn.dialect == Dialect.SMB_3_1_1 else None)
+    channel = Channel(conn, crypto.make_signer(conn.signing_algorithm, key))
+    session.channels[conn] = channel
+    conn.sessions[session.session_id] = session
+    # The final response is signed with Channel.SigningKey (3.3.5.5.3, 3.3.4.1.1).
+    ctx.sign_with = channel.signer
+    log.info("%s: channel %d of session %016x bound", conn.peer, len(session.channels),
+             session.session_id)
+    server.metrics.session_setups.labels(result="ok").inc()
+    return SessionSetupResponse(0, step.out_token).encode()
+
+
+def _verify(ctx, signer) -> None:
+    """3.3.5.2.4 for a bind: signed, and with the key that applies."""
+    if not ctx.header.is_signed or signer is None or not signer.verify(ctx.message):
+        ctx.server.metrics.signature_failures.inc()
+        raise SmbError(NtStatus.ACCESS_DENIED, "bad signature on a bind")

@@ -174,3 +174,66 @@ def test_netinfo_on_this_host():
         assert found.family in (AF_INET, AF_INET6)
         assert len(found.address) == (4 if found.family == AF_INET else 16)
         assert found.if_index >= 0 and found.if_name
+
+
+# --- issue 13: RSS from the receive queues, LIFs of aggregates not online here --------------
+
+def test_rss_capable_interfaces_say_so():
+    rss = InterfaceAddress(5, "eth5", AF_INET, V4, 0, 10**10, True, False, rss_capable=True)
+    (entry,) = fsctl_info.select_interfaces([rss], [ListenAddress("0.0.0.0", 445)])
+    assert entry.capability == fsctl_info.RSS_CAPABLE
+    out = fsctl_info.encode_interfaces([entry])
+    assert out[:24] == struct.pack("<IIIIQ", 0, 5, 1, 0, 10**10)
+
+
+def test_lifs_of_aggregates_not_online_here_are_left_out():
+    lif = bytes([192, 0, 2, 10])
+    addresses = ADDRESSES + [addr(2, AF_INET, lif)]
+    listen = [ListenAddress("0.0.0.0", 445)]
+    assert [e.address for e in fsctl_info.select_interfaces(addresses, listen)] == [V4, lif]
+    kept = fsctl_info.select_interfaces(addresses, listen, frozenset({"192.0.2.10"}))
+    assert [e.address for e in kept] == [V4]
+
+
+def test_count_rx_queues():
+    assert netinfo.count_rx_queues(["rx-0", "rx-1", "tx-0", "tx-1"]) == 2
+    assert netinfo.count_rx_queues(["tx-0"]) == 0
+
+
+def test_netinfo_reads_rx_queues(tmp_path, monkeypatch):
+    for name, queues in (("eth0", ("rx-0", "rx-1", "rx-2", "tx-0")), ("eth1", ("rx-0", "tx-0"))):
+        (tmp_path / name / "queues").mkdir(parents=True)
+        (tmp_path / name / "ifindex").write_text("7\n")
+        for queue in queues:
+            (tmp_path / name / "queues" / queue).mkdir()
+    reader = netinfo.NetInfo(str(tmp_path))
+    monkeypatch.setattr(reader, "_getifaddrs", lambda: [
+        ("eth0", netinfo.IFF_UP, AF_INET, V4, 0), ("eth1", netinfo.IFF_UP, AF_INET, LOOP4, 0),
+        ("gone", netinfo.IFF_UP, AF_INET, LOOP4, 0)])
+    assert [a.rss_capable for a in reader.addresses()] == [True, False, False]
+
+
+def test_addresses_not_served_follow_the_aggregates_phase():
+    from types import SimpleNamespace
+
+    from smbcad.server.aggregates import Aggregates, Phase
+    cluster = SimpleNamespace(aggregates=[
+        SimpleNamespace(name="aggr1", mount_point="/m1", addresses=("192.0.2.10",)),
+        SimpleNamespace(name="aggr2", mount_point="/m2", addresses=("192.0.2.20", "192.0.2.21"))])
+    aggregates = Aggregates(server=None, cluster_config=cluster)
+    assert aggregates.addresses_not_served() == {"192.0.2.10", "192.0.2.20", "192.0.2.21"}
+    aggregates.get("aggr2").settle(Phase.ONLINE)
+    assert aggregates.addresses_not_served() == {"192.0.2.10"}
+    aggregates.get("aggr2").settle(Phase.RELEASING)
+    assert "192.0.2.20" in aggregates.addresses_not_served()
+    assert Aggregates(server=None, cluster_config=None).addresses_not_served() == frozenset()
+
+
+def test_other_loopback_addresses_listened_on_are_paths_on_lo():
+    """127.0.0.2 is local though lo carries only 127.0.0.1 (a second path for
+    multichannel tests on one host); a non-loopback address not on any
+    interface is not listed."""
+    listen = [ListenAddress("127.0.0.1", 445), ListenAddress("127.0.0.2", 445),
+              ListenAddress("203.0.113.9", 445)]
+    picked = fsctl_info.select_interfaces(ADDRESSES, listen)
+    assert [(e.if_index, e.address) for e in picked] == [(1, LOOP4), (1, bytes([127, 0, 0, 2]))]

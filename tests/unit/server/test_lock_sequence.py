@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from smbcad.proto.constants import Dialect
+from smbcad.proto.constants import Dialect, GlobalCaps
 from smbcad.proto.errors import SmbError
 from smbcad.proto.lock import LOCK_RESPONSE_BODY
 from smbcad.proto.status import NtStatus
@@ -30,10 +30,12 @@ class SequenceHarness(Harness):
     """Harness requests with a LockSequence field and a connection dialect."""
 
     dialect = Dialect.SMB_3_1_1
+    capabilities = 0
 
     def request(self, open_, *elements, sequence=0):
         ctx = SimpleNamespace(
-            server=self.server, connection=SimpleNamespace(dialect=self.dialect),
+            server=self.server, connection=SimpleNamespace(
+                dialect=self.dialect, server_capabilities=self.capabilities),
             message=memoryview(lock_message(open_.file_id, *elements, sequence=sequence)),
             lookup_open=lambda file_id: open_)
         return lock.handle(ctx)
@@ -167,3 +169,14 @@ def test_blocking_lock_records_and_commits_once_granted(monkeypatch):
         assert await task == LOCK_RESPONSE_BODY
     asyncio.run(scenario())
     assert waiter.lock_sequences[6] == 0x11 and log == [bytes(waiter.lock_sequences)]
+
+
+def test_multichannel_connections_check_every_open():
+    """3.3.5.14: with MULTI_CHANNEL negotiated a LOCK may be retried on
+    another channel, so a plain open's repeat is a replay too."""
+    h = SequenceHarness()
+    h.capabilities = GlobalCaps.MULTI_CHANNEL
+    plain = h.open(key=(1, 1))
+    assert h.status(plain, (*RANGE, XF), sequence=seq(1, 1)) == OK
+    assert h.status(plain, (*RANGE, XF), sequence=seq(1, 1)) == OK
+    assert plain.lock_sequences[0] == 0x11
