@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))         # this checkout's smbca, as the daemons (c
 import guestlab  # noqa: E402
 from cluster_events import (UNPLANNED, EventRunner, log_steps, phases, serving,  # noqa: E402
                             smbcad_status)
-from cluster_nodes import (AGGREGATES, DAEMONS, PASSWORD, SIDES, USER, Node,  # noqa: E402
-                           Topology, make_filesystems)
+from cluster_nodes import (AGGREGATES, DAEMONS, NODE_ADDRESS, PASSWORD, SIDES, USER,  # noqa: E402
+                           Node, Topology, make_filesystems)
 from clusdisk_pair import CLUSTER_KEY, detach  # noqa: E402
 from smbca.control import ControlError, request_blocking  # noqa: E402
 
@@ -192,7 +192,9 @@ class Cluster:
         env = dict(os.environ, SMBCA_LIF1=AGGREGATES["aggr1"][4], SMBCA_LIF2=AGGREGATES["aggr2"][4],
                    SMBCA_USER=USER, SMBCA_PASSWORD=PASSWORD,
                    SMBCA_WORKDIR=str(workdir or self.root), SMBCA_RUN_DIR=str(self.root),
-                   SMBCA_MODE=self.mode, SMBCA_EVENTS=str(self.events_file))
+                   SMBCA_MODE=self.mode, SMBCA_EVENTS=str(self.events_file),
+                   SMBCA_CLOCK0=f"{self.t0:.6f}",
+                   **{f"SMBCA_NODE_{side}": NODE_ADDRESS[side] for side in SIDES})
         for side, node in self.nodes.items():
             for aggregate, point in node.mount_points.items():
                 env[f"SMBCA_{aggregate.upper()}_MOUNT_{side}"] = point
