@@ -144,6 +144,7 @@ class Cluster:
         self.wall0 = time.time()
         self.setup: dict[str, float] = {}
         self.events_file = self.root / "events.jsonl"
+        self.ready_file = self.root / "command-ready"
 
     def clock(self) -> float:
         """Seconds since COMMAND started (negative during the set-up)."""
@@ -193,6 +194,7 @@ class Cluster:
                    SMBCA_USER=USER, SMBCA_PASSWORD=PASSWORD,
                    SMBCA_WORKDIR=str(workdir or self.root), SMBCA_RUN_DIR=str(self.root),
                    SMBCA_MODE=self.mode, SMBCA_EVENTS=str(self.events_file),
+                   SMBCA_READY=str(self.ready_file),
                    SMBCA_CLOCK0=f"{self.t0:.6f}",
                    **{f"SMBCA_NODE_{side}": NODE_ADDRESS[side] for side in SIDES})
         for side, node in self.nodes.items():
@@ -243,6 +245,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mode", choices=("scsi2", "pr"), default="scsi2")
     parser.add_argument("--event", action="append", type=event_argument, default=[])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--after-ready", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -265,7 +268,8 @@ def main(argv: list[str]) -> int:
         cluster.wall0 = time.time()
         sampler = Sampler(cluster.nodes, cluster.clock)
         sampler.start()
-        runner = EventRunner(cluster, sampler, sorted(args.event, key=lambda e: e[1]))
+        runner = EventRunner(cluster, sampler, sorted(args.event, key=lambda e: e[1]),
+                             ready_file=cluster.ready_file if args.after_ready else None)
         proc = subprocess.Popen(cluster.topology.argv("client", *command), stdin=subprocess.DEVNULL,
                                 env=cluster.environment(args.workdir))
         runner.start()
@@ -280,6 +284,7 @@ def main(argv: list[str]) -> int:
             sampler.stop()
             timeline["ownership"] = sampler.changes
         if runner is not None:
+            timeline["ready_s"] = runner.ready_s
             timeline["events"] = runner.records
             for record in runner.records:
                 if "start_s" in record:

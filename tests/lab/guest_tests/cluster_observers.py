@@ -113,7 +113,8 @@ class WitnessWatch:
         changes = self.changes()
         pairs = self.pairs()
         registrations = [r for r in self.records() if r["what"] == "registered"]
-        assert changes and changes[-1][1] == "AVAILABLE" and len(pairs) >= moves, \
+        assert (not changes and moves == 0) or (
+            changes and changes[-1][1] == "AVAILABLE" and len(pairs) >= moves), \
             f"witness: {len(pairs)} UNAVAILABLE -> AVAILABLE for {self.lif}, want >= {moves}; " \
             f"records: {self.records()}"
         for event, start, end in windows:
@@ -162,7 +163,7 @@ class IdleClient:
                    if len(fields) >= 4 and fields[3] == f"{lif}:445")
 
     def fid(self, trace: Trace) -> str:
-        opens = [e for e in trace.named("smb3_open_done") if e[0] >= self.opened_at - 0.5
+        opens = [e for e in trace.named("smb3_open_done") if e[0] >= self.opened_at
                  and int(e[2].get("des_access", "0"), 16) & GENERIC_READ
                  and not int(e[2].get("des_access", "0"), 16) & GENERIC_WRITE]
         assert opens, "the idle client's open is not in the trace"
