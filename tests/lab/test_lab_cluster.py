@@ -53,7 +53,7 @@ UNPLANNED = {
 # restarted and gives nothing, and aggr2 is given back.
 PLANNED = ["!lif-migrate-lif1@5", "takeover-b@10", "giveback@15", "relocate-aggr1@20",
            "restart-a@25", "giveback@30", "takeover-a@35", "restart-b@40", "giveback@45"]
-PLANNED_WRITER = ["256", "1.0"]  # MiB and s between writes: still writing after the last event
+PLANNED_WRITER = ["224", "1.0"]  # MiB and s between writes: still writing after the last event
 
 
 @pytest.mark.parametrize("mode", ["scsi2", "pr"])

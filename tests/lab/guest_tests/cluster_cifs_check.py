@@ -60,7 +60,7 @@ import guestlab
 from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, connection_ids,
                          first_mismatch, mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
-from cluster_observers import IdleClient, WitnessWatch, log_times, write_gaps
+from cluster_observers import IdleClient, WitnessWatch, gap_within, log_times, write_gaps
 
 MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
 SIZES = {"direct": 64 << 20, "buffered": 16 << 20}
@@ -292,8 +292,12 @@ def main(argv: list[str]) -> int:
             if parsed is not None:
                 during = [e for e in parsed.named("smb3_reconnect") if start <= e[0] <= end + 1]
                 assert not during, f"{event_name} (refused) reconnected the client: {during}"
+            gaps = {f"{t.name} {mode}": gap_within(t.progress[mode], start, end)
+                    for t in targets for mode in modes}
+            figures.setdefault("refused", []).append({"event": event_name, "gaps_s": gaps})
             say(f"{event_name} refused; no reconnect of the client during it "
-                f"({end - start:.1f} s)")
+                f"({end - start:.1f} s); longest pause between acknowledged writes across it: "
+                f"{gaps} s")
         text = {side: log.read_text(errors="replace")[offsets[side]:] if log.exists() else ""
                 for side, log in logs.items()}
         open_index = 0

@@ -298,13 +298,49 @@ class EventRunner(threading.Thread):
                               f"{reply.get('error', 'no reason given')}")
         return f"clusdisk {side} answered ok"
 
-    def _holder_of_partner_aggregates(self) -> str:
+    def _fresh_statuses(self) -> dict:
+        """Both clusdisk statuses asked now (the sampler's may be a round old,
+        more when the host is loaded: right after a move it can still show
+        the aggregates where they were)."""
+        out = {}
         for side in SIDES:
-            status = self.sampler.latest[side] or {}
-            if any(a.get("up") and a.get("home") != status.get("node", {}).get("id")
-                   for a in status.get("aggregates", ())):
-                return side
-        raise EventFailed("no node holds its partner's aggregates: nothing to give back")
+            try:
+                reply = control(self.cluster.nodes[side], "clusdisk", {"command": "status"})
+            except ControlError:
+                reply = {}
+            out[side] = reply.get("status") or {}
+        return out
+
+    def _find(self, choose, what: str) -> str:
+        """The side ``choose(statuses)`` names, waiting (bounded) until it names one."""
+        found: list[str] = []
+
+        def named() -> bool:
+            side = choose(self._fresh_statuses())
+            if side:
+                found.append(side)
+            return bool(side)
+        try:
+            self._wait(named, PLANNED_WAIT_S, what)
+        except EventFailed as exc:
+            raise EventFailed(f"{exc}: {self._fresh_statuses()}") from None
+        return found[-1]
+
+    def _holder_of_partner_aggregates(self) -> str:
+        def holder(statuses: dict) -> str | None:
+            for side, status in statuses.items():
+                if any(a.get("up") and a.get("home") != status.get("node", {}).get("id")
+                       for a in status.get("aggregates", ())):
+                    return side
+            return None
+        return self._find(holder, "a node holding its partner's aggregates (to give back)")
+
+    def _owner_of(self, aggregate: str) -> str:
+        def owner(statuses: dict) -> str | None:
+            return next((side for side, status in statuses.items()
+                         if any(a["name"] == aggregate and a.get("up")
+                                for a in status.get("aggregates", ()))), None)
+        return self._find(owner, f"{aggregate} up on a node")
 
     def _takeover_a(self, record: dict) -> str:
         return self._planned(record, "A", {"command": "takeover", "version": 1})
@@ -317,9 +353,7 @@ class EventRunner(threading.Thread):
                              {"command": "giveback", "version": 1})
 
     def _relocate_aggr1(self, record: dict) -> str:
-        owner = self.sampler.owner("aggr1")
-        if owner is None:
-            raise EventFailed("aggr1 is up on no node")
+        owner = self._owner_of("aggr1")
         return self._planned(record, owner, {"command": "relocate", "version": 1,
                                              "aggregate": "aggr1", "to": OTHER[owner].lower()})
 

@@ -112,14 +112,6 @@ class Sampler(threading.Thread):
             self._last[side] = view
             self.changes.append({"t": round(self.clock(), 3), "node": side.lower(), **view})
 
-    def owner(self, aggregate: str) -> str | None:
-        for side in SIDES:
-            status = self.latest[side]
-            if status and any(a["name"] == aggregate and a.get("up")
-                              for a in status.get("aggregates", ())):
-                return side
-        return None
-
     def stop(self) -> None:
         self._halt.set()
         self.join(10)

@@ -65,6 +65,13 @@ def write_gaps(progress: Path) -> tuple[float, float | None]:
     return round(gap, 3), end
 
 
+def gap_within(progress: Path, start: float, end: float) -> float:
+    """The longest pause between acknowledged writes overlapping [start, end]."""
+    times = [at for key, at in read_progress(progress) if key.isdigit()]
+    return round(max((b - a for a, b in zip(times, times[1:]) if b >= start and a <= end),
+                     default=0.0), 3)
+
+
 class WitnessWatch:
     """cluster_witness.py in the background, registered for ``lif``."""
 
@@ -98,14 +105,35 @@ class WitnessWatch:
                 self.proc.wait(10)
 
     def changes(self) -> list[tuple[float, str]]:
-        """(time, state) of the RESOURCE_CHANGEs naming the LIF, repeats
-        of the same state left out."""
+        """(time, state) of the RESOURCE_CHANGEs naming the LIF, and of its
+        state in the interface list fetched after each registration (a
+        change while the client re-registered after witnessd's forced
+        unregistration reaches it only that way), repeats left out."""
         out: list[tuple[float, str]] = []
         for record in self.records():
             if record["what"] == "change" and record["name"] == self.lif:
-                if not out or out[-1][1] != record["state"]:
-                    out.append((record["t"], record["state"]))
+                state = record["state"]
+            elif record["what"] == "interfaces" and out:
+                state = next((e["state"] for e in record["list"] if e["ipv4"] == self.lif),
+                             None)
+            else:
+                continue
+            if state is not None and (not out or out[-1][1] != state):
+                out.append((record["t"], state))
         return out
+
+    def from_list(self) -> int:
+        """How many of the LIF's states came from an interface list."""
+        seen, count = None, 0
+        for record in self.records():
+            if record["what"] == "change" and record["name"] == self.lif:
+                seen = record["state"]
+            elif record["what"] == "interfaces" and seen is not None:
+                state = next((e["state"] for e in record["list"] if e["ipv4"] == self.lif),
+                             None)
+                if state is not None and state != seen:
+                    count, seen = count + 1, state
+        return count
 
     def check(self, moves: int, windows: list[tuple[str, float, float]]) -> str:
         """At least ``moves`` UNAVAILABLE -> AVAILABLE pairs, the last state
@@ -122,7 +150,8 @@ class WitnessWatch:
             assert not inside, f"witness: {event} (refused) changed {self.lif}: {inside}"
         nodes = sorted({r["node"] for r in registrations})
         return (f"witness client (registered {len(registrations)} time(s) with {nodes}) saw "
-                f"{self.lif} UNAVAILABLE -> AVAILABLE {len(pairs)} time(s); "
+                f"{self.lif} UNAVAILABLE -> AVAILABLE {len(pairs)} time(s) ({self.from_list()} "
+                f"state(s) read from the interface list after a re-registration); "
                 f"unavailable for {', '.join(f'{b - a:.1f}' for a, b in pairs)} s")
 
     def pairs(self) -> list[tuple[float, float]]:

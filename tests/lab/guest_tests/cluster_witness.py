@@ -5,9 +5,9 @@ witnessd, it records every notification while the pair moves the LIF.
     python cluster_witness.py NODE[,NODE...] LIF_ADDRESS OUT_JSONL
 
 Connects to the first NODE's witnessd (TCP 5004, NTLM with the lab user,
-packet integrity), calls WitnessrGetInterfaceList, WitnessrRegisterEx
-(NetName ``SMBCA``, IpAddress LIF_ADDRESS) and then WitnessrAsyncNotify
-again and again, as a Windows client does.  A registration the server drops
+packet integrity), calls WitnessrRegisterEx (NetName ``SMBCA``, IpAddress
+LIF_ADDRESS), WitnessrGetInterfaceList (the LIF's state when it registered)
+and then WitnessrAsyncNotify again and again, as a Windows client does.  A registration the server drops
 (ERROR_NOT_FOUND: witnessd's forced unregistration 5 s after an UNAVAILABLE,
 Samba's and Windows' way of making the client re-register) is registered
 again; a lost connection moves on to the next NODE.  Each line of OUT_JSONL
@@ -71,11 +71,6 @@ def watch(node: str, lif: str, record: Recorder) -> None:
                        password=os.environ["SMBCA_PASSWORD"])
     client.bind()
     while True:
-        listing = client.call(0, GetInterfaceListRequest(), GetInterfaceListResponse)
-        entries = listing.interface_list.interface_info if listing.interface_list else ()
-        record("interfaces", node=node, result=listing.return_value,
-               list=[{"group": e.interface_group_name, "state": states(e.state),
-                      "ipv4": str(e.ipv4)} for e in entries])
         registered = client.call(4, RegisterExRequest(WITNESS_V2, NET_NAME, None, lif,
                                                       CLIENT_NAME, 0, KEEP_ALIVE_S),
                                  RegisterResponse)
@@ -84,6 +79,14 @@ def watch(node: str, lif: str, record: Recorder) -> None:
             time.sleep(RETRY_S)
             continue
         record("registered", node=node, lif=lif)
+        # after registering: a change before it is in the list, one after it
+        # comes as a notification (one that came while the client was
+        # re-registering is not lost)
+        listing = client.call(0, GetInterfaceListRequest(), GetInterfaceListResponse)
+        entries = listing.interface_list.interface_info if listing.interface_list else ()
+        record("interfaces", node=node, result=listing.return_value,
+               list=[{"group": e.interface_group_name, "state": states(e.state),
+                      "ipv4": str(e.ipv4)} for e in entries])
         handle = registered.context_handle
         while True:
             pdus = client.send_call(3, AsyncNotifyRequest(handle)) \
