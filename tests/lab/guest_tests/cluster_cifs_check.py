@@ -347,14 +347,17 @@ def main(argv: list[str]) -> int:
             assert adopted >= moves and all(
                 int(count) >= len(modes) for found in adoptions.values() for count, _ in found), \
                 f"{target.name} not adopted with the persistent opens at every move: {adoptions}"
+            # the node holding it now reconnected every open (a node that adopted
+            # it in between may not have: a cut right after a giveback leaves
+            # the reopen on the dead connection, and it reaches the next node)
+            holder = last_adopter(logs, target.name, target.home).lower()
             for mode in modes:
-                for side in (s for s, found in adoptions.items() if found):
-                    reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
-                                            rf"'{target.files[mode]}'", text[side])
-                    assert reconnected, f"{side}'s smbcad did not reconnect the {target.name} " \
-                        f"{mode} open:\n{text[side][-3000:]}"
-                    say(f"[{target.name}] {side.upper()}'s smbcad [{mode}]: "
-                        f"'{reconnected.group(0)}'")
+                reconnected = re.search(rf"reconnected persistent open 0x[0-9a-f]+ on "
+                                        rf"'{target.files[mode]}'", text[holder])
+                assert reconnected, f"{holder}'s smbcad did not reconnect the {target.name} " \
+                    f"{mode} open:\n{text[holder][-3000:]}"
+                say(f"[{target.name}] {holder.upper()}'s smbcad [{mode}]: "
+                    f"'{reconnected.group(0)}'")
             idle_server = [t for log in logs.values()
                            for t in log_times(log, rf"reconnected persistent open 0x[0-9a-f]+ on "
                                               rf"'{target.idle_name}'", since_wall)]

@@ -11,8 +11,10 @@ Unplanned (done to the processes and links, by PID and by ``ip``):
   when the connection broke (tests/lab/README.md); a real dead node sends no
   RST, so no request breaks that way.  Ends when the partner serves every
   aggregate (clusdisk reports it up, smbcad reports it online).
-- ``cut-a`` / ``cut-b``: every link of the node down (no RST, its daemons
-  keep running); ends when the partner serves every aggregate.  The
+- ``cut-a`` / ``cut-b``: smbcad frozen as for a kill until the client's
+  sockets to the node have nothing left to send, then every link of the
+  node down (no RST) and smbcad running again (the node lives on, cut off);
+  ends when the partner serves every aggregate.  The
   partition is decided on the quorum LUN, which both nodes still reach: the
   quorum owner preempts the standby's key and stays.  The owner is A at
   first (it formed the cluster) and the node that took over after a kill (the
@@ -235,10 +237,15 @@ class EventRunner(threading.Thread):
         return self._kill("B", record)
 
     def _cut(self, side: str, record: dict) -> str:
+        # as for a kill: no request half sent when the links go (Debian 6.1
+        # fails it with ECONNABORTED once the tickle ACK resets the connection)
+        frozen = self._freeze(side)
         self.cluster.topology.links_down(side)
+        self.cluster.nodes[side].signal("smbcad", signal.SIGCONT)   # the node lives on, cut off
         record["killed_s"] = round(self.cluster.clock(), 3)
         self._publish(record, "killed")
-        return self._all_served_by(OTHER[side], record, f"every link of {side} down")
+        return self._all_served_by(OTHER[side], record, f"{frozen}, then every link of {side} "
+                                                        f"down and smbcad running again")
 
     def _cut_a(self, record: dict) -> str:
         return self._cut("A", record)
