@@ -64,6 +64,10 @@ BUDGET = {
     ("restart", None): "clean-shutdown handover 2-5 s (7b notes)",
 }
 TIMEOUT_S = 3600
+# between one event's end and the next's start: the clients are back (a
+# reconnect can end seconds after clusdisk answered), so that each pause is
+# one event's
+SETTLE_S = 8.0
 
 
 def budget(kind: str, mode: str) -> str:
@@ -87,7 +91,7 @@ def one_run(mode: str, repetition: int, workdir: Path) -> dict:
     began = time.monotonic()
     result = run_cluster([default_python(), str(PROBE), str(len(PLAN))], mode=mode,
                          events=events, workdir=str(workdir), timeout_s=TIMEOUT_S,
-                         after_ready=True)
+                         after_ready=True, settle_s=SETTLE_S)
     timeline = parse_timeline(result.text) or {}
     probe = {}
     for line in result.text.splitlines():

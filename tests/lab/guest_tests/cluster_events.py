@@ -129,13 +129,14 @@ class EventRunner(threading.Thread):
     """Runs the events at their times, one after the other; ``records``."""
 
     def __init__(self, cluster, sampler, events: list[tuple[str, float]],
-                 ready_file=None) -> None:
+                 ready_file=None, settle_s: float = 0.0) -> None:
         super().__init__(name="cluster-events", daemon=True)
         self.cluster = cluster
         self.sampler = sampler
         self.pending = list(events)
         self.ready_file = ready_file       # times count from its creation (--after-ready)
         self.ready_s = 0.0
+        self.settle_s = settle_s           # at least this long between two events
         self.records: list[dict] = []
         self._command_done = threading.Event()
 
@@ -152,10 +153,11 @@ class EventRunner(threading.Thread):
             self.ready_s = round(self.cluster.clock(), 3)
             print(f"cluster: COMMAND ready at {self.ready_s:.1f} s; the events' times count "
                   f"from there", flush=True)
+        previous_end = float("-inf")
         for name, at in self.pending:
             record = {"event": name, "at_s": at + self.ready_s}
             self.records.append(record)
-            wait = at + self.ready_s - self.cluster.clock()
+            wait = max(at + self.ready_s, previous_end + self.settle_s) - self.cluster.clock()
             if self._command_done.is_set() or (wait > 0 and self._command_done.wait(wait)):
                 record.update(outcome="skipped", detail="COMMAND ended before its time")
                 continue
@@ -168,6 +170,7 @@ class EventRunner(threading.Thread):
                     AssertionError) as exc:
                 record.update(outcome="failed", detail=str(exc))
             record["end_s"] = round(self.cluster.clock(), 3)
+            previous_end = record["end_s"]
             record["took_s"] = round(record["end_s"] - record["start_s"], 3)
             self._publish(record, "end")
             print(f"cluster: event {name} at {record['start_s']:.1f} s: {record['outcome']} "

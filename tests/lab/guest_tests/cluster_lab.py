@@ -238,6 +238,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--event", action="append", type=event_argument, default=[])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--after-ready", action="store_true")
+    parser.add_argument("--settle", type=float, default=0.0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -261,7 +262,8 @@ def main(argv: list[str]) -> int:
         sampler = Sampler(cluster.nodes, cluster.clock)
         sampler.start()
         runner = EventRunner(cluster, sampler, sorted(args.event, key=lambda e: e[1]),
-                             ready_file=cluster.ready_file if args.after_ready else None)
+                             ready_file=cluster.ready_file if args.after_ready else None,
+                             settle_s=args.settle)
         proc = subprocess.Popen(cluster.topology.argv("client", *command), stdin=subprocess.DEVNULL,
                                 env=cluster.environment(args.workdir))
         runner.start()
