@@ -123,7 +123,8 @@ def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def runner(options, ready):
         return cluster.run_cluster(command, mode=args.mode, events=args.event, workdir=workdir,
                                    timeout_s=args.timeout, options=options,
-                                   output=sys.stdout.buffer, on_ready=ready)
+                                   output=sys.stdout.buffer, on_ready=ready,
+                                   after_ready=args.after_ready)
     return _run(args, command, runner)
 
 
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     cluster_parser.add_argument("--event", action="append", default=[], metavar="EVENT@SECONDS",
                                 help=f"inject EVENT (one of {', '.join(cluster.EVENTS)}) SECONDS "
                                      "after COMMAND started (repeatable)")
+    cluster_parser.add_argument("--after-ready", action="store_true",
+                                help="count the events' SECONDS from when COMMAND creates the "
+                                     "file $SMBCA_READY (its clients are set up), not from its "
+                                     "start")
     cluster_parser.add_argument("--workdir", metavar="DIR",
                                 help="host directory, writable in the guest: $SMBCA_WORKDIR, and "
                                      "where logs and timeline.json land (default: a new one "

@@ -1,17 +1,20 @@
-"""Unplanned takeover, planned moves and a rolling restart under the kernel
-SMB client (issue 11, "How it is shown"), through the lab cluster harness (``lab.py
-cluster``): nodes A and B each run clusdisk, smbcad and witnessd on the
-lab's shared LUNs; the guest's cifs client, mounted from the client
-namespace with ``vers=3.1.1,persistenthandles,hard`` on ``//192.0.2.10/vms``
-(aggr1, home A), writes a pattern with O_DIRECT while node A is killed
-(``kill-a``); B takes aggr1 over.  (``cluster_cifs_check.py kill-a
-direct,buffered`` adds a writer through the page cache: it passes, but not
-every time: Debian 6.1's client can return EAGAIN from fsync when its
-writeback races the reopen of the handle after the reconnect, whatever the
-server answers; see tests/lab/README.md.)  guest_tests/cluster_cifs_check.py checks
-the writer's exit, the data (through the mount and on B's mount of aggr1),
-the client's trace (the handle reopened with its same persistent FileId)
-and B's adoption log.  One guest boot per arbitration mode; the event's
+"""Unplanned takeovers, planned moves, a refused LIF migration and the
+rolling restart of both nodes under the kernel SMB client (issue 11, "How
+it is shown"), through the lab cluster harness (``lab.py cluster``): nodes A
+and B each run clusdisk, smbcad and witnessd on the lab's shared LUNs; the
+guest's cifs client, mounted from the client namespace with
+``vers=3.1.1,persistenthandles,hard`` on ``//192.0.2.10/vms`` (aggr1, home A)
+and, where both are written, ``//192.0.2.20/sql`` (aggr2, home B), writes a
+pattern with O_DIRECT through the events.  guest_tests/cluster_cifs_check.py
+checks each writer's exit, the data (through the mount and on the holder's
+mount), the client's trace (every handle reopened with its same persistent
+FileId), the adopting smbcad's log, a witness client registered with the
+other node (UNAVAILABLE then AVAILABLE at every move) and an idle client
+(a second mount, a file open, no I/O: reopened seconds after the LIF came
+up).  (``kill-a direct,buffered`` adds a writer through the page cache: it
+passes, but not every time: Debian 6.1's client can return EAGAIN from
+fsync after a reconnect, without sending anything to the server; see
+tests/lab/README.md.)  One guest boot per group of events; each event's
 timeline (clusdisk's steps from its log, with their durations) is printed.
 """
 
@@ -24,38 +27,57 @@ from labvm.cluster import TIMELINE_START, parse_timeline, run_cluster
 pytestmark = pytest.mark.lab
 
 CHECK = ["tests/lab/guest_tests/cluster_cifs_check.py"]
-KILL_AT_S = 25                   # after COMMAND started: both writers open (~5-15 s), the
-                                 # O_DIRECT one still writing (64 x 1 MiB, 0.5 s apart)
-TIMEOUT_S = 900                  # boot, cluster start-up (~2-4 min under TCG), takeover
+TIMEOUT_S = 1500                 # boot, cluster start-up (~1-4 min under TCG), the events
 
+# Event times count from when the check's clients are ready (``after_ready``:
+# two mounts, idle mounts and witness clients take 20-45 s under TCG).
+# Unplanned takeovers.  SCSI-2: node A (the quorum owner) killed while the
+# O_DIRECT writer writes on aggr1 (64 x 1 MiB 0.5 s apart); B challenges and
+# takes aggr1 over.  PR: writers on both aggregates through kill-a, a
+# restart of A (it rejoins as standby: B owns the quorum now), the giveback
+# of aggr1, and a cut of every link of A (no RST: only the tickle ACK wakes
+# the client's connections to lif1 after B brings it up; B, the quorum
+# owner, wins the partition).  aggr2 never moves: its writer must see no
+# reconnect at all.
+UNPLANNED = {
+    "scsi2": (["kill-a@5"], "aggr1", ["64", "0.5"]),
+    "pr": (["kill-a@5", "restart-a@10", "giveback@15", "cut-a@20"], "aggr1,aggr2",
+           ["128", "1.0"]),
+}
 
-# Planned moves and a rolling restart of node A, one after the other while the
-# O_DIRECT writer writes: B takes over, gives back, aggr1 is relocated to B,
-# A is restarted (its clean shutdown hands nothing more over; it rejoins) and
-# aggr1 is given back: the rolling upgrade of README.md, with one relocation.
-PLANNED = ["takeover-b@30", "giveback@45", "relocate-aggr1@60", "restart-a@75", "giveback@90"]
-PLANNED_WRITER = ["128", "1.0"]  # MiB and s between writes: still writing after the last event
+# Planned moves and the rolling restart of both nodes (README "Rolling
+# upgrade"), one after the other while writers write on both aggregates: a
+# LIF migration refused (lif1 stays with aggr1, the writer undisturbed), B
+# takes over, gives back, aggr1 is relocated to B, A is restarted (it holds
+# nothing: nothing moves) and aggr1 given back; then A takes over, B is
+# restarted and gives nothing, and aggr2 is given back.
+PLANNED = ["!lif-migrate-lif1@5", "takeover-b@10", "giveback@15", "relocate-aggr1@20",
+           "restart-a@25", "giveback@30", "takeover-a@35", "restart-b@40", "giveback@45"]
+PLANNED_WRITER = ["224", "1.0"]  # MiB and s between writes: still writing after the last event
 
 
 @pytest.mark.parametrize("mode", ["scsi2", "pr"])
 def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys,
                                                 record_property):
-    run_and_check(["kill-a", "direct"], mode, [f"kill-a@{KILL_AT_S}"], tmp_path, capsys,
-                  record_property)
+    events, targets, writer = UNPLANNED[mode]
+    run_and_check(events, targets, ["direct", *writer], mode, tmp_path, capsys, record_property)
 
 
 def test_kernel_client_writes_through_planned_moves_and_a_rolling_restart(
         lab_host, tmp_path, capsys, record_property):
-    names = ",".join(event.split("@")[0] for event in PLANNED)
-    run_and_check([names, "direct", *PLANNED_WRITER], "pr", PLANNED, tmp_path, capsys,
+    run_and_check(PLANNED, "aggr1,aggr2", ["direct", *PLANNED_WRITER], "pr", tmp_path, capsys,
                   record_property)
 
 
-def run_and_check(check_args, mode, events, tmp_path, capsys, record_property) -> dict:
+def run_and_check(events, targets, writer_args, mode, tmp_path, capsys, record_property) -> dict:
+    """``events``: EVENT@SECONDS, ``!`` before one expected to be refused."""
     from labvm.cluster import default_python
 
+    names = [event.split("@")[0] for event in events]
+    check_args = ["--target", targets, ",".join(names), *writer_args]
     result = run_cluster([default_python(), *CHECK, *check_args], mode=mode,
-                         events=events, workdir=str(tmp_path), timeout_s=TIMEOUT_S)
+                         events=[event.lstrip("!") for event in events], workdir=str(tmp_path),
+                         timeout_s=TIMEOUT_S, after_ready=True)
     (tmp_path / "output.txt").write_text(result.text)
     timeline = parse_timeline(result.text)
     lines = [line for line in result.text.splitlines()
@@ -80,7 +102,8 @@ def run_and_check(check_args, mode, events, tmp_path, capsys, record_property) -
          f"daemons' logs: {tmp_path}):", *before_timeline[-150:]])
     assert timeline is not None, "no timeline printed"
     assert [(e["event"], e["outcome"]) for e in timeline["events"]] == [
-        (event.split("@")[0], "ok") for event in events], timeline["events"]
+        (name.lstrip("!"), "failed" if name.startswith("!") else "ok") for name in names], \
+        timeline["events"]
     changes = [c for c in timeline["ownership"] if c["node"] == "b"]
     assert any("aggr1" in c.get("aggregates_up", ()) for c in changes), changes
     return timeline

@@ -11,13 +11,26 @@ Unplanned (done to the processes and links, by PID and by ``ip``):
   when the connection broke (tests/lab/README.md); a real dead node sends no
   RST, so no request breaks that way.  Ends when the partner serves every
   aggregate (clusdisk reports it up, smbcad reports it online).
-- ``cut-a``: every link of A down (no RST); ends like ``kill-b`` would.
-- ``restart-a``: A's daemons get SIGTERM (clusdisk first) and are waited for,
-  then start again; ends when A serves its home aggregates again.
+- ``cut-a`` / ``cut-b``: smbcad frozen as for a kill until the client's
+  sockets to the node have nothing left to send, then every link of the
+  node down (no RST) and smbcad running again (the node lives on, cut off);
+  ends when the partner serves every aggregate.  The
+  partition is decided on the quorum LUN, which both nodes still reach: the
+  quorum owner preempts the standby's key and stays.  The owner is A at
+  first (it formed the cluster) and the node that took over after a kill (the
+  killed node rejoins as standby).  A cut of the standby moves its
+  aggregates to the owner; a cut of the owner moves nothing: it keeps every
+  aggregate on a node no client reaches (clusdisk watches no client
+  network) and the event times out.
+- ``restart-a`` / ``restart-b``: the node's daemons get SIGTERM (clusdisk
+  first: its clean shutdown hands its aggregates to the partner) and are
+  waited for, then start again; ends when the node is a member again and
+  the partner serves every aggregate (until a ``giveback``).
 
 Planned (a JSON request to a clusdisk control socket, after waiting, at
 most ``PLANNED_WAIT_S``, until clusdisk's status says it is possible when
-it has such a field): ``takeover-b`` (``takeover`` to B), ``giveback`` (to
+it has such a field): ``takeover-a`` / ``takeover-b`` (``takeover`` to A /
+B: the rolling upgrade's first step), ``giveback`` (to
 the node holding its partner's aggregates), ``relocate-aggr1`` (to aggr1's
 owner, ``to`` the other node), ``lif-migrate-lif1`` (to the node holding
 lif1, ``to`` the other).  An error answer fails the event, with the reason.
@@ -46,9 +59,11 @@ REJOIN_S = 420
 FREEZE_S = 3
 FREEZE_TRIES = 5
 FINISH_S = 600
-UNPLANNED = ("kill-a", "kill-b", "cut-a")
+READY_S = 600                    # --after-ready: at most this long for COMMAND's clients
+UNPLANNED = ("kill-a", "kill-b", "cut-a", "cut-b")
 # what a planned event waits for in the target's clusdisk status, when present
-POSSIBLE_FIELD = {"takeover-b": "takeover_possible", "giveback": "giveback_possible"}
+POSSIBLE_FIELD = {"takeover-a": "takeover_possible", "takeover-b": "takeover_possible",
+                  "giveback": "giveback_possible"}
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) (\S+) (\w+) (.*)$")
 SMBCAD_STEP = re.compile(r"adopt|releas|marker|mirror link|reconnected persistent|restored|"
                          r"degrad|refused|journal", re.IGNORECASE)
@@ -113,11 +128,15 @@ def client_send_queues(cluster, side: str) -> list[int]:
 class EventRunner(threading.Thread):
     """Runs the events at their times, one after the other; ``records``."""
 
-    def __init__(self, cluster, sampler, events: list[tuple[str, float]]) -> None:
+    def __init__(self, cluster, sampler, events: list[tuple[str, float]],
+                 ready_file=None, settle_s: float = 0.0) -> None:
         super().__init__(name="cluster-events", daemon=True)
         self.cluster = cluster
         self.sampler = sampler
         self.pending = list(events)
+        self.ready_file = ready_file       # times count from its creation (--after-ready)
+        self.ready_s = 0.0
+        self.settle_s = settle_s           # at least this long between two events
         self.records: list[dict] = []
         self._command_done = threading.Event()
 
@@ -126,11 +145,20 @@ class EventRunner(threading.Thread):
             out.write(json.dumps({"phase": phase, **record}) + "\n")
 
     def run(self) -> None:
+        if self.ready_file is not None:
+            deadline = time.monotonic() + READY_S
+            while not self.ready_file.exists() and time.monotonic() < deadline:
+                if self._command_done.wait(0.25):
+                    break
+            self.ready_s = round(self.cluster.clock(), 3)
+            print(f"cluster: COMMAND ready at {self.ready_s:.1f} s; the events' times count "
+                  f"from there", flush=True)
+        previous_end = float("-inf")
         for name, at in self.pending:
-            record = {"event": name, "at_s": at}
+            record = {"event": name, "at_s": at + self.ready_s}
             self.records.append(record)
-            wait = at - self.cluster.clock()
-            if wait > 0 and self._command_done.wait(wait):
+            wait = max(at + self.ready_s, previous_end + self.settle_s) - self.cluster.clock()
+            if self._command_done.is_set() or (wait > 0 and self._command_done.wait(wait)):
                 record.update(outcome="skipped", detail="COMMAND ended before its time")
                 continue
             record["start_s"] = round(self.cluster.clock(), 3)
@@ -142,6 +170,7 @@ class EventRunner(threading.Thread):
                     AssertionError) as exc:
                 record.update(outcome="failed", detail=str(exc))
             record["end_s"] = round(self.cluster.clock(), 3)
+            previous_end = record["end_s"]
             record["took_s"] = round(record["end_s"] - record["start_s"], 3)
             self._publish(record, "end")
             print(f"cluster: event {name} at {record['start_s']:.1f} s: {record['outcome']} "
@@ -210,12 +239,25 @@ class EventRunner(threading.Thread):
     def _kill_b(self, record: dict) -> str:
         return self._kill("B", record)
 
-    def _cut_a(self, record: dict) -> str:
-        self.cluster.topology.links_down("A")
-        return self._all_served_by("B", record, "every link of A down")
+    def _cut(self, side: str, record: dict) -> str:
+        # as for a kill: no request half sent when the links go (Debian 6.1
+        # fails it with ECONNABORTED once the tickle ACK resets the connection)
+        frozen = self._freeze(side)
+        self.cluster.topology.links_down(side)
+        self.cluster.nodes[side].signal("smbcad", signal.SIGCONT)   # the node lives on, cut off
+        record["killed_s"] = round(self.cluster.clock(), 3)
+        self._publish(record, "killed")
+        return self._all_served_by(OTHER[side], record, f"{frozen}, then every link of {side} "
+                                                        f"down and smbcad running again")
 
-    def _restart_a(self, record: dict) -> str:
-        node = self.cluster.nodes["A"]
+    def _cut_a(self, record: dict) -> str:
+        return self._cut("A", record)
+
+    def _cut_b(self, record: dict) -> str:
+        return self._cut("B", record)
+
+    def _restart(self, side: str, record: dict) -> str:
+        node = self.cluster.nodes[side]
         statuses = node.stop()
         record["stopped_s"] = round(self.cluster.clock(), 3)
         node.unmount_stale()
@@ -224,13 +266,23 @@ class EventRunner(threading.Thread):
         node.wait_sockets(("witnessd", "smbcad"))
         node.start(("clusdisk",))
         node.wait_sockets(("clusdisk",))
-        # A's clean shutdown handed its aggregates to B, and they stay there
-        # (no automatic giveback): A is back once it is a member again.
-        partner = self.cluster.nodes["B"]
+        record["started_s"] = round(self.cluster.clock(), 3)
+        # the clean shutdown handed the node's aggregates to its partner, and
+        # they stay there (no automatic giveback): the node is back once it
+        # is a member again.
+        other = OTHER[side]
+        partner = self.cluster.nodes[other]
         waited = self._wait(lambda: member(node) and serving(partner, list(AGGREGATES)),
-                            REJOIN_S, "A to rejoin as a member with B serving everything")
-        return f"stopped (exit statuses {statuses}), started again; A a member again after " \
-               f"{waited:.1f} s (B serves every aggregate until a giveback)"
+                            REJOIN_S, f"{side} to rejoin as a member with {other} serving "
+                                      f"everything")
+        return f"stopped (exit statuses {statuses}), started again; {side} a member again " \
+               f"after {waited:.1f} s ({other} serves every aggregate until a giveback)"
+
+    def _restart_a(self, record: dict) -> str:
+        return self._restart("A", record)
+
+    def _restart_b(self, record: dict) -> str:
+        return self._restart("B", record)
 
     # -- planned -----------------------------------------------------------------------
 
@@ -256,13 +308,52 @@ class EventRunner(threading.Thread):
                               f"{reply.get('error', 'no reason given')}")
         return f"clusdisk {side} answered ok"
 
-    def _holder_of_partner_aggregates(self) -> str:
+    def _fresh_statuses(self) -> dict:
+        """Both clusdisk statuses asked now (the sampler's may be a round old,
+        more when the host is loaded: right after a move it can still show
+        the aggregates where they were)."""
+        out = {}
         for side in SIDES:
-            status = self.sampler.latest[side] or {}
-            if any(a.get("up") and a.get("home") != status.get("node", {}).get("id")
-                   for a in status.get("aggregates", ())):
-                return side
-        raise EventFailed("no node holds its partner's aggregates: nothing to give back")
+            try:
+                reply = control(self.cluster.nodes[side], "clusdisk", {"command": "status"})
+            except ControlError:
+                reply = {}
+            out[side] = reply.get("status") or {}
+        return out
+
+    def _find(self, choose, what: str) -> str:
+        """The side ``choose(statuses)`` names, waiting (bounded) until it names one."""
+        found: list[str] = []
+
+        def named() -> bool:
+            side = choose(self._fresh_statuses())
+            if side:
+                found.append(side)
+            return bool(side)
+        try:
+            self._wait(named, PLANNED_WAIT_S, what)
+        except EventFailed as exc:
+            raise EventFailed(f"{exc}: {self._fresh_statuses()}") from None
+        return found[-1]
+
+    def _holder_of_partner_aggregates(self) -> str:
+        def holder(statuses: dict) -> str | None:
+            for side, status in statuses.items():
+                if any(a.get("up") and a.get("home") != status.get("node", {}).get("id")
+                       for a in status.get("aggregates", ())):
+                    return side
+            return None
+        return self._find(holder, "a node holding its partner's aggregates (to give back)")
+
+    def _owner_of(self, aggregate: str) -> str:
+        def owner(statuses: dict) -> str | None:
+            return next((side for side, status in statuses.items()
+                         if any(a["name"] == aggregate and a.get("up")
+                                for a in status.get("aggregates", ()))), None)
+        return self._find(owner, f"{aggregate} up on a node")
+
+    def _takeover_a(self, record: dict) -> str:
+        return self._planned(record, "A", {"command": "takeover", "version": 1})
 
     def _takeover_b(self, record: dict) -> str:
         return self._planned(record, "B", {"command": "takeover", "version": 1})
@@ -272,9 +363,7 @@ class EventRunner(threading.Thread):
                              {"command": "giveback", "version": 1})
 
     def _relocate_aggr1(self, record: dict) -> str:
-        owner = self.sampler.owner("aggr1")
-        if owner is None:
-            raise EventFailed("aggr1 is up on no node")
+        owner = self._owner_of("aggr1")
         return self._planned(record, owner, {"command": "relocate", "version": 1,
                                              "aggregate": "aggr1", "to": OTHER[owner].lower()})
 

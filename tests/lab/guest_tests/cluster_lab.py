@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))         # this checkout's smbca, as the daemons (c
 import guestlab  # noqa: E402
 from cluster_events import (UNPLANNED, EventRunner, log_steps, phases, serving,  # noqa: E402
                             smbcad_status)
-from cluster_nodes import (AGGREGATES, DAEMONS, PASSWORD, SIDES, USER, Node,  # noqa: E402
-                           Topology, make_filesystems)
+from cluster_nodes import (AGGREGATES, DAEMONS, NODE_ADDRESS, PASSWORD, SIDES, USER,  # noqa: E402
+                           Node, Topology, make_filesystems)
 from clusdisk_pair import CLUSTER_KEY, detach  # noqa: E402
 from smbca.control import ControlError, request_blocking  # noqa: E402
 
@@ -112,14 +112,6 @@ class Sampler(threading.Thread):
             self._last[side] = view
             self.changes.append({"t": round(self.clock(), 3), "node": side.lower(), **view})
 
-    def owner(self, aggregate: str) -> str | None:
-        for side in SIDES:
-            status = self.latest[side]
-            if status and any(a["name"] == aggregate and a.get("up")
-                              for a in status.get("aggregates", ())):
-                return side
-        return None
-
     def stop(self) -> None:
         self._halt.set()
         self.join(10)
@@ -144,6 +136,7 @@ class Cluster:
         self.wall0 = time.time()
         self.setup: dict[str, float] = {}
         self.events_file = self.root / "events.jsonl"
+        self.ready_file = self.root / "command-ready"
 
     def clock(self) -> float:
         """Seconds since COMMAND started (negative during the set-up)."""
@@ -192,7 +185,10 @@ class Cluster:
         env = dict(os.environ, SMBCA_LIF1=AGGREGATES["aggr1"][4], SMBCA_LIF2=AGGREGATES["aggr2"][4],
                    SMBCA_USER=USER, SMBCA_PASSWORD=PASSWORD,
                    SMBCA_WORKDIR=str(workdir or self.root), SMBCA_RUN_DIR=str(self.root),
-                   SMBCA_MODE=self.mode, SMBCA_EVENTS=str(self.events_file))
+                   SMBCA_MODE=self.mode, SMBCA_EVENTS=str(self.events_file),
+                   SMBCA_READY=str(self.ready_file),
+                   SMBCA_CLOCK0=f"{self.t0:.6f}",
+                   **{f"SMBCA_NODE_{side}": NODE_ADDRESS[side] for side in SIDES})
         for side, node in self.nodes.items():
             for aggregate, point in node.mount_points.items():
                 env[f"SMBCA_{aggregate.upper()}_MOUNT_{side}"] = point
@@ -241,6 +237,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mode", choices=("scsi2", "pr"), default="scsi2")
     parser.add_argument("--event", action="append", type=event_argument, default=[])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--after-ready", action="store_true")
+    parser.add_argument("--settle", type=float, default=0.0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -263,7 +261,9 @@ def main(argv: list[str]) -> int:
         cluster.wall0 = time.time()
         sampler = Sampler(cluster.nodes, cluster.clock)
         sampler.start()
-        runner = EventRunner(cluster, sampler, sorted(args.event, key=lambda e: e[1]))
+        runner = EventRunner(cluster, sampler, sorted(args.event, key=lambda e: e[1]),
+                             ready_file=cluster.ready_file if args.after_ready else None,
+                             settle_s=args.settle)
         proc = subprocess.Popen(cluster.topology.argv("client", *command), stdin=subprocess.DEVNULL,
                                 env=cluster.environment(args.workdir))
         runner.start()
@@ -278,6 +278,7 @@ def main(argv: list[str]) -> int:
             sampler.stop()
             timeline["ownership"] = sampler.changes
         if runner is not None:
+            timeline["ready_s"] = runner.ready_s
             timeline["events"] = runner.records
             for record in runner.records:
                 if "start_s" in record:

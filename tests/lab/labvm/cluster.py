@@ -19,8 +19,8 @@ from labvm.vm import LabOptions, RunResult, run
 
 DRIVER = GUEST_TESTS / "cluster_lab.py"
 MODES = ("scsi2", "pr")
-EVENTS = ("kill-a", "kill-b", "cut-a", "takeover-b", "giveback", "relocate-aggr1",
-          "lif-migrate-lif1", "restart-a")
+EVENTS = ("kill-a", "kill-b", "cut-a", "cut-b", "takeover-a", "takeover-b", "giveback",
+          "relocate-aggr1", "lif-migrate-lif1", "restart-a", "restart-b")
 LUNS = 3                          # quorum, data (aggr1), data2 (aggr2)
 DATA_MB = 512                     # per data LUN: ext4 made in seconds under TCG
 TIMELINE_START = "==== cluster timeline (JSON) ===="
@@ -50,7 +50,8 @@ def default_python() -> str:
 
 
 def cluster_command(command: Sequence[str], mode: str, events: Sequence[str], workdir: str,
-                    python: str | None = None) -> list[str]:
+                    python: str | None = None, after_ready: bool = False,
+                    settle_s: float = 0.0) -> list[str]:
     if mode not in MODES:
         raise ValueError(f"--mode {mode!r}: scsi2 or pr")
     for event in events:
@@ -60,18 +61,25 @@ def cluster_command(command: Sequence[str], mode: str, events: Sequence[str], wo
     argv = [python or default_python(), str(DRIVER), "--mode", mode, "--workdir", workdir]
     for event in events:
         argv += ["--event", event]
+    if after_ready:
+        argv.append("--after-ready")
+    if settle_s:
+        argv += ["--settle", str(settle_s)]
     return argv + ["--", *command]
 
 
 def run_cluster(command: Sequence[str], *, mode: str = "scsi2", events: Sequence[str] = (),
                 workdir: str, timeout_s: float = 1800, options: LabOptions | None = None,
                 python: str | None = None, output: BinaryIO | None = None,
-                on_ready=None) -> RunResult:
+                on_ready=None, after_ready: bool = False, settle_s: float = 0.0) -> RunResult:
     """Boot a guest, bring the pair up, run ``command`` in the client
     namespace with ``events`` injected.  ``workdir`` (a host directory) is
     writable in the guest: COMMAND's ``SMBCA_WORKDIR``, and where the run's
-    logs, configs and timeline.json land (``workdir/cluster-MODE/``)."""
-    argv = cluster_command(command, mode, events, str(Path(workdir).resolve()), python)
+    logs, configs and timeline.json land (``workdir/cluster-MODE/``).  ``after_ready``:
+    the events' times count from when ``command`` creates ``$SMBCA_READY``;
+    ``settle_s``: at least that long between one event's end and the next's start."""
+    argv = cluster_command(command, mode, events, str(Path(workdir).resolve()), python,
+                           after_ready, settle_s)
     base = options or LabOptions(data_mb=DATA_MB)
     writable = tuple(dict.fromkeys((*base.writable, str(Path(workdir).resolve()))))
     options = dataclasses.replace(base, luns=max(base.luns, LUNS), writable=writable,
