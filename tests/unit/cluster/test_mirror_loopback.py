@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,19 +253,46 @@ class AckLog:
     def on_message(self, message) -> None:
         self.acks.append(message)
 
+    def on_batch_end(self) -> None:
+        pass
+
+    def waits_for_acks(self) -> bool:
+        return False
+
     def on_connection_lost(self) -> None:
         pass
 
 
-def test_replica_group_commits_a_burst_of_appends(tmp_path):
+class WaitingOwner(AckLog):
+    """An aggregate the replica's node owns, with commits waiting for ACKs."""
+
+    aggregate = "aggr2"
+
+    def waits_for_acks(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("owner_waits", [False, True])
+def test_replica_group_commits_a_burst_of_appends(tmp_path, monkeypatch, owner_waits):
     """APPENDs that arrive while the replica's log syncs are written next as
     one frame (a resync by frames resends up to the whole window), and only
-    the last of their cumulative ACKs is sent; every record is on disk."""
+    the last of their cumulative ACKs is sent; every record is on disk.  The
+    connection thread writes them itself, unless the replica's node has
+    commits of its own waiting for ACKs on that connection: then the
+    replica's worker does (an fdatasync must not hold those ACKs up)."""
+    from smbcad.cluster.replica import ReplicaStore
+    writers = set()
+    write = ReplicaStore.write
+    monkeypatch.setattr(ReplicaStore, "write", lambda store, ops: (
+        writers.add(threading.current_thread().name.split("_")[0]), write(store, ops))[1])
+
     async def run():
         b = MirrorLink(node_id="b", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
                        peer=("127.0.0.1", 9), peer_node_id="a")
         replica = await ReplicaEndpoint.open(str(tmp_path), AGG, b)
         b.register(replica)
+        if owner_waits:
+            b.register(WaitingOwner())
         await b.start()
         a = MirrorLink(node_id="a", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
                        peer=("127.0.0.1", b.listen[1]), peer_node_id="b")
@@ -291,3 +319,4 @@ def test_replica_group_commits_a_burst_of_appends(tmp_path):
         engine.close()
     assert ags.position_of(found) == (0, 0, 50)
     assert {key for key in found if key != META_KEY} == set(range(1, 51))
+    assert writers == ({"smbcad-replica-aggr1"} if owner_waits else {"smbcad-mirror-a"})
