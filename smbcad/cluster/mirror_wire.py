@@ -4,14 +4,16 @@ answered, so the replica's receive → write → ACK path is on the latency of
 every commit).
 
 The event loop used to read the socket, hand each APPEND to a writer thread
-and take the write's completion back to send the ACK: two thread hops per
-frame on the partner, ~100 µs of a ~110 µs receive-to-ACK path that held a
-~26 µs write (measured; ``bench/mirror_hops.py``).  ``MirrorWire`` instead
-reads the socket on its own thread: it waits in ``poll``, feeds what
-``recv`` returns to the sans-IO ``MirrorConnection`` and gives the events to
-its ``WireHandler`` (``MirrorLink``) on that same thread, so the replica
-parses, writes, fsyncs and sends its ACK without waking anyone.  The event
-loop keeps dialing, accepting and everything that is not per-frame.
+and take the write's completion back to send the ACK: with the partner's
+copy on /dev/shm, 109 µs from reading an APPEND to sending its ACK around an
+11 µs write, ~40 µs of it the two hand-offs (loop → writer thread → loop;
+per-hop probes as in ``bench/mirror_hops.py --pin``).  ``MirrorWire``
+instead reads the socket on its own thread: it waits in ``poll``, feeds
+what ``recv`` returns to the sans-IO ``MirrorConnection`` and gives the
+events to its ``WireHandler`` (``MirrorLink``) on that same thread, so the
+replica parses, writes, fsyncs and sends its ACK without waking anyone:
+52 µs around an 8 µs write, the ACK's send() included.  The event loop
+keeps dialing, accepting and everything that is not per-frame.
 
 Sending is thread-safe (``send``; the loop sends APPENDs, the wire thread
 and a replica's worker send ACKs): under one lock the connection core

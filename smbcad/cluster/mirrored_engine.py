@@ -40,32 +40,59 @@ when the core was called on the loop, else through one
 the marker says outdated, the journal is first rewritten with the local
 image (``PrimaryMirror.start``).
 
-Measured (``bench/mirror_bench.py --commits 1000 --repeat 2``, this 2-core
-VM shared with other work, partner process on 127.0.0.1; medians of three
-runs interleaved with the previous design, where the writer thread queued
-the APPEND to the loop and blocked on a ``threading.Event`` for the ACK):
+Measured on this 2-core VM (one virtio disk, partner process on
+127.0.0.1, ``--pin``: this process on CPU 0, the partner on CPU 1; load
+average 1.5-1.8 from other work; ``bench/mirror_bench.py --repeat 1`` six
+times, interleaved with the previous design, where the partner's event loop
+read the APPEND, handed it to a writer thread and took its completion back
+to send the ACK; p50 medians, ratio to local-only in brackets):
 
-=====================  ==========  ===============  ===============
-p50                    local only  mirrored before  mirrored now
-=====================  ==========  ===============  ===============
-lone commit            255-270 µs  667 µs (2.7x)    594 µs (2.2x)
-CREATE+CLOSE           450 µs      1408 µs          1188 µs
-16 committers          29 k/s      14.7 k/s         16.3 k/s
-=====================  ==========  ===============  ===============
+=================  ==========  ================  ================
+p50                local only  mirrored before   mirrored now
+=================  ==========  ================  ================
+partner's copy on the same disk
+lone commit        278-280 µs  476 µs (1.72x)    434 µs (1.55x)
+CREATE+CLOSE       522-540 µs  934 µs (1.72x)    860 µs (1.64x)
+16 committers      28 k/s      19.4 k/s          20.3 k/s
+partner's copy on /dev/shm (a partner whose fsync is not behind ours)
+lone commit        280-290 µs  414 µs (1.43x)    381 µs (1.38x)
+CREATE+CLOSE       514-541 µs  784 µs (1.51x)    762 µs (1.41x)
+16 committers      27 k/s      21.2 k/s          21.9 k/s
+=================  ==========  ================  ================
 
-With ``--pin`` (partner on the other core; four runs each, interleaved):
-lone 475-506 µs against 542-641 µs before (1.75-1.9x of local only). The
-1.3x target is not met on this VM, and the primary's hops are no longer what
-bounds it. Pinned, the ACK comes 333-352 µs after ``begin``: the replica's
-two hops (loop → writer thread, ~47 µs; writer → loop, ~55 µs) around its
-165-200 µs write, plus the round trip. Unpinned, with the replica's
-fdatasync moved onto its event loop (an experiment, not kept: its loop must
-not wait on the disk) the ACK came 255 µs after ``begin`` instead of 370-440
-µs, yet the lone commit stayed at ~585 µs, because the loopback send of the
-APPEND wakes the partner onto a core this process needs (``begin`` then
-takes 100-200 µs of wall time) and both fdatasyncs share one virtio disk
-(the replica's takes 165-200 µs against 170-190 µs alone). Two machines,
-each with its own cores and disk, are what the target needs to be judged on.
+Where a lone commit's time goes now (``bench/mirror_hops.py --pin``, medians
+of 1000 commits, µs since the caller's await; local only: write starts at
+40, durable at 229, answered at 260):
+
+- here, before any write starts (both copies): begin at 33 (the store's
+  own part, as in local only), APPEND on the wire at 81: the engine and core
+  11, encoding and MAC ~5, the loopback send() ~25-31 (it delivers to the
+  partner and wakes its idle CPU); the local write starts at 108, 68 later
+  than local only (this CPU does all of it, in series);
+- the partner: the APPEND is read at 99 and its write starts at 127 (recv,
+  parse and MAC check, core: ~28), and it sends the ACK ~4 after its
+  fdatasync (no hop: the connection thread does all of it; before, 108 of
+  the partner's receive-to-ACK time were not the write, now ~71 including
+  the ACK's send());
+- same disk: the partner's copy is durable at 282 (its fdatasync runs with
+  ours on one disk), ours at 334; the ACK leaves at 323 (send() 35: it wakes
+  this idle CPU), is read at 351, parsed at 376, the loop resumes the batch
+  at 407 and answers at 425.  So the commit pays local only's 260, plus 68
+  before the writes start, plus the way back after the partner's write
+  (143 against local only's 30 after its own);
+- /dev/shm: the ACK is parsed at 202, before our write is durable (295);
+  answered at 349: the 68 before the write plus ~20 in ``finish``.
+
+The 1.3x target is not met on this machine: with the partner's copy on the
+same disk ~1.55x, on /dev/shm ~1.38x (1.29x in the best runs).  What remains
+is no longer a thread hop but (1) two loopback send()s that each wake an
+idle vCPU (~25-35 µs each here; a NIC's send returns without running the
+receiver) plus two wake-ups of a sleeping thread on the receiving side
+(~15-28 µs), and (2) ~40 µs of CPU in Python per round trip (engine, core,
+MAC and codec on both sides, the partner's log write), which on this VM
+shows as ~70 µs of wall time.  The target needs two machines (own disk,
+own cores, a NIC) or that per-frame work out of Python (the framing, MAC
+and log write in C, one syscall each way).
 
 The engine is the link's ``Endpoint`` for this aggregate (``position``,
 ``on_connected``, ``on_message``, ``on_batch_end``, ``on_connection_lost``,

@@ -14,8 +14,8 @@ loop is on the path from the APPEND's arrival to its ACK.
 Some writes go to a worker thread of the replica's own instead, which then
 sends their ACK itself (one thread hop, still no event loop):
 
-- a snapshot install (a new log generation of every record; ~1 s for 100 k
-  opens) must not stall the connection thread;
+- a snapshot install (it writes every record, then a new log generation of
+  them) must not stall the connection thread;
 - while this node's own aggregates wait for ACKs on the same connection
   (``MirrorLink.may_write_inline`` is False: both nodes own aggregates and
   commit), an fdatasync on the connection thread would hold those ACKs in
@@ -25,7 +25,8 @@ sends their ACK itself (one thread hop, still no event loop):
 While the worker holds actions, every later action of this replica queues
 behind them (disk actions keep their order) and the worker carries them out
 and sends their ACKs; once it has caught up the connection thread writes
-again.
+again.  (A write that sets off the log's own compaction, past 16 MB and 4x
+the live records, still compacts on the thread that writes.)
 
 The core is called from the connection thread, the worker and the loop
 (``status``), so every call into it holds ``_lock``; the disk itself is
