@@ -9,7 +9,9 @@ process on 127.0.0.1 holding the replica ("mirrored"):
 - CREATE+CLOSE: one coroutine creating then closing a persistent open;
 - 16 committers: 16 coroutines updating their own records (group commit).
 
-Reports p50/p99 latency per commit and commits/s, medians over the repeats.
+Reports p50/p99 latency per commit and commits/s, medians over the repeats,
+and each repeat's p50 and mirrored/local ratio (local and mirrored run back
+to back in each repeat, so the ratio of one repeat shares its load).
 
 ``--pin`` puts this process on CPU 0 and the partner on CPU 1, a little
 closer to two machines (on a 2-core VM the partner, woken by each APPEND,
@@ -125,11 +127,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--commits", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", default=None)
+def parse_partner_args(parser: argparse.ArgumentParser, replica) -> argparse.Namespace | None:
+    """Add --pin, --partner-dir and the partner process's --replica, and
+    parse.  In the partner process, run ``replica(*args.replica)`` and return
+    None; else pin this process (--pin) and return the arguments."""
     parser.add_argument("--pin", action="store_true",
                         help="this process on CPU 0, the partner on CPU 1")
     parser.add_argument("--partner-dir", default=None,
@@ -139,10 +140,21 @@ def main() -> None:
     parser.add_argument("--replica", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replica:
-        asyncio.run(replica_main(*args.replica))
-        return
+        asyncio.run(replica(*args.replica))
+        return None
     if args.pin:
         os.sched_setaffinity(0, {0})
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--commits", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", default=None)
+    args = parse_partner_args(parser, replica_main)
+    if args is None:
+        return
     key = secrets.token_bytes(32)
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     rates: dict[str, list[float]] = {}
@@ -174,15 +186,23 @@ def main() -> None:
             for name, values in lat.items():
                 results.setdefault((name, mode), []).append((pct(values, 0.5),
                                                              pct(values, 0.99)))
-    print(f"{'workload':16} {'mode':9} {'p50 µs':>8} {'p99 µs':>8} {'x local p50':>12}")
+    print(f"{'workload':16} {'mode':9} {'p50 µs':>8} {'p99 µs':>8} {'x local p50':>12}"
+          f"   p50 of each run (µs)")
     for name in ("lone", "create+close", "16 committers"):
         base = statistics.median(p50 for p50, _ in results[name, "local"])
         for mode in ("local", "mirrored"):
             p50 = statistics.median(v[0] for v in results[name, mode])
             p99 = statistics.median(v[1] for v in results[name, mode])
-            print(f"{name:16} {mode:9} {p50 * 1e6:8.0f} {p99 * 1e6:8.0f} {p50 / base:12.2f}")
+            runs = " ".join(f"{v[0] * 1e6:.0f}" for v in results[name, mode])
+            print(f"{name:16} {mode:9} {p50 * 1e6:8.0f} {p99 * 1e6:8.0f} {p50 / base:12.2f}"
+                  f"   {runs}")
+        ratios = sorted(m[0] / loc[0] for loc, m in zip(results[name, "local"],
+                                                        results[name, "mirrored"]))
+        print(f"{'':16} {'ratio':9} each run (mirrored/local p50): "
+              + " ".join(f"{r:.2f}" for r in ratios))
     for mode in ("local", "mirrored"):
-        print(f"16 committers, {mode}: {statistics.median(rates[mode]):.0f} commits/s")
+        print(f"16 committers, {mode}: {statistics.median(rates[mode]):.0f} commits/s "
+              f"(runs: {' '.join(f'{r:.0f}' for r in rates[mode])})")
 
 
 if __name__ == "__main__":

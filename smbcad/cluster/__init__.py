@@ -11,13 +11,16 @@ Modules (the first three are sans-IO; the layering test enforces it):
 - ``aggregate_state``: the aggregate's files (local copy, state.json, the
   marker and the degraded journal on the LUN) and the adoption rule.
 - ``replica``: ``ReplicaStore``, the replica's durable copy.
-- ``mirror_link``: the asyncio TCP link to the partner and the replica's
-  driver (``ReplicaEndpoint``).
+- ``mirror_link``: the link to the partner (listening, dialing and routing
+  on the event loop); ``mirror_wire``: one connection on a thread of its own
+  (reads, and thread-safe non-blocking sends);
+  ``replica_endpoint``: ``ReplicaEndpoint``, the replica's driver, which
+  writes and ACKs on that connection thread.
 - ``mirrored_engine``: ``MirroredEngine``, the ``SplitEngine`` under
   ``LocalHandleStore`` for an aggregate this node owns: the APPEND leaves
-  from the loop before the local write, the ACK is taken on the loop (its
-  docstring has the latency measured against local-only, and why this VM
-  stays above the 1.3x target).
+  from the loop before the local write, the ACK is taken on the connection
+  thread and wakes the loop once (its docstring has the latency measured
+  against local-only, hop by hop, and what is left above the 1.3x target).
 
 Wiring (the daemon owns these objects and injects them)::
 
@@ -38,11 +41,12 @@ from smbcad.cluster.aggregate_state import (
     load_for_adoption, read_marker, read_state)
 from smbcad.cluster.mirror_core import (
     MirrorFenced, MirrorStatus, PrimaryMirror, decide_resync)
-from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
+from smbcad.cluster.mirror_link import MirrorLink
 from smbcad.cluster.mirror_proto import MirrorConnection
 from smbcad.cluster.mirrored_engine import MirroredEngine
 from smbcad.cluster.replica import ReplicaStore
 from smbcad.cluster.replica_core import ReplicaMirror
+from smbcad.cluster.replica_endpoint import ReplicaEndpoint
 
 __all__ = [
     "Adoption",

@@ -11,60 +11,94 @@ engine is a ``SplitEngine`` (``smbcad.store.interface``): per batch,
    so the partner's write runs in parallel with ours;
 2. ``write_local`` (the store's writer thread) writes the ops to the local
    ``KeyedLogEngine`` (pwrite + fdatasync);
-3. ``finish`` (event loop) reports the local write to the core and waits
-   for its ``CommitDone``: the ACK (taken on the loop), or the degrade path
-   (journal reset, "outdated" marker, journal appends; on a journal thread
-   of its own).  The wait is bounded by ``ack_timeout_s +
-   degrade_budget_s``; past it, or if a journal/marker write fails (a fenced
-   LUN) or the partner reports a higher epoch, ``finish`` raises StoreFailed
-   and the store is poisoned: nothing is acknowledged that the next owner
-   cannot see.
+3. ``finish`` (event loop) reports the local write to the core; the batch
+   is done at once if its ACK came during the local write, else it waits
+   for its ``CommitDone``: the ACK, or the degrade path (journal reset,
+   "outdated" marker, journal appends; on a journal thread of its own).
+   The wait is bounded by ``ack_timeout_s + degrade_budget_s``; past it, or
+   if a journal/marker write fails (a fenced LUN) or the partner reports a
+   higher epoch, ``finish`` raises StoreFailed and the store is poisoned:
+   nothing is acknowledged that the next owner cannot see.
 
-So a commit costs the same two thread hops as a local one (loop → writer →
-loop), and the APPEND/ACK round trip overlaps the local write.
+The ACK is read and given to the core on the link's connection thread
+(``mirror_wire``), which then wakes the loop once for everything one read
+brought (``on_batch_end``): the same ``call_soon_threadsafe`` by which the
+writer thread wakes the loop after a local-only write.  So a commit costs
+the thread hops of a local one (loop → writer → loop), and a third wake-up
+(connection thread → loop) only when the ACK comes after the local write.
 
-The core is not thread-safe and is called from three threads (the loop,
-the journal thread, the writer thread in ``load``), so every call into it
-holds one lock.  What its actions ask of the loop (sends, timers, drops,
-resolving a batch's future) goes into one FIFO outbox under that lock and
-runs on the loop in the order the core issued it: at once when the core was
-called on the loop, else through one ``loop.call_soon_threadsafe``.
+The core is not thread-safe and is called from four threads (the loop, the
+connection thread, the journal thread, the writer thread in ``load``), so
+every call into it holds one lock.  What its actions ask of the loop (sends,
+timers, drops, resolving a batch's future) goes into one FIFO outbox under
+that lock and runs on the loop in the order the core issued it: at once
+when the core was called on the loop, else through one
+``loop.call_soon_threadsafe``.
 
 ``load()`` recovers the local copy, takes a never-used generation (a fresh
 2^32 block per start, in ``state.json`` before use) and starts the core; if
 the marker says outdated, the journal is first rewritten with the local
 image (``PrimaryMirror.start``).
 
-Measured (``bench/mirror_bench.py --commits 1000 --repeat 2``, this 2-core
-VM shared with other work, partner process on 127.0.0.1; medians of three
-runs interleaved with the previous design, where the writer thread queued
-the APPEND to the loop and blocked on a ``threading.Event`` for the ACK):
+Measured on this 2-core VM (one virtio disk, partner process on
+127.0.0.1, ``--pin``: this process on CPU 0, the partner on CPU 1; load
+average 1.5-1.8 from other work; ``bench/mirror_bench.py --repeat 1`` six
+times, interleaved with the previous design, where the partner's event loop
+read the APPEND, handed it to a writer thread and took its completion back
+to send the ACK; p50 medians, ratio to local-only in brackets):
 
-=====================  ==========  ===============  ===============
-p50                    local only  mirrored before  mirrored now
-=====================  ==========  ===============  ===============
-lone commit            255-270 µs  667 µs (2.7x)    594 µs (2.2x)
-CREATE+CLOSE           450 µs      1408 µs          1188 µs
-16 committers          29 k/s      14.7 k/s         16.3 k/s
-=====================  ==========  ===============  ===============
+=================  ==========  ================  ================
+p50                local only  mirrored before   mirrored now
+=================  ==========  ================  ================
+partner's copy on the same disk
+lone commit        278-280 µs  476 µs (1.72x)    434 µs (1.55x)
+CREATE+CLOSE       522-540 µs  934 µs (1.72x)    860 µs (1.64x)
+16 committers      28 k/s      19.4 k/s          20.3 k/s
+partner's copy on /dev/shm (a partner whose fsync is not behind ours)
+lone commit        280-290 µs  414 µs (1.43x)    381 µs (1.38x)
+CREATE+CLOSE       514-541 µs  784 µs (1.51x)    762 µs (1.41x)
+16 committers      27 k/s      21.2 k/s          21.9 k/s
+=================  ==========  ================  ================
 
-With ``--pin`` (partner on the other core; four runs each, interleaved):
-lone 475-506 µs against 542-641 µs before (1.75-1.9x of local only). The
-1.3x target is not met on this VM, and the primary's hops are no longer what
-bounds it. Pinned, the ACK comes 333-352 µs after ``begin``: the replica's
-two hops (loop → writer thread, ~47 µs; writer → loop, ~55 µs) around its
-165-200 µs write, plus the round trip. Unpinned, with the replica's
-fdatasync moved onto its event loop (an experiment, not kept: its loop must
-not wait on the disk) the ACK came 255 µs after ``begin`` instead of 370-440
-µs, yet the lone commit stayed at ~585 µs, because the loopback send of the
-APPEND wakes the partner onto a core this process needs (``begin`` then
-takes 100-200 µs of wall time) and both fdatasyncs share one virtio disk
-(the replica's takes 165-200 µs against 170-190 µs alone). Two machines,
-each with its own cores and disk, are what the target needs to be judged on.
+Where a lone commit's time goes now (``bench/mirror_hops.py --pin``, medians
+of 1000 commits, µs since the caller's await; local only: write starts at
+40, durable at 229, answered at 260):
 
-The loop side is the link's ``Endpoint`` for this aggregate (``position``,
-``on_connected``, ``on_message``, ``on_connection_lost``), and the ack timer
-runs on the loop (``SetTimer`` → ``loop.call_later`` → ``tick``).
+- here, before any write starts (both copies): begin at 33 (the store's
+  own part, as in local only), APPEND on the wire at 81: the engine and core
+  11, encoding and MAC ~5, the loopback send() ~25-31 (it delivers to the
+  partner and wakes its idle CPU); the local write starts at 108, 68 later
+  than local only (this CPU does all of it, in series);
+- the partner: the APPEND is read at 99 and its write starts at 127 (recv,
+  parse and MAC check, core: ~28), and it sends the ACK ~4 after its
+  fdatasync (no hop: the connection thread does all of it; before, 108 of
+  the partner's receive-to-ACK time were not the write, now ~71 including
+  the ACK's send());
+- same disk: the partner's copy is durable at 282 (its fdatasync runs with
+  ours on one disk), ours at 334; the ACK leaves at 323 (send() 35: it wakes
+  this idle CPU), is read at 351, parsed at 376, the loop resumes the batch
+  at 407 and answers at 425.  So the commit pays local only's 260, plus 68
+  before the writes start, plus the way back after the partner's write
+  (143 against local only's 30 after its own);
+- /dev/shm: the ACK is parsed at 202, before our write is durable (295);
+  answered at 349: the 68 before the write plus ~20 in ``finish``.
+
+The 1.3x target is not met on this machine: with the partner's copy on the
+same disk ~1.55x, on /dev/shm ~1.38x (1.29x in the best runs).  What remains
+is no longer a thread hop but (1) two loopback send()s that each wake an
+idle vCPU (~25-35 µs each here; a NIC's send returns without running the
+receiver) plus two wake-ups of a sleeping thread on the receiving side
+(~15-28 µs), and (2) ~40 µs of CPU in Python per round trip (engine, core,
+MAC and codec on both sides, the partner's log write), which on this VM
+shows as ~70 µs of wall time.  The target needs two machines (own disk,
+own cores, a NIC) or that per-frame work out of Python (the framing, MAC
+and log write in C, one syscall each way).
+
+The engine is the link's ``Endpoint`` for this aggregate (``position``,
+``on_connected``, ``on_message``, ``on_batch_end``, ``on_connection_lost``,
+``waits_for_acks``), and the ack timer runs on the loop (``SetTimer`` →
+``loop.call_later`` → ``tick``; a timer that fires earlier than asked is
+kept, so a run of commits arms one timer a second, not one each).
 """
 
 import asyncio
@@ -120,9 +154,11 @@ class MirroredEngine:
                                         thread_name_prefix=f"smbcad-journal-{aggregate}")
         self._waiters: dict[int, asyncio.Future] = {}
         self._outbox: deque[Callable[[], object]] = deque()
+        self._drain_scheduled = False      # a _drain is queued on the loop
         self._deadline: float | None = None
         self._failure: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0               # when _timer fires (the clock's time)
         self._closed = False
 
     # --- SplitEngine ---------------------------------------------------------------------
@@ -164,8 +200,12 @@ class MirroredEngine:
     def begin(self, changes: Mapping[int, bytes | None]) -> "_Batch":
         """Loop thread: number the batch and send its APPEND now, before the
         local write starts: the partner's path (round trip + its fsync) is
-        the longer one, so it starts first (measured: sending after handing
-        the write to the writer thread made the ACK ~130 µs later)."""
+        the longer one, so it starts first.  Measured the other way round
+        (the send queued behind the hand-off to the writer thread;
+        ``bench/mirror_hops.py --pin``): the writer thread takes the core
+        first, the APPEND leaves ~80 µs later and a lone commit took ~35 µs
+        longer with the partner's copy on /dev/shm and ~40 µs longer on the
+        same disk."""
         with self._lock:
             self._check()
             try:
@@ -178,24 +218,37 @@ class MirroredEngine:
         self._drain()
         return _Batch(self, mseq, ops, done)
 
-    async def _finish(self, batch: "_Batch") -> None:
-        """Loop thread, once the batch is durable here: wait for the ACK (or
-        the journal)."""
+    def _finish(self, batch: "_Batch") -> Awaitable[None]:
+        """Loop thread, once the batch is durable here: done at once if its
+        ACK came during the local write (else wait for it, or the journal).
+        A plain future, no ``wait_for``: the wake-up on the ACK costs what
+        the local-only path's does; the budget is a timer armed only when
+        the batch must wait."""
         mseq = batch.mseq
         self._call(lambda now: self._core.local_done(mseq, now), on_loop=True)
+        if batch.done.done():
+            with self._lock:
+                self._waiters.pop(mseq, None)
+                self._check()
+            return batch.done
+        return self._wait(batch)
+
+    async def _wait(self, batch: "_Batch") -> None:
+        mseq = batch.mseq
+        budget = self.ack_timeout_s + self.degrade_budget_s
+        overdue = self._loop.call_later(budget, self._overdue, mseq, budget)
         try:
-            if not batch.done.done():
-                budget = self.ack_timeout_s + self.degrade_budget_s
-                try:
-                    await asyncio.wait_for(batch.done, budget)
-                except TimeoutError:
-                    self._fail(StoreFailed(f"{self.aggregate}: batch {mseq} neither "
-                                           f"acknowledged nor journaled within {budget} s"))
+            await batch.done
         finally:
+            overdue.cancel()
             with self._lock:
                 self._waiters.pop(mseq, None)
         with self._lock:
             self._check()
+
+    def _overdue(self, mseq: int, budget: float) -> None:
+        self._fail(StoreFailed(f"{self.aggregate}: batch {mseq} neither acknowledged nor "
+                               f"journaled within {budget} s"))
 
     def close(self) -> None:
         with self._lock:
@@ -212,20 +265,30 @@ class MirroredEngine:
         with self._lock:
             return None if self._core is None else self._core.status()
 
-    # --- Endpoint (the loop thread) ----------------------------------------------------
+    # --- Endpoint (the link's connection thread; on_connected also the loop) ----------
 
     def position(self) -> AggregatePosition:
         with self._lock:
             return self._core.position()
 
     def on_connected(self, peer: AggregatePosition) -> None:
-        self._call(lambda now: self._core.connected(peer, now), on_loop=True)
+        self._call(lambda now: self._core.connected(peer, now), on_loop=False)
 
     def on_message(self, message: Message) -> None:
-        self._call(lambda now: self._core.received(message, now), on_loop=True)
+        """An ACK or REFUSE: the core takes it here; what it asks of the loop
+        (resolving the batch, a send) waits for ``on_batch_end``."""
+        with self._lock:
+            if self._failure is None and not self._closed:
+                self._dispatch(self._core.received(message, self._clock()))
+
+    def on_batch_end(self) -> None:
+        self._wake(on_loop=False)          # one loop wake-up for all ACKs of one read
 
     def on_connection_lost(self) -> None:
-        self._call(self._core.connection_lost, on_loop=True)
+        self._call(self._core.connection_lost, on_loop=False)
+
+    def waits_for_acks(self) -> bool:
+        return bool(self._waiters)
 
     def partner_lost(self) -> None:
         """clusdisk says the partner is dead: degrade now if anything waits
@@ -241,11 +304,19 @@ class MirroredEngine:
         self._wake(on_loop)
 
     def _wake(self, on_loop: bool) -> None:
-        """Run the outbox: now on the loop, else through one loop wake-up."""
+        """Run the outbox: now on the loop, else through one loop wake-up
+        (none if one is already on its way)."""
         if on_loop:
             self._drain()
-        elif self._outbox:
+            return
+        with self._lock:
+            if not self._outbox or self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        try:
             self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            pass                           # the loop is closed: nobody waits any more
 
     def _drain(self) -> None:
         """Loop thread: what the core asked of the loop, in the order asked.
@@ -254,6 +325,7 @@ class MirroredEngine:
         while True:
             with self._lock:
                 if not self._outbox:
+                    self._drain_scheduled = False
                     return
                 item = self._outbox.popleft()
             item()
@@ -306,13 +378,19 @@ class MirroredEngine:
 
     def _arm(self) -> None:
         """Loop thread: one ack timer, at the latest SetTimer's deadline (the
-        outbox may run an older SetTimer's item after a newer one was set)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        outbox may run an older SetTimer's item after a newer one was set).
+        A timer already armed no later than that stays: an early ``tick``
+        changes nothing but asks for the timer again, so a run of commits
+        costs one timer a second instead of one each."""
         with self._lock:
             at = self._deadline
+        if self._timer is not None:
+            if at is not None and self._timer_at <= at:
+                return
+            self._timer.cancel()
+            self._timer = None
         if at is not None:
+            self._timer_at = at
             self._timer = self._loop.call_later(max(0.0, at - self._clock()), self._tick)
 
     def _tick(self) -> None:

@@ -6,11 +6,13 @@ B killed → A degrades (marker outdated, journal) and keeps answering; B back
 cleared, journal gone."""
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,37 +254,77 @@ class AckLog:
     def on_message(self, message) -> None:
         self.acks.append(message)
 
+    def on_batch_end(self) -> None:
+        pass
+
+    def waits_for_acks(self) -> bool:
+        return False
+
     def on_connection_lost(self) -> None:
         pass
 
 
-def test_replica_group_commits_a_burst_of_appends(tmp_path):
+def append(mseq: int) -> Append:
+    return Append(AGG, 0, mseq, ((mseq, encode(record(mseq))),
+                                 (META_KEY, encode_position(0, 0, mseq))))
+
+
+@contextlib.asynccontextmanager
+async def replica_and_primary(tmp_path, *also_on_b):
+    """Node b keeps a replica of AGG (plus ``also_on_b`` endpoints); node a
+    registers an AckLog for AGG and dials b.  Yields (a, replica, acks)."""
+    b = MirrorLink(node_id="b", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                   peer=("127.0.0.1", 9), peer_node_id="a")
+    replica = await ReplicaEndpoint.open(str(tmp_path), AGG, b)
+    b.register(replica)
+    for endpoint in also_on_b:
+        b.register(endpoint)
+    await b.start()
+    a = MirrorLink(node_id="a", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                   peer=("127.0.0.1", b.listen[1]), peer_node_id="b")
+    acks = AckLog()
+    a.register(acks)
+    await a.start()
+    try:
+        await until(lambda: a.is_open and b.is_open)
+        yield a, b, replica, acks
+    finally:
+        await a.stop()
+        await b.stop()
+        await replica.close()
+
+
+class WaitingOwner(AckLog):
+    """An aggregate the replica's node owns, with commits waiting for ACKs."""
+
+    aggregate = "aggr2"
+
+    def waits_for_acks(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("owner_waits", [False, True])
+def test_replica_group_commits_a_burst_of_appends(tmp_path, monkeypatch, owner_waits):
     """APPENDs that arrive while the replica's log syncs are written next as
     one frame (a resync by frames resends up to the whole window), and only
-    the last of their cumulative ACKs is sent; every record is on disk."""
+    the last of their cumulative ACKs is sent; every record is on disk.  The
+    connection thread writes them itself, unless the replica's node has
+    commits of its own waiting for ACKs on that connection: then the
+    replica's worker does (an fdatasync must not hold those ACKs up)."""
+    from smbcad.cluster.replica import ReplicaStore
+    writers = set()
+    write = ReplicaStore.write
+    monkeypatch.setattr(ReplicaStore, "write", lambda store, ops: (
+        writers.add(threading.current_thread().name.split("_")[0]), write(store, ops))[1])
+
     async def run():
-        b = MirrorLink(node_id="b", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
-                       peer=("127.0.0.1", 9), peer_node_id="a")
-        replica = await ReplicaEndpoint.open(str(tmp_path), AGG, b)
-        b.register(replica)
-        await b.start()
-        a = MirrorLink(node_id="a", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
-                       peer=("127.0.0.1", b.listen[1]), peer_node_id="b")
-        acks = AckLog()
-        a.register(acks)
-        await a.start()
-        try:
-            await until(lambda: a.is_open and b.is_open)
+        async with replica_and_primary(tmp_path, *([WaitingOwner()] if owner_waits else [])
+                                       ) as (a, _, _, acks):
             for mseq in range(1, 51):
-                assert a.send(Append(AGG, 0, mseq, ((mseq, encode(record(mseq))),
-                                                    (META_KEY, encode_position(0, 0, mseq)))))
+                assert a.send(append(mseq))
             await until(lambda: acks.acks and acks.acks[-1].mseq == 50)
             assert len(acks.acks) < 25, f"{len(acks.acks)} ACKs for 50 APPENDs"
             assert [ack.mseq for ack in acks.acks] == sorted({ack.mseq for ack in acks.acks})
-        finally:
-            await a.stop()
-            await b.stop()
-            await replica.close()
     asyncio.run(run())
     engine = ags.KeyedLogEngine(ags.copy_dir(str(tmp_path), AGG))
     try:
@@ -291,3 +333,31 @@ def test_replica_group_commits_a_burst_of_appends(tmp_path):
         engine.close()
     assert ags.position_of(found) == (0, 0, 50)
     assert {key for key in found if key != META_KEY} == set(range(1, 51))
+    assert writers == ({"smbcad-replica-aggr1"} if owner_waits else {"smbcad-mirror-a"})
+
+
+def test_a_replica_whose_write_fails_never_acks_again_and_drops_the_link(tmp_path, monkeypatch):
+    """A failed replica write leaves the copy unknown: no ACK for that frame
+    or any later one, the replica leaves the link and the connection is
+    closed (the primary then degrades or resyncs elsewhere)."""
+    from smbcad.cluster.replica import ReplicaStore
+    write = ReplicaStore.write
+
+    def write_or_fail(store, ops):
+        if any(key == 3 for key, _ in ops):
+            raise OSError(5, "Input/output error")
+        write(store, ops)
+    monkeypatch.setattr(ReplicaStore, "write", write_or_fail)
+
+    async def run():
+        async with replica_and_primary(tmp_path) as (a, b, replica, acks):
+            for mseq in range(1, 3):
+                assert a.send(append(mseq))
+                await until(lambda: acks.acks and acks.acks[-1].mseq == mseq)
+            for mseq in range(3, 6):
+                a.send(append(mseq))
+            await until(lambda: b.drops >= 1 and replica.failure is not None)
+            await asyncio.sleep(0.1)
+            assert max(ack.mseq for ack in acks.acks) == 2
+            assert AGG not in b._endpoints
+    asyncio.run(run())
