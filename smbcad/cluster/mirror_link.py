@@ -44,6 +44,9 @@ from smbcad.cluster.replica_endpoint import ReplicaEndpoint
 __all__ = ["Endpoint", "MirrorLink", "ReplicaEndpoint"]
 
 log = logging.getLogger("smbcad.cluster")
+# A connection accepted while another is up must prove itself (an authenticated
+# HELLO from the partner) within this, or it goes.
+CANDIDATE_HELLO_S = 5.0
 
 
 class Endpoint(Protocol):
@@ -90,6 +93,8 @@ class MirrorLink:
         self._route_lock = threading.Lock()      # _endpoints, _open_wire, _peer_hello
         self._wire: MirrorWire | None = None     # the connection, from accept/dial to its end
         self._open_wire: MirrorWire | None = None   # ... once the peer's HELLO was taken
+        # Accepted while another connection was up, not yet proven by a HELLO.
+        self._candidates: set[MirrorWire] = set()
         self._peer_hello: Hello | None = None
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task | None = None
@@ -248,17 +253,23 @@ class MirrorLink:
                 log.warning("mirror link: accept failed: %s", exc)
                 await asyncio.sleep(self.backoff_s[0])
                 continue
-            if self.dials or self._wire is not None:
-                sock.close()                 # we dial, or a connection exists already
+            if self.dials or self._candidates:
+                # We dial; or a second new connection is already proving itself.
+                sock.close()
                 continue
-            task = self._loop.create_task(self._run(sock))
+            # A connection may exist already: a partner that lost power or its
+            # link sent no FIN, and it dials again after its restart.  The new
+            # one replaces the old once its HELLO is authenticated (``_hello``);
+            # until then the old one keeps serving.
+            task = self._loop.create_task(self._run(sock, candidate=self._wire is not None))
             self._runs.add(task)
             task.add_done_callback(self._runs.discard)
 
     # --- one connection ------------------------------------------------------------
 
-    async def _run(self, sock: socket.socket) -> None:
-        """Hand ``sock`` to a connection thread and wait for its end."""
+    async def _run(self, sock: socket.socket, candidate: bool = False) -> None:
+        """Hand ``sock`` to a connection thread and wait for its end; a
+        ``candidate`` arrived while another connection was up."""
         loop = self._loop
         ended = loop.create_future()
 
@@ -275,12 +286,24 @@ class MirrorLink:
         except OSError:
             sock.close()
             raise
-        self._wire = wire
+        if candidate:
+            self._candidates.add(wire)
+        else:
+            self._wire = wire
         wire.start()
         try:
+            if candidate:
+                try:
+                    await asyncio.wait_for(asyncio.shield(ended), CANDIDATE_HELLO_S)
+                except asyncio.TimeoutError:
+                    if wire in self._candidates:     # no authenticated HELLO: not our partner
+                        log.warning("mirror link: a second connection sent no valid HELLO "
+                                    "in %.0f s: closing it", CANDIDATE_HELLO_S)
+                        wire.close()
             await ended
         finally:
             wire.close()
+            self._candidates.discard(wire)
             if self._wire is wire:
                 self._wire = None
 
@@ -327,6 +350,16 @@ class MirrorLink:
         return True
 
     def _hello(self, wire: MirrorWire, hello: Hello) -> None:
+        old = self._open_wire if self._open_wire is not wire else None
+        if old is not None:
+            # The partner proved itself on a new connection: the old one is
+            # dead (no FIN reached us) and goes, as if it had dropped.
+            log.warning("mirror link: %s (incarnation %d) connected again: closing the old "
+                        "connection", hello.node_id, hello.incarnation)
+            old.close()
+            self.wire_closed(old)
+        self._candidates.discard(wire)
+        self._wire = wire
         with self._route_lock:
             self._open_wire, self._peer_hello = wire, hello
             self.connects += 1

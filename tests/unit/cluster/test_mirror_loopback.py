@@ -361,3 +361,42 @@ def test_a_replica_whose_write_fails_never_acks_again_and_drops_the_link(tmp_pat
             assert max(ack.mseq for ack in acks.acks) == 2
             assert AGG not in b._endpoints
     asyncio.run(run())
+
+
+def test_a_partner_that_vanished_without_fin_is_replaced_by_its_new_connection(tmp_path):
+    """The partner lost power (or its link) with the connection up: no FIN
+    reached b, whose connection lives on.  Restarted, the partner dials again:
+    its authenticated HELLO replaces the dead connection at once, instead of
+    being refused until TCP gives up (which never happens on an idle link)."""
+    import secrets
+    import socket
+
+    from smbcad.cluster.mirror_proto import FEATURES, NONCE_BYTES, Hello, MirrorConnection
+
+    async def run():
+        b = MirrorLink(node_id="b", cluster_key=KEY, incarnation=1, listen=("127.0.0.1", 0),
+                       peer=("127.0.0.1", 9), peer_node_id="a")
+        await b.start()
+        # The old a: handshakes, then goes silent with its socket open.
+        dead = socket.create_connection(b.listen)
+        conn = MirrorConnection(KEY, Hello("a", secrets.token_bytes(NONCE_BYTES), 1), FEATURES)
+        dead.sendall(conn.data_to_send())
+        await until(lambda: b.is_open)
+        assert b.connects == 1
+        # Something that is not the partner cannot push it out.
+        intruder = socket.create_connection(b.listen)
+        intruder.sendall(b"\x00" * 64)
+        a = MirrorLink(node_id="a", cluster_key=KEY, incarnation=2, listen=("127.0.0.1", 0),
+                       peer=("127.0.0.1", b.listen[1]), peer_node_id="b",
+                       backoff_s=(0.05, 0.2))
+        await a.start()
+        try:
+            await until(lambda: a.is_open and b.connects == 2)
+            assert b.is_open and b.drops == 1
+            assert b._peer_hello.incarnation == 2
+        finally:
+            await a.stop()
+            await b.stop()
+            dead.close()
+            intruder.close()
+    asyncio.run(run())
