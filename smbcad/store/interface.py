@@ -138,9 +138,11 @@ class BegunCommit(Protocol):
 
 class SplitEngine(Protocol):
     """A durable backend whose commits also have a part on the event loop:
-    the partner mirror sends a batch before the local write starts and takes
-    the partner's acknowledgment there, so neither costs a thread hop (a
-    wake-up is ~70-100 µs on a small VM, the size of a local fsync).
+    the partner mirror sends a batch from the loop before the local write
+    starts, so the send costs no thread hop (a wake-up is ~25-100 µs on a
+    small VM, the size of a local fsync); the partner's acknowledgment is
+    taken on the mirror connection's own thread, which wakes the loop once
+    per read (``smbcad.cluster.mirror_wire``).
     Instead of ``Engine.write``, ``LocalHandleStore`` calls ``begin``, runs
     ``write_local`` on the writer thread, then awaits ``finish``; ``load``
     and ``close`` are as in ``Engine``."""
