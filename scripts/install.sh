@@ -206,7 +206,7 @@ start_background() {
     pid=$!
     echo "$pid" >"$pidfile"
     for _ in $(seq 300); do
-        if tail -c +"$((offset + 1))" "$logfile" | grep -q '^smbcad: listening on'; then
+        if tail -c +"$((offset + 1))" "$logfile" | grep -q 'smbcad: listening on'; then
             return
         fi
         kill -0 "$pid" 2>/dev/null || break

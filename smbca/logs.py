@@ -128,10 +128,10 @@ class JournalHandler(logging.Handler):
 
 class LineFormatter(logging.Formatter):
     """One line per event: ``NAME: MESSAGE`` (info) or ``NAME: LEVEL: MESSAGE``,
-    prefixed with the local time (ISO 8601) when ``timestamps``."""
+    prefixed with the local time (``YYYY-MM-DD HH:MM:SS,mmm``) when ``timestamps``."""
 
     def __init__(self, timestamps: bool) -> None:
-        super().__init__(datefmt="%Y-%m-%dT%H:%M:%S%z")
+        super().__init__()
         self.timestamps = timestamps
 
     def format(self, record: logging.LogRecord) -> str:
@@ -201,7 +201,9 @@ def setup_logging(identifier: str, level: str, env: SystemdEnv, *,
                 handler = None          # no journald socket after all: plain stderr
         if handler is None:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(LineFormatter(timestamps=False))
+            # Not the journal: nothing else stamps these lines (a terminal,
+            # a file they are redirected to, a test harness reading them).
+            handler.setFormatter(LineFormatter(timestamps=True))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "smbca_sink", False)]:
         root.removeHandler(old)         # set up again (tests); others' handlers stay

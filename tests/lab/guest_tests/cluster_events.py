@@ -64,7 +64,9 @@ UNPLANNED = ("kill-a", "kill-b", "cut-a", "cut-b")
 # what a planned event waits for in the target's clusdisk status, when present
 POSSIBLE_FIELD = {"takeover-a": "takeover_possible", "takeover-b": "takeover_possible",
                   "giveback": "giveback_possible"}
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) (\S+) (\w+) (.*)$")
+# smbca.logs on stderr: "TIME NAME: MESSAGE" (info) or "TIME NAME: LEVEL: MESSAGE"
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) (\S+): "
+                      r"(?:(debug|warning|error|critical): )?(.*)$")
 SMBCAD_STEP = re.compile(r"adopt|releas|marker|mirror link|reconnected persistent|restored|"
                          r"degrad|refused|journal", re.IGNORECASE)
 MAX_LOG_LINES = 80
@@ -400,7 +402,8 @@ def log_steps(cluster, record: dict) -> list[dict]:
                     continue
                 if daemon == "smbcad" and not SMBCAD_STEP.search(match.group(5)):
                     continue
-                lines.append((at, side.lower(), daemon, match.group(4), match.group(5)))
+                lines.append((at, side.lower(), daemon, match.group(4) or "info",
+                              match.group(5)))
     lines.sort()
     steps, previous = [], None
     for at, node, daemon, level, message in lines[:MAX_LOG_LINES]:
