@@ -11,12 +11,14 @@ from clusdisk import placement_record as record
 from clusdisk.scsi import cdb
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.pages import parse_read_capacity_16
+from clusdisk.scsi.sense import SenseKey
 
 
 class QuorumPlacement:
     def __init__(self, device) -> None:
         self.device = device
         self._block_size: int | None = None
+        self._fua = True
 
     async def _geometry(self) -> int:
         """The block size, checked once: the record must fit the LUN."""
@@ -51,7 +53,19 @@ class QuorumPlacement:
         size = await self._geometry()
         slot = record.slot_of(placement_json["generation"])
         lba = (record.RECORD_OFFSET_BYTES + slot * record.SLOT_BYTES) // size
-        result = await self.device.execute(
-            cdb.write_16(lba, record.encode(placement_json, writer), size, fua=True))
+        data = record.encode(placement_json, writer)
+        result = await self.device.execute(cdb.write_16(lba, data, size, fua=self._fua))
+        if self._fua and _refuses_fua(result.outcome):
+            # LIO refuses FUA on a LUN whose write cache is off (its writes
+            # reach the medium before they complete anyway): write plainly.
+            self._fua = False
+            result = await self.device.execute(cdb.write_16(lba, data, size, fua=False))
         if not result.outcome.ok:
             raise ScsiError(f"writing the placement record: {result.outcome.describe()}")
+
+
+def _refuses_fua(outcome) -> bool:
+    """ILLEGAL REQUEST, 24/00 invalid field in CDB: the answer to a FUA bit
+    the device does not take."""
+    return (outcome.sense_key == SenseKey.ILLEGAL_REQUEST
+            and (outcome.asc, outcome.ascq) == (0x24, 0x00))

@@ -85,6 +85,8 @@ class FakeLun:
     pending_ua: dict = field(default_factory=dict)           # nexus -> deque[(asc, ascq)]
     offline: set = field(default_factory=set)
     hang_preempt_and_abort: bool = False
+    # LIO with its write cache off refuses a WRITE with FUA: 24/00 invalid field in CDB.
+    refuses_fua: bool = False
     journal: list = field(default_factory=list)              # (nexus, what)
     storage: dict = field(default_factory=dict)              # lba -> block
 
@@ -326,6 +328,8 @@ class FakeLun:
         args = self._rw_args(cdb)
         if args is None or len(data_out) != args[1] * self.block_size:
             return check(ILLEGAL_REQUEST, 0x21, 0x00)
+        if self.refuses_fua and cdb[1] & 0x08:
+            return check(ILLEGAL_REQUEST, 0x24, 0x00)
         lba, count = args
         for i in range(count):
             self.storage[lba + i] = data_out[i * self.block_size:(i + 1) * self.block_size]

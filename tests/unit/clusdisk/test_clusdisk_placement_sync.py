@@ -256,3 +256,14 @@ def test_reconcile_takes_a_superseding_placement_only_while_both_are_idle():
     assert k.reconcile({**status, "owns_quorum": True, "placement_record": tie.to_json()},
                        idle=True)
     assert k.placement == tie
+
+
+def test_quorum_record_written_without_fua_on_a_lun_that_refuses_it():
+    """LIO with its write cache off answers a FUA WRITE with 24/00 (seen in
+    the lab): the record is written plainly, and FUA is not tried again."""
+    lun = FakeLun(refuses_fua=True)
+    shared = QuorumPlacement(lun.device(0))
+    run(shared.write({"owner": {"aggr1": 1}, "lif_node": {}, "generation": 1}, 1))
+    run(shared.write({"owner": {"aggr1": 2}, "lif_node": {}, "generation": 2}, 1))
+    assert run(shared.read())["generation"] == 2
+    assert shared._fua is False
