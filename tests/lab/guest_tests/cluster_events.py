@@ -57,6 +57,11 @@ PLANNED_REPLY_S = 300
 TAKEOVER_S = 300                 # unplanned: partner loss -> everything served (TCG)
 REJOIN_S = 420
 FREEZE_S = 3
+# Frozen this long before the send queues count: longer than the writers'
+# gap between WRITEs (0.5 s), so the next WRITE is issued into the frozen
+# server and is cut off by the kill (an empty queue at once only means the
+# writer was between WRITEs).
+FREEZE_SETTLE_S = 1.0
 FREEZE_TRIES = 5
 FINISH_S = 600
 READY_S = 600                    # --after-ready: at most this long for COMMAND's clients
@@ -210,6 +215,7 @@ class EventRunner(threading.Thread):
         queues: list[int] = []
         for attempt in range(1, FREEZE_TRIES + 1):
             node.signal("smbcad", signal.SIGSTOP)
+            time.sleep(FREEZE_SETTLE_S)
             deadline = time.monotonic() + FREEZE_S
             queues = client_send_queues(self.cluster, side)
             while any(queues) and time.monotonic() < deadline:
