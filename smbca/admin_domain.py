@@ -10,8 +10,10 @@ The client-access names are ``server.server_name`` of smbcad's config plus
 any ``--name``; the keytab goes to ``server.keytab`` (else ``--keytab``, else
 /etc/smbca/krb5.keytab).  Without ``--password-file`` the admin password is
 asked for on the terminal; ``--password-file -`` reads it from standard
-input (automation).  Copy the keytab to the partner node after a join: both
-nodes are the same computer account.  Exit 0 on success (status: joined and
+input (automation).  The join also keeps the machine account's password
+(for NETLOGON, NTLM pass-through) in ``KEYTAB.machine.json``, root-only.
+Copy both files to the partner node after a join: both nodes are the same
+computer account.  Exit 0 on success (status: joined and
 the machine password works), 1 if not, 2 on a usage error.
 """
 
@@ -22,7 +24,8 @@ import subprocess
 import sys
 
 from smbca.config import ConfigError, read_yaml
-from smbca.domain import DEFAULT_KEYTAB, DomainError, Membership, keytab_principals
+from smbca.domain import (DEFAULT_KEYTAB, DomainError, Membership, keytab_principals,
+                          machine_account_path, parse_join_details)
 
 SMBCAD_CONFIG = "/etc/smbca/smbcad.yaml"
 
@@ -145,31 +148,55 @@ def _join(membership: Membership, args) -> int:
     if result.returncode != 0:
         return _failed("join", result)
     os.chmod(membership.keytab, 0o600)
+    record = machine_account_path(membership.keytab)
+    _write_private(record, parse_join_details(result.stdout, membership.realm).to_json())
     print(f"joined {membership.realm} as {membership.computer_name}$; keytab "
-          f"{membership.keytab} (copy it to the partner node)")
+          f"{membership.keytab} and machine account {record} (copy both to the "
+          "partner node)")
     for spn in membership.service_principals():
         print(f"  {spn}")
     return 0
+
+
+def _write_private(path: str, text: str) -> None:
+    """``text`` into ``path``, mode 0600 from the start (it holds the machine
+    password), replacing any older file at once."""
+    tmp = f"{path}.tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def _leave(membership: Membership, args) -> int:
     result = _adcli(membership.leave_argv(args.user), _password(args))
     if result.returncode != 0:
         return _failed("leave", result)
-    try:
-        os.unlink(membership.keytab)
-    except FileNotFoundError:
-        pass
+    for path in (membership.keytab, machine_account_path(membership.keytab)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
     print(f"left {membership.realm}: {membership.computer_name}$ deleted, "
-          f"{membership.keytab} removed (remove the partner's copy too)")
+          f"{membership.keytab} and its machine account record removed (remove the "
+          "partner's copies too)")
     return 0
 
 
 def _status(membership: Membership, args) -> int:
     principals = _principals(membership.keytab)
     result = _adcli(membership.testjoin_argv())
+    record = machine_account_path(membership.keytab)
     answer = {"realm": membership.realm, "account": f"{membership.computer_name}$",
               "keytab": membership.keytab, "principals": principals,
+              # Without it NTLM for domain users (NETLOGON) is off; Kerberos works.
+              "machine_account_record": record if os.path.exists(record) else None,
               # AD compares SPNs without case, and so does the acceptor (it
               # tries every key of the one account).
               "missing": [spn for spn in membership.service_principals()
@@ -186,4 +213,7 @@ def _status(membership: Membership, args) -> int:
               f"{'' if answer['machine_password_ok'] else ': ' + answer['detail']}")
         for spn in answer["missing"]:
             print(f"missing from the keytab: {spn}")
+        if answer["machine_account_record"] is None:
+            print(f"no machine account record at {record}: NTLM for domain users is off "
+                  "(join again)")
     return 0 if answer["machine_password_ok"] and not answer["missing"] else 1

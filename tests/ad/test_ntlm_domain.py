@@ -1,0 +1,135 @@
+"""NTLM for domain users by pass-through to the DC over NETLOGON (issue 12
+item 3), with real smbclient against a real Samba AD DC: Kerberos off, the
+user named ``SMBCA\\user``.  The session's signing and encryption keys come
+from the SessionBaseKey the DC returned, so a signed or encrypted session
+that works proves the pass-through's key."""
+
+import json
+import os
+import stat
+
+import pytest
+
+import samba_dc
+from ad_member import LOCAL_PASSWORD, LOCAL_USER, MemberSmbcad
+
+pytestmark = pytest.mark.root
+
+ALICE = f"{samba_dc.DOMAIN}\\alice"
+
+
+def ntlm_smbclient(dc, user: str, password: str, commands: str, *options: str,
+                   address: str | None = None, name: str = "fs1"):
+    """smbclient in the member namespace with NTLM only (no Kerberos)."""
+    argv = ["smbclient", f"//{name}/share", "-I", address or dc.member_address,
+            "--use-kerberos=off", "-U", f"{user}%{password}", *options, "-c", commands]
+    return dc.member_run(argv, check=False, timeout=60)
+
+
+def output(result) -> str:
+    return (result.stdout + result.stderr).decode(errors="replace")
+
+
+def test_join_kept_the_machine_account_root_only(joined):
+    record = joined["keytab"].with_name(joined["keytab"].name + ".machine.json")
+    mode = os.stat(record).st_mode
+    assert stat.S_IMODE(mode) == 0o600
+    account = json.loads(record.read_text())
+    assert account["netbios_domain"] == samba_dc.DOMAIN
+    assert account["computer_name"] == samba_dc.SERVER_NAMES[0]
+    assert account["password"] and account["domain_sid"].startswith("S-1-5-21-")
+
+
+def test_domain_user_writes_over_ntlm_with_signing(dc, member_smbcad, tmp_path):
+    source = tmp_path / "ntlm.txt"
+    source.write_bytes(b"written by a domain user over NTLM\n")
+    result = ntlm_smbclient(dc, ALICE, dc.users["alice"], f"put {source} ntlm.txt; ls",
+                            "--client-protection=sign")
+    assert result.returncode == 0, output(result) + member_smbcad.log()
+    assert "ntlm.txt" in output(result)
+    assert (member_smbcad.share / "ntlm.txt").read_bytes() == source.read_bytes()
+    assert "set up for SMBCA\\alice" in member_smbcad.log()
+    assert "NETLOGON: secure channel to" in member_smbcad.log()
+
+
+def test_the_dc_gives_the_users_sid_and_groups(dc, member_smbcad):
+    result = ntlm_smbclient(dc, ALICE, dc.users["alice"], "ls")
+    assert result.returncode == 0, output(result)
+    user_sid = dc.object_sid("user", "alice")
+    group_sid = dc.object_sid("group", dc.group)
+    domain_sid = user_sid.rpartition("-")[0]
+    line = next(line for line in member_smbcad.log().splitlines()
+                if "NETLOGON: SMBCA\\alice is SMBCA\\alice" in line)
+    assert f"SID {user_sid}," in line
+    assert group_sid in line and f"{domain_sid}-513" in line      # Domain Users
+
+
+def test_encrypted_session_with_the_dcs_session_key(dc, member_smbcad):
+    result = ntlm_smbclient(dc, ALICE, dc.users["alice"], "ls", "--client-protection=encrypt")
+    assert result.returncode == 0, output(result) + member_smbcad.log()
+
+
+def test_dns_domain_name_goes_to_the_dc_too(dc, member_smbcad):
+    result = ntlm_smbclient(dc, f"{samba_dc.DNS_DOMAIN}\\bob", dc.users["bob"], "ls",
+                            "--client-protection=sign")
+    assert result.returncode == 0, output(result) + member_smbcad.log()
+    assert "set up for SMBCA\\bob" in member_smbcad.log()
+
+
+def test_wrong_password_is_logon_failure(dc, member_smbcad):
+    result = ntlm_smbclient(dc, ALICE, "not-the-password", "ls")
+    assert result.returncode != 0
+    assert "NT_STATUS_LOGON_FAILURE" in output(result), output(result)
+    assert "the DC refused SMBCA\\alice: STATUS_WRONG_PASSWORD" in member_smbcad.log()
+
+
+def test_unknown_domain_user_is_logon_failure(dc, member_smbcad):
+    result = ntlm_smbclient(dc, f"{samba_dc.DOMAIN}\\nobody", "whatever", "ls")
+    assert result.returncode != 0
+    assert "NT_STATUS_LOGON_FAILURE" in output(result), output(result)
+
+
+def test_disabled_account_gets_the_dcs_status(dc, member_smbcad):
+    password = "Car0l-Pass.word"
+    dc.samba_tool("user", "create", "carol", password)
+    dc.samba_tool("user", "disable", "carol")
+    result = ntlm_smbclient(dc, f"{samba_dc.DOMAIN}\\carol", password, "ls")
+    assert result.returncode != 0
+    assert "NT_STATUS_ACCOUNT_DISABLED" in output(result), output(result)
+
+
+def test_local_user_still_works_beside_the_domain(dc, member_smbcad):
+    for user in (LOCAL_USER, f"{samba_dc.SERVER_NAMES[0]}\\{LOCAL_USER}"):
+        result = ntlm_smbclient(dc, user, LOCAL_PASSWORD, "ls", "--client-protection=sign")
+        assert result.returncode == 0, output(result) + member_smbcad.log()
+    result = ntlm_smbclient(dc, LOCAL_USER, "wrong", "ls")
+    assert "NT_STATUS_LOGON_FAILURE" in output(result)
+
+
+def test_both_nodes_pass_through_as_the_one_computer_account(dc, joined, member_smbcad,
+                                                             tmp_path):
+    """The partner with copies of the keytab and the machine account record:
+    each node keeps its own secure channel as FS1$, and logons on one do not
+    break the other's channel (NetrLogonSamLogonEx needs no credential chain)."""
+    partner_address = "192.0.2.82"
+    dc.member_run(["ip", "addr", "add", f"{partner_address}/{samba_dc.PREFIX}", "dev", "ad0"])
+    keytab = tmp_path / "partner.keytab"
+    for source, target in ((joined["keytab"], keytab),
+                           (joined["keytab"].with_name(joined["keytab"].name + ".machine.json"),
+                            keytab.with_name(keytab.name + ".machine.json"))):
+        target.write_bytes(source.read_bytes())
+        target.chmod(0o600)
+    partner = MemberSmbcad(dc, tmp_path / "partner", keytab, address=partner_address)
+    try:
+        for address in (dc.member_address, partner_address, dc.member_address,
+                        partner_address):
+            result = ntlm_smbclient(dc, ALICE, dc.users["alice"], "ls",
+                                    "--client-protection=encrypt", address=address)
+            assert result.returncode == 0, output(result) + partner.log()
+        assert "set up for SMBCA\\alice" in partner.log()
+        assert partner.log().count("NETLOGON: secure channel to") == 1
+        assert member_smbcad.log().count("NETLOGON: secure channel to") == 1
+    finally:
+        partner.stop()
+        dc.member_run(["ip", "addr", "del", f"{partner_address}/{samba_dc.PREFIX}", "dev",
+                       "ad0"], check=False)
