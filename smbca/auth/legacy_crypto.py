@@ -12,13 +12,17 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
-from cryptography.hazmat.primitives.ciphers.modes import CFB8
 
 try:
-    # cryptography >= 43 keeps ARC4 among the "decrepit" algorithms.
+    # cryptography >= 43 keeps ARC4 among the "decrepit" algorithms, and
+    # newer releases move CFB8 among the decrepit modes.
     from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
 except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.algorithms import ARC4
+try:
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB8
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB8
 
 _MASK32 = 0xFFFFFFFF
 _BLOCK = struct.Struct("<16I")
