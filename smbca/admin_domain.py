@@ -5,6 +5,7 @@
                     [--dc HOST] [--keytab PATH] [--config PATH]
   smbca domain leave --user ADMIN [--password-file F|-] [--realm REALM] ...
   smbca domain status [--realm REALM] [--keytab PATH] [--config PATH] [--json]
+  smbca domain update [--realm REALM] [--keytab PATH] [--config PATH] [--dc HOST]
 
 The client-access names are ``server.server_name`` of smbcad's config plus
 any ``--name``; the keytab goes to ``server.keytab`` (else ``--keytab``, else
@@ -13,7 +14,8 @@ asked for on the terminal; ``--password-file -`` reads it from standard
 input (automation).  The join also keeps the machine account's password
 (for NETLOGON, NTLM pass-through) in ``KEYTAB.machine.json``, root-only.
 Copy both files to the partner node after a join: both nodes are the same
-computer account.  Exit 0 on success (status: joined and
+computer account.  ``update`` sets a new machine password now (adcli update,
+logged on with the keytab) and rewrites both files; copy them again.  Exit 0 on success (status: joined and
 the machine password works), 1 if not, 2 on a usage error.
 """
 
@@ -40,7 +42,8 @@ def add_parsers(sub) -> None:
     verbs = domain.add_subparsers(dest="verb", required=True)
     for verb, text in (("join", "create the pair's computer account and its keytab"),
                        ("leave", "delete the computer account and the keytab"),
-                       ("status", "whether the keytab's machine password works")):
+                       ("status", "whether the keytab's machine password works"),
+                       ("update", "set a new machine password now (copy the files again)")):
         parser = verbs.add_parser(verb, help=text)
         parser.add_argument("--realm", required=verb == "join",
                             help="the domain's DNS name (default: from the keytab)")
@@ -50,6 +53,7 @@ def add_parsers(sub) -> None:
         parser.add_argument("--dc", help="a domain controller (default: found in DNS)")
         if verb == "status":
             parser.add_argument("--json", action="store_true")
+        if verb in ("status", "update"):
             continue
         parser.add_argument("--user", required=True, help="a domain admin")
         parser.add_argument("--password-file", help="the admin's password (- for stdin)")
@@ -65,6 +69,8 @@ def run(args) -> int:
             return _join(membership, args)
         if args.verb == "leave":
             return _leave(membership, args)
+        if args.verb == "update":
+            return _update(membership)
         return _status(membership, args)
     except NotJoined as exc:
         print(f"smbca domain {args.verb}: {exc}", file=sys.stderr)
@@ -78,7 +84,7 @@ def _membership(args) -> Membership:
     server = _server_section(args.config)
     keytab = args.keytab or server.get("keytab") or DEFAULT_KEYTAB
     names = [server.get("server_name") or "SMBCA", *getattr(args, "name", [])]
-    if args.verb == "status" and not os.path.exists(keytab):
+    if args.verb in ("status", "update") and not os.path.exists(keytab):
         raise NotJoined(f"no keytab at {keytab}: not joined")
     realm = args.realm or _realm_of(keytab)
     return Membership(realm=realm, names=tuple(dict.fromkeys(n.upper() for n in names)),
@@ -155,6 +161,17 @@ def _join(membership: Membership, args) -> int:
           "partner node)")
     for spn in membership.service_principals():
         print(f"  {spn}")
+    return 0
+
+
+def _update(membership: Membership) -> int:
+    result = _adcli(membership.update_argv())
+    if result.returncode != 0:
+        return _failed("update", result)
+    record = machine_account_path(membership.keytab)
+    _write_private(record, parse_join_details(result.stdout, membership.realm).to_json())
+    print(f"new machine password for {membership.computer_name}$ in {membership.keytab} "
+          f"and {record} (copy both to the partner node)")
     return 0
 
 

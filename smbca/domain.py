@@ -89,6 +89,15 @@ class Membership:
                  if spn not in first]
         return argv
 
+    def update_argv(self) -> list[str]:
+        """``adcli update`` with a new machine password now (lifetime 0),
+        logged on with the keytab's own key; the names and SPNs are given as
+        at the join so the update keeps them."""
+        join = self.join_argv("")
+        keep = [arg for arg in join[2:] if not arg.startswith(
+            ("--login-user=", "--stdin-password", "--domain-realm="))]
+        return ["adcli", "update", *keep, "--computer-password-lifetime=0"]
+
     def leave_argv(self, admin: str) -> list[str]:
         """``adcli delete-computer``: the account goes; the keytab is ours to remove."""
         return ["adcli", "delete-computer", *self._domain_arguments(),
@@ -164,6 +173,10 @@ def parse_join_details(text: str, realm: str) -> MachineAccount:
             details[key.strip()] = value
     missing = [key for key in ("domain-short", "domain-SID", "computer-name",
                                "computer-password") if not details.get(key)]
+    if details.get("kvno", "").strip() == "-1":
+        # adcli update prints a password it generated but did not set when
+        # the old one was not due; update_argv forces the change.
+        raise DomainError("adcli did not change the machine password (kvno -1)")
     if missing:
         raise DomainError(f"adcli did not print {', '.join(missing)} "
                           "(--show-details --show-password)")

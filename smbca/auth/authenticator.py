@@ -42,7 +42,8 @@ class Authenticator:
                  clock: Callable[[], float] = time.time, keytab: str | None = None,
                  domain_logon: DomainLogonPort | None = None) -> None:
         if domain_logon is None and keytab is not None:
-            domain_logon, domain_name, dns_domain = _netlogon(keytab, domain_name, dns_domain)
+            domain_logon, server_name, domain_name, dns_domain = _netlogon(
+                keytab, server_name, domain_name, dns_domain)
         ntlm = NtlmMechanism(users, server_name, domain_name, dns_domain=dns_domain,
                              dns_name=dns_name, allow_guest=allow_guest,
                              guest_user=guest_user, allow_anonymous=allow_anonymous,
@@ -112,12 +113,16 @@ def _kerberos(keytab: str | None) -> tuple[MechanismFactory, ...]:
     return (krb5.with_oid(MS_KRB5_OID), krb5)
 
 
-def _netlogon(keytab: str, domain_name: str,
-              dns_domain: str) -> tuple[DomainLogonPort | None, str, str]:
-    """The NETLOGON client of the join beside ``keytab`` and the domain
-    names the challenge then carries; the given names when not joined so."""
-    from smbca.auth.netlogon import NetlogonClient, load_machine_account
-    account = load_machine_account(keytab)
-    if account is None:
-        return None, domain_name, dns_domain
-    return NetlogonClient(account), account.netbios_domain, account.dns_domain
+def _netlogon(keytab: str, server_name: str, domain_name: str,
+              dns_domain: str) -> tuple[DomainLogonPort | None, str, str, str]:
+    """The NETLOGON client of the join beside ``keytab`` and the names the
+    challenge then carries; the given names when not joined so.  The
+    computer name is the account's: a DC refuses an NTLMv2 response whose
+    MsvAvNbComputerName is not the secure channel's computer ([MS-APDS]
+    3.1.5.2.1, the check against relayed responses)."""
+    from smbca.auth.netlogon import NetlogonClient
+    client = NetlogonClient.from_keytab(keytab)
+    if client is None:
+        return None, server_name, domain_name, dns_domain
+    account = client.account
+    return client, account.computer_name, account.netbios_domain, account.dns_domain

@@ -88,13 +88,25 @@ class _Channel:
 
 
 class NetlogonClient:
-    """NTLM pass-through for the domain of ``account`` (a ``DomainLogonPort``)."""
+    """NTLM pass-through for the domain of ``account`` (a ``DomainLogonPort``).
 
-    def __init__(self, account: MachineAccount, timeout_s: float = DC_TIMEOUT_S) -> None:
+    With ``keytab``, each new secure channel reads the machine account
+    record beside it again, so a password set since (``smbca domain
+    update``, copied to the partner) is the one used, without a restart."""
+
+    def __init__(self, account: MachineAccount, timeout_s: float = DC_TIMEOUT_S,
+                 keytab: str | None = None) -> None:
         self._account = account
         self._timeout_s = timeout_s
+        self._keytab = keytab
         self._lock = threading.Lock()
         self._channel: _Channel | None = None
+
+    @classmethod
+    def from_keytab(cls, keytab: str) -> "NetlogonClient | None":
+        """The client of the join beside ``keytab``; None when there is no record."""
+        account = load_machine_account(keytab)
+        return cls(account, keytab=keytab) if account is not None else None
 
     @property
     def account(self) -> MachineAccount:
@@ -161,7 +173,21 @@ class NetlogonClient:
             pass
         return list(dict.fromkeys(names))
 
+    def _reload(self) -> None:
+        """The record as it is now, if it still names the same account."""
+        if self._keytab is None:
+            return
+        try:
+            account = load_machine_account(self._keytab)
+        except ValueError as exc:
+            log.warning("NETLOGON: keeping the machine password already read: %s", exc)
+            return
+        if account is not None and (account.computer_name, account.realm) == (
+                self._account.computer_name, self._account.realm):
+            self._account = account
+
     def _establish(self) -> _Channel:
+        self._reload()
         problems = []
         for dc in self._candidates():
             try:

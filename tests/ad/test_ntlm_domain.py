@@ -11,18 +11,20 @@ import stat
 import pytest
 
 import samba_dc
-from ad_member import LOCAL_PASSWORD, LOCAL_USER, MemberSmbcad
+from ad_member import LOCAL_PASSWORD, LOCAL_USER, MemberSmbcad, python_env, smbca_argv
 
 pytestmark = pytest.mark.root
 
 ALICE = f"{samba_dc.DOMAIN}\\alice"
+SECOND_PORT = 1445          # a test's own smbcad, beside the module's on 445
 
 
 def ntlm_smbclient(dc, user: str, password: str, commands: str, *options: str,
-                   address: str | None = None, name: str = "fs1"):
+                   address: str | None = None, name: str = "fs1", port: int = 445):
     """smbclient in the member namespace with NTLM only (no Kerberos)."""
     argv = ["smbclient", f"//{name}/share", "-I", address or dc.member_address,
-            "--use-kerberos=off", "-U", f"{user}%{password}", *options, "-c", commands]
+            "-p", str(port), "--use-kerberos=off", "-U", f"{user}%{password}", *options,
+            "-c", commands]
     return dc.member_run(argv, check=False, timeout=60)
 
 
@@ -133,3 +135,51 @@ def test_both_nodes_pass_through_as_the_one_computer_account(dc, joined, member_
         partner.stop()
         dc.member_run(["ip", "addr", "del", f"{partner_address}/{samba_dc.PREFIX}", "dev",
                        "ad0"], check=False)
+
+
+def test_update_sets_a_new_machine_password_that_netlogon_uses(dc, tmp_path):
+    """``smbca domain update`` twice (so the join's password is neither the
+    DC's current nor its previous one): the running server keeps its
+    channel, and a server started afterwards sets one up with the newest
+    password from the record."""
+    keytab = tmp_path / "fs8.keytab"
+    record = keytab.with_name(keytab.name + ".machine.json")
+    config = tmp_path / "smbcad.yaml"
+    config.write_text(f"server:\n  server_name: FS8\n  keytab: {keytab}\n")
+    admin = tmp_path / "admin.pw"
+    admin.write_text(dc.admin_password + "\n")
+    common = ("--config", str(config))
+    login = ("--user", "Administrator", "--password-file", str(admin))
+
+    def smbca(*args: str):
+        result = dc.member_run(smbca_argv("domain", *args, *common), env=python_env(dc),
+                               check=False)
+        assert result.returncode == 0, output(result)
+        return result
+
+    def logon_works(server):
+        result = ntlm_smbclient(dc, ALICE, dc.users["alice"], "ls",
+                                "--client-protection=sign", port=SECOND_PORT)
+        assert result.returncode == 0, output(result) + server.log()
+
+    smbca("join", "--realm", dc.realm, *login)
+    passwords = [json.loads(record.read_text())["password"]]
+    server = MemberSmbcad(dc, tmp_path / "before", keytab, port=SECOND_PORT)
+    try:
+        logon_works(server)
+        for _ in range(2):
+            assert "new machine password for FS8$" in output(smbca("update"))
+            assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
+            passwords.append(json.loads(record.read_text())["password"])
+        assert len(set(passwords)) == 3
+        status = json.loads(smbca("status", "--json").stdout)
+        assert status["machine_password_ok"] and status["missing"] == []
+        logon_works(server)
+    finally:
+        server.stop()
+    server = MemberSmbcad(dc, tmp_path / "after", keytab, port=SECOND_PORT)
+    try:
+        logon_works(server)
+    finally:
+        server.stop()
+        smbca("leave", *login)

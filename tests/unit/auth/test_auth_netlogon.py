@@ -306,3 +306,21 @@ def test_a_refusal_off_the_loop_comes_back_as_the_error(users):
 def test_without_a_domain_nothing_is_offloaded(users):
     assert not Authenticator(users, "FS1", "WORKGROUP").may_block
 
+
+
+def test_update_keeps_the_names_and_forces_a_new_password():
+    from smbca.domain import Membership
+    membership = Membership("SMBCA.TEST", ("FS1", "FS1ALT"), keytab="/etc/smbca/krb5.keytab")
+    argv = membership.update_argv()
+    assert argv[:2] == ["adcli", "update"]
+    assert "--computer-password-lifetime=0" in argv and "--show-password" in argv
+    assert "--host-fqdn=fs1.smbca.test" in argv and "--computer-name=FS1" in argv
+    assert "--add-service-principal=cifs/fs1alt.smbca.test" in argv
+    assert not any(arg.startswith(("--login-user", "--stdin-password", "--domain-realm"))
+                   for arg in argv)
+
+
+def test_details_of_an_update_that_changed_nothing_are_refused():
+    """adcli update prints a password even when it did not set one (kvno -1)."""
+    with pytest.raises(DomainError, match="did not change"):
+        parse_join_details(ADCLI_DETAILS.replace("kvno = 2", "kvno = -1"), "smbca.test")
