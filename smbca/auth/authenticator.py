@@ -92,9 +92,11 @@ class Authenticator:
         return await loop.run_in_executor(self._executor, _outcome, exchange, bytes(token))
 
     def close(self) -> None:
-        """Stop the worker threads (those in a DC call finish it first)."""
+        """Let the worker threads end once the steps given to them are done
+        (a reload replaces the authenticator while exchanges are under way);
+        the next ``step_off_loop`` starts new ones."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)
             self._executor = None
 
 

@@ -183,3 +183,22 @@ def test_update_sets_a_new_machine_password_that_netlogon_uses(dc, tmp_path):
     finally:
         server.stop()
         smbca("leave", *login)
+
+
+def test_a_broken_channel_is_set_up_again(dc, joined, tmp_path):
+    """The server's connections to the DC are killed (ss -K) between two
+    logons: the second finds its channel broken, sets up a new one, and
+    the client never sees the failure."""
+    server = MemberSmbcad(dc, tmp_path / "broken", joined["keytab"], port=SECOND_PORT)
+    try:
+        for attempt in range(2):
+            result = ntlm_smbclient(dc, ALICE, dc.users["alice"], "ls",
+                                    "--client-protection=sign", port=SECOND_PORT)
+            assert result.returncode == 0, output(result) + server.log()
+            if attempt == 0:
+                killed = dc.member_run(["ss", "-K", "-t", "dst", dc.dc_address], check=False)
+                assert killed.returncode == 0, output(killed)
+        assert server.log().count("NETLOGON: secure channel to") == 2, server.log()
+        assert "NETLOGON: the secure channel to" in server.log()
+    finally:
+        server.stop()
