@@ -210,10 +210,12 @@ def _status(membership: Membership, args) -> int:
     principals = _principals(membership.keytab)
     result = _adcli(membership.testjoin_argv())
     record = machine_account_path(membership.keytab)
+    netlogon = _netlogon_check(membership.keytab) if os.path.exists(record) else None
     answer = {"realm": membership.realm, "account": f"{membership.computer_name}$",
               "keytab": membership.keytab, "principals": principals,
               # Without it NTLM for domain users (NETLOGON) is off; Kerberos works.
               "machine_account_record": record if os.path.exists(record) else None,
+              "netlogon": netlogon,
               # AD compares SPNs without case, and so does the acceptor (it
               # tries every key of the one account).
               "missing": [spn for spn in membership.service_principals()
@@ -230,7 +232,30 @@ def _status(membership: Membership, args) -> int:
               f"{'' if answer['machine_password_ok'] else ': ' + answer['detail']}")
         for spn in answer["missing"]:
             print(f"missing from the keytab: {spn}")
-        if answer["machine_account_record"] is None:
+        if netlogon is None:
             print(f"no machine account record at {record}: NTLM for domain users is off "
                   "(join again)")
-    return 0 if answer["machine_password_ok"] and not answer["missing"] else 1
+        elif netlogon["ok"]:
+            print(f"NETLOGON secure channel: ok ({netlogon['detail']})")
+        else:
+            print(f"NETLOGON secure channel: FAILS: {netlogon['detail']}")
+    netlogon_ok = netlogon is None or netlogon["ok"]
+    return 0 if answer["machine_password_ok"] and not answer["missing"] and netlogon_ok else 1
+
+
+def _netlogon_check(keytab: str) -> dict:
+    """Whether a DC accepts a secure channel with the record's password: what
+    NTLM for domain users needs."""
+    from smbca.auth.netlogon import ChannelError, NetlogonClient
+    try:
+        client = NetlogonClient.from_keytab(keytab)
+    except ValueError as exc:
+        return {"ok": False, "detail": str(exc)}
+    if client is None:
+        return {"ok": False, "detail": "no machine account record"}
+    try:
+        return {"ok": True, "detail": f"with {client.check_channel()}"}
+    except ChannelError as exc:
+        return {"ok": False, "detail": str(exc)}
+    finally:
+        client.close()

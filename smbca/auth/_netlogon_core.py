@@ -50,7 +50,7 @@ _PASSED_THROUGH = frozenset({
 # machine password is wrong); the client is told there is no logon server.
 CHANNEL_STATUSES = frozenset({
     NtStatus.ACCESS_DENIED, NtStatus.NO_TRUST_SAM_ACCOUNT,
-    NtStatus.TRUSTED_RELATIONSHIP_FAILURE, NtStatus.INVALID_PARAMETER,
+    NtStatus.TRUSTED_RELATIONSHIP_FAILURE,
 })
 
 

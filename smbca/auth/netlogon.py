@@ -13,12 +13,17 @@ on one unauthenticated connection, then a second connection bound with the
 Netlogon security provider at packet privacy (AES), kept for every later
 logon.  The DC is the one the join used, else any address the domain's DNS
 name has (an AD domain's name resolves to its DCs).  A failure on the
-channel (the DC restarted, dropped us, or no longer trusts this session
-key because the partner node authenticated as the same account over
-NetrLogonSamLogonWithFlags, which we never use) sets it up again once and
+channel (the connection broke, or the DC no longer accepts the session key:
+it restarted, or the machine password changed) sets it up again once and
 retries; a DC that cannot be reached gives STATUS_NO_LOGON_SERVERS.  One
 logon at a time goes over the channel (impacket's RPC client is not
 concurrent), under a lock.
+
+Both nodes of the pair set up channels as the same account and computer
+name.  NetrLogonSamLogonEx uses the session key of the RPC security context
+only, so one node's ServerAuthenticate3 does not break the other's channel
+(tests/ad checks it against Samba's DC); ReqChallenge and Authenticate3 of
+one set-up go over one connection, where Samba's DC keeps the challenge.
 
 impacket's DCE/RPC client does the Netlogon security provider's sealing;
 it does not check the signature of the DC's responses (the sealed data is
@@ -151,6 +156,14 @@ class NetlogonClient:
                           " ".join(result.group_sids))
                 return result
         raise AssertionError("unreachable")
+
+    def check_channel(self) -> str:
+        """Set up a new secure channel now (``smbca domain status``): the DC
+        that accepted it; ``ChannelError`` says why none did."""
+        with self._lock:
+            self._drop()
+            self._channel = self._establish()
+            return self._channel.dc
 
     def close(self) -> None:
         with self._lock:

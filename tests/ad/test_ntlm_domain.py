@@ -42,6 +42,28 @@ def test_join_kept_the_machine_account_root_only(joined):
     assert account["password"] and account["domain_sid"].startswith("S-1-5-21-")
 
 
+def test_status_checks_the_netlogon_secure_channel(dc, joined):
+    result = dc.member_run(smbca_argv("domain", "status", "--config", str(joined["config"])),
+                           env=python_env(dc), check=False)
+    assert result.returncode == 0, output(result)
+    assert "NETLOGON secure channel: ok (with dc1.smbca.test)" in output(result)
+
+
+def test_status_says_when_the_record_has_a_stale_password(dc, joined, tmp_path):
+    keytab = tmp_path / "stale.keytab"
+    keytab.write_bytes(joined["keytab"].read_bytes())
+    record = json.loads(joined["keytab"].with_name(joined["keytab"].name
+                                                   + ".machine.json").read_text())
+    record["password"] = "not the machine password"
+    keytab.with_name(keytab.name + ".machine.json").write_text(json.dumps(record))
+    result = dc.member_run(smbca_argv("domain", "status", "--config", str(joined["config"]),
+                                      "--keytab", str(keytab)),
+                           env=python_env(dc), check=False)
+    assert result.returncode == 1, output(result)
+    assert "NETLOGON secure channel: FAILS" in output(result)
+    assert "STATUS_ACCESS_DENIED" in output(result)
+
+
 def test_domain_user_writes_over_ntlm_with_signing(dc, member_smbcad, tmp_path):
     source = tmp_path / "ntlm.txt"
     source.write_bytes(b"written by a domain user over NTLM\n")
@@ -174,6 +196,7 @@ def test_update_sets_a_new_machine_password_that_netlogon_uses(dc, tmp_path):
         assert len(set(passwords)) == 3
         status = json.loads(smbca("status", "--json").stdout)
         assert status["machine_password_ok"] and status["missing"] == []
+        assert status["netlogon"]["ok"], status
         logon_works(server)
     finally:
         server.stop()
