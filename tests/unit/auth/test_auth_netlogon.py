@@ -1,7 +1,8 @@
 """NTLM pass-through over NETLOGON, the parts that need no DC (issue 12
 item 3): the secure channel's key and credential, the logon request, the
-DC's answer, the join's record, and the NTLM acceptor with a domain
-verifier.  tests/ad runs the whole against a real Samba AD DC."""
+DC's answer, and the NTLM acceptor with a domain verifier (the join's
+record: tests/unit/smbca/test_smbca_domain.py).  tests/ad runs the whole
+against a real Samba AD DC."""
 
 import asyncio
 import hashlib
@@ -19,7 +20,6 @@ from smbca.auth._netlogon_core import (NEGOTIATE_FLAGS, REQUIRED_FLAGS, check_se
                                        session_key)
 from smbca.auth._ntlm_crypto import ntowf_v2
 from smbca.auth.legacy_crypto import aes_cfb8_decrypt, aes_cfb8_encrypt, nt_hash
-from smbca.domain import DomainError, MachineAccount, parse_join_details
 from smbca.ntstatus import NtStatus
 
 # A NetrLogonSamLogonEx response stub (decrypted), captured from Samba
@@ -46,28 +46,6 @@ CAPTURED_RESPONSE = bytes.fromhex(
 )
 LOCAL_PASSWORD = "Pa55:word"  # the conftest users fixture's password for alice
 DOMAIN_SID = "S-1-5-21-945753774-1005190434-2987710616"
-
-# adcli 0.9.2 join --show-details --show-password against that DC (the
-# password replaced by one with a space and '=' in it, which adcli may print).
-ADCLI_DETAILS = """[domain]
-domain-name = smbca.test
-domain-realm = SMBCA.TEST
-domain-controller = dc1.smbca.test
-domain-short = SMBCA
-domain-SID = S-1-5-21-945753774-1005190434-2987710616
-naming-context = DC=smbca,DC=test
-domain-ou = (null)
-[computer]
-host-fqdn = dev2.smbca.test
-computer-name = DEV2
-computer-dn = CN=DEV2,CN=Computers,DC=smbca,DC=test
-computer-password = ]&v^U m;=x
-os-name = pc-linux-gnu
-[keytab]
-kvno = 2
-keytab = /tmp/dev2.keytab
-"""
-
 
 # -- the secure channel's key and credentials ([MS-NRPC] 3.1.4.3.1, 3.1.4.4.1) ---------
 
@@ -159,31 +137,6 @@ def test_refusal_status(status, shown):
     error = refusal(status, network_logon())
     assert error.status == shown
     assert "SMBCA\\alice" in str(error)
-
-
-# -- the join's record ----------------------------------------------------------------------
-
-def test_join_details_give_the_machine_account():
-    account = parse_join_details(ADCLI_DETAILS, "smbca.test")
-    assert account == MachineAccount(realm="SMBCA.TEST", netbios_domain="SMBCA",
-                                     domain_sid=DOMAIN_SID, computer_name="DEV2",
-                                     password="]&v^U m;=x",
-                                     domain_controller="dc1.smbca.test")
-    assert MachineAccount.from_json(account.to_json()) == account
-    assert account.names_domain("smbca") and account.names_domain("smbca.TEST")
-    assert not account.names_domain("DEV2") and not account.names_domain("")
-
-
-def test_join_details_without_the_password_are_refused():
-    text = "\n".join(line for line in ADCLI_DETAILS.splitlines()
-                     if not line.startswith("computer-password"))
-    with pytest.raises(DomainError, match="computer-password"):
-        parse_join_details(text, "smbca.test")
-
-
-def test_a_damaged_record_is_refused():
-    with pytest.raises(DomainError, match="not a machine account record"):
-        MachineAccount.from_json('{"realm": "X"}', "/etc/smbca/krb5.keytab.machine.json")
 
 
 # -- the NTLM acceptor with a domain verifier ------------------------------------------------
@@ -307,20 +260,3 @@ def test_without_a_domain_nothing_is_offloaded(users):
     assert not Authenticator(users, "FS1", "WORKGROUP").may_block
 
 
-
-def test_update_keeps_the_names_and_forces_a_new_password():
-    from smbca.domain import Membership
-    membership = Membership("SMBCA.TEST", ("FS1", "FS1ALT"), keytab="/etc/smbca/krb5.keytab")
-    argv = membership.update_argv()
-    assert argv[:2] == ["adcli", "update"]
-    assert "--computer-password-lifetime=0" in argv and "--show-password" in argv
-    assert "--host-fqdn=fs1.smbca.test" in argv and "--computer-name=FS1" in argv
-    assert "--add-service-principal=cifs/fs1alt.smbca.test" in argv
-    assert not any(arg.startswith(("--login-user", "--stdin-password", "--domain-realm"))
-                   for arg in argv)
-
-
-def test_details_of_an_update_that_changed_nothing_are_refused():
-    """adcli update prints a password even when it did not set one (kvno -1)."""
-    with pytest.raises(DomainError, match="did not change"):
-        parse_join_details(ADCLI_DETAILS.replace("kvno = 2", "kvno = -1"), "smbca.test")
