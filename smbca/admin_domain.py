@@ -5,13 +5,17 @@
                     [--dc HOST] [--keytab PATH] [--config PATH]
   smbca domain leave --user ADMIN [--password-file F|-] [--realm REALM] ...
   smbca domain status [--realm REALM] [--keytab PATH] [--config PATH] [--json]
+  smbca domain update [--realm REALM] [--keytab PATH] [--config PATH] [--dc HOST]
 
 The client-access names are ``server.server_name`` of smbcad's config plus
 any ``--name``; the keytab goes to ``server.keytab`` (else ``--keytab``, else
 /etc/smbca/krb5.keytab).  Without ``--password-file`` the admin password is
 asked for on the terminal; ``--password-file -`` reads it from standard
-input (automation).  Copy the keytab to the partner node after a join: both
-nodes are the same computer account.  Exit 0 on success (status: joined and
+input (automation).  The join also keeps the machine account's password
+(for NETLOGON, NTLM pass-through) in ``KEYTAB.machine.json``, root-only.
+Copy both files to the partner node after a join: both nodes are the same
+computer account.  ``update`` sets a new machine password now (adcli update,
+logged on with the keytab) and rewrites both files; copy them again.  Exit 0 on success (status: joined and
 the machine password works), 1 if not, 2 on a usage error.
 """
 
@@ -22,7 +26,8 @@ import subprocess
 import sys
 
 from smbca.config import ConfigError, read_yaml
-from smbca.domain import DEFAULT_KEYTAB, DomainError, Membership, keytab_principals
+from smbca.domain import (DEFAULT_KEYTAB, DomainError, Membership, keytab_principals,
+                          machine_account_path, parse_join_details)
 
 SMBCAD_CONFIG = "/etc/smbca/smbcad.yaml"
 
@@ -37,7 +42,8 @@ def add_parsers(sub) -> None:
     verbs = domain.add_subparsers(dest="verb", required=True)
     for verb, text in (("join", "create the pair's computer account and its keytab"),
                        ("leave", "delete the computer account and the keytab"),
-                       ("status", "whether the keytab's machine password works")):
+                       ("status", "whether the keytab's machine password works"),
+                       ("update", "set a new machine password now (copy the files again)")):
         parser = verbs.add_parser(verb, help=text)
         parser.add_argument("--realm", required=verb == "join",
                             help="the domain's DNS name (default: from the keytab)")
@@ -47,6 +53,7 @@ def add_parsers(sub) -> None:
         parser.add_argument("--dc", help="a domain controller (default: found in DNS)")
         if verb == "status":
             parser.add_argument("--json", action="store_true")
+        if verb in ("status", "update"):
             continue
         parser.add_argument("--user", required=True, help="a domain admin")
         parser.add_argument("--password-file", help="the admin's password (- for stdin)")
@@ -62,6 +69,8 @@ def run(args) -> int:
             return _join(membership, args)
         if args.verb == "leave":
             return _leave(membership, args)
+        if args.verb == "update":
+            return _update(membership)
         return _status(membership, args)
     except NotJoined as exc:
         print(f"smbca domain {args.verb}: {exc}", file=sys.stderr)
@@ -75,7 +84,7 @@ def _membership(args) -> Membership:
     server = _server_section(args.config)
     keytab = args.keytab or server.get("keytab") or DEFAULT_KEYTAB
     names = [server.get("server_name") or "SMBCA", *getattr(args, "name", [])]
-    if args.verb == "status" and not os.path.exists(keytab):
+    if args.verb in ("status", "update") and not os.path.exists(keytab):
         raise NotJoined(f"no keytab at {keytab}: not joined")
     realm = args.realm or _realm_of(keytab)
     return Membership(realm=realm, names=tuple(dict.fromkeys(n.upper() for n in names)),
@@ -145,31 +154,68 @@ def _join(membership: Membership, args) -> int:
     if result.returncode != 0:
         return _failed("join", result)
     os.chmod(membership.keytab, 0o600)
+    record = machine_account_path(membership.keytab)
+    _write_private(record, parse_join_details(result.stdout, membership.realm).to_json())
     print(f"joined {membership.realm} as {membership.computer_name}$; keytab "
-          f"{membership.keytab} (copy it to the partner node)")
+          f"{membership.keytab} and machine account {record} (copy both to the "
+          "partner node)")
     for spn in membership.service_principals():
         print(f"  {spn}")
     return 0
+
+
+def _update(membership: Membership) -> int:
+    result = _adcli(membership.update_argv())
+    if result.returncode != 0:
+        return _failed("update", result)
+    record = machine_account_path(membership.keytab)
+    _write_private(record, parse_join_details(result.stdout, membership.realm).to_json())
+    print(f"new machine password for {membership.computer_name}$ in {membership.keytab} "
+          f"and {record} (copy both to the partner node)")
+    return 0
+
+
+def _write_private(path: str, text: str) -> None:
+    """``text`` into ``path``, mode 0600 from the start (it holds the machine
+    password), replacing any older file at once."""
+    tmp = f"{path}.tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def _leave(membership: Membership, args) -> int:
     result = _adcli(membership.leave_argv(args.user), _password(args))
     if result.returncode != 0:
         return _failed("leave", result)
-    try:
-        os.unlink(membership.keytab)
-    except FileNotFoundError:
-        pass
+    for path in (membership.keytab, machine_account_path(membership.keytab)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
     print(f"left {membership.realm}: {membership.computer_name}$ deleted, "
-          f"{membership.keytab} removed (remove the partner's copy too)")
+          f"{membership.keytab} and its machine account record removed (remove the "
+          "partner's copies too)")
     return 0
 
 
 def _status(membership: Membership, args) -> int:
     principals = _principals(membership.keytab)
     result = _adcli(membership.testjoin_argv())
+    record = machine_account_path(membership.keytab)
+    netlogon = _netlogon_check(membership.keytab) if os.path.exists(record) else None
     answer = {"realm": membership.realm, "account": f"{membership.computer_name}$",
               "keytab": membership.keytab, "principals": principals,
+              # Without it NTLM for domain users (NETLOGON) is off; Kerberos works.
+              "machine_account_record": record if os.path.exists(record) else None,
+              "netlogon": netlogon,
               # AD compares SPNs without case, and so does the acceptor (it
               # tries every key of the one account).
               "missing": [spn for spn in membership.service_principals()
@@ -186,4 +232,30 @@ def _status(membership: Membership, args) -> int:
               f"{'' if answer['machine_password_ok'] else ': ' + answer['detail']}")
         for spn in answer["missing"]:
             print(f"missing from the keytab: {spn}")
-    return 0 if answer["machine_password_ok"] and not answer["missing"] else 1
+        if netlogon is None:
+            print(f"no machine account record at {record}: NTLM for domain users is off "
+                  "(join again)")
+        elif netlogon["ok"]:
+            print(f"NETLOGON secure channel: ok ({netlogon['detail']})")
+        else:
+            print(f"NETLOGON secure channel: FAILS: {netlogon['detail']}")
+    netlogon_ok = netlogon is None or netlogon["ok"]
+    return 0 if answer["machine_password_ok"] and not answer["missing"] and netlogon_ok else 1
+
+
+def _netlogon_check(keytab: str) -> dict:
+    """Whether a DC accepts a secure channel with the record's password: what
+    NTLM for domain users needs."""
+    from smbca.auth.netlogon import ChannelError, NetlogonClient
+    try:
+        client = NetlogonClient.from_keytab(keytab)
+    except ValueError as exc:
+        return {"ok": False, "detail": str(exc)}
+    if client is None:
+        return {"ok": False, "detail": "no machine account record"}
+    try:
+        return {"ok": True, "detail": f"with {client.check_channel()}"}
+    except ChannelError as exc:
+        return {"ok": False, "detail": str(exc)}
+    finally:
+        client.close()

@@ -19,8 +19,9 @@ This module is pure: argument vectors and the keytab parser; ``admin_domain``
 runs them.
 """
 
+import json
 import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 DEFAULT_KEYTAB = "/etc/smbca/krb5.keytab"
 _SERVICES = ("cifs", "host")
@@ -80,12 +81,22 @@ class Membership:
                 f"--computer-name={self.computer_name}",
                 f"--host-fqdn={self.fqdn(self.names[0])}",
                 f"--host-keytab={self.keytab}", f"--login-user={admin}", "--stdin-password",
+                "--show-details", "--show-password",
                 *(f"--service-name={service}" for service in _SERVICES)]
         first = {f"{service}/{host}" for service in _SERVICES
                  for host in (self.names[0].upper(), self.fqdn(self.names[0]))}
         argv += [f"--add-service-principal={spn}" for spn in self.service_principals()
                  if spn not in first]
         return argv
+
+    def update_argv(self) -> list[str]:
+        """``adcli update`` with a new machine password now (lifetime 0),
+        logged on with the keytab's own key; the names and SPNs are given as
+        at the join so the update keeps them."""
+        join = self.join_argv("")
+        keep = [arg for arg in join[2:] if not arg.startswith(
+            ("--login-user=", "--stdin-password", "--domain-realm="))]
+        return ["adcli", "update", *keep, "--computer-password-lifetime=0"]
 
     def leave_argv(self, admin: str) -> list[str]:
         """``adcli delete-computer``: the account goes; the keytab is ours to remove."""
@@ -100,6 +111,81 @@ class Membership:
         if self.domain_controller:
             argv.append(f"--domain-controller={self.domain_controller}")
         return argv
+
+
+# --- the machine account record (NETLOGON's shared secret) --------------------------
+
+
+def machine_account_path(keytab: str) -> str:
+    """Where the join keeps the machine account record: beside the keytab,
+    so whatever copies one to the partner node sees the other."""
+    return f"{keytab}.machine.json"
+
+
+@dataclass(frozen=True)
+class MachineAccount:
+    """What a NETLOGON secure channel needs ([MS-NRPC] 3.1.4.1): the
+    account (``computer_name$``), its password, the domain's names and SID,
+    and the DC the join used (a hint: any DC of the domain will do)."""
+
+    realm: str                 # DNS name, upper case: SMBCA.TEST
+    netbios_domain: str        # SMBCA
+    domain_sid: str
+    computer_name: str         # FS1 (the account is FS1$)
+    password: str
+    domain_controller: str = ""
+
+    @property
+    def dns_domain(self) -> str:
+        return self.realm.lower()
+
+    def names_domain(self, domain: str) -> bool:
+        """Whether an NTLM AUTHENTICATE's DomainName means this domain."""
+        return domain.upper() in (self.netbios_domain.upper(), self.realm.upper())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "machine account record") -> "MachineAccount":
+        try:
+            fields = json.loads(text)
+            account = cls(**{name: str(fields[name]) for name in
+                             ("realm", "netbios_domain", "domain_sid", "computer_name",
+                              "password")},
+                          domain_controller=str(fields.get("domain_controller", "")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DomainError(f"{source} is not a machine account record: {exc}") from None
+        if not account.password or not account.netbios_domain:
+            raise DomainError(f"{source} has no password or no domain name")
+        return account
+
+
+def parse_join_details(text: str, realm: str) -> MachineAccount:
+    """The record from ``adcli join --show-details --show-password`` output:
+    ``key = value`` lines under ``[domain]``, ``[computer]``, ``[keytab]``.
+    The password is taken exactly as printed after ``= `` (adcli's machine
+    passwords are printable ASCII and may hold spaces or ``=``)."""
+    details: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep and key.strip() not in details:
+            details[key.strip()] = value
+    missing = [key for key in ("domain-short", "domain-SID", "computer-name",
+                               "computer-password") if not details.get(key)]
+    if details.get("kvno", "").strip() == "-1":
+        # adcli update prints a password it generated but did not set when
+        # the old one was not due; update_argv forces the change.
+        raise DomainError("adcli did not change the machine password (kvno -1)")
+    if missing:
+        raise DomainError(f"adcli did not print {', '.join(missing)} "
+                          "(--show-details --show-password)")
+    return MachineAccount(realm=(details.get("domain-realm") or realm).strip().upper(),
+                          netbios_domain=details["domain-short"].strip(),
+                          domain_sid=details["domain-SID"].strip(),
+                          computer_name=details["computer-name"].strip().upper(),
+                          password=details["computer-password"],
+                          domain_controller=details.get("domain-controller", "").strip())
 
 
 # --- the MIT keytab file format (krb5 source, doc/formats/keytab_file_format) -------

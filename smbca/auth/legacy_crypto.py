@@ -1,5 +1,5 @@
 """Legacy primitives NTLM needs ([MS-NLMP] 3.3.1, 3.3.2, 3.4.4): MD4, the NT
-hash, HMAC-MD5 and RC4.
+hash, HMAC-MD5 and RC4; and NETLOGON's AES-CFB8 ([MS-NRPC] 3.1.4.4.1).
 
 OpenSSL 3 moved MD4 to the legacy provider, which most distributions do not
 load, so ``md4`` falls back to a pure-Python RFC 1320 implementation.  It
@@ -11,12 +11,18 @@ import hmac
 import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
 try:
-    # cryptography >= 43 keeps ARC4 among the "decrepit" algorithms.
+    # cryptography >= 43 keeps ARC4 among the "decrepit" algorithms, and
+    # newer releases move CFB8 among the decrepit modes.
     from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
 except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.algorithms import ARC4
+try:
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB8
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB8
 
 _MASK32 = 0xFFFFFFFF
 _BLOCK = struct.Struct("<16I")
@@ -93,6 +99,17 @@ def hmac_md5(key: bytes, *parts) -> bytes:
 def rc4(key: bytes, data: bytes) -> bytes:
     """RC4 keystream XOR ``data``; NTLM key exchange and sealing ([MS-NLMP] 3.4.4)."""
     return Cipher(ARC4(bytes(key)), mode=None).encryptor().update(data)
+
+
+def aes_cfb8_encrypt(key: bytes, data: bytes) -> bytes:
+    """AES-128 in CFB8 mode with a zero IV: the NETLOGON credential and the
+    encryption of secrets under the session key ([MS-NRPC] 3.1.4.4.1)."""
+    return Cipher(AES(bytes(key)), CFB8(bytes(16))).encryptor().update(bytes(data))
+
+
+def aes_cfb8_decrypt(key: bytes, data: bytes) -> bytes:
+    """The inverse of ``aes_cfb8_encrypt``."""
+    return Cipher(AES(bytes(key)), CFB8(bytes(16))).decryptor().update(bytes(data))
 
 
 def md5(data: bytes) -> bytes:

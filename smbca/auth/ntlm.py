@@ -1,7 +1,11 @@
 """Server-side NTLM acceptor ([MS-NLMP] 3.2), NTLMv2 only.
 
 ``NtlmAcceptor`` consumes NEGOTIATE_MESSAGE, answers with a CHALLENGE_MESSAGE,
-then verifies the AUTHENTICATE_MESSAGE against the user database.  Its
+then verifies the AUTHENTICATE_MESSAGE against the user database, or, when
+it names the domain the server joined, has a domain controller verify it
+(``domain_logon``, NETLOGON pass-through: [MS-APDS] 3.1.5.2, the DC returns
+the SessionBaseKey, from which key exchange, the MIC and session security
+go on exactly as for a local user).  Its
 transitions are the ``_TRANSITIONS`` table; any other input moves it to
 FAILED.  Every failure, including malformed input, is an ``AuthError``.
 
@@ -21,6 +25,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import ClassVar
 
+from smbca.auth._domain_logon import DomainLogonPort, NetworkLogon
 from smbca.auth._ntlm_crypto import (ServerSessionSecurity, check_ntlmv2, compute_mic,
                                       exported_session_key)
 from smbca.auth._ntlm_messages import (AV_FLAG_MIC_PRESENT, MIC_OFFSET, MIC_SIZE,
@@ -69,7 +74,9 @@ class NtlmAcceptor:
     (named ``guest_user``, with that account's uid/gid if it exists) when
     ``allow_guest``; an empty user with empty responses is anonymous when
     ``allow_anonymous``.  ``rng`` makes the server challenge, ``clock``
-    (seconds since 1970) the MsvAvTimestamp.
+    (seconds since 1970) the MsvAvTimestamp.  ``domain_logon`` verifies the
+    users of the joined domain (its ``logon`` may block: an acceptor with
+    one is stepped off the event loop).
 
     After ``complete``: ``session_key`` is the ExportedSessionKey and
     ``identity`` the authenticated principal; ``sign``/``verify`` give
@@ -80,8 +87,10 @@ class NtlmAcceptor:
                  dns_domain: str = "", dns_name: str = "", allow_guest: bool = False,
                  guest_user: str | None = None, allow_anonymous: bool = False,
                  rng: Callable[[int], bytes] = os.urandom,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 domain_logon: DomainLogonPort | None = None) -> None:
         self._users = users
+        self._domain_logon = domain_logon
         self._nb_computer = server_name.upper()
         self._nb_domain = domain_name.upper()
         self._dns_domain = dns_domain
@@ -169,11 +178,31 @@ class NtlmAcceptor:
             raise logon_failure("NTLMv1 and LM responses are refused")
         response = Ntlmv2Response.decode(auth.nt_response)
         self._check_echoed_target_info(response.av_pairs)
+        if self._domain_logon is not None and self._domain_logon.handles(auth.domain):
+            verified = self._verify_with_dc(auth)
+        else:
+            verified = self._verify_local(auth, response)
+            if verified is None:
+                self._accept_unauthenticated(flags, auth, anonymous=False)
+                return None
+        base_key, identity = verified
+        exported = exported_session_key(flags, base_key, auth.encrypted_session_key)
+        if _av_flags(response) & AV_FLAG_MIC_PRESENT:
+            self._check_mic(exported, auth, token)
+        self._session_key = exported
+        self._security = ServerSessionSecurity(flags, exported)
+        self._identity = identity
+        return None
+
+    def _verify_local(self, auth: AuthenticateMessage,
+                      response: Ntlmv2Response) -> tuple[bytes, Identity] | None:
+        """SessionBaseKey and identity of a local user; None: an unknown
+        user who becomes the guest."""
+        assert self._challenge is not None
         user = self._users.lookup(auth.user)
         if user is None:
             if not self._allow_guest:
                 raise logon_failure(f"unknown user {auth.user!r}")
-            self._accept_unauthenticated(flags, auth, anonymous=False)
             return None
         domains = (auth.domain, "") if auth.domain else ("",)
         base_key = check_ntlmv2(user.nt_hash, auth.user, domains,
@@ -181,13 +210,20 @@ class NtlmAcceptor:
                                 response.nt_proof_str, response.temp)
         if base_key is None:
             raise logon_failure(f"wrong password for {user.name!r}")
-        exported = exported_session_key(flags, base_key, auth.encrypted_session_key)
-        if _av_flags(response) & AV_FLAG_MIC_PRESENT:
-            self._check_mic(exported, auth, token)
-        self._session_key = exported
-        self._security = ServerSessionSecurity(flags, exported)
-        self._identity = Identity(user.name, auth.domain, uid=user.uid, gid=user.gid)
-        return None
+        return base_key, Identity(user.name, auth.domain, uid=user.uid, gid=user.gid)
+
+    def _verify_with_dc(self, auth: AuthenticateMessage) -> tuple[bytes, Identity]:
+        """A user of the joined domain: the DC checks the response and gives
+        the SessionBaseKey and the user's SIDs (AuthError if it refuses)."""
+        assert self._challenge is not None and self._domain_logon is not None
+        result = self._domain_logon.logon(NetworkLogon(
+            domain=auth.domain, user=auth.user, workstation=auth.workstation,
+            server_challenge=self._challenge.server_challenge,
+            nt_response=auth.nt_response, lm_response=auth.lm_response))
+        if len(result.session_base_key) != 16:
+            raise logon_failure("the DC gave no 16-byte session key")
+        return result.session_base_key, Identity(
+            result.user, result.domain, sid=result.user_sid, group_sids=result.group_sids)
 
     def _check_echoed_target_info(self, client_pairs: tuple[AvPair, ...]) -> None:
         """Every pair of our TargetInfo must come back unchanged inside the
@@ -284,10 +320,11 @@ class NtlmMechanism:
     allow_anonymous: bool = False
     rng: Callable[[int], bytes] = os.urandom
     clock: Callable[[], float] = time.time
+    domain_logon: DomainLogonPort | None = None
 
     def new_context(self) -> NtlmAcceptor:
         return NtlmAcceptor(self.users, self.server_name, self.domain_name,
                             dns_domain=self.dns_domain, dns_name=self.dns_name,
                             allow_guest=self.allow_guest, guest_user=self.guest_user,
                             allow_anonymous=self.allow_anonymous, rng=self.rng,
-                            clock=self.clock)
+                            clock=self.clock, domain_logon=self.domain_logon)

@@ -61,23 +61,32 @@ def parse_logon_info(pac: bytes) -> PacLogonInfo:
         info = VALIDATION_INFO()
         info.fromString(data)
         info.fromStringReferents(data[len(info.getData()):])
-        kvi = info["Data"]
-        domain_sid = kvi["LogonDomainId"].formatCanonical()
-        groups = [f"{domain_sid}-{group['RelativeId']}" for group in _elements(kvi, "GroupIds")]
-        groups += [extra["Sid"].formatCanonical() for extra in _elements(kvi, "ExtraSids")]
-        if _present(kvi, "ResourceGroupDomainSid"):
-            resource_domain = kvi["ResourceGroupDomainSid"].formatCanonical()
-            groups += [f"{resource_domain}-{group['RelativeId']}"
-                       for group in _elements(kvi, "ResourceGroupIds")]
-        primary = f"{domain_sid}-{kvi['PrimaryGroupId']}"
-        if primary not in groups:
-            groups.insert(0, primary)
-        return PacLogonInfo(
-            user=str(kvi["EffectiveName"]), domain=str(kvi["LogonDomainName"]),
-            user_sid=f"{domain_sid}-{kvi['UserId']}", primary_group_sid=primary,
-            group_sids=tuple(dict.fromkeys(groups)))
+        return logon_info_of(info["Data"])
     except (KeyError, IndexError, ValueError, TypeError, struct.error) as exc:
         raise logon_failure(f"PAC logon information does not decode: {exc}") from None
+
+
+def logon_info_of(validation) -> PacLogonInfo:
+    """The user and its SIDs from an impacket KERB_VALIDATION_INFO ([MS-PAC]
+    2.5) or NETLOGON_VALIDATION_SAM_INFO4 ([MS-NRPC] 2.2.1.4.13, a NETLOGON
+    network logon's answer): the same fields, the latter without resource
+    groups.  Raises KeyError, ValueError or struct.error on a bad structure."""
+    domain_sid = validation["LogonDomainId"].formatCanonical()
+    groups = [f"{domain_sid}-{group['RelativeId']}"
+              for group in _elements(validation, "GroupIds")]
+    groups += [extra["Sid"].formatCanonical() for extra in _elements(validation, "ExtraSids")]
+    if "ResourceGroupDomainSid" in validation.fields and _present(validation,
+                                                                   "ResourceGroupDomainSid"):
+        resource_domain = validation["ResourceGroupDomainSid"].formatCanonical()
+        groups += [f"{resource_domain}-{group['RelativeId']}"
+                   for group in _elements(validation, "ResourceGroupIds")]
+    primary = f"{domain_sid}-{validation['PrimaryGroupId']}"
+    if primary not in groups:
+        groups.insert(0, primary)
+    return PacLogonInfo(
+        user=str(validation["EffectiveName"]), domain=str(validation["LogonDomainName"]),
+        user_sid=f"{domain_sid}-{validation['UserId']}", primary_group_sid=primary,
+        group_sids=tuple(dict.fromkeys(groups)))
 
 
 def _present(struct_, field: str) -> bool:

@@ -156,7 +156,9 @@ class SmbServer:
         """New shares and users take effect for new tree connects and sessions;
         existing ones keep what they have until they end."""
         self.config = config
-        self.authenticator = authenticator
+        previous, self.authenticator = self.authenticator, authenticator
+        if previous is not authenticator:
+            previous.close()         # its DC threads end once idle
         self._apply_shares(config)
         log.info("reloaded: %d shares", len(config.shares))
 

@@ -51,6 +51,13 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Kerberos is MIT krb5's, through python-gssapi; the PAC's NDR is impacket's.
     ("smbca/auth/kerberos.py", (PURE, "gssapi", "smbca.auth", "smbca.ntstatus")),
     ("smbca/auth/pac.py", (PURE, "impacket", "smbca.auth")),
+    # NTLM pass-through: impacket's NRPC types and its DCE/RPC client (which
+    # opens the sockets to the DC); the join's record from smbca.domain.
+    ("smbca/auth/_netlogon_core.py", (PURE, "impacket", "smbca.auth", "smbca.ntstatus")),
+    ("smbca/auth/netlogon.py", (PURE, "impacket", "os", "socket", "threading", "smbca.auth",
+                                "smbca.domain", "smbca.ntstatus")),
+    # Steps that may wait on a DC run in the authenticator's own threads.
+    ("smbca/auth/authenticator.py", (PURE, "asyncio", "concurrent", "os", "smbca.auth")),
     ("smbca/auth/*", (PURE, "os", "smbca.auth", "smbca.ntstatus")),
     ("smbca/config.py", (PURE, "os", "yaml", "smbca.auth")),
     ("smbca/control.py", (PURE, "asyncio", "os", "socket")),
@@ -60,7 +67,8 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/events.py", (PURE, "smbca.control")),
     ("smbca/admin.py", (PURE, "smbca.control", "smbca.version", "smbca.admin_failover",
                         "smbca.admin_node", "smbca.admin_smb", "smbca.admin_domain")),
-    ("smbca/admin_domain.py", (PURE, "os", "subprocess", "smbca.config", "smbca.domain")),
+    ("smbca/admin_domain.py", (PURE, "os", "subprocess", "smbca.config", "smbca.domain",
+                               "smbca.auth.netlogon")),
     ("smbca/admin_failover.py", (PURE, "smbca.control")),
     ("smbca/admin_node.py", (PURE, "smbca.control", "smbca.config", "smbca.admin_failover")),
     ("smbca/admin_smb.py", (PURE, "smbca.admin_node")),

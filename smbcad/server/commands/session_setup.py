@@ -12,7 +12,7 @@ from smbcad.proto.session_setup import SessionSetupRequest, SessionSetupResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import channels
 from smbcad.server.adm import Channel, ChannelBinding, Session, SessionState
-from smbcad.server.context import Reply
+from smbcad.server.context import Offloaded, Reply
 
 log = logging.getLogger("smbcad.session")
 
@@ -104,9 +104,35 @@ def handle(ctx):
     if conn.dialect == Dialect.SMB_3_1_1 and session.state != SessionState.VALID:
         session.preauth_hash = crypto.preauth_next(session.preauth_hash, ctx.message)
     exchange = session.auth_exchange
+    return _step(ctx, exchange, request.security_buffer,
+                 lambda outcome: _stepped(ctx, session, exchange, request, outcome))
+
+
+def _step(ctx, exchange, token, then):
+    """``exchange.step(token)``, then ``then(the AuthStep or the AuthError)``:
+    off the event loop (``Offloaded``, the connection waits) when the
+    authenticator may call a domain controller (NTLM pass-through)."""
+    authenticator = ctx.server.authenticator
+    if authenticator.may_block:
+        token = bytes(token)
+
+        async def off_the_loop():
+            return then(await authenticator.step_off_loop(exchange, token))
+        return Offloaded(off_the_loop())
     try:
-        step = exchange.step(request.security_buffer)
+        outcome = exchange.step(token)
     except AuthError as exc:
+        outcome = exc
+    return then(outcome)
+
+
+def _stepped(ctx, session: Session, exchange, request: SessionSetupRequest, step):
+    conn, server = ctx.connection, ctx.server
+    if server.sessions.get(session.session_id) is not session:
+        # Logged off (another channel) or gone with its connection while a DC answered.
+        raise SmbError(NtStatus.USER_SESSION_DELETED)
+    if isinstance(step, AuthError):
+        exc = step
         log.info("%s: session setup failed: %s", conn.peer, exc)
         server.metrics.session_setups.labels(result="failed").inc()
         session.auth_exchange = None
@@ -175,9 +201,16 @@ def _bind(ctx, request: SessionSetupRequest):
         _verify(ctx, session.signer)
     if conn.dialect == Dialect.SMB_3_1_1:
         binding.preauth_hash = crypto.preauth_next(binding.preauth_hash, ctx.message)
-    try:
-        step = binding.exchange.step(request.security_buffer)
-    except AuthError as exc:
+    return _step(ctx, binding.exchange, request.security_buffer,
+                 lambda outcome: _bind_stepped(ctx, session, binding, outcome))
+
+
+def _bind_stepped(ctx, session: Session, binding: ChannelBinding, step):
+    conn, server = ctx.connection, ctx.server
+    if server.sessions.get(session.session_id) is not session:
+        raise SmbError(NtStatus.USER_SESSION_DELETED)
+    if isinstance(step, AuthError):
+        exc = step
         conn.bindings.pop(session.session_id, None)
         log.info("%s: bind to session %016x failed: %s", conn.peer, session.session_id, exc)
         server.metrics.session_setups.labels(result="failed").inc()

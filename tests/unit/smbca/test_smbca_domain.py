@@ -1,12 +1,37 @@
 """``smbca domain``'s pure half (smbca.domain): the names and SPNs of the
-pair's computer account, adcli's argument vectors, and the keytab reader.
+pair's computer account, adcli's argument vectors, the keytab reader and the
+machine account record (NETLOGON's secret) from adcli's join details.
 The commands themselves run against a Samba AD DC in tests/ad."""
 
 import struct
 
 import pytest
 
-from smbca.domain import DomainError, Membership, keytab_principals
+from smbca.domain import (DomainError, MachineAccount, Membership, keytab_principals,
+                          parse_join_details)
+
+DOMAIN_SID = "S-1-5-21-945753774-1005190434-2987710616"
+# adcli 0.9.1-2 (Debian) join --show-details --show-password against Samba
+# 4.17's AD DC in the tests/ad fixture (the password replaced by one with a
+# space and '=' in it, which adcli may print).
+ADCLI_DETAILS = """[domain]
+domain-name = smbca.test
+domain-realm = SMBCA.TEST
+domain-controller = dc1.smbca.test
+domain-short = SMBCA
+domain-SID = S-1-5-21-945753774-1005190434-2987710616
+naming-context = DC=smbca,DC=test
+domain-ou = (null)
+[computer]
+host-fqdn = dev2.smbca.test
+computer-name = DEV2
+computer-dn = CN=DEV2,CN=Computers,DC=smbca,DC=test
+computer-password = ]&v^U m;=x
+os-name = pc-linux-gnu
+[keytab]
+kvno = 2
+keytab = /tmp/dev2.keytab
+"""
 
 
 def test_every_name_gets_cifs_and_host_spns_short_and_qualified():
@@ -93,3 +118,43 @@ def test_join_needs_a_realm_and_a_user(capsys):
     from smbca.admin import main
     assert main(["domain", "join", "--user", "Administrator"]) == 2
     assert main(["domain", "join", "--realm", "SMBCA.TEST"]) == 2
+
+
+def test_join_details_give_the_machine_account():
+    account = parse_join_details(ADCLI_DETAILS, "smbca.test")
+    assert account == MachineAccount(realm="SMBCA.TEST", netbios_domain="SMBCA",
+                                     domain_sid=DOMAIN_SID, computer_name="DEV2",
+                                     password="]&v^U m;=x",
+                                     domain_controller="dc1.smbca.test")
+    assert MachineAccount.from_json(account.to_json()) == account
+    assert account.names_domain("smbca") and account.names_domain("smbca.TEST")
+    assert not account.names_domain("DEV2") and not account.names_domain("")
+
+
+def test_join_details_without_the_password_are_refused():
+    text = "\n".join(line for line in ADCLI_DETAILS.splitlines()
+                     if not line.startswith("computer-password"))
+    with pytest.raises(DomainError, match="computer-password"):
+        parse_join_details(text, "smbca.test")
+
+
+def test_a_damaged_record_is_refused():
+    with pytest.raises(DomainError, match="not a machine account record"):
+        MachineAccount.from_json('{"realm": "X"}', "/etc/smbca/krb5.keytab.machine.json")
+
+
+def test_update_keeps_the_names_and_forces_a_new_password():
+    membership = Membership("SMBCA.TEST", ("FS1", "FS1ALT"), keytab="/etc/smbca/krb5.keytab")
+    argv = membership.update_argv()
+    assert argv[:2] == ["adcli", "update"]
+    assert "--computer-password-lifetime=0" in argv and "--show-password" in argv
+    assert "--host-fqdn=fs1.smbca.test" in argv and "--computer-name=FS1" in argv
+    assert "--add-service-principal=cifs/fs1alt.smbca.test" in argv
+    assert not any(arg.startswith(("--login-user", "--stdin-password", "--domain-realm"))
+                   for arg in argv)
+
+
+def test_details_of_an_update_that_changed_nothing_are_refused():
+    """adcli update prints a password even when it did not set one (kvno -1)."""
+    with pytest.raises(DomainError, match="did not change"):
+        parse_join_details(ADCLI_DETAILS.replace("kvno = 2", "kvno = -1"), "smbca.test")
