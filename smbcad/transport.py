@@ -21,6 +21,8 @@ import logging
 import socket
 import struct
 
+from smbcad.server.fairness import ClientShares
+
 log = logging.getLogger("smbcad.transport")
 
 _LENGTH = struct.Struct(">I")
@@ -174,6 +176,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(SEND_HIGH_WATER, SEND_LOW_WATER)
         self.connection = self.make_connection(_FrameSink(self), peer_text, local_address,
                                                local_port)
+        self.connection.turn.join(self.server.client_shares, self.client_host)
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         self._last_frame_at = loop.time()
@@ -322,6 +325,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
             while not self._closing:
                 if not self._frames:
                     self._frame_ready.clear()
+                    conn.turn.waiting()
                     await self._frame_ready.wait()
                     conn.turn.rested()
                     continue
@@ -410,6 +414,7 @@ class SmbListener:
         self._servers: list = []
         self._protocols: set = set()
         self._per_client: dict[str, int] = {}      # client address → live connections
+        self.client_shares = ClientShares()         # their turns (server/fairness.py)
         self.metrics = server.metrics
         self.limits = server.limits
 
@@ -442,6 +447,8 @@ class SmbListener:
         if protocol not in self._protocols:
             return                                  # refused: never counted
         self._protocols.discard(protocol)
+        if protocol.connection is not None:
+            protocol.connection.turn.leave(self.client_shares)
         host = protocol.client_host
         left = self._per_client.get(host, 1) - 1
         if left > 0:
@@ -452,7 +459,8 @@ class SmbListener:
 
     def tracked(self) -> dict:
         """What the listener holds (the no-growth test compares it to a baseline)."""
-        return {"protocols": len(self._protocols), "client_addresses": len(self._per_client)}
+        return {"protocols": len(self._protocols), "client_addresses": len(self._per_client),
+                "client_shares": len(self.client_shares)}
 
     async def start(self, addresses) -> list:
         loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ import pytest
 
 from smbcad.proto.constants import Command, HeaderFlags
 from smbcad.proto.status import NtStatus
-from smbcad.server.fairness import MESSAGES_PER_TURN, Turn
+from smbcad.server.fairness import MESSAGES_PER_TURN, ClientShares, Turn
 from tests.unit.proto import wire
 from tests.unit.server import harness
 from tests.unit.server.loopback import FILE_DIRECTORY_FILE, LoopbackServer, SocketClient
@@ -120,6 +120,39 @@ def test_a_compound_flood_lets_a_new_client_negotiate_in_between(dirs):
         assert flooder_conn.turn.yields >= FLOOD // MESSAGES_PER_TURN
         flooder.close()
         newcomer.close()
+
+
+def test_many_flooding_connections_of_one_address_share_one_turn(dirs):
+    """Eight connections of one address flood at once: each pass of the loop
+    runs about one shared turn of theirs (16 // 8 requests each), not eight
+    whole turns, so a client of another address negotiates after as few of
+    their requests as it would after one flooder's."""
+    flooders = 8
+    with LoopbackServer(*dirs) as srv:
+        mine = [SocketClient(srv.port).login() for _ in range(flooders)]
+        newcomer = SocketClient(srv.port, source="127.0.0.2")
+        assert srv.wait_for(lambda: len(srv.server.connections) == flooders + 1)
+        for flooder in mine:
+            _grant(flooder, FLOOD + 100)
+        compounds = [_compound(flooder, Command.ECHO, ECHO, FLOOD) for flooder in mine]
+        trace = Trace(srv)
+        for flooder, compound in zip(mine, compounds):
+            flooder.send(compound)
+        # Every flooder is running its compound before the newcomer speaks.
+        assert srv.wait_for(lambda: all(conn.turn.yields > 0 for conn in srv.server.connections
+                                        if conn.sessions))
+        answered_before = len(trace.commands)
+        newcomer.send_raw(_negotiate_frame())
+        assert harness.status_of(newcomer.receive()) == NtStatus.SUCCESS
+        echoes_meanwhile = trace.commands.index("negotiate") - answered_before
+        for flooder in mine:
+            assert harness.status_of(flooder.receive()) == NtStatus.SUCCESS
+        assert trace.commands.count("echo") == flooders * FLOOD
+        # A few passes of one shared turn (the same bound as one flooder's
+        # test); eight unshared turns per pass would be ~8x as many.
+        assert 0 < echoes_meanwhile <= 8 * MESSAGES_PER_TURN, echoes_meanwhile
+        for client in mine + [newcomer]:
+            client.close()
 
 
 def _spy_in_thread(srv, fs_method: str, trace: Trace, wanted) -> list:
@@ -231,6 +264,38 @@ def test_turn_counts_work_and_yields_past_its_limit():
     assert turn.yields == 1 and turn.used == 0
     asyncio.run(spend(turn, 9))                 # a large frame ends a turn at once
     assert turn.yields == 2
+
+
+def test_busy_connections_of_one_address_split_its_turn():
+    """Four busy connections from one address yield after a quarter of the
+    turn each; a connection of another address keeps its whole turn; an
+    address whose connections wait gives its share back."""
+    async def spend(turn, units):
+        await turn.spend(units)
+    shares = ClientShares()
+    flood = [Turn(limit=16) for _ in range(4)]
+    for turn in flood:
+        turn.join(shares, "192.0.2.7")
+        turn.rested()                      # each has requests queued
+    alone = Turn(limit=16)
+    alone.join(shares, "192.0.2.8")
+    alone.rested()
+    assert len(shares) == 2 and flood[0].share.busy == 4
+    for _ in range(4):
+        asyncio.run(spend(flood[0], 1))
+    assert flood[0].yields == 1            # 16 // 4
+    for _ in range(15):
+        asyncio.run(spend(alone, 1))
+    assert alone.yields == 0
+    for turn in flood[1:]:
+        turn.waiting()                     # their queues ran dry
+    assert flood[0].share.busy == 1
+    for _ in range(15):
+        asyncio.run(spend(flood[0], 1))
+    assert flood[0].yields == 1            # the whole turn again
+    for turn in flood + [alone]:
+        turn.leave(shares)
+    assert len(shares) == 0 and flood[0].share is None
 
 
 def test_loop_lag_probe_reports_the_worst_lag_of_its_window():

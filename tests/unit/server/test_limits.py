@@ -70,8 +70,8 @@ def test_connections_per_client_address_are_refused_others_are_not(dirs):
         assert all(client.still_open() for client in mine)
         for client in mine + [third, other]:
             client.close()
-        assert srv.wait_for(lambda: srv.listener.tracked() == {"protocols": 0,
-                                                               "client_addresses": 0})
+        assert srv.wait_for(lambda: srv.listener.tracked() == {
+            "protocols": 0, "client_addresses": 0, "client_shares": 0})
 
 
 def test_unauthenticated_connection_is_closed_at_the_auth_deadline(dirs):
