@@ -33,6 +33,21 @@ users:
     assert cfg.server.listen[1] == ListenAddress("::1", 4456)
     assert cfg.server.encryption == "off" and not cfg.server.signing_required
     assert cfg.shares[0].ca and cfg.shares[0].ca_timeout_ms == 120000
+    assert cfg.shares[0].case_sensitive is False         # Windows' default
+
+
+def test_case_sensitive_share(tmp_path):
+    share = tmp_path / "s"
+    share.mkdir()
+    cfg = config.load_yaml(_write(tmp_path, f"""
+shares:
+  - {{name: data, path: {share}, case_sensitive: true}}
+users:
+  - {{name: alice, password: secret}}
+"""))
+    assert cfg.shares[0].case_sensitive
+    cfg, _ = load(["--share", f"data={tmp_path},case_sensitive", "--user", "u:p"])
+    assert cfg.shares[0].case_sensitive
 
 
 @pytest.mark.parametrize("yaml_text, key", [
@@ -66,6 +81,8 @@ users:
      "users: [{name: u, password: p}]", "server.max_outstanding_requests"),
     ("server: {max_connections: yes}\nshares: [{name: a, path: /tmp}]\n"
      "users: [{name: u, password: p}]", "server.max_connections"),
+    ("shares: [{name: a, path: /tmp, case_sensitive: sometimes}]\n"
+     "users: [{name: u, password: p}]", "shares[0].case_sensitive"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
     with pytest.raises(ConfigError) as err:
