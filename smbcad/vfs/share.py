@@ -547,10 +547,18 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
             return info
         try:
             st = os.stat(name, dir_fd=open_file.fd, follow_symlinks=False)
-            info = self._info_for_name(open_file, name, stat.S_ISLNK(st.st_mode))
-            if info is not None and ea_size and self.user_xattrs():
-                info = dataclasses.replace(info, ea_size=self._entry_ea_size(
-                    open_file, name, stat.S_ISLNK(st.st_mode)))
+            if stat.S_ISLNK(st.st_mode):
+                info = self._info_for_name(open_file, name, True)
+                if info is not None and ea_size and self.user_xattrs():
+                    info = dataclasses.replace(info, ea_size=self._entry_ea_size(
+                        open_file, name, True))
+            elif is_listable(name):
+                # One stat and no copy per entry: a listing pays this per name.
+                ea = self._entry_ea_size(open_file, name, False) \
+                    if ea_size and self.user_xattrs() else 0
+                info = _meta.info_of_entry(open_file.fd, name, self.volume, st, ea)
+            else:
+                info = None
         except FileNotFoundError:
             return None
         except OSError as err:
