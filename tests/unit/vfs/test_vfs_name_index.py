@@ -115,6 +115,23 @@ def test_our_own_create_rename_delete_keep_it_right(fs, share):
     assert os.listdir(share / "d") == ["Z"]
 
 
+def test_rename_target_checks_use_the_index(fs, share):
+    (share / "d").mkdir()
+    for name in ("src", "Other", "third"):
+        (share / "d" / name).write_bytes(name.encode())
+    assert not fs.lookup(("d", "NONE")).exists           # the directory is indexed
+    scans = _scans(fs)
+    with pytest.raises(SmbError) as err:
+        fs.rename(("d", "src"), ("d", "OTHER"))           # taken in another case
+    assert err.value.status == 0xC0000035                 # STATUS_OBJECT_NAME_COLLISION
+    fs.rename(("d", "src"), ("d", "OTHER"), replace=True)
+    assert sorted(os.listdir(share / "d")) == ["OTHER", "third"]
+    assert (share / "d" / "OTHER").read_bytes() == b"src"
+    fs.rename(("d", "third"), ("d", "Fourth"))
+    assert fs.lookup(("d", "FOURTH")).path == "d/Fourth"
+    assert _scans(fs) == scans
+
+
 def test_a_directory_replaced_by_another_is_not_confused(fs, share):
     (share / "d").mkdir()
     (share / "d" / "Old").write_bytes(b"")
