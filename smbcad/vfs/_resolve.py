@@ -97,7 +97,29 @@ class Resolver:
         fd = self.try_open(path, os.O_PATH)
         if fd is not None:
             return self._found(fd, path)
-        return self._walk(components, max_scan_bytes)
+        if self.names is None and len(components) == 1:
+            return Resolved(path, False)
+        leaf = self._leaf(components, max_scan_bytes)
+        return leaf if leaf is not None else self._walk(components, max_scan_bytes)
+
+    def _leaf(self, components: tuple[str, ...], max_scan_bytes: int | None) -> Resolved | None:
+        """Only the last component missing in its exact spelling (the common
+        case: a new name, or a name in another case): its parent opened once,
+        no walk.  None when the parent too is missing as spelled."""
+        parent = "/".join(components[:-1])
+        dir_fd = self.try_open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        if dir_fd is None:
+            return None
+        try:
+            match = None if self.names is None else \
+                self.names.match(dir_fd, components[-1], max_scan_bytes)
+        finally:
+            os.close(dir_fd)
+        # Even if unusable (an escaping link), a match owns the name: a create
+        # must collide with it, not add a twin.
+        path = join(parent, components[-1] if match is None else match)
+        fd = None if match is None else self.try_open(path, os.O_PATH)
+        return Resolved(path, False) if fd is None else self._found(fd, path)
 
     def _found(self, fd: int, path: str) -> Resolved:
         try:
