@@ -208,13 +208,6 @@ class NameIndex:
             raise LargeDirectory(name)
         return self._build(dir_fd, key, st).match(name)
 
-    def forget(self, dir_fd: int) -> None:
-        """Drop one directory (a caller that knows it changed in a way the
-        index cannot see)."""
-        st = os.fstat(dir_fd)
-        with self._lock:
-            self._drop((st.st_dev, st.st_ino))
-
     def close(self) -> None:
         with self._lock:
             self._dirs.clear()
