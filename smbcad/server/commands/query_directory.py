@@ -88,27 +88,32 @@ def _snapshot(fs, handle, pattern: str, found=None) -> _Listing:
 
 def _page(fs, handle, listing: _Listing, cursor: list, request) -> bytes:
     """Encode what fits from ``cursor[0]`` on, skipping names that vanished;
-    ``cursor[0]`` moves past what was returned (blocking: stats each name)."""
+    ``cursor[0]`` moves past what was returned (blocking: stats each name,
+    and one more than fits at most)."""
     single = bool(request.flags & Flags.RETURN_SINGLE_ENTRY)
-    dir_entry_fixed_size(request.file_information_class)    # INVALID_INFO_CLASS first
+    fixed = dir_entry_fixed_size(request.file_information_class)    # INVALID_INFO_CLASS first
     with_ea_size = eas.in_directory_class(request.file_information_class)
     short = listing.short_names(fs, handle) \
         if dir_class_has_short_name(request.file_information_class) else {}
     names = listing.names
+    limit = request.output_buffer_length
     while cursor[0] < len(names):
-        width = 1 if single else max(1, request.output_buffer_length // _MIN_ENTRY)
-        window = names[cursor[0]:cursor[0] + width]
         live = []
-        for offset, name in enumerate(window):
+        used = 0
+        position = cursor[0]
+        while position < len(names) and used <= limit and not (single and live):
+            name = names[position]
             info = fs.entry_info(handle, name, ea_size=with_ea_size)
             if info is not None:
-                live.append((offset, DirEntry(name, info, short.get(name, ""))))
+                live.append((position - cursor[0], DirEntry(name, info, short.get(name, ""))))
+                # Its size on the wire, 8-aligned (UTF-16: at least 2 bytes a character).
+                used = ((used + 7) & ~7) + fixed + 2 * len(name)
+            position += 1
         if not live:
-            cursor[0] += len(window)
+            cursor[0] = position
             continue
         data, consumed = encode_directory_entries(
-            request.file_information_class, [entry for _, entry in live],
-            request.output_buffer_length, single)
+            request.file_information_class, [entry for _, entry in live], limit, single)
         if consumed == 0:
             raise SmbError(NtStatus.INFO_LENGTH_MISMATCH, "buffer too small for one entry")
         cursor[0] += live[consumed - 1][0] + 1

@@ -63,9 +63,11 @@ def _entries(reply: bytes, name_offset: int, short_offset: int | None = None) ->
         at += next_entry
 
 
-def _query(client, handle, pattern="*", info_class=FILE_ID_BOTH_DIRECTORY, flags=0):
+def _query(client, handle, pattern="*", info_class=FILE_ID_BOTH_DIRECTORY, flags=0,
+           output=65536):
     return client.answer(client.send_request(Command.QUERY_DIRECTORY, wire.query_directory_request(
-        *handle, pattern=pattern, info_class=info_class, flags=flags)))
+        *handle, pattern=pattern, info_class=info_class, flags=flags,
+        output_buffer_length=output)))
 
 
 def test_a_pattern_without_wildcards_is_a_lookup_not_a_listing(dirs, monkeypatch):
@@ -127,4 +129,20 @@ def test_a_lookup_in_a_both_class_gives_the_listing_s_short_name(dirs):
         expected = dict(listed)["Long Entry Name 00123.data"]
         reply = _query(client, big, "long entry name 00123.DATA", FILE_BOTH_DIRECTORY, flags=0x01)
         assert _entries(reply, 94, 68) == [("Long Entry Name 00123.data", expected)]
+        client.close()
+
+
+def test_a_page_stats_at_most_one_name_more_than_it_returns(dirs, monkeypatch):
+    with LoopbackServer(*dirs) as srv:
+        client = SocketClient(srv.port).login()
+        stats = _count(monkeypatch, srv.server.shares["share"].fs, "entry_info")
+        big = client.create("big", options=FILE_DIRECTORY_FILE, disposition=1)
+        returned = pages = 0
+        reply = _query(client, big, "*", FILE_ID_BOTH_DIRECTORY, output=4096)
+        while harness.status_of(reply) == NtStatus.SUCCESS:
+            returned += len(_entries(reply, 104))
+            pages += 1
+            reply = _query(client, big, "*", FILE_ID_BOTH_DIRECTORY, output=4096)
+        assert returned == ENTRIES + 3 and pages > 1
+        assert len(stats) <= returned + pages
         client.close()
