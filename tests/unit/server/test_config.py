@@ -155,3 +155,19 @@ def test_keytab_enables_kerberos_and_must_exist(tmp_path):
     assert caught.value.key == "server.keytab"
     keytab.write_bytes(b"\x05\x02")
     assert config.load_yaml(_write(tmp_path, text)).server.keytab == str(keytab)
+
+
+def test_the_share_s_case_sensitive_key_reaches_its_file_system(tmp_path):
+    """Set by a reload: a change of the key opens the share afresh."""
+    import dataclasses
+    from tests.unit.server import harness
+    (tmp_path / "share").mkdir()
+    (tmp_path / "share" / "Name").write_bytes(b"")
+    server = harness.make_server(str(tmp_path / "share"), str(tmp_path / "state"))
+    fs = server.shares["share"].fs
+    assert not fs.case_sensitive and fs.lookup(("NAME",)).exists
+    cfg = server.config
+    server._apply_shares(dataclasses.replace(cfg, shares=(dataclasses.replace(
+        cfg.shares[0], case_sensitive=True),)))
+    fs = server.shares["share"].fs
+    assert fs.case_sensitive and not fs.lookup(("NAME",)).exists
