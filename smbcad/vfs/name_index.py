@@ -209,7 +209,10 @@ class NameIndex:
         return self._build(dir_fd, key, st).match(name)
 
     def close(self) -> None:
+        """Drop everything; a lookup still running (in a worker thread) scans
+        and keeps nothing, so no inotify instance outlives the share."""
         with self._lock:
+            self._inotify_failed = True
             self._dirs.clear()
             self._by_wd.clear()
             self.names = 0

@@ -272,3 +272,16 @@ def test_memory_per_name_is_within_the_documented_figure():
     # name_index.py's docstring: ~190 bytes a name, the name itself (made by
     # the scan, kept by the index) included.
     assert used / len(names) + sys.getsizeof(names[0]) < 200
+
+
+def test_a_closed_index_keeps_nothing(share):
+    (share / "A").write_bytes(b"")
+    fs = ShareFs(str(share))
+    index = fs.name_index
+    fs.close()
+    directory = os.open(share, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert index.match(directory, "a") == "A"       # a lookup that was under way
+    finally:
+        os.close(directory)
+    assert len(index) == 0 and index._inotify is None
