@@ -46,6 +46,7 @@ class ShareConfig:
     ca_timeout_ms: int = DEFAULT_CA_TIMEOUT_MS
     aggregate: str = ""                # follows this aggregate (cluster.aggregates); "": local
     volume_id: str | None = None       # file identity's volume id (hex); default: the filesystem's
+    case_sensitive: bool = False       # names match only in their exact case (no case-folding)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ _SERVER_KEYS = ("listen", "server_name", "domain", "keytab", "state_dir", "signi
                 "idle_timeout_s", "send_timeout_s", "drain_timeout_s", "log_level",
                 "control_socket")
 _SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
-               "aggregate", "volume_id")
+               "aggregate", "volume_id", "case_sensitive")
 
 
 def _server_from_yaml(section: Section) -> ServerConfig:
@@ -238,6 +239,7 @@ def _share_from_yaml(section: Section) -> ShareConfig:
         ca_timeout_ms=section.get("ca_timeout_ms", int, DEFAULT_CA_TIMEOUT_MS),
         aggregate=section.get("aggregate", str, ""),
         volume_id=section.get("volume_id", str, None),
+        case_sensitive=section.get("case_sensitive", bool, False),
     )
 
 
@@ -281,19 +283,20 @@ def _one_control_socket(raw: dict, server: ServerConfig, cluster: ClusterConfig 
 
 
 def parse_share_flag(text: str, index: int) -> ShareConfig:
-    """``NAME=PATH[,ca][,encrypt][,ro]`` from ``--share``."""
+    """``NAME=PATH[,ca][,encrypt][,ro][,case_sensitive]`` from ``--share``."""
     key = f"--share[{index}]"
     name, sep, rest = text.partition("=")
     if not sep or not rest:
-        raise ConfigError(key, f"{text!r} is not NAME=PATH[,ca][,encrypt][,ro]")
+        raise ConfigError(key, f"{text!r} is not NAME=PATH[,ca][,encrypt][,ro][,case_sensitive]")
     path, *options = rest.split(",")
-    flags = {"ca": False, "encrypt": False, "ro": False}
+    flags = {"ca": False, "encrypt": False, "ro": False, "case_sensitive": False}
     for option in options:
         if option not in flags:
-            raise ConfigError(key, f"unknown option {option!r} (ca, encrypt, ro)")
+            raise ConfigError(key, f"unknown option {option!r} (ca, encrypt, ro, case_sensitive)")
         flags[option] = True
     return ShareConfig(name=name, path=os.path.abspath(path), ca=flags["ca"],
-                       encrypt=flags["encrypt"], read_only=flags["ro"])
+                       encrypt=flags["encrypt"], read_only=flags["ro"],
+                       case_sensitive=flags["case_sensitive"])
 
 
 def new_server_guid() -> bytes:

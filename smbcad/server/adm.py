@@ -27,6 +27,7 @@ class Share:
     store: Any = None                  # the handle store of its persistent opens (or None)
     aggregate: str = ""                # the aggregate it lives on; "" for a node-local share
     volume_id: str | None = None       # configured volume id for file identity (vfs.volume_id)
+    case_sensitive: bool = False       # names match in their exact case only (vfs.ShareFs)
     counters: Any = None               # smbcad.metrics.ShareCounters, bound once per share
 
 

@@ -26,6 +26,12 @@ After: the directory leases of the source and target directories are broken
 
 Named-stream renames (``:stream`` targets, stream handles) are
 ``server/streams.py``'s and skip all of this.
+
+Finding the target and its directory (``_key_of``) is ``ShareFs.lookup``: a
+target not found in its exact spelling is looked for in other cases through
+the directory's name index (``vfs/name_index.py``), a dict probe once the
+directory is indexed, not a scan per rename (issue 14); the rename itself
+(``ShareFs.rename``) looks the target up the same way.
 """
 
 from smbcad.proto.constants import AccessMask, ShareAccess

@@ -110,13 +110,14 @@ class SmbServer:
             old = self.shares.get(cfg.name.lower())
             aggregate = getattr(cfg, "aggregate", "")
             volume_id = getattr(cfg, "volume_id", None)
+            case_sensitive = getattr(cfg, "case_sensitive", False)
             same = (old is not None and old.path == cfg.path and old.aggregate == aggregate
-                    and old.volume_id == volume_id)
+                    and old.volume_id == volume_id and old.case_sensitive == case_sensitive)
             share = Share(
                 name=cfg.name, path=cfg.path, comment=cfg.comment, is_ca=cfg.ca,
                 encrypt_data=cfg.encrypt, read_only=cfg.read_only,
                 ca_timeout_ms=cfg.ca_timeout_ms, aggregate=aggregate, volume_id=volume_id,
-                counters=self.metrics.share_counters(cfg.name))
+                case_sensitive=case_sensitive, counters=self.metrics.share_counters(cfg.name))
             if same:
                 share.fs, share.store = old.fs, old.store
             elif not aggregate:
@@ -126,9 +127,12 @@ class SmbServer:
 
     def open_share_fs_for(self, share: Share):
         """The share's filesystem port (an fd on its root)."""
+        options = {}
         if share.volume_id is not None:
-            return self._open_share_fs(share.path, volume_id=share.volume_id)
-        return self._open_share_fs(share.path)
+            options["volume_id"] = share.volume_id
+        if share.case_sensitive:
+            options["case_sensitive"] = True
+        return self._open_share_fs(share.path, **options)
 
     @property
     def offers_persistent_handles(self) -> bool:

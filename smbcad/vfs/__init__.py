@@ -8,7 +8,9 @@ confined to a share by the kernel (openat2 RESOLVE_BENEATH, see
   SMB2 names → components, with Windows' NTSTATUS for bad ones;
   ``parse_smb_name`` also returns a ``file:stream`` name's stream.
 - ``ShareFs``: lookup, open/create, mkdir, delete, rename, listing, I/O,
-  metadata, volume information for one share.
+  metadata, volume information for one share.  Its case-insensitive lookups
+  go through a per-directory name index (``name_index.py``), none on a share
+  made ``case_sensitive``.
 - ``Resolved``, ``OpenFile``, ``DirEntry``, ``FsSize``, ``FsIdentity``.
 - ``StreamHandle``: an open named stream (kept in an xattr, ``streams.py``).
 - ``status_for_errno``: the errno → NTSTATUS table.

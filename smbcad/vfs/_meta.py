@@ -48,7 +48,7 @@ def attributes_of(st: os.stat_result, record: DosRecord | None, name: str) -> in
 
 
 def file_info(st: os.stat_result, record: DosRecord | None, name: str, volume: VolumeId,
-              allocation: int | None = None) -> FileInfo:
+              allocation: int | None = None, ea_size: int = 0) -> FileInfo:
     """Build the ``FileInfo`` of one file of ``volume`` from its stat and DOS
     record; ``allocation`` (data bytes allocated) overrides ``st_blocks``."""
     is_dir = stat.S_ISDIR(st.st_mode)
@@ -67,6 +67,7 @@ def file_info(st: os.stat_result, record: DosRecord | None, name: str, volume: V
         number_of_links=st.st_nlink,
         is_directory=is_dir,
         device_id=volume.device_of(st.st_dev),
+        ea_size=ea_size,
     )
 
 
@@ -91,12 +92,15 @@ def info_of_path_fd(fd: int, name: str, volume: VolumeId) -> FileInfo:
                      allocation)
 
 
-def info_of_entry(dir_fd: int, name: str, volume: VolumeId) -> FileInfo:
-    """``FileInfo`` of a non-symlink entry of an open directory (never followed)."""
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+def info_of_entry(dir_fd: int, name: str, volume: VolumeId, st: os.stat_result | None = None,
+                  ea_size: int = 0) -> FileInfo:
+    """``FileInfo`` of a non-symlink entry of an open directory (never
+    followed); ``st``: its lstat, when the caller has it already (a listing)."""
+    if st is None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     allocation = _allocation_at(name, st, dir_fd) if _needs_extent_map(st) else None
     return file_info(st, attrs.read(f"/proc/self/fd/{dir_fd}/{name}", follow=False), name,
-                     volume, allocation)
+                     volume, allocation, ea_size)
 
 
 def _needs_extent_map(st: os.stat_result) -> bool:

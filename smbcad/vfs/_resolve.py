@@ -11,12 +11,15 @@ names, as Samba does with ``wide links = no``: STATUS_OBJECT_NAME_NOT_FOUND
 for the last component, STATUS_OBJECT_PATH_NOT_FOUND for a parent.
 
 Windows names are case-insensitive: the exact spelling is tried first (one
-openat2 for the whole path), and only a miss scans the parent directory for a
-name equal under Unicode upper-casing.  With several candidates (``a`` and
-``A`` both on disk) the lowest code-point spelling wins.  A caller on the
-event loop passes ``max_scan_bytes``: a parent larger than that (st_size)
-raises ``LargeDirectory`` instead of being scanned, and the caller looks the
-name up again in a worker thread (issue 17).
+openat2 for the whole path), and only a miss asks the parent directory's
+name index (``name_index.py``) for a name equal under Unicode upper-casing:
+a dict probe once the directory is indexed, one scan the first time.  With
+several candidates (``a`` and ``A`` both on disk) the lowest code-point
+spelling wins.  A caller on the event loop passes ``max_scan_bytes``: a
+parent not yet indexed and larger than that (st_size) raises
+``LargeDirectory`` instead of being scanned, and the caller looks the name up
+again in a worker thread (issue 17).  On a share configured case-sensitive
+(``case_sensitive: true``) a miss is a miss: no index, no scan.
 """
 
 import errno
@@ -26,8 +29,9 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.vfs import _meta
 from smbcad.vfs._openat2 import Syscalls
-from smbcad.vfs.errors import LargeDirectory, smb_error
+from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import Resolved
+from smbcad.vfs.name_index import NameIndex, fold  # noqa: F401  (fold re-exported)
 from smbcad.vfs.paths import is_valid_component
 from smbcad.vfs.volume_id import VolumeId
 
@@ -38,14 +42,6 @@ MISSING_ERRNOS = frozenset({errno.ENOENT, errno.EXDEV, errno.ELOOP, errno.ENOTDI
 def join(parent: str, name: str) -> str:
     """Join share-relative paths ("" is the root)."""
     return f"{parent}/{name}" if parent else name
-
-
-def fold(name: str) -> str:
-    """Case key: per-character upper-casing, like the NTFS upcase table (1:1, no "ß"→"SS")."""
-    upper = name.upper()
-    if len(upper) == len(name):
-        return upper
-    return "".join(c if len(c.upper()) != 1 else c.upper() for c in name)
 
 
 def is_listable(name: str) -> bool:
@@ -61,10 +57,13 @@ def is_listable(name: str) -> bool:
 class Resolver:
     """openat2-based lookups relative to one root directory fd."""
 
-    def __init__(self, syscalls: Syscalls, root_fd: int, volume: VolumeId) -> None:
+    def __init__(self, syscalls: Syscalls, root_fd: int, volume: VolumeId,
+                 names: NameIndex | None = None) -> None:
         self._sys = syscalls
         self._root_fd = root_fd
         self._volume = volume
+        # None: the share is case-sensitive, a miss is final.
+        self.names = names
 
     def open_at(self, path: str, flags: int, mode: int = 0) -> int:
         """openat2 beneath the root; ``""`` is the root itself.  Raises ``OSError``."""
@@ -98,7 +97,29 @@ class Resolver:
         fd = self.try_open(path, os.O_PATH)
         if fd is not None:
             return self._found(fd, path)
-        return self._walk(components, max_scan_bytes)
+        if self.names is None and len(components) == 1:
+            return Resolved(path, False)
+        leaf = self._leaf(components, max_scan_bytes)
+        return leaf if leaf is not None else self._walk(components, max_scan_bytes)
+
+    def _leaf(self, components: tuple[str, ...], max_scan_bytes: int | None) -> Resolved | None:
+        """Only the last component missing in its exact spelling (the common
+        case: a new name, or a name in another case): its parent opened once,
+        no walk.  None when the parent too is missing as spelled."""
+        parent = "/".join(components[:-1])
+        dir_fd = self.try_open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        if dir_fd is None:
+            return None
+        try:
+            match = None if self.names is None else \
+                self.names.match(dir_fd, components[-1], max_scan_bytes)
+        finally:
+            os.close(dir_fd)
+        # Even if unusable (an escaping link), a match owns the name: a create
+        # must collide with it, not add a twin.
+        path = join(parent, components[-1] if match is None else match)
+        fd = None if match is None else self.try_open(path, os.O_PATH)
+        return Resolved(path, False) if fd is None else self._found(fd, path)
 
     def _found(self, fd: int, path: str) -> Resolved:
         try:
@@ -117,7 +138,7 @@ class Resolver:
             flags = os.O_PATH if index == last else os.O_PATH | os.O_DIRECTORY
             path = join(parent, part)
             fd = self.try_open(path, flags)
-            if fd is None:
+            if fd is None and self.names is not None:
                 match = self._match(parent, part, max_scan_bytes)
                 if match is not None:
                     # Even if unusable (an escaping link), the entry owns the
@@ -139,20 +160,7 @@ class Resolver:
         fd = self.try_open(parent, os.O_RDONLY | os.O_DIRECTORY)
         if fd is None:
             return None
-        key = fold(name)
-        best = None
         try:
-            if max_scan_bytes is not None and os.fstat(fd).st_size > max_scan_bytes:
-                raise LargeDirectory(parent)
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    candidate = entry.name
-                    if (candidate != name and len(candidate) == len(name)
-                            and fold(candidate) == key and is_listable(candidate)
-                            and (best is None or candidate < best)):
-                        best = candidate
-        except OSError as err:
-            raise smb_error(err) from err
+            return self.names.match(fd, name, max_scan_bytes)
         finally:
             os.close(fd)
-        return best

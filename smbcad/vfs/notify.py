@@ -119,9 +119,10 @@ class Inotify:
 
     # -- watches ---------------------------------------------------------------
 
-    def watch(self, base_fd: int, relpath: str, *, list_entries: bool = False) -> WatchedDir | None:
+    def watch(self, base_fd: int, relpath: str, *, list_entries: bool = False,
+              mask: int = WATCH_MASK) -> WatchedDir | None:
         """Watch the directory ``relpath`` ("" = ``base_fd`` itself) beneath the
-        open directory ``base_fd``.  ``None`` if it is gone or no directory;
+        open directory ``base_fd`` for the events of ``mask``.  ``None`` if it is gone or no directory;
         STATUS_INSUFFICIENT_RESOURCES when fs.inotify.max_user_watches is reached."""
         try:
             fd = self._sys.openat2(base_fd, relpath or ".", os.O_RDONLY | os.O_DIRECTORY,
@@ -131,7 +132,7 @@ class Inotify:
                 return None
             raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, f"open for watch: {err}") from err
         try:
-            wd = self._add(self._fd, f"/proc/self/fd/{fd}".encode(), WATCH_MASK)
+            wd = self._add(self._fd, f"/proc/self/fd/{fd}".encode(), mask)
             if wd < 0:
                 err = ctypes.get_errno()
                 if err in _GONE or err == errno.EACCES:

@@ -34,6 +34,7 @@ from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
 from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
 from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
+from smbcad.vfs.name_index import NameIndex
 from smbcad.vfs.paths import MAX_COMPONENT_BYTES, is_valid_component
 from smbcad.vfs.streams import OpenStreams, StreamHandle, StreamOps
 from smbcad.vfs.volume_id import identify
@@ -55,10 +56,12 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
     """The file system port for one share ([MS-SMB2] 3.3.1.6 Share.LocalPath)."""
 
     def __init__(self, root: str, syscalls: Syscalls | None = None,
-                 volume_id: str | None = None) -> None:
+                 volume_id: str | None = None, case_sensitive: bool = False) -> None:
         """Open the share root.  ``volume_id`` is a configured volume id (a hex
         string, ``volume_id.parse_volume_id``; ValueError if malformed); without
-        one it is read from the file system, once, here."""
+        one it is read from the file system, once, here.  ``case_sensitive``
+        (the share's ``case_sensitive`` key): a name not found in its exact
+        spelling is not looked for in other cases."""
         self._sys = syscalls or Syscalls()
         self._root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -71,7 +74,10 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         except (OSError, ValueError):
             os.close(self._root_fd)
             raise
-        self._resolver = Resolver(self._sys, self._root_fd, self.volume)
+        self.case_sensitive = case_sensitive
+        # Names by case key of recently used directories (name_index.py).
+        self.name_index = None if case_sensitive else NameIndex()
+        self._resolver = Resolver(self._sys, self._root_fd, self.volume, self.name_index)
         self.change_times = ChangeTimes()
         self.open_streams = OpenStreams()       # named streams with open handles (streams.py)
         self._user_xattrs: bool | None = None   # probed on first use
@@ -94,6 +100,8 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         if self._root_fd >= 0:
             fd, self._root_fd = self._root_fd, -1
             os.close(fd)
+            if self.name_index is not None:
+                self.name_index.close()
 
     def __enter__(self) -> "ShareFs":
         return self
@@ -495,6 +503,27 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         names.sort(key=lambda name: (name.upper(), name))
         return [".", ".."] + names
 
+    def find_name(self, open_file: OpenFile, name: str,
+                  max_scan_bytes: int | None = None) -> str | None:
+        """The spelling on disk of ``name`` in an open directory, or None: its
+        exact spelling, else (on a case-insensitive share) another case through
+        the name index.  What a QUERY_DIRECTORY pattern without wildcards
+        lists, without reading the directory.  ``LargeDirectory`` as ``lookup``."""
+        if name in (".", ".."):
+            return name
+        if not is_listable(name):
+            return None
+        try:
+            os.stat(name, dir_fd=open_file.fd, follow_symlinks=False)
+            return name
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise smb_error(err) from err
+        if self.name_index is None:
+            return None
+        return self.name_index.match(open_file.fd, name, max_scan_bytes)
+
     def directory_bytes(self, open_file: OpenFile) -> int:
         """What an open directory's entries take on disk (its st_size): the
         cost of listing or scanning it, which decides whether the server
@@ -518,10 +547,18 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
             return info
         try:
             st = os.stat(name, dir_fd=open_file.fd, follow_symlinks=False)
-            info = self._info_for_name(open_file, name, stat.S_ISLNK(st.st_mode))
-            if info is not None and ea_size and self.user_xattrs():
-                info = dataclasses.replace(info, ea_size=self._entry_ea_size(
-                    open_file, name, stat.S_ISLNK(st.st_mode)))
+            if stat.S_ISLNK(st.st_mode):
+                info = self._info_for_name(open_file, name, True)
+                if info is not None and ea_size and self.user_xattrs():
+                    info = dataclasses.replace(info, ea_size=self._entry_ea_size(
+                        open_file, name, True))
+            elif is_listable(name):
+                # One stat and no copy per entry: a listing pays this per name.
+                ea = self._entry_ea_size(open_file, name, False) \
+                    if ea_size and self.user_xattrs() else 0
+                info = _meta.info_of_entry(open_file.fd, name, self.volume, st, ea)
+            else:
+                info = None
         except FileNotFoundError:
             return None
         except OSError as err:

@@ -8,8 +8,9 @@ Imports the standard library and ``smbcad.proto`` only.
 """
 
 from smbcad.proto.fscc.access_check import Token, access_check, map_generic, maximal_access
-from smbcad.proto.fscc.dir_info import (DIR_INFO_CLASSES, DirEntry, dir_entry_fixed_size,
-                                        encode_dir_entry, encode_directory_entries)
+from smbcad.proto.fscc.dir_info import (DIR_INFO_CLASSES, DirEntry, dir_class_has_short_name,
+                                        dir_entry_fixed_size, encode_dir_entry,
+                                        encode_directory_entries)
 from smbcad.proto.fscc.ea import (FullEa, decode_full_ea_list, decode_get_ea_list,
                                   encode_full_ea_list, packed_ea_size)
 from smbcad.proto.fscc.file_info import (FILE_INFO_CLASSES, FILE_INFO_ENCODERS, QueryContext,
@@ -46,7 +47,7 @@ __all__ = [
     "QUERY_FILE_ACCESS", "QueryContext", "RenameFlags", "SET_FILE_ACCESS", "SET_INFO_DECODERS",
     "SdControl", "SecurityDescriptor", "SecurityInformation", "Sid", "StreamInfo", "Token",
     "access_check", "decode_full_ea_list", "decode_get_ea_list", "decode_set_info",
-    "dir_entry_fixed_size", "encode_dir_entry", "encode_directory_entries", "encode_file_info",
+    "dir_class_has_short_name", "dir_entry_fixed_size", "encode_dir_entry", "encode_directory_entries", "encode_file_info",
     "encode_fs_info", "encode_full_ea_list", "fit_output", "fs_query_unsupported_status",
     "fs_set_unsupported_status", "has_wildcards", "is_8dot3", "map_generic", "match_pattern",
     "maximal_access", "missing_access", "packed_ea_size", "posix_from_sd", "query_file_info",

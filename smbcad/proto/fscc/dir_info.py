@@ -120,20 +120,23 @@ def _tail_id_all_extd_both(e: DirEntry) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class DirInfoClass:
-    """One QUERY_DIRECTORY class: ``fixed_size`` is FieldOffset(FileName)."""
+    """One QUERY_DIRECTORY class: ``fixed_size`` is FieldOffset(FileName);
+    ``short_name``: it carries ShortName (the "Both" classes), so a listing
+    in it needs the 8.3 names, which no other class does."""
 
     name: str
     fixed_size: int
     tail: Callable[[DirEntry], bytes]
+    short_name: bool = False
 
 
 DIR_INFO_CLASSES: dict[int, DirInfoClass] = {
     C.FILE_DIRECTORY: DirInfoClass("FileDirectoryInformation", 64, _tail_none),
     C.FILE_FULL_DIRECTORY: DirInfoClass("FileFullDirectoryInformation", 68, _tail_full),
-    C.FILE_BOTH_DIRECTORY: DirInfoClass("FileBothDirectoryInformation", 94, _tail_both),
+    C.FILE_BOTH_DIRECTORY: DirInfoClass("FileBothDirectoryInformation", 94, _tail_both, True),
     C.FILE_NAMES: DirInfoClass("FileNamesInformation", 12, _tail_none),
     C.FILE_ID_BOTH_DIRECTORY: DirInfoClass("FileIdBothDirectoryInformation", 104,
-                                           _tail_id_both),
+                                           _tail_id_both, True),
     C.FILE_ID_FULL_DIRECTORY: DirInfoClass("FileIdFullDirectoryInformation", 80,
                                            _tail_id_full),
     C.FILE_ID_EXTD_DIRECTORY: DirInfoClass("FileIdExtdDirectoryInformation", 88,
@@ -141,11 +144,11 @@ DIR_INFO_CLASSES: dict[int, DirInfoClass] = {
     C.FILE_ID_64_EXTD_DIRECTORY: DirInfoClass("FileId64ExtdDirectoryInformation", 80,
                                               _tail_id64_extd),
     C.FILE_ID_64_EXTD_BOTH_DIRECTORY: DirInfoClass("FileId64ExtdBothDirectoryInformation",
-                                                   106, _tail_id64_extd_both),
+                                                   106, _tail_id64_extd_both, True),
     C.FILE_ID_ALL_EXTD_DIRECTORY: DirInfoClass("FileIdAllExtdDirectoryInformation", 96,
                                                _tail_id_all_extd),
     C.FILE_ID_ALL_EXTD_BOTH_DIRECTORY: DirInfoClass("FileIdAllExtdBothDirectoryInformation",
-                                                    122, _tail_id_all_extd_both),
+                                                    122, _tail_id_all_extd_both, True),
 }
 
 
@@ -159,6 +162,11 @@ def _lookup(info_class: int) -> DirInfoClass:
 def dir_entry_fixed_size(info_class: int) -> int:
     """FieldOffset(FileName) of ``info_class``: the least a buffer needs for one entry."""
     return _lookup(info_class).fixed_size
+
+
+def dir_class_has_short_name(info_class: int) -> bool:
+    """Whether entries of ``info_class`` carry an 8.3 ShortName ([MS-FSCC] 2.4.8, 2.4.17)."""
+    return _lookup(info_class).short_name
 
 
 def encode_dir_entry(info_class: int, entry: "DirEntry | tuple[str, FileInfo]") -> bytes:

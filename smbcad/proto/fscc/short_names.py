@@ -33,18 +33,23 @@ def is_8dot3(name: str) -> bool:
     base, dot, ext = name.partition(".")
     if not 1 <= len(base) <= _MAX_BASE or (dot and not 1 <= len(ext) <= _MAX_EXT):
         return False
-    return not any(ch in _NOT_IN_SHORT_NAMES for ch in base + ext)
+    return _NOT_IN_SHORT_NAMES.isdisjoint(base + ext)
 
 
-def _clean(part: str) -> str:
-    """Upper-cased, spaces and dots dropped, other unusable characters as "_"."""
-    out = []
-    for ch in part.upper():
+def _clean(part: str, limit: int) -> str:
+    """The first ``limit`` usable characters of ``part``: upper-cased, spaces
+    and dots dropped, other unusable characters as "_".  Only the first few
+    are ever used, so a long name costs no more than a short one."""
+    out = ""
+    for ch in part:
         if ch in " .":
             continue
-        out.append(ch if ch.isascii() and ch.isprintable() and ch not in _NOT_IN_SHORT_NAMES
-                   else "_")
-    return "".join(out)
+        for up in ch.upper():           # "ß" upper-cases to two characters
+            out += up if up.isascii() and up.isprintable() and up not in _NOT_IN_SHORT_NAMES \
+                else "_"
+        if len(out) >= limit:
+            return out[:limit]
+    return out
 
 
 def _name_hash(name: str) -> int:
@@ -55,10 +60,12 @@ def _name_hash(name: str) -> int:
 
 def _stem_and_extension(name: str) -> tuple[str, str]:
     base, dot, ext = name.rpartition(".")
-    if not dot or not _clean(base):
+    head = _clean(base, _STEM_CHARS) if dot else ""
+    if not head:
         base, ext = name, ""            # no extension, or only one after a leading "."
-    stem = (_clean(base) or "_")[:_STEM_CHARS] + f"{_name_hash(name):04X}"
-    return stem, _clean(ext)[:_MAX_EXT]
+        head = _clean(base, _STEM_CHARS)
+    stem = (head or "_") + f"{_name_hash(name):04X}"
+    return stem, _clean(ext, _MAX_EXT)
 
 
 def _compose(stem: str, number: int, ext: str) -> str:
@@ -73,11 +80,12 @@ def short_names(names: Iterable[str]) -> dict[str, str]:
     Names that are valid 8.3 names already, "." and ".." are not in the
     result.  The result depends only on the set of names, not their order.
     """
-    names = set(names)
-    taken = {name.upper() for name in names if is_8dot3(name)}
+    taken = set()
     groups: dict[tuple[str, str], list[str]] = {}
-    for name in names:
-        if name not in (".", "..") and not is_8dot3(name):
+    for name in set(names):
+        if is_8dot3(name):
+            taken.add(name.upper())
+        elif name not in (".", ".."):
             groups.setdefault(_stem_and_extension(name), []).append(name)
     result: dict[str, str] = {}
     for (stem, ext), members in sorted(groups.items()):

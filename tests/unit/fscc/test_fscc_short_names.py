@@ -103,3 +103,13 @@ def test_unique_stable_and_well_formed(names):
     assert short_names(sorted(names, reverse=True)) == result
     for name in result:
         assert short_name_in(name, names) == result[name]
+
+
+def test_only_the_first_usable_characters_are_cleaned():
+    """The stem takes two characters and the extension three, however long
+    the name; a character that upper-cases to two ("ß") counts as two."""
+    long_name = "ab" + "x" * 200 + ".text"
+    short = short_names([long_name])[long_name]
+    assert short.startswith("AB") and short.endswith("~1.TEX")
+    assert short_names(["ßeta file.txt"])["ßeta file.txt"].startswith("SS")
+    assert short_names([" .b.c d"])[" .b.c d"].startswith("B")   # leading dots and spaces dropped

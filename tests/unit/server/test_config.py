@@ -33,6 +33,21 @@ users:
     assert cfg.server.listen[1] == ListenAddress("::1", 4456)
     assert cfg.server.encryption == "off" and not cfg.server.signing_required
     assert cfg.shares[0].ca and cfg.shares[0].ca_timeout_ms == 120000
+    assert cfg.shares[0].case_sensitive is False         # Windows' default
+
+
+def test_case_sensitive_share(tmp_path):
+    share = tmp_path / "s"
+    share.mkdir()
+    cfg = config.load_yaml(_write(tmp_path, f"""
+shares:
+  - {{name: data, path: {share}, case_sensitive: true}}
+users:
+  - {{name: alice, password: secret}}
+"""))
+    assert cfg.shares[0].case_sensitive
+    cfg, _ = load(["--share", f"data={tmp_path},case_sensitive", "--user", "u:p"])
+    assert cfg.shares[0].case_sensitive
 
 
 @pytest.mark.parametrize("yaml_text, key", [
@@ -66,6 +81,8 @@ users:
      "users: [{name: u, password: p}]", "server.max_outstanding_requests"),
     ("server: {max_connections: yes}\nshares: [{name: a, path: /tmp}]\n"
      "users: [{name: u, password: p}]", "server.max_connections"),
+    ("shares: [{name: a, path: /tmp, case_sensitive: sometimes}]\n"
+     "users: [{name: u, password: p}]", "shares[0].case_sensitive"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
     with pytest.raises(ConfigError) as err:
@@ -138,3 +155,19 @@ def test_keytab_enables_kerberos_and_must_exist(tmp_path):
     assert caught.value.key == "server.keytab"
     keytab.write_bytes(b"\x05\x02")
     assert config.load_yaml(_write(tmp_path, text)).server.keytab == str(keytab)
+
+
+def test_the_share_s_case_sensitive_key_reaches_its_file_system(tmp_path):
+    """Set by a reload: a change of the key opens the share afresh."""
+    import dataclasses
+    from tests.unit.server import harness
+    (tmp_path / "share").mkdir()
+    (tmp_path / "share" / "Name").write_bytes(b"")
+    server = harness.make_server(str(tmp_path / "share"), str(tmp_path / "state"))
+    fs = server.shares["share"].fs
+    assert not fs.case_sensitive and fs.lookup(("NAME",)).exists
+    cfg = server.config
+    server._apply_shares(dataclasses.replace(cfg, shares=(dataclasses.replace(
+        cfg.shares[0], case_sensitive=True),)))
+    fs = server.shares["share"].fs
+    assert fs.case_sensitive and not fs.lookup(("NAME",)).exists
