@@ -70,8 +70,7 @@ def parse_logon_info(pac: bytes) -> PacLogonInfo:
             groups += [f"{resource_domain}-{group['RelativeId']}"
                        for group in _elements(kvi, "ResourceGroupIds")]
         primary = f"{domain_sid}-{kvi['PrimaryGroupId']}"
-        if primary not in groups:
-            groups.insert(0, primary)
+        groups.insert(0, primary)       # first, as Identity.group_sids promises
         return PacLogonInfo(
             user=str(kvi["EffectiveName"]), domain=str(kvi["LogonDomainName"]),
             user_sid=f"{domain_sid}-{kvi['UserId']}", primary_group_sid=primary,

@@ -26,10 +26,9 @@ def _new_session(ctx) -> Session:
     return session
 
 
-def _finish(ctx, session: Session, exchange, request: SessionSetupRequest) -> int:
+def _finish(ctx, session: Session, exchange, request: SessionSetupRequest, identity) -> int:
     """Authentication done: derive keys and decide signing/encryption (3.3.5.5.3)."""
     conn, server = ctx.connection, ctx.server
-    identity = exchange.identity
     reauth = session.state == SessionState.VALID
     # A re-authentication may carry another identity (even anonymous); the
     # session keeps its keys and its opens (3.3.5.5.3, smb2.session.reauth*).
@@ -106,6 +105,10 @@ def handle(ctx):
     exchange = session.auth_exchange
     try:
         step = exchange.step(request.security_buffer)
+        # A domain user's uid, gids and privileges (smbca.auth.idmap); an
+        # account past its idmap range is refused here, with the reason logged.
+        identity = (server.config.identity.apply(exchange.identity) if step.complete
+                    else None)
     except AuthError as exc:
         log.info("%s: session setup failed: %s", conn.peer, exc)
         server.metrics.session_setups.labels(result="failed").inc()
@@ -125,7 +128,7 @@ def handle(ctx):
                                      crypto.preauth_next(session.preauth_hash, data)))
         return Reply(SessionSetupResponse(0, step.out_token).encode(),
                      NtStatus.MORE_PROCESSING_REQUIRED)
-    flags = _finish(ctx, session, exchange, request)
+    flags = _finish(ctx, session, exchange, request, identity)
     return SessionSetupResponse(flags, step.out_token).encode()
 
 
