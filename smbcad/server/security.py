@@ -13,12 +13,22 @@ and SET_INFO.
 
 Who a session is, as an access check sees it (``session_token``): a user the
 user database gives a uid is S-1-22-1-<uid> (with S-1-22-2-<gid> when it has a
-gid), the SIDs ``sd_for_posix`` writes for that file owner.  A user without a
-uid acts on disk as the server's own uid (its files are owned by it), so its
-token carries that uid's SID and it is the owner of what it creates.  Every
-authenticated user is also Everyone, Authenticated Users, BUILTIN\\Users and
-NETWORK; a guest is Everyone, BUILTIN\\Guests and NETWORK; an anonymous
-session is ANONYMOUS LOGON and NETWORK only.  Tokens hold no privileges.
+gid), the SIDs ``sd_for_posix`` writes for that file owner.  A domain user
+(one with a SID, from Kerberos' PAC or NETLOGON) is its own SID with every
+group SID it brought, and, once the ID mapping gave it ids
+(``smbca.auth.idmap``), also S-1-22-1-<uid> and S-1-22-2-<gid> of each of its
+gids, so a descriptor written from a file's POSIX owner and group matches it
+too.  A user without a uid acts on disk as the server's own uid (its files
+are owned by it), so its token carries that uid's SID and it is the owner of
+what it creates.  Every authenticated user is also Everyone, Authenticated
+Users, BUILTIN\\Users and NETWORK; a guest is Everyone, BUILTIN\\Guests and
+NETWORK; an anonymous session is ANONYMOUS LOGON and NETWORK only.  The
+privileges are those the identity carries (``identity.admins``,
+``identity.backup_operators``).
+
+A file or directory a CREATE makes is owned on disk by the session's uid and
+primary gid when it has them (``own_new_file``), so local Unix tools see the
+same owner as the security descriptor.
 """
 
 import logging
@@ -183,9 +193,25 @@ def session_token(fs, identity) -> Token:
     else:
         uid, gid = identity.uid, identity.gid
     primary = unix_group_sid(gid) if gid is not None else None
-    if primary is not None:
-        groups.add(primary)
-    return Token(unix_user_sid(uid), frozenset(groups), primary_group=primary)
+    groups.update(unix_group_sid(number) for number in (gid, *identity.gids)
+                  if number is not None)
+    user = unix_user_sid(uid)
+    if identity.sid:
+        # The domain SIDs name the user in descriptors a client writes; the
+        # Unix SIDs in those written from the file's POSIX owner and group.
+        groups.add(user)
+        user = Sid.from_string(identity.sid)
+        groups.update(Sid.from_string(sid) for sid in identity.group_sids)
+        if identity.group_sids:
+            primary = Sid.from_string(identity.group_sids[0])
+    return Token(user, frozenset(groups), frozenset(identity.privileges), primary_group=primary)
+
+
+def own_new_file(fs, handle, identity) -> None:
+    """A new file or directory is owned by the session's uid and primary
+    gid, when it has them (a local user with a uid, a mapped domain user)."""
+    if identity is not None and identity.uid is not None and not identity.is_guest:
+        fs.set_posix_owner(handle, identity.uid, identity.gid)
 
 
 def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:

@@ -181,6 +181,7 @@ def _apply_new_attributes(ctx, fs, handle, request: CreateRequest, action: int) 
     streams.after_overwrite(fs, handle, action)         # named streams go ([MS-FSA] 2.1.5.1.2)
     eas.apply_create_context(fs, handle, request, action)   # ExtA (3.3.5.9.1)
     if action == CreateAction.CREATED:
+        security.own_new_file(fs, handle, ctx.session.identity)
         # The parent's inheritable ACEs and the SecD context (2.2.13.2.6), [MS-DTYP] 2.5.3.4.
         security.assign_on_create(fs, handle, handle.path.rpartition("/")[0],
                                   request.create_contexts.sd_buffer,

@@ -173,3 +173,50 @@ def test_set_info_without_dacl_present_is_a_null_dacl(fs):
         assert security.current(fs, handle, False).dacl == Acl(())
     finally:
         handle.close()
+
+
+DOMAIN = "S-1-5-21-1004336348-1177238915-682003330"
+CAROL = Identity("carol", "EXAMPLE", uid=101105, gid=100513, sid=f"{DOMAIN}-1105",
+                 group_sids=(f"{DOMAIN}-513", f"{DOMAIN}-1107"), gids=(100513, 101107),
+                 privileges=("SeBackupPrivilege",))
+DAVE = Identity("dave", "EXAMPLE", uid=101106, gid=100513, sid=f"{DOMAIN}-1106",
+                group_sids=(f"{DOMAIN}-513",), gids=(100513,))
+
+
+def test_a_domain_users_token_has_its_sids_its_unix_ids_and_privileges(fs):
+    token = security.session_token(fs, CAROL)
+    assert token.user == Sid.from_string(f"{DOMAIN}-1105")
+    assert token.primary_group == Sid.from_string(f"{DOMAIN}-513")
+    assert {Sid.from_string(f"{DOMAIN}-1107"), unix_user_sid(101105), unix_group_sid(100513),
+            unix_group_sid(101107), EVERYONE} <= token.groups
+    assert token.privileges == frozenset({"SeBackupPrivilege"})
+
+
+def test_a_dacl_granting_a_domain_group_lets_its_members_in_only(fs):
+    _make(fs, "staff")
+    _store(fs, "staff", _allow(Sid.from_string(f"{DOMAIN}-1107"), FILE_ALL_ACCESS))
+    assert security.check_open(fs, "staff", security.session_token(fs, CAROL),
+                               READ_DATA) == READ_DATA
+    with pytest.raises(SmbError) as denied:
+        security.check_open(fs, "staff", security.session_token(fs, DAVE), READ_DATA)
+    assert denied.value.status == NtStatus.ACCESS_DENIED
+
+
+def test_a_mode_derived_group_matches_a_domain_users_unix_gid(fs):
+    _make(fs, "by-gid")
+    _store(fs, "by-gid", _allow(unix_group_sid(101107), READ_DATA))
+    assert security.check_open(fs, "by-gid", security.session_token(fs, CAROL),
+                               READ_DATA) == READ_DATA
+
+
+def test_a_new_file_is_owned_by_the_sessions_uid_and_primary_gid(fs):
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    handle = fs.open(("owned",), write=True, create=True)
+    try:
+        security.own_new_file(fs, handle, CAROL)
+        assert fs.posix_identity(handle)[:2] == (101105, 100513)
+        security.own_new_file(fs, handle, UNMAPPED)          # no uid: left as it is
+        assert fs.posix_identity(handle)[:2] == (101105, 100513)
+    finally:
+        handle.close()
