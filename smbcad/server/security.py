@@ -24,7 +24,9 @@ what it creates.  Every authenticated user is also Everyone, Authenticated
 Users, BUILTIN\\Users and NETWORK; a guest is Everyone, BUILTIN\\Guests and
 NETWORK; an anonymous session is ANONYMOUS LOGON and NETWORK only.  The
 privileges are those the identity carries (``identity.admins``,
-``identity.backup_operators``).
+``identity.backup_operators``); with FILE_OPEN_FOR_BACKUP_INTENT,
+SeBackupPrivilege and SeRestorePrivilege grant the read and the write rights
+whatever a stored DACL says (``privileged_rights``).
 
 A file or directory a CREATE makes is owned on disk by the session's uid and
 primary gid when it has them (``own_new_file``), so local Unix tools see the
@@ -179,6 +181,27 @@ _FILE_READ_ATTRIBUTES = 0x00000080
 _DELETE = 0x00010000
 # Rights a file's parent can grant on its own ([MS-FSA] 2.1.5.1.2.1).
 _VIA_PARENT = _DELETE | _FILE_READ_ATTRIBUTES
+# What an open with FILE_OPEN_FOR_BACKUP_INTENT gets from SeBackupPrivilege
+# and SeRestorePrivilege whatever the DACL says (Windows' SeAccessCheck;
+# Samba's SEC_RIGHTS_PRIV_BACKUP / _RESTORE).  ACCESS_SYSTEM_SECURITY is left
+# out: CREATE refuses it before any descriptor is read.
+_PRIVILEGE_RIGHTS = (
+    ("SeBackupPrivilege", 0x00020000 | 0x00120089 | 0x00000020),   # READ_CONTROL, FILE_GENERIC_READ, TRAVERSE
+    ("SeRestorePrivilege", 0x00040000 | 0x00080000 | 0x00120116     # WRITE_DAC, WRITE_OWNER, FILE_GENERIC_WRITE,
+     | _FILE_ADD_FILE | _FILE_ADD_SUBDIRECTORY | _DELETE),          # ADD_FILE, ADD_SUBDIRECTORY, DELETE
+)
+
+
+def privileged_rights(token: Token, backup_intent: bool) -> int:
+    """The rights the token's backup and restore privileges grant an open
+    made with FILE_OPEN_FOR_BACKUP_INTENT (none without it)."""
+    if not backup_intent:
+        return 0
+    rights = 0
+    for name, granted in _PRIVILEGE_RIGHTS:
+        if name in token.privileges:
+            rights |= granted
+    return rights
 
 
 def session_token(fs, identity) -> Token:
@@ -226,20 +249,29 @@ def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:
         return None
 
 
-def check_open(fs, path: str, token: Token, desired: int) -> int | None:
+def check_open(fs, path: str, token: Token, desired: int, *,
+               backup_intent: bool = False) -> int | None:
     """The access a stored descriptor grants for ``desired`` when opening ``path``
     ([MS-FSA] 2.1.5.1.2.1), or None when the file has none stored.
 
     GENERIC_* bits are mapped and MAXIMUM_ALLOWED answered.  As on Windows,
     FILE_DELETE_CHILD on the parent also grants DELETE and FILE_LIST_DIRECTORY
     on it FILE_READ_ATTRIBUTES; a parent without a stored descriptor grants
-    both (its mode-derived rights are the share's).  Raises SmbError
-    (STATUS_ACCESS_DENIED) when a wanted right is not granted.
+    both (its mode-derived rights are the share's).  With ``backup_intent``
+    the token's backup and restore privileges grant their rights first
+    (``privileged_rights``).  Raises SmbError (STATUS_ACCESS_DENIED) when a
+    wanted right is not granted.
     """
     descriptor = stored_descriptor(fs, path)
     if descriptor is None:
         return None
     wanted = map_generic(desired)
+    privileged = privileged_rights(token, backup_intent)
+    if privileged:
+        if wanted & MAXIMUM_ALLOWED:
+            return check_open(fs, path, token, wanted & ~privileged) | privileged
+        rest = wanted & ~privileged
+        return (wanted & privileged) | (check_open(fs, path, token, rest) if rest else 0)
     if wanted & MAXIMUM_ALLOWED:
         granted = access_check(descriptor, token, wanted & ~_VIA_PARENT)
         if path and granted & _VIA_PARENT != _VIA_PARENT:
@@ -259,13 +291,17 @@ def check_open(fs, path: str, token: Token, desired: int) -> int | None:
     return access_check(descriptor, token, wanted & ~via_parent) | via_parent
 
 
-def check_create(fs, parent: str, token: Token, directory: bool) -> None:
+def check_create(fs, parent: str, token: Token, directory: bool, *,
+                 backup_intent: bool = False) -> None:
     """A new entry in ``parent`` needs FILE_ADD_FILE or FILE_ADD_SUBDIRECTORY
-    there ([MS-FSA] 2.1.5.1.2), when the parent has a stored descriptor."""
+    there ([MS-FSA] 2.1.5.1.2), when the parent has a stored descriptor (or
+    SeRestorePrivilege and backup intent)."""
+    wanted = _FILE_ADD_SUBDIRECTORY if directory else _FILE_ADD_FILE
+    if wanted & privileged_rights(token, backup_intent):
+        return
     descriptor = stored_descriptor(fs, parent)
     if descriptor is not None:
-        access_check(descriptor, token,
-                     _FILE_ADD_SUBDIRECTORY if directory else _FILE_ADD_FILE)
+        access_check(descriptor, token, wanted)
 
 
 def maximal_access_of(fs, handle, token: Token) -> int | None:

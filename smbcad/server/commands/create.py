@@ -93,18 +93,21 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
     fs = tree.share.fs
     token = security.session_token(fs, ctx.session.identity)
     components, _ = parse_smb_name(request.name)
+    backup = bool(request.create_options & Opt.OPEN_FOR_BACKUP_INTENT)
     if exists_info is not None:
-        granted = security.check_open(fs, "/".join(components), token, request.desired_access)
+        granted = security.check_open(fs, "/".join(components), token, request.desired_access,
+                                      backup_intent=backup)
         if granted is not None:
             access &= granted           # MAXIMUM_ALLOWED: the share's and the DACL's
             if request.create_disposition in _TRUNCATING:
                 # Overwriting is writing, whatever access the open asks for
                 # (smb2.acls.OVERWRITE_READ_ONLY_FILE, as Windows and Samba).
                 security.check_open(fs, "/".join(components), token,
-                                    AccessMask.FILE_WRITE_DATA)
+                                    AccessMask.FILE_WRITE_DATA, backup_intent=backup)
     elif components and request.create_disposition not in (Disp.OPEN, Disp.OVERWRITE):
         security.check_create(fs, "/".join(components[:-1]), token,
-                              bool(request.create_options & Opt.DIRECTORY_FILE))
+                              bool(request.create_options & Opt.DIRECTORY_FILE),
+                              backup_intent=backup)
     if exists_info is not None and exists_info.attributes & FA.READONLY:
         if access & (_WRITE_DATA | AccessMask.FILE_WRITE_EA) and not exists_info.is_directory:
             raise SmbError(NtStatus.ACCESS_DENIED, "file is read-only")

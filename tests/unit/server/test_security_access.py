@@ -220,3 +220,27 @@ def test_a_new_file_is_owned_by_the_sessions_uid_and_primary_gid(fs):
         assert fs.posix_identity(handle)[:2] == (101105, 100513)
     finally:
         handle.close()
+
+
+def test_backup_and_restore_privileges_need_backup_intent(fs):
+    _make(fs, "locked")
+    _make(fs, "closed", directory=True)
+    _store(fs, "locked")                                     # an empty DACL: nobody
+    _store(fs, "closed")
+    backup = security.session_token(fs, CAROL)               # SeBackupPrivilege only
+    with pytest.raises(SmbError):
+        security.check_open(fs, "locked", backup, READ_DATA)
+    assert security.check_open(fs, "locked", backup, READ_DATA | READ_CONTROL,
+                               backup_intent=True) == READ_DATA | READ_CONTROL
+    with pytest.raises(SmbError):                            # writing needs the restore one
+        security.check_open(fs, "locked", backup, WRITE_DATA, backup_intent=True)
+    assert security.check_open(fs, "locked", backup, MAXIMUM_ALLOWED,
+                               backup_intent=True) & FILE_GENERIC_READ == FILE_GENERIC_READ
+    restore = security.session_token(fs, Identity(
+        "erin", "EXAMPLE", uid=101108, gid=100513, sid=f"{DOMAIN}-1108",
+        group_sids=(f"{DOMAIN}-513",), privileges=("SeRestorePrivilege",)))
+    with pytest.raises(SmbError):
+        security.check_create(fs, "closed", restore, directory=False)
+    security.check_create(fs, "closed", restore, directory=False, backup_intent=True)
+    assert security.check_open(fs, "locked", restore, WRITE_DATA | WRITE_DAC,
+                               backup_intent=True) == WRITE_DATA | WRITE_DAC
