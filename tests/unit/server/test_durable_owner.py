@@ -46,3 +46,12 @@ def test_an_owner_without_a_sid_matches_by_name():
     assert durable.is_owner(("alice", "SMBCA"), "", session("ALICE", "smbca", ALICE_SID))
     assert durable.is_owner(("bob", "WORKGROUP"), "", session("bob", "workgroup"))
     assert not durable.is_owner(("bob", "WORKGROUP"), "", session("carol", "WORKGROUP"))
+
+
+def test_a_channel_binds_for_the_same_sid_and_not_for_another():
+    """Session binding (3.3.5.5.2) compares the SIDs of domain users too."""
+    from smbcad.server.channels import same_user
+    alice = Identity("alice", "SMBCA", sid=ALICE_SID)
+    assert same_user(alice, Identity("alice@smbca.test", "", sid=ALICE_SID))
+    assert not same_user(alice, Identity("alice", "SMBCA", sid=ALICE_SID[:-4] + "1106"))
+    assert same_user(Identity("bob", "WORKGROUP"), Identity("BOB", "workgroup"))
