@@ -26,7 +26,8 @@ def python_env(dc: SambaDc) -> dict:
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), PYTHONUNBUFFERED="1")
 
 
-def member_yaml(address: str, port: int, share: Path, base: Path, keytab: Path) -> str:
+def member_yaml(address: str, port: int, share: Path, base: Path, keytab: Path,
+                share_options: str = "") -> str:
     """The quick-mode flags of ``MemberSmbcad`` as a config file, the domain
     (``server.domain``) being the DC's NetBIOS name, as on a domain member."""
     return f"""server:
@@ -38,7 +39,7 @@ def member_yaml(address: str, port: int, share: Path, base: Path, keytab: Path) 
   control_socket: {base / "control.sock"}
   log_level: debug
 shares:
-  - {{name: share, path: {share}}}
+  - {{name: share, path: {share}{share_options}}}
 users:
   - {{name: {LOCAL_USER}, password: {LOCAL_PASSWORD}}}
 """
@@ -52,7 +53,7 @@ class MemberSmbcad:
     def __init__(self, dc: SambaDc, base: Path, keytab: Path, extra_env: dict | None = None,
                  wrapper: tuple[str, ...] = (), port: int = 445,
                  address: str = samba_dc.MEMBER_ADDRESS, config_extra: str | None = None,
-                 share: Path | None = None) -> None:
+                 share: Path | None = None, share_options: str = "") -> None:
         self.port = port
         self.share = share or base / "share"
         self.share.mkdir(parents=True, exist_ok=True)
@@ -66,8 +67,8 @@ class MemberSmbcad:
             # The same server from a YAML file, with ``config_extra`` (YAML
             # text: more top-level sections) appended.
             self.config_path = base / "smbcad.yaml"
-            self.config_path.write_text(member_yaml(address, port, self.share, base, keytab)
-                                        + config_extra)
+            self.config_path.write_text(member_yaml(address, port, self.share, base, keytab,
+                                                    share_options) + config_extra)
             argv = [*wrapper, sys.executable, "-m", "smbcad", "--config", str(self.config_path)]
         env = python_env(dc)
         env.update(extra_env or {})
