@@ -3,8 +3,9 @@
 A descriptor a client sets is stored whole (the VFS keeps it in a root-only
 xattr, vfs/ntacl.py) and its DACL is also mapped onto the POSIX mode (a file
 keeps its owner write bit, see ``apply``), so local users see the same rights;
-its owner and group, when they name a POSIX id, become the file's owner and
-group (the server runs as root).  A file nobody set one on reports
+its owner and group, when they name a POSIX id (a Unix SID, or a domain SID
+the ID mapping covers, ``domain_ids``), become the file's owner and group
+(the server runs as root).  A file nobody set one on reports
 the descriptor its owner, group and mode stand for.  A new file under a
 directory with a stored descriptor inherits from it ([MS-DTYP] 2.5.3.4,
 ``assign_on_create`` over proto/fscc/inherit.py).  Shared by CREATE (SecD
@@ -34,7 +35,9 @@ same owner as the security descriptor.
 """
 
 import logging
+from collections.abc import Callable
 
+from smbca.auth.idmap import IdMap, IdMapError, split_sid
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (
     SdControl, SecurityDescriptor, SecurityInformation, Sid, posix_from_sd, select_parts,
@@ -70,12 +73,33 @@ def query(fs, handle, is_directory: bool, security_info: int) -> bytes:
     return select_parts(current(fs, handle, is_directory), security_info).encode()
 
 
+# A domain SID's uid or gid (``domain_ids``), None when it has none.
+IdOf = Callable[[Sid], int | None]
+
+
+def domain_ids(idmap: IdMap, identity) -> IdOf:
+    """The ID mapping of domain SIDs as the session ``identity`` sees it:
+    a range keyed by domain name applies to the user's own logon domain."""
+    logon = None
+    split = split_sid(identity.sid) if identity is not None and identity.sid else None
+    if split is not None and identity.domain:
+        logon = (identity.domain.upper(), split[0])
+
+    def id_of(sid: Sid) -> int | None:
+        try:
+            return idmap.id_of(str(sid), logon)
+        except IdMapError:
+            return None              # past its range: the descriptor alone names it
+    return id_of
+
+
 def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int, *,
-          absent_dacl_is_null: bool = False) -> None:
+          absent_dacl_is_null: bool = False, id_of: IdOf | None = None) -> None:
     """Replace the parts ``security_info`` names with those of ``descriptor``.
 
     An owner or group that names a POSIX id (S-1-22-1-<uid>, S-1-22-2-<gid>)
-    also becomes the file's POSIX owner or group.  Without DACL_PRESENT a
+    also becomes the file's POSIX owner or group, and so does a domain SID
+    the ID mapping gives an id (``id_of``, from ``domain_ids``).  Without DACL_PRESENT a
     descriptor carries no DACL: a CREATE's SecD then leaves the default DACL in
     place, while SET_INFO (``absent_dacl_is_null``) sets a NULL DACL, as
     Windows does (smb2.create.nulldacl checks both).
@@ -98,7 +122,7 @@ def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int,
     new_group = new.group if security_info & SecurityInformation.GROUP else None
     merged = SecurityDescriptor(control, new_owner or old.owner, new_group or old.group,
                                 sacl, dacl)
-    _chown_to(fs, handle, new_owner, new_group)
+    _chown_to(fs, handle, new_owner, new_group, id_of)
     fs.set_security(handle, merged.encode())
     if take_dacl:
         _mode_from_dacl(fs, handle, is_directory, merged)
@@ -150,10 +174,17 @@ def assign_on_create(fs, handle, parent: str, creator: bytes | None, token: Toke
     _mode_from_dacl(fs, handle, handle.is_directory, new)
 
 
-def _chown_to(fs, handle, owner: Sid | None, group: Sid | None) -> None:
-    """Make a new owner or group that is a Unix SID the file's POSIX owner or
-    group; other SIDs have no POSIX id and leave the file's alone."""
+def _chown_to(fs, handle, owner: Sid | None, group: Sid | None,
+              id_of: IdOf | None = None) -> None:
+    """Make a new owner or group that is a Unix SID, or a mapped domain SID,
+    the file's POSIX owner or group; other SIDs have no POSIX id and leave
+    the file's alone."""
     uid, gid = uid_of_sid(owner), gid_of_sid(group)
+    if id_of is not None:
+        if uid is None and owner is not None:
+            uid = id_of(owner)
+        if gid is None and group is not None:
+            gid = id_of(group)
     if uid is None and gid is None:
         return
     current_uid, current_gid, _ = fs.posix_identity(handle)

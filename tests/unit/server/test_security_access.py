@@ -244,3 +244,23 @@ def test_backup_and_restore_privileges_need_backup_intent(fs):
     security.check_create(fs, "closed", restore, directory=False, backup_intent=True)
     assert security.check_open(fs, "locked", restore, WRITE_DATA | WRITE_DAC,
                                backup_intent=True) == WRITE_DATA | WRITE_DAC
+
+
+def test_a_mapped_domain_owner_and_group_are_chowned(fs):
+    from smbca.auth.idmap import IdMap, IdRange
+    id_of = security.domain_ids(IdMap([IdRange("EXAMPLE", 100000, 101999)]), CAROL)
+    _make(fs, "d")
+    handle = fs.open(("d",), write=True)
+    try:
+        dave, staff = Sid.from_string(DAVE.sid), Sid.from_string(f"{DOMAIN}-513")
+        security.apply(fs, handle, False, _descriptor(owner=dave, group=staff, present=False),
+                       SI.OWNER | SI.GROUP, id_of=id_of)
+        assert fs.posix_identity(handle)[:2] == (101106, 100513)
+        # past the range (RID 5000) or of an unranged domain: the descriptor only
+        for owner in (f"{DOMAIN}-5000", "S-1-5-21-9-9-9-1000"):
+            security.apply(fs, handle, False, _descriptor(owner=Sid.from_string(owner),
+                                                          present=False), SI.OWNER, id_of=id_of)
+            assert fs.posix_identity(handle)[0] == 101106
+            assert str(security.current(fs, handle, False).owner) == owner
+    finally:
+        handle.close()
