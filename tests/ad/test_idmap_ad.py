@@ -74,6 +74,8 @@ def test_two_domain_users_files_have_their_two_mapped_owners(dc, mapped_smbcad, 
         assert result.returncode == 0, output(result) + mapped_smbcad.log()
         made = os.stat(mapped_smbcad.share / f"{user}.txt")
         assert (made.st_uid, made.st_gid) == expected_ids(dc, user)
+        uid, gid = expected_ids(dc, user)
+        assert f"set up for SMBCA\\{user}, uid {uid} gid {gid}" in mapped_smbcad.log()
     result = smbclient(dc, ccaches["alice"], "mkdir alices-dir")
     assert result.returncode == 0, output(result)
     made = os.stat(mapped_smbcad.share / "alices-dir")

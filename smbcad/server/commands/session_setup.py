@@ -74,11 +74,20 @@ def _finish(ctx, session: Session, exchange, request: SessionSetupRequest, ident
     session.auth_exchange = None
     # The first channel signs with Session.SigningKey (3.3.5.5.3).
     session.channels.setdefault(conn, Channel(conn, session.signer))
-    log.info("%s: session %016x set up for %s\\%s%s%s", conn.peer, session.session_id,
+    log.info("%s: session %016x set up for %s\\%s%s%s%s", conn.peer, session.session_id,
              identity.domain, identity.user, " (guest)" if identity.is_guest else "",
-             " (anonymous)" if identity.is_anonymous else "")
+             " (anonymous)" if identity.is_anonymous else "", _ids(identity))
     server.metrics.session_setups.labels(result="ok").inc()
     return flags
+
+
+def _ids(identity) -> str:
+    """The log's note of a domain user's POSIX ids (or that it has none)."""
+    if not identity.sid:
+        return ""
+    if identity.uid is None:
+        return f", SID {identity.sid}: no idmap range, acts as the server's own uid"
+    return f", uid {identity.uid} gid {identity.gid}"
 
 
 def handle(ctx):
