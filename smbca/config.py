@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import yaml
 
 from smbca.auth import User, UserDatabase, load_smbpasswd
+from smbca.auth.idmap import IdentityPolicy, IdMap, IdRange, check_ranges, split_sid
 from smbca.auth.legacy_crypto import nt_hash
 
 _REQUIRED = object()
@@ -201,6 +202,64 @@ def build_user_database(users: Iterable[UserConfig], smbpasswd_files: Sequence[s
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{files_key}[{index}]", str(exc)) from None
     return UserDatabase.from_users(entries)
+
+
+# The joined domain's range when ``identity.idmap`` gives it none
+# (``identity.default_range``): above the ids Linux distributions hand out.
+DEFAULT_DOMAIN_RANGE = (1_000_000, 1_999_999)
+IDENTITY_KEYS = ("idmap", "default_range", "admins", "backup_operators")
+
+
+def _id_range(value: object, key: str) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(key, "must be [LOW, HIGH] (two integers)")
+    return value[0], value[1]
+
+
+def _sids(section: Section, name: str) -> frozenset[str]:
+    sids = set()
+    for index, value in enumerate(section.list(name)):
+        text = value.strip().upper() if isinstance(value, str) else ""
+        parts = text.split("-")
+        if len(parts) < 3 or parts[:2] != ["S", "1"] or not all(p.isdigit() for p in parts[2:]):
+            raise ConfigError(f"{section.key(name)}[{index}]", f"{value!r} is not a SID "
+                              "(S-1-5-21-...-RID for a domain user or group)")
+        sids.add(text)
+    return frozenset(sids)
+
+
+def parse_identity(section: Section, joined_domain: str | None,
+                   local_ids: Iterable[tuple[str, int]] = ()) -> IdentityPolicy:
+    """The ``identity`` section: ``idmap`` ranges (``{domain: NAME-or-SID,
+    range: [LOW, HIGH]}``), ``default_range`` for ``joined_domain`` (the
+    domain member's NetBIOS domain, when it has none in ``idmap``), and the
+    ``admins``/``backup_operators`` SID lists.  Ranges that overlap or hold
+    a local account's id (``local_ids``: ``(name, uid)``) are refused, the
+    error naming the range's key."""
+    section.check_keys(*IDENTITY_KEYS)
+    ranges = []
+    for item in section.items("idmap"):
+        item.check_keys("domain", "range")
+        domain = item.get("domain", str).strip()
+        if not domain or (domain.upper().startswith("S-1-5-21-")
+                          and split_sid(domain + "-0") is None):
+            raise ConfigError(item.key("domain"), f"{domain!r} is neither a NetBIOS domain "
+                              "name nor a domain SID (S-1-5-21-X-Y-Z)")
+        low, high = _id_range(item.data.get("range"), item.key("range"))
+        ranges.append(IdRange(domain.upper(), low, high, item.key("range")))
+    default = section.data.get("default_range")
+    if joined_domain and not any(r.domain == joined_domain.upper() for r in ranges):
+        low, high = (DEFAULT_DOMAIN_RANGE if default is None
+                     else _id_range(default, section.key("default_range")))
+        ranges.append(IdRange(joined_domain.upper(), low, high, section.key("default_range")))
+    try:
+        check_ranges(ranges, local_ids)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(key, problem) from None
+    return IdentityPolicy(IdMap(ranges), _sids(section, "admins"),
+                          _sids(section, "backup_operators"))
 
 
 def read_yaml(path: str) -> object:

@@ -11,6 +11,8 @@ import os
 import uuid
 from dataclasses import dataclass, field, replace
 
+from smbca.auth import load_smbpasswd
+from smbca.auth.idmap import IdentityPolicy, IdMap
 from smbca.config import (
     ConfigError,
     ListenAddress,
@@ -18,6 +20,7 @@ from smbca.config import (
     UserConfig,
     check_user,
     parse_listen,
+    parse_identity,
     parse_users,
     read_yaml,
 )
@@ -88,6 +91,9 @@ class Config:
     smbpasswd_files: tuple[str, ...] = ()
     source_path: str | None = None     # where it came from, for SIGHUP reloads
     cluster: ClusterConfig | None = None   # on a cluster node
+    # ID mapping, administrators and backup operators (``identity``); the
+    # quick mode maps nobody.
+    identity: IdentityPolicy = field(default_factory=lambda: IdentityPolicy(IdMap(())))
 
 
 # --- validation helpers ----------------------------------------------------------
@@ -249,11 +255,14 @@ def load_yaml(path: str) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("--config", f"{path} must hold a mapping")
     root = Section(raw, "")
-    root.check_keys("server", "shares", "users", "smbpasswd_file", "cluster")
+    root.check_keys("server", "shares", "users", "smbpasswd_file", "cluster", "identity")
     smbpasswd = raw.get("smbpasswd_file")
     files = (smbpasswd,) if isinstance(smbpasswd, str) else tuple(smbpasswd or ())
     server, cluster = _one_control_socket(raw, _server_from_yaml(root.sub("server")),
                                           cluster_from_yaml(raw.get("cluster")))
+    # A domain member's workgroup is its domain's NetBIOS name, as in smb.conf.
+    identity = parse_identity(root.sub("identity"), server.domain if server.keytab else None,
+                              _local_ids(files))
     return validate(Config(
         server=server,
         shares=tuple(_share_from_yaml(share) for share in root.items("shares")),
@@ -261,7 +270,21 @@ def load_yaml(path: str) -> Config:
         smbpasswd_files=files,
         source_path=os.path.abspath(path),
         cluster=cluster,
+        identity=identity,
     ))
+
+
+def _local_ids(smbpasswd_files) -> list[tuple[str, int]]:
+    """(user, uid) of the local accounts that have one, which no idmap range
+    may hold; an unreadable file is ``validate``'s to report."""
+    ids = []
+    for path in smbpasswd_files:
+        try:
+            ids += [(user.name, user.uid) for user in load_smbpasswd(path)
+                    if user.uid is not None]
+        except (OSError, ValueError):
+            continue
+    return ids
 
 
 def _one_control_socket(raw: dict, server: ServerConfig, cluster: ClusterConfig | None):

@@ -19,6 +19,7 @@ A SIGHUP reload applies a new file through ``for_reload``, which keeps the
 """
 
 import ipaddress
+import os
 from dataclasses import dataclass, field, replace
 
 from smbca.config import (
@@ -39,7 +40,7 @@ _ROOT_KEYS = ("server", "auth", "witness", "interfaces")
 _SERVER_KEYS = ("listen", "epm_listen", "control_socket", "metrics_listen", "max_connections",
                 "max_frag_bytes", "idle_timeout_s", "drain_timeout_s", "tick_interval_ms",
                 "log_level")
-_AUTH_KEYS = ("server_name", "domain", "users", "smbpasswd_files", "principal")
+_AUTH_KEYS = ("server_name", "domain", "users", "smbpasswd_files", "principal", "keytab")
 _WITNESS_KEYS = ("net_name", "aliases", "nodes", "local_node", "shares",
                  "unused_registration_timeout_s", "forced_unregister_after_s",
                  "unregister_unknown_handle_error", "resource_name", "max_registrations")
@@ -80,6 +81,9 @@ class AuthConfig:
     users: tuple[UserConfig, ...] = ()
     smbpasswd_files: tuple[str, ...] = ()
     principal: str = ""
+    # The domain member's keytab (``smbca domain join``, shared with smbcad):
+    # Kerberos binds, as Windows witness clients make in a domain.
+    keytab: str | None = None
 
 
 @dataclass(frozen=True)
@@ -290,11 +294,16 @@ def _auth(section: Section) -> AuthConfig:
         domain=_name(raw.get("domain", "WORKGROUP"), section.key("domain"), 15),
         users=parse_users(section, "users"),
         smbpasswd_files=_names(raw.get("smbpasswd_files"), section.key("smbpasswd_files")),
-        principal=section.get("principal", str, ""))
+        principal=section.get("principal", str, ""),
+        keytab=section.get("keytab", str, None))
     if not auth.principal.isascii():
         raise ConfigError(section.key("principal"), "must be ASCII")
-    if not auth.users and not auth.smbpasswd_files:
-        raise ConfigError(section.key("users"), "no users: nobody could authenticate")
+    if auth.keytab is not None and not os.path.isfile(auth.keytab):
+        raise ConfigError(section.key("keytab"), f"{auth.keytab!r} does not exist "
+                          "(smbca domain join writes it)")
+    if not auth.users and not auth.smbpasswd_files and auth.keytab is None:
+        raise ConfigError(section.key("users"), "no users and no keytab: nobody could "
+                          "authenticate")
     return auth
 
 

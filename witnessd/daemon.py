@@ -62,6 +62,20 @@ def build_service(cfg: config_mod.Config, clock: Callable[[], float],
                           observer=observer)
 
 
+def _kerberos(keytab: str | None):
+    """Kerberos binds from ``auth.keytab`` (python-gssapi is needed only then)."""
+    if keytab is None:
+        return None
+    try:
+        from smbca.auth.kerberos import KerberosMechanism
+        return KerberosMechanism(keytab)
+    except ImportError as exc:
+        raise config_mod.ConfigError("auth.keytab", f"Kerberos needs python-gssapi: {exc}"
+                                     ) from None
+    except ValueError as exc:
+        raise config_mod.ConfigError("auth.keytab", str(exc)) from None
+
+
 class Daemon:
     def __init__(self, cfg: config_mod.Config, clock: Callable[[], float] = time.monotonic
                  ) -> None:
@@ -81,12 +95,15 @@ class Daemon:
         users = build_user_database(auth.users, auth.smbpasswd_files, "auth.smbpasswd_files")
         authenticator = Authenticator(users, server_name=auth.server_name,
                                       domain_name=auth.domain)
-        return NtlmSecurity(authenticator, on_failure=self.metrics.auth_failed)
+        return NtlmSecurity(authenticator, on_failure=self.metrics.auth_failed,
+                            kerberos=_kerberos(auth.keytab))
 
     def _interface_tables(self, cfg: config_mod.Config) -> dict:
         """The interfaces each kind of listener serves, by role."""
         principal = cfg.principal
-        mgmt = mgmt_interface({AuthType.GSS_NEGOTIATE: principal, AuthType.WINNT: principal})
+        mgmt = mgmt_interface({AuthType.GSS_NEGOTIATE: principal, AuthType.WINNT: principal,
+                               **({AuthType.GSS_KERBEROS: principal} if cfg.auth.keytab
+                                  else {})})
         witness, epm = witness_interface(self.service), epm_interface(self.endpoints)
         return {"witness": interface_table(witness, mgmt), "epm": interface_table(epm, mgmt),
                 "combined": interface_table(witness, epm, mgmt)}

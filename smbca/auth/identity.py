@@ -13,6 +13,11 @@ class Identity:
     A Kerberos logon carries its ``principal`` (``user@REALM``) and, when the
     ticket has a PAC ([MS-PAC] 2.5), the user's ``sid`` and every group SID
     (``group_sids``, the primary group first), in ``S-1-5-21-...`` form.
+    A domain user's ``uid``/``gid`` and ``gids`` (every group's, the primary
+    one first) come from the ID mapping (``smbca.auth.idmap``, applied by
+    ``with_mapped_ids``); ``privileges`` are the [MS-LSAD] privilege names the
+    configuration gives it (``identity.backup_operators``), and a configured
+    administrator carries BUILTIN\\Administrators among its ``group_sids``.
     """
 
     user: str
@@ -27,3 +32,5 @@ class Identity:
     # Kerberos: when the ticket ends (time.time() seconds), for the session's
     # ExpirationTime ([MS-SMB2] 3.3.5.5.3); None: the session does not expire.
     expires_at: float | None = None
+    gids: tuple[int, ...] = ()
+    privileges: tuple[str, ...] = ()

@@ -85,11 +85,12 @@ class KerberosMechanism:
 
     def __init__(self, keytab: str, oid: str = KRB5_OID,
                  credentials: gss.Creds | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, dce_style: bool = False) -> None:
         self._oid = oid
         self.keytab = keytab
         self._credentials = credentials or acceptor_credentials(keytab)
         self._clock = clock
+        self._dce_style = dce_style
 
     @property
     def oid(self) -> str:
@@ -97,9 +98,19 @@ class KerberosMechanism:
 
     def with_oid(self, oid: str) -> "KerberosMechanism":
         """The same keytab and credentials under another mechanism OID."""
-        return KerberosMechanism(self.keytab, oid, self._credentials, self._clock)
+        return KerberosMechanism(self.keytab, oid, self._credentials, self._clock,
+                                 dce_style=self._dce_style)
+
+    def for_dce_rpc(self) -> "KerberosMechanism":
+        """The same keys for DCE/RPC binds, whose clients may ask for the
+        three-leg DCE style exchange ([MS-RPCE] 3.3.1.5.2.2, [MS-KILE] 3.4.5.1)."""
+        return KerberosMechanism(self.keytab, self._oid, self._credentials, self._clock,
+                                 dce_style=True)
 
     def new_context(self) -> "KerberosContext":
+        if self._dce_style:
+            from smbca.auth.kerberos_rpc import RpcKerberosContext
+            return RpcKerberosContext(self._credentials, self._clock)
         return KerberosContext(self._credentials, self._clock)
 
 
@@ -121,7 +132,11 @@ class KerberosContext:
     """One GSS_Accept_sec_context exchange (``MechanismContext``).
 
     Kerberos takes one leg: the AP-REQ in, the AP-REP out (mutual
-    authentication, when the client asked for it) and the context is done."""
+    authentication, when the client asked for it) and the context is done.
+    A DCE style exchange (DCE/RPC only, ``dce_style``) takes two: the
+    client answers our AP-REP with its own."""
+
+    dce_style = False
 
     def __init__(self, credentials: gss.Creds, clock: Callable[[], float] = time.time) -> None:
         self._credentials = credentials
@@ -150,8 +165,10 @@ class KerberosContext:
             raise auth_error_of(exc) from None
         self._context = result.context
         if result.more_steps:
-            # DCE-style three-leg exchanges are for DCE/RPC, not SMB.
-            raise malformed("Kerberos: the client asked for a three-leg (DCE style) exchange")
+            if not self.dce_style:
+                # DCE-style three-leg exchanges are for DCE/RPC, not SMB.
+                raise malformed("Kerberos: the client asked for a three-leg (DCE style) exchange")
+            return result.token or None
         identity = _identity(result.initiator_name)
         if result.lifetime is not None:          # seconds left on the ticket
             identity = dataclasses.replace(identity, expires_at=self._clock() + result.lifetime)

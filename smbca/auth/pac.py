@@ -81,8 +81,7 @@ def logon_info_of(validation) -> PacLogonInfo:
         groups += [f"{resource_domain}-{group['RelativeId']}"
                    for group in _elements(validation, "ResourceGroupIds")]
     primary = f"{domain_sid}-{validation['PrimaryGroupId']}"
-    if primary not in groups:
-        groups.insert(0, primary)
+    groups.insert(0, primary)           # first, as Identity.group_sids promises
     return PacLogonInfo(
         user=str(validation["EffectiveName"]), domain=str(validation["LogonDomainName"]),
         user_sid=f"{domain_sid}-{validation['UserId']}", primary_group_sid=primary,

@@ -138,6 +138,12 @@ class SpnegoAcceptor:
         return self._established().unseal(  # type: ignore[attr-defined]
             sealed, signature, prefix, suffix)
 
+    @property
+    def mechanism_context(self) -> MechanismContext | None:
+        """The chosen mechanism's context once the exchange is complete (the
+        DCE/RPC adapter asks it how the mechanism protects packets)."""
+        return self._context if self.complete else None
+
     def _established(self) -> MechanismContext:
         if not self.complete or self._context is None:
             raise malformed("SPNEGO exchange is not complete")

@@ -160,6 +160,7 @@ class Open:
     durable_timeout_ms: int = 0
     resiliency_timeout_ms: int = 0
     durable_owner: tuple = ()           # (user, domain) of the opener
+    durable_owner_sid: str = ""         # and its SID, for a domain user (durable.is_owner)
     client_guid: bytes = b""
     create_guid: bytes = b""
     desired_access: int = 0

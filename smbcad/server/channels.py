@@ -57,8 +57,8 @@ def same_user(bound, new) -> bool:
     """The binding authenticated the session's user (3.3.5.5.3)."""
     if bound is None or new is None:
         return False
-    bound_sid = getattr(bound, "user_sid", None)
-    new_sid = getattr(new, "user_sid", None)
+    bound_sid = getattr(bound, "sid", None)
+    new_sid = getattr(new, "sid", None)
     if bound_sid and new_sid:
         return bound_sid == new_sid
     return (bound.user.lower(), bound.domain.lower()) == (new.user.lower(), new.domain.lower())

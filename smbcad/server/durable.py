@@ -64,6 +64,32 @@ def owner_of(session) -> tuple:
     return (identity.user.lower(), identity.domain.upper()) if identity is not None else ("", "")
 
 
+def owner_sid_of(session) -> str:
+    """The session user's SID ("" for a local user): a domain user's SID is
+    the same on both nodes, whatever name it logged on with."""
+    identity = session.identity
+    return identity.sid.upper() if identity is not None and identity.sid else ""
+
+
+def set_owner(open_, session) -> None:
+    """Open.DurableOwner ([MS-SMB2] 3.3.5.9.7, 3.3.5.9.10): name and SID."""
+    open_.durable_owner = owner_of(session)
+    open_.durable_owner_sid = owner_sid_of(session)
+
+
+def is_owner(owner: tuple, owner_sid: str, session) -> bool:
+    """Whether ``session``'s user is the durable owner (``owner`` the name
+    pair, ``owner_sid`` its SID or ""), for a reconnect or a replay
+    (3.3.5.9.7, 3.3.5.9.12).  An owner with a SID is matched by SID, so a
+    reconnect on the partner or with another logon (Kerberos ``user@REALM``,
+    NTLM ``DOMAIN\\user``) still finds its open, and nobody without that SID
+    does; an owner without one (a local user, or a record the previous
+    release wrote) by name, as before."""
+    if owner_sid:
+        return owner_sid.upper() == owner_sid_of(session)
+    return owner == owner_of(session)
+
+
 # --- grant (3.3.5.9.6, 3.3.5.9.10) ---------------------------------------------------
 
 def grant(ctx, open_, request) -> list:
@@ -81,7 +107,7 @@ def grant(ctx, open_, request) -> list:
         # or not: a replay finds it either way (smb2.replay.dhv2-pending1n-*).
         open_.create_guid = v2.create_guid
         open_.client_guid = ctx.connection.client_guid
-        open_.durable_owner = owner_of(ctx.session)
+        set_owner(open_, ctx.session)
         open_.is_replay_eligible = not open_.is_directory and bool(
             open_.granted_access & _REPLAY_ACCESS)
         ctx.server.opens.track_create_guid(open_)
@@ -120,7 +146,7 @@ def _make_durable(ctx, open_, timeout_ms: int, persistent: bool) -> None:
     open_.durable = True
     open_.persistent = persistent
     open_.durable_timeout_ms = timeout_ms
-    open_.durable_owner = owner_of(ctx.session)
+    set_owner(open_, ctx.session)
     open_.client_guid = ctx.connection.client_guid
 
 
@@ -130,7 +156,7 @@ def make_resilient(open_, session, timeout_ms: int) -> None:
     open_.durable = False
     open_.resilient = True
     open_.resiliency_timeout_ms = timeout_ms or DEFAULT_RESILIENCY_TIMEOUT_MS
-    open_.durable_owner = owner_of(session)
+    set_owner(open_, session)
     open_.client_guid = session.connection.client_guid
 
 

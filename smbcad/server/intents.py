@@ -168,7 +168,8 @@ def find_replayed(ctx, request) -> None:
     if restored is None or restored.record.client_guid != ctx.connection.client_guid:
         return
     record = restored.record
-    if (record.owner_user, record.owner_domain) != durable.owner_of(ctx.session):
+    if not durable.is_owner((record.owner_user, record.owner_domain), record.owner_sid,
+                            ctx.session):
         raise SmbError(NtStatus.ACCESS_DENIED, "replay by another user")
     if restored.share is not ctx.tree.share:
         raise SmbError(NtStatus.FILE_NOT_AVAILABLE, "the CREATE was on another share")
@@ -281,7 +282,8 @@ def _record(ctx, request, resolved, described, durable_file_id: int) -> Persiste
     return PersistentOpen(
         durable_file_id=durable_file_id, create_guid=v2.create_guid,
         client_guid=ctx.connection.client_guid or ZERO_GUID, owner_user=user,
-        owner_domain=domain, share_name=ctx.tree.share.name, path=resolved.path,
+        owner_domain=domain, owner_sid=durable.owner_sid_of(ctx.session),
+        share_name=ctx.tree.share.name, path=resolved.path,
         file_dev=device_id, file_ino=inode, desired_access=request.desired_access,
         share_access=request.share_access, create_options=request.create_options,
         file_attributes=request.file_attributes,

@@ -39,6 +39,7 @@ def to_record(open_, file_state, version: int) -> PersistentOpen:
     return PersistentOpen(
         durable_file_id=open_.persistent_id, create_guid=open_.create_guid or ZERO_GUID,
         client_guid=open_.client_guid or ZERO_GUID, owner_user=user, owner_domain=domain,
+        owner_sid=open_.durable_owner_sid,
         share_name=open_.tree.share.name, path=open_.path,
         file_dev=open_.file_key[0], file_ino=open_.file_key[1],
         desired_access=open_.desired_access, granted_access=open_.granted_access,
@@ -90,6 +91,7 @@ def from_record(record: PersistentOpen, share, ghost_trees: dict, volatile_id: i
         resilient=record.is_resilient, durable_timeout_ms=record.durable_timeout_ms,
         resiliency_timeout_ms=record.resiliency_timeout_ms,
         durable_owner=(record.owner_user, record.owner_domain),
+        durable_owner_sid=record.owner_sid,
         client_guid=record.client_guid, create_guid=record.create_guid,
         desired_access=record.desired_access, file_attributes=record.file_attributes,
         app_instance_id=record.app_instance_id if record.app_instance_id != ZERO_GUID else b"",

@@ -65,7 +65,7 @@ def _reconnect(ctx, request: CreateRequest):
             raise SmbError(_NOT_FOUND, "open is neither durable nor resilient")
         if open_.durable and not open_.persistent and not durable.holds_handle_caching(open_):
             raise SmbError(_NOT_FOUND, "durable open lost its batch oplock or H lease")
-    if open_.durable_owner != durable.owner_of(ctx.session):
+    if not durable.is_owner(open_.durable_owner, open_.durable_owner_sid, ctx.session):
         raise SmbError(NtStatus.ACCESS_DENIED, "reconnect by another user")
     attach(ctx, open_)
     log.info("%s: reconnected %s open %#x on %r", ctx.connection.peer,
@@ -226,7 +226,8 @@ def replay(ctx, request: CreateRequest):
         # v84: a persistent open found by CreateGuid alone
         if existing.session is not None:
             raise SmbError(NtStatus.FILE_NOT_AVAILABLE, "persistent open still in use")
-        if existing.durable_owner != durable.owner_of(ctx.session):
+        if not durable.is_owner(existing.durable_owner, existing.durable_owner_sid,
+                                ctx.session):
             raise SmbError(NtStatus.ACCESS_DENIED, "replay by another user")
         if ((existing.create_options ^ request.create_options) & ~CreateOptions.WRITE_THROUGH
                 or existing.desired_access != request.desired_access
@@ -238,7 +239,7 @@ def replay(ctx, request: CreateRequest):
 
 
 def _check_replay_owner(ctx, request, existing) -> None:
-    if existing.durable_owner != durable.owner_of(ctx.session):
+    if not durable.is_owner(existing.durable_owner, existing.durable_owner_sid, ctx.session):
         raise SmbError(NtStatus.ACCESS_DENIED, "replay by another user")
     lease_request = request.create_contexts.lease
     if existing.lease is not None and (lease_request is None

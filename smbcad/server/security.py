@@ -3,8 +3,9 @@
 A descriptor a client sets is stored whole (the VFS keeps it in a root-only
 xattr, vfs/ntacl.py) and its DACL is also mapped onto the POSIX mode (a file
 keeps its owner write bit, see ``apply``), so local users see the same rights;
-its owner and group, when they name a POSIX id, become the file's owner and
-group (the server runs as root).  A file nobody set one on reports
+its owner and group, when they name a POSIX id (a Unix SID, or a domain SID
+the ID mapping covers, ``domain_ids``), become the file's owner and group
+(the server runs as root).  A file nobody set one on reports
 the descriptor its owner, group and mode stand for.  A new file under a
 directory with a stored descriptor inherits from it ([MS-DTYP] 2.5.3.4,
 ``assign_on_create`` over proto/fscc/inherit.py).  Shared by CREATE (SecD
@@ -13,16 +14,30 @@ and SET_INFO.
 
 Who a session is, as an access check sees it (``session_token``): a user the
 user database gives a uid is S-1-22-1-<uid> (with S-1-22-2-<gid> when it has a
-gid), the SIDs ``sd_for_posix`` writes for that file owner.  A user without a
-uid acts on disk as the server's own uid (its files are owned by it), so its
-token carries that uid's SID and it is the owner of what it creates.  Every
-authenticated user is also Everyone, Authenticated Users, BUILTIN\\Users and
-NETWORK; a guest is Everyone, BUILTIN\\Guests and NETWORK; an anonymous
-session is ANONYMOUS LOGON and NETWORK only.  Tokens hold no privileges.
+gid), the SIDs ``sd_for_posix`` writes for that file owner.  A domain user
+(one with a SID, from Kerberos' PAC or NETLOGON) is its own SID with every
+group SID it brought, and, once the ID mapping gave it ids
+(``smbca.auth.idmap``), also S-1-22-1-<uid> and S-1-22-2-<gid> of each of its
+gids, so a descriptor written from a file's POSIX owner and group matches it
+too.  A user without a uid acts on disk as the server's own uid (its files
+are owned by it), so its token carries that uid's SID and it is the owner of
+what it creates.  Every authenticated user is also Everyone, Authenticated
+Users, BUILTIN\\Users and NETWORK; a guest is Everyone, BUILTIN\\Guests and
+NETWORK; an anonymous session is ANONYMOUS LOGON and NETWORK only.  The
+privileges are those the identity carries (``identity.admins``,
+``identity.backup_operators``); with FILE_OPEN_FOR_BACKUP_INTENT,
+SeBackupPrivilege and SeRestorePrivilege grant the read and the write rights
+whatever a stored DACL says (``privileged_rights``).
+
+A file or directory a CREATE makes is owned on disk by the session's uid and
+primary gid when it has them (``own_new_file``), so local Unix tools see the
+same owner as the security descriptor.
 """
 
 import logging
+from collections.abc import Callable
 
+from smbca.auth.idmap import IdMap, IdMapError, split_sid
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (
     SdControl, SecurityDescriptor, SecurityInformation, Sid, posix_from_sd, select_parts,
@@ -58,12 +73,33 @@ def query(fs, handle, is_directory: bool, security_info: int) -> bytes:
     return select_parts(current(fs, handle, is_directory), security_info).encode()
 
 
+# A domain SID's uid or gid (``domain_ids``), None when it has none.
+IdOf = Callable[[Sid], int | None]
+
+
+def domain_ids(idmap: IdMap, identity) -> IdOf:
+    """The ID mapping of domain SIDs as the session ``identity`` sees it:
+    a range keyed by domain name applies to the user's own logon domain."""
+    logon = None
+    split = split_sid(identity.sid) if identity is not None and identity.sid else None
+    if split is not None and identity.domain:
+        logon = (identity.domain.upper(), split[0])
+
+    def id_of(sid: Sid) -> int | None:
+        try:
+            return idmap.id_of(str(sid), logon)
+        except IdMapError:
+            return None              # past its range: the descriptor alone names it
+    return id_of
+
+
 def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int, *,
-          absent_dacl_is_null: bool = False) -> None:
+          absent_dacl_is_null: bool = False, id_of: IdOf | None = None) -> None:
     """Replace the parts ``security_info`` names with those of ``descriptor``.
 
     An owner or group that names a POSIX id (S-1-22-1-<uid>, S-1-22-2-<gid>)
-    also becomes the file's POSIX owner or group.  Without DACL_PRESENT a
+    also becomes the file's POSIX owner or group, and so does a domain SID
+    the ID mapping gives an id (``id_of``, from ``domain_ids``).  Without DACL_PRESENT a
     descriptor carries no DACL: a CREATE's SecD then leaves the default DACL in
     place, while SET_INFO (``absent_dacl_is_null``) sets a NULL DACL, as
     Windows does (smb2.create.nulldacl checks both).
@@ -86,7 +122,7 @@ def apply(fs, handle, is_directory: bool, descriptor: bytes, security_info: int,
     new_group = new.group if security_info & SecurityInformation.GROUP else None
     merged = SecurityDescriptor(control, new_owner or old.owner, new_group or old.group,
                                 sacl, dacl)
-    _chown_to(fs, handle, new_owner, new_group)
+    _chown_to(fs, handle, new_owner, new_group, id_of)
     fs.set_security(handle, merged.encode())
     if take_dacl:
         _mode_from_dacl(fs, handle, is_directory, merged)
@@ -138,10 +174,17 @@ def assign_on_create(fs, handle, parent: str, creator: bytes | None, token: Toke
     _mode_from_dacl(fs, handle, handle.is_directory, new)
 
 
-def _chown_to(fs, handle, owner: Sid | None, group: Sid | None) -> None:
-    """Make a new owner or group that is a Unix SID the file's POSIX owner or
-    group; other SIDs have no POSIX id and leave the file's alone."""
+def _chown_to(fs, handle, owner: Sid | None, group: Sid | None,
+              id_of: IdOf | None = None) -> None:
+    """Make a new owner or group that is a Unix SID, or a mapped domain SID,
+    the file's POSIX owner or group; other SIDs have no POSIX id and leave
+    the file's alone."""
     uid, gid = uid_of_sid(owner), gid_of_sid(group)
+    if id_of is not None:
+        if uid is None and owner is not None:
+            uid = id_of(owner)
+        if gid is None and group is not None:
+            gid = id_of(group)
     if uid is None and gid is None:
         return
     current_uid, current_gid, _ = fs.posix_identity(handle)
@@ -169,6 +212,27 @@ _FILE_READ_ATTRIBUTES = 0x00000080
 _DELETE = 0x00010000
 # Rights a file's parent can grant on its own ([MS-FSA] 2.1.5.1.2.1).
 _VIA_PARENT = _DELETE | _FILE_READ_ATTRIBUTES
+# What an open with FILE_OPEN_FOR_BACKUP_INTENT gets from SeBackupPrivilege
+# and SeRestorePrivilege whatever the DACL says (Windows' SeAccessCheck;
+# Samba's SEC_RIGHTS_PRIV_BACKUP / _RESTORE).  ACCESS_SYSTEM_SECURITY is left
+# out: CREATE refuses it before any descriptor is read.
+_PRIVILEGE_RIGHTS = (
+    ("SeBackupPrivilege", 0x00020000 | 0x00120089 | 0x00000020),   # READ_CONTROL, FILE_GENERIC_READ, TRAVERSE
+    ("SeRestorePrivilege", 0x00040000 | 0x00080000 | 0x00120116     # WRITE_DAC, WRITE_OWNER, FILE_GENERIC_WRITE,
+     | _FILE_ADD_FILE | _FILE_ADD_SUBDIRECTORY | _DELETE),          # ADD_FILE, ADD_SUBDIRECTORY, DELETE
+)
+
+
+def privileged_rights(token: Token, backup_intent: bool) -> int:
+    """The rights the token's backup and restore privileges grant an open
+    made with FILE_OPEN_FOR_BACKUP_INTENT (none without it)."""
+    if not backup_intent:
+        return 0
+    rights = 0
+    for name, granted in _PRIVILEGE_RIGHTS:
+        if name in token.privileges:
+            rights |= granted
+    return rights
 
 
 def session_token(fs, identity) -> Token:
@@ -183,9 +247,25 @@ def session_token(fs, identity) -> Token:
     else:
         uid, gid = identity.uid, identity.gid
     primary = unix_group_sid(gid) if gid is not None else None
-    if primary is not None:
-        groups.add(primary)
-    return Token(unix_user_sid(uid), frozenset(groups), primary_group=primary)
+    groups.update(unix_group_sid(number) for number in (gid, *identity.gids)
+                  if number is not None)
+    user = unix_user_sid(uid)
+    if identity.sid:
+        # The domain SIDs name the user in descriptors a client writes; the
+        # Unix SIDs in those written from the file's POSIX owner and group.
+        groups.add(user)
+        user = Sid.from_string(identity.sid)
+        groups.update(Sid.from_string(sid) for sid in identity.group_sids)
+        if identity.group_sids:
+            primary = Sid.from_string(identity.group_sids[0])
+    return Token(user, frozenset(groups), frozenset(identity.privileges), primary_group=primary)
+
+
+def own_new_file(fs, handle, identity) -> None:
+    """A new file or directory is owned by the session's uid and primary
+    gid, when it has them (a local user with a uid, a mapped domain user)."""
+    if identity is not None and identity.uid is not None and not identity.is_guest:
+        fs.set_posix_owner(handle, identity.uid, identity.gid)
 
 
 def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:
@@ -200,20 +280,29 @@ def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:
         return None
 
 
-def check_open(fs, path: str, token: Token, desired: int) -> int | None:
+def check_open(fs, path: str, token: Token, desired: int, *,
+               backup_intent: bool = False) -> int | None:
     """The access a stored descriptor grants for ``desired`` when opening ``path``
     ([MS-FSA] 2.1.5.1.2.1), or None when the file has none stored.
 
     GENERIC_* bits are mapped and MAXIMUM_ALLOWED answered.  As on Windows,
     FILE_DELETE_CHILD on the parent also grants DELETE and FILE_LIST_DIRECTORY
     on it FILE_READ_ATTRIBUTES; a parent without a stored descriptor grants
-    both (its mode-derived rights are the share's).  Raises SmbError
-    (STATUS_ACCESS_DENIED) when a wanted right is not granted.
+    both (its mode-derived rights are the share's).  With ``backup_intent``
+    the token's backup and restore privileges grant their rights first
+    (``privileged_rights``).  Raises SmbError (STATUS_ACCESS_DENIED) when a
+    wanted right is not granted.
     """
     descriptor = stored_descriptor(fs, path)
     if descriptor is None:
         return None
     wanted = map_generic(desired)
+    privileged = privileged_rights(token, backup_intent)
+    if privileged:
+        if wanted & MAXIMUM_ALLOWED:
+            return check_open(fs, path, token, wanted & ~privileged) | privileged
+        rest = wanted & ~privileged
+        return (wanted & privileged) | (check_open(fs, path, token, rest) if rest else 0)
     if wanted & MAXIMUM_ALLOWED:
         granted = access_check(descriptor, token, wanted & ~_VIA_PARENT)
         if path and granted & _VIA_PARENT != _VIA_PARENT:
@@ -233,13 +322,17 @@ def check_open(fs, path: str, token: Token, desired: int) -> int | None:
     return access_check(descriptor, token, wanted & ~via_parent) | via_parent
 
 
-def check_create(fs, parent: str, token: Token, directory: bool) -> None:
+def check_create(fs, parent: str, token: Token, directory: bool, *,
+                 backup_intent: bool = False) -> None:
     """A new entry in ``parent`` needs FILE_ADD_FILE or FILE_ADD_SUBDIRECTORY
-    there ([MS-FSA] 2.1.5.1.2), when the parent has a stored descriptor."""
+    there ([MS-FSA] 2.1.5.1.2), when the parent has a stored descriptor (or
+    SeRestorePrivilege and backup intent)."""
+    wanted = _FILE_ADD_SUBDIRECTORY if directory else _FILE_ADD_FILE
+    if wanted & privileged_rights(token, backup_intent):
+        return
     descriptor = stored_descriptor(fs, parent)
     if descriptor is not None:
-        access_check(descriptor, token,
-                     _FILE_ADD_SUBDIRECTORY if directory else _FILE_ADD_FILE)
+        access_check(descriptor, token, wanted)
 
 
 def maximal_access_of(fs, handle, token: Token) -> int | None:

@@ -64,6 +64,17 @@ section 2 as unknown, drops it at adoption as "not a persistent open": it
 loses the intent (the behaviour before intents), never misreads it.  Hence
 ``min_reader_version`` stays 1.  Schema 2 changes the meaning of nothing
 in section 1, so there is no upgrade from 1.
+
+Section 3 (schema 3): the owner's SID
+-------------------------------------
+The durable owner's SID (``owner_sid``, ``S-1-5-21-...`` as text, UTF-8,
+the whole body), written only when the opener had one (a domain user): a
+reconnect on either node matches the SID rather than the name the client
+typed, which differs between Kerberos (``user@REALM``) and NTLM
+(``DOMAIN\\user``) logons of the same account (issue 12 item 8).  A record
+without it (a local user's, or one the previous release wrote) keeps
+matching by name.  A schema-2 reader keeps section 3 as unknown and matches
+by name, as it always did, so ``min_reader_version`` stays 1.
 """
 
 import operator
@@ -74,9 +85,11 @@ from types import MappingProxyType
 
 from smbcad.store.errors import RecordCorrupt, RecordTooNew
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIN_READER_VERSION = 1
 _INTENT_SECTION = 2
+_OWNER_SID_SECTION = 3
+_MAX_SID_TEXT = 256              # S-1- plus 15 sub-authorities of 10 digits fits easily
 LOCK_SEQUENCE_ENTRIES = 64       # [MS-SMB2] 3.3.1.10 Open.LockSequenceArray
 ZERO_GUID = bytes(16)
 NO_LOCK_SEQUENCES = bytes(LOCK_SEQUENCE_ENTRIES)
@@ -170,7 +183,8 @@ class PersistentOpen:
 
     Keyed by ``durable_file_id`` (Open.DurableFileId, the persistent half of
     SMB2_FILEID); also found by ``create_guid`` (DH2C by CreateGuid, CREATE
-    replay).  ``owner_user``/``owner_domain`` are Open.DurableOwner.
+    replay).  ``owner_user``/``owner_domain`` are Open.DurableOwner, with
+    ``owner_sid`` (section 3) when the opener had a SID.
     ``file_dev``/``file_ino`` identify the file (volume id, inode), ``vfs_cookie`` is the VFS's
     opaque reopen state (the store never parses it, STYLE rule 10).
     ``disconnected_at_ms`` is None while a connection holds the open.
@@ -209,6 +223,7 @@ class PersistentOpen:
     channel_sequence: int = 0
     position: int = 0
     create_intent: CreateIntent | None = None       # section 2: not an open yet
+    owner_sid: str = ""                             # section 3: "" for a local user
     record_version: int = 0
     unknown_sections: bytes = b""
 
@@ -343,10 +358,17 @@ def encode(record: PersistentOpen) -> bytes:
                 r.create_intent.prior_size)
         except struct.error as exc:
             raise ValueError(f"intent {r.durable_file_id!r}: {exc}") from None
+    owner_sid = b""
+    if r.owner_sid:
+        sid = _utf8(r.owner_sid)
+        if len(sid) > _MAX_SID_TEXT:
+            raise ValueError(f"owner SID of {r.durable_file_id!r} too long")
+        owner_sid = _SECTION.pack(_OWNER_SID_SECTION, len(sid)) + sid
     if r.unknown_sections:
         schema = max(schema, max(version for version, _, _ in _sections(r.unknown_sections)))
     return b"".join((_ENVELOPE.pack(schema, MIN_READER_VERSION, r.record_version),
-                     _SECTION.pack(1, len(body)), body, intent, r.unknown_sections))
+                     _SECTION.pack(1, len(body)), body, intent, owner_sid,
+                     r.unknown_sections))
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -379,7 +401,7 @@ def _text(raw: bytes) -> str:
 
 
 def _decode_section1(body: bytes, record_version: int, unknown: bytes,
-                     intent: CreateIntent | None) -> PersistentOpen:
+                     intent: CreateIntent | None, owner_sid: str) -> PersistentOpen:
     # Straight-line offset arithmetic: this runs for every record at recovery.
     end = len(body)
     if end < _FIXED.size + _VAR_MIN:
@@ -447,7 +469,7 @@ def _decode_section1(body: bytes, record_version: int, unknown: bytes,
         durable_timeout_ms, resiliency_timeout_ms,
         disconnected_at_ms if flags & _DISCONNECTED else None, tuple(locks), lock_sequences,
         bool(flags & _DELETE_ON_CLOSE), bool(flags & _REPLAY_ELIGIBLE), channel_sequence,
-        position, intent, record_version, unknown)
+        position, intent, owner_sid, record_version, unknown)
 
 
 def _decode_intent(data: bytes) -> tuple[CreateIntent, bytes]:
@@ -479,11 +501,17 @@ def decode(data: bytes, *, upgrades: Mapping[int, Upgrade] = UPGRADES) -> Persis
     intent = None
     if len(unknown) >= _U16.size and _U16.unpack_from(unknown)[0] == _INTENT_SECTION:
         intent, unknown = _decode_intent(unknown)
+    owner_sid = ""
+    if len(unknown) >= _U16.size and _U16.unpack_from(unknown)[0] == _OWNER_SID_SECTION:
+        _, sid, _ = next(_sections(unknown))
+        if len(sid) > _MAX_SID_TEXT:
+            raise RecordCorrupt("owner SID section length")
+        owner_sid, unknown = _text(sid), unknown[_SECTION.size + len(sid):]
     # Whatever follows is newer than this reader (sections are in order):
     # kept as it is.
     if unknown and any(version <= SCHEMA_VERSION for version, _, _ in _sections(unknown)):
         raise RecordCorrupt("sections out of order")
-    record = _decode_section1(section1, record_version, unknown, intent)
+    record = _decode_section1(section1, record_version, unknown, intent, owner_sid)
     for version in range(schema, SCHEMA_VERSION):
         upgrade = upgrades.get(version)
         if upgrade is not None:

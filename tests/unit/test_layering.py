@@ -50,6 +50,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/auth/legacy_crypto.py", (PURE, "cryptography")),
     # Kerberos is MIT krb5's, through python-gssapi; the PAC's NDR is impacket's.
     ("smbca/auth/kerberos.py", (PURE, "gssapi", "smbca.auth", "smbca.ntstatus")),
+    ("smbca/auth/kerberos_rpc.py", (PURE, "gssapi", "smbca.auth")),
     ("smbca/auth/pac.py", (PURE, "impacket", "smbca.auth")),
     # NTLM pass-through: impacket's NRPC types and its DCE/RPC client (which
     # opens the sockets to the DC); the join's record from smbca.domain.

@@ -370,7 +370,7 @@ class RpcConnection:
             raise self._nak(pdu.call_id, BindNakReason.PROTOCOL_VERSION_NOT_SUPPORTED,
                             "no presentation contexts")
         try:
-            leg = self._auth.bind(pdu.auth)
+            leg = self._auth.bind(pdu.auth, bool(pdu.pfc_flags & PfcFlags.SUPPORT_HEADER_SIGN))
         except AuthRefused as exc:
             raise self._nak(pdu.call_id, exc.bind_nak_reason, str(exc)) from exc
         try:

@@ -63,6 +63,9 @@ class SecurityContext(Protocol):
     The packet calls take ``payload`` (stub plus auth padding) and the
     octets the signature covers; which of them a mechanism signs is its
     business (NTLM always signs the whole PDU, [MS-RPCE] 2.2.2.12 note).
+    A context whose mechanism signs the header only when the bind
+    negotiated it (Kerberos) has ``use_header_signing(bool)``, called once
+    the context is made.
     """
 
     @property
@@ -167,8 +170,9 @@ class AuthState:
 
     # -- context legs ---------------------------------------------------------
 
-    def bind(self, verifier: AuthVerifier | None) -> Leg:
-        """First leg, from the bind; raises AuthRefused (answered with bind_nak)."""
+    def bind(self, verifier: AuthVerifier | None, header_signing: bool = False) -> Leg:
+        """First leg, from the bind; raises AuthRefused (answered with bind_nak).
+        ``header_signing``: the bind asked for PFC_SUPPORT_HEADER_SIGN (echoed)."""
         if verifier is None:
             self._move(AuthEvent.BIND_PLAIN, FaultStatus.NCA_S_PROTO_ERROR)
             return Leg(None)
@@ -184,6 +188,9 @@ class AuthState:
             raise AuthRefused(f"no security provider for auth_type {verifier.auth_type}",
                               FaultStatus.RPC_S_SEC_PKG_ERROR,
                               BindNakReason.AUTHENTICATION_TYPE_NOT_RECOGNIZED)
+        use_header_signing = getattr(context, "use_header_signing", None)
+        if use_header_signing is not None:
+            use_header_signing(header_signing)
         self._context = context
         self.auth_type = verifier.auth_type
         self.auth_level = verifier.auth_level

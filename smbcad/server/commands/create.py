@@ -93,18 +93,21 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
     fs = tree.share.fs
     token = security.session_token(fs, ctx.session.identity)
     components, _ = parse_smb_name(request.name)
+    backup = bool(request.create_options & Opt.OPEN_FOR_BACKUP_INTENT)
     if exists_info is not None:
-        granted = security.check_open(fs, "/".join(components), token, request.desired_access)
+        granted = security.check_open(fs, "/".join(components), token, request.desired_access,
+                                      backup_intent=backup)
         if granted is not None:
             access &= granted           # MAXIMUM_ALLOWED: the share's and the DACL's
             if request.create_disposition in _TRUNCATING:
                 # Overwriting is writing, whatever access the open asks for
                 # (smb2.acls.OVERWRITE_READ_ONLY_FILE, as Windows and Samba).
                 security.check_open(fs, "/".join(components), token,
-                                    AccessMask.FILE_WRITE_DATA)
+                                    AccessMask.FILE_WRITE_DATA, backup_intent=backup)
     elif components and request.create_disposition not in (Disp.OPEN, Disp.OVERWRITE):
         security.check_create(fs, "/".join(components[:-1]), token,
-                              bool(request.create_options & Opt.DIRECTORY_FILE))
+                              bool(request.create_options & Opt.DIRECTORY_FILE),
+                              backup_intent=backup)
     if exists_info is not None and exists_info.attributes & FA.READONLY:
         if access & (_WRITE_DATA | AccessMask.FILE_WRITE_EA) and not exists_info.is_directory:
             raise SmbError(NtStatus.ACCESS_DENIED, "file is read-only")
@@ -181,6 +184,7 @@ def _apply_new_attributes(ctx, fs, handle, request: CreateRequest, action: int) 
     streams.after_overwrite(fs, handle, action)         # named streams go ([MS-FSA] 2.1.5.1.2)
     eas.apply_create_context(fs, handle, request, action)   # ExtA (3.3.5.9.1)
     if action == CreateAction.CREATED:
+        security.own_new_file(fs, handle, ctx.session.identity)
         # The parent's inheritable ACEs and the SecD context (2.2.13.2.6), [MS-DTYP] 2.5.3.4.
         security.assign_on_create(fs, handle, handle.path.rpartition("/")[0],
                                   request.create_contexts.sd_buffer,

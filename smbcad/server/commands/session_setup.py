@@ -26,10 +26,9 @@ def _new_session(ctx) -> Session:
     return session
 
 
-def _finish(ctx, session: Session, exchange, request: SessionSetupRequest) -> int:
+def _finish(ctx, session: Session, exchange, request: SessionSetupRequest, identity) -> int:
     """Authentication done: derive keys and decide signing/encryption (3.3.5.5.3)."""
     conn, server = ctx.connection, ctx.server
-    identity = exchange.identity
     reauth = session.state == SessionState.VALID
     # A re-authentication may carry another identity (even anonymous); the
     # session keeps its keys and its opens (3.3.5.5.3, smb2.session.reauth*).
@@ -75,11 +74,20 @@ def _finish(ctx, session: Session, exchange, request: SessionSetupRequest) -> in
     session.auth_exchange = None
     # The first channel signs with Session.SigningKey (3.3.5.5.3).
     session.channels.setdefault(conn, Channel(conn, session.signer))
-    log.info("%s: session %016x set up for %s\\%s%s%s", conn.peer, session.session_id,
+    log.info("%s: session %016x set up for %s\\%s%s%s%s", conn.peer, session.session_id,
              identity.domain, identity.user, " (guest)" if identity.is_guest else "",
-             " (anonymous)" if identity.is_anonymous else "")
+             " (anonymous)" if identity.is_anonymous else "", _ids(identity))
     server.metrics.session_setups.labels(result="ok").inc()
     return flags
+
+
+def _ids(identity) -> str:
+    """The log's note of a domain user's POSIX ids (or that it has none)."""
+    if not identity.sid:
+        return ""
+    if identity.uid is None:
+        return f", SID {identity.sid}: no idmap range, acts as the server's own uid"
+    return f", uid {identity.uid} gid {identity.gid}"
 
 
 def handle(ctx):
@@ -131,6 +139,14 @@ def _stepped(ctx, session: Session, exchange, request: SessionSetupRequest, step
     if server.sessions.get(session.session_id) is not session:
         # Logged off (another channel) or gone with its connection while a DC answered.
         raise SmbError(NtStatus.USER_SESSION_DELETED)
+    identity = None
+    if not isinstance(step, AuthError) and step.complete:
+        # A domain user's uid, gids and privileges (smbca.auth.idmap); an
+        # account past its idmap range is refused here, with the reason logged.
+        try:
+            identity = server.config.identity.apply(exchange.identity)
+        except AuthError as exc:
+            step = exc
     if isinstance(step, AuthError):
         exc = step
         log.info("%s: session setup failed: %s", conn.peer, exc)
@@ -151,7 +167,7 @@ def _stepped(ctx, session: Session, exchange, request: SessionSetupRequest, step
                                      crypto.preauth_next(session.preauth_hash, data)))
         return Reply(SessionSetupResponse(0, step.out_token).encode(),
                      NtStatus.MORE_PROCESSING_REQUIRED)
-    flags = _finish(ctx, session, exchange, request)
+    flags = _finish(ctx, session, exchange, request, identity)
     return SessionSetupResponse(flags, step.out_token).encode()
 
 

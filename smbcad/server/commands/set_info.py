@@ -163,7 +163,9 @@ def _security(ctx, open_, request) -> None:
     extra = request.additional_information
     _require(open_, set_security_access(extra), "setting these security parts")
     security.apply(ctx.tree.share.fs, open_.handle, open_.is_directory, request.buffer, extra,
-                   absent_dacl_is_null=True)
+                   absent_dacl_is_null=True,
+                   id_of=security.domain_ids(ctx.server.config.identity.idmap,
+                                             ctx.session.identity))
 
 
 def handle(ctx):

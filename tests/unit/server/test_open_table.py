@@ -327,3 +327,13 @@ def test_a_renamed_open_is_stored_and_comes_back_under_its_new_name(tmp_path):
     restored, result, *_ = run_restore(tmp_path, [record])
     assert result == (1, 0)
     assert restored.opens.by_persistent_id[0x1234].handle.path == "renamed.vhdx"
+
+
+def test_the_owner_sid_comes_back_with_the_open_and_goes_back_to_the_store(tmp_path):
+    share_dir = make_share(tmp_path)
+    sid = "S-1-5-21-1004336348-1177238915-682003330-1105"
+    server, (restored, _), remaining, _ = run_restore(
+        tmp_path, [record_for("vm.vhdx", share_dir, owner_sid=sid)])
+    assert restored == 1
+    assert server.opens.by_persistent_id[0x1234].durable_owner_sid == sid
+    assert remaining[0].owner_sid == sid

@@ -173,3 +173,94 @@ def test_set_info_without_dacl_present_is_a_null_dacl(fs):
         assert security.current(fs, handle, False).dacl == Acl(())
     finally:
         handle.close()
+
+
+DOMAIN = "S-1-5-21-1004336348-1177238915-682003330"
+CAROL = Identity("carol", "EXAMPLE", uid=101105, gid=100513, sid=f"{DOMAIN}-1105",
+                 group_sids=(f"{DOMAIN}-513", f"{DOMAIN}-1107"), gids=(100513, 101107),
+                 privileges=("SeBackupPrivilege",))
+DAVE = Identity("dave", "EXAMPLE", uid=101106, gid=100513, sid=f"{DOMAIN}-1106",
+                group_sids=(f"{DOMAIN}-513",), gids=(100513,))
+
+
+def test_a_domain_users_token_has_its_sids_its_unix_ids_and_privileges(fs):
+    token = security.session_token(fs, CAROL)
+    assert token.user == Sid.from_string(f"{DOMAIN}-1105")
+    assert token.primary_group == Sid.from_string(f"{DOMAIN}-513")
+    assert {Sid.from_string(f"{DOMAIN}-1107"), unix_user_sid(101105), unix_group_sid(100513),
+            unix_group_sid(101107), EVERYONE} <= token.groups
+    assert token.privileges == frozenset({"SeBackupPrivilege"})
+
+
+def test_a_dacl_granting_a_domain_group_lets_its_members_in_only(fs):
+    _make(fs, "staff")
+    _store(fs, "staff", _allow(Sid.from_string(f"{DOMAIN}-1107"), FILE_ALL_ACCESS))
+    assert security.check_open(fs, "staff", security.session_token(fs, CAROL),
+                               READ_DATA) == READ_DATA
+    with pytest.raises(SmbError) as denied:
+        security.check_open(fs, "staff", security.session_token(fs, DAVE), READ_DATA)
+    assert denied.value.status == NtStatus.ACCESS_DENIED
+
+
+def test_a_mode_derived_group_matches_a_domain_users_unix_gid(fs):
+    _make(fs, "by-gid")
+    _store(fs, "by-gid", _allow(unix_group_sid(101107), READ_DATA))
+    assert security.check_open(fs, "by-gid", security.session_token(fs, CAROL),
+                               READ_DATA) == READ_DATA
+
+
+def test_a_new_file_is_owned_by_the_sessions_uid_and_primary_gid(fs):
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    handle = fs.open(("owned",), write=True, create=True)
+    try:
+        security.own_new_file(fs, handle, CAROL)
+        assert fs.posix_identity(handle)[:2] == (101105, 100513)
+        security.own_new_file(fs, handle, UNMAPPED)          # no uid: left as it is
+        assert fs.posix_identity(handle)[:2] == (101105, 100513)
+    finally:
+        handle.close()
+
+
+def test_backup_and_restore_privileges_need_backup_intent(fs):
+    _make(fs, "locked")
+    _make(fs, "closed", directory=True)
+    _store(fs, "locked")                                     # an empty DACL: nobody
+    _store(fs, "closed")
+    backup = security.session_token(fs, CAROL)               # SeBackupPrivilege only
+    with pytest.raises(SmbError):
+        security.check_open(fs, "locked", backup, READ_DATA)
+    assert security.check_open(fs, "locked", backup, READ_DATA | READ_CONTROL,
+                               backup_intent=True) == READ_DATA | READ_CONTROL
+    with pytest.raises(SmbError):                            # writing needs the restore one
+        security.check_open(fs, "locked", backup, WRITE_DATA, backup_intent=True)
+    assert security.check_open(fs, "locked", backup, MAXIMUM_ALLOWED,
+                               backup_intent=True) & FILE_GENERIC_READ == FILE_GENERIC_READ
+    restore = security.session_token(fs, Identity(
+        "erin", "EXAMPLE", uid=101108, gid=100513, sid=f"{DOMAIN}-1108",
+        group_sids=(f"{DOMAIN}-513",), privileges=("SeRestorePrivilege",)))
+    with pytest.raises(SmbError):
+        security.check_create(fs, "closed", restore, directory=False)
+    security.check_create(fs, "closed", restore, directory=False, backup_intent=True)
+    assert security.check_open(fs, "locked", restore, WRITE_DATA | WRITE_DAC,
+                               backup_intent=True) == WRITE_DATA | WRITE_DAC
+
+
+def test_a_mapped_domain_owner_and_group_are_chowned(fs):
+    from smbca.auth.idmap import IdMap, IdRange
+    id_of = security.domain_ids(IdMap([IdRange("EXAMPLE", 100000, 101999)]), CAROL)
+    _make(fs, "d")
+    handle = fs.open(("d",), write=True)
+    try:
+        dave, staff = Sid.from_string(DAVE.sid), Sid.from_string(f"{DOMAIN}-513")
+        security.apply(fs, handle, False, _descriptor(owner=dave, group=staff, present=False),
+                       SI.OWNER | SI.GROUP, id_of=id_of)
+        assert fs.posix_identity(handle)[:2] == (101106, 100513)
+        # past the range (RID 5000) or of an unranged domain: the descriptor only
+        for owner in (f"{DOMAIN}-5000", "S-1-5-21-9-9-9-1000"):
+            security.apply(fs, handle, False, _descriptor(owner=Sid.from_string(owner),
+                                                          present=False), SI.OWNER, id_of=id_of)
+            assert fs.posix_identity(handle)[0] == 101106
+            assert str(security.current(fs, handle, False).owner) == owner
+    finally:
+        handle.close()

@@ -38,9 +38,9 @@ def full_record() -> PersistentOpen:
             64, 15)
 
 
-def expected_bytes(r: PersistentOpen) -> bytes:
+def expected_bytes(r: PersistentOpen, schema: int = SCHEMA_VERSION) -> bytes:
     """The layout written out by hand from the module docstring, independently
-    of ``encode``."""
+    of ``encode``; with ``schema`` 2 what the previous release wrote."""
     flags = 0x0001 | 0x0002 | 0x0008 | 0x0010 | 0x0040 | 0x0080 | 0x0100 | 0x0200
     fixed = struct.pack(
         "<Q16s16s16sQQQQQQIIIIIIIIHBB16s16sBBH",
@@ -54,7 +54,7 @@ def expected_bytes(r: PersistentOpen) -> bytes:
            + struct.pack("<QQB", 1 << 40, 1, 0)
            + bytes((2, 0, 0x13, 63, 0x1F)))
     body = fixed + var
-    return struct.pack("<HHQ", 2, 1, 42) + struct.pack("<HI", 1, len(body)) + body
+    return struct.pack("<HHQ", schema, 1, 42) + struct.pack("<HI", 1, len(body)) + body
 
 
 def test_encode_exact_bytes():
@@ -65,11 +65,44 @@ def test_decode_exact_bytes():
     assert decode(expected_bytes(full_record())) == full_record()
 
 
+def test_a_record_the_previous_release_wrote_decodes_without_an_owner_sid():
+    record = decode(expected_bytes(full_record(), schema=2))
+    assert record == full_record() and record.owner_sid == ""
+
+
+OWNER_SID = "S-1-5-21-1004336348-1177238915-682003330-1105"
+
+
+def test_owner_sid_is_section_3_exact_bytes():
+    record = dataclasses.replace(full_record(), owner_sid=OWNER_SID)
+    section3 = struct.pack("<HI", 3, len(OWNER_SID)) + OWNER_SID.encode()
+    assert encode(record) == expected_bytes(full_record()) + section3
+    assert decode(encode(record)) == record
+
+
+def test_owner_sid_follows_an_intent_and_precedes_newer_sections():
+    record = dataclasses.replace(full_record(), owner_sid=OWNER_SID,
+                                 create_intent=CreateIntent(2, 5, 6))
+    blob = encode(record)
+    assert decode(blob) == record
+    newer = blob + struct.pack("<HI", 4, 2) + b"n4"
+    assert decode(newer).owner_sid == OWNER_SID
+    assert decode(newer).unknown_sections == struct.pack("<HI", 4, 2) + b"n4"
+
+
+def test_a_schema_2_reader_keeps_the_owner_sid_as_an_unknown_section():
+    """What the previous release does with section 3: keeps it verbatim
+    (its rule for sections newer than itself) and may interpret the rest."""
+    blob = encode(dataclasses.replace(full_record(), owner_sid=OWNER_SID))
+    schema, min_reader = struct.unpack_from("<HH", blob)
+    assert (schema, min_reader) == (3, 1)          # min_reader 1: old readers go on
+
+
 def test_minimal_record_bytes():
     r = PersistentOpen(1, GUID_A, GUID_B, "", "", "", "")
     blob = encode(r)
     assert len(blob) == 12 + 6 + 176 + 3 * 2 + 2 * 4 + 4 + 1   # 176: the fixed part
-    assert blob[:12] == struct.pack("<HHQ", 2, 1, 0)
+    assert blob[:12] == struct.pack("<HHQ", SCHEMA_VERSION, 1, 0)
     assert decode(blob) == r
 
 
@@ -96,7 +129,8 @@ records = st.builds(
     st.integers(0, 255), st.none() | leases, guids, st.none() | st.tuples(u64, u64),
     st.booleans(), st.booleans(), st.booleans(), u32, u32, st.none() | u64,
     st.lists(locks, max_size=5).map(tuple), lock_sequences, st.booleans(), st.booleans(), u16,
-    u64, st.none() | intents, u64)
+    u64, st.none() | intents, st.just("") | st.from_regex(r"S-1-5-21(-[0-9]{1,10}){4}",
+                                                          fullmatch=True), u64)
 
 
 @settings(max_examples=300, deadline=None)
@@ -141,10 +175,10 @@ def test_unknown_flag_bits_are_corrupt():
 # --- versioning -----------------------------------------------------------------------------
 
 def newer_writer_blob(record: PersistentOpen, min_reader: int = 1) -> tuple[bytes, bytes]:
-    """What a schema-4 smbcad might write: our sections, then sections 3 and 4."""
+    """What a schema-5 smbcad might write: our sections, then sections 4 and 5."""
     ours = encode(record)
-    extra = struct.pack("<HI", 3, 5) + b"new-3" + struct.pack("<HI", 4, 2) + b"n4"
-    return struct.pack("<HHQ", 4, min_reader, record.record_version) + ours[12:] + extra, extra
+    extra = struct.pack("<HI", 4, 5) + b"new-4" + struct.pack("<HI", 5, 2) + b"n5"
+    return struct.pack("<HHQ", 5, min_reader, record.record_version) + ours[12:] + extra, extra
 
 
 def test_newer_sections_are_kept_and_written_back_unchanged():
@@ -160,7 +194,7 @@ def test_an_older_node_changing_the_record_keeps_the_newer_sections():
     changed = dataclasses.replace(decode(blob), position=7)
     again = decode(encode(changed))
     assert again.position == 7 and again.unknown_sections == extra
-    assert encode(changed)[:2] == b"\x04\x00"      # still says schema 4
+    assert encode(changed)[:2] == b"\x05\x00"      # still says schema 5
     assert with_record_version(changed, 43).unknown_sections == extra
 
 
@@ -252,7 +286,7 @@ def test_a_create_intent_is_section_2_after_section_1():
     plain = encode(dataclasses.replace(r, create_intent=None))
     assert blob == plain + struct.pack("<HI", 2, 20) + struct.pack("<IQQ", *(5, intent.prior_change_time, 4096))
     assert decode(blob) == r
-    assert decode(blob + struct.pack("<HI", 3, 1) + b"z").unknown_sections == b"\x03\x00\x01\x00\x00\x00z"
+    assert decode(blob + struct.pack("<HI", 4, 1) + b"z").unknown_sections == b"\x04\x00\x01\x00\x00\x00z"
     with pytest.raises(RecordCorrupt):
         decode(plain + struct.pack("<HI", 2, 19) + bytes(19))
 

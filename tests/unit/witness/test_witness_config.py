@@ -172,3 +172,15 @@ def test_for_reload_keeps_the_sockets() -> None:
     assert changed == ("server.listen",)
     assert merged.server.listen == running.server.listen
     assert merged.server.log_level == "debug"
+
+
+def test_a_keytab_is_enough_to_authenticate_and_must_exist(tmp_path) -> None:
+    raw = _base()
+    raw["auth"]["users"] = []
+    keytab = tmp_path / "krb5.keytab"
+    raw["auth"]["keytab"] = str(keytab)
+    with pytest.raises(ConfigError) as info:
+        from_mapping(raw)
+    assert info.value.key == "auth.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    assert from_mapping(raw).auth.keytab == str(keytab)
