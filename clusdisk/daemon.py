@@ -46,6 +46,7 @@ from clusdisk.scsi import cdb
 from clusdisk.scsi.cdb import PrType
 from clusdisk.scsi.errors import ScsiError
 from clusdisk.scsi.sgio import SgDevice
+from clusdisk.smb_relay import PEER_OP as SMB_PEER_OP, SmbRelay
 from smbca.config import ConfigError, SystemdEnv, reload_config
 from smbca.control import ControlError, ControlServer, request
 from smbca.metrics import serve_metrics
@@ -119,6 +120,7 @@ class Daemon:
         self.transport: HeartbeatTransport | None = None
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
+        self.smb_relay: SmbRelay | None = None
         self._partner_back_at: float | None = None     # heartbeat heard again since
         self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
@@ -173,6 +175,8 @@ class Daemon:
                                 tuple((link.local.host, hb.peer_port) for link in hb.links),
                                 tuple((link.peer.host, hb.peer_port) for link in hb.links),
                                 self._peer_request)
+        self.smb_relay = SmbRelay(self.peer, cfg.control.smbcad_socket, cfg.me.name,
+                                  cfg.partner.name)
         notifier = PairNotifier(
             self._notifier or Notifier(cfg.node_id, cfg.control.smbcad_socket,
                                        cfg.control.witnessd_socket, node_name=cfg.me.name),
@@ -252,6 +256,8 @@ class Daemon:
         return reply.get("status") or {}
 
     async def _peer_request(self, op: str, args: dict) -> dict:
+        if op == SMB_PEER_OP:
+            return await self.smb_relay.answer_peer(args)
         return await self.operations.peer_request(op, args)
 
     async def stop_services(self, clean: bool, reason: str) -> None:
@@ -404,7 +410,8 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        control = ControlServer(self.cfg.control.socket, self.operations.control)
+        control = ControlServer(self.cfg.control.socket,
+                                self.smb_relay.control(self.operations.control))
         try:
             try:
                 await self.transport.start()

@@ -7,8 +7,9 @@ finds them: ``smbca.admin_node``) and adds nothing of its own:
                                         and where it looked) and, on a pair, both
                                         nodes and who owns what
   smbca sessions | opens [--disconnected] | shares | locks [--json]
-  smbca close-open ID | close-session ID | release-disconnected ID|--all [--yes]
-                                        the SMB side, like smbstatus (smbca.admin_smb)
+  smbca close-open ID | close-session ID | release-disconnected ID|--all [--node N] [--yes]
+                                        the SMB side, like smbstatus (smbca.admin_smb);
+                                        on a pair both nodes (exit 3: partner unreachable)
   smbca smbcad status|sessions [--socket PATH]
                                         smbcad: aggregates (phase, mirror state), sessions
   smbca smbcad opens [--disconnected]   every open, or the disconnected persistent ones

@@ -43,6 +43,7 @@ SMBCAD_QUICK_STATE_ROOT = "/var/lib/smbca/quick"
 SMBCAD_QUICK_SOCKET_NAME = "smbcad.sock"
 PROTOCOL_VERSION = 1      # every request may say which it speaks ("version")
 MAX_LINE_BYTES = 64 * 1024
+MAX_ANSWER_BYTES = 16 << 20   # an answer may list every open of a busy server
 SOCKET_MODE = 0o600       # root only: these sockets move shares and addresses
 
 Handler = Callable[[dict], dict | Awaitable[dict]]
@@ -151,7 +152,7 @@ class ControlServer:
 async def request(path: str, message: dict, timeout_s: float = 10.0) -> dict:
     """One request and its answer over ``path``, from an event loop."""
     async def exchange() -> bytes:
-        reader, writer = await asyncio.open_unix_connection(path, limit=MAX_LINE_BYTES)
+        reader, writer = await asyncio.open_unix_connection(path, limit=MAX_ANSWER_BYTES)
         try:
             writer.write(encode_line(_versioned(message)))
             await writer.drain()
@@ -178,7 +179,7 @@ def request_blocking(path: str, message: dict, timeout_s: float = 10.0) -> dict:
             sock.connect(path)
             sock.sendall(encode_line(_versioned(message)))
             line = bytearray()
-            while not line.endswith(b"\n") and len(line) <= MAX_LINE_BYTES:
+            while not line.endswith(b"\n") and len(line) <= MAX_ANSWER_BYTES:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break

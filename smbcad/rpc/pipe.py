@@ -8,7 +8,9 @@ maps the results as [MS-SMB2] asks:
 
 * WRITE (3.3.5.13) -> ``write(data)``; the count is always all of ``data``.
 * READ (3.3.5.12) -> ``read(max_len)``; ``more`` (``status`` is
-  STATUS_BUFFER_OVERFLOW) means part of a message is still unread.
+  STATUS_BUFFER_OVERFLOW) means part of a message is still unread.  On an
+  empty pipe the READ waits (``read_when_ready``): the pipe is a blocking one,
+  and a pipelining client (Samba's dcerpc over SMB2) reads before it writes.
 * IOCTL FSCTL_PIPE_TRANSCEIVE (3.3.5.15.2) -> ``transceive(data, max_out)``.
 * IOCTL FSCTL_PIPE_PEEK (3.3.5.15.1) -> ``peek(max_out)``.
 * QUERY_INFO FilePipeLocalInformation -> ``local_information()``.
@@ -115,6 +117,15 @@ class FilePipeLocalInformation:
             self.named_pipe_end)
 
 
+ReadDone = Callable[[PipeRead | int], None]
+"""Ends a waiting READ: with the read, or with the status that fails it."""
+
+
+class _WaitingRead(NamedTuple):
+    max_len: int
+    done: ReadDone
+
+
 class NamedPipe:
     """The server end of one pipe open, carrying one DCE/RPC connection."""
 
@@ -125,6 +136,7 @@ class NamedPipe:
         self._offset = 0  # bytes of _messages[0] already read
         self._broken = False
         self._closed = False
+        self._waiting: deque[_WaitingRead] = deque()   # READs on an empty pipe, oldest first
 
     @property
     def readable_bytes(self) -> int:
@@ -158,14 +170,48 @@ class NamedPipe:
             _log.info("pipe %s: DCE/RPC protocol error: %s", self.name, exc)
             self._broken = True
         self._messages.extend(self._rpc.pdus_to_send())
+        self._serve_waiting()
         return len(data)
+
+    @property
+    def would_wait(self) -> bool:
+        """A READ now would wait: nothing to read, and the pipe is open and whole."""
+        return not self._messages and not self._broken and not self._closed
+
+    def read_when_ready(self, max_len: int, done: ReadDone) -> Callable[[], bool]:
+        """A READ on an empty pipe waits, as on a blocking pipe ([MS-FSCC]
+        2.4.37; [MS-SMB2] 3.3.5.12: the server goes async, 3.3.4.2): ``done``
+        gets the read once the RPC server answers a later WRITE, in the order
+        the READs came, or STATUS_PIPE_BROKEN when the pipe closes or breaks.
+        Returns the withdrawal (a CANCEL): True if the READ was still waiting."""
+        waiting = _WaitingRead(max_len, done)
+        self._waiting.append(waiting)
+        self._serve_waiting()
+
+        def withdraw() -> bool:
+            try:
+                self._waiting.remove(waiting)
+            except ValueError:
+                return False
+            return True
+        return withdraw
+
+    def _serve_waiting(self) -> None:
+        while self._waiting and self._messages:
+            waiting = self._waiting.popleft()
+            waiting.done(self.read(waiting.max_len))
+        if self._waiting and (self._broken or self._closed):
+            self._end_waiting(NtStatus.PIPE_BROKEN)
+
+    def _end_waiting(self, status: int) -> None:
+        while self._waiting:
+            self._waiting.popleft().done(status)
 
     def read(self, max_len: int) -> PipeRead:
         """Up to ``max_len`` bytes of the oldest message.
 
-        An empty pipe raises STATUS_PIPE_EMPTY (a blocking pipe would pend the
-        read, but our RPC server answers synchronously, so nothing will come
-        without another write), or STATUS_PIPE_BROKEN once the RPC connection
+        An empty pipe raises STATUS_PIPE_EMPTY (an SMB READ waits instead,
+        ``read_when_ready``), or STATUS_PIPE_BROKEN once the RPC connection
         is gone.
         """
         self._check_open()
@@ -183,8 +229,9 @@ class NamedPipe:
     def transceive(self, data: bytes, max_out: int) -> PipeTransceive:
         """FSCTL_PIPE_TRANSCEIVE: write ``data``, read the first answer ([MS-FSCC] 2.3.48)."""
         self._check_open()
-        if self._messages:
-            raise SmbError(NtStatus.PIPE_BUSY, "pipe holds unread data")
+        if self._messages or self._waiting:
+            # A waiting READ would take the answer ([MS-FSCC] 2.3.48: busy).
+            raise SmbError(NtStatus.PIPE_BUSY, "pipe holds unread data or a waiting READ")
         self.write(data)
         result = self.read(max_out)
         return PipeTransceive(result.data, result.status)
@@ -206,10 +253,13 @@ class NamedPipe:
             write_quota_available=max(0, PIPE_QUOTA_BYTES - self.readable_bytes))
 
     def close(self) -> None:
-        """SMB2 CLOSE: tear the RPC connection down (leaves its association group)."""
+        """SMB2 CLOSE: tear the RPC connection down (leaves its association
+        group); a READ still waiting ends with STATUS_PIPE_BROKEN, as a blocked
+        read of a Windows pipe does when its handle closes."""
         if not self._closed:
             self._closed = True
             self._messages.clear()
+            self._end_waiting(NtStatus.PIPE_BROKEN)
             self._rpc.close()
 
 

@@ -1,13 +1,14 @@
 """Named pipes on IPC$ ([MS-SMB2] 3.3.5.9 for pipes, [MS-SMB2] 3.3.5.12/13/15
 on a pipe Open): glue between the SMB commands and ``smbcad.rpc``."""
 
+import asyncio
+
 from smbca.rpc.dcerpc import AssociationGroups
 from smbca.rpc.ntlm_security import NtlmSecurity
 from smbcad.proto.constants import CreateAction, FileAttributes
 from smbcad.proto.create import CreateResponse
 from smbcad.proto.create_contexts import FileId
 from smbcad.proto.errors import SmbError
-from smbcad.proto.ioctl import IoctlResponse
 from smbcad.proto.read import encode_read_response_prefix
 from smbcad.proto.status import NtStatus
 from smbcad.proto.write import WriteResponse
@@ -16,7 +17,7 @@ from smbcad.rpc import (
     ShareInfo, local_directory, open_pipe as rpc_open_pipe)
 from smbcad.server import files
 from smbcad.server.adm import Open
-from smbcad.server.context import Reply
+from smbcad.server.context import Pending, Reply
 
 
 def _environment(server) -> PipeEnvironment:
@@ -62,7 +63,36 @@ def open_pipe(ctx, request) -> bytes:
 
 
 def read(ctx, open_, request):
-    result = open_.handle.read(request.length)
+    """READ of a pipe ([MS-SMB2] 3.3.5.12): the next message, or, on an empty
+    pipe, an async wait for it (interim STATUS_PENDING at once, as Windows and
+    Samba answer a pipelining RPC client) that a WRITE's answer, a CANCEL
+    (STATUS_CANCELLED) or the pipe's CLOSE (STATUS_PIPE_BROKEN) ends."""
+    pipe = open_.handle
+    if not pipe.would_wait:
+        return _read_reply(pipe.read(request.length))
+    if ctx.header.next_command:
+        # Only the last request of a compound may go async (3.3.5.2.7, <206>).
+        raise SmbError(NtStatus.INTERNAL_ERROR, "pipe READ would go async mid-compound")
+    outcome = asyncio.get_running_loop().create_future()
+
+    def done(result) -> None:
+        if not outcome.done():
+            outcome.set_result(result)
+    withdraw = pipe.read_when_ready(request.length, done)
+
+    def cancel() -> None:
+        if withdraw():
+            done(NtStatus.CANCELLED)
+
+    async def wait():
+        result = await outcome
+        if isinstance(result, int):
+            raise SmbError(result)
+        return _read_reply(result)
+    return Pending(wait(), interim_after_s=0.0, on_cancel=cancel)
+
+
+def _read_reply(result) -> Reply:
     body = encode_read_response_prefix(len(result.data)) + (result.data or b"\x00")
     return Reply(body, result.status)
 

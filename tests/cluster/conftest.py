@@ -136,3 +136,18 @@ def pair(request, tmp_path, pair_code):
         if aggregate is not None:
             aggregate.close()
         topology.close()
+
+
+@pytest.fixture
+def topology():
+    """The namespaces alone, for tests that start their own daemons."""
+    if os.geteuid() != 0:
+        pytest.skip("the cluster tier needs root (network namespaces)")
+    for tool in ("ip", "nsenter"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    made = Topology()
+    try:
+        yield made
+    finally:
+        made.close()

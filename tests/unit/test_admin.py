@@ -184,33 +184,3 @@ def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
     assert "aggr2: placed on b (...): waiting for b" in out
     assert admin.main(["failover", "show", "--json", "--socket", path]) == 0
     assert json.loads(capsys.readouterr().out)["status"]["mode"] == "pr"
-
-
-def test_on_a_pair_the_smb_views_say_the_partner_is_unreachable(tmp_path, capsys):
-    """clusdisk answers: the listing says whose it is and that the partner,
-    with its own clients, cannot be reached."""
-    def clusdisk(message: dict) -> dict:
-        return {"status": {"node": {"id": 1, "name": "NODEA"}, "partner_reachable": False,
-                           "partner": {"id": 2, "name": "NODEB", "alive": False}}}
-
-    loop = asyncio.new_event_loop()
-    servers = [ControlServer(str(tmp_path / "clusdisk.sock"), clusdisk),
-               ControlServer(str(tmp_path / "smbcad.sock"), lambda message: {"sessions": []})]
-    for server in servers:
-        loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    (tmp_path / "clusdisk.yaml").write_text(f"control:\n  socket: {tmp_path}/clusdisk.sock\n")
-    try:
-        assert admin.main(["sessions", "--socket", str(tmp_path / "smbcad.sock"),
-                           "--config-dir", str(tmp_path)]) == 0
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        for server in servers:
-            loop.run_until_complete(server.close())
-        loop.close()
-    out = capsys.readouterr().out
-    assert "no sessions" in out
-    assert ("(node NODEA only; the partner NODEB is UNREACHABLE, heartbeat lost: its clients "
-            "are listed by `smbca sessions` on NODEB)") in out

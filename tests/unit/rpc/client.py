@@ -153,3 +153,18 @@ def bound_client(pipe: NamedPipe, uuid: bytes) -> rpcrt.DCERPC_v5:
     client.connect()
     client.bind(uuid)
     return client
+
+
+def bind_pdu(call_id: int = 1) -> bytes:
+    """An srvsvc bind PDU as impacket builds it (NDR transfer syntax)."""
+    bind = rpcrt.MSRPCHeader()
+    bind["type"] = rpcrt.MSRPC_BIND
+    bind["call_id"] = call_id
+    body = rpcrt.MSRPCBind()
+    item = rpcrt.CtxItem()
+    item["TransItems"] = 1
+    item["AbstractSyntax"] = srvs.MSRPC_UUID_SRVS
+    item["TransferSyntax"] = rpcrt.DCERPC.NDRSyntax
+    body.addCtxItem(item)
+    bind["pduData"] = body.getData()
+    return bind.get_packet()

@@ -13,7 +13,7 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.rpc import PIPE_NAMES, open_pipe, pipe_key
 
-from .client import PipeTransport, environment, srvsvc_client
+from .client import PipeTransport, bind_pdu, environment, srvsvc_client
 
 
 def names(response) -> list[str]:
@@ -50,16 +50,8 @@ def test_undecodable_call_faults_on_the_pipe() -> None:
 
 def test_read_returns_one_message_at_a_time() -> None:
     pipe = open_pipe("srvsvc", environment())
-    bind = rpcrt.MSRPCHeader()
-    bind["type"] = rpcrt.MSRPC_BIND
-    body = rpcrt.MSRPCBind()
-    item = rpcrt.CtxItem()
-    item["TransItems"] = 1
-    item["AbstractSyntax"] = srvs.MSRPC_UUID_SRVS
-    item["TransferSyntax"] = rpcrt.DCERPC.NDRSyntax
-    body.addCtxItem(item)
-    bind["pduData"] = body.getData()
-    assert pipe.write(bind.get_packet() + bind.get_packet()[:10]) == len(bind.get_packet()) + 10
+    bind = bind_pdu()
+    assert pipe.write(bind + bind[:10]) == len(bind) + 10
     first = pipe.read(30)
     assert (len(first.data), first.more, first.status) == (30, True, NtStatus.BUFFER_OVERFLOW)
     rest = pipe.read(4096)
