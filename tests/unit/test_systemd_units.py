@@ -104,6 +104,17 @@ def test_unit_notify_watchdog_and_no_restart_loop(daemon):
     assert "SystemCallFilter" in service and "CapabilityBoundingSet" in service
 
 
+@pytest.mark.parametrize("daemon", DAEMONS)
+def test_reload_checks_the_new_config_before_signalling(daemon):
+    """`systemctl reload` runs --check-config on the unit's own config first
+    (a failing ExecReload line stops the ones after it), then SIGHUP."""
+    lines = [line.split("=", 1)[1] for line in
+             (UNITS / f"{daemon}.service").read_text().splitlines()
+             if line.startswith("ExecReload=")]
+    assert lines == [f"{INSTALLED_BIN}{daemon} --check-config --config /etc/smbca/{daemon}.yaml",
+                     "/bin/kill -HUP $MAINPID"]
+
+
 def test_runtime_directory_holds_every_default_socket():
     """/run/smbca is each unit's RuntimeDirectory, kept while any of them runs
     (RuntimeDirectoryPreserve), and every daemon's default socket is in it."""
