@@ -61,7 +61,7 @@ SECOND_ADDRESS = "127.0.0.2"
 # iptables (torture:use_iptables), so they run, server and all, in a network
 # namespace of their own (tests/interop/netns.py), never on the host's tables.
 BLOCKING_GROUPS = frozenset({"smb2.multichannel.generic", "smb2.multichannel.oplocks",
-                             "smb2.multichannel.leases", "smb2.replay"})
+                             "smb2.multichannel.leases", "smb2.replay", "smb2.oplock"})
 BLOCKING_ARGS = ("--option=torture:use_iptables=true",
                  f"--option=torture:iptables_command={netns.IPTABLES}")
 KNOWNFAIL_FILES = {"smbcad": HERE / "smbtorture_knownfail.txt",
