@@ -4,6 +4,9 @@ A group fails on any failing smbtorture test that the known-failures file
 does not list, on overrunning its wall time (smbtorture is killed by PID), or
 when the server dies. A listed test that now passes is reported, not failed.
 Per-group counts go to tests/interop/.results/smbtorture-<target>.{json,txt}.
+The groups whose tests block a client channel (BLOCKING_GROUPS) run, server
+and smbtorture both, in a network namespace of their own where smbtorture
+drops packets with iptables (root and iptables needed; tests/interop/netns.py).
 
 Environment:
   SMBCA_TORTURE_KNOWNFAIL          known-failures file (default
