@@ -21,6 +21,7 @@ apt_packages=(
     smbclient samba samba-testsuite   # interop peers: smbclient, smbtorture, smbd
     samba-vfs-modules                 # acl_xattr, streams_xattr for the smbd peer
     iproute2 util-linux procps        # ip/ss, taskset, ps
+    iptables                          # smbtorture's blocked channels, inside a netns (tests/interop/netns.py)
     systemd                           # systemd-analyze verify/security on systemd/*.service
     prometheus                        # promtool check rules; a real scrape in tests/unit/test_monitoring.py
 )

@@ -4,12 +4,17 @@ reads ([MS-SMB2] 3.3.5.15.11).
 The one module in smbcad that looks at the host's interfaces.  It opens no
 socket and issues no ioctl (shared/STYLE.md layering rules): addresses come
 from libc ``getifaddrs(3)`` (through ctypes, loaded per instance, not at
-import), interface indexes and link speeds from sysfs
-(``/sys/class/net/<name>/ifindex`` and ``.../speed``, in Mbit/s), and
+import), interface indexes from libc ``if_nametoindex(3)``, link speeds
+from sysfs (``/sys/class/net/<name>/speed``, in Mbit/s), and
 receive-side scaling from the number of receive queues
 (``/sys/class/net/<name>/queues/rx-N``: more than one spreads a NIC's
 receive work over CPUs, what Windows calls RSS; ethtool is not needed).  Parsing is
 split from reading so tests feed it plain values.
+
+The index comes from libc because sysfs shows the interfaces of the network
+namespace it was mounted in: a server started with ``nsenter --net`` (the
+lab's nodes) sees the initial namespace's /sys/class/net, where its own
+interfaces are not, and would list none of its addresses.
 
 Nothing here decides which addresses a client should see; the FSCTL handler
 filters by what the server listens on.
@@ -96,10 +101,12 @@ _SOCKADDR_IN6_SIZE = 28
 
 
 class NetInfo:
-    """Reads the interface list; ``sys_class_net`` is replaceable for tests."""
+    """Reads the interface list; ``sys_class_net`` is replaceable for tests,
+    which also read indexes from it (``index_from_libc=False``)."""
 
-    def __init__(self, sys_class_net: str = SYS_CLASS_NET) -> None:
+    def __init__(self, sys_class_net: str = SYS_CLASS_NET, index_from_libc: bool = True) -> None:
         self._sys = sys_class_net
+        self._index_from_libc = index_from_libc
         self._libc = None
 
     def addresses(self) -> list[InterfaceAddress]:
@@ -128,6 +135,9 @@ class NetInfo:
             return None      # e.g. EINVAL reading "speed" of a link that is down
 
     def _if_index(self, device: str) -> int:
+        """The index in this process's network namespace; 0 if it is gone."""
+        if self._index_from_libc:
+            return self._load_libc().if_nametoindex(device.encode())
         text = self._read(device, "ifindex")
         try:
             return int(text) if text is not None else 0
@@ -138,13 +148,20 @@ class NetInfo:
         text = self._read(device, "speed")
         return parse_speed(text) if text is not None else None
 
-    def _getifaddrs(self) -> list[tuple[str, int, int, bytes, int]]:
+    def _load_libc(self):
         if self._libc is None:
-            self._libc = ctypes.CDLL(None, use_errno=True)
-            self._libc.getifaddrs.argtypes = (ctypes.POINTER(ctypes.POINTER(_IfAddrs)),)
-            self._libc.getifaddrs.restype = ctypes.c_int
-            self._libc.freeifaddrs.argtypes = (ctypes.POINTER(_IfAddrs),)
-            self._libc.freeifaddrs.restype = None
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.getifaddrs.argtypes = (ctypes.POINTER(ctypes.POINTER(_IfAddrs)),)
+            libc.getifaddrs.restype = ctypes.c_int
+            libc.freeifaddrs.argtypes = (ctypes.POINTER(_IfAddrs),)
+            libc.freeifaddrs.restype = None
+            libc.if_nametoindex.argtypes = (ctypes.c_char_p,)
+            libc.if_nametoindex.restype = ctypes.c_uint
+            self._libc = libc
+        return self._libc
+
+    def _getifaddrs(self) -> list[tuple[str, int, int, bytes, int]]:
+        self._load_libc()
         head = ctypes.POINTER(_IfAddrs)()
         if self._libc.getifaddrs(ctypes.byref(head)) != 0:
             err = ctypes.get_errno()

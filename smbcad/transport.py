@@ -21,6 +21,7 @@ import logging
 import socket
 import struct
 
+from smbcad import tcp_acks
 from smbcad.server.fairness import ClientShares
 
 log = logging.getLogger("smbcad.transport")
@@ -53,9 +54,11 @@ class _FrameSink:
         transport = self._protocol.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(_LENGTH.pack(sum(len(p) for p in parts)))
+        length = sum(len(p) for p in parts)
+        transport.write(_LENGTH.pack(length))
         for part in parts:
             transport.write(part)
+        self._protocol.bytes_written += 4 + length
         self._protocol.check_send_buffer()
 
     def send_frame(self, frame) -> None:
@@ -66,10 +69,14 @@ class _FrameSink:
             return
         _LENGTH.pack_into(frame, 0, len(frame) - 4)
         transport.write(frame)
+        self._protocol.bytes_written += len(frame)
         self._protocol.check_send_buffer()
 
     def close(self) -> None:
         self._protocol.abort()
+
+    def reset(self) -> None:
+        self._protocol.reset()
 
     def stop_reading(self) -> None:
         self._protocol.stop_reading()
@@ -85,6 +92,15 @@ class _FrameSink:
 
     def quiet(self) -> bool:
         return self._protocol.quiet()
+
+    def bytes_sent(self) -> int:
+        return self._protocol.bytes_written
+
+    def bytes_acked(self) -> int | None:
+        return self._protocol.bytes_acked()
+
+    def retransmission_timeout_s(self) -> float | None:
+        return self._protocol.retransmission_timeout_s()
 
 
 class _ClosedSink:
@@ -105,6 +121,9 @@ class _ClosedSink:
     def close(self) -> None:
         pass
 
+    def reset(self) -> None:
+        pass
+
     def stop_reading(self) -> None:
         pass
 
@@ -119,6 +138,15 @@ class _ClosedSink:
 
     def quiet(self) -> bool:
         return True
+
+    def bytes_sent(self) -> int:
+        return 0
+
+    def bytes_acked(self) -> int | None:
+        return None
+
+    def retransmission_timeout_s(self) -> float | None:
+        return None
 
 
 _CLOSED_SINK = _ClosedSink()
@@ -152,6 +180,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._draining = False           # shutdown: never resume reading
         self._holding = False            # a planned release: read on, run nothing new
         self.dropped_frames = 0          # requests that arrived while holding
+        self.bytes_written = 0           # every frame byte handed to the transport
         self._closing = False
         self._task = None
 
@@ -391,8 +420,42 @@ class SmbProtocol(asyncio.BufferedProtocol):
         return (self._frame is None and self._filled == 0
                 and (transport is None or transport.get_write_buffer_size() == 0))
 
+    # --- what the peer has received (break delivery, [MS-SMB2] 3.3.4.6/3.3.4.7) --------
+
+    def _tcp_socket(self):
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        return sock
+
+    def bytes_acked(self) -> int | None:
+        """Bytes of ``bytes_written`` the client's TCP has acknowledged: what
+        left asyncio's buffer less what the kernel still holds unacknowledged;
+        None when unknown."""
+        sock = self._tcp_socket()
+        if sock is None or self.transport.is_closing():
+            return None
+        queued = tcp_acks.unacknowledged_bytes(sock)
+        if queued is None:
+            return None
+        return self.bytes_written - self.transport.get_write_buffer_size() - queued
+
+    def retransmission_timeout_s(self) -> float | None:
+        sock = self._tcp_socket()
+        return tcp_acks.retransmission_timeout_s(sock) if sock is not None else None
+
     def idle(self) -> bool:
         return not self._frames and not (self.connection and self.connection.pending)
+
+    def reset(self) -> None:
+        """Close with a TCP reset, not a FIN queued behind data the peer never
+        acknowledged: it has stopped responding, and learns at once that this
+        connection is gone (its requests on it fail, as smbtorture's
+        smb2.multichannel.leases.test2 expects)."""
+        sock = self._tcp_socket()
+        if sock is not None:
+            tcp_acks.reset_on_close(sock)
+        self.abort()
 
     def abort(self) -> None:
         self._closing = True

@@ -117,15 +117,6 @@ class Session:
             return channel.signer
         return self.signer
 
-    def live_connection(self, preferred=None):
-        """A channel to send on (a break, 3.3.4.6/3.3.4.7): ``preferred`` if it
-        is a live channel, else the session's first live one, else None."""
-        if preferred is not None and preferred in self.channels and not preferred.closed:
-            return preferred
-        if self.connection is not None and not self.connection.closed:
-            return self.connection
-        return next((conn for conn in self.channels if not conn.closed), None)
-
     @property
     def user_name(self) -> str:
         return self.identity.user if self.identity is not None else ""

@@ -28,7 +28,7 @@ from smbcad.proto.fscc import FileDispositionInfo, FileDispositionInfoEx, FileRe
 from smbcad.proto.oplock_break import (
     LeaseBreakFlags, LeaseBreakNotification, OplockBreakNotification)
 from smbcad.proto.status import NtStatus
-from smbcad.server import dirleases, durable, files, oplocks, renames
+from smbcad.server import channels, dirleases, durable, files, oplocks, renames
 from smbcad.server.context import Pending
 from smbcad.server.oplocks import NONE, R, W, Action, CacheState, Event, Kind
 
@@ -104,10 +104,22 @@ class Leasing:
         self.lease_tables: dict[bytes, dict[bytes, Lease]] = {}
         self.files: dict[tuple, FileCaching] = {}
         self.grants: dict[Any, OplockGrant] = {}     # Open → its oplock
-        self.server = None                           # set by SmbServer: connections, purges
+        self._server = None
         self.dir_leases: set[Lease] = set()          # leases on directories (dirleases.py)
         self.written: set = set()                    # opens written while dir_leases existed
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
+        self.delivery = channels.BreakDelivery(call_later)
+
+    @property
+    def server(self):
+        """The SmbServer (connections, purges), set by it."""
+        return self._server
+
+    @server.setter
+    def server(self, server) -> None:
+        self._server = server
+        if server is not None:
+            server.connections.watchers.append(self.delivery)
 
     # --- lookups ---------------------------------------------------------------------
 
@@ -117,7 +129,8 @@ class Leasing:
                 "leases": sum(len(table) for table in self.lease_tables.values()),
                 "caching_files": len(self.files), "oplock_grants": len(self.grants),
                 "dir_leases": len(self.dir_leases), "written": len(self.written),
-                "creates_retrying": len(self._retrying)}
+                "creates_retrying": len(self._retrying),
+                "break_deliveries": self.delivery.tracked()}
 
     def lease(self, client_guid: bytes, lease_key: bytes) -> Lease | None:
         table = self.lease_tables.get(client_guid)
@@ -269,17 +282,21 @@ class Leasing:
 
     def _notify(self, holder, current: int, new: int, ack_required: bool,
                 defer: bool) -> None:
+        """Send a break on the channel ``channels`` chooses and watch that it
+        arrives; a lease break that does not goes again on the next channel."""
         if holder.is_lease:
-            connection = _lease_connection(holder, self.server)
+            connection = channels.lease_break_channel(holder, self._connections(holder))
             flags = LeaseBreakFlags.ACK_REQUIRED if ack_required else 0
             epoch = holder.epoch if holder.version == 2 else 0
             body = LeaseBreakNotification(epoch, flags, holder.lease_key, current, new).encode()
             session = None
+
+            def on_lost() -> None:
+                self._resend(holder, current, new, ack_required)
         else:
             open_ = holder.open
             session = open_.session             # None while disconnected (issue 4)
-            # Any live channel of the session (multichannel, 3.3.4.6).
-            connection = session.live_connection() if session is not None else None
+            connection = channels.oplock_break_channel(session) if session is not None else None
             # Breaks are never signed (3.3.4.6 "SHOULD NOT be signed"; clients
             # reject a signature on MessageId all-ones), so the SessionId goes
             # along only where the session's traffic must be encrypted anyway.
@@ -287,16 +304,37 @@ class Leasing:
             level = OplockLevel.LEVEL_II if new & R else OplockLevel.NONE
             body = OplockBreakNotification(
                 level, FileId(open_.persistent_id, open_.volatile_id)).encode()
+            on_lost = None                      # Windows sends an oplock break once
         if connection is None or connection.closed:
             self._undeliverable(holder, ack_required)
             return
 
         def send() -> None:
+            if connection.closed:
+                self._notify(holder, current, new, ack_required, False)
+                return
             connection.send_unsolicited(Command.OPLOCK_BREAK, body, session)
+            self.delivery.watch(connection, on_lost)
         if defer:
             self.call_soon(send)
         else:
             send()
+
+    def _connections(self, lease: Lease):
+        server = self.server or next((open_.session.connection.server for open_ in lease.opens
+                                      if open_.session is not None), None)
+        return server.connections if server is not None else ()
+
+    def _resend(self, holder, current: int, new: int, ack_required: bool) -> None:
+        """The channel a lease break went on stopped responding: the same
+        notification goes on the next one, while the break is outstanding."""
+        state = holder.state
+        if ack_required and (state.held, state.breaking_to) != (current, new):
+            return                  # acknowledged, timed out or broken further meanwhile
+        if not holder.opens:
+            return
+        log.info("%s: break sent again on another channel", _describe(holder))
+        self._notify(holder, current, new, ack_required, False)
 
     def _undeliverable(self, holder, ack_required: bool) -> None:
         """Nobody to tell (3.3.4.6, 3.3.4.7).  Persistent opens keep the break
@@ -646,27 +684,6 @@ def _lease_request(ctx, request):
     if lease_request.version == 2 and dialect < Dialect.SMB_3_0:
         return None
     return lease_request
-
-
-def _lease_connection(lease: Lease, server=None):
-    """The connection to send a lease break on (3.3.4.7): the first one, by
-    age, of those with the lease's ClientGuid (smb2.lease.v2_complex1)."""
-    if not lease.opens:
-        return None
-    server = server or next((open_.session.connection.server for open_ in lease.opens
-                             if open_.session is not None), None)
-    if server is None:
-        return None           # every open of the lease is disconnected
-    candidates = [connection for connection in server.connections
-                  if connection.client_guid == lease.client_guid and not connection.closed
-                  and connection.dialect >= Dialect.SMB_2_1]
-    if candidates:
-        return min(candidates, key=lambda connection: connection.created)
-    for open_ in lease.opens:
-        connection = open_.session.live_connection() if open_.session is not None else None
-        if connection is not None and not connection.closed:
-            return connection
-    return None
 
 
 def _describe(holder) -> str:

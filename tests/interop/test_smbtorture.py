@@ -4,6 +4,9 @@ A group fails on any failing smbtorture test that the known-failures file
 does not list, on overrunning its wall time (smbtorture is killed by PID), or
 when the server dies. A listed test that now passes is reported, not failed.
 Per-group counts go to tests/interop/.results/smbtorture-<target>.{json,txt}.
+The groups whose tests block a client channel (BLOCKING_GROUPS) run, server
+and smbtorture both, in a network namespace of their own where smbtorture
+drops packets with iptables (root and iptables needed; tests/interop/netns.py).
 
 Environment:
   SMBCA_TORTURE_KNOWNFAIL          known-failures file (default
@@ -14,6 +17,7 @@ Environment:
   SMBCA_TORTURE_BUDGET_S           wall time for all groups together (default 1500)
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import netns
 from servers import TEST_PASSWORD, TEST_USER, Share
 from torture import FAILED, PASSED, KnownFailFileError, parse_knownfail, run_group
 
@@ -55,6 +60,13 @@ CA_GROUPS = frozenset({"smb2.durable-open", "smb2.durable-v2-open", "smb2.durabl
 SECOND_ADDRESS_GROUPS = frozenset({"smb2.multichannel.generic", "smb2.multichannel.oplocks",
                                    "smb2.multichannel.leases"})
 SECOND_ADDRESS = "127.0.0.2"
+# Groups whose tests block a client channel: smbtorture drops its packets with
+# iptables (torture:use_iptables), so they run, server and all, in a network
+# namespace of their own (tests/interop/netns.py), never on the host's tables.
+BLOCKING_GROUPS = frozenset({"smb2.multichannel.generic", "smb2.multichannel.oplocks",
+                             "smb2.multichannel.leases", "smb2.replay", "smb2.oplock"})
+BLOCKING_ARGS = ("--option=torture:use_iptables=true",
+                 f"--option=torture:iptables_command={netns.IPTABLES}")
 KNOWNFAIL_FILES = {"smbcad": HERE / "smbtorture_knownfail.txt",
                    "smbd": HERE / "smbtorture_knownfail.smbd.txt"}
 # smbtorture adapts some expectations to the server it is told it runs against.
@@ -148,14 +160,23 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys,
         share_dir.chmod(0o777)
         shares = (Share("share", share_dir),)
         share_options = SMBD_SHARE_OPTIONS + SMBD_AS_USER_OPTIONS
-    server = server_factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
-                            shares=shares, share_options=share_options,
-                            extra_args=("--anonymous-ok",),
-                            also_listen=(SECOND_ADDRESS,) if group in SECOND_ADDRESS_GROUPS
-                            else ())
-    user2 = (f"--option=torture:user2name={USER2}", f"--option=torture:user2password={USER2_PASSWORD}")
-    run = run_group(group, server.unc(), server.port, server.user, server.password,
-                    torture_run.out_dir, bound_s, (*TORTURE_ARGS[server.kind], *user2))
+    blocking = group in BLOCKING_GROUPS
+    if blocking and netns.missing_tools():
+        pytest.fail(f"{group} blocks channels with iptables in a network namespace; missing: "
+                    + ", ".join(netns.missing_tools()), pytrace=False)
+    where = (netns.entered(f"smbca-torture-{os.getpid()}") if blocking
+             else contextlib.nullcontext())
+    with where:
+        server = server_factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
+                                shares=shares, share_options=share_options,
+                                extra_args=("--anonymous-ok",),
+                                also_listen=(SECOND_ADDRESS,) if group in SECOND_ADDRESS_GROUPS
+                                else ())
+        user2 = (f"--option=torture:user2name={USER2}",
+                 f"--option=torture:user2password={USER2_PASSWORD}")
+        run = run_group(group, server.unc(), server.port, server.user, server.password,
+                        torture_run.out_dir, bound_s,
+                        (*TORTURE_ARGS[server.kind], *user2, *(BLOCKING_ARGS if blocking else ())))
     server_exit = server.proc.poll()
     line = torture_run.record(run, knownfail)
     now_passing = sorted(name for name, result in run.results.items()

@@ -102,6 +102,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                          "smbcad.server", "smbcad.proto", "smbcad.crypto", "smbcad.vfs",
                          "smbcad.store", "smbcad.rpc", "smbcad.netinfo")),
     ("smbcad/transport.py", (STDLIB, "smbcad")),
+    ("smbcad/tcp_acks.py", (PURE, "fcntl", "socket", "termios")),
     ("smbcad/netinfo.py", (PURE, "ctypes", "os", "socket")),
     ("smbcad/*", (STDLIB, "prometheus_client", "smbca", "smbcad")),
     # -- witnessd
@@ -133,6 +134,7 @@ IOCTL_MODULES = {
     "smbcad/vfs/_fiemap.py": "FS_IOC_FIEMAP",
     "smbcad/vfs/_reflink.py": "the reflink probe",
     "smbcad/vfs/_fileops.py": "FICLONERANGE for the server-side copy",
+    "smbcad/tcp_acks.py": "SIOCOUTQ: what a client's TCP has not acknowledged",
 }
 ENVIRONMENT_READERS = ("smbca/config.py",)
 

@@ -66,8 +66,13 @@ def _finish(ctx, session: Session, exchange, request: SessionSetupRequest, ident
     if session.encrypt_data:
         flags |= SessionFlags.ENCRYPT_DATA
     # The final response is signed with the new key: always in 3.1.1, and in
-    # earlier dialects whenever signing is in force (3.3.5.5.3).
-    if session.signer is not None and not session.encrypt_data:
+    # earlier dialects whenever signing is in force (3.3.5.5.3).  It is sent
+    # in the clear unless the request came encrypted (a re-authentication):
+    # 3.3.4.1.4 encrypts responses to encrypted requests, and the first
+    # SESSION_SETUP of a session that must encrypt is not one (smbd signs it
+    # and does not encrypt it either).
+    if session.signer is not None and not ctx.encrypted:
+        ctx.plaintext = True
         if conn.dialect == Dialect.SMB_3_1_1 or session.signing_required:
             ctx.sign_with = session.signer_for(conn)
     session.state = SessionState.VALID

@@ -32,18 +32,41 @@ USER, PASSWORD = "alice", "secret"
 class MemorySink:
     """Collects what the connection sends; stands where the transport would."""
 
-    def __init__(self) -> None:
+    def __init__(self, rto_s: float | None = None) -> None:
         self.frames: list[bytes] = []
         self.closed = False
+        self.rto_s = rto_s             # None: not TCP, nobody watches deliveries
+        self.sent = 0
+        self.acked_upto: int | None = None     # None: the peer takes in everything
+        self.was_reset = False
 
     def send(self, parts) -> None:
         self.frames.append(b"".join(bytes(p) for p in parts))
+        self.sent += 4 + len(self.frames[-1])
 
     def send_frame(self, frame) -> None:
         self.frames.append(bytes(frame[4:]))
+        self.sent += len(frame)
+
+    def stall(self) -> None:
+        """The client stops acknowledging (its link cut): what was sent so far
+        stays the last byte acknowledged."""
+        self.acked_upto = self.sent
+
+    def bytes_sent(self) -> int:
+        return self.sent
+
+    def bytes_acked(self) -> int | None:
+        return self.sent if self.acked_upto is None else self.acked_upto
+
+    def retransmission_timeout_s(self) -> float | None:
+        return self.rto_s
 
     def close(self) -> None:
         self.closed = True
+
+    def reset(self) -> None:
+        self.closed = self.was_reset = True
 
     def stop_reading(self) -> None:
         self.reading = False

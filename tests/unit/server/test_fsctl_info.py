@@ -2,6 +2,7 @@
 integrity ([MS-SMB2] 3.3.5.15.1, 3.3.5.15.11; [MS-FSA] 2.1.5.10), and the
 netinfo port that reads the interfaces."""
 
+import socket
 import struct
 
 import pytest
@@ -157,7 +158,7 @@ def test_netinfo_reads_sysfs(tmp_path, monkeypatch):
         (tmp_path / name / "ifindex").write_text(index)
         if speed is not None:
             (tmp_path / name / "speed").write_text(speed)
-    reader = netinfo.NetInfo(str(tmp_path))
+    reader = netinfo.NetInfo(str(tmp_path), index_from_libc=False)
     monkeypatch.setattr(reader, "_getifaddrs", lambda: [
         ("lo", netinfo.IFF_UP | netinfo.IFF_LOOPBACK, AF_INET, LOOP4, 0),
         ("eth0:1", netinfo.IFF_UP, AF_INET, V4, 0),
@@ -174,6 +175,15 @@ def test_netinfo_on_this_host():
         assert found.family in (AF_INET, AF_INET6)
         assert len(found.address) == (4 if found.family == AF_INET else 16)
         assert found.if_index >= 0 and found.if_name
+
+
+def test_netinfo_indexes_come_from_this_network_namespace(tmp_path):
+    """Not from sysfs, which may show another namespace's interfaces (a
+    server started with nsenter --net): an empty /sys/class/net still gives
+    the loopback its index."""
+    loopback = [found for found in netinfo.NetInfo(str(tmp_path)).addresses()
+                if found.is_loopback and found.family == AF_INET]
+    assert loopback and loopback[0].if_index == socket.if_nametoindex("lo")
 
 
 # --- issue 13: RSS from the receive queues, LIFs of aggregates not online here --------------
@@ -206,7 +216,7 @@ def test_netinfo_reads_rx_queues(tmp_path, monkeypatch):
         (tmp_path / name / "ifindex").write_text("7\n")
         for queue in queues:
             (tmp_path / name / "queues" / queue).mkdir()
-    reader = netinfo.NetInfo(str(tmp_path))
+    reader = netinfo.NetInfo(str(tmp_path), index_from_libc=False)
     monkeypatch.setattr(reader, "_getifaddrs", lambda: [
         ("eth0", netinfo.IFF_UP, AF_INET, V4, 0), ("eth1", netinfo.IFF_UP, AF_INET, LOOP4, 0),
         ("gone", netinfo.IFF_UP, AF_INET, LOOP4, 0)])

@@ -155,16 +155,22 @@ def oplock_ack(client, file_id, level: int) -> int:
     return client.send(Command.OPLOCK_BREAK, struct.pack("<HBBIQQ", 24, level, 0, 0, *file_id))
 
 
-@pytest.fixture
-def world(tmp_path):
+def leasing_server(tmp_path, loop):
+    """A server on ``loop`` whose caching timers are FakeTimers: (server, timers)."""
     share, state = tmp_path / "share", tmp_path / "state"
     share.mkdir()
     state.mkdir()
-    loop = asyncio.new_event_loop()
     server = harness.make_server(str(share), str(state))
     timers = FakeTimers()
     server.leasing = server.opens.leasing = Leasing(call_later=timers.call_later,
                                                     call_soon=loop.call_soon)
+    return server, timers
+
+
+@pytest.fixture
+def world(tmp_path):
+    loop = asyncio.new_event_loop()
+    server, timers = leasing_server(tmp_path, loop)
     clients = []
     for _ in range(2):
         client = LoopClient(server, loop)

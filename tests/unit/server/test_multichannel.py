@@ -160,6 +160,19 @@ def test_binding_an_encrypting_session_is_signed_not_encrypted(server):
     assert crypto.make_signer(SigningAlgorithmId.AES_GMAC, key).verify(bytearray(reply))
 
 
+def test_the_first_session_setup_of_an_encrypting_session_answers_signed_in_the_clear(
+        tmp_path):
+    """[MS-SMB2] 3.3.5.5.3, 3.3.4.1.4: the request was not encrypted, so
+    neither is the final response; it is signed with the new key (3.1.1)
+    and says ENCRYPT_DATA, as smbd answers."""
+    client = Client(_server(tmp_path, encryption="required"))
+    client.negotiate()
+    client.session_setup()                  # asserts the final response's signature
+    reply = client.sink.frames[-1]
+    assert reply[:4] == b"\xfeSMB" and status_of(reply) == 0
+    assert struct.unpack_from("<H", reply, 64 + 2)[0] & 0x0004     # SESSION_FLAG_ENCRYPT_DATA
+
+
 def test_requests_on_a_channel_use_its_own_key(server):
     first = _first(server)
     second = _bound(server, first)
