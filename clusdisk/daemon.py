@@ -20,6 +20,7 @@ from clusdisk.arbitration import Arbiter, Input, Mode, State
 from clusdisk import config as config_mod
 from clusdisk.config import Config
 from clusdisk.control import Notifier, PairNotifier
+from clusdisk.cutoff import CutOffMonitor
 from clusdisk.errors import ClusdiskError
 from clusdisk.executor import ArbitrationExecutor, LoopClock, QuorumCall, Step
 from clusdisk.heartbeat import (
@@ -97,7 +98,8 @@ def _mount_points(block: str) -> tuple[str, ...]:
 class Daemon:
     def __init__(self, cfg: Config, env: SystemdEnv = SystemdEnv(), *, luns=None,
                  device_factory=SgDevice, host=None, lifs=None, notifier=None,
-                 mounted=None, incarnation: int | None = None, clock=None) -> None:
+                 mounted=None, incarnation: int | None = None, clock=None,
+                 link_reader=None) -> None:
         self.cfg = cfg
         self.env = env
         self.metrics = ClusdiskMetrics()
@@ -119,6 +121,8 @@ class Daemon:
         self.transport: HeartbeatTransport | None = None
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
+        self.cutoff: CutOffMonitor | None = None
+        self._link_reader = link_reader        # clusdisk.linkwatch.LinkReader by default
         self._partner_back_at: float | None = None     # heartbeat heard again since
         self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
@@ -188,6 +192,11 @@ class Daemon:
             member=lambda: self.arbiter.member, partner_alive=self._partner_alive,
             base_status=self.status, shared=QuorumPlacement(self._device(found[QUORUM].sg)),
             owns_quorum=lambda: self.arbiter.owns_quorum)
+        self.cutoff = CutOffMonitor(
+            cfg.aggregates, lambda: self.cfg.failover, self.operations, self.metrics,
+            up_here=lambda: self.manager.current, clock=self.clock.now, reader=self._link_reader,
+            partner_member=lambda: self._partner_alive() and bool(
+                (self.operations.partner_status or {}).get("member")))
         self._take_offline(found)
         self.executor = ArbitrationExecutor(self.arbiter, quorum, self.clock, self,
                                             observer=self._arbitration_event)
@@ -328,6 +337,7 @@ class Daemon:
                         "links": list(hb.links_alive()) if hb else []},
             "aggregates": [{"name": s.name, "home": s.home_node, "up": s.up, "error": s.error}
                            for s in (self.manager.status() if self.manager else ())],
+            "public_links": self.cutoff.report() if self.cutoff else {"ports": {}},
         }
 
     # -- running -------------------------------------------------------------------
@@ -419,6 +429,7 @@ class Daemon:
             self.executor.start()
             self._tasks.append(loop.create_task(self._renew_loop()))
             self._tasks.append(loop.create_task(self._status_loop()))
+            self._tasks.append(loop.create_task(self.cutoff.run()))
             self._tasks.append(loop.create_task(feed_watchdog(
                 self.env.notify_socket, self.env.watchdog_usec,
                 lambda: self.arbiter.state is not State.ERROR)))

@@ -45,6 +45,7 @@ log = logging.getLogger("clusdisk.operations")
 BRING_UP_S = 600.0            # an fsck may be long
 ANSWER_LOST_WAIT_S = 30.0     # the destination's word after a lost bring-up answer
 MOVE_S = 3600.0               # a forwarded takeover or giveback, one aggregate at a time
+HANDOVER = "public-link handover"    # clusdisk.public_links: the owner's clients are cut off
 
 
 class Refused(ClusdiskError):
@@ -77,6 +78,9 @@ class Operations(PairStatus):
         self.partner_alive = partner_alive
         self.base_status = base_status
         self.operation: str | None = None
+        # aggregates the partner handed over here because its public ports
+        # were down: never given back automatically (no ping-pong)
+        self.pinned: dict[str, str] = {}
         self._gathered: tuple[dict, dict | None] | None = None    # see refresh
 
     # -- placement (clusdisk.placement_sync) -----------------------------------------
@@ -260,6 +264,7 @@ class Operations(PairStatus):
         steps += reply.get("steps", [])
         if reply.get("ok"):
             log.info("%s relocated to %s", name, self.name(to))
+            self.pinned.pop(name, None)
             return ""
         records = []
         # The placement comes back here only if the aggregate does: when the
@@ -305,10 +310,17 @@ class Operations(PairStatus):
                 or self.operation is not None or not self.member():
             return None
         names = sorted(a.name for a in self.aggregates if a.home_node == self.partner_id
-                       and self.placement.owner[a.name] == self.node_id)
+                       and self.placement.owner[a.name] == self.node_id
+                       and a.name not in self.pinned)
         if not names:
             return None
         return await self.move("giveback", names, self.partner_id, False)
+
+    async def hand_over(self, names: list) -> dict:
+        """Every public port of ``names``' LIFs is down here and up on the
+        partner (``clusdisk.public_links.decide``): move them there the
+        planned way, with a relocation's vetoes (the replica in sync)."""
+        return await self.move(HANDOVER, names, self.partner_id, False)
 
     async def _lif_migrate(self, lif_name, to: int) -> dict:
         operation = f"lif-migrate {lif_name}"
@@ -388,6 +400,10 @@ class Operations(PairStatus):
                                                           self.node_id)))
             if not up:
                 self.set_placement(pl.move(self.placement, self.by_name[name], source))
+            elif str(operation or "").startswith(HANDOVER):
+                self.pinned[name] = (f"handed over by {self.name(source)}, whose public ports "
+                                     "were down: no automatic giveback, the operator gives it "
+                                     "back")
         finally:
             self.operation = None
         steps = [_step(self.name(self.node_id), r) for r in records]
