@@ -37,6 +37,7 @@ from clusdisk.errors import ClusdiskError
 from clusdisk.pair_status import QUICK_S, PairStatus    # QUICK_S: the quick requests
 from clusdisk.placement import PlacementError
 from clusdisk.placement_sync import PlacementKeeper, destination_outcome
+from clusdisk.public_links import partner_ports, ports_of
 from smbca import events
 from smbca.control import ControlError
 
@@ -363,7 +364,7 @@ class Operations(PairStatus):
             return {"ok": True, "status": await self.status(ask_partner=False,
                                                             cached=bool(args.get("cached")))}
         if op == "prepare":
-            return await self._prepare()
+            return await self._prepare(args)
         if op == "bring-up":
             return await self._bring_up(args["aggregate"], int(args["from"]),
                                         args.get("operation"))
@@ -377,11 +378,18 @@ class Operations(PairStatus):
             return {"ok": True}
         return {"ok": False, "error": f"unknown peer request {op!r}"}
 
-    async def _prepare(self) -> dict:
+    async def _prepare(self, args: dict) -> dict:
         if not self.member():
             return {"ok": False, "error": "not a cluster member"}
         if self.operation is not None:
             return {"ok": False, "error": f"operation {self.operation} in progress"}
+        if str(args.get("operation") or "").startswith(HANDOVER) \
+                and args.get("aggregate") in self.by_name:
+            # the owner decided on our last status: check our ports now
+            mine = partner_ports(self.base_status()) or {}
+            down = [p for p in ports_of(self.by_name[args["aggregate"]]) if not mine.get(p)]
+            if down:
+                return {"ok": False, "error": f"its public ports are not up ({', '.join(down)})"}
         try:
             await self.smbcad_status()
         except (ControlError, ClusdiskError) as exc:
@@ -400,7 +408,8 @@ class Operations(PairStatus):
                                                           self.node_id)))
             if not up:
                 self.set_placement(pl.move(self.placement, self.by_name[name], source))
-            elif str(operation or "").startswith(HANDOVER):
+            elif str(operation or "").startswith(HANDOVER) \
+                    and self.by_name[name].home_node != self.node_id:
                 self.pinned[name] = (f"handed over by {self.name(source)}, whose public ports "
                                      "were down: no automatic giveback, the operator gives it "
                                      "back")

@@ -50,10 +50,11 @@ def pair():
     return started(WatchedNode(1), WatchedNode(2))
 
 
-def tick(node, seconds: float = 0.5) -> None:
+def tick(node, seconds: float = 0.5, refresh: bool = True) -> None:
     """``seconds`` later: the partner's status refreshed, one monitor step."""
     node.now += seconds
-    run(node.ops.refresh())
+    if refresh:
+        run(node.ops.refresh())
     run(node.cutoff.step())
 
 
@@ -142,3 +143,18 @@ def test_disabled_by_config():
     assert a.manager.current == {"aggr1"}
     report = run(a.ops.status())["public_links"]
     assert report["handover"] is False and report["ports"]["eth0"]["state"] == "cut"
+
+
+def test_the_destination_checks_its_own_ports_before_taking_it(pair):
+    """The owner decided on the partner's status of up to a second ago: the
+    partner's prepare looks at its ports again."""
+    a, b = pair
+    run(b.cutoff.step())
+    a.links.up = False
+    tick(a)
+    tick(a, 2.0)                                  # a's last view of b: ports up
+    b.links.up = False
+    run(b.cutoff.step())                          # b's own ports just went down
+    tick(a, 1.0, refresh=False)
+    assert a.manager.current == {"aggr1"} and b.manager.current == {"aggr2"}
+    assert "its public ports are not up (eth0)" in a.cutoff._last_failure
