@@ -98,8 +98,7 @@ def _mount_points(block: str) -> tuple[str, ...]:
 class Daemon:
     def __init__(self, cfg: Config, env: SystemdEnv = SystemdEnv(), *, luns=None,
                  device_factory=SgDevice, host=None, lifs=None, notifier=None,
-                 mounted=None, incarnation: int | None = None, clock=None,
-                 link_reader=None) -> None:
+                 mounted=None, incarnation: int | None = None, clock=None) -> None:
         self.cfg = cfg
         self.env = env
         self.metrics = ClusdiskMetrics()
@@ -122,7 +121,6 @@ class Daemon:
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
         self.cutoff: CutOffMonitor | None = None
-        self._link_reader = link_reader        # clusdisk.linkwatch.LinkReader by default
         self._partner_back_at: float | None = None     # heartbeat heard again since
         self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
@@ -194,7 +192,7 @@ class Daemon:
             owns_quorum=lambda: self.arbiter.owns_quorum)
         self.cutoff = CutOffMonitor(
             cfg.aggregates, lambda: self.cfg.failover, self.operations, self.metrics,
-            up_here=lambda: self.manager.current, clock=self.clock.now, reader=self._link_reader,
+            up_here=lambda: self.manager.current, clock=self.clock.now,
             partner_member=lambda: self._partner_alive() and bool(
                 (self.operations.partner_status or {}).get("member")))
         self._take_offline(found)
