@@ -16,7 +16,9 @@ when their port fails.  Here:
   cut here **and** the partner reports every one of those ports up.  A
   partner that reports no public ports (a release without this, or no fresh
   status) is "unknown": nothing moves.  Nor while the partner is not a
-  member, while an operation runs, or when the aggregate has no LIF;
+  member, while an operation runs, or when the aggregate has no LIF.  The
+  partner's answer to the relocation's ``prepare`` looks at its own ports
+  again (the owner decided on a status up to a second old);
 - nothing comes back by itself when the link returns: the aggregate is on
   the partner, which does not give it back automatically either
   (``Operations.auto_giveback`` skips an aggregate handed over this way);
