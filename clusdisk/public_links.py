@@ -145,7 +145,7 @@ def decide(owned_aggregates, watch: PortWatch, partner_status, *, partner_member
             continue
         cut = ", ".join(ports)
         if not partner_member:
-            reason = "the partner is not a cluster member"
+            reason = "the partner is not heard, or not a cluster member"
         elif theirs is None:
             reason = ("the partner does not report its public ports (an older release, or "
                       "no status from it): unknown, nothing moves")
