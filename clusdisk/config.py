@@ -22,6 +22,7 @@ from smbca.control import CLUSDISK_SOCKET
 DEFAULT_HEARTBEAT_PORT = 5405
 DEFAULT_PEER_PORT = 5406
 PR_KEY_BASE = 0x736D626300000000            # "smbc" + node id
+MIN_PUBLIC_LINK_DOWN_MS = 200               # two link readings (clusdisk.linkwatch)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class ControlSettings:
 @dataclass(frozen=True)
 class FailoverSettings:
     auto_giveback_s: float = 0.0          # 0: giveback only when an operator asks
+    # clusdisk.public_links: hand the aggregates to the partner when every
+    # public port of their LIFs has been down this long here (and is up there)
+    public_link_handover: bool = True
+    public_link_down_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
     root.check_keys("cluster", "heartbeat", "arbitration", "scsi", "quorum", "aggregates",
                     "control", "failover", "metrics", "state_dir", "log_level")
     failover = root.sub("failover")
-    failover.check_keys("auto_giveback_s")
+    failover.check_keys("auto_giveback_s", "public_link_handover", "public_link_down_ms")
     cluster = root.sub("cluster")
     cluster.check_keys("name", "node_id", "key_file", "nodes")
     nodes = _nodes(cluster)
@@ -271,7 +276,11 @@ def from_dict(data, *, key_loader=read_key_file) -> Config:
         control=ControlSettings(control.get("socket", str, CLUSDISK_SOCKET),
                                 control.get("smbcad_socket", str, None),
                                 control.get("witnessd_socket", str, None)),
-        failover=FailoverSettings(failover.get("auto_giveback_s", float, 0.0, minimum=0)),
+        failover=FailoverSettings(
+            failover.get("auto_giveback_s", float, 0.0, minimum=0),
+            failover.get("public_link_handover", bool, True),
+            failover.get("public_link_down_ms", int, 3000, minimum=MIN_PUBLIC_LINK_DOWN_MS,
+                         maximum=3_600_000) / 1000),
         metrics_listen=parse_listen(listen, metrics.key("listen")) if listen else None,
         state_dir=root.get("state_dir", str, "/var/lib/smbca"), log_level=log_level)
 

@@ -20,6 +20,7 @@ from clusdisk.arbitration import Arbiter, Input, Mode, State
 from clusdisk import config as config_mod
 from clusdisk.config import Config
 from clusdisk.control import Notifier, PairNotifier
+from clusdisk.cutoff import CutOffMonitor
 from clusdisk.errors import ClusdiskError
 from clusdisk.executor import ArbitrationExecutor, LoopClock, QuorumCall, Step
 from clusdisk.heartbeat import (
@@ -121,6 +122,7 @@ class Daemon:
         self.peer: PeerChannel | None = None
         self.operations: Operations | None = None
         self.smb_relay: SmbRelay | None = None
+        self.cutoff: CutOffMonitor | None = None
         self._partner_back_at: float | None = None     # heartbeat heard again since
         self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
@@ -192,6 +194,11 @@ class Daemon:
             member=lambda: self.arbiter.member, partner_alive=self._partner_alive,
             base_status=self.status, shared=QuorumPlacement(self._device(found[QUORUM].sg)),
             owns_quorum=lambda: self.arbiter.owns_quorum)
+        self.cutoff = CutOffMonitor(
+            cfg.aggregates, lambda: self.cfg.failover, self.operations, self.metrics,
+            up_here=lambda: self.manager.current, clock=self.clock.now,
+            partner_member=lambda: self._partner_alive() and bool(
+                (self.operations.partner_status or {}).get("member")))
         self._take_offline(found)
         self.executor = ArbitrationExecutor(self.arbiter, quorum, self.clock, self,
                                             observer=self._arbitration_event)
@@ -334,6 +341,7 @@ class Daemon:
                         "links": list(hb.links_alive()) if hb else []},
             "aggregates": [{"name": s.name, "home": s.home_node, "up": s.up, "error": s.error}
                            for s in (self.manager.status() if self.manager else ())],
+            "public_links": self.cutoff.report() if self.cutoff else {"ports": {}},
         }
 
     # -- running -------------------------------------------------------------------
@@ -426,6 +434,7 @@ class Daemon:
             self.executor.start()
             self._tasks.append(loop.create_task(self._renew_loop()))
             self._tasks.append(loop.create_task(self._status_loop()))
+            self._tasks.append(loop.create_task(self.cutoff.run()))
             self._tasks.append(loop.create_task(feed_watchdog(
                 self.env.notify_socket, self.env.watchdog_usec,
                 lambda: self.arbiter.state is not State.ERROR)))

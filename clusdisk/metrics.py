@@ -66,6 +66,16 @@ class ClusdiskMetrics:
             "clusdisk_takeover_possible",
             "1 while this node could take over its partner now (smbca failover show)",
             registry=r)
+        self.public_link_up = Gauge(
+            "clusdisk_public_link_up",
+            "1 while this public (client-facing) port of the LIFs is up (admin up, carrier)",
+            ["port"], registry=r)
+        self.public_link_handovers = Counter(
+            "clusdisk_public_link_handovers_total",
+            "Aggregates handed to the partner because every public port was down here",
+            ["outcome"], registry=r)
+        for outcome in ("ok", "refused"):
+            self.public_link_handovers.labels(outcome)
         register_process_metrics(r, "clusdisk")
         for state in State:
             self.arbitration_state.labels(state.value).set(1 if state is State.IDLE else 0)

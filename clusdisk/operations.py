@@ -37,6 +37,7 @@ from clusdisk.errors import ClusdiskError
 from clusdisk.pair_status import QUICK_S, PairStatus    # QUICK_S: the quick requests
 from clusdisk.placement import PlacementError
 from clusdisk.placement_sync import PlacementKeeper, destination_outcome
+from clusdisk.public_links import partner_ports, ports_of
 from smbca import events
 from smbca.control import ControlError
 
@@ -45,6 +46,7 @@ log = logging.getLogger("clusdisk.operations")
 BRING_UP_S = 600.0            # an fsck may be long
 ANSWER_LOST_WAIT_S = 30.0     # the destination's word after a lost bring-up answer
 MOVE_S = 3600.0               # a forwarded takeover or giveback, one aggregate at a time
+HANDOVER = "public-link handover"    # clusdisk.public_links: the owner's clients are cut off
 
 
 class Refused(ClusdiskError):
@@ -77,6 +79,9 @@ class Operations(PairStatus):
         self.partner_alive = partner_alive
         self.base_status = base_status
         self.operation: str | None = None
+        # aggregates the partner handed over here because its public ports
+        # were down: never given back automatically (no ping-pong)
+        self.pinned: dict[str, str] = {}
         self._gathered: tuple[dict, dict | None] | None = None    # see refresh
 
     # -- placement (clusdisk.placement_sync) -----------------------------------------
@@ -260,6 +265,7 @@ class Operations(PairStatus):
         steps += reply.get("steps", [])
         if reply.get("ok"):
             log.info("%s relocated to %s", name, self.name(to))
+            self.pinned.pop(name, None)
             return ""
         records = []
         # The placement comes back here only if the aggregate does: when the
@@ -305,10 +311,17 @@ class Operations(PairStatus):
                 or self.operation is not None or not self.member():
             return None
         names = sorted(a.name for a in self.aggregates if a.home_node == self.partner_id
-                       and self.placement.owner[a.name] == self.node_id)
+                       and self.placement.owner[a.name] == self.node_id
+                       and a.name not in self.pinned)
         if not names:
             return None
         return await self.move("giveback", names, self.partner_id, False)
+
+    async def hand_over(self, names: list) -> dict:
+        """Every public port of ``names``' LIFs is down here and up on the
+        partner (``clusdisk.public_links.decide``): move them there the
+        planned way, with a relocation's vetoes (the replica in sync)."""
+        return await self.move(HANDOVER, names, self.partner_id, False)
 
     async def _lif_migrate(self, lif_name, to: int) -> dict:
         operation = f"lif-migrate {lif_name}"
@@ -351,7 +364,7 @@ class Operations(PairStatus):
             return {"ok": True, "status": await self.status(ask_partner=False,
                                                             cached=bool(args.get("cached")))}
         if op == "prepare":
-            return await self._prepare()
+            return await self._prepare(args)
         if op == "bring-up":
             return await self._bring_up(args["aggregate"], int(args["from"]),
                                         args.get("operation"))
@@ -365,11 +378,18 @@ class Operations(PairStatus):
             return {"ok": True}
         return {"ok": False, "error": f"unknown peer request {op!r}"}
 
-    async def _prepare(self) -> dict:
+    async def _prepare(self, args: dict) -> dict:
         if not self.member():
             return {"ok": False, "error": "not a cluster member"}
         if self.operation is not None:
             return {"ok": False, "error": f"operation {self.operation} in progress"}
+        if str(args.get("operation") or "").startswith(HANDOVER) \
+                and args.get("aggregate") in self.by_name:
+            # the owner decided on our last status: check our ports now
+            mine = partner_ports(self.base_status()) or {}
+            down = [p for p in ports_of(self.by_name[args["aggregate"]]) if not mine.get(p)]
+            if down:
+                return {"ok": False, "error": f"its public ports are not up ({', '.join(down)})"}
         try:
             await self.smbcad_status()
         except (ControlError, ClusdiskError) as exc:
@@ -388,6 +408,11 @@ class Operations(PairStatus):
                                                           self.node_id)))
             if not up:
                 self.set_placement(pl.move(self.placement, self.by_name[name], source))
+            elif str(operation or "").startswith(HANDOVER) \
+                    and self.by_name[name].home_node != self.node_id:
+                self.pinned[name] = (f"handed over by {self.name(source)}, whose public ports "
+                                     "were down: no automatic giveback, the operator gives it "
+                                     "back")
         finally:
             self.operation = None
         steps = [_step(self.name(self.node_id), r) for r in records]

@@ -29,6 +29,11 @@ class PairStatus:
         if self.keeper.reconcile(partner, idle=self.operation is None and self.member()):
             self.keeper.learned = True
 
+    @property
+    def partner_status(self) -> dict | None:
+        """The partner's status as the last ``refresh`` got it (None: none)."""
+        return self._gathered[1] if self._gathered is not None else None
+
     async def _gather(self, ask_partner: bool) -> tuple[dict, dict | None]:
         local = await self._local_in_sync()
         partner = None
@@ -57,6 +62,8 @@ class PairStatus:
             why = self.keeper.why(entry["name"], up=bool(entry.get("up")),
                                   error=entry.get("error") or "",
                                   partner_alive=self.partner_alive(), member=self.member())
+            if not why and owner[entry["name"]] == self.node_id:
+                why = self.pinned.get(entry["name"], "")
             if why:
                 entry["why"] = why
         status.update({

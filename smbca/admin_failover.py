@@ -94,6 +94,31 @@ def _possible(status: dict, what: str) -> str:
     return f"{text} ({veto})" if veto and not possible else text
 
 
+def _public_ports(name: str, status: dict) -> list[str]:
+    """One node's public (client-facing) ports, from its status's
+    ``public_links`` (clusdisk.public_links); "unknown" when it has none."""
+    links = status.get("public_links")
+    if not isinstance(links, dict) or not links.get("ports"):
+        return [f"public ports on {name}: unknown" + (
+            "" if not status or isinstance(links, dict) else " (not reported: an older release)")]
+    ports = []
+    for port, entry in sorted(links["ports"].items()):
+        text = f"{port} {entry.get('state', '?')}"
+        if entry.get("detail"):
+            text += f" ({entry['detail']}"
+            if entry.get("down_for_s") is not None:
+                text += f", {entry['down_for_s']:.1f} s"
+            text += ")"
+        ports.append(text)
+    lines = [f"public ports on {name}: {', '.join(ports)}"
+             + ("; handover when cut off: disabled" if links.get("handover") is False else "")]
+    lines.extend(f"  {aggregate}: {reason}"
+                 for aggregate, reason in sorted((links.get("waiting") or {}).items()))
+    if links.get("error"):
+        lines.append(f"  cannot read the link state: {links['error']}")
+    return lines
+
+
 def show_status(status: dict) -> list[str]:
     """``smbca failover show`` from clusdisk's status answer."""
     node = status.get("node", {})
@@ -110,6 +135,8 @@ def show_status(status: dict) -> list[str]:
                  + ("" if reach is None else
                     f", control channel {'up' if reach else 'unreachable'}")
                  + (f" ({status['peer_protocol']})" if status.get("peer_protocol") else ""))
+    lines.extend(_public_ports(node.get("name", "?"), status))
+    lines.extend(_public_ports(partner.get("name", "?"), theirs))
     if status.get("operation"):
         lines.append(f"in progress: {status['operation']}")
     lines.append(_possible(status, "takeover"))

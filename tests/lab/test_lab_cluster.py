@@ -31,16 +31,21 @@ TIMEOUT_S = 1500                 # boot, cluster start-up (~1-4 min under TCG), 
 
 # Event times count from when the check's clients are ready (``after_ready``:
 # two mounts, idle mounts and witness clients take 20-45 s under TCG).
-# Unplanned takeovers.  SCSI-2: node A (the quorum owner) killed while the
-# O_DIRECT writer writes on aggr1 (64 x 1 MiB 0.5 s apart); B challenges and
-# takes aggr1 over.  PR: writers on both aggregates through kill-a, a
-# restart of A (it rejoins as standby: B owns the quorum now), the giveback
-# of aggr1, and a cut of every link of A (no RST: only the tickle ACK wakes
-# the client's connections to lif1 after B brings it up; B, the quorum
-# owner, wins the partition).  aggr2 never moves: its writer must see no
-# reconnect at all.
+# Unplanned takeovers.  SCSI-2: first, in the same guest boot, the planned
+# moves' handoff of the data LUN's SCSI-2 reservation (the planned run below
+# is PR mode only): B takes aggr1 over (planned), gives it back, aggr1 is
+# relocated to B and given back again; then node A (the quorum owner) is
+# killed while the O_DIRECT writer writes on aggr1 (96 x 1 MiB 0.5 s apart);
+# B challenges and takes aggr1 over.  (Planned moves first: after the kill
+# they would need a restart of A, ~50 s under TCG.)  PR: writers on both
+# aggregates through kill-a, a restart of A (it rejoins as standby: B owns
+# the quorum now), the giveback of aggr1, and a cut of every link of A (no
+# RST: only the tickle ACK wakes the client's connections to lif1 after B
+# brings it up; B, the quorum owner, wins the partition).  aggr2 never
+# moves: its writer must see no reconnect at all.
 UNPLANNED = {
-    "scsi2": (["kill-a@5"], "aggr1", ["64", "0.5"]),
+    "scsi2": (["takeover-b@5", "giveback@10", "relocate-aggr1@15", "giveback@20", "kill-a@25"],
+              "aggr1", ["96", "0.5"]),
     "pr": (["kill-a@5", "restart-a@10", "giveback@15", "cut-a@20"], "aggr1,aggr2",
            ["128", "1.0"]),
 }

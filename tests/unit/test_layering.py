@@ -37,7 +37,7 @@ _CLUSDISK_PURE = ("clusdisk/scsi/cdb.py", "clusdisk/scsi/pages.py", "clusdisk/sc
                   "clusdisk/scsi/errors.py", "clusdisk/heartbeat.py", "clusdisk/resources.py",
                   "clusdisk/arbitration.py", "clusdisk/errors.py",
                   "clusdisk/announce.py", "clusdisk/placement.py",
-                  "clusdisk/placement_record.py")
+                  "clusdisk/placement_record.py", "clusdisk/public_links.py")
 _SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.logs",
                       "smbca.metrics", "smbca.systemd", "smbca.version")
 
@@ -116,6 +116,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("clusdisk/peer_proto.py", (PURE, "cryptography")),
     ("clusdisk/scsi/sgio.py", (STDLIB, "clusdisk")),
     ("clusdisk/lif.py", (STDLIB, "pyroute2", "clusdisk")),
+    ("clusdisk/linkwatch.py", (PURE, "asyncio", "pyroute2", "clusdisk.public_links")),
     ("clusdisk/heartbeat_transport.py", (STDLIB, "clusdisk")),
     ("clusdisk/metrics.py", (PURE, "prometheus_client", "smbca.metrics", "clusdisk")),
     ("clusdisk/daemon.py", (PURE, "asyncio", "os", "signal", "prometheus_client",

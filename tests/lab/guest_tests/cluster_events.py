@@ -20,8 +20,9 @@ Unplanned (done to the processes and links, by PID and by ``ip``):
   first (it formed the cluster) and the node that took over after a kill (the
   killed node rejoins as standby).  A cut of the standby moves its
   aggregates to the owner; a cut of the owner moves nothing: it keeps every
-  aggregate on a node no client reaches (clusdisk watches no client
-  network) and the event times out.
+  aggregate on a node no client reaches (clusdisk hands aggregates over
+  when its public ports are down only to a partner it hears and that reports
+  its own ports up; here the heartbeat is cut too) and the event times out.
 - ``restart-a`` / ``restart-b``: the node's daemons get SIGTERM (clusdisk
   first: its clean shutdown hands its aggregates to the partner) and are
   waited for, then start again; ends when the node is a member again and

@@ -33,6 +33,7 @@ def test_example_parses():
     assert cfg.heartbeat.interval_s == 1.0 and len(cfg.heartbeat.links) == 2
     assert str(cfg.heartbeat.links[0].peer) == "198.51.100.2:5405"
     assert cfg.heartbeat.peer_port == 5406 and cfg.failover.auto_giveback_s == 0
+    assert cfg.failover.public_link_handover and cfg.failover.public_link_down_s == 3.0
     assert cfg.scsi.reset is ResetKind.DEVICE and cfg.scsi.scsi_hosts is None
     assert cfg.quorum_disk == "naa.6001405abcdef0123456789abcdef012"
     aggr1, aggr2 = cfg.aggregates
@@ -81,6 +82,9 @@ DELETE = object()
     ("heartbeat.peer_port", "5406", "heartbeat.peer_port"),
     ("failover.auto_giveback_s", -1, "failover.auto_giveback_s"),
     ("failover.auto_giveback", 5, "failover.auto_giveback"),
+    ("failover.public_link_down_ms", 100, "failover.public_link_down_ms"),
+    ("failover.public_link_down_ms", "3s", "failover.public_link_down_ms"),
+    ("failover.public_link_handover", "yes", "failover.public_link_handover"),
     ("arbitration.mode", "scsi3", "arbitration.mode"),
     ("arbitration.challenge_wait_ms", 5000, "arbitration.challenge_wait_ms"),
     ("arbitration.takeover_delay_ms", 4000, "arbitration.takeover_delay_ms"),
@@ -128,3 +132,12 @@ def test_load_yaml_errors(tmp_path):
         config_mod.load_yaml(str(bad))
     with pytest.raises(ConfigError, match="must be a mapping"):
         config_mod.from_dict(["a"])
+
+
+def test_public_link_settings_default_to_a_few_seconds():
+    data = example()
+    del data["failover"]
+    assert load(data).failover.public_link_down_s == 3.0
+    data["failover"] = {"public_link_down_ms": 1500, "public_link_handover": False}
+    failover = load(data).failover
+    assert failover.public_link_down_s == 1.5 and not failover.public_link_handover
