@@ -4,6 +4,8 @@
 import json
 import pickle
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from impacket.krb5.ccache import CCache
@@ -48,6 +50,10 @@ def test_join_wrote_every_spn_and_status_says_joined(dc, joined):
     status = json.loads(result.stdout)
     assert status["account"] == "FS1$" and status["realm"] == samba_dc.REALM
     assert status["machine_password_ok"] and status["missing"] == []
+    # When the password was set, for the machine password age metric and alert
+    # (smbcad.domain_metrics, SmbcaMachinePasswordOld).
+    record = json.loads(Path(f"{joined['keytab']}.machine.json").read_text())
+    assert time.time() - 3600 < record["password_set"] <= time.time()
 
 
 def test_wrong_password_fails_at_kinit(dc, tmp_path):
