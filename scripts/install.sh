@@ -5,6 +5,12 @@
 #   bash scripts/install.sh              # as root on Debian 12; run again to upgrade and restart
 #   bash scripts/install.sh --uninstall  # stop and remove the software; keep config, state, data
 #   bash scripts/install.sh --uninstall --purge   # also remove config, state and logs
+#   bash scripts/install.sh --with-domain # also what an Active Directory member needs
+#
+# --with-domain installs adcli (smbca domain join), MIT Kerberos (krb5-user: kinit, klist)
+# and python-gssapi in the venv (Kerberos for smbcad and witnessd; built from source
+# against libkrb5-dev with gcc, as PyPI has no Linux wheels). Later runs keep it without
+# the flag. Then join: see the README's "Active Directory" section.
 #
 # The config /etc/smbca/smbcad.yaml is written only if it does not exist (0600: it holds
 # the password, which is printed on that first run only). Every run checks the config
@@ -43,15 +49,18 @@ log() { echo "install.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 uninstall=0
 purge=0
+domain=0
+domain_marker="$venv/smbca-with-domain"     # a later run keeps what --with-domain added
 for arg in "$@"; do
     case "$arg" in
         --uninstall) uninstall=1 ;;
+        --with-domain) domain=1 ;;
         --purge) purge=1 ;;
         -h|--help) usage ;;
         *) log "unknown argument: $arg"; usage ;;
@@ -59,6 +68,7 @@ for arg in "$@"; do
 done
 [[ $purge -eq 0 || $uninstall -eq 1 ]] || die "--purge goes with --uninstall"
 [[ $EUID -eq 0 ]] || die "run as root"
+[[ -f "$domain_marker" ]] && domain=1
 
 with_systemd() {
     case "${SMBCA_SYSTEMD:-auto}" in
@@ -69,8 +79,11 @@ with_systemd() {
 }
 
 install_packages() {
-    local pkg missing=()
-    for pkg in python3 python3-venv; do
+    local pkg missing=() wanted=(python3 python3-venv)
+    if [[ $domain -eq 1 ]]; then
+        wanted+=(adcli krb5-user libkrb5-dev gcc python3-dev)
+    fi
+    for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' \
             || missing+=("$pkg")
     done
@@ -88,9 +101,16 @@ install_venv() {
         mkdir -p "$(dirname "$venv")"
         /usr/bin/python3 -m venv "$venv"
     fi
-    log "installing smbca from $repo"
+    local target="$repo"
+    [[ $domain -eq 1 ]] && target="$repo[kerberos]"
+    log "installing smbca from $target"
     # shellcheck disable=SC2086  # the options are words on purpose
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check ${SMBCA_PIP_OPTIONS:-} "$repo"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check ${SMBCA_PIP_OPTIONS:-} "$target"
+    if [[ $domain -eq 1 ]]; then
+        "$venv/bin/python" -c 'import gssapi' \
+            || die "python-gssapi does not import in $venv: Kerberos would not work"
+        touch "$domain_marker"
+    fi
     # The admin's commands on PATH (smbca status, smbca sessions, clusdisk scan, ...).
     local command
     mkdir -p "$bindir"
@@ -248,6 +268,9 @@ EOF
         echo "  Config:   $conf (root only): the password of '$user' is there (users[].password)"
     fi
     echo "  Health:   smbca status; smbca sessions | opens | shares"
+    if [[ $domain -eq 1 ]]; then
+        echo "  Domain:   smbca domain join --realm REALM --user ADMIN (README: Active Directory)"
+    fi
     if with_systemd; then
         echo "  Service:  systemctl status|reload|restart smbcad; logs: journalctl -u smbcad"
     else

@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from smbca.config import ConfigError, read_yaml
 from smbca.domain import (DEFAULT_KEYTAB, DomainError, Membership, keytab_principals,
@@ -155,7 +156,8 @@ def _join(membership: Membership, args) -> int:
         return _failed("join", result)
     os.chmod(membership.keytab, 0o600)
     record = machine_account_path(membership.keytab)
-    _write_private(record, parse_join_details(result.stdout, membership.realm).to_json())
+    _write_private(record, parse_join_details(result.stdout, membership.realm,
+                                                 time.time()).to_json())
     print(f"joined {membership.realm} as {membership.computer_name}$; keytab "
           f"{membership.keytab} and machine account {record} (copy both to the "
           "partner node)")
@@ -169,7 +171,8 @@ def _update(membership: Membership) -> int:
     if result.returncode != 0:
         return _failed("update", result)
     record = machine_account_path(membership.keytab)
-    _write_private(record, parse_join_details(result.stdout, membership.realm).to_json())
+    _write_private(record, parse_join_details(result.stdout, membership.realm,
+                                                 time.time()).to_json())
     print(f"new machine password for {membership.computer_name}$ in {membership.keytab} "
           f"and {record} (copy both to the partner node)")
     return 0

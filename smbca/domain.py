@@ -134,6 +134,7 @@ class MachineAccount:
     computer_name: str         # FS1 (the account is FS1$)
     password: str
     domain_controller: str = ""
+    password_set: float = 0.0  # Unix time the join or ``domain update`` set it; 0: unknown
 
     @property
     def dns_domain(self) -> str:
@@ -153,7 +154,8 @@ class MachineAccount:
             account = cls(**{name: str(fields[name]) for name in
                              ("realm", "netbios_domain", "domain_sid", "computer_name",
                               "password")},
-                          domain_controller=str(fields.get("domain_controller", "")))
+                          domain_controller=str(fields.get("domain_controller", "")),
+                          password_set=float(fields.get("password_set", 0.0)))
         except (ValueError, KeyError, TypeError) as exc:
             raise DomainError(f"{source} is not a machine account record: {exc}") from None
         if not account.password or not account.netbios_domain:
@@ -161,11 +163,13 @@ class MachineAccount:
         return account
 
 
-def parse_join_details(text: str, realm: str) -> MachineAccount:
+def parse_join_details(text: str, realm: str, password_set: float = 0.0) -> MachineAccount:
     """The record from ``adcli join --show-details --show-password`` output:
     ``key = value`` lines under ``[domain]``, ``[computer]``, ``[keytab]``.
     The password is taken exactly as printed after ``= `` (adcli's machine
-    passwords are printable ASCII and may hold spaces or ``=``)."""
+    passwords are printable ASCII and may hold spaces or ``=``).
+    ``password_set`` is when adcli set it (the machine password age metric,
+    ``smbcad.domain_metrics``)."""
     details: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(" = ")
@@ -185,7 +189,8 @@ def parse_join_details(text: str, realm: str) -> MachineAccount:
                           domain_sid=details["domain-SID"].strip(),
                           computer_name=details["computer-name"].strip().upper(),
                           password=details["computer-password"],
-                          domain_controller=details.get("domain-controller", "").strip())
+                          domain_controller=details.get("domain-controller", "").strip(),
+                          password_set=password_set)
 
 
 # --- the MIT keytab file format (krb5 source, doc/formats/keytab_file_format) -------

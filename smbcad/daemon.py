@@ -26,6 +26,7 @@ from smbcad.admin_control import AdminControl
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
 from smbcad.loop_lag import LoopLagProbe
+from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer
@@ -103,6 +104,7 @@ class Daemon:
                                    cfg.server.listen)
             self.control = ControlServer(cfg.server.control_socket, handler.handle)
         self.metrics.watch_handles(self.server.opens, self._stores)
+        self.metrics.registry.register(MachineAccountCollector(lambda: self.cfg.server.keytab))
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self._stop = asyncio.Event()

@@ -44,6 +44,10 @@ from smbca.ntstatus import NtStatus
 log = logging.getLogger("smbca.auth.kerberos")
 
 KRB5_OID = "1.2.840.113554.1.2.2"
+MIT_CLOCKSKEW_S = 300
+"""krb5.conf's ``clockskew`` default, which MIT adds to an accepted context's
+lifetime (accept_sec_context: time_rec = ticket end + clockskew - now; a
+5-minute ticket reports 600 s, tests/ad)."""
 MS_KRB5_OID = "1.2.840.48018.1.2.2"       # [MS-KILE] 3.1.5.12: what Windows clients list first
 _SESSION_KEY_OID = gss.OID.from_int_seq("1.2.840.113554.1.2.2.5.5")  # GSS_C_INQ_SSPI_SESSION_KEY
 _MSPAC_ATTRIBUTE = b"urn:mspac:"
@@ -170,8 +174,12 @@ class KerberosContext:
                 raise malformed("Kerberos: the client asked for a three-leg (DCE style) exchange")
             return result.token or None
         identity = _identity(result.initiator_name)
-        if result.lifetime is not None:          # seconds left on the ticket
-            identity = dataclasses.replace(identity, expires_at=self._clock() + result.lifetime)
+        if result.lifetime is not None:
+            # MIT's acceptor reports the ticket's end plus the clock skew it
+            # allows; the session expires at the ticket's end, as Windows'
+            # ([MS-SMB2] 3.3.5.5.3 Session.ExpirationTime).
+            left = max(0, result.lifetime - MIT_CLOCKSKEW_S)
+            identity = dataclasses.replace(identity, expires_at=self._clock() + left)
         self._established = _Established(self._session_key(), identity)
         return result.token or None
 

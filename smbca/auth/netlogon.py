@@ -176,7 +176,7 @@ class NetlogonClient:
 
     # -- the secure channel (3.1.4.1) ------------------------------------------------
 
-    def _candidates(self) -> list[str]:
+    def candidates(self) -> list[str]:
         """The join's DC first, then every address of the domain's DNS name."""
         names = [self._account.domain_controller] if self._account.domain_controller else []
         try:
@@ -186,7 +186,7 @@ class NetlogonClient:
             pass
         return list(dict.fromkeys(names))
 
-    def _reload(self) -> None:
+    def reload_account(self) -> None:
         """The record as it is now, if it still names the same account."""
         if self._keytab is None:
             return
@@ -200,9 +200,9 @@ class NetlogonClient:
             self._account = account
 
     def _establish(self) -> _Channel:
-        self._reload()
+        self.reload_account()
         problems = []
-        for dc in self._candidates():
+        for dc in self.candidates():
             try:
                 channel = self._establish_with(dc)
             except (ChannelError, OSError, DCERPCException) as exc:
@@ -219,14 +219,26 @@ class NetlogonClient:
         return rpc_transport.get_dce_rpc()
 
     def _establish_with(self, dc: str) -> _Channel:
+        return _Channel(dc, self.open_sealed(dc, nrpc.MSRPC_UUID_NRPC))
+
+    def _map(self, dc: str, interface: bytes) -> str:
+        """The DC's ncacn_ip_tcp endpoint of ``interface`` (its endpoint mapper)."""
         mapper = self._rpc(f"ncacn_ip_tcp:{dc}[135]")
         mapper.connect()
         try:
-            binding = epm.hept_map(dc, nrpc.MSRPC_UUID_NRPC, protocol="ncacn_ip_tcp",
-                                   dce=mapper)
+            return epm.hept_map(dc, interface, protocol="ncacn_ip_tcp", dce=mapper)
         finally:
             mapper.get_rpc_transport().disconnect()
-        key = self._authenticate(binding)
+
+    def open_sealed(self, dc: str, interface: bytes):
+        """A new secure channel session key with ``dc`` and a connection to
+        its ``interface`` bound with it (the Netlogon security provider, AES,
+        packet privacy): NETLOGON's own, or lsarpc for the lookups that
+        Windows and Samba serve only so (``smbca.auth.dc_names``).  Blocking;
+        raises ``ChannelError``, ``OSError`` or ``DCERPCException``."""
+        netlogon = self._map(dc, nrpc.MSRPC_UUID_NRPC)
+        key = self._authenticate(netlogon)
+        binding = netlogon if interface == nrpc.MSRPC_UUID_NRPC else self._map(dc, interface)
         sealed = self._rpc(binding)
         sealed.set_credentials(f"{self._account.computer_name}$", "",
                                self._account.netbios_domain)
@@ -235,8 +247,12 @@ class NetlogonClient:
         sealed.set_session_key(key)
         sealed.set_aes(True)
         sealed.connect()
-        sealed.bind(nrpc.MSRPC_UUID_NRPC)
-        return _Channel(dc, sealed)
+        try:
+            sealed.bind(interface)
+        except BaseException:
+            sealed.get_rpc_transport().disconnect()
+            raise
+        return sealed
 
     def _authenticate(self, binding: str) -> bytes:
         """ServerReqChallenge + ServerAuthenticate3: the session key."""

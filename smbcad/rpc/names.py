@@ -3,8 +3,8 @@
 A ``NameResolver`` answers one name or one SID; ``ResolverChain`` asks
 several in order, the way [MS-LSAT] 3.1.4.5 searches views: well-known SIDs
 and BUILTIN first, then this server's own account domain and its local
-accounts, then (issue 12 items 3/4, not yet) the domain through a DC, which
-plugs in as one more resolver at the end of the chain.
+accounts, then the domain the server joined, through a DC (``DomainNames``,
+at the end of the chain).
 
 Local accounts are named by the SIDs the server's session tokens and file
 owners carry (``smbcad/server/security.py``, ``proto/fscc/security.py``):
@@ -22,10 +22,12 @@ holds no accounts of its own yet.
 """
 
 import hashlib
+import logging
 import struct
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from smbcad.proto.fscc.security import Sid
 from smbcad.rpc.wellknown import (
@@ -37,6 +39,9 @@ from smbcad.rpc.wellknown import (
     Translation,
     domain_translation,
 )
+
+
+log = logging.getLogger("smbcad.rpc.names")
 
 
 class NameResolver(Protocol):
@@ -187,3 +192,80 @@ class ResolverChain:
             found = self.lookup_name(None, domain)
             return found if found is not None and found.sid_type == SidType.DOMAIN else None
         return self.lookup_name(domain, name) if name else None
+
+
+class DomainLookup(Protocol):
+    """A DC's LsarLookupNames / LsarLookupSids (``smbca.auth.dc_names.DcNames``):
+    one answer per item (``sid``, ``sid_type``, ``name``, ``domain_name``),
+    None where unmapped; raises ``ConnectionError`` when no DC answers."""
+
+    def lookup_names(self, names: list[str]) -> list[Any]: ...
+
+    def lookup_sids(self, sids: list[str]) -> list[Any]: ...
+
+
+class DomainNames:
+    """The joined domain's users and groups, asked of its DC ([MS-LSAT] 3.1.4.5:
+    the primary domain is searched after the local views).
+
+    Only names of this domain (``NETBIOS\\name``, ``realm\\name`` or an
+    isolated name no local view knew) and SIDs under the domain's SID go to
+    the DC, so a typo of a local name costs one DC round trip at most and a
+    foreign SID none.  Answers, mapped or not, are kept for ``ttl_s``
+    (``clock`` seconds): smbcacls asks for the same names in every listing,
+    and a DC call blocks the caller.  A DC that does not answer leaves the
+    name unmapped, and the log says why.
+    """
+
+    def __init__(self, domain: Domain, realm: str, dc: DomainLookup, ttl_s: float = 300.0,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.domain = domain
+        self._names = (_key(domain.name), _key(realm), _key(realm.split(".")[0]))
+        self._dc = dc
+        self._ttl_s = ttl_s
+        self._clock = clock or time.monotonic
+        self._cache: dict[tuple[str, str], tuple[float, Translation | None]] = {}
+
+    def lookup_name(self, domain: str | None, name: str) -> Translation | None:
+        if domain is not None and _key(domain) not in self._names:
+            return None
+        if domain is None and _key(name) in self._names:
+            return domain_translation(self.domain)
+        return self._cached(("name", _key(name)), lambda: self._ask_name(name))
+
+    def lookup_sid(self, sid: Sid) -> Translation | None:
+        if sid == self.domain.sid:
+            return domain_translation(self.domain)
+        if not self.domain.holds(sid):
+            return None
+        return self._cached(("sid", str(sid)), lambda: self._ask_sid(sid))
+
+    def _cached(self, key: tuple[str, str], ask: Callable[[], Translation | None]):
+        now = self._clock()
+        kept = self._cache.get(key)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        try:
+            found = ask()
+        except ConnectionError as exc:
+            log.warning("%s %s: the domain controller did not answer: %s", *key, exc)
+            return None
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl_s, found)
+        return found
+
+    def _ask_name(self, name: str) -> Translation | None:
+        (answer,) = self._dc.lookup_names([f"{self.domain.name}\\{name}"])
+        if answer is None or answer.sid_type == SidType.DOMAIN:
+            return None
+        sid = Sid.from_string(answer.sid)
+        if not self.domain.holds(sid):
+            return None
+        return Translation(sid, answer.sid_type, answer.name or name, self.domain)
+
+    def _ask_sid(self, sid: Sid) -> Translation | None:
+        (answer,) = self._dc.lookup_sids([str(sid)])
+        if answer is None or not answer.name:
+            return None
+        return Translation(sid, answer.sid_type, answer.name, self.domain)

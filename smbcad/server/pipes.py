@@ -3,18 +3,22 @@ on a pipe Open): glue between the SMB commands and ``smbcad.rpc``."""
 
 import asyncio
 
+from smbca.auth.dc_names import DcNames
 from smbca.rpc.dcerpc import AssociationGroups
 from smbca.rpc.ntlm_security import NtlmSecurity
 from smbcad.proto.constants import CreateAction, FileAttributes
 from smbcad.proto.create import CreateResponse
 from smbcad.proto.create_contexts import FileId
 from smbcad.proto.errors import SmbError
+from smbcad.proto.fscc.security import Sid
 from smbcad.proto.read import encode_read_response_prefix
 from smbcad.proto.status import NtStatus
 from smbcad.proto.write import WriteResponse
 from smbcad.rpc import (
     STYPE_DISKTREE, STYPE_IPC, STYPE_SPECIAL, PipeEnvironment, PosixAccounts, ServerConfig,
     ShareInfo, local_directory, open_pipe as rpc_open_pipe)
+from smbcad.rpc.names import DomainNames
+from smbcad.rpc.wellknown import Domain
 from smbcad.server import files
 from smbcad.server.adm import Open
 from smbcad.server.context import Pending, Reply
@@ -40,9 +44,23 @@ def _environment(server) -> PipeEnvironment:
                               assoc_groups=AssociationGroups(),
                               security=NtlmSecurity(server.authenticator),
                               directory=local_directory(config.server.server_name,
-                                                        config.server.domain, pair, accounts))
+                                                        config.server.domain, pair, accounts,
+                                                        _joined_domain(config.server.keytab)))
         server.pipe_environment = env
     return env
+
+
+def _joined_domain(keytab: str | None) -> DomainNames | None:
+    """The joined domain's names through its DC, when the join beside
+    ``keytab`` kept a machine account record (``smbca.auth.dc_names``)."""
+    if keytab is None:
+        return None
+    dc = DcNames.from_keytab(keytab)
+    if dc is None:
+        return None
+    account = dc.account
+    return DomainNames(Domain(account.netbios_domain.upper(), Sid.from_string(account.domain_sid)),
+                       account.realm, dc)
 
 
 def open_pipe(ctx, request) -> bytes:

@@ -60,3 +60,14 @@ def member_smbcad(dc, joined, tmp_path_factory):
     server = MemberSmbcad(dc, tmp_path_factory.mktemp("smbcad"), joined["keytab"])
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def ccaches(dc, tmp_path_factory):
+    """A Kerberos ticket cache for each of the DC's test users, by name."""
+    base = tmp_path_factory.mktemp("users")
+    caches = {}
+    for user, password in dc.users.items():
+        caches[user] = base / f"{user}.ccache"
+        dc.kinit(f"{user}@{samba_dc.REALM}", password, caches[user])
+    return caches

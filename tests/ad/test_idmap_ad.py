@@ -32,16 +32,6 @@ def mapped_smbcad(dc, joined, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def ccaches(dc, tmp_path_factory):
-    base = tmp_path_factory.mktemp("users")
-    caches = {}
-    for user, password in dc.users.items():
-        caches[user] = base / f"{user}.ccache"
-        dc.kinit(f"{user}@{samba_dc.REALM}", password, caches[user])
-    return caches
-
-
 def smbclient(dc, ccache, commands: str, port: int = 445):
     argv = ["smbclient", "//fs1/share", "-N", "-I", dc.member_address, "-p", str(port),
             "--use-kerberos=required", "-c", commands]

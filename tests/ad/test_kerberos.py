@@ -4,6 +4,8 @@
 import json
 import pickle
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from impacket.krb5.ccache import CCache
@@ -48,6 +50,10 @@ def test_join_wrote_every_spn_and_status_says_joined(dc, joined):
     status = json.loads(result.stdout)
     assert status["account"] == "FS1$" and status["realm"] == samba_dc.REALM
     assert status["machine_password_ok"] and status["missing"] == []
+    # When the password was set, for the machine password age metric and alert
+    # (smbcad.domain_metrics, SmbcaMachinePasswordOld).
+    record = json.loads(Path(f"{joined['keytab']}.machine.json").read_text())
+    assert time.time() - 3600 < record["password_set"] <= time.time()
 
 
 def test_wrong_password_fails_at_kinit(dc, tmp_path):
@@ -168,6 +174,40 @@ def test_expired_ticket_is_refused(dc, joined, alice_ccache, tmp_path):
                                env=python_env(dc) | {"FAKETIME_DONT_FAKE_MONOTONIC": "1"})
         assert "STATUS_LOGON_FAILURE" in output(result), output(result) + server.log()
         assert "ticket has expired" in server.log()
+    finally:
+        server.stop()
+
+
+def test_session_past_its_tickets_end_is_expired(dc, joined, tmp_path):
+    """A real five-minute ticket (the shortest Samba's KDC serves: a TGT
+    with less left is refused at the TGS, "Verify PAC failed ... Ticket
+    expired" in its log) and smbcad's clock running twenty times faster
+    (libfaketime, from its start): the session is set up a few seconds
+    after the start, well within the skew, and its ticket ends fifteen
+    seconds later; the next request gets STATUS_NETWORK_SESSION_EXPIRED
+    ([MS-SMB2] 3.3.5.2.9).  smbprotocol does not re-authenticate, so the
+    status reaches the script."""
+    server = MemberSmbcad(dc, tmp_path / "fast", joined["keytab"], port=SECOND_PORT,
+                          wrapper=("faketime", "-f", "+0 x20"),
+                          extra_env={"FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    script = (
+        "import subprocess, sys, time, smbclient\n"
+        "subprocess.run(['kinit', '-l', '5m', sys.argv[1]], input=sys.argv[2].encode(),\n"
+        "               check=True, capture_output=True)\n"
+        f"smbclient.register_session('fs1', port={SECOND_PORT}, auth_protocol='kerberos')\n"
+        f"smbclient.listdir(r'\\\\fs1\\share', port={SECOND_PORT})\n"
+        "time.sleep(22)\n"
+        "try:\n"
+        f"    smbclient.listdir(r'\\\\fs1\\share', port={SECOND_PORT})\n"
+        "    print('still valid')\n"
+        "except Exception as exc:      # smbprotocol names no such status: UNKNOWN_ENUM\n"
+        "    print(exc)\n")
+    try:
+        env = python_env(dc) | {"KRB5CCNAME": f"FILE:{tmp_path}/ccache"}
+        result = dc.member_run([sys.executable, "-c", script, ALICE, dc.users["alice"]],
+                               env=env, check=False, timeout=90)
+        assert "0xc000035c" in output(result), output(result) + server.log()[-2000:]
+        assert "STATUS_NETWORK_SESSION_EXPIRED" in server.log()
     finally:
         server.stop()
 

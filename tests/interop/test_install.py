@@ -3,8 +3,9 @@ prefix (``SMBCA_PREFIX``) so that nothing outside the test's directory changes,
 without systemd (the background mode) and on a loopback port:
 
 * the first run writes the config and prints the password, once;
-* a second run (the upgrade) checks the config, restarts the server and
-  prints no secret, only where it is;
+* a second run (the upgrade, ``--with-domain``) checks the config, restarts
+  the server and prints no secret, only where it is, and how to join a
+  domain; later runs keep the domain extra;
 * a run with a broken config (a mistyped key) fails before it stops
   anything: the old server, same PID, still accepts connections;
 * ``--uninstall`` stops the server and removes the software but keeps the
@@ -130,8 +131,10 @@ def test_install_upgrade_keeps_the_server_on_a_bad_config_and_uninstalls(install
     assert (install.prefix / "usr/local/bin/smbca").resolve() == \
         install.prefix / "opt/smbca/venv/bin/smbca"
 
-    upgrade = install.run()
+    upgrade = install.run("--with-domain")
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert "smbca domain join --realm" in upgrade.stdout
+    assert "[kerberos]" in upgrade.stderr                # the extra: python-gssapi
     assert password not in upgrade.stdout + upgrade.stderr
     assert f"the password of 'smbca' is there" in upgrade.stdout
     assert "checks out" in upgrade.stderr
@@ -141,6 +144,7 @@ def test_install_upgrade_keeps_the_server_on_a_bad_config_and_uninstalls(install
     install.conf.write_text(install.conf.read_text().replace("shares:", "sahres:"))
     broken = install.run()
     assert broken.returncode != 0
+    assert "[kerberos]" in broken.stderr                 # kept without the flag
     assert "sahres: unknown key (did you mean shares?)" in broken.stderr
     assert (f"nothing was stopped or restarted: smbcad (pid {running_pid}) keeps running"
             in broken.stderr)

@@ -57,6 +57,9 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/auth/_netlogon_core.py", (PURE, "impacket", "smbca.auth", "smbca.ntstatus")),
     ("smbca/auth/netlogon.py", (PURE, "impacket", "os", "socket", "threading", "smbca.auth",
                                 "smbca.domain", "smbca.ntstatus")),
+    # The joined domain's names, from a DC's lsarpc as the machine account.
+    ("smbca/auth/dc_names.py", (PURE, "impacket", "threading", "smbca.auth",
+                                "smbca.domain")),
     # Steps that may wait on a DC run in the authenticator's own threads.
     ("smbca/auth/authenticator.py", (PURE, "asyncio", "concurrent", "os", "smbca.auth")),
     ("smbca/auth/*", (PURE, "os", "smbca.auth", "smbca.ntstatus")),

@@ -5,6 +5,7 @@ the fields Grafana needs.  And a metrics port in use is a config error."""
 
 import asyncio
 import json
+import os
 import re
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from clusdisk.metrics import ClusdiskMetrics
 from smbca.config import ConfigError, ListenAddress
 from smbca.metrics import serve_metrics
+from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.opens import OpenTable
 from smbcad.store import LocalHandleStore, LogEngine
@@ -66,6 +68,7 @@ def registered(tmp_path_factory) -> set[str]:
         opens = OpenTable(metrics=smbcad, clock=lambda: 0.0, leasing=None, spawn=None,
                           loop=lambda: loop)
         smbcad.watch_handles(opens, lambda: {"local": store})
+        smbcad.registry.register(MachineAccountCollector(lambda: None))     # as smbcad/daemon.py
         names = set()
         for registry in (smbcad.registry, WitnessMetrics().registry, ClusdiskMetrics().registry):
             names |= _sample_names(registry)
@@ -128,7 +131,7 @@ def test_rules_cover_the_failures_on_call_needs_to_hear_of():
     alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert {"SmbcaNodeLost", "SmbcaMirrorOutOfSync", "SmbcaTakeoverImpossible",
             "SmbcaHandleStoreFailed", "SmbcaReservationLost",
-            "SmbcaHeartbeatLinkDown"} <= alerts
+            "SmbcaHeartbeatLinkDown", "SmbcaMachinePasswordOld"} <= alerts
 
 
 @pytest.mark.interop("promtool")        # skips without it (fails under CI=true)
@@ -167,3 +170,23 @@ def test_metrics_port_in_use_is_a_config_error():
                           "server.metrics_listen")
     assert caught.value.key == "server.metrics_listen"
     assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+def test_machine_password_set_time_comes_from_the_join_record(tmp_path):
+    """smbca domain join / update write the time into the record beside the
+    keytab; an older record gives its file's mtime; no record, no sample."""
+    from smbca.domain import MachineAccount, machine_account_path
+    keytab = str(tmp_path / "krb5.keytab")
+    registry = CollectorRegistry()
+    registry.register(MachineAccountCollector(lambda: keytab))
+    name = "smbcad_domain_machine_password_set_timestamp_seconds"
+    labels = {"account": "FS1$", "realm": "SMBCA.TEST"}
+    assert registry.get_sample_value(name, labels) is None
+    account = MachineAccount(realm="SMBCA.TEST", netbios_domain="SMBCA", domain_sid="S-1-5-21-1",
+                             computer_name="FS1", password="pw", password_set=1.7e9)
+    record = Path(machine_account_path(keytab))
+    record.write_text(account.to_json())
+    assert registry.get_sample_value(name, labels) == 1.7e9
+    record.write_text(account.to_json().replace('"password_set": 1700000000.0', '"x": 0'))
+    os.utime(record, (1.6e9, 1.6e9))
+    assert registry.get_sample_value(name, labels) == 1.6e9

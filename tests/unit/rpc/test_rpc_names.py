@@ -138,3 +138,54 @@ def test_local_names_without_system_accounts() -> None:
     local = LocalNames(account_domain("SMBCA", "smbca"), PosixAccounts(lambda: None, system=False))
     assert local.lookup_name(None, "root") is None
     assert local.lookup_sid(unix_user_sid(0)) is None
+
+
+class _Dc:
+    """A DC's answers for ``DomainNames`` (the real one is tests/ad's
+    test_smbcacls_domain): what it was asked, and one user, bob, RID 1104."""
+
+    def __init__(self, domain_sid: str, reachable: bool = True) -> None:
+        from smbca.auth.dc_names import DcTranslation
+        self.asked: list[str] = []
+        self.reachable = reachable
+        self.bob = DcTranslation(f"{domain_sid}-1104", SidType.USER, "bob", "SMBCA", domain_sid)
+
+    def lookup_names(self, names):
+        self.asked += names
+        if not self.reachable:
+            raise ConnectionError("no DC")
+        return [self.bob if name.casefold() == "smbca\\bob" else None for name in names]
+
+    def lookup_sids(self, sids):
+        self.asked += sids
+        return [self.bob if sid == self.bob.sid else None for sid in sids]
+
+
+def _joined():
+    from smbcad.rpc.names import DomainNames
+    domain = Domain("SMBCA", Sid.from_string("S-1-5-21-1-2-3"))
+    dc = _Dc(str(domain.sid))
+    return DomainNames(domain, "SMBCA.TEST", dc, clock=lambda: 0.0), dc
+
+
+def test_the_joined_domains_names_go_to_the_dc_and_only_they() -> None:
+    joined, dc = _joined()
+    for domain in (None, "smbca", "SMBCA.TEST"):
+        found = joined.lookup_name(domain, "Bob")
+        assert found is not None and str(found.sid) == "S-1-5-21-1-2-3-1104"
+        assert found.qualified == "SMBCA\\bob" and found.sid_type == SidType.USER
+    assert dc.asked == ["SMBCA\\Bob"]                       # the answer is kept
+    assert joined.lookup_name("OTHER", "bob") is None
+    assert joined.lookup_sid(Sid.from_string("S-1-5-21-9-9-9-1104")) is None
+    assert dc.asked == ["SMBCA\\Bob"]                       # a foreign domain is not asked
+    assert joined.lookup_sid(Sid.from_string("S-1-5-21-1-2-3-1104")).qualified == "SMBCA\\bob"
+    assert joined.lookup_name(None, "smbca").sid_type == SidType.DOMAIN
+    assert joined.lookup_sid(Sid.from_string("S-1-5-21-1-2-3")).sid_type == SidType.DOMAIN
+
+
+def test_an_unreachable_dc_leaves_the_name_unmapped_and_is_asked_again() -> None:
+    joined, dc = _joined()
+    dc.reachable = False
+    assert joined.lookup_name(None, "bob") is None
+    dc.reachable = True
+    assert joined.lookup_name(None, "bob") is not None        # a failure is not kept
