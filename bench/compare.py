@@ -42,13 +42,38 @@ MODES = ("signed", "encrypted")
 SMBCLIENT_RATE = re.compile(r"\((\d+(?:\.\d+)?) (?:kb/s|KiloBytes/sec)\)")   # KiB/s
 TORTURE_FINAL = re.compile(r"open\[num/s=(\d+),avslat=([\d.]+),[^\]]*\] "
                            r"close\[num/s=(\d+),avslat=([\d.]+),")
+TORTURE_ECHO = re.compile(r"echo\[num/s=(\d+),avslat=([\d.]+),")
+FILE_SIZE = 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Bench:
-    """One measurement: ``run(server, mode) -> float`` in ``unit``."""
+    """One measurement: ``run(server, mode) -> float`` in ``unit``, or
+    ``(float, operations)`` when the server CPU per operation is to be shown."""
 
     def __init__(self, name: str, unit: str, higher_is_better: bool, run) -> None:
         self.name, self.unit, self.higher_is_better, self.run = name, unit, higher_is_better, run
+
+
+# --- server CPU, read from /proc --------------------------------------------------------
+
+def server_cpu_seconds(server) -> float:
+    """User+system CPU of every process in the server's session (smbd forks one
+    per client, reaped ones count in the leader's cutime/cstime)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) != server.pid:        # field 6, session id
+            continue
+        total += int(fields[11]) + int(fields[12])          # utime, stime
+        if int(entry.name) == server.pid:
+            total += int(fields[13]) + int(fields[14])      # reaped children
+    return total / CLOCK_TICKS
 
 
 # --- smbclient: bulk throughput, server's own max read/write sizes -----------------------
@@ -62,6 +87,52 @@ def smbclient_rate(server, mode: str, commands: str, timeout: float = 600) -> fl
     if result.returncode != 0 or "NT_STATUS_" in output or not match:
         raise RuntimeError(f"smbclient {commands!r}: {output.strip()[-300:]}")
     return float(match[1]) / 1024
+
+
+# --- smbclient: many small files (create+write+close, open+read+close, delete) ----------
+
+def _fresh_dir(server, name: str) -> Path:
+    path = Path(server.share.path) / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
+
+
+def _fill(path: Path, count: int) -> None:
+    block = os.urandom(FILE_SIZE)
+    for index in range(count):
+        (path / f"f{index:05d}.bin").write_bytes(block)
+
+
+def smbclient_files(server, mode: str, action: str, count: int) -> tuple[float, int]:
+    """files/s for ``count`` 4 KiB files: put, get or del (the timed smbclient
+    run includes its connect, the same for both servers)."""
+    options = ENCRYPTION_REQUIRED if mode == "encrypted" else ()
+    remote = _fresh_dir(server, f"files-{action}")
+    with tempfile.TemporaryDirectory(prefix="bench-files-") as local:
+        if action == "put":
+            _fill(Path(local), count)
+            commands = f"cd files-{action}; lcd {local}; prompt off; mput *"
+        elif action == "get":
+            _fill(remote, count)
+            commands = f"cd files-{action}; lcd {local}; prompt off; mget *"
+        else:
+            _fill(remote, count)
+            commands = f"cd files-{action}; del *"
+        argv = smbclient_argv(server, commands, options=options)
+        start = time.perf_counter()
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                                stdin=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - start
+        output = result.stdout + result.stderr
+        if result.returncode != 0 or "NT_STATUS_" in output:
+            raise RuntimeError(f"smbclient {commands!r}: {output.strip()[-300:]}")
+        if action == "get" and len(os.listdir(local)) != count:
+            raise RuntimeError(f"smbclient mget fetched {len(os.listdir(local))} of {count}")
+    if action == "del" and any(remote.iterdir()):
+        raise RuntimeError("smbclient del * left files behind")
+    shutil.rmtree(remote, ignore_errors=True)
+    return count / elapsed, count
 
 
 # --- smbprotocol: exact 1 MiB requests with a fixed number in flight ---------------------
@@ -157,22 +228,38 @@ def proto_create_close(server, mode: str, pairs: int) -> float:
 
 # --- smbtorture smb2.bench.path-contention-shared: CREATE+CLOSE in C ---------------------
 
-def torture_bench(server, mode: str, seconds: int, nprocs: int, qdepth: int) -> tuple[float, float]:
-    """(CREATE+CLOSE pairs/s, average CREATE+CLOSE latency in µs)."""
+def _torture(server, mode: str, test: str, seconds: int, nprocs: int, qdepth: int) -> str:
     argv = ["smbtorture", server.unc(), "-p", str(server.port), "-U",
             f"{server.user}%{server.password}", f"--option=torture:timelimit={seconds}",
             f"--option=torture:nprocs={nprocs}", f"--option=torture:qdepth={qdepth}",
-            *(ENCRYPTION_REQUIRED if mode == "encrypted" else ()),
-            "smb2.bench.path-contention-shared"]
+            *(ENCRYPTION_REQUIRED if mode == "encrypted" else ()), test]
     with tempfile.TemporaryDirectory(prefix="smbtorture-") as scratch:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
                                 cwd=scratch, stdin=subprocess.DEVNULL)
     output = (result.stdout + result.stderr).replace("\r", "\n")
+    if result.returncode != 0:
+        raise RuntimeError(f"smbtorture: {output.strip()[-300:]}")
+    return output
+
+
+def torture_bench(server, mode: str, seconds: int, nprocs: int, qdepth: int) -> tuple[float, float]:
+    """(CREATE+CLOSE pairs/s, average CREATE+CLOSE latency in µs)."""
+    output = _torture(server, mode, "smb2.bench.path-contention-shared", seconds, nprocs, qdepth)
     finals = TORTURE_FINAL.findall(output)
-    if result.returncode != 0 or not finals:
+    if not finals:
         raise RuntimeError(f"smbtorture: {output.strip()[-300:]}")
     opens, open_lat, _closes, close_lat = finals[-1]
     return float(opens), (float(open_lat) + float(close_lat)) * 1e6
+
+
+def torture_echo(server, mode: str, seconds: int) -> tuple[float, int]:
+    """(ECHOs/s over the run, ECHOs), one connection, one in flight."""
+    output = _torture(server, mode, "smb2.bench.echo", seconds, 1, 1)
+    rates = [float(rate) for rate, _latency in TORTURE_ECHO.findall(output)]
+    if not rates:
+        raise RuntimeError(f"smbtorture: {output.strip()[-300:]}")
+    rate = statistics.mean(rates)
+    return rate, int(rate * seconds)
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -180,21 +267,42 @@ def torture_bench(server, mode: str, seconds: int, nprocs: int, qdepth: int) -> 
 def benches(args, source: Path) -> list[Bench]:
     mib = args.size_mib
     return [
+        # server CPU per MiB
         Bench(f"smbclient put {mib} MiB", "MiB/s", True,
-              lambda s, m: smbclient_rate(s, m, f"put {source} bench.bin")),
+              lambda s, m: (smbclient_rate(s, m, f"put {source} bench.bin"), mib)),
         Bench(f"smbclient get {mib} MiB", "MiB/s", True,
-              lambda s, m: smbclient_rate(s, m, "get bench.bin /dev/null")),
+              lambda s, m: (smbclient_rate(s, m, "get bench.bin /dev/null"), mib)),
         Bench(f"smbprotocol write {mib}x1MiB QD{args.depth}", "MiB/s", True,
               lambda s, m: proto_io(s, m, mib, args.depth, write=True)),
         Bench(f"smbprotocol read {mib}x1MiB QD{args.depth}", "MiB/s", True,
               lambda s, m: proto_io(s, m, mib, args.depth, write=False)),
         Bench("smbprotocol open+close p50", "µs", False,
               lambda s, m: proto_create_close(s, m, args.pairs)),
+        Bench("smbtorture echo 1x1", "ops/s", True,
+              lambda s, m: torture_echo(s, m, args.torture_seconds)),
+        Bench("smbtorture create+close 1x1", "pairs/s", True,
+              lambda s, m: _pairs(torture_bench(s, m, args.torture_seconds, 1, 1),
+                                  args.torture_seconds)),
         Bench("smbtorture create+close 1x1 avg", "µs", False,
               lambda s, m: torture_bench(s, m, args.torture_seconds, 1, 1)[1]),
         Bench("smbtorture create+close 4x4", "pairs/s", True,
-              lambda s, m: torture_bench(s, m, args.torture_seconds, 4, 4)[0]),
+              lambda s, m: _pairs(torture_bench(s, m, args.torture_seconds, 4, 4),
+                                  args.torture_seconds)),
+        Bench(f"{args.files} files create+write+close", "files/s", True,
+              lambda s, m: smbclient_files(s, m, "put", args.files)),
+        Bench(f"{args.files} files open+read+close", "files/s", True,
+              lambda s, m: smbclient_files(s, m, "get", args.files)),
+        Bench(f"{args.files} files delete", "files/s", True,
+              lambda s, m: smbclient_files(s, m, "del", args.files)),
     ]
+
+
+def _pairs(result: tuple[float, float], seconds: int) -> tuple[float, int]:
+    rate = result[0]
+    return rate, int(rate * seconds)
+
+
+CPU = " [server CPU/op]"
 
 
 def measure(args, servers: dict, source: Path) -> dict:
@@ -206,15 +314,28 @@ def measure(args, servers: dict, source: Path) -> dict:
         for bench in chosen:
             for mode in args.modes:
                 for slot in order:
+                    cpu_per_op = None
                     try:
+                        cpu_before = server_cpu_seconds(servers[slot])
                         value = bench.run(servers[slot], mode)
+                        if isinstance(value, tuple):
+                            time.sleep(0.2)             # let smbd reap its client's process
+                            value, operations = value
+                            cpu_per_op = ((server_cpu_seconds(servers[slot]) - cpu_before)
+                                          / operations * 1e6)
                     except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
                         print(f"  {bench.name} [{mode}] on {slot}: FAILED: {exc}", file=sys.stderr)
                         value = None
                     entry = results.setdefault(bench.name, {"unit": bench.unit,
                                                             "higher_is_better": bench.higher_is_better})
                     entry.setdefault(mode, {}).setdefault(slot, []).append(value)
+                    if cpu_per_op is not None or value is None and bench.name + CPU in results:
+                        cpu = results.setdefault(bench.name + CPU, {"unit": "µs",
+                                                                    "higher_is_better": False})
+                        cpu.setdefault(mode, {}).setdefault(slot, []).append(cpu_per_op)
                     shown = "failed" if value is None else f"{value:.1f} {bench.unit}"
+                    if cpu_per_op is not None:
+                        shown += f", server {cpu_per_op:.0f} µs CPU/op"
                     print(f"  [{repetition + 1}/{args.repeat}] {bench.name} [{mode}] {slot}: {shown}",
                           flush=True)
     return results
@@ -240,13 +361,14 @@ def summarize(results: dict, slots: list[str]) -> list[dict]:
 
 
 def print_table(rows: list[dict], slots: list[str]) -> None:
-    header = f"{'benchmark':38} {'mode':9} {'unit':7} {slots[0]:>9} {slots[1]:>9}  ours/smbd"
+    header = f"{'benchmark':52} {'mode':9} {'unit':7} {slots[0]:>9} {slots[1]:>9}  ours/smbd"
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         cells = [("-" if row["median"][s] is None else f"{row['median'][s]:.1f}") for s in slots]
         speed = "-" if row["ours_vs_smbd"] is None else f"{row['ours_vs_smbd']:.2f}x"
-        print(f"{row['bench']:38} {row['mode']:9} {row['unit']:7} {cells[0]:>9} {cells[1]:>9}  {speed}")
-    print("ours/smbd: relative speed (above 1.00x: ours is faster; latencies are inverted)")
+        print(f"{row['bench']:52} {row['mode']:9} {row['unit']:7} {cells[0]:>9} {cells[1]:>9}  {speed}")
+    print("ours/smbd: relative speed (above 1.00x: ours is faster; latencies and CPU per "
+          "operation are inverted)")
 
 
 def make_source(path: Path, size_mib: int) -> None:
@@ -264,6 +386,7 @@ def main(argv=None) -> int:
     parser.add_argument("--depth", type=int, default=8, help="smbprotocol requests in flight")
     parser.add_argument("--pairs", type=int, default=2000, help="smbprotocol open+close pairs")
     parser.add_argument("--torture-seconds", type=int, default=10)
+    parser.add_argument("--files", type=int, default=1000, help="files in the small-file runs")
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument("--only", action="append", help="run benchmarks whose name contains this")
     parser.add_argument("--out", type=Path, default=HERE / "results")
