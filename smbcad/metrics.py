@@ -4,11 +4,12 @@ A private registry per server (no process-global default registry), so tests
 can build several servers in one process.  Labels are low-cardinality only.
 """
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from smbca.metrics import register_process_metrics
 from smbcad.proto.status import name_of
@@ -36,11 +37,10 @@ class SmbMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("smbcad_requests_total", "SMB2 requests answered",
-                                ["command", "status"], registry=r)
-        self.latency = Histogram("smbcad_request_duration_seconds",
-                                 "Time from request decode to response", ["command"],
-                                 buckets=_LATENCY_BUCKETS, registry=r)
+        # smbcad_requests_total and smbcad_request_duration_seconds: every
+        # request counts in them, so they are plain numbers (_RequestStats).
+        self.request_stats = _RequestStats()
+        r.register(self.request_stats)
         self.bytes_read = Counter("smbcad_read_bytes_total", "File bytes returned by READ",
                                   registry=r)
         self.bytes_written = Counter("smbcad_written_bytes_total",
@@ -93,8 +93,7 @@ class SmbMetrics:
                                   buckets=_LAG_BUCKETS, registry=r)
         self.loop_lag_max = Gauge("smbcad_event_loop_lag_max_seconds",
                                   "Worst event-loop lag in the last 10 s", registry=r)
-        self._request_children: dict = {}
-        self._latency_children: dict = {}
+        self.observe = self.request_stats.observe
 
     def share_counters(self, share: str) -> ShareCounters:
         return ShareCounters(self.share_read_bytes.labels(share),
@@ -115,22 +114,54 @@ class SmbMetrics:
         when Prometheus scrapes."""
         self.registry.register(_HandleCollector(opens, stores))
 
-    def observe(self, command: str, status: int, seconds: float) -> None:
-        """One answered request; children are cached to keep this cheap."""
-        key = (command, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(command, name_of(status))
-        child.inc()
-        hist = self._latency_children.get(command)
-        if hist is None:
-            hist = self._latency_children[command] = self.latency.labels(command)
-        hist.observe(seconds)
-
     def watch_cluster(self, status) -> None:
         """Per-aggregate cluster metrics, read from ``status()`` (the cluster
         member's status dict) when Prometheus scrapes."""
         self.registry.register(_ClusterCollector(status))
+
+
+class _RequestStats:
+    """smbcad_requests_total{command,status} and
+    smbcad_request_duration_seconds{command}, kept as plain counts that one
+    event loop bumps (no lock, no label lookup, no status name per request)
+    and turned into samples when Prometheus scrapes.  ``observe(command,
+    status, seconds)`` is ``SmbMetrics.observe``."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, int], int] = {}
+        # command -> [count per bucket ..., count above the last, sum of seconds]
+        self._latency: dict[str, list] = {}
+
+    def observe(self, command: str, status: int, seconds: float) -> None:
+        key = (command, status)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        hist = self._latency.get(command)
+        if hist is None:
+            hist = self._latency[command] = [0] * (len(_LATENCY_BUCKETS) + 1) + [0.0]
+        hist[bisect_left(_LATENCY_BUCKETS, seconds)] += 1     # "le": bound included
+        hist[-1] += seconds
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        requests = CounterMetricFamily("smbcad_requests", "SMB2 requests answered",
+                                       labels=["command", "status"])
+        for (command, status), count in list(self._counts.items()):
+            requests.add_metric([command, name_of(status)], float(count))
+        yield requests
+        latency = HistogramMetricFamily("smbcad_request_duration_seconds",
+                                        "Time from request decode to response",
+                                        labels=["command"])
+        for command, hist in list(self._latency.items()):
+            hist = list(hist)
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, _LATENCY_BUCKETS), "+Inf"), hist[:-1]):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            latency.add_metric([command], buckets, hist[-1])
+        yield latency
 
 
 class _HandleCollector:
