@@ -3,10 +3,13 @@ and the ERROR response body (2.2.2).
 
 Hot path: every request and response passes through ``HEADER``; it is a
 precompiled ``struct.Struct`` that packs straight into the outgoing buffer.
+A decoded header is a typed, immutable ``NamedTuple`` rather than a frozen
+dataclass: it is built once per request, and a tuple is built in C where a
+frozen dataclass sets its twelve fields one ``object.__setattr__`` at a time.
 """
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from smbcad.proto.constants import HEADER_SIZE, PROTOCOL_ID, HeaderFlags
 from smbcad.proto.errors import ProtocolViolation
@@ -24,8 +27,7 @@ NEXT_COMMAND_OFFSET = 20
 ZERO_SIGNATURE = bytes(16)
 
 
-@dataclass(frozen=True, slots=True)
-class Smb2Header:
+class Smb2Header(NamedTuple):
     """One SMB2 header (2.2.1).
 
     ``status`` holds ChannelSequence (low 16 bits) in 3.x requests.  For the
@@ -77,11 +79,11 @@ class Smb2Header:
         if proto != PROTOCOL_ID or size != HEADER_SIZE:
             raise ProtocolViolation("not an SMB2 header")
         if flags & HeaderFlags.ASYNC_COMMAND:
-            return cls(command, message_id, flags, status, charge, credits,
-                       next_command, 0, low | (high << 32), session_id,
-                       bytes(signature))
-        return cls(command, message_id, flags, status, charge, credits,
-                   next_command, high, 0, session_id, bytes(signature), low)
+            return _new(cls, (command, message_id, flags, status, charge, credits,
+                              next_command, 0, low | (high << 32), session_id,
+                              signature, 0))
+        return _new(cls, (command, message_id, flags, status, charge, credits,
+                          next_command, high, 0, session_id, signature, low))
 
     def pack_into(self, buf, offset: int = 0) -> None:
         if self.flags & HeaderFlags.ASYNC_COMMAND:
@@ -98,6 +100,8 @@ class Smb2Header:
         self.pack_into(out)
         return bytes(out)
 
+
+_new = tuple.__new__
 
 # ERROR response (2.2.2): StructureSize=9, ErrorContextCount, Reserved, ByteCount.
 _ERROR = struct.Struct("<HBBI")

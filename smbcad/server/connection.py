@@ -19,8 +19,8 @@ from smbcad.proto.constants import (
     TRANSFORM_PROTOCOL_ID, Command, Dialect, HeaderFlags)
 from smbcad.proto.errors import ProtocolViolation, SmbError
 from smbcad.proto.header import (
-    FLAGS_OFFSET, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET, Smb2Header,
-    encode_error_body)
+    FLAGS_OFFSET, HEADER, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET,
+    ZERO_SIGNATURE, Smb2Header, encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
 from smbcad.server import channels
 from smbcad.server.adm import SessionState
@@ -33,6 +33,9 @@ log = logging.getLogger("smbcad.connection")
 
 _HEADER_STATUS = struct.Struct("<I")
 _ASYNC_ID_FLAGS = HeaderFlags.SERVER_TO_REDIR | HeaderFlags.ASYNC_COMMAND
+# Request flags a response carries back (3.3.4.1).
+_ECHOED_FLAGS = (HeaderFlags.RELATED_OPERATIONS | HeaderFlags.REPLAY_OPERATION
+                 | HeaderFlags.PRIORITY_MASK)
 _ERROR_NO_DATA = encode_error_body()
 # What an expired session may still do (MS-SMB2 3.3.5.2.9).
 _ALLOWED_WHEN_EXPIRED = frozenset({Command.LOGOFF, Command.CLOSE, Command.LOCK})
@@ -421,27 +424,29 @@ class Connection:
                 raise SmbError(NtStatus.ACCESS_DENIED, "unsigned re-authentication")
         return session
 
-    def _response_header(self, ctx: RequestContext, status: int, credits: int,
-                         async_id: int = 0, signed: bool = False) -> Smb2Header:
+    @staticmethod
+    def _pack_response_header(frame, ctx: RequestContext, status: int, credits: int,
+                              async_id: int = 0, signed: bool = False) -> None:
+        """The response's SMB2 header (2.2.1), packed at offset 4 of ``frame``."""
         header = ctx.header
-        flags = HeaderFlags.SERVER_TO_REDIR | (header.flags & (
-            HeaderFlags.RELATED_OPERATIONS | HeaderFlags.REPLAY_OPERATION
-            | HeaderFlags.PRIORITY_MASK))
+        flags = HeaderFlags.SERVER_TO_REDIR | (header.flags & _ECHOED_FLAGS)
         if signed:
             flags |= HeaderFlags.SIGNED
         session_id = ctx.session.session_id if ctx.session is not None else header.session_id
         if async_id:
             flags |= HeaderFlags.ASYNC_COMMAND
-            return Smb2Header(command=header.command, message_id=header.message_id,
-                              flags=flags, status=status, credit_charge=header.credit_charge,
-                              credits=credits, async_id=async_id, session_id=session_id)
-        tree_id = ctx.tree.tree_id if ctx.tree is not None else header.tree_id
-        if ctx.tree is None and header.is_related:
-            tree_id = ctx.compound.tree_id      # the chain's, not a placeholder (3.3.5.2.7.2)
-        return Smb2Header(command=header.command, message_id=header.message_id,
-                          flags=flags, status=status, credit_charge=header.credit_charge,
-                          credits=credits, tree_id=tree_id, session_id=session_id,
-                          process_id=header.process_id)
+            low, high = async_id & 0xFFFFFFFF, async_id >> 32
+        else:
+            low = header.process_id
+            if ctx.tree is not None:
+                high = ctx.tree.tree_id
+            elif header.flags & HeaderFlags.RELATED_OPERATIONS:
+                high = ctx.compound.tree_id      # the chain's, not a placeholder (3.3.5.2.7.2)
+            else:
+                high = header.tree_id
+        HEADER.pack_into(frame, 4, PROTOCOL_ID, HEADER_SIZE, header.credit_charge, status,
+                         header.command, credits, flags, 0, header.message_id, low, high,
+                         session_id, ZERO_SIGNATURE)
 
     def _build_response(self, ctx: RequestContext, status: int, body, preframed: bool,
                         charge: int, async_id: int = 0, credits: int | None = None):
@@ -461,13 +466,12 @@ class Connection:
             # (USER_SESSION_DELETED, FILE_CLOSED, ...), as Windows and Samba
             # answer.
             signed = signer is not None or (ctx.header.is_signed and not ctx.encrypted)
-        header = self._response_header(ctx, status, credits, async_id, signed)
         if preframed:
             frame = body                    # [4 spare][header][body], from read_buffer
         else:
             frame = bytearray(4 + HEADER_SIZE + len(body))
             frame[4 + HEADER_SIZE:] = body
-        header.pack_into(frame, 4)
+        self._pack_response_header(frame, ctx, status, credits, async_id, signed)
         if ctx.response_hooks:
             if signer is not None:
                 # The preauth hash covers the response as sent, signature
