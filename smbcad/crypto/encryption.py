@@ -7,8 +7,10 @@ The AEAD tag is the Signature; the associated data is the 32 bytes from Nonce
 to the end of the header.
 
 Hot path: the AEAD writes the ciphertext straight into the outgoing frame
-(``encrypt_into``), and large GCM frames are decrypted without first joining
-ciphertext and tag.
+(``encrypt_into``), and a large GCM frame is decrypted in place
+(``decrypt_in_place``: OpenSSL's GCM through ``update_into`` with the same
+buffer in and out, the tag passed on its own), so an encrypted 1 MiB WRITE
+is never copied between the receive buffer and ``pwrite``.
 """
 
 import os
@@ -140,6 +142,15 @@ class Decryptor:
 
     def decrypt(self, frame) -> bytes:
         """The SMB2 message inside ``frame``; DecryptionError on any failure."""
+        return self._decrypt(frame, in_place=False)
+
+    def decrypt_in_place(self, frame: bytearray):
+        """The SMB2 message inside ``frame``, decrypted where its ciphertext
+        was for a large GCM frame (a memoryview of ``frame``), else a new
+        buffer; DecryptionError on any failure (``frame`` is garbage then)."""
+        return self._decrypt(frame, in_place=True)
+
+    def _decrypt(self, frame, in_place: bool):
         view = memoryview(frame)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -159,15 +170,23 @@ class Decryptor:
         aad = view[_AAD_OFFSET:TRANSFORM_HEADER_SIZE]
         try:
             if self._gcm_key is not None and size >= _GCM_STREAM_MIN:
-                return self._decrypt_gcm_stream(nonce, tag, aad, ciphertext)
+                return self._decrypt_gcm_stream(nonce, tag, aad, ciphertext,
+                                                in_place and not view.readonly)
             return self._aead.decrypt(nonce, b"".join((ciphertext, tag)), aad)
         except InvalidTag:
             raise DecryptionError("transform signature mismatch") from None
 
-    def _decrypt_gcm_stream(self, nonce: bytes, tag: bytes, aad, ciphertext) -> bytes:
-        """GCM with the tag passed separately, so the payload is not re-joined."""
+    def _decrypt_gcm_stream(self, nonce: bytes, tag: bytes, aad, ciphertext: memoryview,
+                            in_place: bool):
+        """GCM with the tag passed separately, so the payload is not re-joined;
+        ``in_place``: the plaintext overwrites the ciphertext (OpenSSL allows
+        the same buffer in and out, never a partial overlap)."""
         ctx = Cipher(self._gcm_key, modes.GCM(nonce, tag)).decryptor()
-        ctx.authenticate_additional_data(aad)
+        ctx.authenticate_additional_data(bytes(aad))
+        if in_place:
+            ctx.update_into(ciphertext, ciphertext)
+            ctx.finalize()
+            return ciphertext
         plaintext = ctx.update(ciphertext)
         ctx.finalize()
         return plaintext

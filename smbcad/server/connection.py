@@ -146,12 +146,16 @@ class Connection:
         if session is None or session.decryptor is None:
             raise ProtocolViolation("encrypted frame for unknown session")
         try:
-            plain = session.decryptor.decrypt(frame)
+            # A large WRITE is decrypted where it was received: no copy
+            # between the socket and pwrite but the kernel's.
+            plain = session.decryptor.decrypt_in_place(frame)
         except crypto.DecryptionError as exc:
             raise ProtocolViolation(f"decryption failed: {exc}") from None
         if len(plain) < HEADER_SIZE or bytes(plain[0:4]) != PROTOCOL_ID:
             raise ProtocolViolation("decrypted payload is not SMB2")
-        return session, bytearray(plain)
+        if not isinstance(plain, memoryview):
+            plain = bytearray(plain)        # handlers may write into the message
+        return session, plain
 
     # --- SMB1 negotiate (3.3.5.3) -------------------------------------------------
 

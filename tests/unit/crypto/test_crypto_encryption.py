@@ -87,6 +87,32 @@ def test_round_trip(cipher_id, size):
 
 
 @pytest.mark.parametrize("cipher_id", ALL_CIPHERS)
+@pytest.mark.parametrize("size", [1, 4096, _GCM_STREAM_MIN, 1 << 20])
+def test_decrypt_in_place(cipher_id, size):
+    """A large GCM frame is decrypted where its ciphertext was (the view
+    shares the frame's memory); otherwise a new buffer, same plaintext."""
+    enc, dec = _pair(cipher_id)
+    message = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    frame = enc.encrypt(message, SESSION_ID)
+    plain = dec.decrypt_in_place(frame)
+    assert bytes(plain) == message
+    in_place = cipher_id in (CipherId.AES_128_GCM, CipherId.AES_256_GCM) and size >= _GCM_STREAM_MIN
+    assert isinstance(plain, memoryview) == in_place
+    if in_place:
+        assert bytes(frame[TRANSFORM_HEADER_SIZE:]) == message
+
+
+@pytest.mark.parametrize("cipher_id", ALL_CIPHERS)
+@pytest.mark.parametrize("position", [4, 44, 52, -1])
+def test_decrypt_in_place_detects_tampering(cipher_id, position):
+    enc, dec = _pair(cipher_id)
+    frame = enc.encrypt(b"\x5a" * (_GCM_STREAM_MIN + 8), SESSION_ID)
+    frame[position] ^= 0x01
+    with pytest.raises(DecryptionError):
+        dec.decrypt_in_place(frame)
+
+
+@pytest.mark.parametrize("cipher_id", ALL_CIPHERS)
 @pytest.mark.parametrize("size", [100, _GCM_STREAM_MIN + 8])
 @pytest.mark.parametrize("position", [
     4,      # Signature (the AEAD tag)
