@@ -47,7 +47,8 @@ DISPATCH = {
 }
 
 # Where each command's payload and expected-response sizes sit in the body, for
-# the CreditCharge check: (offset of a u32 size, ...) relative to the body.
+# the CreditCharge check: (offset of a u32 size, ...) relative to the body,
+# in increasing order.
 _U32 = struct.Struct("<I")
 _SIZE_FIELDS = {
     Command.READ: (4,),            # Length
@@ -63,7 +64,9 @@ _SIZE_FIELDS = {
 def credit_charge_needed(command: int, message) -> int:
     """1 + (max(payload, response) - 1) / 65536 (3.3.5.2.5); 1 when unknown."""
     fields = _SIZE_FIELDS.get(command)
-    if not fields or len(message) < HEADER_SIZE + max(fields) + 4:
+    if fields is None or len(message) < HEADER_SIZE + fields[-1] + 4:
         return 1
-    size = max(_U32.unpack_from(message, HEADER_SIZE + off)[0] for off in fields)
+    size = 0
+    for offset in fields:
+        size = max(size, _U32.unpack_from(message, HEADER_SIZE + offset)[0])
     return 1 if size == 0 else 1 + (size - 1) // 65536

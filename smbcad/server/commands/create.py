@@ -75,7 +75,7 @@ def _validate(request: CreateRequest) -> None:
     request.create_contexts.validate()
 
 
-def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
+def _granted_access(ctx, request: CreateRequest, exists_info, components=None) -> int:
     """Map generic rights and check them against the share, the file's stored
     descriptor (or, for a new file, its parent's) and READONLY ([MS-FSA]
     2.1.5.1.2, 2.1.5.1.2.1; server/security.py).  A file without a stored
@@ -92,18 +92,20 @@ def _granted_access(ctx, request: CreateRequest, exists_info) -> int:
         raise SmbError(NtStatus.PRIVILEGE_NOT_HELD, "SACL access needs a privilege")
     fs = tree.share.fs
     token = security.session_token(fs, ctx.session.identity)
-    components, _ = parse_smb_name(request.name)
+    if components is None:
+        components, _ = parse_smb_name(request.name)
     backup = bool(request.create_options & Opt.OPEN_FOR_BACKUP_INTENT)
     if exists_info is not None:
-        granted = security.check_open(fs, "/".join(components), token, request.desired_access,
+        path = "/".join(components)
+        granted = security.check_open(fs, path, token, request.desired_access,
                                       backup_intent=backup)
         if granted is not None:
             access &= granted           # MAXIMUM_ALLOWED: the share's and the DACL's
             if request.create_disposition in _TRUNCATING:
                 # Overwriting is writing, whatever access the open asks for
                 # (smb2.acls.OVERWRITE_READ_ONLY_FILE, as Windows and Samba).
-                security.check_open(fs, "/".join(components), token,
-                                    AccessMask.FILE_WRITE_DATA, backup_intent=backup)
+                security.check_open(fs, path, token, AccessMask.FILE_WRITE_DATA,
+                                    backup_intent=backup)
     elif components and request.create_disposition not in (Disp.OPEN, Disp.OVERWRITE):
         security.check_create(fs, "/".join(components[:-1]), token,
                               bool(request.create_options & Opt.DIRECTORY_FILE),
@@ -251,7 +253,7 @@ def _open_resolved(ctx, request, components, stream, resolved):
     if not components and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
     access = _granted_access(ctx, request, resolved.info if resolved.exists
-                             and done != CreateAction.CREATED else None)
+                             and done != CreateAction.CREATED else None, components)
     options = request.create_options
     if options & Opt.DELETE_ON_CLOSE and not access & AccessMask.DELETE:
         raise SmbError(NtStatus.ACCESS_DENIED, "delete-on-close needs DELETE access")
