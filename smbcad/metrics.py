@@ -21,14 +21,28 @@ _COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class Tally:
+    """A counter only the event loop bumps: a plain number (no lock), read
+    when Prometheus scrapes."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
+
+
 @dataclass(frozen=True, slots=True)
 class ShareCounters:
-    """One share's counter children, bound once when the share is built, so
-    READ, WRITE and the dispatcher increment them without a label lookup."""
+    """One share's counters, bound once when the share is built, so READ,
+    WRITE and the dispatcher increment them without a label lookup or lock;
+    exported as smbcad_share_*_total{share} (_ShareCollector)."""
 
-    read_bytes: Any
-    written_bytes: Any
-    operations: Any
+    read_bytes: Tally
+    written_bytes: Tally
+    operations: Tally
 
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 
@@ -65,16 +79,9 @@ class SmbMetrics:
                                     registry=r)
         self.server_copy_bytes = Counter("smbcad_server_side_copy_bytes_total",
                                          "Bytes copied by FSCTL_SRV_COPYCHUNK", registry=r)
-        # -- continuous availability (issue 15 item 6)
-        self.share_read_bytes = Counter("smbcad_share_read_bytes_total",
-                                        "File bytes returned by READ, per share", ["share"],
-                                        registry=r)
-        self.share_written_bytes = Counter("smbcad_share_written_bytes_total",
-                                           "File bytes accepted by WRITE, per share", ["share"],
-                                           registry=r)
-        self.share_operations = Counter("smbcad_share_operations_total",
-                                        "Requests answered on a tree connect to the share",
-                                        ["share"], registry=r)
+        # -- continuous availability (issue 15 item 6): smbcad_share_*_total
+        self._shares: dict[str, ShareCounters] = {}
+        r.register(_ShareCollector(self._shares))
         self.reconnects = Counter("smbcad_durable_reconnects_total",
                                   "Durable and persistent handle reconnects (DHnC/DH2C) by "
                                   "result: ok or the NTSTATUS refusing it", ["result"],
@@ -96,9 +103,11 @@ class SmbMetrics:
         self.observe = self.request_stats.observe
 
     def share_counters(self, share: str) -> ShareCounters:
-        return ShareCounters(self.share_read_bytes.labels(share),
-                             self.share_written_bytes.labels(share),
-                             self.share_operations.labels(share))
+        """The share's counters; a share built again (a reload) counts on."""
+        counters = self._shares.get(share)
+        if counters is None:
+            counters = self._shares[share] = ShareCounters(Tally(), Tally(), Tally())
+        return counters
 
     def reconnect(self, result: str) -> None:
         """One DHnC/DH2C answered: ``ok`` or the refusing status's name."""
@@ -162,6 +171,31 @@ class _RequestStats:
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([command], buckets, hist[-1])
         yield latency
+
+
+class _ShareCollector:
+    """smbcad_share_{read_bytes,written_bytes,operations}_total{share}."""
+
+    _FAMILIES = (("smbcad_share_read_bytes", "File bytes returned by READ, per share",
+                  "read_bytes"),
+                 ("smbcad_share_written_bytes", "File bytes accepted by WRITE, per share",
+                  "written_bytes"),
+                 ("smbcad_share_operations", "Requests answered on a tree connect to the share",
+                  "operations"))
+
+    def __init__(self, shares: dict) -> None:
+        self._shares = shares
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        shares = list(self._shares.items())
+        for name, doc, field in self._FAMILIES:
+            family = CounterMetricFamily(name, doc, labels=["share"])
+            for share, counters in shares:
+                family.add_metric([share], float(getattr(counters, field).value))
+            yield family
 
 
 class _HandleCollector:
