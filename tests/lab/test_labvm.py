@@ -5,13 +5,15 @@ cluster harness's event syntax and timeline."""
 import io
 import json
 import struct
+import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from labvm import cluster, guest_command
 from labvm.image import _Newc, has_pvh_note
-from labvm.vm import _Console
+from labvm.vm import SILENT_STATUS, _Console, _pump
 
 NONCE = "00112233aabbccdd"
 
@@ -43,6 +45,29 @@ def test_console_fatal_marker_and_foreign_nonce():
                                    b":FATAL@@\n"])
     assert console.status is None and console.state == "done"
     assert out == b"" and other in boot
+
+
+def _guest(tmp_path, script: str) -> int:
+    """``_pump`` over a shell playing the guest's console."""
+    start = f"@@SMBCA-LAB:{NONCE}:START@@"
+    proc = subprocess.Popen(["sh", "-c", f"echo booting; echo '{start}'; {script}"],
+                            stdout=subprocess.PIPE)
+    console = _Console(NONCE, io.BytesIO(), io.BytesIO(), None)
+    try:
+        return _pump(proc, console, None, SimpleNamespace(dir=tmp_path), None, silence_s=1.5)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_silent_guest_is_ended_by_the_silence_bound(tmp_path):
+    assert _guest(tmp_path, "echo one line; sleep 60") == SILENT_STATUS
+
+
+def test_a_guest_that_keeps_talking_runs_past_the_silence_bound(tmp_path):
+    end = f"@@SMBCA-LAB:{NONCE}:END:3@@"
+    talk = "for i in 1 2 3 4 5 6 7 8; do echo alive $i; sleep 0.5; done"
+    assert _guest(tmp_path, f"{talk}; echo '{end}'") == 3
 
 
 def test_newc_archive_layout():

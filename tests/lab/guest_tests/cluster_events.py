@@ -65,7 +65,7 @@ FREEZE_S = 3
 FREEZE_SETTLE_S = 1.0
 FREEZE_TRIES = 5
 FINISH_S = 600
-READY_S = 600                    # --after-ready: at most this long for COMMAND's clients
+READY_S = 300                    # --after-ready: at most this long for COMMAND's clients
 UNPLANNED = ("kill-a", "kill-b", "cut-a", "cut-b")
 # what a planned event waits for in the target's clusdisk status, when present
 POSSIBLE_FIELD = {"takeover-a": "takeover_possible", "takeover-b": "takeover_possible",
@@ -146,6 +146,7 @@ class EventRunner(threading.Thread):
         self.ready_s = 0.0
         self.settle_s = settle_s           # at least this long between two events
         self.records: list[dict] = []
+        self.command: subprocess.Popen | None = None   # COMMAND, killed if never ready
         self._command_done = threading.Event()
 
     def _publish(self, record: dict, phase: str) -> None:
@@ -159,6 +160,9 @@ class EventRunner(threading.Thread):
                 if self._command_done.wait(0.25):
                     break
             self.ready_s = round(self.cluster.clock(), 3)
+            if not self.ready_file.exists() and not self._command_done.is_set():
+                self._never_ready()
+                return
             print(f"cluster: COMMAND ready at {self.ready_s:.1f} s; the events' times count "
                   f"from there", flush=True)
         previous_end = float("-inf")
@@ -183,6 +187,33 @@ class EventRunner(threading.Thread):
             self._publish(record, "end")
             print(f"cluster: event {name} at {record['start_s']:.1f} s: {record['outcome']} "
                   f"after {record['took_s']:.1f} s: {record['detail']}", flush=True)
+
+    def _never_ready(self) -> None:
+        """COMMAND's clients were not ready after READY_S (they take 20-60 s):
+        say what the guest's tasks are blocked on, then end COMMAND, so the
+        run fails now with the evidence instead of at the lab's deadline."""
+        print(f"cluster: COMMAND not ready after {READY_S} s; its events are skipped and "
+              f"it is killed.  Tasks in uninterruptible sleep:", flush=True)
+        try:
+            with open("/proc/sysrq-trigger", "w") as trigger:
+                trigger.write("w")               # blocked tasks' stacks into the kernel log
+        except OSError as exc:
+            print(f"cluster: sysrq-trigger: {exc}", flush=True)
+        for argv in (["ps", "-eo", "pid,stat,wchan:32,etimes,args"], ["dmesg"]):
+            try:
+                out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+            except (OSError, subprocess.SubprocessError) as exc:
+                out = f"{argv[0]}: {exc}"
+            lines = out.splitlines()
+            if argv[0] == "ps":
+                lines = [line for line in lines[1:] if line.split()[1].startswith("D")]
+            for line in lines[-150:]:
+                print(f"cluster: {argv[0]}| {line}", flush=True)
+        for name, at in self.pending:
+            self.records.append({"event": name, "at_s": at, "outcome": "skipped",
+                                 "detail": f"COMMAND not ready after {READY_S} s"})
+        if self.command is not None and self.command.poll() is None:
+            self.command.kill()
 
     def finish(self) -> None:
         """COMMAND ended: events not yet due are skipped; the one running is

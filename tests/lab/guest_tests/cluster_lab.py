@@ -48,6 +48,7 @@ from labvm.cluster import parse_event  # noqa: E402  (after the path set-up abov
 RUN_ROOT = Path("/run/smbca-lab")          # guest tmpfs: sockets, state, mounts, logs
 SAMPLE_PERIOD_S = 0.25
 UP_S = 240                                 # every daemon up and both aggregates online
+HEARTBEAT_S = 60
 SETUP_FAILED = 125
 # status fields the sampler always keeps (others are kept when they change)
 KNOWN_STATUS = {"node", "mode", "state", "owns_quorum", "member", "partner", "aggregates"}
@@ -65,6 +66,23 @@ def summary(status: dict) -> dict:
             **{a["name"]: f"{a['phase']}, mirror {(a.get('mirror') or {}).get('role', '-')} "
                           f"in_sync={(a.get('mirror') or {}).get('in_sync')}"
                for a in status.get("aggregates", ())}}
+
+
+class Heartbeat(threading.Thread):
+    """A line every ``HEARTBEAT_S`` for as long as the harness runs: the host
+    ends a run whose guest stays silent (``labvm.cluster.SILENCE_S``)."""
+
+    def __init__(self, began: float) -> None:
+        super().__init__(name="cluster-heartbeat", daemon=True)
+        self.began = began
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(HEARTBEAT_S):
+            say(f"alive, {time.monotonic() - self.began:.0f} s since the harness started")
+
+    def stop(self) -> None:
+        self._halt.set()
 
 
 def clusdisk_status(node: Node, timeout_s: float = 2.0) -> dict | None:
@@ -244,6 +262,8 @@ def main(argv: list[str]) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no COMMAND")
+    heartbeat = Heartbeat(time.monotonic())
+    heartbeat.start()
     cluster = Cluster(args.mode, args.workdir)
     sampler = runner = None
     status = SETUP_FAILED
@@ -266,6 +286,7 @@ def main(argv: list[str]) -> int:
                              settle_s=args.settle)
         proc = subprocess.Popen(cluster.topology.argv("client", *command), stdin=subprocess.DEVNULL,
                                 env=cluster.environment(args.workdir))
+        runner.command = proc
         runner.start()
         status = proc.wait()
         timeline["command_s"] = round(cluster.clock(), 3)
@@ -274,6 +295,7 @@ def main(argv: list[str]) -> int:
         failed = status != 0 or any(e["outcome"] != "ok" for e in runner.records)
         return status
     finally:
+        heartbeat.stop()             # from here a stuck teardown shows as silence
         if sampler is not None:
             sampler.stop()
             timeline["ownership"] = sampler.changes

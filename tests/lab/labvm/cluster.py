@@ -23,6 +23,10 @@ EVENTS = ("kill-a", "kill-b", "cut-a", "cut-b", "takeover-a", "takeover-b", "giv
           "relocate-aggr1", "lif-migrate-lif1", "restart-a", "restart-b")
 LUNS = 3                          # quorum, data (aggr1), data2 (aggr2)
 DATA_MB = 512                     # per data LUN: ext4 made in seconds under TCG
+# cluster_lab.py says it is alive every minute: this much silence means the
+# guest (or the harness in it) is stuck, and the run ends with the output so
+# far instead of at ``timeout_s``
+SILENCE_S = 300
 TIMELINE_START = "==== cluster timeline (JSON) ===="
 TIMELINE_END = "==== end of cluster timeline ===="
 
@@ -83,7 +87,7 @@ def run_cluster(command: Sequence[str], *, mode: str = "scsi2", events: Sequence
     base = options or LabOptions(data_mb=DATA_MB)
     writable = tuple(dict.fromkeys((*base.writable, str(Path(workdir).resolve()))))
     options = dataclasses.replace(base, luns=max(base.luns, LUNS), writable=writable,
-                                  timeout_s=timeout_s)
+                                  timeout_s=timeout_s, silence_s=base.silence_s or SILENCE_S)
     precompile()
     return run(argv, options, output=output, on_ready=on_ready)
 

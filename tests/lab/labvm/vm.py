@@ -11,8 +11,9 @@ One run is one throwaway guest.  The host side:
 3. reads the console: before ``@@SMBCA-LAB:<nonce>:START@@`` it is boot
    chatter (kept in ``boot.log``), then COMMAND's stdout and stderr until
    ``...:END:<status>@@``; ``...:FATAL@@`` means the guest setup failed;
-4. kills QEMU at the deadline, and always on the way out (QEMU also dies
-   with its parent: PR_SET_PDEATHSIG).
+4. kills QEMU at the deadline, or once COMMAND has printed nothing for
+   ``silence_s`` (a stalled guest), and always on the way out (QEMU also
+   dies with its parent: PR_SET_PDEATHSIG).
 
 Statuses besides COMMAND's own: 124 timeout, 125 the lab failed (the
 console tail is in ``RunResult.failure``).
@@ -36,6 +37,7 @@ from labvm.image import Host, Image, ensure_image, find_host
 
 TIMEOUT_STATUS = 124
 LAB_FAILED_STATUS = 125
+SILENT_STATUS = -124            # _pump's own: reported as TIMEOUT_STATUS
 PASSED_ENV = ("HOME", "LANG", "LC_ALL", "PATH", "VIRTUAL_ENV", "PYTHONPATH", "CI")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -49,6 +51,7 @@ class LabOptions:
     data_mb: int = 1024           # mkfs.xfs needs >= 300 MiB
     writable: tuple[str, ...] = ()  # host dirs mounted read-write at the same path
     timeout_s: float = 3600.0     # whole run, boot included
+    silence_s: float = 0.0        # COMMAND silent this long: the guest is stuck (0: no bound)
     mem_mb: int = 2048
     smp: int = 2
     accel: str = "tcg"
@@ -65,6 +68,8 @@ class LabOptions:
             raise ValueError("LUN sizes must be positive")
         if self.mem_mb < 256 or self.smp < 1:
             raise ValueError("mem_mb must be >= 256 and smp >= 1")
+        if self.silence_s < 0:
+            raise ValueError("silence_s must be >= 0 (0: no bound)")
         for path in self.writable:
             if not os.path.isdir(path):
                 raise ValueError(f"writable {path}: not a directory")
@@ -343,7 +348,8 @@ def run(command: Sequence[str], options: LabOptions = LabOptions(), *,
                                     stderr=qemu_err, start_new_session=True,
                                     preexec_fn=_pdeathsig)
             try:
-                result.status = _pump(proc, console, deadline, job, on_ready)
+                result.status = _pump(proc, console, deadline, job, on_ready,
+                                      options.silence_s)
             finally:
                 _stop(proc)
                 console.flush()
@@ -356,7 +362,12 @@ def run(command: Sequence[str], options: LabOptions = LabOptions(), *,
         result.guest_timings = _guest_timings(job.dir)
         result.warnings = _read(job.dir / "warnings").splitlines()
         result.lun_table = _read(job.dir / "luns.txt")
-        if result.status == TIMEOUT_STATUS and console.status is None:
+        if result.status == SILENT_STATUS:
+            result.status = TIMEOUT_STATUS
+            result.failure = (f"lab: timeout: COMMAND printed nothing for "
+                              f"{options.silence_s:.0f} s, guest killed after "
+                              f"{result.total_s:.0f} s\n")
+        elif result.status == TIMEOUT_STATUS and console.status is None:
             result.failure = f"lab: timeout: guest killed after {options.timeout_s:.0f} s\n"
         elif console.status is None:
             result.failure = _failure_report(job.dir, console.state, proc.returncode)
@@ -368,11 +379,14 @@ def run(command: Sequence[str], options: LabOptions = LabOptions(), *,
 
 
 def _pump(proc: subprocess.Popen, console: _Console, deadline: float | None, job: _Job,
-          on_ready) -> int:
-    """Feed the console until QEMU exits; the command's status or 124/125."""
+          on_ready, silence_s: float = 0.0) -> int:
+    """Feed the console until QEMU exits; the command's status or 124/125
+    (``SILENT_STATUS`` when COMMAND printed nothing for ``silence_s``: a
+    guest that stalls as a whole is ended in minutes, not at ``deadline``)."""
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     power_off_s = 30.0                            # END seen: QEMU should exit promptly
+    heard = time.monotonic()
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -381,8 +395,12 @@ def _pump(proc: subprocess.Popen, console: _Console, deadline: float | None, job
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     return console.status if console.status is not None else TIMEOUT_STATUS
+            if silence_s > 0 and console.state == "run" \
+                    and time.monotonic() - max(heard, console.started_at) > silence_s:
+                return SILENT_STATUS
             if not selector.select(min(wait, 1.0)):
                 continue
+            heard = time.monotonic()
             try:
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
