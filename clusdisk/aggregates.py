@@ -158,13 +158,14 @@ class AggregateManager:
             return up
 
     async def tear_down(self, name: str, steps: list, *, planned: bool = True,
-                        after=None) -> bool:
+                        clients_cut_off: bool = False, after=None) -> bool:
         """Take one aggregate down now (a planned move's source); ``after()``
         runs under the lock once it is down (the placement change)."""
         aggregate = self.by_name[name]
         async with self._lock:
             if name in self.current:
-                await self._tear_down(aggregate, resources.tear_down(aggregate, planned), steps)
+                await self._tear_down(
+                    aggregate, resources.tear_down(aggregate, planned, clients_cut_off), steps)
             if name in self.current:
                 return False
             if after is not None:
@@ -257,7 +258,8 @@ class AggregateManager:
                 reply = await self.notifier.smbcad("adopt", aggregate)
                 self._tickles[aggregate.name] = (reply or {}).get("tickles") or []
             elif isinstance(step, resources.NotifySmbcad):
-                await self.notifier.smbcad(step.event, aggregate, planned=step.planned)
+                await self.notifier.smbcad(step.event, aggregate, planned=step.planned,
+                                           clients_cut_off=step.clients_cut_off)
             elif isinstance(step, resources.NotifyWitness):
                 await self.notifier.witness(step.event, aggregate)
             elif isinstance(step, resources.LifUp):

@@ -59,15 +59,17 @@ class Notifier:
                                f"{reply.get('error', 'no reason given')}")
         return reply
 
-    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
+    async def smbcad(self, event: str, aggregate, *, planned: bool = False,
+                     clients_cut_off: bool = False) -> dict:
         """``event``: "adopt" or "release" (``planned``: a giveback or
-        relocation).  Returns smbcad's reply (an adopt's may list
-        ``"tickles"``: [client ip, client port, server ip, server port])."""
+        relocation; ``clients_cut_off``: this node's public links are down).
+        Returns smbcad's reply (an adopt's may list ``"tickles"``: [client
+        ip, client port, server ip, server port])."""
         if event == "adopt":
             message = events.AggregateAdopt(aggregate.name, aggregate.mount_point, self.node_id)
         else:
             message = events.AggregateRelease(aggregate.name, aggregate.mount_point,
-                                              self.node_id, planned)
+                                              self.node_id, planned, clients_cut_off)
         return await self._send(self.smbcad_socket, "smbcad", message)
 
     async def partner_tickles(self, aggregate) -> list:
@@ -115,8 +117,10 @@ class PairNotifier:
         self.peer = peer
         self.partner_alive = partner_alive
 
-    async def smbcad(self, event: str, aggregate, *, planned: bool = False) -> dict:
-        return await self.notifier.smbcad(event, aggregate, planned=planned)
+    async def smbcad(self, event: str, aggregate, *, planned: bool = False,
+                     clients_cut_off: bool = False) -> dict:
+        return await self.notifier.smbcad(event, aggregate, planned=planned,
+                                          clients_cut_off=clients_cut_off)
 
     async def partner_tickles(self, aggregate) -> list:
         return await self.notifier.partner_tickles(aggregate)

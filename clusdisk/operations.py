@@ -253,6 +253,7 @@ class Operations(PairStatus):
         records: list = []
         down = await self.manager.tear_down(
             name, records, planned=True,
+            clients_cut_off=str(self.operation or "").startswith(HANDOVER),
             after=lambda: self.set_placement(pl.move(self.placement, self.by_name[name], to)))
         steps += [_step(me, r) for r in records]
         if not down:

@@ -93,6 +93,7 @@ class NotifySmbcad:
     aggregate: str
     event: str             # "adopt" | "release"
     planned: bool = False  # release: a relocation or giveback (in-flight requests finish)
+    clients_cut_off: bool = False   # planned release: the public links are down
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,13 @@ def bring_up(aggregate: Aggregate, break_foreign: bool = False) -> tuple:
             NotifyWitness(name, "online", _addresses(aggregate)))
 
 
-def tear_down(aggregate: Aggregate, planned: bool = False) -> tuple:
+def tear_down(aggregate: Aggregate, planned: bool = False, clients_cut_off: bool = False) -> tuple:
+    """``clients_cut_off``: a planned tear-down of a node its clients cannot
+    reach (``public_links``): smbcad hands everything over without waiting
+    for them."""
     name = aggregate.name
     return (NotifyWitness(name, "offline", _addresses(aggregate)),
-            NotifySmbcad(name, "release", planned),
+            NotifySmbcad(name, "release", planned, planned and clients_cut_off),
             *(LifDown(name, lif) for lif in reversed(aggregate.lifs)),
             Unmount(name), SetReadOnly(name), ReleaseDisk(name))
 
@@ -161,7 +165,8 @@ def describe(step) -> str:
     if isinstance(step, ReserveDisk):
         return "reserve data LUN" + (" (break foreign)" if step.break_foreign else "")
     if isinstance(step, NotifySmbcad):
-        return f"smbcad {step.event}" + (" --planned" if step.planned else "")
+        return f"smbcad {step.event}" + (" --planned" if step.planned else "") \
+            + (" (clients cut off)" if step.clients_cut_off else "")
     if isinstance(step, (LifUp, LifDown)):
         return f"LIF {step.lif.name} {'up' if isinstance(step, LifUp) else 'down'}"
     if isinstance(step, NotifyWitness):

@@ -98,21 +98,29 @@ class AggregateAdopt:
 @dataclass(frozen=True, slots=True)
 class AggregateRelease:
     """``planned``: a giveback or relocation, so in-flight requests may finish
-    first; otherwise the aggregate is going away now."""
+    first; otherwise the aggregate is going away now.  ``clients_cut_off``
+    (planned only): this node's public links are down, so no client can send
+    or answer: nothing is waited for from them (sent only when true, so the
+    previous release's messages are unchanged)."""
 
     aggregate: str
     mount_point: str
     node: int
     planned: bool = False
+    clients_cut_off: bool = False
 
     def to_json(self) -> dict:
-        return {"type": "aggregate", "event": "release", "aggregate": self.aggregate,
-                "mount_point": self.mount_point, "node": self.node, "planned": self.planned}
+        message = {"type": "aggregate", "event": "release", "aggregate": self.aggregate,
+                   "mount_point": self.mount_point, "node": self.node, "planned": self.planned}
+        if self.clients_cut_off:
+            message["clients_cut_off"] = True
+        return message
 
     @classmethod
     def from_json(cls, message: dict) -> "AggregateRelease":
         return cls(_text(message, "aggregate"), _text(message, "mount_point"),
-                   _node_id(message), bool(_flag(message, "planned")))
+                   _node_id(message), bool(_flag(message, "planned")),
+                   bool(_flag(message, "clients_cut_off")))
 
 
 @dataclass(frozen=True, slots=True)

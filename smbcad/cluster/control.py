@@ -6,7 +6,9 @@ Requests (``{"command": ...}``):
 
 - ``adopt`` ``{"aggregate": NAME, "mount_point": PATH?}``: bring the aggregate's
   shares online here with the persistent opens of its store;
-- ``release`` ``{"aggregate": NAME, "planned": BOOL}``: take them offline;
+- ``release`` ``{"aggregate": NAME, "planned": BOOL, "clients_cut_off": BOOL?}``:
+  take them offline (``clients_cut_off``: a planned release of a node whose
+  public links are down, which waits for no client);
 - ``status``: node, aggregates (phase, shares, last adoption, mirror state);
 - ``tickles`` ``{"aggregate": NAME}``: the partner's client connections on
   the aggregate's LIFs, as its mirror last listed them (``"tickles"``:
@@ -15,7 +17,8 @@ Requests (``{"command": ...}``):
 
 clusdisk's events ``smbca.events.AggregateAdopt`` / ``AggregateRelease``
 (``{"type": "aggregate", "event": "adopt"|"release", "aggregate": NAME,
-"mount_point": PATH, "node": ID, "planned": BOOL}``) are the same requests.
+"mount_point": PATH, "node": ID, "planned": BOOL, "clients_cut_off": true?}``)
+are the same requests.
 
 Replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": TEXT}``.  A bad
 request changes nothing.  The SMB side (sessions, opens, shares, locks and
@@ -56,8 +59,10 @@ class ControlHandler:
     async def _adopt(self, aggregate: str, mount_point: str | None = None) -> dict:
         return await self.member.adopt(aggregate, mount_point)
 
-    async def _release(self, aggregate: str, planned: bool = False) -> dict:
-        return await self.member.release(aggregate, planned=planned)
+    async def _release(self, aggregate: str, planned: bool = False,
+                       clients_cut_off: bool = False) -> dict:
+        return await self.member.release(aggregate, planned=planned,
+                                         clients_cut_off=clients_cut_off)
 
     async def _tickles(self, aggregate: str) -> dict:
         self.server.aggregates.get(aggregate)          # an unknown name is an error
@@ -70,7 +75,7 @@ class ControlHandler:
 
 _COMMANDS = {"adopt": {"aggregate"}, "release": {"aggregate"}, "status": set(),
              "tickles": {"aggregate"}}
-_OPTIONAL = {"adopt": {"mount_point"}, "release": {"planned"}}
+_OPTIONAL = {"adopt": {"mount_point"}, "release": {"planned", "clients_cut_off"}}
 
 
 def _parse(request) -> tuple[str, dict]:
@@ -83,7 +88,8 @@ def _parse(request) -> tuple[str, dict]:
         if isinstance(event, events.AggregateAdopt):
             return "adopt", {"aggregate": event.aggregate, "mount_point": event.mount_point}
         if isinstance(event, events.AggregateRelease):
-            return "release", {"aggregate": event.aggregate, "planned": event.planned}
+            return "release", {"aggregate": event.aggregate, "planned": event.planned,
+                               "clients_cut_off": event.clients_cut_off}
         raise ControlError(f"{request.get('event')!r} events go to witnessd, not smbcad")
     request = dict(request)
     command = request.pop("command", None)
@@ -98,7 +104,7 @@ def _parse(request) -> tuple[str, dict]:
     for key in ("aggregate", "mount_point"):
         if key in request and not isinstance(request[key], str):
             raise ControlError(f"{key} must be a string")
-    for key in ("planned",):
+    for key in ("planned", "clients_cut_off"):
         if key in request and not isinstance(request[key], bool):
             raise ControlError(f"{key} must be true or false")
     return command, request

@@ -186,14 +186,15 @@ class ClusterMember:
         commit_adoption(self.state_dir, mount_point, adoption)
         return adoption.source
 
-    async def release(self, name: str, *, planned: bool) -> dict:
+    async def release(self, name: str, *, planned: bool, clients_cut_off: bool = False) -> dict:
         aggregate = self.server.aggregates.get(name)
         async with self._lock(name):
             if aggregate.phase is Phase.OFFLINE:
                 return {"aggregate": name, "phase": "offline", "handed_over": 0}
             started = time.monotonic()
             try:
-                handed = await self.server.aggregates.release(name, planned=planned)
+                handed = await self.server.aggregates.release(name, planned=planned,
+                                                              clients_cut_off=clients_cut_off)
             finally:
                 await self._close_store(name)
                 if self.mirrored:

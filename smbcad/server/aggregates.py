@@ -174,11 +174,13 @@ class Aggregates:
 
     # --- release ------------------------------------------------------------------
 
-    async def release(self, name: str, *, planned: bool) -> int:
+    async def release(self, name: str, *, planned: bool, clients_cut_off: bool = False) -> int:
         """Take the aggregate's shares offline; returns how many persistent
         opens were handed over with their records.  Planned: in-flight
         requests finish and every disconnect is committed before this returns,
-        so the partner adopts with nothing lost."""
+        so the partner adopts with nothing lost.  ``clients_cut_off`` (planned
+        only: this node's public links are down): the same, but nothing is
+        waited for from the clients (no next request, no FIN): none can come."""
         aggregate = self.get(name)
         if aggregate.phase is Phase.OFFLINE:
             return 0
@@ -195,7 +197,8 @@ class Aggregates:
             for share in shares:
                 share.store = None
         try:
-            await self._close_connections(shares, drain_s=RELEASE_DRAIN_S if planned else 0.0)
+            await self._close_connections(shares, drain_s=RELEASE_DRAIN_S if planned else 0.0,
+                                          clients_reachable=not clients_cut_off)
             await server.settle()        # the disconnects' commits (planned)
             handed = 0
             commits = []
@@ -217,10 +220,14 @@ class Aggregates:
                  extra={"aggregate": name, "state": "offline"})
         return handed
 
-    async def _close_connections(self, shares, *, drain_s: float) -> None:
+    async def _close_connections(self, shares, *, drain_s: float,
+                                 clients_reachable: bool = True) -> None:
         """Every connection carrying a tree of ``shares`` stops reading, gets
         ``drain_s`` for the requests it is running, then goes (3.3.7.1 runs:
-        its durable opens are kept, disconnected)."""
+        its durable opens are kept, disconnected).  ``clients_reachable``
+        False: the requests running still finish, but no client can send its
+        next request or answer a FIN, so each connection is aborted at once
+        (the waits for them took ~6 s of a cut-off node's handover)."""
         server = self._server
         share_set = set(shares)
         doomed = [conn for conn in list(server.connections)
@@ -239,14 +246,15 @@ class Aggregates:
         # preferably just after it sent one more (held, never answered): a
         # client that waits for that answer is not sending when the FIN
         # comes (Linux 6.1's cifs fails a request whose send it cuts off).
-        next_by = loop.time() + (drain_s and _NEXT_REQUEST_WAIT_S)
-        quiet_by = next_by + (drain_s and _QUIET_WAIT_S)
+        graceful = bool(drain_s) and clients_reachable
+        next_by = loop.time() + (_NEXT_REQUEST_WAIT_S if graceful else 0.0)
+        quiet_by = next_by + (_QUIET_WAIT_S if graceful else 0.0)
         while loop.time() < quiet_by and not all(
                 conn.sink.quiet() and (conn.sink.dropped() or loop.time() >= next_by)
                 for conn in doomed):
             await asyncio.sleep(0.01)
         for conn in doomed:
-            if drain_s:
+            if graceful:
                 conn.close_gracefully()         # FIN; the client closes its end
             else:
                 conn.close()

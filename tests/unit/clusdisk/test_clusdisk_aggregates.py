@@ -39,8 +39,9 @@ class FakeNotifier:
     def __init__(self, journal):
         self.journal = journal
 
-    async def smbcad(self, event, aggregate, planned=False):
-        self.journal.append(("smbcad", event, aggregate.name) + (("planned",) if planned else ()))
+    async def smbcad(self, event, aggregate, planned=False, clients_cut_off=False):
+        self.journal.append(("smbcad", event, aggregate.name) + (("planned",) if planned else ())
+                            + (("clients cut off",) if clients_cut_off else ()))
         return {"ok": True, "tickles": self.tickles} if event == "adopt" else {"ok": True}
 
     tickles: list = []

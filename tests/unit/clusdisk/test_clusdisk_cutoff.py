@@ -73,6 +73,8 @@ def test_cut_off_owner_hands_over_and_nothing_comes_back_by_itself(pair, caplog)
     assert run(b.ops.status())["placement"] == {"aggr1": "b", "aggr2": "b"}
     assert "public port eth0 down for 3.0 s (no carrier): cut off" in caplog.text
     assert "aggr1 handed over to b" in caplog.text
+    # a planned release that waits for no client: none can reach a
+    assert ("smbcad", "release", "aggr1", "planned", "clients cut off") in a.journal
     assert a.metrics.registry.get_sample_value("clusdisk_public_link_handovers_total",
                                                {"outcome": "ok"}) == 1
 
@@ -89,9 +91,10 @@ def test_cut_off_owner_hands_over_and_nothing_comes_back_by_itself(pair, caplog)
     assert a.manager.current == set() and b.manager.current == {"aggr1", "aggr2"}
     assert "public port eth0 up" in caplog.text
 
-    # the operator gives back; the pin goes with it
+    # the operator gives back; the pin goes with it; b's clients can reach b
     assert run(a.ops.control({"command": "giveback"}))["ok"]
     assert a.manager.current == {"aggr1"} and "aggr1" not in b.ops.pinned
+    assert ("smbcad", "release", "aggr1", "planned") in b.journal
 
 
 def test_a_replica_not_in_sync_refuses_and_is_tried_again_later(pair, caplog):

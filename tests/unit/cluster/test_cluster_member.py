@@ -346,6 +346,21 @@ def test_new_opens_never_take_a_durable_file_id_the_partners_replica_holds(tmp_p
     assert second >> 56 == 2                          # this node's id in the top byte
 
 
+async def persistent_open_on_x(server, member):
+    """aggrX adopted, a client on its LIF with vm.vhdx open persistently."""
+    await member.adopt("aggrX")
+    client = await logged_in(server, local_address=LIF_X)
+    tree = client.final(await client.send(Command.TREE_CONNECT, tree_connect_body("sx")))
+    client.tree_id = struct.unpack_from("<I", tree, 36)[0]
+    mid = await client.send(Command.CREATE, dh2q_create("vm.vhdx"))
+    for _ in range(200):
+        if client.final(mid) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.status_of(client.final(mid)) == 0
+    return client
+
+
 def dh2q_create(name: str) -> bytes:
     """CREATE with DH2Q asking for a persistent handle (2.2.13.2.11)."""
     from tests.unit.proto import wire
@@ -362,16 +377,7 @@ def test_only_a_planned_release_commits_the_disconnects(tmp_path, planned):
     server, member, control, mounts = make_node(tmp_path)
 
     async def main():
-        await member.adopt("aggrX")
-        client = await logged_in(server, local_address=LIF_X)
-        tree = client.final(await client.send(Command.TREE_CONNECT, tree_connect_body("sx")))
-        client.tree_id = struct.unpack_from("<I", tree, 36)[0]
-        mid = await client.send(Command.CREATE, dh2q_create("vm.vhdx"))
-        for _ in range(200):
-            if client.final(mid) is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert harness.status_of(client.final(mid)) == 0
+        client = await persistent_open_on_x(server, member)
         await member.release("aggrX", planned=planned)
         store = await LocalHandleStore.open(LogEngine(member.store_dir("aggrX")))
         records = await store.traverse()
@@ -380,3 +386,50 @@ def test_only_a_planned_release_commits_the_disconnects(tmp_path, planned):
     [record] = run(main())
     assert record.path == "vm.vhdx" and record.is_persistent
     assert (record.disconnected_at_ms is not None) == planned
+
+
+class CutOffSink(TransportSink):
+    """A client behind a link that is down: whatever it was sending never
+    completes, it sends nothing more and it never answers a FIN."""
+
+    half_closed = False
+
+    def quiet(self) -> bool:
+        return False
+
+    def dropped(self) -> int:
+        return 0
+
+    def half_close(self) -> None:
+        self.half_closed = True             # the FIN goes nowhere: no connection_lost
+
+
+def test_a_release_with_the_clients_cut_off_commits_everything_and_waits_for_no_client(tmp_path):
+    """clusdisk hands a cut-off node's aggregate over (``clients_cut_off``):
+    still a planned release (the disconnect is committed for the partner),
+    but the connection is aborted instead of given a FIN to answer: no
+    client can answer it."""
+    server, member, control, mounts = make_node(tmp_path)
+
+    async def main():
+        client = await persistent_open_on_x(server, member)
+        sink = CutOffSink(asyncio.get_running_loop())
+        sink.conn, client.conn.sink = client.conn, sink
+        reply = await control.handle(events.AggregateRelease(
+            "aggrX", str(mounts["aggrX"]), 1, planned=True, clients_cut_off=True).to_json())
+        store = await LocalHandleStore.open(LogEngine(member.store_dir("aggrX")))
+        records = await store.traverse()
+        await store.shutdown()
+        return reply, sink, client.conn in server.connections, records
+    reply, sink, still_there, [record] = run(main())
+    assert reply["ok"] and reply["handed_over"] == 1
+    assert sink.closed and not sink.half_closed and not still_there
+    assert record.path == "vm.vhdx" and record.disconnected_at_ms is not None
+
+
+def test_clients_cut_off_is_sent_only_when_true():
+    """So that the previous release's messages stay exactly as they were."""
+    plain = events.AggregateRelease("aggr1", "/srv/aggr1", 1, planned=True).to_json()
+    assert "clients_cut_off" not in plain
+    cut = events.AggregateRelease("aggr1", "/srv/aggr1", 1, planned=True, clients_cut_off=True)
+    assert events.from_json(cut.to_json()) == cut
