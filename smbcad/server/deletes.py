@@ -18,12 +18,10 @@ from smbcad.proto.errors import SmbError
 
 
 def directory_is_empty(server, fs, handle) -> bool:
-    """True when every entry of the open directory ``handle`` is delete-pending."""
-    names = fs.list_names(handle)[2:]                 # after "." and ".."
-    if not names:
-        return True
+    """True when every entry of the open directory ``handle`` is delete-pending
+    (read entry by entry: the first live one ends it, in a directory of any size)."""
     base = tuple(handle.path.split("/")) if handle.path else ()
-    for name in names:
+    for name in fs.iter_names(handle):
         try:
             info = fs.stat_path(base + (name,))
         except SmbError:

@@ -503,6 +503,20 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         names.sort(key=lambda name: (name.upper(), name))
         return [".", ".."] + names
 
+    def iter_names(self, open_file: OpenFile):
+        """The listable names of an open directory in on-disk order, read as
+        they are asked for: a caller that stops at the first one it needs
+        (is it empty?) does not read a large directory whole."""
+        if not open_file.is_directory:
+            raise SmbError(NtStatus.INVALID_PARAMETER, "not a directory handle")
+        try:
+            with os.scandir(open_file.fd) as entries:
+                for entry in entries:
+                    if is_listable(entry.name):
+                        yield entry.name
+        except OSError as err:
+            raise smb_error(err) from err
+
     def find_name(self, open_file: OpenFile, name: str,
                   max_scan_bytes: int | None = None) -> str | None:
         """The spelling on disk of ``name`` in an open directory, or None: its
