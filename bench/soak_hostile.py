@@ -227,8 +227,14 @@ def summarize(args, samples, negotiates, per_object, load_counts) -> dict:
     summary["probe_read_mib_s"] = {"p50": _percentile(reads, 0.5), "min": min(reads, default=None)}
     cpu = [s["cpu_us_per_request"] for s in warm if "cpu_us_per_request" in s]
     if cpu:
-        summary["cpu_us_per_request"] = {"first": cpu[0], "last": cpu[-1],
-                                         "median": statistics.median(cpu)}
+        # One sample is 5 s of whatever the loads happened to send; the
+        # flatness is judged on the medians of six equal spans after warm-up.
+        spans = [cpu[len(cpu) * k // 6:len(cpu) * (k + 1) // 6] for k in range(6)]
+        medians = [round(statistics.median(span), 1) for span in spans if span]
+        summary["cpu_us_per_request"] = {
+            "median": statistics.median(cpu), "span_medians": medians,
+            "last_vs_first_span_pct": round((medians[-1] - medians[0]) / medians[0] * 100, 1),
+            "spread_pct": round((max(medians) - min(medians)) / min(medians) * 100, 1)}
     return summary
 
 
