@@ -3,6 +3,7 @@ real control socket and sd_notify, the fake LUN behind SgDevice, fake host
 operations.  Timings are shrunk (renew 200 ms) so the test takes seconds."""
 
 import asyncio
+import random
 import socket
 
 import pytest
@@ -23,13 +24,34 @@ DATA_NAA = "naa.6001405abcdef0123456789abcdef013"
 
 
 def free_udp_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
+    """Ports that both nodes can bind for UDP (heartbeat) and TCP (the peer
+    channel), taken below the kernel's ephemeral range: a port the kernel
+    just handed out as free is also what it hands to the next outgoing
+    connection, and the peer channel's listener then found it in use."""
+    low, _ = (int(v) for v in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port not in ports and _bindable(port):
+            ports.append(port)
     return ports
+
+
+def _bindable(port: int) -> bool:
+    held = []
+    try:
+        for address in ("127.0.0.1", "127.0.0.2"):
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                sock = socket.socket(socket.AF_INET, kind)
+                held.append(sock)
+                sock.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def make_config(node_id: int, ports, tmp_path, mode: str):
