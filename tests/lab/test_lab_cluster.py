@@ -54,7 +54,7 @@ PLANNED = ["!lif-migrate-lif1@5", "takeover-b@10", "giveback@15", "relocate-aggr
 UNPLANNED = {
     "scsi2": ([*PLANNED, "kill-a@50"], "aggr1,aggr2", ["168", "1.0"]),
     "pr": (["kill-a@5", "restart-a@10", "giveback@15", "cut-a@20"], "aggr1,aggr2",
-           ["128", "1.0"]),
+           ["100", "1.0"]),         # the events end ~60 s after ready, the writers ~120 s
 }
 
 # PR mode's planned moves and rolling restart of both nodes (README "Rolling
@@ -63,7 +63,9 @@ UNPLANNED = {
 # takes over, gives back, aggr1 is relocated to B, A is restarted (it holds
 # nothing: nothing moves) and aggr1 given back; then A takes over, B is
 # restarted and gives nothing, and aggr2 is given back.
-PLANNED_WRITER = ["224", "1.0"]  # MiB and s between writes: still writing after the last event
+# MiB and s between writes: still writing after the last event (the events
+# end ~120 s after the writers are ready, the writers ~205 s)
+PLANNED_WRITER = ["168", "1.0"]
 
 
 @pytest.mark.parametrize("mode", ["scsi2", "pr"])
