@@ -103,7 +103,9 @@ def short_names(names: Iterable[str]) -> dict[str, str]:
 
 def short_name_in(name: str, siblings: Iterable[str]) -> str:
     """FileAlternateNameInformation's name for ``name`` in a directory holding
-    ``siblings``: the name itself when it is valid 8.3, "" for "." and ".."."""
+    ``siblings``: the name itself when it is valid 8.3, "" for "." and "..".
+    ``siblings`` is iterated only when a name must be generated, so a lazy
+    iterable spares the directory listing for the other names."""
     if name in (".", ".."):
         return ""
     if is_8dot3(name):

@@ -11,7 +11,7 @@ from smbcad.proto.constants import InfoType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (DEFAULT_FS_ATTRIBUTES, QUERY_FILE_ACCESS, FileInfoClass, FsInfo,
                                QueryContext, missing_access, query_file_info, query_fs_info,
-                               query_security_access, is_8dot3, short_name_in)
+                               query_security_access, short_name_in)
 from smbcad.proto.query_info import QueryInfoRequest, QueryInfoResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import eas, security, streams
@@ -50,15 +50,15 @@ def _file_info(ctx, open_, request):
 
 
 def _short_name(fs, path: str) -> str:
-    """The 8.3 name of the file at ``path`` among its siblings ("" for the root).
-    A name that is valid 8.3 is its own short name: the siblings are listed
-    only for a name that needs one generated (~N must not collide)."""
+    """The 8.3 name of the file at ``path`` among its siblings ("" for the root);
+    the siblings are listed only if a ~N name must be generated."""
     if not path:
         return ""
-    name = path.rpartition("/")[2]
-    if is_8dot3(name):
-        return name
-    return short_name_in(name, fs.sibling_names(path))
+    return short_name_in(path.rpartition("/")[2], _siblings(fs, path))
+
+
+def _siblings(fs, path: str):
+    yield from fs.sibling_names(path)
 
 
 def _delete_pending(ctx, open_) -> bool:

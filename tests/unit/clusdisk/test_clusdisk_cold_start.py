@@ -15,7 +15,7 @@ from fake_lun import FakeLun
 from smbca.config import SystemdEnv
 from smbca.control import request
 from test_clusdisk_aggregates import FakeHost, FakeLifs, FakeNotifier
-from test_clusdisk_daemon import KEY, free_udp_ports, wait_for
+from test_clusdisk_daemon import KEY, free_ports, wait_for
 
 NAA = {"quorum": "naa.6001405abcdef0123456789abcdef012",
        "aggr1": "naa.6001405abcdef0123456789abcdef013",
@@ -33,7 +33,7 @@ class PairRig:
         self.lun_paths = [LunPath(f"/dev/sg{i}", f"{host}:0:1:{names.index(name)}",
                                   f"/dev/sd{'abcdef'[i]}", designators=(NAA[name],))
                           for i, (host, name) in enumerate(self.paths)]
-        self.ports = free_udp_ports(3)
+        self.ports = free_ports(3)
         self.journals = {1: [], 2: []}
 
     def config(self, node_id):

@@ -23,7 +23,7 @@ QUORUM_NAA = "naa.6001405abcdef0123456789abcdef012"
 DATA_NAA = "naa.6001405abcdef0123456789abcdef013"
 
 
-def free_udp_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Ports that both nodes can bind for UDP (heartbeat) and TCP (the peer
     channel), taken below the kernel's ephemeral range: a port the kernel
     just handed out as free is also what it hands to the next outgoing
@@ -85,7 +85,7 @@ class Rig:
                              designators=(naa,))
                      for i, (h, lun, naa) in enumerate([(0, 0, QUORUM_NAA), (0, 1, DATA_NAA),
                                                          (1, 0, QUORUM_NAA), (1, 1, DATA_NAA)])]
-        self.ports = free_udp_ports(3)
+        self.ports = free_ports(3)
         self.tmp_path = tmp_path
         self.mode = mode
         self.notify_path = str(tmp_path / "notify")

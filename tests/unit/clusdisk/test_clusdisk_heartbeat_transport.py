@@ -15,13 +15,13 @@ from clusdisk.heartbeat import (
 )
 from clusdisk.heartbeat_transport import HeartbeatTransport
 from smbca.config import ListenAddress
-from test_clusdisk_daemon import free_udp_ports
+from test_clusdisk_daemon import free_ports
 
 KEY = b"k" * 32
 
 
 def test_loopback_heartbeats_loss_and_shutdown():
-    pa, pb = free_udp_ports(2)
+    pa, pb = free_ports(2)
     seen = {1: [], 2: []}
 
     def transport(me, peer, mine, theirs):
