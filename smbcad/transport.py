@@ -1,8 +1,22 @@
 """Direct-TCP transport for SMB2 ([MS-SMB2] 2.1): 4-byte framing, back-pressure,
 ordered shutdown.  The only module of smbcad that touches sockets.
 
-Frames are received straight into their own buffer (``BufferedProtocol``), so a
-1 MiB WRITE is never copied between the kernel and the handler.  Reading pauses
+Small frames are received into a staging buffer, several per ``recv`` when the
+client sends them back to back, and copied out whole: one ``recv`` and one
+pass of the event loop per request instead of two (length, then body).  A
+frame larger than ``DIRECT_FRAME`` is received straight into its own buffer
+once its length is known (``BufferedProtocol``), so a 1 MiB WRITE is copied
+between the kernel and the handler only for the bytes that came with its
+length.  The stage is one buffer for all the listener's connections
+(``ReceiveStage``), so an idle connection holds none.
+
+A whole frame runs at once, inside the read callback, when its connection
+has nothing running or queued and no other client's event is still due
+(``SmbListener.events_due``: a frame queued in another frame loop, a
+connection_lost to come); a request then costs one pass of the event loop
+instead of two.  A request that must wait (a break, a commit, a worker
+thread) hands its wait to the connection's frame-loop task, which runs
+every later frame of the connection in order.  Reading pauses
 while too many frames or bytes wait or the send buffer is over its high-water
 mark, so a client that does not read its responses cannot make us buffer
 without bound; one whose unread responses pass a hard limit is closed.
@@ -38,6 +52,10 @@ SEND_HARD_LIMIT = 4 * SEND_HIGH_WATER
 # Before a session is set up only NEGOTIATE and SESSION_SETUP are valid; a
 # Kerberos token is at most 64 KiB (MaxTokenSize), so this leaves room.
 PREAUTH_MAX_FRAME = 128 * 1024
+# Frames up to DIRECT_FRAME bytes are assembled in the staging buffer and
+# copied out; larger ones (WRITE data) get a buffer of their own.
+STAGE_SIZE = 64 * 1024
+DIRECT_FRAME = 16 * 1024
 
 
 class _FrameSink:
@@ -152,6 +170,27 @@ class _ClosedSink:
 _CLOSED_SINK = _ClosedSink()
 
 
+class ReceiveStage:
+    """The buffer small frames are received into, one for all the connections
+    of a listener: asyncio runs ``get_buffer``, ``recv_into`` and
+    ``buffer_updated`` back to back for one connection at a time, and every
+    whole frame is copied out before the next connection reads.  The bytes of
+    a frame not yet whole (rare: a frame split between two reads) are kept by
+    their connection and put back in front of its next read, so an idle
+    connection holds no receive buffer."""
+
+    def __init__(self, size: int = STAGE_SIZE) -> None:
+        self.buffer = bytearray(size)
+        self.view = memoryview(self.buffer)
+
+    def take(self, partial: bytes) -> memoryview:
+        """The stage to receive into, after ``partial`` (at most a small frame)."""
+        if partial:
+            self.buffer[:len(partial)] = partial
+            return self.view[len(partial):]
+        return self.view
+
+
 class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
 
@@ -161,8 +200,9 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self.max_frame = max_frame
         self.transport = None
         self.connection = None
-        self._header = bytearray(4)
-        self._frame: bytearray | None = None
+        self._stage = server.stage       # shared by the listener's connections
+        self._partial = b""              # a small frame's first bytes, not yet whole
+        self._frame: bytearray | None = None     # a large frame received in place
         self._view: memoryview | None = None
         self._filled = 0
         self._frames: collections.deque = collections.deque()
@@ -183,6 +223,11 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self.bytes_written = 0           # every frame byte handed to the transport
         self._closing = False
         self._task = None
+        self._loop = None
+        self._running = False            # the frame loop runs or awaits a frame
+        self._rest = None                # what a frame run in the read callback left to await
+        self._lost_due = False           # counted in events_due until connection_lost
+        self.ran_in_callback = 0         # frames run in the read callback (tests read it)
 
     # --- asyncio callbacks ----------------------------------------------------------
 
@@ -206,7 +251,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self.connection = self.make_connection(_FrameSink(self), peer_text, local_address,
                                                local_port)
         self.connection.turn.join(self.server.client_shares, self.client_host)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         self._last_frame_at = loop.time()
         limits = self.server.limits_config()
@@ -215,55 +260,107 @@ class SmbProtocol(asyncio.BufferedProtocol):
             self._idle_timer = loop.call_later(limits.idle_timeout_s, self._idle_check)
 
     def get_buffer(self, sizehint: int):
-        if self._frame is None:
-            return memoryview(self._header)[self._filled:]
-        return self._view[self._filled:]
+        if self._frame is not None:
+            return self._view[self._filled:]
+        return self._stage.take(self._partial)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._filled += nbytes
-        if self._frame is None:
-            if self._filled < 4:
-                return
-            length = _LENGTH.unpack(self._header)[0]
-            if length >> 24 or length < 4:
-                # The first byte must be zero (2.1).
-                log.info("%s: bad frame length %d", self.connection.peer, length)
-                self.server.metrics.protocol_errors.inc()
-                self.abort()
-                return
-            if length > self.max_frame:
-                # More than MaxWrite/MaxTransact plus headers could ever need.
-                self.server.limits.hit("frame_size", self.connection.peer,
-                                       f"{length}-byte frame (at most {self.max_frame}); closing")
-                self.abort()
-                return
-            if length > PREAUTH_MAX_FRAME and not self.connection.authenticated:
-                self.server.limits.hit("preauth_frame", self.connection.peer,
-                                       f"{length}-byte frame before authentication; closing")
-                self.abort()
-                return
-            self._frame = bytearray(length)
-            self._view = memoryview(self._frame)
-            self._filled = 0
+        if not self._running and not self._frames:
+            # The loop polled its sockets since this connection last ran.
+            self.connection.turn.fresh()
+        if self._frame is not None:
+            self._filled += nbytes
+            if self._filled == len(self._frame):
+                frame = self._frame
+                self._frame = self._view = None
+                self._filled = 0
+                self._deliver(frame)
             return
-        if self._filled == len(self._frame) and self._holding:
+        stage = self._stage.view
+        start, end = 0, len(self._partial) + nbytes
+        self._partial = b""
+        while end - start >= 4 and not self._closing:
+            length = _LENGTH.unpack_from(stage, start)[0]
+            if not self._length_ok(length):
+                return
+            have = end - start - 4
+            if have >= length:
+                frame = bytearray(stage[start + 4:start + 4 + length])
+                start += 4 + length
+                self._deliver(frame)
+                continue
+            if length > DIRECT_FRAME:
+                # The rest goes straight into the frame's own buffer.
+                frame = bytearray(length)
+                frame[:have] = stage[start + 4:end]
+                self._frame, self._view, self._filled = frame, memoryview(frame), have
+                return
+            break
+        if start < end and not self._closing:
+            self._partial = bytes(stage[start:end])
+
+    def _length_ok(self, length: int) -> bool:
+        """Check a frame's direct-TCP length; a bad one closes the connection."""
+        if length >> 24 or length < 4:
+            # The first byte must be zero (2.1).
+            log.info("%s: bad frame length %d", self.connection.peer, length)
+            self.server.metrics.protocol_errors.inc()
+            self.abort()
+            return False
+        if length > self.max_frame:
+            # More than MaxWrite/MaxTransact plus headers could ever need.
+            self.server.limits.hit("frame_size", self.connection.peer,
+                                   f"{length}-byte frame (at most {self.max_frame}); closing")
+            self.abort()
+            return False
+        if length > PREAUTH_MAX_FRAME and not self.connection.authenticated:
+            self.server.limits.hit("preauth_frame", self.connection.peer,
+                                   f"{length}-byte frame before authentication; closing")
+            self.abort()
+            return False
+        return True
+
+    def _deliver(self, frame: bytearray) -> None:
+        """A whole frame: run it now, in the read callback, when nothing of
+        this connection runs or waits, its turn is not used up, the client
+        reads its answers and no other client's event is still due
+        (``SmbListener.events_due``); else queue it for the frame loop."""
+        if self._holding:
             # Read whole, never run, never answered: the client sends it again
             # after it reconnected to the aggregate's new owner.
             self.dropped_frames += 1
-            self._frame = self._view = None
-            self._filled = 0
             return
-        if self._filled == len(self._frame):
-            self._frames.append(self._frame)
-            self._queued_bytes += len(self._frame)
-            self._frame = self._view = None
-            self._filled = 0
+        if (not self._running and not self._frames and not self.server.events_due
+                and self._can_write.is_set() and not self.connection.turn.used_up()):
+            self._run_now(frame)
+            return
+        self._frames.append(frame)
+        self._queued_bytes += len(frame)
+        self.server.events_due += 1
+        self._frame_ready.set()
+        if len(self._frames) >= MAX_QUEUED_FRAMES or self._queued_bytes >= RECEIVE_HIGH_WATER:
+            self.server.limits.hit("receive_buffer", self.connection.peer,
+                                   f"{len(self._frames)} frames, {self._queued_bytes} bytes "
+                                   "waiting; reading paused")
+            self._pause_reading()
+
+    def _run_now(self, frame: bytearray) -> None:
+        """A request that needs no wait costs one pass of the event loop, not
+        two (read callback, then frame-loop task).  One that must wait goes
+        on in the frame loop, which runs nothing else of this connection
+        before it is done."""
+        self._last_frame_at = self._loop.time()
+        self.ran_in_callback += 1
+        try:
+            rest = self.connection.receive_frame_now(frame)
+        except Exception:       # noqa: BLE001 - as a failing frame-loop task: drop the client
+            log.exception("%s: internal error running a request; closing", self.connection.peer)
+            self.abort()
+            return
+        if rest is not None:
+            self._running = True
+            self._rest = rest
             self._frame_ready.set()
-            if len(self._frames) >= MAX_QUEUED_FRAMES or self._queued_bytes >= RECEIVE_HIGH_WATER:
-                self.server.limits.hit("receive_buffer", self.connection.peer,
-                                       f"{len(self._frames)} frames, {self._queued_bytes} bytes "
-                                       "waiting; reading paused")
-                self._pause_reading()
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -278,9 +375,24 @@ class SmbProtocol(asyncio.BufferedProtocol):
             self._send_timer = None
 
     def eof_received(self):
+        self._lose_later()
         return False
 
+    def _lose_later(self) -> None:
+        """connection_lost is due (the client closed, or we abort): until it
+        runs, no other connection runs a request in its read callback, so a
+        client that closes one connection and then sends on another gets the
+        first one's opens disconnected before its request runs
+        (smb2.durable-open.oplock), as the frame loop's order gives."""
+        if not self._lost_due and not self._refused:
+            self._lost_due = True
+            self.server.events_due += 1
+
     def connection_lost(self, exc) -> None:
+        if self._lost_due:
+            self._lost_due = False
+            self.server.events_due -= 1
+        self.server.events_due -= len(self._frames)
         self._closing = True
         self._frame_ready.set()
         self._can_write.set()
@@ -290,6 +402,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._auth_timer = self._idle_timer = self._send_timer = None
         self._frames.clear()
         self._frame = self._view = None
+        self._partial = b""
         if self.connection is not None:
             self.connection.connection_lost()
             self.connection.sink = _CLOSED_SINK
@@ -352,17 +465,25 @@ class SmbProtocol(asyncio.BufferedProtocol):
         conn = self.connection
         try:
             while not self._closing:
-                if not self._frames:
+                if self._rest is not None:
+                    rest, self._rest = self._rest, None
+                    await rest
+                    del rest
+                elif self._frames:
+                    self._running = True
+                    frame = self._frames.popleft()
+                    self._queued_bytes -= len(frame)
+                    self.server.events_due -= 1
+                    self._last_frame_at = self._loop.time()
+                    await conn.receive_frame(frame)
+                    del frame
+                else:
+                    self._running = False
                     self._frame_ready.clear()
                     conn.turn.waiting()
                     await self._frame_ready.wait()
                     conn.turn.rested()
                     continue
-                frame = self._frames.popleft()
-                self._queued_bytes -= len(frame)
-                self._last_frame_at = asyncio.get_running_loop().time()
-                await conn.receive_frame(frame)
-                del frame
                 if not self._can_write.is_set():
                     await self._can_write.wait()
                 if (self._reading_paused and len(self._frames) < MAX_QUEUED_FRAMES // 2
@@ -417,7 +538,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         """Between two requests, with every answer handed to the kernel: the
         moment to close a held connection."""
         transport = self.transport
-        return (self._frame is None and self._filled == 0
+        return (self._frame is None and not self._partial
                 and (transport is None or transport.get_write_buffer_size() == 0))
 
     # --- what the peer has received (break delivery, [MS-SMB2] 3.3.4.6/3.3.4.7) --------
@@ -445,7 +566,8 @@ class SmbProtocol(asyncio.BufferedProtocol):
         return tcp_acks.retransmission_timeout_s(sock) if sock is not None else None
 
     def idle(self) -> bool:
-        return not self._frames and not (self.connection and self.connection.pending)
+        return (not self._frames and self._rest is None
+                and not (self.connection and self.connection.pending))
 
     def reset(self) -> None:
         """Close with a TCP reset, not a FIN queued behind data the peer never
@@ -461,6 +583,8 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._closing = True
         self._frame_ready.set()
         if self.transport is not None:
+            if not self.transport.is_closing():
+                self._lose_later()
             self.transport.abort()
 
 
@@ -478,6 +602,12 @@ class SmbListener:
         self._protocols: set = set()
         self._per_client: dict[str, int] = {}      # client address → live connections
         self.client_shares = ClientShares()         # their turns (server/fairness.py)
+        self.stage = ReceiveStage()
+        # Client events the loop has yet to handle: frames queued in a frame
+        # loop, connection_lost callbacks due.  A frame is run in its read
+        # callback only while there are none, so requests keep the order in
+        # which their connections' events came (SmbProtocol._deliver).
+        self.events_due = 0
         self.metrics = server.metrics
         self.limits = server.limits
 

@@ -19,7 +19,7 @@ from smbcad.proto.constants import (
     TRANSFORM_PROTOCOL_ID, Command, Dialect, HeaderFlags)
 from smbcad.proto.errors import ProtocolViolation, SmbError
 from smbcad.proto.header import (
-    FLAGS_OFFSET, HEADER, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET, SIGNATURE_OFFSET,
+    HEADER, INTERIM_RESPONSE_BODY, NEXT_COMMAND_OFFSET,
     ZERO_SIGNATURE, Smb2Header, encode_error_body)
 from smbcad.proto.status import NtStatus, name_of
 from smbcad.server import channels
@@ -28,6 +28,7 @@ from smbcad.server.context import CompoundState, Offloaded, Pending, Reply, Requ
 from smbcad.server.credits import CreditError, CreditWindow
 from smbcad.server.dispatch import DISPATCH, credit_charge_needed
 from smbcad.server.fairness import BYTES_PER_UNIT, Turn
+from smbcad.server.preconditions import check_preconditions
 
 log = logging.getLogger("smbcad.connection")
 
@@ -37,8 +38,6 @@ _ASYNC_ID_FLAGS = HeaderFlags.SERVER_TO_REDIR | HeaderFlags.ASYNC_COMMAND
 _ECHOED_FLAGS = (HeaderFlags.RELATED_OPERATIONS | HeaderFlags.REPLAY_OPERATION
                  | HeaderFlags.PRIORITY_MASK)
 _ERROR_NO_DATA = encode_error_body()
-# What an expired session may still do (MS-SMB2 3.3.5.2.9).
-_ALLOWED_WHEN_EXPIRED = frozenset({Command.LOGOFF, Command.CLOSE, Command.LOCK})
 # Direct TCP carries a 24-bit length (MS-SMB2 2.1); an encrypted compound
 # also carries the transform header in it.
 MAX_COMPOUND_RESPONSE = 0xFFFFFF - crypto.TRANSFORM_HEADER_SIZE
@@ -87,15 +86,32 @@ class Connection:
         """Handle one transport frame.  Any ProtocolViolation closes the connection."""
         try:
             await self._receive_frame(frame)
-        except CreditError as exc:
+        except (CreditError, ProtocolViolation) as exc:
+            self._violation(exc)
+
+    def receive_frame_now(self, frame: bytearray):
+        """Handle one transport frame without the event loop when it can be
+        answered at once (the transport calls this in its read callback):
+        returns None when it is done, its answer handed to the sink, or a
+        coroutine that finishes it (a request that waits for a break, a
+        commit or a worker thread, a compound, an SMB1 NEGOTIATE), which the
+        caller awaits before it runs this connection's next frame.  The
+        request's own wait never starts here: it starts in that coroutine,
+        inside the caller's task."""
+        try:
+            return self._receive_frame_now(frame)
+        except (CreditError, ProtocolViolation) as exc:
+            self._violation(exc)
+            return None
+
+    def _violation(self, exc: Exception) -> None:
+        if isinstance(exc, CreditError):
             # A client beyond what it was granted is closed (3.3.5.2.3).
             self.server.limits.hit("credits", self.peer, f"{exc}; closing the connection")
-            self.server.metrics.protocol_errors.inc()
-            self.close()
-        except ProtocolViolation as exc:
+        else:
             log.info("%s: dropping connection: %s", self.peer, exc)
-            self.server.metrics.protocol_errors.inc()
-            self.close()
+        self.server.metrics.protocol_errors.inc()
+        self.close()
 
     async def _receive_frame(self, frame: bytearray) -> None:
         magic = bytes(frame[0:4])
@@ -113,6 +129,42 @@ class Connection:
         # After the answer is out: the last request and the frame's bytes
         # (a large frame costs more) count against this connection's turn.
         await self.turn.spend(1 + len(frame) // BYTES_PER_UNIT)
+
+    def _receive_frame_now(self, frame: bytearray):
+        magic = bytes(frame[0:4])
+        if magic == TRANSFORM_PROTOCOL_ID:
+            session, plain = self._decrypt(frame)
+            message = memoryview(plain)
+        elif magic == PROTOCOL_ID:
+            session, message = None, memoryview(frame)
+        else:
+            return self.receive_frame(frame)
+        header = Smb2Header.decode(message, 0)
+        units = 1 + len(frame) // BYTES_PER_UNIT
+        if header.next_command:
+            return self._guarded(self._compound_then_spend(message, session, units))
+        step = self._start_message(header, message, session, CompoundState(), True, True)
+        self.turn.charge(units)
+        if step is None:
+            return None
+        if step.result is not None:
+            return self._guarded(self._finish_waiting(step, session))
+        self._send_responses([self._finish_message(step)], session)
+        return None
+
+    async def _guarded(self, work) -> None:
+        try:
+            await work
+        except (CreditError, ProtocolViolation) as exc:
+            self._violation(exc)
+
+    async def _compound_then_spend(self, message: memoryview, session, units: int) -> None:
+        await self._process_compound(message, encrypted_by=session)
+        await self.turn.spend(units)
+
+    async def _finish_waiting(self, step: "_Step", session) -> None:
+        if await self._await_result(step):
+            self._send_responses([self._finish_message(step)], session)
 
     @property
     def authenticated(self) -> bool:
@@ -254,8 +306,19 @@ class Connection:
                                encrypted_by, state: CompoundState, is_first: bool,
                                is_last: bool):
         """Run one request; returns (response bytes, signer, session) or None."""
+        step = self._start_message(header, message, encrypted_by, state, is_first, is_last)
+        if step is None:
+            return None
+        if step.result is not None and not await self._await_result(step):
+            return None
+        return self._finish_message(step)
+
+    def _start_message(self, header: Smb2Header, message: memoryview, encrypted_by,
+                       state: CompoundState, is_first: bool, is_last: bool):
+        """Checks and the handler, up to what it returns: a ``_Step`` whose
+        ``result`` is a wait (``Offloaded``/``Pending``) still to be awaited,
+        or None, with its status and body set; None for a CANCEL."""
         started = time.perf_counter()
-        server = self.server
         command = header.command
         if header.flags & HeaderFlags.SERVER_TO_REDIR:
             raise ProtocolViolation("response flag in a request")
@@ -278,50 +341,68 @@ class Connection:
         if header.is_related and is_first:
             # The first request of a compound cannot be related (3.3.5.2.7.2).
             state.create_error = NtStatus.INVALID_PARAMETER
-        ctx = RequestContext(self, server, header, message, encrypted_by is not None, state)
+        ctx = RequestContext(self, self.server, header, message, encrypted_by is not None, state)
         if spec is None:
             spec = _unknown_command(command)
-        status = NtStatus.SUCCESS
-        body = None
-        preframed = False
-        reason = None
+        step = _Step(ctx, spec, charge, started, is_first, is_last)
         try:
-            self._check_preconditions(ctx, spec, encrypted_by)
+            check_preconditions(self, ctx, spec, encrypted_by)
             if self.supports_multi_credit and max(header.credit_charge, 1) < credit_charge_needed(command, message):
                 raise SmbError(NtStatus.INVALID_PARAMETER, "credit charge too small")
-            result = spec.handler(ctx)
+            step.take(spec.handler(ctx))
+        except ProtocolViolation:
+            raise
+        except Exception as exc:    # noqa: BLE001 - a handler bug must not take the connection down
+            self._failed(step, exc)
+        return step
+
+    async def _await_result(self, step: "_Step") -> bool:
+        """Wait for what the handler handed back; False when the request went
+        async (its answer comes later, from ``_go_async``)."""
+        result, step.result = step.result, None
+        ctx = step.ctx
+        try:
             if isinstance(result, Offloaded):
                 result = await result.work
             if isinstance(result, Pending):
-                refusal = self._async_refusal(ctx, result) if is_last else None
-                if is_last and refusal is None:
-                    self._go_async(ctx, spec, result, charge, started)
-                    return None
+                refusal = self._async_refusal(ctx, result) if step.is_last else None
+                if step.is_last and refusal is None:
+                    self._go_async(ctx, step.spec, result, step.charge, step.started)
+                    return False
                 result = await (self._refuse_async(result, *refusal) if refusal else result.work)
-            if isinstance(result, Reply):
-                body, status, preframed = result.body, result.status, result.preframed
-            else:
-                body = result
-        except SmbError as exc:
-            status, body = exc.status, encode_error_body(exc.data)
-            reason = exc
+            step.take(result)
         except ProtocolViolation:
             raise
-        except Exception:    # a handler bug must not take the connection down
-            log.exception("%s: internal error in %s", self.peer, spec.name)
-            status, body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
-        if not (is_first and is_last):
+        except Exception as exc:    # noqa: BLE001 - a handler bug must not take the connection down
+            self._failed(step, exc)
+        return True
+
+    def _failed(self, step: "_Step", exc: Exception) -> None:
+        """A request's SmbError is its status; any other exception is a bug,
+        logged, and STATUS_INTERNAL_ERROR for the client."""
+        if isinstance(exc, SmbError):
+            step.fail(exc)
+            return
+        log.error("%s: internal error in %s", self.peer, step.spec.name, exc_info=exc)
+        step.status, step.body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
+
+    def _finish_message(self, step: "_Step"):
+        """The response of a request that has its status and body."""
+        ctx, state = step.ctx, step.ctx.compound
+        status, body, preframed = step.status, step.body, step.preframed
+        if not (step.is_first and step.is_last):
             status, body, preframed = self._fit_compound(state, status, body, preframed)
         state.last_status = status
-        if command == Command.CREATE and (status >> 30) == 3:
+        header = ctx.header
+        if header.command == Command.CREATE and (status >> 30) == 3:
             state.create_error = status
-        response = self._build_response(ctx, status, body, preframed, charge)
-        server.metrics.observe(spec.name, status, time.perf_counter() - started)
+        response = self._build_response(ctx, status, body, preframed, step.charge)
+        self.server.metrics.observe(step.spec.name, status, time.perf_counter() - step.started)
         if ctx.tree is not None:
             ctx.tree.share.counters.operations.inc()
         if status and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: %s mid %d → %s (%s)", self.peer, spec.name, header.message_id,
-                      name_of(status), reason)
+            log.debug("%s: %s mid %d → %s (%s)", self.peer, step.spec.name, header.message_id,
+                      name_of(status), step.reason)
         for hook in ctx.after_send:
             hook()
         return response
@@ -339,94 +420,6 @@ class Connection:
             member = (HEADER_SIZE + len(body) + 7) & ~7
         state.response_bytes += member
         return status, body, preframed
-
-    def _check_preconditions(self, ctx: RequestContext, spec, encrypted_by) -> None:
-        """Session, signature, encryption and tree checks (3.3.5.2.4, .9, .11)."""
-        header = ctx.header
-        if not spec.needs_session:
-            if header.session_id:
-                ctx.session = self._session_for_setup(header, ctx.message)
-            self._fail_after_failed_create(ctx)
-            return
-        # A related operation takes SessionId and TreeId from the one before
-        # whatever its own fields hold: 0, all ones or a stale id
-        # (3.3.5.2.7.2; Samba's smbd_smb2_request_check_session/_tcon use
-        # last_session_id/last_tid for every chained request, as Windows does).
-        inherited = header.is_related
-        session_id = ctx.compound.session_id if inherited else header.session_id
-        session = self.server.sessions.get(session_id)
-        if session is None or (not session.is_on(self) and
-                               header.command != Command.SESSION_SETUP):
-            # Inheriting a session that did not exist breaks the chain (3.3.5.2.7.2).
-            raise SmbError(NtStatus.INVALID_PARAMETER if inherited
-                           else NtStatus.USER_SESSION_DELETED)
-        ctx.session = session
-        if session.state == SessionState.EXPIRED:
-            raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
-        if session.state != SessionState.VALID and header.command != Command.SESSION_SETUP:
-            raise SmbError(NtStatus.USER_SESSION_DELETED)
-        if encrypted_by is not None:
-            if encrypted_by is not session:
-                raise SmbError(NtStatus.ACCESS_DENIED, "encrypted with another session's key")
-        elif session.state == SessionState.VALID:
-            if header.is_signed:
-                signer = session.signer_for(self)
-                if signer is None or not signer.verify(ctx.message):
-                    self.server.metrics.signature_failures.inc()
-                    raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
-            elif session.signing_required and header.command != Command.SESSION_SETUP:
-                raise SmbError(NtStatus.ACCESS_DENIED, "unsigned request")
-            if session.encrypt_data and header.command != Command.SESSION_SETUP:
-                raise SmbError(NtStatus.ACCESS_DENIED, "session requires encryption")
-        if session.identity is not None and session.identity.expires_at is not None \
-                and header.command not in _ALLOWED_WHEN_EXPIRED \
-                and time.time() >= session.identity.expires_at:
-            # The Kerberos ticket ran out: the client re-authenticates on this
-            # status and retries (3.3.5.2.9, 3.2.5.1.9).
-            raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
-        ctx.compound.session_id = session_id
-        self._fail_after_failed_create(ctx)
-        if not spec.needs_tree:
-            return
-        tree_id = ctx.compound.tree_id if inherited else header.tree_id
-        tree = session.trees.get(tree_id)
-        if tree is None:
-            raise SmbError(NtStatus.NETWORK_NAME_DELETED)
-        if tree.encrypt_data and encrypted_by is None:
-            raise SmbError(NtStatus.ACCESS_DENIED, "share requires encryption")
-        ctx.tree = tree
-        ctx.compound.tree_id = tree_id
-
-    @staticmethod
-    def _fail_after_failed_create(ctx: RequestContext) -> None:
-        """A failed CREATE fails the related operations after it with its own
-        status (3.3.5.2.7.2); checked once the session is known, so the error
-        is signed like the CREATE's, and before the tree, so no inherited
-        TreeId can turn it into another status."""
-        if ctx.header.is_related and ctx.compound.create_error:
-            raise SmbError(ctx.compound.create_error)
-
-    def _session_for_setup(self, header: Smb2Header, message):
-        """SESSION_SETUP continuing or re-authenticating a session (3.3.5.5):
-        it must live on this connection, and a signed re-auth must verify."""
-        session = self.server.sessions.get(header.session_id)
-        if header.command != Command.SESSION_SETUP:
-            return session
-        if len(message) > HEADER_SIZE + 2 and message[HEADER_SIZE + 2] & 0x01:
-            return session          # a channel bind: the handler answers it (3.3.5.5)
-        if session is None or not session.is_on(self):
-            raise SmbError(NtStatus.USER_SESSION_DELETED)
-        if session.state == SessionState.EXPIRED:
-            raise SmbError(NtStatus.NETWORK_SESSION_EXPIRED)
-        if session.state == SessionState.VALID:
-            signer = session.signer_for(self)
-            if header.is_signed and (signer is None or not signer.verify(message)):
-                raise SmbError(NtStatus.ACCESS_DENIED, "bad signature")
-            if not header.is_signed and session.signing_required and signer is not None:
-                # A re-authentication is signed like any request once signing
-                # is required (3.3.5.2.4), on a bound channel too.
-                raise SmbError(NtStatus.ACCESS_DENIED, "unsigned re-authentication")
-        return session
 
     @staticmethod
     def _pack_response_header(frame, ctx: RequestContext, status: int, credits: int,
@@ -698,3 +691,35 @@ class _AsyncRequest:
         self.done = False
         self.interim_sent = False
         self.session_survives = False       # its channel went, its session lives on
+
+
+class _Step:
+    """One request between its handler and its response: what the handler
+    returned (a wait still to be awaited, in ``result``) or the status and
+    body it came to."""
+
+    __slots__ = ("ctx", "spec", "charge", "started", "is_first", "is_last", "result",
+                 "status", "body", "preframed", "reason")
+
+    def __init__(self, ctx: RequestContext, spec, charge: int, started: float,
+                 is_first: bool, is_last: bool) -> None:
+        self.ctx, self.spec, self.charge, self.started = ctx, spec, charge, started
+        self.is_first, self.is_last = is_first, is_last
+        self.result = None
+        self.status = NtStatus.SUCCESS
+        self.body = None
+        self.preframed = False
+        self.reason = None
+
+    def take(self, result) -> None:
+        """What a handler, or the wait it handed back, came to."""
+        if isinstance(result, (Offloaded, Pending)):
+            self.result = result
+        elif isinstance(result, Reply):
+            self.body, self.status, self.preframed = result.body, result.status, result.preframed
+        else:
+            self.body = result
+
+    def fail(self, exc: SmbError) -> None:
+        self.status, self.body = exc.status, encode_error_body(exc.data)
+        self.reason = exc

@@ -98,15 +98,28 @@ class Turn:
 
     async def spend(self, units: int = 1) -> None:
         """Count ``units`` of work done; past the limit, let the others run."""
+        if self.charge(units):
+            self.used = 0
+            self.yields += 1
+            await asyncio.sleep(0)
+
+    def charge(self, units: int = 1) -> bool:
+        """Count ``units`` of work done; True once the turn is used up (the
+        caller then lets the others run before this connection goes on)."""
         self.used += units
         limit = self.limit
         share = self.share
         if share is not None and share.busy > 1:
             limit = max(1, limit // share.busy)
-        if self.used >= limit:
-            self.used = 0
-            self.yields += 1
-            await asyncio.sleep(0)
+        return self.used >= limit
+
+    def used_up(self) -> bool:
+        """Whether the turn is over without counting more (see ``charge``)."""
+        return self.charge(0)
+
+    def fresh(self) -> None:
+        """The loop polled its sockets since this connection last ran: a new turn."""
+        self.used = 0
 
     def join(self, shares: ClientShares, host: str) -> None:
         """Count this connection in its client address's share."""
