@@ -10,6 +10,7 @@ relative to smbd. Raw values and medians go to bench/results/ as JSON.
   # samba-testsuite and the test venv:
   /opt/smbca/test-venv/bin/python bench/compare.py
   /opt/smbca/test-venv/bin/python bench/compare.py --ours smbd   # smbd vs smbd: checks the script
+  /opt/smbca/test-venv/bin/python bench/compare.py --unpinned --only 4x4 --only 16x1
 
 See shared/reference/benchmarking.md for which client suits which figure.
 """
@@ -288,6 +289,10 @@ def benches(args, source: Path) -> list[Bench]:
         Bench("smbtorture create+close 4x4", "pairs/s", True,
               lambda s, m: _pairs(torture_bench(s, m, args.torture_seconds, 4, 4),
                                   args.torture_seconds)),
+        # Sixteen clients, one request in flight each: many hosts on one node.
+        Bench("smbtorture create+close 16x1", "pairs/s", True,
+              lambda s, m: _pairs(torture_bench(s, m, args.torture_seconds, 16, 1),
+                                  args.torture_seconds)),
         Bench(f"{args.files} files create+write+close", "files/s", True,
               lambda s, m: smbclient_files(s, m, "put", args.files)),
         Bench(f"{args.files} files open+read+close", "files/s", True,
@@ -390,16 +395,18 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument("--only", action="append", help="run benchmarks whose name contains this")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--unpinned", action="store_true",
+                        help="servers and clients on every CPU (how many cores each server uses)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root (smbd needs it)")
     for tool in ("smbd", "smbclient", "smbtorture", "taskset"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (bash scripts/test.sh installs it)")
-    pinned = (os.cpu_count() or 1) >= 2
+    pinned = (os.cpu_count() or 1) >= 2 and not args.unpinned
     if pinned:
         os.sched_setaffinity(0, {CLIENT_CPU})
-    else:
+    elif not args.unpinned:
         print("warning: one CPU only, servers and clients are not pinned", file=sys.stderr)
 
     slots = ["smbd", args.ours if args.ours == "smbcad" else "smbd(ours)"]

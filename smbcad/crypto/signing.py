@@ -130,6 +130,12 @@ class _AesGmacSigner(Signer):
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(bytes(key))
 
+    def sign(self, buf, offset: int = 0, length: int | None = None) -> None:
+        # The field is zeroed, MACed and filled in place: nothing to restore.
+        msg = _message(buf, offset, length)
+        msg[SIGNATURE_OFFSET:_SIG_END] = ZERO_SIGNATURE
+        msg[SIGNATURE_OFFSET:_SIG_END] = self._aead.encrypt(gmac_nonce(msg), b"", msg)
+
     def _mac(self, msg: memoryview) -> bytes:
         nonce = gmac_nonce(msg)
         if msg.readonly:

@@ -34,6 +34,7 @@ primary gid when it has them (``own_new_file``), so local Unix tools see the
 same owner as the security descriptor.
 """
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -203,6 +204,8 @@ _ANONYMOUS_LOGON = Sid(5, (7,))
 _AUTHENTICATED_USERS = Sid(5, (11,))
 _BUILTIN_USERS = Sid(5, (32, 545))
 _BUILTIN_GUESTS = Sid(5, (32, 546))
+_ANONYMOUS_TOKEN = Token(_ANONYMOUS_LOGON, frozenset({_NETWORK}))
+_GUEST_TOKEN = Token(_BUILTIN_GUESTS, frozenset({EVERYONE, _BUILTIN_GUESTS, _NETWORK}))
 
 _FILE_LIST_DIRECTORY = 0x00000001
 _FILE_ADD_FILE = 0x00000002
@@ -236,16 +239,21 @@ def privileged_rights(token: Token, backup_intent: bool) -> int:
 
 
 def session_token(fs, identity) -> Token:
-    """The token of a session's user (mapping in the module docstring)."""
+    """The token of a session's user (mapping in the module docstring).
+    Identities and tokens are immutable, so each is built once (every CREATE
+    asks for one)."""
     if identity is None or identity.is_anonymous:
-        return Token(_ANONYMOUS_LOGON, frozenset({_NETWORK}))
+        return _ANONYMOUS_TOKEN
     if identity.is_guest:
-        return Token(_BUILTIN_GUESTS, frozenset({EVERYONE, _BUILTIN_GUESTS, _NETWORK}))
-    groups = {EVERYONE, _AUTHENTICATED_USERS, _BUILTIN_USERS, _NETWORK}
+        return _GUEST_TOKEN
     if identity.uid is None:
-        uid, gid = fs.default_owner()
-    else:
-        uid, gid = identity.uid, identity.gid
+        return _token_of(identity, *fs.default_owner())
+    return _token_of(identity, identity.uid, identity.gid)
+
+
+@functools.lru_cache(maxsize=4096)
+def _token_of(identity, uid: int, gid: int | None) -> Token:
+    groups = {EVERYONE, _AUTHENTICATED_USERS, _BUILTIN_USERS, _NETWORK}
     primary = unix_group_sid(gid) if gid is not None else None
     groups.update(unix_group_sid(number) for number in (gid, *identity.gids)
                   if number is not None)
@@ -268,9 +276,16 @@ def own_new_file(fs, handle, identity) -> None:
         fs.set_posix_owner(handle, identity.uid, identity.gid)
 
 
-def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:
-    """The readable descriptor a client stored on ``path`` (share-relative, any case)."""
-    raw = fs.stored_security_at(path)
+# ``check_open``'s ``stored`` when the caller has not read the descriptor.
+UNREAD = object()
+
+
+def stored_descriptor(fs, path: str, raw=UNREAD) -> SecurityDescriptor | None:
+    """The readable descriptor a client stored on ``path`` (share-relative, any
+    case); ``raw``: its stored bytes, when the caller read them already (a
+    lookup's ``Resolved.security``)."""
+    if raw is UNREAD:
+        raw = fs.stored_security_at(path)
     if not raw:
         return None
     try:
@@ -281,7 +296,7 @@ def stored_descriptor(fs, path: str) -> SecurityDescriptor | None:
 
 
 def check_open(fs, path: str, token: Token, desired: int, *,
-               backup_intent: bool = False) -> int | None:
+               backup_intent: bool = False, stored=UNREAD) -> int | None:
     """The access a stored descriptor grants for ``desired`` when opening ``path``
     ([MS-FSA] 2.1.5.1.2.1), or None when the file has none stored.
 
@@ -293,16 +308,17 @@ def check_open(fs, path: str, token: Token, desired: int, *,
     (``privileged_rights``).  Raises SmbError (STATUS_ACCESS_DENIED) when a
     wanted right is not granted.
     """
-    descriptor = stored_descriptor(fs, path)
+    descriptor = stored_descriptor(fs, path, stored)
     if descriptor is None:
         return None
     wanted = map_generic(desired)
     privileged = privileged_rights(token, backup_intent)
     if privileged:
         if wanted & MAXIMUM_ALLOWED:
-            return check_open(fs, path, token, wanted & ~privileged) | privileged
+            return check_open(fs, path, token, wanted & ~privileged, stored=stored) | privileged
         rest = wanted & ~privileged
-        return (wanted & privileged) | (check_open(fs, path, token, rest) if rest else 0)
+        return (wanted & privileged) | (check_open(fs, path, token, rest, stored=stored)
+                                        if rest else 0)
     if wanted & MAXIMUM_ALLOWED:
         granted = access_check(descriptor, token, wanted & ~_VIA_PARENT)
         if path and granted & _VIA_PARENT != _VIA_PARENT:

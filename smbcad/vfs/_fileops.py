@@ -80,11 +80,13 @@ class ChangeTimes:
 
 
 class FileOps:
-    """fd-level methods; ``ShareFs`` supplies ``_sys``, ``change_times`` and ``volume``."""
+    """fd-level methods; ``ShareFs`` supplies ``_sys``, ``change_times``,
+    ``volume`` and ``_owner``."""
 
     _sys: Syscalls
     change_times: ChangeTimes
     volume: VolumeId
+    _owner: tuple[int, int]
 
     def _fd_info(self, open_file: OpenFile) -> FileInfo:
         """Uncached ``FileInfo`` of an open file (no remembered change time)."""
@@ -120,10 +122,10 @@ class FileOps:
         with translated():
             os.fchown(open_file.fd, -1 if uid is None else uid, -1 if gid is None else gid)
 
-    @staticmethod
-    def default_owner() -> tuple[int, int]:
-        """(uid, gid) that files this server creates are owned by: its own."""
-        return os.geteuid(), os.getegid()
+    def default_owner(self) -> tuple[int, int]:
+        """(uid, gid) that files this server creates are owned by: its own
+        (read when the share was opened; smbcad never changes its ids)."""
+        return self._owner
 
     def set_posix_mode(self, open_file: OpenFile, mode: int) -> None:
         """Apply permission bits mapped from a DACL (SET_INFO security)."""

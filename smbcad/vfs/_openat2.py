@@ -59,6 +59,9 @@ class _OpenHow(ctypes.Structure):
     ]
 
 
+_OPEN_HOW_SIZE = ctypes.sizeof(_OpenHow)
+
+
 class Syscalls:
     """ctypes bindings; raise ``OSError`` with the kernel's errno on failure."""
 
@@ -70,6 +73,12 @@ class Syscalls:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._syscall = self._libc.syscall
         self._syscall.restype = ctypes.c_long
+        # openat2 on every CREATE: a function object of its own with argtypes,
+        # so a call converts plain ints and bytes without wrapper objects.
+        self._openat2 = self._libc["syscall"]
+        self._openat2.restype = ctypes.c_long
+        self._openat2.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
+                                  ctypes.c_void_p, ctypes.c_size_t)
         self._fallocate = self._libc.fallocate
         self._fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
         self._fallocate.restype = ctypes.c_int
@@ -80,9 +89,7 @@ class Syscalls:
         how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
         raw = _c_path(path)
         for _ in range(_EAGAIN_RETRIES):
-            fd = self._syscall(ctypes.c_long(self._nr_openat2), ctypes.c_int(dirfd),
-                               ctypes.c_char_p(raw), ctypes.byref(how),
-                               ctypes.c_size_t(ctypes.sizeof(how)))
+            fd = self._openat2(self._nr_openat2, dirfd, raw, ctypes.addressof(how), _OPEN_HOW_SIZE)
             if fd >= 0:
                 return fd
             err = ctypes.get_errno()

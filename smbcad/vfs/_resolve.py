@@ -27,7 +27,7 @@ import os
 
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.vfs import _meta
+from smbcad.vfs import _meta, ntacl
 from smbcad.vfs._openat2 import Syscalls
 from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import Resolved
@@ -124,11 +124,13 @@ class Resolver:
     def _found(self, fd: int, path: str) -> Resolved:
         try:
             info = _meta.info_of_path_fd(fd, path.rpartition("/")[2], self._volume)
+            # A CREATE checks it next: read now, not by resolving the path again.
+            security = ntacl.read(f"/proc/self/fd/{fd}")
         except OSError as err:
             raise smb_error(err) from err
         finally:
             os.close(fd)
-        return Resolved(path, True, info)
+        return Resolved(path, True, info, security)
 
     def _walk(self, components: tuple[str, ...], max_scan_bytes: int | None) -> Resolved:
         """Component by component, falling back to a case-insensitive match."""

@@ -15,12 +15,15 @@ class Resolved:
     ``path`` is the on-disk path relative to the share root, ``/``-separated,
     ``""`` for the root.  Existing components carry their on-disk spelling; a
     missing leaf keeps the client's spelling (that is the name it gets created
-    with).  ``info`` is set exactly when ``exists``.
+    with).  ``info`` is set exactly when ``exists``.  ``security``: the
+    descriptor a client stored on the file (``ntacl.py``), read with ``info``
+    from the same descriptor, or None (none stored, or no file).
     """
 
     path: str
     exists: bool
     info: FileInfo | None = None
+    security: bytes | None = None
 
     @property
     def name(self) -> str:

@@ -75,6 +75,7 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
             os.close(self._root_fd)
             raise
         self.case_sensitive = case_sensitive
+        self._owner = (os.geteuid(), os.getegid())
         # Names by case key of recently used directories (name_index.py).
         self.name_index = None if case_sensitive else NameIndex()
         self._resolver = Resolver(self._sys, self._root_fd, self.volume, self.name_index)
@@ -122,7 +123,8 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         """
         resolved = self._resolver.lookup(components, max_scan_bytes)
         if resolved.info is not None and self.change_times:
-            resolved = Resolved(resolved.path, resolved.exists, self.change_times.apply(resolved.info))
+            resolved = Resolved(resolved.path, resolved.exists,
+                                self.change_times.apply(resolved.info), resolved.security)
         return resolved
 
     def stat_path(self, components: tuple[str, ...]) -> FileInfo:

@@ -75,11 +75,13 @@ def _validate(request: CreateRequest) -> None:
     request.create_contexts.validate()
 
 
-def _granted_access(ctx, request: CreateRequest, exists_info, components=None) -> int:
+def _granted_access(ctx, request: CreateRequest, exists_info, components=None,
+                    stored=security.UNREAD) -> int:
     """Map generic rights and check them against the share, the file's stored
     descriptor (or, for a new file, its parent's) and READONLY ([MS-FSA]
     2.1.5.1.2, 2.1.5.1.2.1; server/security.py).  A file without a stored
-    descriptor is limited by the share's rights alone."""
+    descriptor is limited by the share's rights alone.  ``stored``: the
+    file's stored descriptor as its lookup read it."""
     tree = ctx.tree
     access = files.map_generic(request.desired_access, tree.maximal_access)
     if access == 0:
@@ -98,14 +100,14 @@ def _granted_access(ctx, request: CreateRequest, exists_info, components=None) -
     if exists_info is not None:
         path = "/".join(components)
         granted = security.check_open(fs, path, token, request.desired_access,
-                                      backup_intent=backup)
+                                      backup_intent=backup, stored=stored)
         if granted is not None:
             access &= granted           # MAXIMUM_ALLOWED: the share's and the DACL's
             if request.create_disposition in _TRUNCATING:
                 # Overwriting is writing, whatever access the open asks for
                 # (smb2.acls.OVERWRITE_READ_ONLY_FILE, as Windows and Samba).
                 security.check_open(fs, path, token, AccessMask.FILE_WRITE_DATA,
-                                    backup_intent=backup)
+                                    backup_intent=backup, stored=stored)
     elif components and request.create_disposition not in (Disp.OPEN, Disp.OVERWRITE):
         security.check_create(fs, "/".join(components[:-1]), token,
                               bool(request.create_options & Opt.DIRECTORY_FILE),
@@ -253,7 +255,8 @@ def _open_resolved(ctx, request, components, stream, resolved):
     if not components and request.create_options & Opt.NON_DIRECTORY_FILE:
         raise SmbError(NtStatus.FILE_IS_A_DIRECTORY)
     access = _granted_access(ctx, request, resolved.info if resolved.exists
-                             and done != CreateAction.CREATED else None, components)
+                             and done != CreateAction.CREATED else None, components,
+                             resolved.security if resolved.exists else security.UNREAD)
     options = request.create_options
     if options & Opt.DELETE_ON_CLOSE and not access & AccessMask.DELETE:
         raise SmbError(NtStatus.ACCESS_DENIED, "delete-on-close needs DELETE access")
