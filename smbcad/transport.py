@@ -325,6 +325,8 @@ class SmbProtocol(asyncio.BufferedProtocol):
         this connection runs or waits, its turn is not used up, the client
         reads its answers and no other client's event is still due
         (``SmbListener.events_due``); else queue it for the frame loop."""
+        if self._closing:
+            return
         if self._holding:
             # Read whole, never run, never answered: the client sends it again
             # after it reconnected to the aggregate's new owner.
@@ -464,11 +466,15 @@ class SmbProtocol(asyncio.BufferedProtocol):
     async def _run(self) -> None:
         conn = self.connection
         try:
-            while not self._closing:
+            while True:
                 if self._rest is not None:
+                    # A request whose handler ran goes to its end, as one
+                    # the frame loop started does when the connection closes.
                     rest, self._rest = self._rest, None
                     await rest
                     del rest
+                elif self._closing:
+                    break
                 elif self._frames:
                     self._running = True
                     frame = self._frames.popleft()
