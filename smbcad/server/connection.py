@@ -24,7 +24,8 @@ from smbcad.proto.header import (
 from smbcad.proto.status import NtStatus, name_of
 from smbcad.server import channels
 from smbcad.server.adm import SessionState
-from smbcad.server.context import CompoundState, Offloaded, Pending, Reply, RequestContext
+from smbcad.server.context import (
+    READ_FRAME_AT, CompoundState, Offloaded, Pending, Reply, RequestContext)
 from smbcad.server.credits import CreditError, CreditWindow
 from smbcad.server.dispatch import DISPATCH, credit_charge_needed
 from smbcad.server.fairness import BYTES_PER_UNIT, Turn
@@ -280,15 +281,25 @@ class Connection:
                     signer.sign(frame, start, len(frame) - start)
             message = memoryview(frame)[4:]
         encrypt_session = encrypted_by or self._encrypting_session(responses)
-        if encrypt_session is not None and encrypt_session.encryptor is not None:
-            self.sink.send([encrypt_session.encryptor.encrypt(message, encrypt_session.session_id)])
-        else:
+        if encrypt_session is None or encrypt_session.encryptor is None:
             self.sink.send_frame(frame)
+            return
+        encryptor = encrypt_session.encryptor
+        if (isinstance(frame, memoryview) and frame.obj is self._read_buffer
+                and encryptor.encrypts_in_place(len(message))):
+            # A large READ: encrypted in the buffer it was read into.
+            whole = memoryview(self._read_buffer)[:READ_FRAME_AT + len(frame)]
+            encryptor.encrypt_in_place(whole, READ_FRAME_AT + 4, encrypt_session.session_id)
+            self.sink.send_frame(whole)
+        else:
+            self.sink.send([encryptor.encrypt(message, encrypt_session.session_id)])
 
     def read_buffer(self, size: int) -> bytearray:
         """A reusable buffer for READ responses: the transport has sent or copied
         the last one by the time the next READ runs, and a fresh multi-MiB
-        bytearray costs more to zero-fill than the read itself."""
+        bytearray costs more to zero-fill than the read itself.  The response
+        frame starts at ``READ_FRAME_AT``, so an encrypted one is encrypted
+        where it is, its TRANSFORM_HEADER in the bytes before it."""
         if len(self._read_buffer) < size:
             self._read_buffer = bytearray(size)
         return self._read_buffer

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from smbcad.crypto import TRANSFORM_HEADER_SIZE
 from smbcad.proto.constants import Command
 from smbcad.proto.errors import SmbError
 from smbcad.proto.header import Smb2Header
@@ -11,6 +12,9 @@ from smbcad.server import channel_sequence
 
 # A FileId of all ones in a related compound means "the previous CREATE's" (3.3.5.2.7.2).
 RELATED_FILE_ID = (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+# Where a READ response's frame starts in Connection.read_buffer: the bytes
+# before it hold a TRANSFORM_HEADER when the response is encrypted in place.
+READ_FRAME_AT = TRANSFORM_HEADER_SIZE
 # CLOSE names an open without "using" it: IsReplayEligible is cleared by FLUSH,
 # READ, WRITE, LOCK, IOCTL, QUERY_DIRECTORY, CHANGE_NOTIFY, QUERY_INFO,
 # SET_INFO and OPLOCK_BREAK (3.3.5.11-3.3.5.22), not by CLOSE (3.3.5.10).

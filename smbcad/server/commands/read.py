@@ -7,7 +7,7 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.read import DATA_OFFSET, ReadRequest, encode_read_response_prefix
 from smbcad.proto.status import NtStatus
 from smbcad.server import locks, pipes
-from smbcad.server.context import Reply
+from smbcad.server.context import READ_FRAME_AT, Reply
 
 _READ_ACCESS = AccessMask.FILE_READ_DATA | AccessMask.FILE_EXECUTE
 _MAX_OFFSET = (1 << 63) - 1
@@ -29,8 +29,9 @@ def handle(ctx):
         raise SmbError(NtStatus.INVALID_PARAMETER, "range beyond the largest offset")
     locks.check_io(ctx.server, open_, request.offset, request.length, write=False)
     length = request.length
-    # [4: direct-TCP length][64: header][16: READ response][data]
-    start = 4 + DATA_OFFSET
+    # [room for a TRANSFORM_HEADER][4: direct-TCP length][64: header]
+    # [16: READ response][data] (Connection.read_buffer)
+    start = READ_FRAME_AT + 4 + DATA_OFFSET
     buffer = ctx.connection.read_buffer(start + max(length, 1))
     view = memoryview(buffer)
     count = ctx.tree.share.fs.read_into(open_.handle, request.offset, view[start:start + length])
@@ -38,8 +39,8 @@ def handle(ctx):
         raise SmbError(NtStatus.END_OF_FILE)
     if count == 0:
         view[start] = 0                 # the Buffer field is at least one byte
-    view[4 + HEADER_SIZE:start] = encode_read_response_prefix(count)
+    view[READ_FRAME_AT + 4 + HEADER_SIZE:start] = encode_read_response_prefix(count)
     open_.position = request.offset + count
     ctx.server.metrics.bytes_read.inc(count)
     ctx.tree.share.counters.read_bytes.inc(count)
-    return Reply(view[:start + max(count, 1)], preframed=True)
+    return Reply(view[READ_FRAME_AT:start + max(count, 1)], preframed=True)

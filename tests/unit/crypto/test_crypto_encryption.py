@@ -103,6 +103,28 @@ def test_decrypt_in_place(cipher_id, size):
 
 
 @pytest.mark.parametrize("cipher_id", ALL_CIPHERS)
+@pytest.mark.parametrize("size", [4096, _GCM_STREAM_MIN, 1 << 20])
+def test_encrypt_in_place_is_the_same_frame(cipher_id, size):
+    """A large GCM message encrypted where it is, its TRANSFORM_HEADER in the
+    bytes before it, gives the very frame ``encrypt`` gives with the same
+    nonce; CCM and small messages are not taken."""
+    ccm = cipher_id in (CipherId.AES_128_CCM, CipherId.AES_256_CCM)
+    prefix = bytes(range(3 if ccm else 4))      # the nonce less its 8-byte counter
+    copying, _ = _pair(cipher_id, prefix)
+    in_place, dec = _pair(cipher_id, prefix)
+    message = bytes(range(256)) * (size // 256)
+    taken = cipher_id in (CipherId.AES_128_GCM, CipherId.AES_256_GCM) and size >= _GCM_STREAM_MIN
+    assert in_place.encrypts_in_place(size) == taken
+    if not taken:
+        return
+    expected = copying.encrypt(message, SESSION_ID)
+    buffer = bytearray(4 + TRANSFORM_HEADER_SIZE) + bytearray(message)
+    in_place.encrypt_in_place(buffer, 4 + TRANSFORM_HEADER_SIZE, SESSION_ID)
+    assert buffer[4:] == expected
+    assert dec.decrypt(buffer[4:]) == message
+
+
+@pytest.mark.parametrize("cipher_id", ALL_CIPHERS)
 @pytest.mark.parametrize("position", [4, 44, 52, -1])
 def test_decrypt_in_place_detects_tampering(cipher_id, position):
     enc, dec = _pair(cipher_id)
