@@ -122,7 +122,7 @@ class Session:
         return self.identity.user if self.identity is not None else ""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Open:
     """3.3.1.10 Open: one handle from CREATE to CLOSE."""
 

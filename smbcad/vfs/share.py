@@ -313,7 +313,8 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         if not path:
             raise SmbError(NtStatus.ACCESS_DENIED, "cannot delete the share root")
         parent, name = self._split(path)
-        parent_fd = self._resolver.open_dir(parent)
+        # An entry of the root is removed through the root's own descriptor.
+        parent_fd = self._resolver.open_dir(parent) if parent else self._root_fd
         try:
             st = self._lstat(parent_fd, name)
             if isinstance(target, OpenFile):
@@ -327,7 +328,8 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
                 raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY, "directory not empty") from err
             raise smb_error(err) from err
         finally:
-            os.close(parent_fd)
+            if parent_fd != self._root_fd:
+                os.close(parent_fd)
 
     @staticmethod
     def _lstat(dir_fd: int, name: str) -> os.stat_result:
