@@ -195,9 +195,13 @@ def proto_io(server, mode: str, size_mib: int, depth: int, write: bool) -> float
     from smbprotocol.open import CreateDisposition
     client = ProtoClient(server, mode)
     try:
-        disposition = CreateDisposition.FILE_OVERWRITE_IF if write else CreateDisposition.FILE_OPEN
+        disposition = CreateDisposition.FILE_OVERWRITE_IF if write else CreateDisposition.FILE_OPEN_IF
         handle = client.open("bench-proto.bin", disposition)
         chunk = os.urandom(MIB)
+        if not write and handle.end_of_file < size_mib * MIB:
+            # Run alone (--only read), the read bench writes its file first, untimed.
+            client.pipelined((handle.write(chunk, i * MIB, send=False) for i in range(size_mib)),
+                             depth)
         if write:
             requests = (handle.write(chunk, i * MIB, send=False) for i in range(size_mib))
         else:
