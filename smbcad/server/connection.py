@@ -84,21 +84,21 @@ class Connection:
     # --- entry point --------------------------------------------------------------
 
     async def receive_frame(self, frame: bytearray) -> None:
-        """Handle one transport frame.  Any ProtocolViolation closes the connection."""
-        try:
-            await self._receive_frame(frame)
-        except (CreditError, ProtocolViolation) as exc:
-            self._violation(exc)
+        """Handle one transport frame, as the frame loop does: what
+        ``receive_frame_now`` leaves is awaited here."""
+        rest = self.receive_frame_now(frame)
+        # A used-up turn lets the others run before this connection goes on.
+        await (rest if rest is not None else self.turn.spend(0))
 
     def receive_frame_now(self, frame: bytearray):
         """Handle one transport frame without the event loop when it can be
         answered at once (the transport calls this in its read callback):
         returns None when it is done, its answer handed to the sink, or a
         coroutine that finishes it (a request that waits for a break, a
-        commit or a worker thread, a compound, an SMB1 NEGOTIATE), which the
-        caller awaits before it runs this connection's next frame.  The
-        request's own wait never starts here: it starts in that coroutine,
-        inside the caller's task."""
+        commit or a worker thread, or a compound), which the caller awaits
+        before it runs this connection's next frame.  The request's own wait
+        never starts here: it starts in that coroutine, inside the caller's
+        task.  Any ProtocolViolation closes the connection."""
         try:
             return self._receive_frame_now(frame)
         except (CreditError, ProtocolViolation) as exc:
@@ -114,53 +114,41 @@ class Connection:
         self.server.metrics.protocol_errors.inc()
         self.close()
 
-    async def _receive_frame(self, frame: bytearray) -> None:
-        magic = bytes(frame[0:4])
-        if magic == TRANSFORM_PROTOCOL_ID:
-            session, plain = self._decrypt(frame)
-            await self._process_compound(memoryview(plain), encrypted_by=session)
-        elif magic == PROTOCOL_ID:
-            await self._process_compound(memoryview(frame), encrypted_by=None)
-        elif magic == SMB1_PROTOCOL_ID:
-            self._smb1_negotiate(frame)
-        elif magic == COMPRESSION_PROTOCOL_ID:
-            raise ProtocolViolation("compression was not negotiated")
-        else:
-            raise ProtocolViolation("not an SMB2 frame")
-        # After the answer is out: the last request and the frame's bytes
-        # (a large frame costs more) count against this connection's turn.
-        await self.turn.spend(1 + len(frame) // BYTES_PER_UNIT)
-
     def _receive_frame_now(self, frame: bytearray):
+        # Once answered, the request and the frame's bytes (a large frame
+        # costs more) count against this connection's turn.
+        units = 1 + len(frame) // BYTES_PER_UNIT
         magic = bytes(frame[0:4])
         if magic == TRANSFORM_PROTOCOL_ID:
             session, plain = self._decrypt(frame)
             message = memoryview(plain)
         elif magic == PROTOCOL_ID:
             session, message = None, memoryview(frame)
-        else:
-            return self.receive_frame(frame)
-        header = Smb2Header.decode(message, 0)
-        units = 1 + len(frame) // BYTES_PER_UNIT
-        if header.next_command:
-            return self._guarded(self._compound_then_spend(message, session, units))
-        step = self._start_message(header, message, session, CompoundState(), True, True)
-        self.turn.charge(units)
-        if step is None:
+        elif magic == SMB1_PROTOCOL_ID:
+            self._smb1_negotiate(frame)
+            self.turn.charge(units)
             return None
-        if step.result is not None:
-            return self._guarded(self._finish_waiting(step, session))
-        self._send_responses([self._finish_message(step)], session)
+        elif magic == COMPRESSION_PROTOCOL_ID:
+            raise ProtocolViolation("compression was not negotiated")
+        else:
+            raise ProtocolViolation("not an SMB2 frame")
+        header = Smb2Header.decode(message, 0)
+        if header.next_command:
+            return self._guarded(self._process_compound(message, encrypted_by=session), units)
+        step = self._start_message(header, message, session, CompoundState(), True, True)
+        if step is not None and step.result is not None:
+            return self._guarded(self._finish_waiting(step, session), units)
+        if step is not None:
+            self._send_responses([self._finish_message(step)], session)
+        self.turn.charge(units)
         return None
 
-    async def _guarded(self, work) -> None:
+    async def _guarded(self, work, units: int) -> None:
+        """The rest of a frame, then its ``units`` of the turn."""
         try:
             await work
         except (CreditError, ProtocolViolation) as exc:
             self._violation(exc)
-
-    async def _compound_then_spend(self, message: memoryview, session, units: int) -> None:
-        await self._process_compound(message, encrypted_by=session)
         await self.turn.spend(units)
 
     async def _finish_waiting(self, step: "_Step", session) -> None:
