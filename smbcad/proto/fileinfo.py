@@ -21,9 +21,14 @@ def filetime_to_unix_ns(filetime: int) -> int:
     return (filetime - _EPOCH_DELTA_100NS) * 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class FileInfo:
-    """What the server knows about one file or directory."""
+    """What the server knows about one file or directory.
+
+    A value: never changed once built (``dataclasses.replace`` makes a new
+    one).  Not ``frozen`` only because a frozen dataclass's ``__init__`` sets
+    each field through ``object.__setattr__``: 1.0 µs against 0.25 µs, paid
+    for every CREATE and every entry of a directory listing (issue 14)."""
 
     creation_time: int
     last_access_time: int

@@ -552,8 +552,9 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
             raise smb_error(err) from err
 
     def entry_info(self, open_file: OpenFile, name: str, ea_size: bool = False) -> FileInfo | None:
-        """Current ``FileInfo`` of one name in an open directory; None if it is gone
-        or not shown (escaping symlink, invalid name).  ``ea_size`` fills
+        """Current ``FileInfo`` of one name that ``list_names`` or ``find_name``
+        gave (so a listable one) in an open directory; None if it is gone or
+        not shown (escaping symlink).  ``ea_size`` fills
         ``FileInfo.ea_size`` (one listxattr more, so only for the classes that
         report EaSize)."""
         if name in (".", ".."):
@@ -570,13 +571,11 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
                 if info is not None and ea_size and self.user_xattrs():
                     info = dataclasses.replace(info, ea_size=self._entry_ea_size(
                         open_file, name, True))
-            elif is_listable(name):
+            else:
                 # One stat and no copy per entry: a listing pays this per name.
                 ea = self._entry_ea_size(open_file, name, False) \
                     if ea_size and self.user_xattrs() else 0
                 info = _meta.info_of_entry(open_file.fd, name, self.volume, st, ea)
-            else:
-                info = None
         except FileNotFoundError:
             return None
         except OSError as err:

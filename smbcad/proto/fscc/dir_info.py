@@ -42,6 +42,7 @@ _EXTD_TAIL = struct.Struct("<II16s")        # EaSize, ReparsePointTag, FileId128
 _ID64_TAIL = struct.Struct("<IIQ")          # EaSize, ReparsePointTag, FileId (2.4.19)
 _ALL_TAIL = struct.Struct("<IIQ16s")        # ... FileId, FileId128 (2.4.21)
 _SHORT_NAME_MAX_CHARS = 12
+_PADDING = bytes(7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ def encode_directory_entries(info_class: int,
         start = (len(out) + 7) & ~7 if last >= 0 else 0
         if start + cls.fixed_size + len(name) > max_output:
             break
-        out += bytes(start - len(out))
+        out += _PADDING[:start - len(out)]
         if last >= 0:
             U32.pack_into(out, last, start - last)
         out += _encode(info_class, cls, e, name)

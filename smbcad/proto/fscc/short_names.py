@@ -36,10 +36,20 @@ def is_8dot3(name: str) -> bool:
     return _NOT_IN_SHORT_NAMES.isdisjoint(base + ext)
 
 
+# ASCII fast path of ``_clean`` (most names; a listing cleans two parts of
+# each), as a bytes table: the characters short names cannot hold as "_";
+# spaces and dots are deleted.
+_ASCII_CLEAN = bytes(ord("_") if code < 32 or code == 127 or chr(code) in "+,;=[]" else code
+                     for code in range(256))
+
+
 def _clean(part: str, limit: int) -> str:
     """The first ``limit`` usable characters of ``part``: upper-cased, spaces
     and dots dropped, other unusable characters as "_".  Only the first few
     are ever used, so a long name costs no more than a short one."""
+    if part.isascii():
+        return part.encode("ascii").translate(_ASCII_CLEAN, b" .").upper()[:limit].decode(
+            "ascii")
     out = ""
     for ch in part:
         if ch in " .":
@@ -90,7 +100,9 @@ def short_names(names: Iterable[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     for (stem, ext), members in sorted(groups.items()):
         number = 1
-        for name in sorted(members, key=lambda member: (member.upper(), member)):
+        if len(members) > 1:    # most groups hold one name: no sort to make
+            members.sort(key=lambda member: (member.upper(), member))
+        for name in members:
             while True:
                 candidate = _compose(stem, number, ext)
                 number += 1
