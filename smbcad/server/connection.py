@@ -137,11 +137,25 @@ class Connection:
             return self._guarded(self._process_compound(message, encrypted_by=session), units)
         step = self._start_message(header, message, session, CompoundState(), True, True)
         if step is not None and step.result is not None:
-            return self._guarded(self._finish_waiting(step, session), units)
+            if not self._goes_async_now(step):
+                return self._guarded(self._finish_waiting(step, session), units)
+            step = None
         if step is not None:
             self._send_responses([self._finish_message(step)], session)
         self.turn.charge(units)
         return None
+
+    def _goes_async_now(self, step: "_Step") -> bool:
+        """A lone request whose handler handed back a wait that may go async
+        (a commit, a break) goes async here, in the read callback, as
+        ``_await_result`` would do it: the frame loop need not wake for it
+        (one pass of the event loop less per persistent CREATE and CLOSE)."""
+        result = step.result
+        if type(result) is not Pending or self._async_refusal(step.ctx, result) is not None:
+            return False
+        step.result = None
+        self._go_async(step.ctx, step.spec, result, step.charge, step.started)
+        return True
 
     async def _guarded(self, work, units: int) -> None:
         """The rest of a frame, then its ``units`` of the turn."""

@@ -4,10 +4,10 @@ The event loop owns the in-memory table (every live record, decoded, with an
 index by CreateGuid and the set of disconnected opens), so reads and the
 compare-and-set check never leave the loop.  A change is validated, applied to
 the table, encoded and queued, all before the caller's first ``await``; so
-changes take effect in call order.  One flusher task hands the queue to the
-engine on a single writer thread (``run_in_executor`` on a one-thread pool:
-SQLite connections are thread-bound, and one writer at a time is the point)
-and resolves the callers' futures when the engine returns.  Whatever queues up
+changes take effect in call order.  The queue goes to the engine as one
+batch on a single writer thread (a one-thread pool: SQLite connections are
+thread-bound, and one writer at a time is the point), whose end comes back
+to the loop as one callback that resolves the callers' futures.  Whatever queues up
 while the engine is writing and syncing goes out together in the next batch:
 concurrent commits share one fsync, and a lone commit waits for nobody.
 Within a batch, later changes to one record replace earlier ones.
@@ -60,7 +60,7 @@ class LocalHandleStore:
         self._pending: dict[int, bytes | None] = {}
         self._waiters: list[asyncio.Future] = []
         self._pending_commits = 0
-        self._flusher: asyncio.Task | None = None
+        self._writing = False      # a batch is with the writer thread (or the partner)
         self._failure: BaseException | None = None
         self._shut = False
         self._commits = self._batches = self._written = self._max_batch = 0
@@ -162,14 +162,14 @@ class LocalHandleStore:
 
     async def commit_barrier(self) -> None:
         self._check_usable()
-        if self._flusher is None and not self._pending:
+        if not self._writing and not self._pending:
             return
         await self._commit({}, 0)
 
     async def shutdown(self) -> None:
         if self._shut:
             return
-        if self._failure is None and self._flusher is not None:
+        if self._failure is None and self._writing:
             try:
                 await self.commit_barrier()
             except StoreFailed:
@@ -229,46 +229,94 @@ class LocalHandleStore:
         self._pending_commits += count
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
-        if self._flusher is None:
-            self._flusher = self._loop.create_task(self._flush())
+        if not self._writing:
+            self._next_batch()
         return waiter
 
-    async def _flush(self) -> None:
-        try:
-            while self._waiters:
-                batch, waiters, commits = self._pending, self._waiters, self._pending_commits
-                self._pending, self._waiters, self._pending_commits = {}, [], 0
-                if batch:
-                    started = time.perf_counter()
-                    try:
-                        await self._write(batch)
-                    except Exception as exc:    # noqa: BLE001 - any failure: durability unknown
-                        self._poison(exc, waiters)
-                        return
-                    if self._on_commit is not None:
-                        self._on_commit(time.perf_counter() - started)
-                    self._batches += 1
-                    self._written += len(batch)
-                self._commits += commits
-                self._max_batch = max(self._max_batch, commits)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-        finally:
-            self._flusher = None
-
-    async def _write(self, batch: dict[int, bytes | None]) -> None:
-        if self._begin is None:
-            await self._loop.run_in_executor(self._executor, self._engine.write, batch)
+    def _next_batch(self) -> None:
+        """Loop: hand what is queued to the writer thread as one batch.  Its
+        end comes back as one callback (``_write_done``): no task per batch and
+        no asyncio future chained to the executor's, which cost a CA
+        CREATE+CLOSE several passes of the event loop (issue 14 item 6)."""
+        batch, waiters, commits = self._pending, self._waiters, self._pending_commits
+        self._pending, self._waiters, self._pending_commits = {}, [], 0
+        self._writing = True
+        if not batch:               # a barrier: what was queued before it is written
+            self._settle(waiters, commits)
             return
-        commit = self._begin(batch)
-        await self._loop.run_in_executor(self._executor, commit.write_local)
-        await commit.finish()
+        started = time.perf_counter()
+        try:
+            commit = None if self._begin is None else self._begin(batch)
+            if commit is None:
+                done = self._executor.submit(self._engine.write, batch)
+            else:
+                done = self._executor.submit(commit.write_local)
+        except Exception as exc:    # noqa: BLE001 - any failure: durability unknown
+            self._poison(exc, waiters)
+            return
+        done.add_done_callback(lambda written: self._call_on_loop(
+            self._write_done, written, commit, waiters, commits, started, len(batch)))
+
+    def _call_on_loop(self, callback, *args) -> None:
+        """Writer thread: run ``callback`` on the loop (unless the loop is gone)."""
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:        # the loop closed under a commit: nobody waits for it
+            log.warning("%s: a commit ended after the event loop closed", self._engine.name)
+
+    def _write_done(self, written, commit, waiters, commits: int, started: float,
+                 size: int) -> None:
+        """Loop: the writer thread finished a batch's local write."""
+        error = written.exception()
+        if error is not None:
+            self._poison(error, waiters)
+            return
+        if commit is None:
+            self._durable(waiters, commits, started, size)
+            return
+        try:
+            finishing = commit.finish()     # the partner's part (SplitEngine)
+        except Exception as exc:    # noqa: BLE001 - any failure: durability unknown
+            self._poison(exc, waiters)
+            return
+        if isinstance(finishing, asyncio.Future) and finishing.done():
+            self._finished(finishing, waiters, commits, started, size)
+        else:
+            asyncio.ensure_future(finishing, loop=self._loop).add_done_callback(
+                lambda done: self._finished(done, waiters, commits, started, size))
+
+    def _finished(self, finishing: asyncio.Future, waiters, commits: int, started: float,
+                  size: int) -> None:
+        error = None if finishing.cancelled() else finishing.exception()
+        if finishing.cancelled() or error is not None:
+            self._poison(error or StoreFailed("partner commit cancelled"), waiters)
+            return
+        self._durable(waiters, commits, started, size)
+
+    def _durable(self, waiters, commits: int, started: float, size: int) -> None:
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
+        self._batches += 1
+        self._written += size
+        self._settle(waiters, commits)
+
+    def _settle(self, waiters, commits: int) -> None:
+        """A batch is durable: its callers go on, and what queued meanwhile
+        is the next batch."""
+        self._commits += commits
+        self._max_batch = max(self._max_batch, commits)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._writing = False
+        if self._waiters and self._failure is None:
+            self._next_batch()
 
     def _poison(self, exc: BaseException, waiters: list[asyncio.Future]) -> None:
         log.error("%s: commit failed, store is now read-only until restart: %s",
                   self._engine.name, exc, extra={"state": "failed"})
         self._failure = exc
+        self._writing = False
         failure = StoreFailed(f"{self._engine.name}: commit failed: {exc}")
         for waiter in waiters + self._waiters:
             if not waiter.done():
