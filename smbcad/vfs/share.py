@@ -36,6 +36,7 @@ from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
 from smbcad.vfs.name_index import NameIndex
 from smbcad.vfs.paths import MAX_COMPONENT_BYTES, is_valid_component
+from smbcad.vfs.short_name_cache import ShortNameCache
 from smbcad.vfs.streams import OpenStreams, StreamHandle, StreamOps
 from smbcad.vfs.volume_id import identify
 
@@ -81,6 +82,7 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         self._resolver = Resolver(self._sys, self._root_fd, self.volume, self.name_index)
         self.change_times = ChangeTimes()
         self.open_streams = OpenStreams()       # named streams with open handles (streams.py)
+        self.short_names = ShortNameCache()     # 8.3 maps of large directories listed
         self._user_xattrs: bool | None = None   # probed on first use
         self._reflink: bool | None = None       # probed on first use
 

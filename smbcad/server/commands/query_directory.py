@@ -11,7 +11,9 @@ needed (issue 14): a pattern without wildcards is a lookup of that one name
 (exact, then the share's name index), not a scan; 8.3 short names are
 computed only for the classes that carry them (the "Both" ones), at their
 first page, over the directory's names (``proto.fscc.short_names``: they
-must be unique there), and only names that are not valid 8.3 names get one.
+must be unique there), and only names that are not valid 8.3 names get one;
+a large directory's map is kept per share while its names stay the same
+(``vfs.short_name_cache``).
 
 Large directories are scanned off the event loop (issue 17, fairness): a
 snapshot of a directory past ``fairness.INLINE_SCAN_BYTES``, or a page that
@@ -27,7 +29,7 @@ from smbcad.proto.constants import AccessMask
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (DirEntry, dir_class_has_short_name, dir_entry_fixed_size,
                                encode_directory_entries, has_wildcards, is_8dot3,
-                               match_pattern, short_names)
+                               match_pattern)
 from smbcad.proto.query_directory import (
     QueryDirectoryFlags as Flags, QueryDirectoryRequest, QueryDirectoryResponse)
 from smbcad.proto.status import NtStatus
@@ -64,7 +66,9 @@ class _Listing:
             if all(_has_no_short_name(name) for name in self.names):
                 self.short = {}     # a lookup of one 8.3 name needs no listing
             else:
-                self.short = short_names(self.names if self.whole else fs.list_names(handle))
+                # Kept per share by the whole name list (vfs/short_name_cache.py).
+                self.short = fs.short_names.short_names(
+                    self.names if self.whole else fs.list_names(handle))
         return self.short
 
 

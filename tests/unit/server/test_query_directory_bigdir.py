@@ -6,12 +6,13 @@ short-name function are wrapped to count what a query made them do.
 """
 
 import struct
+from pathlib import Path
 
 import pytest
 
 from smbcad.proto.constants import Command
 from smbcad.proto.status import NtStatus
-from smbcad.server.commands import query_directory
+from smbcad.vfs import short_name_cache
 from tests.unit.proto import wire
 from tests.unit.server import harness
 from tests.unit.server.loopback import FILE_DIRECTORY_FILE, LoopbackServer, SocketClient
@@ -93,7 +94,7 @@ def test_a_pattern_without_wildcards_is_a_lookup_not_a_listing(dirs, monkeypatch
 def test_short_names_only_for_the_classes_that_carry_them(dirs, monkeypatch):
     with LoopbackServer(*dirs) as srv:
         client = SocketClient(srv.port).login()
-        shorts = _count(monkeypatch, query_directory, "short_names")
+        shorts = _count(monkeypatch, short_name_cache, "short_names")
         big = client.create("big", options=FILE_DIRECTORY_FILE, disposition=1)
         names = []
         reply = _query(client, big, "*", FILE_DIRECTORY)
@@ -114,6 +115,18 @@ def test_short_names_only_for_the_classes_that_carry_them(dirs, monkeypatch):
         assert by_name["Long Entry Name 00007.data"].startswith("LO")
         assert by_name["Long Entry Name 00007.data"].endswith(".DAT")
         assert len(set(by_name.values()) - {""}) == ENTRIES       # unique in the directory
+        # Listed again unchanged: the share's kept map, not computed again.
+        again = _query(client, big, "*", FILE_BOTH_DIRECTORY, flags=0x01)
+        assert harness.status_of(again) == NtStatus.SUCCESS and len(shorts) == 1
+        assert dict(_entries(again, 94, 68)).items() <= by_name.items()
+        # A new name: computed again, and the newcomer has a short name.
+        (Path(dirs[0]) / "big" / "Long Entry Name 99999.data").touch()
+        newer = []
+        reply = _query(client, big, "*", FILE_BOTH_DIRECTORY, flags=0x01)
+        while harness.status_of(reply) == NtStatus.SUCCESS:
+            newer += _entries(reply, 94, 68)
+            reply = _query(client, big, "*", FILE_BOTH_DIRECTORY)
+        assert len(shorts) == 2 and dict(newer)["Long Entry Name 99999.data"].startswith("LO")
         client.close()
 
 
