@@ -230,7 +230,11 @@ class LocalHandleStore:
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
         if not self._writing:
-            self._next_batch()
+            # The batch starts after the callbacks already due: commits made
+            # in this pass of the loop (16 committers woken by the last
+            # batch) share its fsync, as they did behind a flusher task.
+            self._writing = True
+            self._loop.call_soon(self._next_batch)
         return waiter
 
     def _next_batch(self) -> None:
@@ -238,6 +242,9 @@ class LocalHandleStore:
         end comes back as one callback (``_write_done``): no task per batch and
         no asyncio future chained to the executor's, which cost a CA
         CREATE+CLOSE several passes of the event loop (issue 14 item 6)."""
+        if self._failure is not None:
+            self._writing = False
+            return
         batch, waiters, commits = self._pending, self._waiters, self._pending_commits
         self._pending, self._waiters, self._pending_commits = {}, [], 0
         self._writing = True
