@@ -146,7 +146,9 @@ class Client:
         asyncio.run(self.conn.receive_frame(bytearray(frame)))
         return self.sink.frames[before:]
 
-    def request(self, command: int, body: bytes, sign: bool = True, charge: int = 1) -> bytes:
+    def message(self, command: int, body: bytes, sign: bool = True,
+                charge: int = 1) -> bytearray:
+        """The next request of this client, signed once it has a session."""
         mid = self.message_id
         self.message_id += max(charge, 1)
         flags = HeaderFlags.SIGNED if sign and self.signer else 0
@@ -154,7 +156,10 @@ class Client:
                                charge=charge) + body)
         if flags:
             self.signer.sign(msg)
-        replies = self.exchange(bytes(msg))
+        return msg
+
+    def request(self, command: int, body: bytes, sign: bool = True, charge: int = 1) -> bytes:
+        replies = self.exchange(bytes(self.message(command, body, sign, charge)))
         assert len(replies) == 1, replies
         return replies[0]
 

@@ -7,7 +7,7 @@ async request's own task, as [MS-SMB2] 3.3.4.2 wants."""
 import asyncio
 import struct
 
-from smbcad.proto.constants import Command, HeaderFlags
+from smbcad.proto.constants import Command
 from smbcad.proto.status import NtStatus
 from tests.unit.proto import wire
 from tests.unit.server import harness
@@ -17,15 +17,6 @@ LIST_DIRECTORY = 0x1
 SHARE_ALL = 0x7
 OPEN = 1
 FILE_NOTIFY_CHANGE_FILE_NAME = 0x1
-
-
-def _signed(client, command: int, body: bytes) -> bytearray:
-    mid = client.message_id
-    client.message_id += 1
-    msg = bytearray(harness.header(command, mid, client.session_id, client.tree_id,
-                                   HeaderFlags.SIGNED) + body)
-    client.signer.sign(msg)
-    return msg
 
 
 def test_a_waiting_request_goes_async_without_the_frame_loop(tmp_path):
@@ -39,7 +30,7 @@ def test_a_waiting_request_goes_async_without_the_frame_loop(tmp_path):
 
     async def notify_then_change() -> list[bytes]:
         before = len(client.sink.frames)
-        notify = _signed(client, Command.CHANGE_NOTIFY, struct.pack(
+        notify = client.message(Command.CHANGE_NOTIFY, struct.pack(
             "<HHI16sII", 32, 0, 4096, file_id, FILE_NOTIFY_CHANGE_FILE_NAME, 0))
         assert client.conn.receive_frame_now(notify) is None     # nothing left to await
         assert len(client.conn.pending) == 1
