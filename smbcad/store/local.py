@@ -272,7 +272,7 @@ class LocalHandleStore:
             log.warning("%s: a commit ended after the event loop closed", self._engine.name)
 
     def _write_done(self, written, commit, waiters, commits: int, started: float,
-                 size: int) -> None:
+                    size: int) -> None:
         """Loop: the writer thread finished a batch's local write."""
         error = written.exception()
         if error is not None:

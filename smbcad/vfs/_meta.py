@@ -26,8 +26,6 @@ from smbcad.vfs.attrs import DosRecord
 from smbcad.vfs.volume_id import VolumeId
 
 _NOT_FOR_DIRECTORIES = FA.TEMPORARY | FA.SPARSE_FILE
-_S_IFMT, _S_IFDIR = 0o170000, stat.S_IFDIR
-_EPOCH_100NS = unix_ns_to_filetime(0)
 
 
 def derived_creation_time(st: os.stat_result) -> int:
@@ -52,31 +50,24 @@ def attributes_of(st: os.stat_result, record: DosRecord | None, name: str) -> in
 def file_info(st: os.stat_result, record: DosRecord | None, name: str, volume: VolumeId,
               allocation: int | None = None, ea_size: int = 0) -> FileInfo:
     """Build the ``FileInfo`` of one file of ``volume`` from its stat and DOS
-    record; ``allocation`` (data bytes allocated) overrides ``st_blocks``.
-
-    Every CREATE and every listed entry builds one, so the FILETIME
-    conversions (``unix_ns_to_filetime``) are written out here."""
-    is_dir = (st.st_mode & _S_IFMT) == _S_IFDIR
-    mtime_ns, ctime_ns = st.st_mtime_ns, st.st_ctime_ns
-    creation = record.creation_time if record is not None else 0
-    if not creation:        # derived_creation_time
-        creation = (mtime_ns if mtime_ns < ctime_ns else ctime_ns) // 100 + _EPOCH_100NS
-    st_dev = st.st_dev
+    record; ``allocation`` (data bytes allocated) overrides ``st_blocks``."""
+    is_dir = stat.S_ISDIR(st.st_mode)
+    creation = record.creation_time if record and record.creation_time else derived_creation_time(st)
     return FileInfo(
-        creation,
-        st.st_atime_ns // 100 + _EPOCH_100NS,
-        mtime_ns // 100 + _EPOCH_100NS,
-        ctime_ns // 100 + _EPOCH_100NS,
+        creation_time=creation,
+        last_access_time=unix_ns_to_filetime(st.st_atime_ns),
+        last_write_time=unix_ns_to_filetime(st.st_mtime_ns),
+        change_time=unix_ns_to_filetime(st.st_ctime_ns),
         # Directories have no data stream: Windows reports 0 for both.
-        0 if is_dir else st.st_size,
-        0 if is_dir else (st.st_blocks * 512 if allocation is None else allocation),
-        attributes_of(st, record, name),
-        st.st_ino,
-        st.st_nlink,
-        is_dir,
-        False,
-        ea_size,
-        volume.volume_id if st_dev == volume.root_dev else st_dev,     # device_of
+        end_of_file=0 if is_dir else st.st_size,
+        allocation_size=0 if is_dir else (st.st_blocks * 512 if allocation is None
+                                          else allocation),
+        attributes=attributes_of(st, record, name),
+        file_id=st.st_ino,
+        number_of_links=st.st_nlink,
+        is_directory=is_dir,
+        device_id=volume.device_of(st.st_dev),
+        ea_size=ea_size,
     )
 
 

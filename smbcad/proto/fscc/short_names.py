@@ -123,4 +123,3 @@ def short_name_in(name: str, siblings: Iterable[str]) -> str:
     if is_8dot3(name):
         return name
     return short_names({*siblings, name})[name]
-
