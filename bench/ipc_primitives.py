@@ -3,7 +3,7 @@ a Unix datagram / seqpacket round trip between two Python processes, passing
 a socket with SCM_RIGHTS, and LMDB read and write transactions (one and two
 writer processes).  Not a test.
 
-  /opt/smbca/test-venv/bin/python bench/ipc_primitives.py     # needs .[bench] (lmdb)
+  /opt/smbca/test-venv/bin/python bench/ipc_primitives.py
 """
 
 import array

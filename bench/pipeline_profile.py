@@ -25,6 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from smbcad.openstate.db import OpenStateDb  # noqa: E402
+from smbcad.openstate.table import MemoryOpenState  # noqa: E402
 from smbcad.proto.constants import Command, HeaderFlags  # noqa: E402
 from tests.unit.proto import wire  # noqa: E402
 from tests.unit.server import harness  # noqa: E402
@@ -119,13 +121,18 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=sorted(OPERATIONS),
                         help="cProfile this operation (cumulative, top 40)")
     parser.add_argument("--pstats", type=Path, help="write the profile's stats here")
+    parser.add_argument("--open-state", choices=("memory", "lmdb"), default="memory",
+                        help="share modes in process memory (one worker, as smbcad runs "
+                             "today) or in LMDB (several workers, docs/multicore.md)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pipeline-") as scratch:
         share, state = Path(scratch) / "share", Path(scratch) / "state"
         share.mkdir()
         state.mkdir()
         (share / "existing.bin").write_bytes(b"z" * 4096)
-        server = harness.make_server(str(share), str(state))
+        open_state = (MemoryOpenState() if args.open_state == "memory"
+                      else OpenStateDb(str(state / "openstate"), create_empty=True))
+        server = harness.make_server(str(share), str(state), open_state=open_state)
         client = harness.connected_client(server)
         driver = Driver(client)
         names = [args.profile] if args.profile else list(OPERATIONS)

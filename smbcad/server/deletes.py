@@ -26,7 +26,6 @@ def directory_is_empty(server, fs, handle) -> bool:
             info = fs.stat_path(base + (name,))
         except SmbError:
             continue                                  # gone meanwhile: not an entry
-        state = server.opens.file_state((info.device_id, info.file_id))
-        if state is None or not state.delete_pending or not state.opens:
+        if not server.opens.delete_pending((info.device_id, info.file_id)):
             return False
     return True

@@ -201,7 +201,8 @@ def persist_many(table, opens) -> Awaitable | None:
 
 
 def _record(table, open_, version: int):
-    return to_record(open_, table.file_state(open_.file_key), version)
+    return to_record(open_, table.file_state(open_.file_key), version,
+                     delete_pending=table.delete_pending(open_.file_key))
 
 
 async def _commit(table, open_) -> None:

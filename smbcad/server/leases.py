@@ -592,9 +592,12 @@ class Leasing:
 
     def _deletes(self, open_) -> bool:
         """Whether closing ``open_`` removes its file: delete pending and the last open."""
-        state = self.server.opens.file_state(open_.file_key) if self.server else None
-        return bool(state is not None and (state.delete_pending or open_.delete_on_close)
-                    and all(other is open_ for other in state.opens))
+        if self.server is None:
+            return False
+        opens = self.server.opens
+        state = opens.file_state(open_.file_key)
+        return bool(state is not None and all(other is open_ for other in state.opens)
+                    and (open_.delete_on_close or opens.delete_pending(open_.file_key)))
 
     def _drop_lease(self, lease: Lease) -> None:
         self._stop_timer(lease)

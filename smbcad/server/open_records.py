@@ -19,9 +19,10 @@ _WRITE = (AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
           | AccessMask.FILE_WRITE_ATTRIBUTES | AccessMask.FILE_WRITE_EA)
 
 
-def to_record(open_, file_state, version: int) -> PersistentOpen:
-    """The store's view of ``open_``; ``file_state`` is its share-mode entry
-    (delete pending, the byte-range locks it holds)."""
+def to_record(open_, file_state, version: int, *, delete_pending: bool) -> PersistentOpen:
+    """The store's view of ``open_``; ``file_state`` is its file's entry in
+    the open table (the byte-range locks it holds), ``delete_pending`` its
+    file's flag."""
     lease = open_.lease
     lease_record = None
     if lease is not None:
@@ -55,8 +56,7 @@ def to_record(open_, file_state, version: int) -> PersistentOpen:
         lock_sequences=bytes(open_.lock_sequences),
         # a delete disposition set through the open is carried as its
         # delete-on-close: restored, the file goes at the open's last close
-        delete_on_close=open_.delete_on_close or bool(
-            file_state is not None and file_state.delete_pending),
+        delete_on_close=open_.delete_on_close or delete_pending,
         is_replay_eligible=open_.is_replay_eligible, channel_sequence=open_.channel_sequence,
         position=open_.position, record_version=version)
 

@@ -21,7 +21,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from smbcad.openstate.table import OpenStateFull
 from smbcad.proto.errors import SmbError
+from smbcad.proto.status import NtStatus
 from smbcad.server import channel_sequence, durable, locks, open_records
 
 log = logging.getLogger("smbcad.opens")
@@ -74,11 +76,14 @@ def _step(open_, event: OpenInput) -> OpenState:
 
 @dataclass(eq=False)
 class FileState:
-    """One file's shared state across its opens ([MS-FSA] 2.1.1.4 File / 2.1.1.5 Stream)."""
+    """This process's opens of one file ([MS-FSA] 2.1.1.4 File / 2.1.1.5 Stream).
+
+    What other processes must see of them (access, share access,
+    delete-pending) is the file's record in the open-state database
+    (``smbcad.openstate``): ``OpenTable`` keeps both in step."""
 
     key: tuple
     opens: list = field(default_factory=list)
-    delete_pending: bool = False
     locks: Any = None      # locks.ByteRangeLockList while the file has locks or waiters
     sync: Any = None       # write_sync.FileSync once a write-through WRITE came
 
@@ -116,8 +121,12 @@ class OpenTable:
 
     def __init__(self, *, metrics, clock: Callable[[], float], leasing,
                  spawn: Callable[[Awaitable], Any], loop: Callable[[], Any],
-                 node_id: int = 0) -> None:
+                 open_state, node_id: int = 0) -> None:
+        """``open_state``: the node's open-state database
+        (``smbcad.openstate``: an ``OpenStateTable``), where share modes and
+        delete-pending live for every process to see."""
         self.metrics = metrics
+        self.open_state = open_state
         self.clock = clock
         self.leasing = leasing
         self._spawn = spawn
@@ -176,6 +185,17 @@ class OpenTable:
     def by_guid(self, create_guid: bytes):
         return self.by_create_guid.get(create_guid)
 
+    def delete_pending(self, key: tuple) -> bool:
+        """Whether the file of ``key`` is delete-pending ([MS-FSA] 2.1.5.15.3)."""
+        return self.open_state.delete_pending(key)
+
+    def set_delete_pending(self, key: tuple, pending: bool) -> None:
+        self.open_state.set_delete_pending(key, pending)
+
+    def is_open(self, key: tuple) -> bool:
+        """Whether any process of the node has an open of ``key``."""
+        return self.open_state.is_open(key)
+
     def opens_on(self, share) -> list:
         return [open_ for open_ in self.by_persistent_id.values()
                 if open_.tree.share is share]
@@ -183,7 +203,15 @@ class OpenTable:
     # --- register, CreateGuid -----------------------------------------------------
 
     def register(self, open_) -> None:
-        """A new open joins the table (and its session, when it has one)."""
+        """A new open joins the table (and its session, when it has one);
+        STATUS_INSUFFICIENT_RESOURCES, with nothing changed, when the
+        open-state database has no room for it."""
+        if not open_.is_pipe:
+            try:
+                self.open_state.add_open(open_.file_key, open_.persistent_id,
+                                         open_.granted_access, open_.share_access)
+            except OpenStateFull as exc:
+                raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, str(exc)) from None
         state = self.by_file.get(open_.file_key)
         if state is None:
             state = self.by_file[open_.file_key] = FileState(open_.file_key)
@@ -207,6 +235,7 @@ class OpenTable:
         if state is not None:
             state.key = new_key
             self.by_file[new_key] = state
+        self.open_state.rekey(old_key, new_key)
         return state
 
     def move_open(self, open_, new_key: tuple) -> None:
@@ -217,6 +246,7 @@ class OpenTable:
             state.opens.remove(open_)
             if not state.opens:
                 del self.by_file[open_.file_key]
+        self.open_state.move_open(open_.file_key, new_key, open_.persistent_id)
         open_.file_key = new_key
         target = self.by_file.get(new_key)
         if target is None:
@@ -253,10 +283,13 @@ class OpenTable:
             commit = self._spawn(forget) if forget is not None else None
         self.leasing.release(open_)          # its lease or oplock ([MS-FSA] 2.1.4.12 CLOSE)
         state = self.by_file.get(open_.file_key)
-        if open_.delete_on_close and state is not None and forget_record:
-            state.delete_pending = True
+        # Out of the shared record in one transaction: the last open of the
+        # node out deletes a delete-pending file, whichever process holds it.
+        left, delete_pending = self.open_state.remove_open(
+            open_.file_key, open_.persistent_id,
+            mark_delete_pending=open_.delete_on_close and forget_record)
         if forget_record:                   # pending CHANGE_NOTIFYs ([MS-FSA] 2.1.5.5 phase 5)
-            self.on_closed(open_, state is not None and state.delete_pending)
+            self.on_closed(open_, delete_pending)
         try:
             if state is None:
                 return commit
@@ -266,7 +299,7 @@ class OpenTable:
             if state.opens:
                 return commit
             del self.by_file[open_.file_key]
-            if state.delete_pending and forget_record:
+            if delete_pending and not left and forget_record:
                 try:
                     open_.tree.share.fs.delete(open_.handle)
                 except SmbError as exc:

@@ -128,8 +128,7 @@ def _check_common(ctx, request, open_) -> None:
             raise SmbError(_NOT_FOUND, "lease key differs")
         if lease.version != lease_request.version:
             raise SmbError(_NOT_FOUND, "lease version differs")
-        state = ctx.server.opens.file_state(open_.file_key)
-        delete_pending = state is not None and state.delete_pending
+        delete_pending = ctx.server.opens.delete_pending(open_.file_key)
         if not delete_pending and _normal(request.name) != _normal(open_.client_name):
             raise SmbError(NtStatus.INVALID_PARAMETER, "reconnect names another file")
 

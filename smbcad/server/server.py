@@ -6,6 +6,7 @@ import logging
 import secrets
 import time
 
+from smbcad.openstate.table import MemoryOpenState
 from smbcad.server.adm import Session, SessionState, Share
 from smbcad.server.aggregates import Aggregates
 from smbcad.server.connections import ConnectionSet
@@ -25,7 +26,7 @@ class SmbServer:
 
     def __init__(self, config, *, server_guid: bytes, authenticator, metrics,
                  open_share_fs, clock=time.time, handle_store=None,
-                 node_id: int = 0) -> None:
+                 open_state=None, node_id: int = 0) -> None:
         self.config = config
         self.server_guid = server_guid
         self.authenticator = authenticator
@@ -47,8 +48,13 @@ class SmbServer:
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
         self.leasing = Leasing()                         # oplocks and leases
         self.leasing.server = self                       # lease breaks reach connections
+        # Share modes and delete-pending as every process of the node sees
+        # them (smbcad.openstate): in this process's memory while it is the
+        # node's only one, LMDB (OpenStateDb) once several share the node.
         self.opens = OpenTable(metrics=metrics, clock=clock, leasing=self.leasing,
-                               spawn=self.spawn, loop=self.loop, node_id=node_id)
+                               spawn=self.spawn, loop=self.loop,
+                               open_state=open_state or MemoryOpenState(),
+                               node_id=node_id)
         self.opens.on_closed = self._open_closed
         self._async_ids = itertools.count(1)
         self._apply_shares(config)

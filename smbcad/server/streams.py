@@ -109,7 +109,11 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access, 
                  create_options=options, is_directory=False, file_key=stream_key(handle),
                  delete_on_close=bool(options & Opt.DELETE_ON_CLOSE),
                  client_guid=ctx.connection.client_guid)
-    server.opens.register(open_)
+    try:
+        server.opens.register(open_)
+    except SmbError:
+        handle.close()
+        raise
     ctx.compound.file_id = open_.file_id
     oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
     if request.create_contexts.query_maximal_access is not None:
@@ -131,8 +135,7 @@ def stream_key(handle: StreamHandle) -> tuple:
 
 
 def _refuse_if_file_deleted(server, fs, file_key: tuple) -> None:
-    state = server.opens.file_state(file_key)
-    if (state is not None and state.delete_pending) or fs.open_streams.unlink_pending(file_key):
+    if server.opens.delete_pending(file_key) or fs.open_streams.unlink_pending(file_key):
         raise SmbError(NtStatus.DELETE_PENDING, "the file is being deleted")
 
 
@@ -208,10 +211,8 @@ def check_file_open(ctx, resolved, access: int) -> None:
     if not access & AccessMask.DELETE:
         return
     for name in open_streams.names(file_key):
-        state = ctx.server.opens.file_state(file_key + (name,))
-        for other in (state.opens if state is not None else ()):
-            if other.granted_access & files.DATA_ACCESS and \
-                    not other.share_access & ShareAccess.DELETE:
+        for other in ctx.server.opens.open_state.entries(file_key + (name,)):
+            if other.access & files.DATA_ACCESS and not other.share & ShareAccess.DELETE:
                 raise SmbError(NtStatus.SHARING_VIOLATION, "a stream forbids delete")
 
 
@@ -269,9 +270,9 @@ def _rename_stream_by_path(ctx, open_, name: str, replace: bool) -> None:
     fs = ctx.tree.share.fs
     parent = fs.lookup(components[:-1]) if components else None
     if parent is not None and parent.exists:
-        state = ctx.server.opens.file_state((parent.info.device_id, parent.info.file_id))
-        for other in (state.opens if state is not None else ()):
-            if other.granted_access & AccessMask.DELETE:
+        parent_key = (parent.info.device_id, parent.info.file_id)
+        for other in ctx.server.opens.open_state.entries(parent_key):
+            if other.access & AccessMask.DELETE:
                 raise SmbError(NtStatus.SHARING_VIOLATION, "target directory open with DELETE")
     if stream is None:
         raise SmbError(NtStatus.INVALID_PARAMETER, "a stream cannot become a file")

@@ -82,6 +82,12 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbcad/store/records.py", (PURE, "smbcad.store", "smbcad.proto.status", "smbca.ntstatus")),
     ("smbcad/store/errors.py", (PURE, "smbcad.store", "smbcad.proto.status", "smbca.ntstatus")),
     ("smbcad/store/*", (STDLIB, "smbcad.store", "smbcad.proto.status", "smbca.ntstatus")),
+    # The open state every worker process shares (docs/multicore.md): the
+    # record is sans-IO, the LMDB shell next to it.
+    ("smbcad/openstate/record.py", (PURE, "smbcad.openstate", "smbcad.proto.constants",
+                                    "smbcad.proto.status")),
+    ("smbcad/openstate/table.py", (PURE, "os", "smbcad.openstate")),
+    ("smbcad/openstate/*", (STDLIB, "lmdb", "smbcad.openstate")),
     ("smbcad/crypto/*", (STDLIB, "cryptography", "smbcad.crypto", "smbcad.proto")),
     ("smbcad/vfs/*", (STDLIB, "smbcad.vfs", "smbcad.proto")),
     # The interface modules marshal their stubs with impacket's NDR types.
@@ -103,7 +109,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # no ioctls, no other daemon; files and addresses through the ports.
     ("smbcad/server/*", (PURE, "asyncio", "os", "smbca.auth", "smbca.ntstatus", "smbca.rpc",
                          "smbcad.server", "smbcad.proto", "smbcad.crypto", "smbcad.vfs",
-                         "smbcad.store", "smbcad.rpc", "smbcad.netinfo")),
+                         "smbcad.store", "smbcad.openstate", "smbcad.rpc", "smbcad.netinfo")),
     ("smbcad/transport.py", (STDLIB, "smbcad")),
     ("smbcad/tcp_acks.py", (PURE, "fcntl", "socket", "termios")),
     ("smbcad/netinfo.py", (PURE, "ctypes", "os", "socket")),

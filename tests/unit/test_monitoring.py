@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from clusdisk.metrics import ClusdiskMetrics
 from smbca.config import ConfigError, ListenAddress
 from smbca.metrics import serve_metrics
+from smbcad.openstate.db import OpenStateDb
 from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.opens import OpenTable
@@ -66,7 +67,7 @@ def registered(tmp_path_factory) -> set[str]:
         smbcad = SmbMetrics()
         smbcad.watch_cluster(lambda: CLUSTER_STATUS)
         opens = OpenTable(metrics=smbcad, clock=lambda: 0.0, leasing=None, spawn=None,
-                          loop=lambda: loop)
+                          loop=lambda: loop, open_state=OpenStateDb.private())
         smbcad.watch_handles(opens, lambda: {"local": store})
         smbcad.registry.register(MachineAccountCollector(lambda: None))     # as smbcad/daemon.py
         names = set()

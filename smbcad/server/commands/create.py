@@ -315,7 +315,11 @@ def _open_resolved(ctx, request, components, stream, resolved):
                  file_attributes=request.file_attributes, create_action=action,
                  store_version=store_version)
     _note_app_instance(ctx, open_, request)
-    ctx.server.opens.register(open_)
+    try:
+        ctx.server.opens.register(open_)
+    except SmbError:
+        handle.close()
+        raise
     ctx.compound.file_id = open_.file_id
     oplock_level, contexts = leases.grant(ctx, open_, request, action == CreateAction.CREATED)
     contexts += durable.grant(ctx, open_, request)

@@ -62,8 +62,7 @@ def _siblings(fs, path: str):
 
 
 def _delete_pending(ctx, open_) -> bool:
-    state = ctx.server.opens.file_state(open_.file_key)
-    return bool(state and state.delete_pending)
+    return ctx.server.opens.delete_pending(open_.file_key)
 
 
 def _fs_info(ctx, open_, request):

@@ -53,7 +53,6 @@ def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
 
 def _set_delete_pending(ctx, open_, delete: bool) -> None:
     """[MS-FSA] 2.1.5.15.3: DELETE access, not read-only, an empty directory."""
-    state = ctx.server.opens.file_state(open_.file_key)
     if delete:
         fs = ctx.tree.share.fs
         info = fs.stat(open_.handle)
@@ -63,8 +62,7 @@ def _set_delete_pending(ctx, open_, delete: bool) -> None:
             raise SmbError(NtStatus.DIRECTORY_NOT_EMPTY)
         if not open_.handle.path:
             raise SmbError(NtStatus.CANNOT_DELETE, "share root")
-    if state is not None:
-        state.delete_pending = delete
+    ctx.server.opens.set_delete_pending(open_.file_key, delete)
     if not delete:
         open_.delete_on_close = False
 
@@ -109,7 +107,7 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
         if key != open_.file_key:
             if not info.replace_if_exists:
                 raise SmbError(NtStatus.OBJECT_NAME_COLLISION)
-            if key in server.opens.by_file:
+            if server.opens.is_open(key):
                 raise SmbError(NtStatus.ACCESS_DENIED, "target is open")
     new = fs.rename(open_.handle, target, replace=info.replace_if_exists)
     _follow_rename(server, ctx.tree.share, open_, old_path, new.path)

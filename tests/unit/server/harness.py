@@ -20,6 +20,7 @@ from smbca.config import ListenAddress
 from smbcad import crypto
 from smbcad.config import Config, ServerConfig, ShareConfig
 from smbcad.metrics import SmbMetrics
+from smbcad.openstate.db import OpenStateDb
 from smbcad.proto.constants import Command, HeaderFlags
 from smbcad.proto.header import Smb2Header
 from smbcad.server.connection import Connection
@@ -84,7 +85,8 @@ class MemorySink:
         return 1
 
 
-def make_server(share_dir: str, state_dir: str, **server_overrides) -> SmbServer:
+def make_server(share_dir: str, state_dir: str, open_state=None,
+                **server_overrides) -> SmbServer:
     cfg = Config(
         server=ServerConfig(listen=(ListenAddress("127.0.0.1", 0),), state_dir=state_dir,
                             **server_overrides),
@@ -92,8 +94,11 @@ def make_server(share_dir: str, state_dir: str, **server_overrides) -> SmbServer
     )
     users = UserDatabase.from_users([User(USER, nt_hash(PASSWORD))])
     auth = Authenticator(users, server_name="SMBCA", domain_name="WORKGROUP")
+    # Over LMDB, as a node of several worker processes runs: the server-level
+    # unit tests cover that store, the daemon's own tests the in-memory one.
     return SmbServer(cfg, server_guid=uuid.uuid4().bytes_le, authenticator=auth,
-                     metrics=SmbMetrics(), open_share_fs=ShareFs)
+                     metrics=SmbMetrics(), open_share_fs=ShareFs,
+                     open_state=open_state or OpenStateDb.private())
 
 
 def header(command: int, message_id: int, session_id: int = 0, tree_id: int = 0,

@@ -4,8 +4,8 @@
 import os
 from types import SimpleNamespace
 
+from smbcad.openstate.db import OpenStateDb
 from smbcad.server.deletes import directory_is_empty
-from smbcad.server.opens import FileState
 from smbcad.vfs import ShareFs
 
 
@@ -13,9 +13,10 @@ def _key(fs, path):
     return fs.volume.key_of(os.stat(path))
 
 
-def _server(*states):
-    return SimpleNamespace(opens=SimpleNamespace(
-        file_state={state.key: state for state in states}.get))
+def _server(db=None):
+    """What directory_is_empty asks of the server: the open-state database."""
+    db = db or OpenStateDb.private()
+    return SimpleNamespace(opens=SimpleNamespace(delete_pending=db.delete_pending))
 
 
 def test_empty_and_non_empty_directories(tmp_path):
@@ -34,16 +35,18 @@ def test_delete_pending_entries_held_open_do_not_count(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "f").write_bytes(b"x")
     with ShareFs(str(tmp_path)) as fs:
-        pending = FileState(_key(fs, tmp_path / "d" / "sub"), opens=[object()],
-                            delete_pending=True)
-        open_only = FileState(_key(fs, tmp_path / "d" / "f"), opens=[object()])
+        db = OpenStateDb.private()
+        pending, open_only = _key(fs, tmp_path / "d" / "sub"), _key(fs, tmp_path / "d" / "f")
+        db.add_open(pending, 1, 0x10000, 7)
+        db.set_delete_pending(pending, True)
+        db.add_open(open_only, 2, 0x1, 7)
         handle = fs.open(fs.lookup(("d",)), write=False, directory=True)
         try:
-            assert not directory_is_empty(_server(pending, open_only), fs, handle)
-            open_only.delete_pending = True
-            assert directory_is_empty(_server(pending, open_only), fs, handle)
-            pending.delete_pending = False          # the disposition was taken back
-            assert not directory_is_empty(_server(pending, open_only), fs, handle)
+            assert not directory_is_empty(_server(db), fs, handle)
+            db.set_delete_pending(open_only, True)
+            assert directory_is_empty(_server(db), fs, handle)
+            db.set_delete_pending(pending, False)      # the disposition was taken back
+            assert not directory_is_empty(_server(db), fs, handle)
         finally:
             handle.close()
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from smbcad.openstate.db import OpenStateDb
 from smbcad.proto.constants import Command
 from smbcad.proto.errors import SmbError
 from smbcad.proto.header import Smb2Header
@@ -43,7 +44,8 @@ class Harness:
         leasing = SimpleNamespace(release=lambda open_: None, files={}, dir_leases=set())  # no leases
         self.server = SimpleNamespace(
             opens=OpenTable(metrics=metrics, clock=time.time, leasing=leasing,
-                            spawn=lambda commit: commit, loop=asyncio.get_event_loop),
+                            open_state=OpenStateDb.private(), spawn=lambda commit: commit,
+                            loop=asyncio.get_event_loop),
             metrics=metrics, leasing=leasing)
         self.session = SimpleNamespace(opens={})
         self.tree = SimpleNamespace(open_count=0)
@@ -57,7 +59,7 @@ class Harness:
             tree=self.tree, file_key=key, is_directory=directory, is_pipe=pipe,
             delete_on_close=False, closed=False, scavenger=None, create_guid=b"",
             persistent=False, resilient=False, durable=False, store_version=0,
-            lock_sequences=bytearray(64), handle=SimpleNamespace(close=lambda: None, path="f"))
+            granted_access=0x3, share_access=0x7, lock_sequences=bytearray(64), handle=SimpleNamespace(close=lambda: None, path="f"))
         open_.file_id = (open_.persistent_id, volatile)
         self.server.opens.register(open_)
         return open_

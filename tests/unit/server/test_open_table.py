@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 
-from smbcad.server import files, open_records, opens
+from smbcad.openstate.db import OpenStateDb
+from smbcad.server import durable, files, open_records, opens
 from smbcad.store import LeaseRecord, LocalHandleStore, LockRecord, LogEngine, PersistentOpen
 from smbcad.vfs import ShareFs
 from tests.unit.server.harness import make_server
@@ -175,17 +176,17 @@ def test_a_record_written_with_st_dev_before_volume_ids_still_comes_back(tmp_pat
     share_fs = server.find_share("share").fs
     assert open_.file_key == (share_fs.volume.volume_id, st.st_ino)   # the new identity
     state = server.opens.by_file[open_.file_key]
-    assert open_records.to_record(open_, state, 1).file_dev == share_fs.volume.volume_id
+    assert open_records.to_record(open_, state, 1, delete_pending=False).file_dev \
+        == share_fs.volume.volume_id
 
 
 def test_a_delete_disposition_is_carried_in_the_record_and_comes_back(tmp_path):
     share_dir = make_share(tmp_path)
     server, *_ = run_restore(tmp_path, [record_for("vm.vhdx", share_dir)])
     open_ = server.opens.by_persistent_id[0x1234]
-    state = server.opens.by_file[open_.file_key]
-    assert not open_records.to_record(open_, state, 1).delete_on_close
-    state.delete_pending = True    # SET_INFO disposition
-    record = open_records.to_record(open_, state, 1)
+    assert not durable._record(server.opens, open_, 1).delete_on_close
+    server.opens.set_delete_pending(open_.file_key, True)    # SET_INFO disposition
+    record = durable._record(server.opens, open_, 1)
     assert record.delete_on_close
     shutil.rmtree(tmp_path / "state" / "handles")             # a fresh store holding just it
     restored, *_ = run_restore(tmp_path, [record])
@@ -205,7 +206,7 @@ def test_record_and_open_round_trip(tmp_path):
     server, *_ = run_restore(tmp_path, [record], clock=lambda: 123.0)
     open_ = server.opens.by_persistent_id[0x1234]
     again = open_records.to_record(open_, server.opens.by_file[open_.file_key],
-                                   record.record_version)
+                                   record.record_version, delete_pending=False)
     assert again == record
 
 
@@ -297,7 +298,7 @@ def test_lifecycle_table_allows_exactly_its_rows(state, event):
 def test_durable_file_ids_carry_the_node_id_and_skip_foreign_ones(tmp_path):
     make_share(tmp_path)
     table = opens.OpenTable(metrics=None, clock=lambda: 0.0, leasing=None, spawn=None,
-                            loop=None, node_id=2)
+                            loop=None, open_state=OpenStateDb.private(), node_id=2)
     first, _ = table.next_file_ids()
     assert first >> opens.NODE_ID_SHIFT == 2
     table.foreign_ids = lambda durable_file_id: durable_file_id == first + 1
@@ -305,7 +306,7 @@ def test_durable_file_ids_carry_the_node_id_and_skip_foreign_ones(tmp_path):
     assert second == first + 2
     with pytest.raises(ValueError):
         opens.OpenTable(metrics=None, clock=lambda: 0.0, leasing=None, spawn=None, loop=None,
-                        node_id=256)
+                        open_state=OpenStateDb.private(), node_id=256)
 
 
 def test_a_renamed_open_is_stored_and_comes_back_under_its_new_name(tmp_path):
@@ -321,7 +322,7 @@ def test_a_renamed_open_is_stored_and_comes_back_under_its_new_name(tmp_path):
     new = share.fs.rename(open_.handle, ("renamed.vhdx",)).path
     set_info._follow_rename(server, share, open_, old, new)
     state = server.opens.by_file[open_.file_key]
-    record = open_records.to_record(open_, state, 1)
+    record = open_records.to_record(open_, state, 1, delete_pending=False)
     assert record.path == "renamed.vhdx"
     shutil.rmtree(tmp_path / "state" / "handles")
     restored, result, *_ = run_restore(tmp_path, [record])

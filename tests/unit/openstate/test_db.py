@@ -1,0 +1,121 @@
+"""The open-state stores (smbcad/openstate/table.py, db.py): both run the
+same operations, one transaction per change; LMDB's records are seen by
+every process of the node (docs/multicore.md)."""
+
+import copy
+import multiprocessing
+import os
+
+import pytest
+
+from smbcad.openstate.db import OpenStateDb
+from smbcad.openstate.table import MemoryOpenState, OpenStateError
+from smbcad.proto.constants import AccessMask as A, ShareAccess as S
+from smbcad.proto.status import NtStatus
+
+READ, WRITE, DELETE = A.FILE_READ_DATA, A.FILE_WRITE_DATA, A.DELETE
+ALL = S.READ | S.WRITE | S.DELETE
+KEY = (0xABCD, 42)
+
+
+@pytest.fixture(params=["memory", "lmdb"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        return MemoryOpenState()
+    return OpenStateDb(str(tmp_path / "os"), create_empty=True)
+
+
+def test_the_last_open_out_learns_the_file_is_delete_pending(store):
+    db = store
+    db.add_open(KEY, 1, READ | DELETE, ALL)
+    db.add_open(KEY, 2, READ, ALL)
+    assert db.remove_open(KEY, 1, mark_delete_pending=True) == (1, True)
+    assert db.sharing_conflict(KEY, 0, ALL) == NtStatus.DELETE_PENDING
+    assert db.remove_open(KEY, 2) == (0, True)
+    assert not db.is_open(KEY) and not db.delete_pending(KEY)
+    assert db.remove_open(KEY, 2) == (0, False)          # nothing left to remove
+
+
+def test_streams_move_and_rename(store):
+    db = store
+    stream = KEY + ("s1",)
+    db.add_open(stream, 1, READ, S.READ)
+    db.rekey(stream, KEY + ("s2",))
+    assert not db.is_open(stream) and [e.open_id for e in db.entries(KEY + ("s2",))] == [1]
+    db.add_open(KEY, 2, READ, ALL)
+    db.move_open(KEY + ("s2",), KEY, 1)
+    assert [e.open_id for e in db.entries(KEY)] == [2, 1]
+    assert db.count() == 1
+
+
+def test_a_gone_owner_is_swept_from_every_file(store):
+    store.add_open(KEY, 1, READ, ALL)
+    store.add_open(KEY + ("s",), 2, READ, ALL)
+    store.add_open((1, 1), 3, READ, ALL)
+    other = copy.copy(store)        # another process of the node, on the same records
+    other.owner = 777
+    other.add_open(KEY, 4, READ, ALL)
+    assert store.forget_owner(store.owner) == 3
+    assert [e.open_id for e in store.entries(KEY)] == [4] and store.count() == 1
+
+
+def test_a_new_start_begins_empty_and_a_joining_process_keeps_what_is_there(tmp_path):
+    path = str(tmp_path / "os")
+    first = OpenStateDb(path, create_empty=True)
+    first.add_open(KEY, 1, READ, 0)
+    first.close()
+    joined = OpenStateDb(path, create_empty=False, owner=12345)
+    assert [e.owner for e in joined.entries(KEY)] == [os.getpid()]
+    joined.close()
+    assert OpenStateDb(path, create_empty=True).count() == 0
+
+
+def test_a_path_that_cannot_be_made_names_itself(tmp_path):
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OpenStateError, match="file/os"):
+        OpenStateDb(str(tmp_path / "file" / "os"), create_empty=True)
+
+
+def test_a_private_database_goes_with_its_object():
+    db = OpenStateDb.private()
+    path = db.path
+    assert os.path.isdir(path)
+    del db
+    assert not os.path.exists(path)
+
+
+def _worker(path, ready, go, results):
+    """Another process of the node: it opens the file for write, then reports
+    what it sees of the parent's open."""
+    db = OpenStateDb(path, create_empty=False)
+    db.add_open(KEY, 2, WRITE, S.WRITE)
+    ready.set()
+    go.wait(30)
+    results.put((db.sharing_conflict(KEY, READ, ALL), [e.open_id for e in db.entries(KEY)]))
+
+
+def test_two_processes_see_each_others_share_modes(tmp_path):
+    path = str(tmp_path / "os")
+    db = OpenStateDb(path, create_empty=True)
+    db.add_open(KEY, 1, READ, S.READ | S.WRITE)
+    context = multiprocessing.get_context("spawn")
+    ready, go, results = context.Event(), context.Event(), context.Queue()
+    child = context.Process(target=_worker, args=(path, ready, go, results))
+    child.start()
+    try:
+        assert ready.wait(60)
+        # its write open shares only write: a read open here is refused
+        assert db.sharing_conflict(KEY, READ, ALL) == NtStatus.SHARING_VIOLATION
+        db.remove_open(KEY, 1)
+        go.set()
+        conflict, open_ids = results.get(timeout=60)
+        assert open_ids == [2]
+        assert conflict == NtStatus.SHARING_VIOLATION     # its own write open still excludes
+        child.join(60)
+        # the worker is gone without closing: the sweep takes its entries out
+        assert db.forget_owner(child.pid) == 1
+        assert not db.is_open(KEY)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()

@@ -1,0 +1,90 @@
+"""The share-mode record's bytes and the decisions made on them
+(smbcad/openstate/record.py; [MS-FSA] 2.1.5.1.2)."""
+
+import pytest
+
+from smbcad.openstate import record
+from smbcad.openstate.record import OpenEntry
+from smbcad.proto.constants import AccessMask as A, ShareAccess as S
+from smbcad.proto.status import NtStatus
+
+READ, WRITE, DELETE = A.FILE_READ_DATA, A.FILE_WRITE_DATA, A.DELETE
+ALL = S.READ | S.WRITE | S.DELETE
+
+
+def _value(*entries, delete_pending=False):
+    value = None
+    for entry in entries:
+        value = record.with_entry(value, entry)
+    return record.with_delete_pending(value, True) if delete_pending else value
+
+
+def test_bytes_are_pinned():
+    """Header u8 flags, u8 0, u16 count; entry u32 owner, u64 id, u32 access, u32 share."""
+    value = _value(OpenEntry(0x11223344, 0x0102030405060708, READ, S.READ), delete_pending=True)
+    assert value == bytes.fromhex("01000100" "44332211" "0807060504030201" "01000000" "01000000")
+    assert record.decode(value) == record.FileRecord(
+        (OpenEntry(0x11223344, 0x0102030405060708, READ, S.READ),), True)
+
+
+def test_keys_of_files_and_streams_differ():
+    assert record.encode_key((1, 2)) == bytes.fromhex("0100000000000000" "0200000000000000")
+    assert record.encode_key((1, 2, "s")) == record.encode_key((1, 2)) + b"s"
+    assert record.encode_key((1, 2, "\udcff")) != record.encode_key((1, 2, "x"))
+
+
+def test_add_and_remove_keep_the_other_entries_in_order():
+    a, b, c = (OpenEntry(9, n, READ, ALL) for n in (1, 2, 3))
+    value = _value(a, b, c)
+    assert record.entry_count(value) == 3
+    left, removed = record.without_entry(value, 2)
+    assert removed == b and record.decode(left).entries == (a, c)
+    same, removed = record.without_entry(left, 42)
+    assert removed is None and same == left
+    left, _ = record.without_entry(left, 1)
+    empty, removed = record.without_entry(left, 3)
+    assert (empty, removed) == (None, c)
+
+
+def test_delete_pending_survives_entry_changes_and_can_be_taken_back():
+    value = _value(OpenEntry(9, 1, DELETE, ALL), delete_pending=True)
+    value = record.with_entry(value, OpenEntry(9, 2, 0, ALL))
+    assert record.delete_pending(value)
+    left, _ = record.without_entry(value, 1)
+    assert record.delete_pending(left)
+    assert not record.delete_pending(record.with_delete_pending(left, False))
+    assert not record.delete_pending(None)
+
+
+@pytest.mark.parametrize("held_access, held_share, access, share, expected", [
+    (READ, S.READ, READ, S.READ, None),
+    (READ, S.READ, WRITE, ALL, NtStatus.SHARING_VIOLATION),     # the holder does not share write
+    (READ, ALL, READ, S.WRITE, NtStatus.SHARING_VIOLATION),     # the newcomer does not share read
+    (WRITE, ALL, WRITE, S.WRITE, None),
+    (READ, S.READ, DELETE, ALL, NtStatus.SHARING_VIOLATION),
+    (A.FILE_READ_ATTRIBUTES, 0, READ, 0, None),                  # no data access: never conflicts
+    (READ, 0, A.FILE_READ_ATTRIBUTES, 0, None),
+])
+def test_share_access_check(held_access, held_share, access, share, expected):
+    value = _value(OpenEntry(9, 1, held_access, held_share))
+    assert record.sharing_conflict(value, access, share) == expected
+
+
+def test_delete_pending_refuses_every_open():
+    value = _value(OpenEntry(9, 1, DELETE, ALL), delete_pending=True)
+    assert record.sharing_conflict(value, A.FILE_READ_ATTRIBUTES, ALL) == NtStatus.DELETE_PENDING
+    assert record.sharing_conflict(None, READ, 0) is None
+
+
+def test_a_gone_owner_is_swept():
+    value = _value(OpenEntry(7, 1, READ, ALL), OpenEntry(8, 2, READ, ALL),
+                   OpenEntry(7, 3, READ, ALL))
+    assert record.decode(record.without_owner(value, 7)).entries == (OpenEntry(8, 2, READ, ALL),)
+    assert record.without_owner(value, 8) is not None
+    assert record.without_owner(_value(OpenEntry(7, 1, READ, ALL)), 7) is None
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x00", b"\x00\x00\x01\x00", b"\x00\x00\x00\x00" + bytes(20)])
+def test_a_record_of_the_wrong_length_is_refused(bad):
+    with pytest.raises(record.RecordError):
+        record.decode(bad)
