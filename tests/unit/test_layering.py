@@ -88,6 +88,10 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
                                     "smbcad.proto.status")),
     ("smbcad/openstate/table.py", (PURE, "os", "smbcad.openstate")),
     ("smbcad/openstate/*", (STDLIB, "lmdb", "smbcad.openstate")),
+    # Messages between a node's worker processes: the codec is sans-IO, the
+    # Unix datagram mailbox its shell.
+    ("smbcad/workers/messages.py", (PURE, "smbcad.workers")),
+    ("smbcad/workers/*", (STDLIB, "smbcad.workers")),
     ("smbcad/crypto/*", (STDLIB, "cryptography", "smbcad.crypto", "smbcad.proto")),
     ("smbcad/vfs/*", (STDLIB, "smbcad.vfs", "smbcad.proto")),
     # The interface modules marshal their stubs with impacket's NDR types.
