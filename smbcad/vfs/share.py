@@ -495,6 +495,14 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         finally:
             os.close(fd)
 
+    def sibling_short_names(self, path: str) -> dict[str, str]:
+        """The 8.3 names in the directory holding ``path`` ([MS-FSCC]
+        2.1.5.2.1), through the share's kept maps: the same names that a
+        listing of that directory gives (``QUERY_DIRECTORY``'s "Both"
+        classes), computed once for an unchanged large directory."""
+        names = sorted(self.sibling_names(path), key=lambda name: (name.upper(), name))
+        return self.short_names.short_names([".", ".."] + names)
+
     def list_names(self, open_file: OpenFile) -> list[str]:
         """``.``, ``..``, then the listable names sorted as ``list_directory`` does,
         without stat: QUERY_DIRECTORY stats each entry when it is returned, so a

@@ -10,8 +10,8 @@ from dataclasses import replace
 from smbcad.proto.constants import InfoType
 from smbcad.proto.errors import SmbError
 from smbcad.proto.fscc import (DEFAULT_FS_ATTRIBUTES, QUERY_FILE_ACCESS, FileInfoClass, FsInfo,
-                               QueryContext, missing_access, query_file_info, query_fs_info,
-                               query_security_access, short_name_in)
+                               QueryContext, is_8dot3, missing_access, query_file_info,
+                               query_fs_info, query_security_access, short_name_in)
 from smbcad.proto.query_info import QueryInfoRequest, QueryInfoResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import eas, security, streams
@@ -51,14 +51,16 @@ def _file_info(ctx, open_, request):
 
 def _short_name(fs, path: str) -> str:
     """The 8.3 name of the file at ``path`` among its siblings ("" for the root);
-    the siblings are listed only if a ~N name must be generated."""
+    the siblings are listed only if a ~N name must be generated, and then
+    through the share's kept maps, so the name is the one a directory
+    listing shows."""
     if not path:
         return ""
-    return short_name_in(path.rpartition("/")[2], _siblings(fs, path))
-
-
-def _siblings(fs, path: str):
-    yield from fs.sibling_names(path)
+    name = path.rpartition("/")[2]
+    if is_8dot3(name):
+        return name
+    found = fs.sibling_short_names(path).get(name)
+    return found if found is not None else short_name_in(name, ())     # gone meanwhile
 
 
 def _delete_pending(ctx, open_) -> bool:

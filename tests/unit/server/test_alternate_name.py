@@ -4,6 +4,9 @@ directory; a long name gets a generated one, unique among its siblings."""
 
 import struct
 
+from smbcad.proto.fscc import short_names
+from smbcad.vfs import short_name_cache
+
 from smbcad.proto.constants import Command
 from smbcad.proto.status import NtStatus
 from tests.unit.proto import wire
@@ -32,8 +35,8 @@ def test_an_8dot3_name_is_answered_without_listing_the_directory(tmp_path):
     server = make_server(str(share), str(tmp_path / "state"))
     fs = server.find_share("share").fs
     listed = []
-    siblings = fs.sibling_names
-    fs.sibling_names = lambda path: listed.append(path) or siblings(path)
+    siblings = fs.sibling_short_names
+    fs.sibling_short_names = lambda path: listed.append(path) or siblings(path)
     client = connected_client(server)
     assert _alternate_name(client, "REPORT.TXT") == "REPORT.TXT"
     assert listed == []
@@ -41,3 +44,25 @@ def test_an_8dot3_name_is_answered_without_listing_the_directory(tmp_path):
     assert listed == ["a long new name.txt"]
     # 50 siblings share its first letters: past four ~N, a hash form (as NTFS)
     assert "~" in short and short.endswith(".TXT") and len(short) <= 12, short
+
+
+def test_a_large_directory_s_map_is_kept_and_matches_the_listing(tmp_path, monkeypatch):
+    """The name is the one QUERY_DIRECTORY's "Both" classes show (both come
+    from the share's kept map), and asking again in an unchanged directory
+    of 300 names does not compute the map again."""
+    share = tmp_path / "share"
+    share.mkdir()
+    names = [f"a long neighbour name {index}.txt" for index in range(300)]
+    for name in names:
+        (share / name).touch()
+    computed = []
+    monkeypatch.setattr(short_name_cache, "short_names",
+                        lambda names: computed.append(len(names)) or short_names(names))
+    server = make_server(str(share), str(tmp_path / "state"))
+    client = connected_client(server)
+    first = _alternate_name(client, names[7])
+    assert first == short_names(names)[names[7]]
+    assert computed == [302]                    # the names, "." and ".."
+    assert _alternate_name(client, names[7]) == first
+    assert _alternate_name(client, names[8]) == short_names(names)[names[8]]
+    assert computed == [302]
