@@ -15,11 +15,11 @@ import errno
 import logging
 import os
 import socket
-import stat
 from typing import Callable
 
 from smbcad.workers.messages import MAX_MESSAGE, Header, Message, MessageError, Sequencer, \
     decode, encode
+from smbcad.workers.unix_path import SocketPathError, bind_at, unlink_if_own
 
 log = logging.getLogger("smbcad.workers")
 
@@ -59,37 +59,15 @@ class Mailbox:
         self._sequencer = Sequencer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            self._remove_stale()
-        except OSError as error:
-            raise MailboxError(f"worker {index} cannot prepare its mailbox {self.path}: "
-                               f"{error}", error.errno) from error
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            _try_to_raise(sock, option)
         try:
-            sock.setblocking(False)
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                _try_to_raise(sock, option)
-            sock.bind(self.path)
-            bound = os.stat(self.path)
-        except OSError as error:
-            sock.close()
-            raise MailboxError(f"worker {index} cannot bind its mailbox {self.path}: {error}",
-                               error.errno) from error
+            self._bound = bind_at(self.path, sock, f"worker {index}'s mailbox")
+        except SocketPathError as error:
+            raise MailboxError(str(error), error.errno) from error
         self._sock = sock
-        self._bound = (bound.st_dev, bound.st_ino)
-
-    def _remove_stale(self) -> None:
-        """A socket file left by this index's previous run would make bind
-        fail; anything else at the path is not ours to remove."""
-        try:
-            mode = os.lstat(self.path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise MailboxError(f"worker {self.index}'s mailbox {self.path} exists and is "
-                               f"not a socket")
-        os.unlink(self.path)
 
     def send(self, to_index: int, message: Message) -> int:
         """Send ``message`` to worker ``to_index`` without waiting; its
@@ -140,12 +118,7 @@ class Mailbox:
             self._loop.remove_reader(self._sock.fileno())
             self._loop = None
         self._sock.close()
-        try:
-            now = os.stat(self.path)
-            if (now.st_dev, now.st_ino) == self._bound:
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        unlink_if_own(self.path, self._bound)
 
     def __enter__(self) -> "Mailbox":
         return self

@@ -91,6 +91,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Messages between a node's worker processes: the codec is sans-IO, the
     # Unix datagram mailbox its shell.
     ("smbcad/workers/messages.py", (PURE, "smbcad.workers")),
+    ("smbcad/workers/routing.py", (PURE, "smbcad.workers", "smbcad.proto")),
     ("smbcad/workers/*", (STDLIB, "smbcad.workers")),
     ("smbcad/crypto/*", (STDLIB, "cryptography", "smbcad.crypto", "smbcad.proto")),
     ("smbcad/vfs/*", (STDLIB, "smbcad.vfs", "smbcad.proto")),
