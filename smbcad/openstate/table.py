@@ -6,8 +6,10 @@ subclass gives the store:
 
 * ``MemoryOpenState`` (here): a dict in this process.  A node of one worker
   process uses it: nothing else needs to see its records, and it costs a
-  dict lookup where LMDB costs several cold pages (measured in the server:
-  ~22 µs of CPU per CREATE+CLOSE through LMDB, against ~2 µs here).
+  few dict operations where LMDB walks several pages that the rest of a
+  request has pushed out of the caches (a CREATE's check and insert and its
+  CLOSE's removal, with 4 MiB of other work between them: 15-30 µs of CPU
+  through LMDB, 5-13 µs here; 6.5 and 3.3 µs when nothing comes between).
 * ``smbcad.openstate.db.OpenStateDb``: LMDB, shared by every worker process
   of a node (docs/multicore.md).
 
