@@ -76,7 +76,7 @@ def encode_key(key: tuple) -> bytes:
 
 
 def decode(value: bytes) -> FileRecord:
-    flags, count = _header(value)
+    flags, _count = _header(value)
     entries = tuple(OpenEntry(*fields) for fields in ENTRY.iter_unpack(value[HEADER.size:]))
     return FileRecord(entries, bool(flags & _DELETE_PENDING))
 

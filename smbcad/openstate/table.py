@@ -46,10 +46,6 @@ class OpenStateTable:
         with self._begin() as txn:
             return txn.get(record.encode_key(key))
 
-    def file_record(self, key: tuple) -> record.FileRecord | None:
-        value = self.value(key)
-        return None if value is None else record.decode(value)
-
     def entries(self, key: tuple) -> tuple[record.OpenEntry, ...]:
         """Every process's opens of ``key``."""
         value = self.value(key)

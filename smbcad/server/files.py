@@ -5,7 +5,6 @@ open table's (``smbcad.server.opens``).
 [MS-FSA] 2.1.5.1.2 (share access check), [MS-DTYP] 2.4.3 (generic mapping).
 """
 
-from smbcad.openstate.record import DATA_ACCESS, READ_LIKE, WRITE_LIKE  # noqa: F401
 from smbcad.proto.constants import AccessMask
 from smbcad.proto.errors import SmbError
 
@@ -34,9 +33,9 @@ def map_generic(access: int, maximal: int) -> int:
 
 def check_share_access(server, key: tuple, access: int, share: int) -> None:
     """STATUS_SHARING_VIOLATION when the new open and an existing one of any
-    process of the node exclude each other ([MS-FSA] 2.1.5.1.2.1; the access
-    bits share modes govern are ``DATA_ACCESS``), STATUS_DELETE_PENDING on a
-    delete-pending file."""
+    process of the node exclude each other ([MS-FSA] 2.1.5.1.2.1, decided by
+    ``smbcad.openstate.record``), STATUS_DELETE_PENDING on a delete-pending
+    file."""
     conflict = server.opens.open_state.sharing_conflict(key, access, share)
     if conflict is not None:
         raise SmbError(conflict)

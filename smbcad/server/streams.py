@@ -30,6 +30,7 @@ another stream never breaks them.  Stream opens are not durable.
 
 import dataclasses
 
+from smbcad.openstate.record import DATA_ACCESS
 from smbcad.proto.constants import (
     AccessMask, CreateAction, CreateDisposition as Disp, CreateOptions as Opt,
     FileAttributes as FA, ShareAccess)
@@ -212,7 +213,7 @@ def check_file_open(ctx, resolved, access: int) -> None:
         return
     for name in open_streams.names(file_key):
         for other in ctx.server.opens.open_state.entries(file_key + (name,)):
-            if other.access & files.DATA_ACCESS and not other.share & ShareAccess.DELETE:
+            if other.access & DATA_ACCESS and not other.share & ShareAccess.DELETE:
                 raise SmbError(NtStatus.SHARING_VIOLATION, "a stream forbids delete")
 
 
