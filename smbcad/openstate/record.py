@@ -14,6 +14,11 @@ Layout, little-endian::
     entry   u32 owner (the owning process), u64 open id (DurableFileId),
             u32 granted access, u32 share access          (20 bytes, repeated)
 
+Bit 31 of an entry's share access word (no ShareAccess bit is that high)
+marks a persistent open whose client is disconnected: a 3.x CREATE of the
+file through any process gets STATUS_FILE_NOT_AVAILABLE ([MS-SMB2] 3.3.5.9)
+until the owner reconnects.
+
 Records are small (one entry for almost every file), so changes rewrite the
 whole value: an append is one concatenation, a removal one join.
 """
@@ -31,6 +36,7 @@ _unpack_entry = ENTRY.unpack_from
 _unpack_open_id = struct.Struct("<4xQ").unpack_from      # an entry's open id
 _ONE_ENTRY = HEADER.pack(0, 1)
 _DELETE_PENDING = 0x01
+HELD_DISCONNECTED = 0x80000000          # in the share access word
 
 # The access bits that share modes govern ([MS-FSA] 2.1.5.1.2.1), as plain
 # ints: every CREATE tests them, and IntFlag arithmetic costs ~10x more.
@@ -169,11 +175,50 @@ def with_delete_pending(value: bytes, pending: bool) -> bytes:
     return HEADER.pack(flags, count) + value[HEADER.size:]
 
 
-def without_owner(value: bytes, owner: int) -> bytes | None:
-    """``value`` without any entry of ``owner`` (a process that is gone)."""
+def held_disconnected(value: bytes | None) -> bool:
+    """Whether a disconnected persistent open holds the file."""
+    if value is None:
+        return False
+    _flags, count = _header(value)
+    return any(fields[3] & HELD_DISCONNECTED
+               for fields in ENTRY.iter_unpack(value[HEADER.size:HEADER.size
+                                                     + count * ENTRY.size]))
+
+
+def with_disconnected(value: bytes, open_id: int, disconnected: bool) -> bytes:
+    """``value`` with ``open_id``'s entry marked (or no longer marked) as a
+    persistent open whose client is away."""
+    flags, _count = _header(value)
+    entries = []
+    for owner, entry_id, access, share in ENTRY.iter_unpack(value[HEADER.size:]):
+        if entry_id == open_id:
+            share = share | HELD_DISCONNECTED if disconnected else share & ~HELD_DISCONNECTED
+        entries.append(ENTRY.pack(owner, entry_id, access, share))
+    return HEADER.pack(flags, len(entries)) + b"".join(entries)
+
+
+def with_entry_replaced(value: bytes | None, packed: bytes) -> bytes:
+    """``value`` with the entry ``packed`` (``ENTRY.pack``) in place of any
+    entry of the same open: a persistent open restored by the process that
+    took over from its owner's (the owner changes, the open is the same)."""
+    if value is None:
+        return _ONE_ENTRY + packed
+    open_id = ENTRY.unpack(packed)[1]
     flags, _count = _header(value)
     kept = [ENTRY.pack(*fields) for fields in ENTRY.iter_unpack(value[HEADER.size:])
-            if fields[0] != owner]
+            if fields[1] != open_id]
+    if len(kept) == 0xFFFF:
+        raise RecordError("65535 opens of one file")
+    return HEADER.pack(flags, len(kept) + 1) + b"".join(kept) + packed
+
+
+def without_owner(value: bytes, owner: int, keep: frozenset = frozenset()) -> bytes | None:
+    """``value`` without any entry of ``owner`` (a process that is gone),
+    except those of the opens in ``keep`` (its persistent opens, which its
+    successor restores)."""
+    flags, _count = _header(value)
+    kept = [ENTRY.pack(*fields) for fields in ENTRY.iter_unpack(value[HEADER.size:])
+            if fields[0] != owner or fields[1] in keep]
     if not kept:
         return None
     return HEADER.pack(flags, len(kept)) + b"".join(kept)

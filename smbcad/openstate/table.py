@@ -67,11 +67,14 @@ class OpenStateTable:
 
     def add_open(self, key: tuple, open_id: int, access: int, share: int) -> None:
         """OpenStateFull, with nothing changed, when there is no room."""
-        packed = record.ENTRY.pack(self.owner, open_id, access, share)
+        self._put_entry(key, record.ENTRY.pack(self.owner, open_id, access, share),
+                        record.with_packed_entry)
+
+    def _put_entry(self, key: tuple, packed: bytes, combine) -> None:
         db_key = record.encode_key(key)
         try:
             with self._begin(write=True) as txn:
-                txn.put(db_key, record.with_packed_entry(txn.get(db_key), packed))
+                txn.put(db_key, combine(txn.get(db_key), packed))
         except (record.RecordError, *self._full_errors) as exc:
             raise OpenStateFull(f"no room for another open of {key}: {exc}") from None
 
@@ -127,13 +130,36 @@ class OpenStateTable:
             if value is not None:
                 txn.put(new, value)
 
-    def forget_owner(self, owner: int) -> int:
-        """Remove every entry of a process that is gone; returns how many
-        records changed (the sweep after a worker dies)."""
+    def held_disconnected(self, key: tuple) -> bool:
+        """Whether a disconnected persistent open, in any process, holds ``key``."""
+        with self._begin() as txn:
+            return record.held_disconnected(txn.get(record.encode_key(key)))
+
+    def set_disconnected(self, key: tuple, open_id: int, disconnected: bool) -> None:
+        """A persistent open lost its client, or got it back."""
+        db_key = record.encode_key(key)
+        with self._begin(write=True) as txn:
+            value = txn.get(db_key)
+            if value is not None:
+                txn.put(db_key, record.with_disconnected(value, open_id, disconnected))
+
+    def adopt_open(self, key: tuple, open_id: int, access: int, share: int, *,
+                   disconnected: bool = False) -> None:
+        """``add_open`` for a persistent open restored from the handle store:
+        an entry its earlier owner left for it becomes this process's."""
+        if disconnected:
+            share |= record.HELD_DISCONNECTED
+        self._put_entry(key, record.ENTRY.pack(self.owner, open_id, access, share),
+                        record.with_entry_replaced)
+
+    def forget_owner(self, owner: int, keep: frozenset = frozenset()) -> int:
+        """Remove every entry of a process that is gone, except those of the
+        opens in ``keep`` (persistent ones its successor restores and
+        adopts); returns how many records changed."""
         with self._begin(write=True) as txn:
             updates = []
             for db_key, value in self._scan(txn):
-                left = record.without_owner(value, owner)
+                left = record.without_owner(value, owner, keep)
                 if left != value:
                     updates.append((db_key, left))
             for db_key, left in updates:

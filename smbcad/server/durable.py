@@ -168,13 +168,11 @@ def check_not_held_disconnected(ctx, key: tuple) -> None:
     out: nobody steps on a VM's disk while its host reconnects."""
     if ctx.connection.dialect < Dialect.SMB_3_0:
         return
-    state = ctx.server.opens.file_state(key)
-    if state is None:
-        return
-    for other in state.opens:
-        if other.persistent and other.session is None:
-            raise SmbError(NtStatus.FILE_NOT_AVAILABLE,
-                           f"{other.path!r} is held by a disconnected persistent open")
+    # The records, not this process's opens: with worker processes the
+    # disconnected open may be another's (smbcad.openstate.record).
+    if ctx.server.opens.held_disconnected(key):
+        raise SmbError(NtStatus.FILE_NOT_AVAILABLE,
+                       "the file is held by a disconnected persistent open")
 
 
 # --- the handle store ------------------------------------------------------------------

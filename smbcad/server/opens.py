@@ -192,6 +192,10 @@ class OpenTable:
     def set_delete_pending(self, key: tuple, pending: bool) -> None:
         self.open_state.set_delete_pending(key, pending)
 
+    def held_disconnected(self, key: tuple) -> bool:
+        """Whether a disconnected persistent open, in any process, holds ``key``."""
+        return self.open_state.held_disconnected(key)
+
     def is_open(self, key: tuple) -> bool:
         """Whether any process of the node has an open of ``key``."""
         return self.open_state.is_open(key)
@@ -202,14 +206,21 @@ class OpenTable:
 
     # --- register, CreateGuid -----------------------------------------------------
 
-    def register(self, open_) -> None:
+    def register(self, open_, *, restored: bool = False) -> None:
         """A new open joins the table (and its session, when it has one);
         STATUS_INSUFFICIENT_RESOURCES, with nothing changed, when the
-        open-state database has no room for it."""
+        open-state database has no room for it.  ``restored``: a persistent
+        open back from the handle store, whose entry in the records a
+        predecessor process may have left (``OpenStateTable.adopt_open``)."""
         if not open_.is_pipe:
             try:
-                self.open_state.add_open(open_.file_key, open_.persistent_id,
-                                         open_.granted_access, open_.share_access)
+                if restored:
+                    self.open_state.adopt_open(
+                        open_.file_key, open_.persistent_id, open_.granted_access,
+                        open_.share_access, disconnected=open_.persistent and open_.session is None)
+                else:
+                    self.open_state.add_open(open_.file_key, open_.persistent_id,
+                                             open_.granted_access, open_.share_access)
             except OpenStateFull as exc:
                 raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, str(exc)) from None
         state = self.by_file.get(open_.file_key)
@@ -320,6 +331,8 @@ class OpenTable:
         open_.session.opens.pop(open_.volatile_id, None)
         open_.tree.open_count -= 1
         open_.session = None
+        if open_.persistent:
+            self.open_state.set_disconnected(open_.file_key, open_.persistent_id, True)
         channel_sequence.reset(open_)        # its requests in flight died with the connection
         open_.disconnected_at_ms = int(self.clock() * 1000)
         self.start_scavenger(open_, open_.timeout_ms / 1000)
@@ -341,6 +354,8 @@ class OpenTable:
         open_.volatile_id = self.next_volatile_id()
         session.opens[open_.volatile_id] = open_
         open_.disconnected_at_ms = None
+        if open_.persistent:
+            self.open_state.set_disconnected(open_.file_key, open_.persistent_id, False)
 
     def start_scavenger(self, open_, delay_s: float) -> None:
         self.stop_scavenger(open_)
@@ -417,7 +432,7 @@ class OpenTable:
                 await share.store.close(record.durable_file_id)
                 dropped += 1
                 continue
-            self.register(open_)
+            self.register(open_, restored=True)
             if record.create_guid != open_records.ZERO_GUID:
                 self.track_create_guid(open_)
             self.leasing.restore(open_, record)

@@ -59,6 +59,32 @@ def test_a_gone_owner_is_swept_from_every_file(store):
     assert [e.open_id for e in store.entries(KEY)] == [4] and store.count() == 1
 
 
+def test_a_dead_owners_persistent_opens_stay_for_its_successor(store):
+    """The sweep keeps the entries of the opens its successor restores; the
+    successor adopts them (its own now, still held, still disconnected until
+    the client is back) and then sweeps what else the dead owner left."""
+    dead = copy.copy(store)
+    dead.owner = 4242
+    dead.add_open(KEY, 10, READ | WRITE, 0)             # persistent, exclusive
+    dead.add_open(KEY + ("s",), 11, READ, ALL)          # persistent too
+    dead.add_open((1, 1), 12, READ, ALL)                # not persistent
+    dead.set_disconnected(KEY, 10, True)
+    assert store.forget_owner(4242, keep=frozenset({10, 11})) == 1
+    assert store.count() == 2 and store.held_disconnected(KEY)
+    assert store.sharing_conflict(KEY, READ, ALL) == NtStatus.SHARING_VIOLATION
+    successor = copy.copy(store)
+    successor.owner = 5151
+    successor.adopt_open(KEY, 10, READ | WRITE, 0, disconnected=True)
+    assert [(e.owner, e.open_id) for e in store.entries(KEY)] == [(5151, 10)]
+    assert store.held_disconnected(KEY)
+    successor.set_disconnected(KEY, 10, False)           # its client reconnected
+    assert not store.held_disconnected(KEY)
+    assert [e.share for e in store.entries(KEY)] == [0]
+    assert store.sharing_conflict(KEY, READ, ALL) == NtStatus.SHARING_VIOLATION
+    assert store.forget_owner(4242) == 1                 # the stream's entry was not restored
+    assert store.count() == 1
+
+
 def test_a_new_start_begins_empty_and_a_joining_process_keeps_what_is_there(tmp_path):
     path = str(tmp_path / "os")
     first = OpenStateDb(path, create_empty=True)

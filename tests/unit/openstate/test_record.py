@@ -88,3 +88,26 @@ def test_a_gone_owner_is_swept():
 def test_a_record_of_the_wrong_length_is_refused(bad):
     with pytest.raises(record.RecordError):
         record.decode(bad)
+
+
+def test_a_disconnected_persistent_open_is_bit_31_of_its_share_word():
+    value = _value(OpenEntry(1, 7, READ, S.READ), OpenEntry(1, 8, READ, ALL))
+    assert not record.held_disconnected(value) and not record.held_disconnected(None)
+    marked = record.with_disconnected(value, 8, True)
+    assert marked[-4:] == bytes.fromhex("07000080") and marked[:-4] == value[:-4]
+    assert record.held_disconnected(marked)
+    assert record.with_disconnected(marked, 8, False) == value
+    # The mark changes no share decision.
+    assert record.sharing_conflict(marked, WRITE, ALL) == NtStatus.SHARING_VIOLATION
+    assert record.sharing_conflict(marked, READ, ALL) is None
+
+
+def test_a_restored_open_replaces_its_predecessors_entry():
+    value = _value(OpenEntry(1, 7, READ, S.READ), OpenEntry(1, 8, READ, ALL))
+    replaced = record.with_entry_replaced(value, OpenEntry(2, 7, READ, S.READ).pack())
+    assert record.decode(replaced).entries == (OpenEntry(1, 8, READ, ALL),
+                                               OpenEntry(2, 7, READ, S.READ))
+    fresh = record.with_entry_replaced(None, OpenEntry(2, 9, READ, ALL).pack())
+    assert record.decode(fresh).entries == (OpenEntry(2, 9, READ, ALL),)
+    kept = record.without_owner(value, 1, keep=frozenset({8}))
+    assert record.decode(kept).entries == (OpenEntry(1, 8, READ, ALL),)
