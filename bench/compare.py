@@ -11,6 +11,7 @@ relative to smbd. Raw values and medians go to bench/results/ as JSON.
   /opt/smbca/test-venv/bin/python bench/compare.py
   /opt/smbca/test-venv/bin/python bench/compare.py --ours smbd   # smbd vs smbd: checks the script
   /opt/smbca/test-venv/bin/python bench/compare.py --unpinned --only 4x4 --only 16x1
+  /opt/smbca/test-venv/bin/python bench/compare.py --unpinned --workers 2 --only 4x4
 
 See shared/reference/benchmarking.md for which client suits which figure.
 """
@@ -399,6 +400,8 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument("--only", action="append", help="run benchmarks whose name contains this")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="smbcad's worker processes (server.workers, docs/multicore.md)")
     parser.add_argument("--unpinned", action="store_true",
                         help="servers and clients on every CPU (how many cores each server uses)")
     args = parser.parse_args(argv)
@@ -421,7 +424,9 @@ def main(argv=None) -> int:
         make_source(source, args.size_mib)
         for slot, kind in zip(slots, ("smbd", args.ours)):
             servers[slot] = start_server(kind, work / slot.replace("(", "-").rstrip(")"),
-                                         taskset=SERVER_CPU if pinned else None)
+                                         taskset=SERVER_CPU if pinned else None,
+                                         extra_args=(["--workers", str(args.workers)]
+                                                     if args.workers > 1 else []))
             print(f"{slot}: pid {servers[slot].pid}, port {servers[slot].port}", flush=True)
         results = measure(args, servers, source)
     finally:

@@ -288,6 +288,39 @@ def systemd_environment(environ: Mapping[str, str] | None = None) -> SystemdEnv:
     return SystemdEnv(env.get("NOTIFY_SOCKET") or None, watchdog, stream)
 
 
+WORKER_LISTEN_FDS = "SMBCA_WORKER_LISTEN_FDS"
+WORKER_PREDECESSOR = "SMBCA_WORKER_PREDECESSOR"
+
+
+def worker_listen_fds(environ: Mapping[str, str] | None = None) -> list[int]:
+    """In an smbcad worker: the listening sockets' descriptors its supervisor
+    passed (``WORKER_LISTEN_FDS``, comma-separated)."""
+    env = os.environ if environ is None else environ
+    return [int(fd) for fd in env.get(WORKER_LISTEN_FDS, "").split(",") if fd.isdigit()]
+
+
+def worker_predecessor(environ: Mapping[str, str] | None = None) -> int | None:
+    """In an smbcad worker: the pid of the worker it replaces, if any
+    (``WORKER_PREDECESSOR``)."""
+    value = (os.environ if environ is None else environ).get(WORKER_PREDECESSOR, "")
+    return int(value) if value.isdigit() else None
+
+
+def worker_environment(notify_socket: str, watchdog_usec: int, listen_fds: list[int],
+                       predecessor: int | None = None) -> dict[str, str]:
+    """The environment an smbcad supervisor starts a worker with: its own,
+    with the supervisor as the worker's NOTIFY_SOCKET and watchdog
+    (WATCHDOG_PID dropped: it names the supervisor), the listening
+    sockets' descriptors and the pid of the worker it replaces."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("WATCHDOG_PID", WORKER_PREDECESSOR)}
+    env.update({"NOTIFY_SOCKET": notify_socket, "WATCHDOG_USEC": str(watchdog_usec),
+                WORKER_LISTEN_FDS: ",".join(str(fd) for fd in listen_fds)})
+    if predecessor is not None:
+        env[WORKER_PREDECESSOR] = str(predecessor)
+    return env
+
+
 def read_key_file(path: str, key: str = "cluster.key_file") -> bytes:
     """The cluster key both nodes share (clusdisk's heartbeats, smbcad's
     handle mirror): raw bytes, or hex text; at least 16 bytes."""

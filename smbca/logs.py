@@ -164,20 +164,45 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rotated files to keep (default 5)")
 
 
-def start_logging(identifier: str, level: str, argv: list[str]) -> logging.Handler:
+def start_logging(identifier: str, level: str, argv: list[str], *,
+                  worker: int | None = None) -> logging.Handler:
     """A daemon's logging from its command line (the ``add_log_arguments``
     options, other arguments ignored) and systemd's environment; a log file
-    that cannot be opened is the ConfigError ``--log-file``."""
+    that cannot be opened is the ConfigError ``--log-file``.
+
+    ``worker``: this process is one of a supervisor's workers (smbcad
+    ``server.workers``): its lines name it (``smbcad.session[1]: ...``),
+    and a log file is its own (``FILE.worker-1``: several processes must
+    not rotate one file)."""
     parser = argparse.ArgumentParser(add_help=False)
     add_log_arguments(parser)
     options, _ = parser.parse_known_args(argv)
+    log_file = options.log_file
+    if worker is not None and log_file:
+        log_file = f"{log_file}.worker-{worker}"
     try:
-        return setup_logging(identifier, level, systemd_environment(),
-                             log_file=options.log_file, max_bytes=options.log_file_max_bytes,
-                             backups=options.log_file_backups)
+        handler = setup_logging(identifier, level, systemd_environment(),
+                                log_file=log_file, max_bytes=options.log_file_max_bytes,
+                                backups=options.log_file_backups)
+        if worker is not None:
+            handler.addFilter(_WorkerTag(worker))
+        return handler
     except OSError as exc:
         raise ConfigError("--log-file", f"cannot open {options.log_file}: "
                                         f"{exc.strerror or exc}") from None
+
+
+class _WorkerTag(logging.Filter):
+    """Names the worker process in each record's logger name."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.suffix = f"[{worker}]"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.endswith(self.suffix):
+            record.name += self.suffix
+        return True
 
 
 def setup_logging(identifier: str, level: str, env: SystemdEnv, *,

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--guest-ok", action="store_true")
     p.add_argument("--anonymous-ok", action="store_true",
                    help="allow anonymous (null) sessions, e.g. for smbtorture's re-auth tests")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (docs/multicore.md; default 1)")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)   # a supervisor's child
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--check-config", action="store_true",
                    help="load and validate the config, print a summary, exit 0 or 2")
@@ -67,7 +70,7 @@ def _load(args) -> tuple[config_mod.Config, object]:
         signing=args.signing, encryption=args.encryption, state_dir=args.state_dir,
         metrics_listen=args.metrics_listen, server_name=args.server_name,
         keytab=args.keytab, guest_ok=args.guest_ok, anonymous_ok=args.anonymous_ok, log_level=args.log_level,
-        control_socket=args.control_socket)
+        control_socket=args.control_socket, workers=args.workers)
 
     def reload_quick():
         return config_mod.from_quick_args(quick)
@@ -86,6 +89,7 @@ def summary(cfg: config_mod.Config) -> list[str]:
              f"state directory: {server.state_dir}",
              f"control socket: {server.control_socket or 'none'}",
              f"metrics: {server.metrics_listen or 'off'}",
+             f"workers: {server.workers}",
              f"users: {len(cfg.users)}, smbpasswd files: {len(cfg.smbpasswd_files)}, "
              f"guest: {'yes' if server.guest_ok else 'no'}"]
     for share in cfg.shares:
@@ -125,9 +129,22 @@ def main(argv=None) -> int:
         return check_config(args)
     try:
         cfg, reload = _load(args)
+        if cfg.server.workers > 1 and args.worker is None:
+            from smbcad.workers.supervisor import Supervisor
+            start_logging("smbcad", cfg.server.log_level, argv)
+            return asyncio.run(Supervisor(cfg, argv).run())
         from smbcad.daemon import Daemon
-        start_logging("smbcad", cfg.server.log_level, argv)
-        daemon = Daemon(cfg, reload)
+        from smbcad.workers.gate import WorkerSeat
+        from smbcad.workers.supervisor import workers_directory
+        seat = None
+        if args.worker is not None:
+            if not 0 <= args.worker < cfg.server.workers:
+                raise ConfigError("--worker", f"must be 0..{cfg.server.workers - 1}")
+            seat = WorkerSeat(args.worker, cfg.server.workers, cfg.server.worker_routing_seed,
+                              workers_directory(cfg.server.state_dir))
+        start_logging("smbcad" if seat is None else f"smbcad-worker-{seat.index}",
+                      cfg.server.log_level, argv, worker=None if seat is None else seat.index)
+        daemon = Daemon(cfg, reload, seat)
     except ConfigError as exc:
         print(f"smbcad: {exc}", file=sys.stderr)
         return 2

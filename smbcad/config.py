@@ -81,6 +81,11 @@ class ServerConfig:
     drain_timeout_s: int = 20
     log_level: str = "info"
     control_socket: str | None = SMBCAD_SOCKET   # the smbca command and clusdisk; None: none
+    # Worker processes serving the clients (docs/multicore.md); 1: this
+    # process alone.  More than 1: no leases or oplocks yet (breaks do not
+    # cross processes), no cluster section, no metrics_listen.
+    workers: int = 1
+    worker_routing_seed: int = 0       # which worker owns which ClientGuid (tests place clients)
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ def validate(config: Config) -> Config:
     _check_limits(server)
     if server.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level", "must be debug, info, warning or error")
+    _check_workers(config)
     return config
 
 
@@ -162,7 +168,22 @@ _LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
            ("max_outstanding_requests", 1, 65535), ("max_async_requests", 2, 65535),
            ("max_async_requests_per_session", 2, 65535), ("max_channels_per_session", 1, 1024),
            ("auth_timeout_s", 1, 3600), ("idle_timeout_s", 0, 7 * 24 * 3600),
-           ("send_timeout_s", 1, 3600), ("drain_timeout_s", 0, 3600))
+           ("send_timeout_s", 1, 3600), ("drain_timeout_s", 0, 3600), ("workers", 1, 256),
+           ("worker_routing_seed", 0, (1 << 64) - 1))
+
+
+def _check_workers(config: Config) -> None:
+    """What more than one worker process cannot do yet (docs/multicore.md,
+    steps 2 and 4): the cluster's handle mirror is one connection per
+    process, and the metrics of N processes are not merged."""
+    if config.server.workers == 1:
+        return
+    if config.cluster is not None:
+        raise ConfigError("server.workers", "a cluster node runs one worker for now "
+                          "(the handle mirror is not yet partitioned per worker)")
+    if config.server.metrics_listen is not None:
+        raise ConfigError("server.metrics_listen", "not served with server.workers above 1 "
+                          "yet (the workers' metrics are not merged)")
 
 
 def _check_limits(server: ServerConfig) -> None:
@@ -181,7 +202,7 @@ _SERVER_KEYS = ("listen", "server_name", "domain", "keytab", "state_dir", "signi
                 "max_async_requests_per_session", "multichannel", "max_channels_per_session",
                 "auth_timeout_s",
                 "idle_timeout_s", "send_timeout_s", "drain_timeout_s", "log_level",
-                "control_socket")
+                "control_socket", "workers", "worker_routing_seed")
 _SHARE_KEYS = ("name", "path", "comment", "ca", "encrypt", "read_only", "ca_timeout_ms",
                "aggregate", "volume_id", "case_sensitive")
 
@@ -231,6 +252,8 @@ def _server_from_yaml(section: Section) -> ServerConfig:
         drain_timeout_s=section.get("drain_timeout_s", int, 20),
         log_level=section.get("log_level", str, "info"),
         control_socket=control or None,
+        workers=section.get("workers", int, 1),
+        worker_routing_seed=section.get("worker_routing_seed", int, 0),
     )
 
 
@@ -344,6 +367,7 @@ class QuickArgs:
     anonymous_ok: bool = False
     log_level: str = "info"
     control_socket: str | None = None
+    workers: int = 1
     extra: dict = field(default_factory=dict)
 
 
@@ -386,6 +410,7 @@ def from_quick_args(args: QuickArgs) -> Config:
         metrics_listen=(parse_listen(args.metrics_listen, "--metrics-listen", 9445)
                         if args.metrics_listen else None),
         log_level=args.log_level,
+        workers=args.workers,
     )
     return validate(Config(
         server=server,
@@ -399,7 +424,8 @@ def from_quick_args(args: QuickArgs) -> Config:
 
 # Server keys bound at start-up (sockets, the state directory, the frame size
 # the listener was built with): a reload keeps their running values.
-RESTART_ONLY = ("listen", "state_dir", "metrics_listen", "control_socket", "max_io_bytes")
+RESTART_ONLY = ("listen", "state_dir", "metrics_listen", "control_socket", "max_io_bytes",
+                "workers", "worker_routing_seed")
 
 
 def for_reload(running: Config, loaded: Config) -> tuple[Config, tuple[str, ...]]:

@@ -17,7 +17,8 @@ import os
 import signal
 
 from smbca.auth import Authenticator
-from smbca.config import build_user_database, reload_config, systemd_environment
+from smbca.config import (build_user_database, reload_config, systemd_environment,
+                          worker_predecessor)
 from smbca.control import ControlServer
 from smbca.metrics import serve_metrics
 from smbca.systemd import feed_watchdog, sd_notify
@@ -32,7 +33,14 @@ from smbcad.server.connection import Connection
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
+from smbcad.openstate.db import OpenStateDb
+from smbcad.openstate.table import OpenStateError
+from smbcad.transport import DIRECT_FRAME
 from smbcad.vfs import ShareFs
+from smbcad.workers import partitions
+from smbcad.workers.gate import RoutingGate, WorkerSeat
+from smbcad.workers.handoff import HandoffError, HandoffListener
+from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
 log = logging.getLogger("smbcad")
 
@@ -80,10 +88,22 @@ def load_server_guid(state_dir: str) -> bytes:
 
 
 class Daemon:
-    def __init__(self, cfg: config_mod.Config, reload_config) -> None:
+    def __init__(self, cfg: config_mod.Config, reload_config,
+                 seat: WorkerSeat | None = None) -> None:
+        """``seat``: this process is worker ``seat.index`` of a supervisor
+        (``smbcad.workers.supervisor``), which bound the listening sockets
+        and made the open-state records all workers share."""
         self.cfg = cfg
         self.reload_config = reload_config
+        self.seat = seat
         self.metrics = SmbMetrics()
+        open_state = None
+        if seat is not None:
+            try:
+                open_state = OpenStateDb(openstate_path(cfg.server.state_dir),
+                                         create_empty=False)
+            except OpenStateError as exc:
+                raise config_mod.ConfigError("server.state_dir", str(exc)) from None
         cluster = cfg.cluster
         # Both nodes of a pair answer with one ServerGuid, as Samba's CTDB nodes do.
         server_guid = (cluster.derived_server_guid if cluster is not None
@@ -91,7 +111,11 @@ class Daemon:
         self.server = SmbServer(cfg, server_guid=server_guid,
                                 authenticator=build_authenticator(cfg), metrics=self.metrics,
                                 open_share_fs=ShareFs,
-                                node_id=cluster.node_id if cluster is not None else 0)
+                                node_id=cluster.node_id if cluster is not None else 0,
+                                open_state=open_state)
+        if seat is not None:
+            # Breaks do not cross workers yet (docs/multicore.md step 2).
+            self.server.leasing.grants_caching = False
         self.member = None
         self.control = None
         if cluster is not None:
@@ -99,14 +123,19 @@ class Daemon:
             self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
             self.metrics.watch_cluster(self.member.status)
             self.member.commit_observer = self.metrics.commit_observer
-        if cfg.server.control_socket is not None:
+        control_socket = (cfg.server.control_socket if seat is None
+                          else control_path(seat.directory, seat.index))
+        if control_socket is not None:
             handler = AdminControl(self.server, ControlHandler(self.server, self.member),
                                    cfg.server.listen)
-            self.control = ControlServer(cfg.server.control_socket, handler.handle)
+            self.control = ControlServer(control_socket, handler.handle)
         self.metrics.watch_handles(self.server.opens, self._stores)
         self.metrics.registry.register(MachineAccountCollector(lambda: self.cfg.server.keytab))
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
+        self.handoffs = None
+        if seat is not None:
+            self.listener.gate = RoutingGate(seat, largest_first_frame=DIRECT_FRAME)
         self._stop = asyncio.Event()
 
     def _new_connection(self, sink, peer: str, local_address: str = "",
@@ -157,9 +186,12 @@ class Daemon:
         if store is None:
             return 1
         try:
-            bound = await self.listener.start(self.cfg.server.listen)
+            bound = await self._listen(loop)
         except OSError as exc:
             log.error("server.listen: cannot listen: %s", exc.strerror)
+            return 1
+        except HandoffError as exc:
+            log.error("server.state_dir: %s", exc)
             return 1
         if self.member is not None:
             try:
@@ -183,7 +215,10 @@ class Daemon:
         lag_probe = LoopLagProbe(self.metrics)
         lag_probe.start()
         for host, port in bound:
-            log.info("listening on %s:%s", host, port)
+            if self.seat is None:
+                log.info("listening on %s:%s", host, port)
+            else:               # the supervisor says "listening on" once all workers are
+                log.info("worker %d accepting on %s:%s", self.seat.index, host, port)
         systemd = systemd_environment()
         notify_socket = systemd.notify_socket
         sd_notify(notify_socket, "READY=1")
@@ -194,6 +229,9 @@ class Daemon:
         log.info("shutting down: draining connections")
         if self.control is not None:
             await self.control.close()
+        if self.handoffs is not None:
+            self.handoffs.close()
+            self.listener.gate.close()
         await self.listener.shutdown(self.cfg.server.drain_timeout_s)
         # Persistent opens were just disconnected, not closed: their records
         # stay, and the next start brings them back for the clients' DH2C.
@@ -204,10 +242,29 @@ class Daemon:
         watchdog.cancel()          # pinged through the drain, which may take a while
         return 0
 
+    async def _listen(self, loop) -> list:
+        """One process: bind ``server.listen``.  A worker: accept on the
+        supervisor's sockets, and serve what other workers pass here."""
+        if self.seat is None:
+            return await self.listener.start(self.cfg.server.listen)
+        bound = await self.listener.start_on(inherited_listeners())
+        self.handoffs = HandoffListener(self.seat.directory, self.seat.index)
+        self.handoffs.attach(loop, lambda sock, already_read: self.server.spawn(
+            self.listener.adopt(sock, already_read)))
+        return bound
+
     async def _open_handle_store(self):
         """The durable handle store in the state directory (issue 4), then
-        the persistent opens it holds from before a restart or crash."""
-        path = os.path.join(self.cfg.server.state_dir, "handles")
+        the persistent opens it holds from before a restart or crash: this
+        worker's partition of it when there are several."""
+        server = self.cfg.server
+        refusal = partitions.stranded_error(server.state_dir, server.workers)
+        if refusal is not None:
+            log.error("%s", refusal)
+            return None
+        path = partitions.partition_path(server.state_dir,
+                                         0 if self.seat is None else self.seat.index,
+                                         server.workers)
         try:
             store = await LocalHandleStore.open(LogEngine(path),
                                                 self.metrics.commit_observer("local"))
@@ -216,4 +273,11 @@ class Daemon:
             return None
         self.server.handle_store = store
         await self.server.start_local_shares(store)
+        predecessor = worker_predecessor() if self.seat is not None else None
+        if predecessor is not None:
+            # Its persistent opens are this worker's now (adopted as they were
+            # restored); whatever else it left in the records goes.
+            swept = self.server.opens.open_state.forget_owner(predecessor)
+            log.info("worker %d took over from pid %d (%d records swept)", self.seat.index,
+                     predecessor, swept)
         return store

@@ -37,6 +37,8 @@ import struct
 
 from smbcad import tcp_acks
 from smbcad.server.fairness import ClientShares
+from smbcad.workers import gate
+from smbcad.workers.handoff import HandoffError
 
 log = logging.getLogger("smbcad.transport")
 
@@ -194,10 +196,16 @@ class ReceiveStage:
 class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
 
-    def __init__(self, server, make_connection, max_frame: int) -> None:
+    def __init__(self, server, make_connection, max_frame: int, *, routing: bool = False,
+                 already_read: bytes = b"") -> None:
+        """``routing``: the first frames go through ``server.gate`` (worker
+        processes); ``already_read``: what another worker read from this
+        connection before it passed it here."""
         self.server = server
         self.make_connection = make_connection
         self.max_frame = max_frame
+        self._routing = routing
+        self._already_read = already_read
         self.transport = None
         self.connection = None
         self._stage = server.stage       # shared by the listener's connections
@@ -258,6 +266,19 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self._auth_timer = loop.call_later(limits.auth_timeout_s, self._auth_deadline)
         if limits.idle_timeout_s:
             self._idle_timer = loop.call_later(limits.idle_timeout_s, self._idle_check)
+        if self._already_read:
+            self._take_already_read()
+
+    def _take_already_read(self) -> None:
+        """Run what the worker that passed this connection had read, as if
+        it had just been received."""
+        data, self._already_read = memoryview(self._already_read), b""
+        while data and not self._closing:
+            buffer = self.get_buffer(len(data))
+            part = min(len(buffer), len(data))
+            buffer[:part] = data[:part]
+            data = data[part:]
+            self.buffer_updated(part)
 
     def get_buffer(self, sizehint: int):
         if self._frame is not None:
@@ -279,6 +300,8 @@ class SmbProtocol(asyncio.BufferedProtocol):
         stage = self._stage.view
         start, end = 0, len(self._partial) + nbytes
         self._partial = b""
+        if self._routing and not self._route(stage[:end]):
+            return
         while end - start >= 4 and not self._closing:
             length = _LENGTH.unpack_from(stage, start)[0]
             if not self._length_ok(length):
@@ -298,6 +321,31 @@ class SmbProtocol(asyncio.BufferedProtocol):
             break
         if start < end and not self._closing:
             self._partial = bytes(stage[start:end])
+
+    def _route(self, received: memoryview) -> bool:
+        """Whether this worker serves what was received (the connection's
+        first bytes); if another worker owns the client, the connection and
+        the bytes go there and this side lets go of it without a word."""
+        owner = self.server.gate.decide(received)
+        if owner == gate.NEED_MORE:
+            self._partial = bytes(received)
+            return False
+        if owner == gate.SERVE:
+            self._routing = False
+            return True
+        if owner == gate.SERVE_LOOK_AGAIN:
+            return True
+        self._routing = False
+        self._closing = True
+        sock = self.transport.get_extra_info("socket")
+        try:
+            self.server.gate.hand_off(owner, sock.fileno(), bytes(received))
+        except (HandoffError, OSError) as exc:
+            # The owner is restarting: the client connects again.
+            log.warning("%s: cannot pass the connection to worker %d: %s; closing",
+                        self.connection.peer, owner, exc)
+        self.transport.abort()          # closes this descriptor only: no FIN, no RST
+        return False
 
     def _length_ok(self, length: int) -> bool:
         """Check a frame's direct-TCP length; a bad one closes the connection."""
@@ -614,6 +662,7 @@ class SmbListener:
         # callback only while there are none, so requests keep the order in
         # which their connections' events came (SmbProtocol._deliver).
         self.events_due = 0
+        self.gate = None                # a worker's RoutingGate (smbcad.workers.gate)
         self.metrics = server.metrics
         self.limits = server.limits
 
@@ -671,6 +720,31 @@ class SmbListener:
             self._servers.append(srv)
             bound.extend(sock.getsockname()[:2] for sock in srv.sockets)
         return bound
+
+    async def start_on(self, sockets) -> list:
+        """Serve on listening sockets bound by the supervisor (worker
+        processes): every worker accepts on them, the gate routes."""
+        loop = asyncio.get_running_loop()
+        bound = []
+        for sock in sockets:
+            srv = await loop.create_server(
+                lambda: SmbProtocol(self, self.make_connection, self.max_frame,
+                                    routing=self.gate is not None),
+                sock=sock, backlog=256)
+            self._servers.append(srv)
+            bound.append(sock.getsockname()[:2])
+        return bound
+
+    async def adopt(self, sock: socket.socket, already_read: bytes) -> None:
+        """Serve a connection another worker passed here."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: SmbProtocol(self, self.make_connection, self.max_frame,
+                                    already_read=already_read), sock)
+        except OSError as exc:
+            log.info("a passed connection was gone before it was served: %s", exc)
+            sock.close()
 
     async def shutdown(self, drain_timeout_s: float) -> None:
         """Stop accepting, stop reading, let in-flight requests finish (bounded),

@@ -109,6 +109,10 @@ class Leasing:
         self.written: set = set()                    # opens written while dir_leases existed
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
         self.delivery = channels.BreakDelivery(call_later)
+        # False while other worker processes serve the same files: a break
+        # cannot reach their clients yet (docs/multicore.md step 2), so
+        # nobody may cache.  Every request is then granted no caching.
+        self.grants_caching = True
 
     @property
     def server(self):
@@ -546,6 +550,8 @@ class Leasing:
 
     def _grantable(self, server, open_, requested: int, lease: Lease | None, *,
                    is_lease: bool) -> int:
+        if not self.grants_caching:
+            return NONE
         other_opens = other_oplocks = other_handle_leases = 0
         state = server.opens.file_state(open_.file_key)
         for other in (state.opens if state is not None else ()):

@@ -174,8 +174,10 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def _wait_ready(server: RunningServer, ready_line: str | None) -> None:
-    """Return once the log shows ``ready_line`` or the port accepts; else stop and raise."""
+def _wait_ready(server: RunningServer, ready_line: str | None,
+                accepting_is_ready: bool = True) -> None:
+    """Return once the log shows ``ready_line`` or (``accepting_is_ready``)
+    the port accepts; else stop and raise."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
@@ -185,7 +187,7 @@ def _wait_ready(server: RunningServer, ready_line: str | None) -> None:
                 f"log {server.log_path}:\n{server.log_tail()}")
         if ready_line is not None and ready_line in server.log_path.read_text(errors="replace"):
             return
-        if _accepts(server.host, server.port):
+        if accepting_is_ready and _accepts(server.host, server.port):
             return
         time.sleep(0.05)
     server.stop()
@@ -245,7 +247,8 @@ def start_smbcad(tmp_path: Path, shares=None, users=None, extra_args=(),
     log_path = base / "smbcad.log"
     proc = _launch(argv, log_path, env=env, cwd=REPO)
     server = RunningServer("smbcad", host, port, proc, log_path, shares, users)
-    _wait_ready(server, READY_LINE)
+    # With --workers the supervisor's socket accepts before the workers serve.
+    _wait_ready(server, READY_LINE, accepting_is_ready="--workers" not in argv)
     return server
 
 

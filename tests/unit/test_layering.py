@@ -92,6 +92,11 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Unix datagram mailbox its shell.
     ("smbcad/workers/messages.py", (PURE, "smbcad.workers")),
     ("smbcad/workers/routing.py", (PURE, "smbcad.workers", "smbcad.proto")),
+    # The supervisor: the workers' records, sockets and control fan-out.
+    ("smbcad/workers/supervisor.py", (STDLIB, "smbca.config", "smbca.control", "smbca.systemd",
+                                      "smbcad.openstate", "smbcad.store", "smbcad.workers")),
+    ("smbcad/workers/fanout.py", (PURE, "smbca.control")),
+    ("smbcad/workers/partitions.py", (STDLIB, "smbcad.store", "smbcad.workers")),
     ("smbcad/workers/*", (STDLIB, "smbcad.workers")),
     ("smbcad/crypto/*", (STDLIB, "cryptography", "smbcad.crypto", "smbcad.proto")),
     ("smbcad/vfs/*", (STDLIB, "smbcad.vfs", "smbcad.proto")),

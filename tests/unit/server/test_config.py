@@ -83,6 +83,15 @@ users:
      "users: [{name: u, password: p}]", "server.max_connections"),
     ("shares: [{name: a, path: /tmp, case_sensitive: sometimes}]\n"
      "users: [{name: u, password: p}]", "shares[0].case_sensitive"),
+    ("server: {workers: 0}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.workers"),
+    ("server: {workers: 257}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.workers"),
+    ("server: {worker_routing_seed: -1}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.worker_routing_seed"),
+    # The workers' metrics are not merged yet: refused, not served partly.
+    ("server: {workers: 2, metrics_listen: '127.0.0.1:9445'}\nshares: [{name: a, path: /tmp}]\n"
+     "users: [{name: u, password: p}]", "server.metrics_listen"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
     with pytest.raises(ConfigError) as err:
@@ -171,3 +180,29 @@ def test_the_share_s_case_sensitive_key_reaches_its_file_system(tmp_path):
         cfg.shares[0], case_sensitive=True),)))
     fs = server.shares["share"].fs
     assert fs.case_sensitive and not fs.lookup(("NAME",)).exists
+
+
+def test_workers(tmp_path):
+    cfg = config.load_yaml(_write(tmp_path, "server: {workers: 4, worker_routing_seed: 7}\n"
+                                  "shares: [{name: a, path: /tmp}]\n"
+                                  "users: [{name: u, password: p}]"))
+    assert (cfg.server.workers, cfg.server.worker_routing_seed) == (4, 7)
+    quick, _ = load(["--share", f"data={tmp_path}", "--user", "u:p", "--workers", "3"])
+    assert quick.server.workers == 3
+    assert "workers" in config.RESTART_ONLY
+
+
+def test_a_cluster_node_runs_one_worker(tmp_path):
+    """The handle mirror is one connection per process: a cluster node with
+    more workers is refused by name (the cluster example, key pointed at a
+    test key, with ``workers: 2``)."""
+    import yaml
+    example = Path(__file__).resolve().parents[3] / "config" / "smbcad-cluster-example.yaml"
+    raw = yaml.safe_load(example.read_text())
+    key = tmp_path / "cluster.key"
+    key.write_text(bytes(range(32)).hex())
+    raw["cluster"]["key_file"] = str(key)
+    raw["server"]["workers"] = 2
+    with pytest.raises(ConfigError) as err:
+        config.load_yaml(_write(tmp_path, yaml.safe_dump(raw)))
+    assert err.value.key == "server.workers"

@@ -1,0 +1,315 @@
+"""smbcad with ``--workers 2`` (docs/multicore.md, step 3): a supervisor,
+two worker processes over one set of open-state records, and connections
+routed to their ClientGuid's worker.
+
+Real clients: ``smbprotocol`` connections whose ClientGuids are chosen so
+that one lands on each worker (the routing hash is fixed: ``owner_of``),
+and smbclient, whose ClientGuid is random.  What is checked on the server
+side, through the control socket the admin uses: which worker (pid) holds
+each session, and that a killed worker is replaced.
+
+* a share mode taken through one worker refuses an open through the other
+  (STATUS_SHARING_VIOLATION), and the close releases it;
+* a file made delete-pending by a close on one worker refuses opens on the
+  other (STATUS_DELETE_PENDING) and is removed when the other worker's
+  last open closes;
+* a worker killed with SIGKILL is replaced under its index; the share
+  modes of its opens go with it, and its clients come back to it;
+* no lease or oplock is granted while breaks do not cross workers.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
+from smbprotocol.connection import Capabilities, Connection  # noqa: E402
+from smbprotocol.create_contexts import (  # noqa: E402
+    DurableHandleFlags,
+    SMB2CreateDurableHandleResponseV2,
+)
+from smbprotocol.exceptions import SMBException, SMBResponseException  # noqa: E402
+from smbprotocol.open import (  # noqa: E402
+    CreateDisposition,
+    CreateOptions,
+    FilePipePrinterAccessMask,
+    ImpersonationLevel,
+    Open,
+    RequestedOplockLevel,
+    ShareAccess,
+)
+from smbprotocol.session import Session  # noqa: E402
+from smbprotocol.tree import TreeConnect  # noqa: E402
+
+from persistent_client import dh2c_context, dh2q_context  # noqa: E402
+from servers import Share, start_smbcad  # noqa: E402
+from smbca.control import request_blocking  # noqa: E402
+from smbcad.workers.routing import owner_of  # noqa: E402
+
+STATUS_SHARING_VIOLATION = 0xC0000043
+STATUS_DELETE_PENDING = 0xC0000056
+STATUS_FILE_NOT_AVAILABLE = 0xC0000467
+WAIT_S = 30.0
+SHARE_ALL = (ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
+             | ShareAccess.FILE_SHARE_DELETE)
+READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
+
+
+def guid_for(worker: int, workers: int = 2) -> uuid.UUID:
+    """A ClientGuid that the routing hash gives to ``worker``."""
+    for number in range(1, 1000):
+        guid = uuid.UUID(int=number * 0x1000193)
+        if owner_of(guid.bytes_le, workers) == worker:
+            return guid
+    raise AssertionError("no GUID found")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = start_smbcad(tmp_path_factory.mktemp("workers"), extra_args=["--workers", "2"])
+    yield running
+    running.stop()
+
+
+def control(server, command: str, **fields) -> dict:
+    path = str(server.log_path.parent / "state" / "smbcad.sock")
+    answer = request_blocking(path, {"command": command, **fields})
+    assert answer["ok"], answer
+    return answer
+
+
+def worker_pids(server) -> list:
+    return [w.get("pid") for w in control(server, "status")["smb"]["workers"]]
+
+
+class Client:
+    def __init__(self, server, guid: uuid.UUID) -> None:
+        self.connection = Connection(guid, server.host, server.port)
+        self.connection.client_capabilities |= Capabilities.SMB2_GLOBAL_CAP_PERSISTENT_HANDLES
+        self.connection.connect(timeout=WAIT_S)
+        self.session = Session(self.connection, server.user, server.password)
+        self.session.connect()
+        self.tree = TreeConnect(self.session, rf"\\{server.host}\{server.share.name}")
+        self.tree.connect()
+
+    def open(self, name: str, share=SHARE_ALL, disposition=CreateDisposition.FILE_OPEN_IF,
+             options=0, access=READ_WRITE | FilePipePrinterAccessMask.DELETE,
+             oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE) -> Open:
+        handle = Open(self.tree, name)
+        handle.create(ImpersonationLevel.Impersonation, access, 0, share, disposition,
+                      options, oplock_level=oplock)
+        return handle
+
+    def close(self) -> None:
+        self.connection.disconnect(True)
+
+    def close_after_kill(self) -> None:
+        """Its worker was killed under it: the logoff may find no server."""
+        with contextlib.suppress(SMBException, OSError):
+            self.connection.disconnect(True)
+
+
+def status_of(call) -> int:
+    with pytest.raises(SMBResponseException) as failure:
+        call()
+    return failure.value.status
+
+
+def sessions_by_worker(server) -> dict:
+    found: dict[int, int] = {}
+    for session in control(server, "sessions")["sessions"]:
+        found[session["worker"]] = found.get(session["worker"], 0) + 1
+    return found
+
+
+def test_two_workers_serve_and_route_by_client_guid(server):
+    pids = worker_pids(server)
+    assert len(pids) == 2 and len(set(pids)) == 2 and os.getpid() not in pids
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    try:
+        assert sessions_by_worker(server) == {0: 1, 1: 1}
+        again = Client(server, guid_for(1))           # a second channel of the same host
+        try:
+            assert sessions_by_worker(server) == {0: 1, 1: 2}
+        finally:
+            again.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_share_modes_and_delete_pending_cross_workers(server):
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    try:
+        exclusive = first.open("exclusive.bin", share=0)
+        exclusive.write(b"held by worker 0", 0)
+        assert status_of(lambda: second.open("exclusive.bin")) == STATUS_SHARING_VIOLATION
+        exclusive.close()
+        second.open("exclusive.bin").close()
+
+        # Delete-on-close through worker 0 while worker 1 also holds it open:
+        # the close leaves the file delete-pending for everybody.
+        kept = second.open("doomed.bin")
+        doomed = first.open("doomed.bin", options=CreateOptions.FILE_DELETE_ON_CLOSE)
+        doomed.close()
+        assert status_of(lambda: first.open("doomed.bin")) == STATUS_DELETE_PENDING
+        assert status_of(lambda: second.open("doomed.bin")) == STATUS_DELETE_PENDING
+        assert (server.share.path / "doomed.bin").exists()
+        kept.close()                                 # the last open, on the other worker
+        assert not (server.share.path / "doomed.bin").exists()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_no_caching_is_granted_across_workers(server):
+    client = Client(server, guid_for(0))
+    try:
+        handle = client.open("cached.bin", oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
+        assert handle.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE
+        handle.close()
+    finally:
+        client.close()
+
+
+def test_smbclient_through_the_workers(server, tmp_path):
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(300_000))
+    for round_ in range(4):                          # random ClientGuids: either worker
+        result = subprocess.run(
+            ["smbclient", server.unc(), "-U", f"{server.user}%{server.password}",
+             "-p", str(server.port), "-m", "SMB3", "-c",
+             f"put {payload} r{round_}.bin; get r{round_}.bin {tmp_path}/back{round_}.bin"],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (tmp_path / f"back{round_}.bin").read_bytes() == payload.read_bytes()
+
+
+def test_a_killed_worker_is_replaced_and_its_share_modes_released(server):
+    before = worker_pids(server)
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    try:
+        first.open("orphan.bin", share=0).write(b"x", 0)
+        assert status_of(lambda: second.open("orphan.bin")) == STATUS_SHARING_VIOLATION
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            pids = worker_pids(server)
+            if pids[0] not in (None, before[0]) and pids[1] == before[1]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"worker 0 not replaced: {pids}; log:\n{server.log_tail(60)}")
+        second.open("orphan.bin").close()             # the dead worker's share mode went
+        back = Client(server, guid_for(0))
+        try:
+            assert sessions_by_worker(server).get(0) == 1
+        finally:
+            back.close()
+    finally:
+        second.close()
+        first.close_after_kill()
+
+
+@pytest.fixture(scope="module")
+def ca_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("workers-ca")
+    (base / "ca").mkdir()
+    running = start_smbcad(base, shares=[Share("ca", base / "ca", ca=True)],
+                           extra_args=["--workers", "2"])
+    yield running
+    running.stop()
+
+
+def persistent_open(client: Client, name: str, contexts) -> Open:
+    """A CREATE with DH2Q or DH2C and no sharing, which must come back persistent."""
+    handle = Open(client.tree, name)
+    answered = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, 0,
+                             CreateDisposition.FILE_OPEN_IF,
+                             CreateOptions.FILE_NON_DIRECTORY_FILE, create_contexts=contexts)
+    durable = [c for c in answered or () if isinstance(c, SMB2CreateDurableHandleResponseV2)]
+    if durable:                                  # DH2Q; a DH2C answers with no context
+        assert durable[0]["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT)
+    return handle
+
+
+def test_persistent_open_survives_the_kill_of_its_worker(ca_server):
+    """The partition of the killed worker comes back with its successor: the
+    owner's DH2C (its ClientGuid routes it to the same index) gets the same
+    FileId and its data; meanwhile the open's share mode held for the other
+    worker's client, before and after the successor restored it."""
+    owner_guid, create_guid = guid_for(1), uuid.uuid4()
+    owner, other = Client(ca_server, owner_guid), Client(ca_server, guid_for(0))
+    try:
+        handle = persistent_open(owner, "vm.vhdx", [dh2q_context(create_guid, 60_000)])
+        file_id = handle.file_id
+        handle.write(b"written before the kill", 0)
+        before = worker_pids(ca_server)
+        os.kill(before[1], signal.SIGKILL)
+        assert status_of(lambda: other.open("vm.vhdx")) in (STATUS_SHARING_VIOLATION,
+                                                             STATUS_FILE_NOT_AVAILABLE)
+        deadline = time.monotonic() + WAIT_S
+        while worker_pids(ca_server)[1] in (None, before[1]):
+            assert time.monotonic() < deadline, ca_server.log_tail(60)
+            time.sleep(0.2)
+        assert status_of(lambda: other.open("vm.vhdx")) == STATUS_FILE_NOT_AVAILABLE
+        opens = control(ca_server, "opens")["opens"]
+        assert [(o["worker"], o["path"].lstrip("\\/")) for o in opens] == [(1, "vm.vhdx")], opens
+
+        back = Client(ca_server, owner_guid)
+        try:
+            again = persistent_open(back, "vm.vhdx", [dh2c_context(file_id, create_guid)])
+            assert again.file_id[:8] == file_id[:8]
+            assert again.read(0, 23) == b"written before the kill"
+            again.close()
+        finally:
+            back.close()
+        other.open("vm.vhdx").close()                # closed for good: free again
+        assert "took over from pid" in ca_server.log_path.read_text()
+    finally:
+        other.close()
+        owner.close_after_kill()
+
+
+def test_sighup_and_sigterm_reach_every_worker(tmp_path):
+    running = start_smbcad(tmp_path, extra_args=["--workers", "2"])
+    try:
+        pids = worker_pids(running)
+        os.kill(running.pid, signal.SIGHUP)
+        deadline = time.monotonic() + WAIT_S
+        while running.log_path.read_text().count("configuration reloaded") < 2:
+            assert time.monotonic() < deadline, running.log_tail(40)
+            time.sleep(0.1)
+        log = running.log_path.read_text()
+        assert "smbcad[0]: configuration reloaded" in log
+        assert "smbcad[1]: configuration reloaded" in log
+        os.kill(running.pid, signal.SIGTERM)          # the supervisor alone: it drains them
+        assert running.proc.wait(WAIT_S) == 0, running.log_tail(40)
+        for pid in pids:
+            assert not os.path.exists(f"/proc/{pid}") or \
+                open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        running.stop()
+
+
+def test_persistent_opens_of_another_worker_count_stop_the_start(tmp_path):
+    """A single-process run left a persistent open in ``handles``: two
+    workers would neither restore nor release it, so they refuse to start,
+    naming the key and the partition."""
+    from smbcad.store import LogEngine, PersistentOpen, encode
+    state = tmp_path / "smbcad" / "state"
+    engine = LogEngine(str(state / "handles"))
+    list(engine.load())
+    engine.write({0x77: encode(PersistentOpen(0x77, bytes(16), bytes(16), "u", "D", "share",
+                                              "vm.vhdx"))})
+    engine.close()
+    with pytest.raises(Exception) as failure:
+        start_smbcad(tmp_path, extra_args=["--workers", "2"])
+    text = str(failure.value)
+    assert "exited with status 2" in text, text
+    assert "server.workers: 2 worker(s) do not use" in text and "handles (1 records)" in text
