@@ -40,6 +40,8 @@ from smbcad.vfs import ShareFs
 from smbcad.workers import partitions
 from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
+from smbcad.workers.mailbox import Mailbox, MailboxError
+from smbcad.workers.messages import LocksChanged
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
 log = logging.getLogger("smbcad")
@@ -134,6 +136,7 @@ class Daemon:
         self.listener = SmbListener(self.server, self._new_connection,
                                     cfg.server.max_io_bytes + FRAME_OVERHEAD)
         self.handoffs = None
+        self.mailbox = None
         if seat is not None:
             self.listener.gate = RoutingGate(seat, largest_first_frame=DIRECT_FRAME)
         self._stop = asyncio.Event()
@@ -232,6 +235,7 @@ class Daemon:
         if self.handoffs is not None:
             self.handoffs.close()
             self.listener.gate.close()
+            self.mailbox.close()
         await self.listener.shutdown(self.cfg.server.drain_timeout_s)
         # Persistent opens were just disconnected, not closed: their records
         # stay, and the next start brings them back for the clients' DH2C.
@@ -251,7 +255,29 @@ class Daemon:
         self.handoffs = HandoffListener(self.seat.directory, self.seat.index)
         self.handoffs.attach(loop, lambda sock, already_read: self.server.spawn(
             self.listener.adopt(sock, already_read)))
+        try:
+            self.mailbox = Mailbox(self.seat.directory, self.seat.index,
+                                   os.getpid() & 0xFFFFFFFF)
+        except MailboxError as exc:
+            raise HandoffError(str(exc)) from None
+        self.mailbox.attach(loop, self._message)
+        self.server.opens.locks_released = self._locks_released
         return bound
+
+    def _locks_released(self, key: tuple) -> None:
+        """This worker released byte-range locks on ``key``: the others'
+        waiting LOCKs on it try again."""
+        for index in range(self.seat.count):
+            if index == self.seat.index:
+                continue
+            try:
+                self.mailbox.send(index, LocksChanged(key))
+            except MailboxError as exc:          # restarting: it has no waiters
+                log.debug("%s", exc)
+
+    def _message(self, header, message) -> None:
+        if isinstance(message, LocksChanged):
+            self.server.opens.retry_lock_waiters(message.file_key)
 
     async def _open_handle_store(self):
         """The durable handle store in the state directory (issue 4), then

@@ -57,6 +57,7 @@ class OpenStateDb(OpenStateTable):
                                   metasync=False, writemap=True, readahead=False,
                                   meminit=False, subdir=True, create=create_empty)
             self._files = self._env.open_db(b"files")
+            self._locks = self._env.open_db(b"locks")
             pages = map_size // self._env.stat()["psize"]
         except (OSError, lmdb.Error) as exc:
             raise OpenStateError(f"{path}: {exc}") from None
@@ -91,8 +92,10 @@ class OpenStateDb(OpenStateTable):
                                     f"is within {RESERVE_PAGES} pages of its map size")
         super().add_open(key, open_id, access, share)
 
-    def _begin(self, write: bool = False) -> lmdb.Transaction:
-        return self._env.begin(db=self._files, write=write)
+    shared = True
+
+    def _begin(self, write: bool = False, locks: bool = False) -> lmdb.Transaction:
+        return self._env.begin(db=self._locks if locks else self._files, write=write)
 
     @staticmethod
     def _scan(txn: lmdb.Transaction) -> list:

@@ -18,7 +18,7 @@ Both run the same record code, so what one decides the other decides.
 
 import os
 
-from smbcad.openstate import record
+from smbcad.openstate import lockrecord, record
 
 
 class OpenStateError(Exception):
@@ -35,9 +35,14 @@ class OpenStateTable:
     owner: int                          # names this process in its entries
     _full_errors: tuple = ()            # the store's own "no room" exceptions
 
-    def _begin(self, write: bool = False):
+    # Whether other processes see these records: then this process's
+    # byte-range locks are published to them (``claim_locks``).
+    shared = False
+
+    def _begin(self, write: bool = False, locks: bool = False):
         """A transaction of the store: a context manager whose value has
-        ``get``, ``put``, ``delete`` and ``pop`` (and what ``_scan`` reads)."""
+        ``get``, ``put``, ``delete`` and ``pop`` (and what ``_scan`` reads);
+        ``locks``: of the byte-range locks' records, not the opens'."""
         raise NotImplementedError
 
     # --- reads -----------------------------------------------------------------------
@@ -156,18 +161,68 @@ class OpenStateTable:
         """Remove every entry of a process that is gone, except those of the
         opens in ``keep`` (persistent ones its successor restores and
         adopts); returns how many records changed."""
-        with self._begin(write=True) as txn:
-            updates = []
-            for db_key, value in self._scan(txn):
-                left = record.without_owner(value, owner, keep)
-                if left != value:
-                    updates.append((db_key, left))
-            for db_key, left in updates:
-                if left is None:
-                    txn.delete(db_key)
-                else:
-                    txn.put(db_key, left)
-        return len(updates)
+        changed = 0
+        for locks, without in ((False, record.without_owner), (True, lockrecord.without_owner)):
+            with self._begin(write=True, locks=locks) as txn:
+                updates = []
+                for db_key, value in self._scan(txn):
+                    left = without(value, owner, keep)
+                    if left != value:
+                        updates.append((db_key, left))
+                for db_key, left in updates:
+                    if left is None:
+                        txn.delete(db_key)
+                    else:
+                        txn.put(db_key, left)
+            if not locks:
+                changed = len(updates)
+        return changed
+
+    # --- byte-range locks (smbcad.openstate.lockrecord) -----------------------------
+
+    def foreign_lock_conflict(self, key: tuple, offset: int, length: int,
+                              exclusive: bool) -> bool:
+        """Whether another process's lock stops this READ (``exclusive``
+        False), WRITE or lock request ([MS-FSA] 2.1.4.10)."""
+        with self._begin(locks=True) as txn:
+            return lockrecord.foreign_conflict(txn.get(record.encode_key(key)), self.owner,
+                                               offset, length, exclusive)
+
+    def claim_locks(self, key: tuple, wanted, mine) -> bool:
+        """Take the ranges ``wanted`` ((offset, length, exclusive)) unless
+        another process's lock stops one, and publish ``mine`` (every lock
+        this process then holds on ``key``: (open id, offset, length,
+        exclusive)), in one transaction: two processes cannot both win."""
+        db_key = record.encode_key(key)
+        try:
+            with self._begin(write=True, locks=True) as txn:
+                value = txn.get(db_key)
+                if any(lockrecord.foreign_conflict(value, self.owner, offset, length, exclusive)
+                       for offset, length, exclusive in wanted):
+                    return False
+                self._put_locks(txn, db_key, lockrecord.with_owner_locks(
+                    value, self.owner, lockrecord.pack(self.owner, mine)))
+        except self._full_errors as exc:
+            raise OpenStateFull(f"no room for another lock of {key}: {exc}") from None
+        return True
+
+    def publish_locks(self, key: tuple, mine) -> None:
+        """This process's locks on ``key`` are now ``mine`` (fewer: released)."""
+        db_key = record.encode_key(key)
+        with self._begin(write=True, locks=True) as txn:
+            self._put_locks(txn, db_key, lockrecord.with_owner_locks(
+                txn.get(db_key), self.owner, lockrecord.pack(self.owner, mine)))
+
+    def locks_of(self, key: tuple) -> list:
+        with self._begin(locks=True) as txn:
+            return lockrecord.decode(txn.get(record.encode_key(key)))
+
+    @staticmethod
+    def _put_locks(txn, db_key: bytes, value: bytes | None) -> None:
+        if value is not None:
+            txn.put(db_key, value)
+        else:
+            txn.pop(db_key)
 
     def count(self) -> int:
         """How many files have a record."""
@@ -205,13 +260,16 @@ class MemoryOpenState(OpenStateTable):
     def __init__(self, owner: int | None = None) -> None:
         self.owner = os.getpid() if owner is None else owner
         self._records: dict[bytes, bytes] = {}
+        self._locks: dict[bytes, bytes] = {}
         self._transaction = _DictTransaction(self._records)
+        self._lock_transaction = _DictTransaction(self._locks)
 
-    def _begin(self, write: bool = False) -> _DictTransaction:
-        return self._transaction
+    def _begin(self, write: bool = False, locks: bool = False) -> _DictTransaction:
+        return self._lock_transaction if locks else self._transaction
 
     def count(self) -> int:
         return len(self._records)
 
     def close(self) -> None:
         self._records.clear()
+        self._locks.clear()

@@ -31,6 +31,7 @@ immediately or wait without a timeout.
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from smbcad.openstate.table import OpenStateFull
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 
@@ -82,11 +83,13 @@ class ByteRangeLockList:
     outcome (commands/lock.py resolves a future).
     """
 
-    __slots__ = ("locks", "waiters")
+    __slots__ = ("locks", "waiters", "shared")
 
-    def __init__(self) -> None:
+    def __init__(self, shared: "SharedLocks | None" = None) -> None:
         self.locks: list[ByteRangeLock] = []
         self.waiters: list[LockWaiter] = []
+        # With worker processes: the file's locks as the others see them.
+        self.shared = shared
 
     @property
     def is_empty(self) -> bool:
@@ -119,16 +122,26 @@ class ByteRangeLockList:
         """Take every range or none (2.1.5.8 per element; [MS-SMB2] 3.3.5.14.2
         unlocks what earlier elements took when a later one is refused).
         Elements of one request can conflict with each other."""
+        ranges = list(ranges)
         taken: list[ByteRangeLock] = []
         for want in ranges:
             if self.conflicts(want.offset, want.length, want.exclusive, True, open_):
-                for lock in taken:
-                    self.locks.remove(lock)
-                return False
+                break
             lock = _new_lock(open_, want)
             self.locks.append(lock)
             taken.append(lock)
-        return True
+        else:
+            if self.shared is None or self.shared.claim(
+                    [(want.offset, want.length, want.exclusive) for want in ranges], self._mine()):
+                return True
+        for lock in taken:
+            self.locks.remove(lock)
+        return False
+
+    def _mine(self) -> list[tuple[int, int, int, bool]]:
+        """This process's locks on the file, as ``SharedLocks`` publishes them."""
+        return [(lock.owner.persistent_id, lock.offset, lock.length, lock.exclusive)
+                for lock in self.locks]
 
     def unlock(self, open_, offset: int, length: int) -> bool:
         """[MS-FSA] 2.1.5.9: remove one lock of this open with exactly this
@@ -143,6 +156,8 @@ class ByteRangeLockList:
         if found is None:
             return False
         del self.locks[found]
+        if self.shared is not None:
+            self.shared.publish(self._mine())
         return True
 
     def wait(self, open_, want: LockRange, wake: Callable[[int], None]) -> LockWaiter:
@@ -164,15 +179,24 @@ class ByteRangeLockList:
             want = waiter.want
             if self.conflicts(want.offset, want.length, want.exclusive, True, waiter.owner):
                 continue
+            lock = _new_lock(waiter.owner, want)
+            self.locks.append(lock)
+            if self.shared is not None and not self.shared.claim(
+                    [(want.offset, want.length, want.exclusive)], self._mine()):
+                self.locks.remove(lock)          # another process holds it: wait on
+                continue
             self.waiters.remove(waiter)
-            self.locks.append(_new_lock(waiter.owner, want))
             waiter.wake(NtStatus.SUCCESS)
 
     def release(self, open_) -> None:
         """The open is closing ([MS-FSA] 2.1.5.5): its locks go, its own
         waiting requests end with STATUS_RANGE_NOT_LOCKED, and whatever its
         locks held back is granted."""
-        self.locks = [lock for lock in self.locks if lock.owner is not open_]
+        kept = [lock for lock in self.locks if lock.owner is not open_]
+        if len(kept) != len(self.locks):
+            self.locks = kept
+            if self.shared is not None:
+                self.shared.publish(self._mine())
         mine = [waiter for waiter in self.waiters if waiter.owner is open_]
         if mine:
             self.waiters = [waiter for waiter in self.waiters if waiter.owner is not open_]
@@ -189,10 +213,33 @@ def _new_lock(open_, want: LockRange) -> ByteRangeLock:
 # --- the per-file list on FileState (opens.FileState.locks) ----------------------------
 
 
-def lock_list(state) -> ByteRangeLockList:
+class SharedLocks:
+    """One file's locks in the node's shared records (``OpenTable.shared_locks``,
+    worker processes): a lock is granted only if no other process's lock
+    stops it, in the same transaction that publishes it, and a release is
+    published and announced (``released``: other processes' waiting LOCKs
+    try again)."""
+
+    __slots__ = ("table", "key", "released")
+
+    def __init__(self, table, key: tuple, released: Callable[[tuple], None]) -> None:
+        self.table, self.key, self.released = table, key, released
+
+    def claim(self, wanted, mine) -> bool:
+        try:
+            return self.table.claim_locks(self.key, wanted, mine)
+        except OpenStateFull as exc:
+            raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, str(exc)) from None
+
+    def publish(self, mine) -> None:
+        self.table.publish_locks(self.key, mine)
+        self.released(self.key)
+
+
+def lock_list(state, shared: SharedLocks | None = None) -> ByteRangeLockList:
     """The file's list, created on first use."""
     if state.locks is None:
-        state.locks = ByteRangeLockList()
+        state.locks = ByteRangeLockList(shared)
     return state.locks
 
 
@@ -209,23 +256,27 @@ def check_io(server, open_, offset: int, length: int, write: bool) -> None:
     conflicts (smbtorture smb2.lock.zerobyteread)."""
     if not length:
         return
-    state = server.opens.file_state(open_.file_key)
-    if state is None or state.locks is None:
-        return
-    if state.locks.conflicts(offset, length, write, False, open_):
+    opens = server.opens
+    state = opens.file_state(open_.file_key)
+    if ((state is not None and state.locks is not None
+         and state.locks.conflicts(offset, length, write, False, open_))
+            or (opens.open_state.shared and opens.open_state.foreign_lock_conflict(
+                open_.file_key, offset, length, write))):
         raise SmbError(NtStatus.FILE_LOCK_CONFLICT,
                        "write meets a lock" if write else "read meets an exclusive lock")
 
 
-def restore(state, open_, saved_locks) -> None:
+def restore(state, open_, saved_locks, shared: SharedLocks | None = None) -> None:
     """The byte-range locks of an open rebuilt from its store record
     (``OpenTable.adopt``); nobody else holds locks on the file yet."""
     if not saved_locks:
         return
-    table = lock_list(state)
+    table = lock_list(state, shared)
     for saved in saved_locks:
         table.locks.append(ByteRangeLock(saved.offset, saved.length, saved.exclusive, open_,
                                          saved.offset + saved.length - 1))
+    if table.shared is not None:
+        table.shared.publish(table._mine())
 
 
 def release_open(state, open_) -> None:

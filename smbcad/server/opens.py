@@ -153,6 +153,9 @@ class OpenTable:
         self.foreign_ids: Callable[[int], bool] = lambda _id: False
         # Told of every open that closes here (change notify's cleanup hook).
         self.on_closed: Callable[[Any, bool], None] = lambda _open, _delete_pending: None
+        # Worker processes: tell the others that this process released locks
+        # on a file (their waiting LOCKs try again); set by the daemon.
+        self.locks_released: Callable[[tuple], None] = lambda _key: None
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the open tables (SmbServer.tracked)."""
@@ -191,6 +194,21 @@ class OpenTable:
 
     def set_delete_pending(self, key: tuple, pending: bool) -> None:
         self.open_state.set_delete_pending(key, pending)
+
+    def shared_locks(self, key: tuple) -> "locks.SharedLocks | None":
+        """``key``'s byte-range locks as the node's other processes see them,
+        or None while this process is the node's only one."""
+        if not self.open_state.shared:
+            return None
+        return locks.SharedLocks(self.open_state, key, self.locks_released)
+
+    def retry_lock_waiters(self, key: tuple) -> None:
+        """Another process released locks on ``key``: this one's waiting LOCKs
+        on it try again."""
+        state = self.by_file.get(key)
+        if state is not None and state.locks is not None:
+            state.locks.grant_waiters()
+            locks.discard_if_empty(state)
 
     def held_disconnected(self, key: tuple) -> bool:
         """Whether a disconnected persistent open, in any process, holds ``key``."""
@@ -436,7 +454,8 @@ class OpenTable:
             if record.create_guid != open_records.ZERO_GUID:
                 self.track_create_guid(open_)
             self.leasing.restore(open_, record)
-            locks.restore(self.by_file[open_.file_key], open_, record.locks)
+            locks.restore(self.by_file[open_.file_key], open_, record.locks,
+                          self.shared_locks(open_.file_key))
             was_connected = record.disconnected_at_ms is None
             if restart_timers or was_connected:
                 open_.disconnected_at_ms = now_ms

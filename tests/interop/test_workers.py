@@ -22,6 +22,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
@@ -39,9 +40,11 @@ from smbprotocol.open import (  # noqa: E402
     CreateOptions,
     FilePipePrinterAccessMask,
     ImpersonationLevel,
+    LockFlags,
     Open,
     RequestedOplockLevel,
     ShareAccess,
+    SMB2LockElement,
 )
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
@@ -54,6 +57,8 @@ from smbcad.workers.routing import owner_of  # noqa: E402
 STATUS_SHARING_VIOLATION = 0xC0000043
 STATUS_DELETE_PENDING = 0xC0000056
 STATUS_FILE_NOT_AVAILABLE = 0xC0000467
+STATUS_LOCK_NOT_GRANTED = 0xC0000055
+STATUS_FILE_LOCK_CONFLICT = 0xC0000054
 WAIT_S = 30.0
 SHARE_ALL = (ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
              | ShareAccess.FILE_SHARE_DELETE)
@@ -165,6 +170,58 @@ def test_share_modes_and_delete_pending_cross_workers(server):
     finally:
         first.close()
         second.close()
+
+
+def lock(handle: Open, flags, offset: int = 0, length: int = 100) -> None:
+    element = SMB2LockElement()
+    element["offset"], element["length"], element["flags"] = offset, length, flags
+    handle.lock([element])
+
+
+def test_byte_range_locks_cross_workers(server):
+    """A lock taken through one worker stops the other worker's client's
+    LOCK, READ and WRITE of the range; a blocking LOCK there waits and is
+    granted when the holder unlocks (LocksChanged between the workers)."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    exclusive = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
+    try_once = exclusive | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
+    shared_once = LockFlags.SMB2_LOCKFLAG_SHARED_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
+    try:
+        holder, other = first.open("locked.bin"), second.open("locked.bin")
+        holder.write(bytes(200), 0)
+        lock(holder, exclusive)
+        assert status_of(lambda: lock(other, try_once)) == STATUS_LOCK_NOT_GRANTED
+        assert status_of(lambda: lock(other, shared_once, 50, 10)) == STATUS_LOCK_NOT_GRANTED
+        assert status_of(lambda: other.read(10, 10)) == STATUS_FILE_LOCK_CONFLICT
+        assert status_of(lambda: other.write(b"x", 99)) == STATUS_FILE_LOCK_CONFLICT
+        other.write(b"y", 100)                        # past the range
+        lock(other, try_once, 100, 50)                # a range nobody holds
+
+        outcome: list = []
+        waiting = threading.Thread(target=lambda: outcome.append(
+            status_or_none(lambda: lock(other, exclusive, 0, 10))), daemon=True)
+        waiting.start()
+        time.sleep(1.0)
+        assert waiting.is_alive(), f"the blocking LOCK returned while the range was held: {outcome}"
+        lock(holder, LockFlags.SMB2_LOCKFLAG_UNLOCK)
+        waiting.join(WAIT_S)
+        assert outcome == [None], outcome
+        assert status_of(lambda: lock(holder, try_once, 5, 1)) == STATUS_LOCK_NOT_GRANTED
+        holder.read(50, 10)                          # 10..99 is free again
+        other.close()                                # the close releases its locks
+        lock(holder, try_once, 0, 200)
+        holder.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def status_or_none(call):
+    try:
+        call()
+    except SMBResponseException as exc:
+        return exc.status
+    return None
 
 
 def test_no_caching_is_granted_across_workers(server):

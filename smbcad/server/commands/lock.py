@@ -71,7 +71,7 @@ def handle(ctx):
     wanted, blocking = _validate_locks(elements)
     _check_not_directory(open_)
     leases.break_read_caching(ctx.server, open_)     # locks end shared read caching
-    table = locks.lock_list(state)
+    table = locks.lock_list(state, ctx.server.opens.shared_locks(open_.file_key))
     if table.lock(open_, wanted):
         _record_sequence(open_, slot, request)
         return _after_commit(ctx, open_)

@@ -143,8 +143,10 @@ def test_two_daemons_form_join_and_hand_over(tmp_path, mode):
         await wait_for(lambda: a.arbiter.owns_quorum)
         await wait_for(lambda: a.manager.current == {"aggr1"})
         run_b = asyncio.create_task(b.run())
+        # ... and B's peer channel has made its first exchange with A
+        # (reachable is None until then: on a slow machine that comes after).
         await wait_for(lambda: b.arbiter.state.value == "standby"
-                       and a.arbiter.state.value == "online")
+                       and a.arbiter.state.value == "online" and b.peer.reachable is True)
         status = (await request(str(tmp_path / "node2.sock"), {"command": "status"}))["status"]
         assert status["state"] == "standby" and status["partner"]["alive"] is True
         assert status["aggregates"] == [{"name": "aggr1", "home": 1, "up": False, "error": "",

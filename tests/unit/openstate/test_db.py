@@ -85,6 +85,21 @@ def test_a_dead_owners_persistent_opens_stay_for_its_successor(store):
     assert store.count() == 1
 
 
+def test_locks_are_claimed_against_other_processes_in_one_transaction(store):
+    other = copy.copy(store)
+    other.owner = 4242
+    assert other.claim_locks(KEY, [(0, 10, True)], [(1, 0, 10, True)])
+    assert store.foreign_lock_conflict(KEY, 5, 1, False)
+    assert not other.foreign_lock_conflict(KEY, 5, 1, True)          # its own
+    assert not store.claim_locks(KEY, [(20, 5, False), (9, 2, False)], [(2, 20, 5, False)])
+    assert store.locks_of(KEY) == [(4242, 1, 0, 10, True)]            # all or nothing
+    assert store.claim_locks(KEY, [(20, 5, False)], [(2, 20, 5, False)])
+    other.publish_locks(KEY, [])                                      # unlocked
+    assert not store.foreign_lock_conflict(KEY, 5, 1, True)
+    assert store.forget_owner(store.owner) == 0 and store.locks_of(KEY) == []
+    assert store.count() == 0
+
+
 def test_a_new_start_begins_empty_and_a_joining_process_keeps_what_is_there(tmp_path):
     path = str(tmp_path / "os")
     first = OpenStateDb(path, create_empty=True)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smbcad.openstate.table import MemoryOpenState
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import locks
@@ -272,7 +273,8 @@ def test_forget_removes_a_cancelled_waiter():
 # --- FileState helpers and the READ/WRITE hook ------------------------------------------------
 
 def _server_with(state):
-    return SimpleNamespace(opens=SimpleNamespace(file_state={state.key: state}.get))
+    return SimpleNamespace(opens=SimpleNamespace(file_state={state.key: state}.get,
+                                                 open_state=MemoryOpenState()))
 
 
 def _open(key=(1, 2)):
@@ -283,7 +285,9 @@ def test_check_io_without_locks_is_a_no_op():
     state = FileState((1, 2))
     server, open_ = _server_with(state), _open()
     locks.check_io(server, open_, 0, 100, write=True)
-    locks.check_io(SimpleNamespace(opens=SimpleNamespace(file_state={}.get)), open_, 0, 100, write=False)
+    locks.check_io(SimpleNamespace(opens=SimpleNamespace(file_state={}.get,
+                                                         open_state=MemoryOpenState())),
+                   open_, 0, 100, write=False)
 
 
 @pytest.mark.parametrize("kind, owner_write, owner_read, other_write, other_read", [
