@@ -166,6 +166,12 @@ def show(answers: dict, missing: dict) -> list[str]:
         lines.append(f"  shares online: {', '.join(smb.get('shares_online', [])) or 'none'}"
                      + (f"; offline: {', '.join(smb['shares_offline'])}"
                         if smb.get("shares_offline") else ""))
+        if smb.get("workers"):                   # server.workers above 1: the supervisor's pid
+            lines.append("  workers: " + "; ".join(
+                f"{worker.get('index')}: pid {worker['pid']}, {worker.get('connections', 0)} "
+                f"connections, {worker.get('opens', 0)} opens" if "pid" in worker
+                else f"{worker.get('index')}: {worker.get('error', 'no answer')}"
+                for worker in smb["workers"]))
         for aggregate in (smbcad.get("status") or {}).get("aggregates", []):
             mirror = aggregate.get("mirror") or {}
             lines.append(f"  aggregate {aggregate.get('name', '?')}: "

@@ -148,6 +148,18 @@ def test_two_workers_serve_and_route_by_client_guid(server):
         second.close()
 
 
+def test_smbca_status_shows_the_workers(server, capsys):
+    from smbca import admin
+    state = server.log_path.parent / "state"
+    admin.main(["status", "--smbcad-socket", str(state / "smbcad.sock"),
+                "--socket", str(state / "no-clusdisk.sock"),
+                "--witnessd-socket", str(state / "no-witnessd.sock"), "--config-dir", str(state)])
+    shown = capsys.readouterr().out
+    pids = worker_pids(server)
+    assert f"smbcad: running, pid {server.pid}," in shown, shown
+    assert f"workers: 0: pid {pids[0]}, " in shown and f"; 1: pid {pids[1]}, " in shown, shown
+
+
 def test_share_modes_and_delete_pending_cross_workers(server):
     first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
     try:
