@@ -47,7 +47,8 @@ _OPLOCK_NAMES = {0x00: "", 0x01: "level2", 0x08: "exclusive", 0x09: "batch"}
 # command → (required keys, optional keys); anything else goes to the cluster handler
 _COMMANDS = {"status": ((), ()), "sessions": ((), ()), "opens": ((), ("disconnected",)),
              "shares": ((), ()), "locks": ((), ()), "close-open": (("id",), ()),
-             "close-session": (("id",), ()), "release-disconnected": ((), ("id", "all"))}
+             "close-session": (("id",), ()), "release-disconnected": ((), ("id", "all")),
+             "metrics": ((), ())}
 
 
 class AdminControl:
@@ -55,10 +56,13 @@ class AdminControl:
     rest (adopt, release, tickles, clusdisk's events) to ``cluster``, the
     ``smbcad.cluster.control.ControlHandler``."""
 
-    def __init__(self, server, cluster, listen=()) -> None:
+    def __init__(self, server, cluster, listen=(), metrics_text=None) -> None:
+        """``metrics_text``: this process's metrics in the Prometheus text
+        format (a worker's, for its supervisor's endpoint), or None."""
         self.server = server
         self.cluster = cluster
         self.listen = tuple(str(address) for address in listen)
+        self.metrics_text = metrics_text
         self.pid = os.getpid()
 
     async def handle(self, request) -> dict:
@@ -94,6 +98,11 @@ class AdminControl:
             "shares_offline": sorted(share.name for share in server.shares.values()
                                      if not share.is_ipc and share.fs is None)}
         return reply
+
+    async def _metrics(self) -> dict:
+        if self.metrics_text is None:
+            raise ControlError("no metrics here")
+        return {"text": self.metrics_text()}
 
     async def _sessions(self) -> dict:
         sessions = []

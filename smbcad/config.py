@@ -83,7 +83,7 @@ class ServerConfig:
     control_socket: str | None = SMBCAD_SOCKET   # the smbca command and clusdisk; None: none
     # Worker processes serving the clients (docs/multicore.md); 1: this
     # process alone.  More than 1: no leases or oplocks yet (breaks do not
-    # cross processes), no cluster section, no metrics_listen.
+    # cross processes), no cluster section.
     workers: int = 1
     worker_routing_seed: int = 0       # which worker owns which ClientGuid (tests place clients)
 
@@ -174,16 +174,12 @@ _LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
 
 def _check_workers(config: Config) -> None:
     """What more than one worker process cannot do yet (docs/multicore.md,
-    steps 2 and 4): the cluster's handle mirror is one connection per
-    process, and the metrics of N processes are not merged."""
+    step 4): the cluster's handle mirror is one connection per process."""
     if config.server.workers == 1:
         return
     if config.cluster is not None:
         raise ConfigError("server.workers", "a cluster node runs one worker for now "
                           "(the handle mirror is not yet partitioned per worker)")
-    if config.server.metrics_listen is not None:
-        raise ConfigError("server.metrics_listen", "not served with server.workers above 1 "
-                          "yet (the workers' metrics are not merged)")
 
 
 def _check_limits(server: ServerConfig) -> None:

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 
+from prometheus_client import generate_latest
 from smbca.auth import Authenticator
 from smbca.config import (build_user_database, reload_config, systemd_environment,
                           worker_predecessor)
@@ -129,7 +130,8 @@ class Daemon:
                           else control_path(seat.directory, seat.index))
         if control_socket is not None:
             handler = AdminControl(self.server, ControlHandler(self.server, self.member),
-                                   cfg.server.listen)
+                                   cfg.server.listen,
+                                   metrics_text=None if seat is None else self._metrics_text)
             self.control = ControlServer(control_socket, handler.handle)
         self.metrics.watch_handles(self.server.opens, self._stores)
         self.metrics.registry.register(MachineAccountCollector(lambda: self.cfg.server.keytab))
@@ -140,6 +142,10 @@ class Daemon:
         if seat is not None:
             self.listener.gate = RoutingGate(seat, largest_first_frame=DIRECT_FRAME)
         self._stop = asyncio.Event()
+
+    def _metrics_text(self) -> str:
+        """For the supervisor's metrics endpoint (``workers.worker_metrics``)."""
+        return generate_latest(self.metrics.registry).decode()
 
     def _new_connection(self, sink, peer: str, local_address: str = "",
                         local_port: int = 0) -> Connection:
@@ -179,7 +185,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         # First: a port in use is a config error (exit 2), before anything is opened.
         metrics_at = self.cfg.server.metrics_listen
-        if metrics_at is not None:
+        if metrics_at is not None and self.seat is None:     # a worker's: its supervisor's
             try:
                 serve_metrics(metrics_at, self.metrics.registry, "server.metrics_listen")
             except config_mod.ConfigError as exc:

@@ -29,12 +29,17 @@ import struct
 import sys
 
 from smbca.config import systemd_environment, worker_environment, worker_listen_fds
-from smbca.control import ControlError, ControlServer, request
+from prometheus_client import CollectorRegistry
+
+from smbca.config import ConfigError
+from smbca.control import ControlError, ControlServer, request, request_blocking
+from smbca.metrics import serve_metrics
 from smbca.systemd import feed_watchdog, sd_notify
 from smbcad.openstate.db import OpenStateDb
 from smbcad.store import StoreError
 from smbcad.openstate.table import OpenStateError
 from smbcad.workers import fanout, partitions
+from smbcad.workers.worker_metrics import WorkersCollector
 from smbcad.workers.unix_path import SocketPathError, bind_at, unlink_if_own
 
 log = logging.getLogger("smbcad")
@@ -124,6 +129,16 @@ class Supervisor:
         if refusal is not None:
             log.error("%s", refusal)
             return 2
+        metrics_at = self.cfg.server.metrics_listen
+        if metrics_at is not None:
+            # First, as one process does: a port in use is a config error (exit 2).
+            registry = CollectorRegistry()
+            registry.register(WorkersCollector(self.count, self._metrics_of))
+            try:
+                serve_metrics(metrics_at, registry, "server.metrics_listen")
+            except ConfigError as exc:
+                log.error("%s", exc)
+                return 2
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             self._sockets = bind_listeners(self.cfg.server.listen)
@@ -335,6 +350,15 @@ class Supervisor:
         answers = await asyncio.gather(*(self._ask(index, message)
                                          for index in range(self.count)))
         return fanout.merge(command, list(answers), os.getpid())
+
+    def _metrics_of(self, index: int) -> str | None:
+        """Worker ``index``'s exposition, from the metrics endpoint's thread."""
+        try:
+            answer = request_blocking(control_path(self.directory, index),
+                                      {"command": "metrics"}, timeout_s=5.0)
+        except ControlError:
+            return None
+        return answer.get("text") if answer.get("ok") else None
 
     async def _ask(self, index: int, message: dict):
         try:

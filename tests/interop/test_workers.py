@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -50,7 +51,7 @@ from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
 from persistent_client import dh2c_context, dh2q_context  # noqa: E402
-from servers import Share, start_smbcad  # noqa: E402
+from servers import Share, free_port, start_smbcad  # noqa: E402
 from smbca.control import request_blocking  # noqa: E402
 from smbcad.workers.routing import owner_of  # noqa: E402
 
@@ -74,9 +75,13 @@ def guid_for(worker: int, workers: int = 2) -> uuid.UUID:
     raise AssertionError("no GUID found")
 
 
+METRICS = f"127.0.0.1:{free_port()}"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = start_smbcad(tmp_path_factory.mktemp("workers"), extra_args=["--workers", "2"])
+    running = start_smbcad(tmp_path_factory.mktemp("workers"),
+                           extra_args=["--workers", "2", "--metrics-listen", METRICS])
     yield running
     running.stop()
 
@@ -146,6 +151,21 @@ def test_two_workers_serve_and_route_by_client_guid(server):
     finally:
         first.close()
         second.close()
+
+
+def test_the_metrics_endpoint_serves_every_workers_metrics(server):
+    """The supervisor's /metrics: each worker's samples labelled with it."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    try:
+        with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=WAIT_S) as response:
+            text = response.read().decode()
+    finally:
+        first.close()
+        second.close()
+    for worker in ("0", "1"):
+        assert f'smbcad_worker_up{{worker="{worker}"}} 1.0' in text, text[:2000]
+        assert f'smbcad_connections{{worker="{worker}"}} 1.0' in text, text[:2000]
+    assert text.count("# TYPE smbcad_connections gauge") == 1
 
 
 def test_smbca_status_shows_the_workers(server, capsys):

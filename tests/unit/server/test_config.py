@@ -89,9 +89,6 @@ users:
      "users: [{name: u, password: p}]", "server.workers"),
     ("server: {worker_routing_seed: -1}\nshares: [{name: a, path: /tmp}]\n"
      "users: [{name: u, password: p}]", "server.worker_routing_seed"),
-    # The workers' metrics are not merged yet: refused, not served partly.
-    ("server: {workers: 2, metrics_listen: '127.0.0.1:9445'}\nshares: [{name: a, path: /tmp}]\n"
-     "users: [{name: u, password: p}]", "server.metrics_listen"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, yaml_text, key):
     with pytest.raises(ConfigError) as err:
