@@ -29,6 +29,15 @@ class OpenStateFull(OpenStateError):
     """No room for another open: the store is full, or one file has 65535 opens."""
 
 
+class OpenStateConflict(Exception):
+    """``add_open(checked=True)`` found a conflicting open: ``status`` is the
+    NtStatus the CREATE answers (SHARING_VIOLATION, DELETE_PENDING)."""
+
+    def __init__(self, status) -> None:
+        super().__init__(f"{status!r}")
+        self.status = status
+
+
 class OpenStateTable:
     """Share modes and delete-pending of every open file; one transaction per call."""
 
@@ -70,10 +79,20 @@ class OpenStateTable:
 
     # --- changes ---------------------------------------------------------------------
 
-    def add_open(self, key: tuple, open_id: int, access: int, share: int) -> None:
-        """OpenStateFull, with nothing changed, when there is no room."""
-        self._put_entry(key, record.ENTRY.pack(self.owner, open_id, access, share),
-                        record.with_packed_entry)
+    def add_open(self, key: tuple, open_id: int, access: int, share: int, *,
+                 checked: bool = False) -> None:
+        """OpenStateFull, with nothing changed, when there is no room.
+        ``checked``: the share access check again, in the same transaction
+        (OpenStateConflict): another process may have added a conflicting
+        open since this one's CREATE checked."""
+        combine = record.with_packed_entry
+        if checked:
+            def combine(value, packed):
+                status = record.sharing_conflict(value, access, share)
+                if status is not None:
+                    raise OpenStateConflict(status)
+                return record.with_packed_entry(value, packed)
+        self._put_entry(key, record.ENTRY.pack(self.owner, open_id, access, share), combine)
 
     def _put_entry(self, key: tuple, packed: bytes, combine) -> None:
         db_key = record.encode_key(key)

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from smbcad.openstate.table import OpenStateFull
+from smbcad.openstate.table import OpenStateConflict, OpenStateFull
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import channel_sequence, durable, locks, open_records
@@ -237,10 +237,15 @@ class OpenTable:
                         open_.file_key, open_.persistent_id, open_.granted_access,
                         open_.share_access, disconnected=open_.persistent and open_.session is None)
                 else:
+                    # With other processes the CREATE's own check is not enough:
+                    # one of them may have added a conflicting open since.
                     self.open_state.add_open(open_.file_key, open_.persistent_id,
-                                             open_.granted_access, open_.share_access)
+                                             open_.granted_access, open_.share_access,
+                                             checked=self.open_state.shared)
             except OpenStateFull as exc:
                 raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, str(exc)) from None
+            except OpenStateConflict as exc:
+                raise SmbError(exc.status, "another process's open conflicts") from None
         state = self.by_file.get(open_.file_key)
         if state is None:
             state = self.by_file[open_.file_key] = FileState(open_.file_key)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from smbcad.openstate.db import OpenStateDb
-from smbcad.openstate.table import MemoryOpenState, OpenStateError
+from smbcad.openstate.table import MemoryOpenState, OpenStateConflict, OpenStateError
 from smbcad.proto.constants import AccessMask as A, ShareAccess as S
 from smbcad.proto.status import NtStatus
 
@@ -160,3 +160,18 @@ def test_two_processes_see_each_others_share_modes(tmp_path):
         if child.is_alive():
             child.kill()
             child.join()
+
+
+def test_a_checked_add_refuses_what_another_process_added_since(store):
+    other = copy.copy(store)
+    other.owner = 4242
+    other.add_open(KEY, 1, READ | WRITE, 0)             # after this CREATE's own check
+    with pytest.raises(OpenStateConflict) as conflict:
+        store.add_open(KEY, 2, READ, ALL, checked=True)
+    assert conflict.value.status == NtStatus.SHARING_VIOLATION
+    assert [e.open_id for e in store.entries(KEY)] == [1]
+    store.add_open(KEY, 3, 0, ALL, checked=True)        # no data access: no conflict
+    other.remove_open(KEY, 1, mark_delete_pending=True)
+    with pytest.raises(OpenStateConflict) as conflict:
+        store.add_open(KEY, 4, READ, ALL, checked=True)
+    assert conflict.value.status == NtStatus.DELETE_PENDING
