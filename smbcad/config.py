@@ -82,8 +82,8 @@ class ServerConfig:
     log_level: str = "info"
     control_socket: str | None = SMBCAD_SOCKET   # the smbca command and clusdisk; None: none
     # Worker processes serving the clients (docs/multicore.md); 1: this
-    # process alone.  More than 1: no leases or oplocks yet (breaks do not
-    # cross processes), no cluster section.
+    # process alone.  More than 1: no cluster section yet; a file open
+    # through two workers is cached by neither.
     workers: int = 1
     worker_routing_seed: int = 0       # which worker owns which ClientGuid (tests place clients)
 

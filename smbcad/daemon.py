@@ -31,6 +31,7 @@ from smbcad.loop_lag import LoopLagProbe
 from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
+from smbcad.server import leases_elsewhere
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
@@ -42,7 +43,7 @@ from smbcad.workers import partitions
 from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
-from smbcad.workers.messages import LocksChanged
+from smbcad.workers.messages import BreakRequest, LocksChanged
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
 log = logging.getLogger("smbcad")
@@ -116,9 +117,6 @@ class Daemon:
                                 open_share_fs=ShareFs,
                                 node_id=cluster.node_id if cluster is not None else 0,
                                 open_state=open_state)
-        if seat is not None:
-            # Breaks do not cross workers yet (docs/multicore.md step 2).
-            self.server.leasing.grants_caching = False
         self.member = None
         self.control = None
         if cluster is not None:
@@ -267,23 +265,29 @@ class Daemon:
         except MailboxError as exc:
             raise HandoffError(str(exc)) from None
         self.mailbox.attach(loop, self._message)
-        self.server.opens.locks_released = self._locks_released
+        self.server.opens.locks_released = lambda key: self._tell_others(LocksChanged(key))
+        # open_id 0: every caching of the file, whoever holds it.
+        self.server.leasing.break_elsewhere = lambda key: self._tell_others(
+            BreakRequest(key, 0, 0, False))
         return bound
 
-    def _locks_released(self, key: tuple) -> None:
-        """This worker released byte-range locks on ``key``: the others'
-        waiting LOCKs on it try again."""
+    def _tell_others(self, message) -> None:
+        """``message`` to every other worker (a few: one per core)."""
         for index in range(self.seat.count):
             if index == self.seat.index:
                 continue
             try:
-                self.mailbox.send(index, LocksChanged(key))
-            except MailboxError as exc:          # restarting: it has no waiters
+                self.mailbox.send(index, message)
+            except MailboxError as exc:          # restarting: it holds nothing
                 log.debug("%s", exc)
 
     def _message(self, header, message) -> None:
         if isinstance(message, LocksChanged):
+            # Another worker released locks: waiting LOCKs on the file try again.
             self.server.opens.retry_lock_waiters(message.file_key)
+        elif isinstance(message, BreakRequest):
+            # Another worker's client opens the file: caching of it here ends.
+            leases_elsewhere.break_for(self.server.leasing, message.file_key)
 
     async def _open_handle_store(self):
         """The durable handle store in the state directory (issue 4), then

@@ -33,6 +33,21 @@ def _context(name, data) -> SMB2CreateContextRequest:
     return context
 
 
+class RawBody:
+    """An SMB2 body smbprotocol does not model (the lease break
+    acknowledgment, 2.2.24.2), for ``Connection.send``."""
+
+    def __init__(self, command, body: bytes) -> None:
+        self.COMMAND = command
+        self.body = body
+
+    def pack(self) -> bytes:
+        return self.body
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+
 def lease_context(key: bytes, state: int = LEASE_RWH) -> SMB2CreateContextRequest:
     lease = SMB2CreateRequestLeaseV2()
     lease["lease_key"] = key

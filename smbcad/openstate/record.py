@@ -17,7 +17,10 @@ Layout, little-endian::
 Bit 31 of an entry's share access word (no ShareAccess bit is that high)
 marks a persistent open whose client is disconnected: a 3.x CREATE of the
 file through any process gets STATUS_FILE_NOT_AVAILABLE ([MS-SMB2] 3.3.5.9)
-until the owner reconnects.
+until the owner reconnects.  Bit 30 marks the entries of a process that
+holds caching (a lease or an oplock) on the file: it may only while no
+other process has the file open, and another process's CREATE has it
+broken first (docs/multicore.md, "Caching across workers").
 
 Records are small (one entry for almost every file), so changes rewrite the
 whole value: an append is one concatenation, a removal one join.
@@ -37,6 +40,7 @@ _unpack_open_id = struct.Struct("<4xQ").unpack_from      # an entry's open id
 _ONE_ENTRY = HEADER.pack(0, 1)
 _DELETE_PENDING = 0x01
 HELD_DISCONNECTED = 0x80000000          # in the share access word
+CACHING = 0x40000000                    # in the share access word
 
 # The access bits that share modes govern ([MS-FSA] 2.1.5.1.2.1), as plain
 # ints: every CREATE tests them, and IntFlag arithmetic costs ~10x more.
@@ -188,13 +192,45 @@ def held_disconnected(value: bytes | None) -> bool:
 def with_disconnected(value: bytes, open_id: int, disconnected: bool) -> bytes:
     """``value`` with ``open_id``'s entry marked (or no longer marked) as a
     persistent open whose client is away."""
+    return _with_share_bit(value, HELD_DISCONNECTED, disconnected,
+                           lambda fields: fields[1] == open_id)
+
+
+def _with_share_bit(value: bytes, bit: int, on: bool, chosen) -> bytes:
+    """``value`` with ``bit`` of the share word set (or cleared) in the
+    entries ``chosen(fields)`` picks."""
     flags, _count = _header(value)
     entries = []
-    for owner, entry_id, access, share in ENTRY.iter_unpack(value[HEADER.size:]):
-        if entry_id == open_id:
-            share = share | HELD_DISCONNECTED if disconnected else share & ~HELD_DISCONNECTED
+    for fields in ENTRY.iter_unpack(value[HEADER.size:]):
+        owner, entry_id, access, share = fields
+        if chosen(fields):
+            share = share | bit if on else share & ~bit
         entries.append(ENTRY.pack(owner, entry_id, access, share))
     return HEADER.pack(flags, len(entries)) + b"".join(entries)
+
+
+def caching_elsewhere(value: bytes | None, owner: int) -> bool:
+    """Whether another process holds caching on the file."""
+    if value is None:
+        return False
+    _flags, count = _header(value)
+    return any(fields[0] != owner and fields[3] & CACHING
+               for fields in ENTRY.iter_unpack(value[HEADER.size:HEADER.size
+                                                     + count * ENTRY.size]))
+
+
+def opened_elsewhere(value: bytes | None, owner: int) -> bool:
+    """Whether another process has the file open."""
+    if value is None:
+        return False
+    _flags, count = _header(value)
+    return any(fields[0] != owner for fields in ENTRY.iter_unpack(
+        value[HEADER.size:HEADER.size + count * ENTRY.size]))
+
+
+def with_caching(value: bytes, owner: int, caching: bool) -> bytes:
+    """``value`` with ``owner``'s entries marked as holding caching, or not."""
+    return _with_share_bit(value, CACHING, caching, lambda fields: fields[0] == owner)
 
 
 def with_entry_replaced(value: bytes | None, packed: bytes) -> bytes:

@@ -38,6 +38,11 @@ class OpenStateConflict(Exception):
         self.status = status
 
 
+class CachingElsewhere(OpenStateError):
+    """``add_open(checked=True)``: another process holds caching on the file;
+    the CREATE has it broken and tries again."""
+
+
 class OpenStateTable:
     """Share modes and delete-pending of every open file; one transaction per call."""
 
@@ -88,6 +93,8 @@ class OpenStateTable:
         combine = record.with_packed_entry
         if checked:
             def combine(value, packed):
+                if record.caching_elsewhere(value, self.owner):
+                    raise CachingElsewhere(f"another process caches {key}")
                 status = record.sharing_conflict(value, access, share)
                 if status is not None:
                     raise OpenStateConflict(status)
@@ -196,6 +203,32 @@ class OpenStateTable:
             if not locks:
                 changed = len(updates)
         return changed
+
+    # --- caching across processes (record.CACHING) ---------------------------------
+
+    def caching_elsewhere(self, key: tuple) -> bool:
+        with self._begin() as txn:
+            return record.caching_elsewhere(txn.get(record.encode_key(key)), self.owner)
+
+    def claim_caching(self, key: tuple) -> bool:
+        """Mark this process's entries of ``key`` as caching, unless another
+        process has the file open (then nothing changes): one transaction,
+        so no other process's open slips in unseen."""
+        db_key = record.encode_key(key)
+        with self._begin(write=True) as txn:
+            value = txn.get(db_key)
+            if value is None or record.opened_elsewhere(value, self.owner):
+                return False
+            txn.put(db_key, record.with_caching(value, self.owner, True))
+        return True
+
+    def drop_caching(self, key: tuple) -> None:
+        """This process holds no caching on ``key`` any more."""
+        db_key = record.encode_key(key)
+        with self._begin(write=True) as txn:
+            value = txn.get(db_key)
+            if value is not None:
+                txn.put(db_key, record.with_caching(value, self.owner, False))
 
     # --- byte-range locks (smbcad.openstate.lockrecord) -----------------------------
 

@@ -29,6 +29,7 @@ from smbcad.proto.oplock_break import (
     LeaseBreakFlags, LeaseBreakNotification, OplockBreakNotification)
 from smbcad.proto.status import NtStatus
 from smbcad.server import channels, dirleases, durable, files, oplocks, renames
+from smbcad.server import leases_elsewhere as elsewhere
 from smbcad.server.context import Pending
 from smbcad.server.oplocks import NONE, R, W, Action, CacheState, Event, Kind
 
@@ -109,10 +110,10 @@ class Leasing:
         self.written: set = set()                    # opens written while dir_leases existed
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
         self.delivery = channels.BreakDelivery(call_later)
-        # False while other worker processes serve the same files: a break
-        # cannot reach their clients yet (docs/multicore.md step 2), so
-        # nobody may cache.  Every request is then granted no caching.
-        self.grants_caching = True
+        # Worker processes (docs/multicore.md, "Caching across workers"): ask
+        # the other processes to break their caching of a file to none
+        # (set by the daemon; messages between workers).
+        self.break_elsewhere: Callable[[tuple], None] = lambda _key: None
 
     @property
     def server(self):
@@ -171,6 +172,14 @@ class Leasing:
             self.grants[open_] = grant
             self.add_holder(open_.file_key, grant)
             open_.oplock_level = record.oplock_level
+        else:
+            return
+        if (elsewhere.shared(self)
+                and not self.server.opens.open_state.claim_caching(open_.file_key)):
+            # Another worker opened the file since: its own caching must go.
+            log.info("restored caching of %r broken: open through another worker",
+                     open_.path)
+            elsewhere.break_for(self, open_.file_key)
 
     def add_holder(self, key: tuple, holder) -> None:
         """A lease or oplock joins a file's caching state."""
@@ -217,6 +226,8 @@ class Leasing:
                 self.wake(self._file_key(holder))
         if not holder.is_lease:
             self._oplock_changed(holder)
+        if transition.next.held != before.held and elsewhere.shared(self):
+            elsewhere.sync_caching(self, self._file_key(holder))
         # A break that starts is stored too: a persistent open's owner that
         # reconnects after a restart or takeover must still hear it (parked).
         if (transition.next.held, transition.next.breaking_to) != (before.held,
@@ -255,6 +266,8 @@ class Leasing:
         if caching is not None and grant in caching.holders:
             caching.holders.remove(grant)
             self._tidy(grant.open.file_key)
+        if elsewhere.shared(self):
+            elsewhere.sync_caching(self, grant.open.file_key)
 
     def _start_timer(self, holder) -> None:
         self._stop_timer(holder)
@@ -433,6 +446,8 @@ class Leasing:
                 raise SmbError(NtStatus.INVALID_PARAMETER, "lease key in use for another file")
         if key is None:
             return None
+        if elsewhere.shared(self) and ctx.server.opens.open_state.caching_elsewhere(key):
+            return elsewhere.wait_then_retry(self, ctx, key, retry)
         violation = False
         try:
             files.check_share_access(ctx.server, key, access, request.share_access)
@@ -470,14 +485,7 @@ class Leasing:
         self._retrying.add(id(ctx))
         try:
             await self.wait_for_change(key, waiter)
-            if ctx.connection.closed:
-                # Gone while it waited: an open made now would belong to no
-                # session and never close.
-                raise asyncio.CancelledError
-            result = retry(ctx)
-            while isinstance(result, Pending):
-                result = await result.work
-            return result
+            return await elsewhere.run_again(ctx, retry)
         finally:
             self._retrying.discard(id(ctx))
 
@@ -550,7 +558,10 @@ class Leasing:
 
     def _grantable(self, server, open_, requested: int, lease: Lease | None, *,
                    is_lease: bool) -> int:
-        if not self.grants_caching:
+        shared = elsewhere.shared(self)
+        if shared and open_.is_directory:
+            # A directory's caching would need a break from every worker that
+            # changes its entries: none is granted while workers share files.
             return NONE
         other_opens = other_oplocks = other_handle_leases = 0
         state = server.opens.file_state(open_.file_key)
@@ -571,12 +582,16 @@ class Leasing:
                 other_handle_leases += bool(holder.state.held & oplocks.H)
             elif holder.open is not open_ and holder.state.held:
                 other_oplocks += 1
-        return oplocks.grantable(requested, is_lease=is_lease, other_opens=other_opens,
-                                 other_oplocks=other_oplocks,
-                                 other_handle_leases=other_handle_leases,
-                                 is_directory=open_.is_directory,
-                                 has_locks=bool(state is not None and state.locks is not None
-                                                and state.locks.locks))
+        level = oplocks.grantable(requested, is_lease=is_lease, other_opens=other_opens,
+                                  other_oplocks=other_oplocks,
+                                  other_handle_leases=other_handle_leases,
+                                  is_directory=open_.is_directory,
+                                  has_locks=bool(state is not None and state.locks is not None
+                                                 and state.locks.locks))
+        if level != NONE and shared and not server.opens.open_state.claim_caching(
+                open_.file_key):
+            return NONE             # another worker has the file open: nobody caches
+        return level
 
     # --- CLOSE, WRITE, SET_INFO ----------------------------------------------------------
 
@@ -617,6 +632,8 @@ class Leasing:
         if caching is not None and lease in caching.holders:
             caching.holders.remove(lease)
             self._tidy(lease.file_key)
+        if elsewhere.shared(self):
+            elsewhere.sync_caching(self, lease.file_key)
 
     def break_read_caching(self, open_) -> None:
         """A write, truncation or allocation change through ``open_`` breaks

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from smbcad.openstate.table import OpenStateConflict, OpenStateFull
+from smbcad.openstate.table import CachingElsewhere, OpenStateConflict, OpenStateFull
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import channel_sequence, durable, locks, open_records
@@ -72,6 +72,15 @@ def _step(open_, event: OpenInput) -> OpenState:
     except KeyError:
         raise InvalidTransition(
             f"open {open_.persistent_id:#x}: {event.value} while {current.value}") from None
+
+
+class CachedElsewhere(SmbError):
+    """``register``: another worker process caches the file; the CREATE has
+    that broken and runs again (``Leasing.wait_for_elsewhere``).  A caller
+    that does not handle it answers STATUS_SHARING_VIOLATION."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(NtStatus.SHARING_VIOLATION, text)
 
 
 @dataclass(eq=False)
@@ -246,6 +255,8 @@ class OpenTable:
                 raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, str(exc)) from None
             except OpenStateConflict as exc:
                 raise SmbError(exc.status, "another process's open conflicts") from None
+            except CachingElsewhere as exc:
+                raise CachedElsewhere(str(exc)) from None
         state = self.by_file.get(open_.file_key)
         if state is None:
             state = self.by_file[open_.file_key] = FileState(open_.file_key)

@@ -42,6 +42,8 @@ from smbcad.proto.fscc import FileInfoClass as C
 from smbcad.proto.status import NtStatus
 from smbcad.server import eas, files, leases, security
 from smbcad.server.adm import Open
+from smbcad.server import leases_elsewhere
+from smbcad.server.opens import CachedElsewhere
 from smbcad.vfs import (StreamHandle, has_trailing_backslash, is_valid_stream_name,
                         parse_smb_name)
 
@@ -112,6 +114,9 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access, 
                  client_guid=ctx.connection.client_guid)
     try:
         server.opens.register(open_)
+    except CachedElsewhere:
+        handle.close()
+        return leases_elsewhere.wait_then_retry(server.leasing, ctx, open_.file_key, retry)
     except SmbError:
         handle.close()
         raise

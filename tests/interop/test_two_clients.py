@@ -47,6 +47,7 @@ from smbprotocol.open import (  # noqa: E402
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
+from persistent_client import RawBody  # noqa: E402
 from servers import ServerStartError, free_port, start_smbcad  # noqa: E402
 
 # Not marked interop: the clients are a Python package, not binaries (as in test_smbprotocol.py).
@@ -129,20 +130,6 @@ class InBackground:
         if self.error is not None:
             raise self.error
         return self.result
-
-
-class RawBody:
-    """An SMB2 body smbprotocol does not model (the lease break acknowledgment, 2.2.24.2)."""
-
-    def __init__(self, command, body: bytes) -> None:
-        self.COMMAND = command
-        self.body = body
-
-    def pack(self) -> bytes:
-        return self.body
-
-    def __len__(self) -> int:
-        return len(self.body)
 
 
 def lease_context(key: bytes, state: int) -> SMB2CreateContextRequest:

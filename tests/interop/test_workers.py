@@ -15,12 +15,15 @@ each session, and that a killed worker is replaced.
   last open closes;
 * a worker killed with SIGKILL is replaced under its index; the share
   modes of its opens go with it, and its clients come back to it;
-* no lease or oplock is granted while breaks do not cross workers.
+* a lease held through one worker is broken for the other worker's
+  client's CREATE, which waits for the acknowledgment; no caching while
+  both workers have the file open.
 """
 
 import contextlib
 import os
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -30,11 +33,12 @@ import uuid
 import pytest
 
 pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
-from smbprotocol.connection import Capabilities, Connection  # noqa: E402
+from smbprotocol.connection import Capabilities, Connection, Request  # noqa: E402
 from smbprotocol.create_contexts import (  # noqa: E402
     DurableHandleFlags,
     SMB2CreateDurableHandleResponseV2,
 )
+from smbprotocol.header import Commands, SMB2HeaderRequest  # noqa: E402
 from smbprotocol.exceptions import SMBException, SMBResponseException  # noqa: E402
 from smbprotocol.open import (  # noqa: E402
     CreateDisposition,
@@ -50,7 +54,7 @@ from smbprotocol.open import (  # noqa: E402
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
 
-from persistent_client import dh2c_context, dh2q_context  # noqa: E402
+from persistent_client import RawBody, dh2c_context, dh2q_context, lease_context  # noqa: E402
 from servers import Share, free_port, start_smbcad  # noqa: E402
 from smbca.control import request_blocking  # noqa: E402
 from smbcad.workers.routing import owner_of  # noqa: E402
@@ -59,6 +63,8 @@ STATUS_SHARING_VIOLATION = 0xC0000043
 STATUS_DELETE_PENDING = 0xC0000056
 STATUS_FILE_NOT_AVAILABLE = 0xC0000467
 STATUS_LOCK_NOT_GRANTED = 0xC0000055
+UNSOLICITED_ID = 0xFFFFFFFFFFFFFFFF   # MessageId of server-initiated messages (breaks)
+RWH = 0x7
 STATUS_FILE_LOCK_CONFLICT = 0xC0000054
 WAIT_S = 30.0
 SHARE_ALL = (ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
@@ -256,14 +262,65 @@ def status_or_none(call):
     return None
 
 
-def test_no_caching_is_granted_across_workers(server):
-    client = Client(server, guid_for(0))
+def test_a_lease_held_through_one_worker_is_broken_for_the_others_client(server):
+    """Worker 0's client holds RWH alone; worker 1's client opens the file:
+    its CREATE waits while worker 0 breaks the lease (to none: caching ends
+    while two workers have the file open) and completes after the
+    acknowledgment.  Meanwhile neither client is granted caching."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    connection = first.connection
+    breaks = Request(SMB2HeaderRequest(), None, connection, 0)
+    connection.outstanding_requests[UNSOLICITED_ID] = breaks
+    key = uuid.uuid4().bytes
     try:
-        handle = client.open("cached.bin", oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
-        assert handle.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE
-        handle.close()
+        holder = Open(first.tree, "leased.bin")
+        answered = holder.create(
+            ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+            CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+            oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
+            create_contexts=[lease_context(key, RWH)])
+        assert lease_state(answered) == RWH
+        holder.write(b"cached", 0)
+
+        outcome: list = []
+        opening = threading.Thread(target=lambda: outcome.append(second.open(
+            "leased.bin", oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)), daemon=True)
+        opening.start()
+        assert breaks.response_event.wait(WAIT_S), "worker 0's client got no lease break"
+        header = breaks.response
+        assert header["command"].get_value() == Commands.SMB2_OPLOCK_BREAK
+        _size, _epoch, flags, break_key, current, new = struct.unpack_from(
+            "<HHI16sII", header["data"].get_value())
+        assert (break_key, current, new) == (key, RWH, 0) and flags & 0x1
+        time.sleep(0.5)
+        assert opening.is_alive(), "worker 1's CREATE completed before the acknowledgment"
+        ack = connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
+                                      struct.pack("<HHI16sIQ", 36, 0, 0, key, 0, 0)),
+                              sid=first.session.session_id, tid=first.tree.tree_connect_id)
+        assert connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
+        opening.join(WAIT_S)
+        assert len(outcome) == 1, "worker 1's CREATE did not complete after the ack"
+        other = outcome[0]
+        assert other.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE
+        assert other.read(0, 6) == b"cached"
+        # While both workers have it open, a new lease is granted no caching.
+        again = Open(first.tree, "leased.bin")
+        answered = again.create(
+            ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+            CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
+            oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
+            create_contexts=[lease_context(uuid.uuid4().bytes, RWH)])
+        assert lease_state(answered) == 0
+        for handle in (again, other, holder):
+            handle.close()
     finally:
-        client.close()
+        first.close()
+        second.close()
+
+
+def lease_state(contexts) -> int | None:
+    found = [c for c in contexts or () if "lease_state" in getattr(c, "fields", {})]
+    return found[0]["lease_state"].get_value() if found else None
 
 
 def test_smbclient_through_the_workers(server, tmp_path):

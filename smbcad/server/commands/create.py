@@ -28,6 +28,8 @@ from smbcad.proto.status import NtStatus
 from smbcad.server import (
     deletes, durable, eas, files, intents, leases, pipes, reconnect, security, streams)
 from smbcad.server.adm import Open
+from smbcad.server import leases_elsewhere
+from smbcad.server.opens import CachedElsewhere
 from smbcad.server.context import COMMIT_INTERIM_S, Offloaded, Pending
 from smbcad.server.fairness import INLINE_SCAN_BYTES
 from smbcad.vfs import LargeDirectory, has_trailing_backslash, parse_smb_name
@@ -317,6 +319,9 @@ def _open_resolved(ctx, request, components, stream, resolved):
     _note_app_instance(ctx, open_, request)
     try:
         ctx.server.opens.register(open_)
+    except CachedElsewhere:
+        handle.close()
+        return leases_elsewhere.wait_then_retry(ctx.server.leasing, ctx, key, _retry)
     except SmbError:
         handle.close()
         raise

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from smbcad.openstate.db import OpenStateDb
-from smbcad.openstate.table import MemoryOpenState, OpenStateConflict, OpenStateError
+from smbcad.openstate.table import (
+    CachingElsewhere, MemoryOpenState, OpenStateConflict, OpenStateError)
 from smbcad.proto.constants import AccessMask as A, ShareAccess as S
 from smbcad.proto.status import NtStatus
 
@@ -175,3 +176,18 @@ def test_a_checked_add_refuses_what_another_process_added_since(store):
     with pytest.raises(OpenStateConflict) as conflict:
         store.add_open(KEY, 4, READ, ALL, checked=True)
     assert conflict.value.status == NtStatus.DELETE_PENDING
+
+
+def test_caching_is_claimed_only_while_no_other_process_has_the_file_open(store):
+    other = copy.copy(store)
+    other.owner = 4242
+    store.add_open(KEY, 1, READ, ALL)
+    assert store.claim_caching(KEY) and not store.caching_elsewhere(KEY)
+    assert other.caching_elsewhere(KEY)
+    with pytest.raises(CachingElsewhere):                 # its CREATE waits for the break
+        other.add_open(KEY, 2, READ, ALL, checked=True)
+    store.drop_caching(KEY)                               # broken to none
+    other.add_open(KEY, 2, READ, ALL, checked=True)
+    assert not store.claim_caching(KEY) and not other.claim_caching(KEY)
+    assert [e.share for e in store.entries(KEY)] == [ALL, ALL]
+    assert not store.claim_caching((9, 9))                # no open at all: nothing to mark

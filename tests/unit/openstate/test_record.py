@@ -111,3 +111,14 @@ def test_a_restored_open_replaces_its_predecessors_entry():
     assert record.decode(fresh).entries == (OpenEntry(2, 9, READ, ALL),)
     kept = record.without_owner(value, 1, keep=frozenset({8}))
     assert record.decode(kept).entries == (OpenEntry(1, 8, READ, ALL),)
+
+
+def test_caching_is_bit_30_of_a_process_s_entries():
+    value = _value(OpenEntry(1, 7, READ, S.READ), OpenEntry(2, 8, READ, ALL))
+    assert record.opened_elsewhere(value, 1) and not record.opened_elsewhere(
+        _value(OpenEntry(1, 7, READ, S.READ)), 1)
+    marked = record.with_caching(value, 1, True)
+    assert marked[8 + 12:8 + 16] == bytes.fromhex("01000040")     # entry 1's share word
+    assert record.caching_elsewhere(marked, 2) and not record.caching_elsewhere(marked, 1)
+    assert record.with_caching(marked, 1, False) == value
+    assert record.sharing_conflict(marked, WRITE, ALL) == NtStatus.SHARING_VIOLATION
