@@ -179,7 +179,10 @@ def main(argv=None) -> int:
         return 0
     from clusdisk.daemon import Daemon
     daemon = Daemon(cfg, systemd_environment())
-    return asyncio.run(daemon.run())
+    try:
+        return asyncio.run(daemon.run())
+    finally:
+        daemon.stop_overrun.disarm()
 
 
 if __name__ == "__main__":

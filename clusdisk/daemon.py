@@ -51,12 +51,14 @@ from clusdisk.smb_relay import PEER_OP as SMB_PEER_OP, SmbRelay
 from smbca.config import ConfigError, SystemdEnv, reload_config
 from smbca.control import ControlError, ControlServer, request
 from smbca.metrics import serve_metrics
+from smbca.stall import StopOverrun
 from smbca.systemd import feed_watchdog, sd_notify
 from smbca.version import version
 
 log = logging.getLogger("clusdisk")
 QUORUM = "quorum"
 STATUS_REFRESH_S = 1.0
+STOP_REPORT_S = 20.0      # systemd's TimeoutStopSec (and the tests') is 30 s
 
 
 def read_vpd83_blocking(sg: str) -> bytes:
@@ -126,6 +128,7 @@ class Daemon:
         self._partner_back_at: float | None = None     # heartbeat heard again since
         self._takeover_possible: bool | None = None     # last logged
         self.arbiter = Arbiter(cfg.arbitration.mode, cfg.arbitration.timings)
+        self.stop_overrun = StopOverrun("clusdisk", STOP_REPORT_S)
 
     # -- wiring ------------------------------------------------------------------
 
@@ -406,6 +409,10 @@ class Daemon:
         sd_notify(self.env.notify_socket, "STOPPING=1")
         self.executor.post(Input.SHUTDOWN)
 
+    def _stop_signalled(self) -> None:
+        self.stop_overrun.arm()
+        self.request_shutdown()
+
     async def run(self) -> int:
         try:
             self.build()
@@ -416,7 +423,7 @@ class Daemon:
             return 1
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_shutdown)
+            loop.add_signal_handler(signum, self._stop_signalled)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         control = ControlServer(self.cfg.control.socket,
                                 self.smb_relay.control(self.operations.control))
@@ -453,4 +460,5 @@ class Daemon:
                 device.close()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+            self.stop_overrun.loop_done()
         return self.exit_code

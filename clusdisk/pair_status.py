@@ -89,7 +89,8 @@ class PairStatus:
 
     async def _local_in_sync(self) -> dict:
         try:
-            status = await asyncio.wait_for(self.smbcad_status(), QUICK_S)
+            async with asyncio.timeout(QUICK_S):
+                status = await self.smbcad_status()
         except (ControlError, ClusdiskError, TimeoutError):
             return {}
         return {e.get("name"): (e.get("mirror") or {}).get("in_sync")

@@ -117,8 +117,8 @@ class PeerChannel:
         errors = []
         for host, port in self.partner:
             try:
-                return await asyncio.wait_for(asyncio.open_connection(host, port),
-                                              self.connect_timeout_s)
+                async with asyncio.timeout(self.connect_timeout_s):
+                    return await asyncio.open_connection(host, port)
             except (OSError, TimeoutError) as exc:
                 errors.append(f"{host}:{port}: {exc or 'timed out'}")
         raise PeerError("partner unreachable on every link (" + "; ".join(errors) + ")")
@@ -132,8 +132,8 @@ class PeerChannel:
             raise
         session = self._session()
         try:
-            return await asyncio.wait_for(self._exchange(session, reader, writer, op, args),
-                                          timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await self._exchange(session, reader, writer, op, args)
         except PeerRefused as exc:
             self._refused(exc, writer.get_extra_info("peername"))
             self.reachable = False

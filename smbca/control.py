@@ -161,7 +161,8 @@ async def request(path: str, message: dict, timeout_s: float = 10.0) -> dict:
             writer.close()
 
     try:
-        line = await asyncio.wait_for(exchange(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            line = await exchange()
     except TimeoutError:
         raise ControlError(f"{path}: no answer within {timeout_s} s") from None
     except OSError as exc:

@@ -148,7 +148,10 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"smbcad: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(daemon.run())
+    try:
+        return asyncio.run(daemon.run())
+    finally:
+        daemon.stop_overrun.disarm()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from smbca.config import (build_user_database, reload_config, systemd_environmen
                           worker_predecessor)
 from smbca.control import ControlServer
 from smbca.metrics import serve_metrics
+from smbca.stall import StopOverrun
 from smbca.systemd import feed_watchdog, sd_notify
 from smbcad import config as config_mod
 from smbcad.admin_control import AdminControl
@@ -140,6 +141,8 @@ class Daemon:
         if seat is not None:
             self.listener.gate = RoutingGate(seat, largest_first_frame=DIRECT_FRAME)
         self._stop = asyncio.Event()
+        # Reported past the drain, before systemd's TimeoutStopSec (45 s).
+        self.stop_overrun = StopOverrun("smbcad", cfg.server.drain_timeout_s + 10)
 
     def _metrics_text(self) -> str:
         """For the supervisor's metrics endpoint (``workers.worker_metrics``)."""
@@ -231,6 +234,7 @@ class Daemon:
         sd_notify(notify_socket, "READY=1")
         watchdog = loop.create_task(feed_watchdog(notify_socket, systemd.watchdog_usec))
         await self._stop.wait()
+        self.stop_overrun.arm()
         sd_notify(notify_socket, "STOPPING=1")
         lag_probe.stop()
         log.info("shutting down: draining connections")

@@ -22,6 +22,7 @@ from smbca.events import Availability
 from smbca.metrics import serve_metrics
 from smbca.rpc.dcerpc import AssociationGroups, AuthType, RpcConnection, interface_table
 from smbca.rpc.ntlm_security import NtlmSecurity
+from smbca.stall import StopOverrun
 from smbca.systemd import feed_watchdog, sd_notify
 from witnessd import config as config_mod
 from witnessd.control import SWN_STATES, control_handler
@@ -36,6 +37,7 @@ from witnessd.swn import (
 )
 from witnessd.transport import RpcListener
 
+STOP_REPORT_S = 15.0      # systemd's TimeoutStopSec is 20 s
 log = logging.getLogger("witnessd")
 
 def build_settings(cfg: config_mod.Config) -> WitnessSettings:
@@ -89,6 +91,7 @@ class Daemon:
         self.listeners: list[RpcListener] = []
         self._control_servers: list[ControlServer] = []
         self._stop = asyncio.Event()
+        self.stop_overrun = StopOverrun("witnessd", STOP_REPORT_S)
 
     def _security(self, cfg: config_mod.Config) -> NtlmSecurity:
         auth = cfg.auth
@@ -203,7 +206,8 @@ class Daemon:
         interval = self.cfg.server.tick_interval_ms / 1000
         while not self._stop.is_set():
             try:
-                await asyncio.wait_for(self._stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._stop.wait()
             except TimeoutError:
                 self.service.tick()
 
@@ -240,6 +244,7 @@ class Daemon:
         sd_notify(notify_path, "READY=1")
         watchdog = loop.create_task(feed_watchdog(notify_path, systemd.watchdog_usec))
         await self.serve()
+        self.stop_overrun.arm()
         sd_notify(notify_path, "STOPPING=1")
         log.info("shutting down")
         await self.shutdown()

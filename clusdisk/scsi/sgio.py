@@ -203,9 +203,9 @@ class SgDevice:
         while True:
             attempt += 1
             try:
-                result = await asyncio.wait_for(
-                    self._run_blocking(self.execute_blocking, command, timeout_ms),
-                    timeout_ms / 1000 + self.timeout_grace_s)
+                async with asyncio.timeout(timeout_ms / 1000 + self.timeout_grace_s):
+                    result = await self._run_blocking(self.execute_blocking, command,
+                                                      timeout_ms)
             except TimeoutError:
                 result = ScsiResult(timed_out(f"{command.name} on {self.path}: no answer "
                                               f"within {timeout_ms} ms"))
@@ -222,7 +222,8 @@ class SgDevice:
         """SG_SCSI_RESET; raises ScsiTransportError if the kernel refuses
         (tcm_loop, for one, implements no bus or host reset)."""
         try:
-            await asyncio.wait_for(self._run_blocking(self.reset_blocking, kind), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._run_blocking(self.reset_blocking, kind)
         except TimeoutError:
             raise ScsiTransportError(f"{self.path}: SG_SCSI_RESET {ResetKind(kind).name}: "
                                      f"no answer within {timeout_s} s") from None

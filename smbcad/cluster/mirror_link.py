@@ -294,8 +294,9 @@ class MirrorLink:
         try:
             if candidate:
                 try:
-                    await asyncio.wait_for(asyncio.shield(ended), CANDIDATE_HELLO_S)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(CANDIDATE_HELLO_S):
+                        await asyncio.shield(ended)
+                except TimeoutError:
                     if wire in self._candidates:     # no authenticated HELLO: not our partner
                         log.warning("mirror link: a second connection sent no valid HELLO "
                                     "in %.0f s: closing it", CANDIDATE_HELLO_S)

@@ -127,8 +127,9 @@ class Aggregates:
             if aggregate.changed is None:
                 aggregate.changed = asyncio.Event()
             try:
-                await asyncio.wait_for(aggregate.changed.wait(), deadline - time.monotonic())
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await aggregate.changed.wait()
+            except TimeoutError:
                 break
         if aggregate.phase is not Phase.ONLINE or share.fs is None:
             raise SmbError(NtStatus.BAD_NETWORK_NAME,

@@ -225,7 +225,8 @@ class Supervisor:
         grace = self.cfg.server.drain_timeout_s + 15
         for process in running:
             try:
-                await asyncio.wait_for(process.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await process.wait()
             except TimeoutError:
                 log.error("worker pid %d did not stop within %d s: killing it",
                           process.pid, grace)

@@ -198,6 +198,10 @@ class ManagedProcess:
         try:
             return self.proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            # The daemons report what they wait on after 20 s (smbca.stall):
+            # shown with the failing test's output.
+            print(f"{type(self).__name__} did not stop within {STOP_TIMEOUT_S} s; its log:\n"
+                  f"{self.log_tail(150)}")
             self.kill()
             return -9
 

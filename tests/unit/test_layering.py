@@ -39,7 +39,7 @@ _CLUSDISK_PURE = ("clusdisk/scsi/cdb.py", "clusdisk/scsi/pages.py", "clusdisk/sc
                   "clusdisk/announce.py", "clusdisk/placement.py",
                   "clusdisk/placement_record.py", "clusdisk/public_links.py")
 _SMBCA_FOR_DAEMONS = ("smbca.config", "smbca.control", "smbca.events", "smbca.logs",
-                      "smbca.metrics", "smbca.systemd", "smbca.version")
+                      "smbca.metrics", "smbca.stall", "smbca.systemd", "smbca.version")
 
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # -- smbca: shared by the daemons, imports none of them
@@ -66,6 +66,8 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbca/config.py", (PURE, "os", "yaml", "smbca.auth")),
     ("smbca/control.py", (PURE, "asyncio", "os", "socket")),
     ("smbca/systemd.py", (PURE, "asyncio", "socket")),
+    # A stop that overruns: the pending tasks and every thread's stack.
+    ("smbca/stall.py", (PURE, "asyncio")),
     ("smbca/logs.py", (PURE, "os", "socket", "smbca.config")),
     ("smbca/metrics.py", (PURE, "prometheus_client", "smbca.config")),
     ("smbca/events.py", (PURE, "smbca.control")),
@@ -269,6 +271,19 @@ def test_ioctls_environment_and_bare_except_stay_in_their_modules(path):
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ExceptHandler):
             assert node.type is not None, f"{path}:{node.lineno} bare except"
+
+
+@pytest.mark.parametrize("path", MODULES)
+def test_no_asyncio_wait_for(path):
+    """Python 3.11's ``asyncio.wait_for`` swallows a cancellation that comes
+    in the loop iteration its awaitable finished: a daemon's periodic task
+    cancelled at stop then runs on, and the stop hangs until SIGKILL (seen
+    as clusdisk exiting -9 after "leaving the cluster").  ``asyncio.timeout``
+    lets the cancellation through."""
+    for node in ast.walk(ast.parse((ROOT / path).read_text())):
+        if isinstance(node, ast.Attribute) and node.attr == "wait_for" \
+                and isinstance(node.value, ast.Name) and node.value.id == "asyncio":
+            raise AssertionError(f"{path}:{node.lineno} asyncio.wait_for: use asyncio.timeout")
 
 
 def _budget(path: str) -> int:
