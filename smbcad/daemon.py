@@ -52,6 +52,8 @@ log = logging.getLogger("smbcad")
 # Headroom above MaxWrite for the header, a compound's other members and the
 # transform header.
 FRAME_OVERHEAD = 1024 * 1024
+# With workers: how often waiting LOCKs look again at the other workers' locks.
+LOCK_RECHECK_S = 1.0
 
 
 def build_authenticator(cfg: config_mod.Config) -> Authenticator:
@@ -233,7 +235,11 @@ class Daemon:
         notify_socket = systemd.notify_socket
         sd_notify(notify_socket, "READY=1")
         watchdog = loop.create_task(feed_watchdog(notify_socket, systemd.watchdog_usec))
+        lock_recheck = (loop.create_task(self._recheck_lock_waiters())
+                        if self.seat is not None else None)
         await self._stop.wait()
+        if lock_recheck is not None:
+            lock_recheck.cancel()
         self.stop_overrun.arm()
         sd_notify(notify_socket, "STOPPING=1")
         lag_probe.stop()
@@ -284,6 +290,12 @@ class Daemon:
                 self.mailbox.send(index, message)
             except MailboxError as exc:          # restarting: it holds nothing
                 log.debug("%s", exc)
+
+    async def _recheck_lock_waiters(self) -> None:
+        """LocksChanged is the prompt way; this is the sure one."""
+        while True:
+            await asyncio.sleep(LOCK_RECHECK_S)
+            self.server.opens.retry_every_lock_waiter()
 
     def _message(self, header, message) -> None:
         if isinstance(message, LocksChanged):

@@ -336,12 +336,22 @@ def test_smbclient_through_the_workers(server, tmp_path):
         assert (tmp_path / f"back{round_}.bin").read_bytes() == payload.read_bytes()
 
 
-def test_a_killed_worker_is_replaced_and_its_share_modes_released(server):
+def test_a_killed_worker_is_replaced_and_its_share_modes_and_locks_released(server):
+    """The supervisor sweeps a dead worker's entries; nobody tells the other
+    workers, whose waiting LOCKs look again every second (LOCK_RECHECK_S)."""
     before = worker_pids(server)
     first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
     try:
         first.open("orphan.bin", share=0).write(b"x", 0)
         assert status_of(lambda: second.open("orphan.bin")) == STATUS_SHARING_VIOLATION
+        lock(first.open("orphan-locked.bin"), LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK)
+        blocked = second.open("orphan-locked.bin")
+        outcome: list = []
+        waiting = threading.Thread(target=lambda: outcome.append(status_or_none(
+            lambda: lock(blocked, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK))), daemon=True)
+        waiting.start()
+        time.sleep(1.5)
+        assert waiting.is_alive(), f"the blocking LOCK returned while the range was held: {outcome}"
         os.kill(before[0], signal.SIGKILL)
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
@@ -352,6 +362,8 @@ def test_a_killed_worker_is_replaced_and_its_share_modes_released(server):
         else:
             pytest.fail(f"worker 0 not replaced: {pids}; log:\n{server.log_tail(60)}")
         second.open("orphan.bin").close()             # the dead worker's share mode went
+        waiting.join(WAIT_S)
+        assert outcome == [None], f"the waiting LOCK after the holder's worker died: {outcome}"
         back = Client(server, guid_for(0))
         try:
             assert sessions_by_worker(server).get(0) == 1
