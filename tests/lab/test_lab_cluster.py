@@ -15,7 +15,7 @@ other node (UNAVAILABLE then AVAILABLE at every move) and an idle client
 up).  (``kill-a direct,buffered`` adds a writer through the page cache: it
 passes, but not every time: Debian 6.1's client can return EAGAIN from
 fsync after a reconnect, without sending anything to the server; see
-tests/lab/README.md.)  One guest boot per group of events; each event's
+tests/lab/README.md.)  One guest boot per arbitration mode; each event's
 timeline (clusdisk's steps from its log, with their durations) is printed.
 """
 
@@ -34,50 +34,38 @@ TIMEOUT_S = 1500                 # boot, cluster start-up (~1-4 min under TCG), 
 # two mounts, idle mounts and witness clients take 20-45 s under TCG); each
 # event starts once the one before it ended.
 #
-# SCSI-2: every event type in one guest boot, while writers write on both
-# aggregates: the planned sequence below (the LIF migration refused, B takes
-# over and gives back, aggr1 relocated to B, the rolling restart of A, the
-# giveback, A takes over, the rolling restart of B, the giveback), each
-# handing a data LUN's SCSI-2 reservation over, then node A killed while
-# the O_DIRECT writers write: B takes aggr1 over (a clean shutdown hands the
-# quorum to the partner, so after the two restarts A owns it again and B
-# challenges it: reset, wait, reserve).  Planned first: after the kill they
-# would need a restart of A, ~50 s under TCG.  The events end ~135 s after
-# the writers are ready (the restarts take ~33 s each), the writers ~200 s.
-# PR: writers on both aggregates through kill-a, a restart of A (it rejoins
-# as standby: B owns the quorum now), the giveback of aggr1, and a cut of
-# every link of A (no RST: only the tickle ACK wakes the client's
-# connections to lif1 after B brings it up; B, the quorum owner, wins the
-# partition).  aggr2 never moves: its writer must see no reconnect at all.
+# One guest boot per arbitration mode, every event type in it, while O_DIRECT
+# writers write on both aggregates: first the planned sequence (PLANNED: the
+# LIF migration refused, lif1 stays with aggr1 and its writer is undisturbed;
+# B takes over and gives back; aggr1 is relocated to B; the rolling restart
+# of A, which holds nothing then, so nothing moves; the giveback; A takes
+# over; the rolling restart of B; the giveback: README "Rolling upgrade"),
+# each move handing a data LUN's reservation over; then node A killed while
+# the writers write: B takes aggr1 over (a clean shutdown hands the quorum to
+# the partner, so after the two restarts A owns it again and B challenges
+# it: SCSI-2 reset, wait, reserve; PR preempt).  Planned first: after the
+# kill they would need a restart of A, ~50 s under TCG.
+# PR then also restarts A (it rejoins as standby: B owns the quorum now),
+# gives aggr1 back, and cuts every link of A (no RST: only the tickle ACK
+# wakes the client's connections to lif1 after B brings it up; B, the quorum
+# owner, wins the partition).
+# The writers' WRITE count (cluster_cifs_check.WRITE_SIZE each, 1.0 s apart)
+# keeps them writing past the last event: the planned sequence ends ~140 s
+# after the writers are ready (the restarts take 35-60 s each), the kill
+# ~20 s later, PR's last three events ~50 s after that.
 PLANNED = ["!lif-migrate-lif1@5", "takeover-b@10", "giveback@15", "relocate-aggr1@20",
            "restart-a@25", "giveback@30", "takeover-a@35", "restart-b@40", "giveback@45"]
-UNPLANNED = {
-    "scsi2": ([*PLANNED, "kill-a@50"], "aggr1,aggr2", ["168", "1.0"]),
-    "pr": (["kill-a@5", "restart-a@10", "giveback@15", "cut-a@20"], "aggr1,aggr2",
-           ["100", "1.0"]),         # the events end ~60 s after ready, the writers ~120 s
+SEQUENCES = {
+    "scsi2": ([*PLANNED, "kill-a@50"], ["168", "1.0"]),
+    "pr": ([*PLANNED, "kill-a@50", "restart-a@55", "giveback@60", "cut-a@65"], ["220", "1.0"]),
 }
-
-# PR mode's planned moves and rolling restart of both nodes (README "Rolling
-# upgrade"), one after the other while writers write on both aggregates: a
-# LIF migration refused (lif1 stays with aggr1, the writer undisturbed), B
-# takes over, gives back, aggr1 is relocated to B, A is restarted (it holds
-# nothing: nothing moves) and aggr1 given back; then A takes over, B is
-# restarted and gives nothing, and aggr2 is given back.
-# MiB and s between writes: still writing after the last event (the events
-# end ~120 s after the writers are ready, the writers ~205 s)
-PLANNED_WRITER = ["168", "1.0"]
 
 
 @pytest.mark.parametrize("mode", ["scsi2", "pr"])
-def test_kernel_client_writes_through_node_kill(mode, lab_host, tmp_path, capsys,
-                                                record_property):
-    events, targets, writer = UNPLANNED[mode]
-    run_and_check(events, targets, ["direct", *writer], mode, tmp_path, capsys, record_property)
-
-
-def test_kernel_client_writes_through_planned_moves_and_a_rolling_restart(
-        lab_host, tmp_path, capsys, record_property):
-    run_and_check(PLANNED, "aggr1,aggr2", ["direct", *PLANNED_WRITER], "pr", tmp_path, capsys,
+def test_kernel_client_writes_through_planned_moves_restarts_and_a_node_kill(
+        mode, lab_host, tmp_path, capsys, record_property):
+    events, writer = SEQUENCES[mode]
+    run_and_check(events, "aggr1,aggr2", ["direct", *writer], mode, tmp_path, capsys,
                   record_property)
 
 

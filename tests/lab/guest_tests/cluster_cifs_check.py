@@ -3,7 +3,7 @@ the client namespace: the kernel cifs client writes through node failures,
 planned moves and rolling restarts.
 
     python cluster_cifs_check.py [--target aggr1[,aggr2]] EVENT[,EVENT...] [MODE,...]
-                                 [DIRECT_MIB [PAUSE_S]]
+                                 [DIRECT_WRITES [PAUSE_S]]
                                  (MODE: direct, buffered; default both)
 
 ``--target`` (default aggr1): the aggregates written to, each through its
@@ -17,8 +17,8 @@ is reopened with its same persistent FileId after every reconnect of its
 connection, and the data is checked on the mount of the node that holds
 the aggregate at the end.  An aggregate that no event moves must see no
 reconnect at all (its writer undisturbed by the partner's fate).
-DIRECT_MIB and PAUSE_S size and pace the O_DIRECT writers (default 64 MiB,
-0.5 s between writes: long enough for one event).
+DIRECT_WRITES and PAUSE_S size and pace the O_DIRECT writers (default 256
+writes of WRITE_SIZE, 0.5 s apart: long enough for one event).
 
 1. Per target: mounts ``//LIF/SHARE`` with ``vers=3.1.1,persistenthandles,hard``
    (the client's cifs trace events on); an idle client: a second mount
@@ -27,7 +27,7 @@ DIRECT_MIB and PAUSE_S size and pace the O_DIRECT writers (default 64 MiB,
    node's witnessd (cluster_observers.py).
 2. Per target, cifs_writer.py writers, each one open of its own file:
    - ``direct`` (O_DIRECT: every write an SMB2 WRITE on the wire) writes
-     ``SIZES["direct"]`` bytes of a known pattern in 1 MiB writes ``PAUSE_S``
+     ``SIZES["direct"]`` bytes of a known pattern in ``WRITE_SIZE`` writes ``PAUSE_S``
      apart, so that it is still writing through the events; then fsync and
      close;
    - ``buffered`` writes its file into the page cache (a write-caching
@@ -57,13 +57,17 @@ import traceback
 from pathlib import Path
 
 import guestlab
-from cifs_client import (CHUNK, CifsTrace, Trace, check_trace, connection_down, connection_ids,
+from cifs_client import (CifsTrace, Trace, check_trace, connection_down, connection_ids,
                          first_mismatch, mount_options, read_direct, read_progress, run, unmount)
 from cifs_writer import pattern
 from cluster_observers import IdleClient, WitnessWatch, gap_within, log_times, write_gaps
 
 MODES = ("direct", "buffered")               # opened in this order (check_trace's open_index)
-SIZES = {"direct": 64 << 20, "buffered": 16 << 20}
+# 256 KiB: each O_DIRECT write one SMB2 WRITE, as 1 MiB was, at a quarter of
+# the bytes to write and to read back three times under TCG (the pauses and
+# the events set the writers' length, not the bytes).
+WRITE_SIZE = 256 << 10
+SIZES = {"direct": 256 * WRITE_SIZE, "buffered": 16 << 20}
 PAUSE_S = {"direct": 0.5, "buffered": 0.0}
 SEEDS = {"direct": 11, "buffered": 12}
 WRITE_S = 900                    # the writers, every event's stall included (TCG)
@@ -139,7 +143,7 @@ class Target:
     def start_writer(self, mode: str) -> None:
         self.writers[mode] = subprocess.Popen(
             [sys.executable, str(WRITER), mode, str(self.point / self.files[mode]),
-             str(SIZES[mode]), str(CHUNK), str(self.seeds[mode]), str(self.progress[mode]),
+             str(SIZES[mode]), str(WRITE_SIZE), str(self.seeds[mode]), str(self.progress[mode]),
              str(PAUSE_S[mode])],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         guestlab.wait_for(lambda: self.writers[mode].poll() is not None
@@ -152,9 +156,11 @@ class Target:
             assert self.writers[mode].returncode == 0, \
                 f"{self.name} {mode} writer exit {self.writers[mode].returncode}:\n{out.decode()}"
             keys = [key for key in progress_keys(self.progress[mode]) if key != "written"]
-            assert keys == ["open", *map(str, range(SIZES[mode] // CHUNK)), "fsync", "closed"], \
+            assert keys == ["open", *map(str, range(SIZES[mode] // WRITE_SIZE)), "fsync",
+                            "closed"], \
                 (self.name, mode, keys)
-            say(f"[{self.name} {mode}] writer (one open, {SIZES[mode] // CHUNK} x 1 MiB, fsync, "
+            say(f"[{self.name} {mode}] writer (one open, {SIZES[mode] // WRITE_SIZE} x "
+                f"{WRITE_SIZE >> 10} KiB, fsync, "
                 f"close) exited 0 after {time.monotonic() - began:.1f} s")
 
     def check_data(self, env, logs: dict) -> None:
@@ -168,7 +174,7 @@ class Target:
                        (("mount", path.read_bytes), ("mount O_DIRECT", lambda: read_direct(path)),
                         (f"{holder}'s mount", on_disk.read_bytes))}
             assert set(results.values()) == {"identical"}, (self.name, mode, results)
-            say(f"data [{self.name} {mode}]: {SIZES[mode] >> 20} MiB correct through the mount "
+            say(f"data [{self.name} {mode}]: {SIZES[mode] / (1 << 20):g} MiB correct through the mount "
                 f"(page cache dropped, and O_DIRECT) and in {holder}'s mount of {self.name} "
                 f"({on_disk})")
 
@@ -192,7 +198,7 @@ def main(argv: list[str]) -> int:
     first = names[0]
     modes = tuple(m for m in MODES if m in (argv[1].split(",") if len(argv) > 1 else MODES))
     if len(argv) > 2:
-        SIZES["direct"] = int(argv[2]) << 20
+        SIZES["direct"] = int(argv[2]) * WRITE_SIZE
     if len(argv) > 3:
         PAUSE_S["direct"] = float(argv[3])
     env = os.environ
