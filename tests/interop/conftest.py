@@ -65,6 +65,22 @@ def server_factory_module(interop_target, tmp_path_factory):
     factory.close()
 
 
+@pytest.fixture(scope="module")
+def server_factories(interop_target, tmp_path_factory):
+    """Makes ServerFactory instances (one per group run in a thread) and
+    stops every server they started at the module's end."""
+    made: list[ServerFactory] = []
+
+    def make() -> ServerFactory:
+        factory = ServerFactory(interop_target, tmp_path_factory)
+        made.append(factory)
+        return factory
+
+    yield make
+    for factory in made:
+        factory.close()
+
+
 @pytest.fixture
 def smb_server(server_factory):
     """The target server (smbcad or smbd) with one share and the test user."""

@@ -2,10 +2,11 @@
 
 smbtorture's blocked-channel tests (``--option=torture:use_iptables=true``)
 run iptables themselves to drop one channel's packets.  ``entered()`` makes
-a namespace with only its loopback up, moves this (single-threaded) test
-process into it, and back out at the end: the servers and smbtorture started
-meanwhile live there, and their iptables rules are that namespace's own,
-never the host's.  The namespace goes when its last process does.
+a namespace with only its loopback up, moves the calling thread into it
+(setns changes only the caller's network namespace, so groups run in other
+threads each have their own), and back out at the end: the servers and
+smbtorture it starts meanwhile live there, and their iptables rules are that
+namespace's own, never the host's.  The namespace goes when its last process does.
 """
 
 import contextlib
@@ -43,7 +44,7 @@ def _setns(path: str) -> None:
 def entered(name: str):
     """Run the body inside a new namespace ``name`` (loopback up)."""
     subprocess.run(["ip", "netns", "add", name], check=True)
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         _setns(f"/run/netns/{name}")

@@ -17,19 +17,21 @@ Environment:
   SMBCA_TORTURE_BUDGET_S           wall time for all groups together (default 1500)
 """
 
+import concurrent.futures
 import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import netns
 from servers import TEST_PASSWORD, TEST_USER, Share
-from torture import FAILED, PASSED, KnownFailFileError, parse_knownfail, run_group
+from torture import FAILED, PASSED, GroupRun, KnownFailFileError, parse_knownfail, run_group
 
 pytestmark = pytest.mark.interop("smbtorture")
 
@@ -86,6 +88,12 @@ SMBD_AS_USER_OPTIONS = ("force user =", "force group =")
 # (SMBCA_INTEROP_TARGET=smbd, 2026-12-06: acls 13 of 14, ACCESSBASED failing;
 # acls_non_canonical 0 of 1; sdread 1 of 1).  smbcad must pass at least as many.
 SMBD_PASS_ANCHOR = {"smb2.acls": 13, "smb2.acls_non_canonical": 0, "smb2.sdread": 1}
+# The groups that take longest, longest first (seconds against smbcad in CI,
+# December 2026: 195, 169, 121, 111, 85, 84), nearly all of it waiting; they
+# run BACKGROUND_LANES at a time from the module's start (BackgroundGroups).
+BACKGROUND_GROUPS = ("smb2.lease", "smb2.replay", "smb2.multichannel.oplocks", "smb2.oplock",
+                     "smb2.notify", "smb2.multichannel.leases")
+BACKGROUND_LANES = 3
 
 
 class TortureRun:
@@ -138,25 +146,29 @@ def _in_group(name: str, group: str) -> bool:
     return name == group or name.startswith(group + ".")
 
 
-@pytest.mark.parametrize("group", GROUPS)
-def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys, tmp_path,
-                          request):
-    remaining = torture_run.deadline - time.monotonic()
-    if remaining < 10:
-        pytest.fail("smbtorture wall-time budget (SMBCA_TORTURE_BUDGET_S) is used up",
-                    pytrace=False)
-    bound_s = min(torture_run.group_timeout_s, remaining)
-    # smb2.session's re-auth tests re-authenticate as anonymous, which smbd
-    # allows by default and smbcad only when configured.
+@dataclass
+class GroupOutcome:
+    """What a group's run left for the verdict."""
+
+    run: GroupRun
+    server_kind: str
+    server_exit: int | None
+    server_log_tail: str
+
+
+def run_isolated(group: str, factory, torture_run: TortureRun, bound_s: float,
+                 scratch: Path, cleanups: list) -> GroupOutcome:
+    """One group against a server of its own (in a network namespace of its
+    own for the blocking groups); safe to run in a thread beside others."""
     shares = None
     share_options = SMBD_SHARE_OPTIONS
     if group in CA_GROUPS:
-        share_dir = tmp_path / "ca"
+        share_dir = scratch / "ca"
         share_dir.mkdir()
         shares = (Share("share", share_dir, ca=True),)
     if group in ACL_GROUPS:
         share_dir = Path(tempfile.mkdtemp(prefix="smbca-torture-acl-"))
-        request.addfinalizer(lambda: shutil.rmtree(share_dir, ignore_errors=True))
+        cleanups.append(lambda: shutil.rmtree(share_dir, ignore_errors=True))
         share_dir.chmod(0o777)
         shares = (Share("share", share_dir),)
         share_options = SMBD_SHARE_OPTIONS + SMBD_AS_USER_OPTIONS
@@ -164,20 +176,77 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys,
     if blocking and netns.missing_tools():
         pytest.fail(f"{group} blocks channels with iptables in a network namespace; missing: "
                     + ", ".join(netns.missing_tools()), pytrace=False)
-    where = (netns.entered(f"smbca-torture-{os.getpid()}") if blocking
+    where = (netns.entered(f"smbca-torture-{os.getpid()}-{GROUPS.index(group)}") if blocking
              else contextlib.nullcontext())
     with where:
-        server = server_factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
-                                shares=shares, share_options=share_options,
-                                extra_args=("--anonymous-ok",),
-                                also_listen=(SECOND_ADDRESS,) if group in SECOND_ADDRESS_GROUPS
-                                else ())
+        server = factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
+                         shares=shares, share_options=share_options,
+                         extra_args=("--anonymous-ok",),
+                         also_listen=(SECOND_ADDRESS,) if group in SECOND_ADDRESS_GROUPS else ())
         user2 = (f"--option=torture:user2name={USER2}",
                  f"--option=torture:user2password={USER2_PASSWORD}")
         run = run_group(group, server.unc(), server.port, server.user, server.password,
                         torture_run.out_dir, bound_s,
                         (*TORTURE_ARGS[server.kind], *user2, *(BLOCKING_ARGS if blocking else ())))
     server_exit = server.proc.poll()
+    return GroupOutcome(run, server.kind, server_exit,
+                        server.log_tail() if server_exit is not None else "")
+
+
+class BackgroundGroups:
+    """The long groups (mostly waiting: for break timeouts, blocked channels,
+    "no break" windows) run from the module's first test on, a few at a time,
+    each with its own server; their tests collect the outcome.  Run one after
+    the other they took 13 of CI's 45 minutes."""
+
+    def __init__(self, groups, factory_for, torture_run: TortureRun, scratch_for) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(BACKGROUND_LANES,
+                                                           thread_name_prefix="smbtorture")
+        self._cleanups: list = []
+        self.futures = {group: self._pool.submit(
+            run_isolated, group, factory_for(), torture_run, torture_run.group_timeout_s,
+            scratch_for(group), self._cleanups) for group in groups}
+
+    def outcome(self, group: str) -> GroupOutcome:
+        return self.futures[group].result()
+
+    def close(self) -> None:
+        for future in self.futures.values():
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        for cleanup in self._cleanups:
+            cleanup()
+
+
+@pytest.fixture(scope="module")
+def background_groups(request, server_factories, tmp_path_factory, torture_run):
+    selected = [item.callspec.params["group"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_smbtorture_group"]
+    groups = [group for group in BACKGROUND_GROUPS if group in selected]
+    background = BackgroundGroups(
+        groups, server_factories, torture_run,
+        lambda group: tmp_path_factory.mktemp(f"torture-{group}"))
+    yield background
+    background.close()
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys, tmp_path,
+                          request, background_groups):
+    if group in background_groups.futures:
+        outcome = background_groups.outcome(group)
+        bound_s = torture_run.group_timeout_s
+    else:
+        remaining = torture_run.deadline - time.monotonic()
+        if remaining < 10:
+            pytest.fail("smbtorture wall-time budget (SMBCA_TORTURE_BUDGET_S) is used up",
+                        pytrace=False)
+        bound_s = min(torture_run.group_timeout_s, remaining)
+        cleanups: list = []
+        outcome = run_isolated(group, server_factory, torture_run, bound_s, tmp_path, cleanups)
+        for cleanup in cleanups:
+            request.addfinalizer(cleanup)
+    run, server_exit = outcome.run, outcome.server_exit
     line = torture_run.record(run, knownfail)
     now_passing = sorted(name for name, result in run.results.items()
                          if name in knownfail and result.status in PASSED)
@@ -191,15 +260,15 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys,
         problems.append(f"overran its {bound_s:.0f} s wall time (SMBCA_TORTURE_GROUP_TIMEOUT_S, "
                         "SMBCA_TORTURE_BUDGET_S) and was stopped")
     if server_exit is not None:
-        problems.append(f"{server.kind} exited with status {server_exit} during the group; "
-                        f"log tail:\n{server.log_tail()}")
+        problems.append(f"{outcome.server_kind} exited with status {server_exit} during the "
+                        f"group; log tail:\n{outcome.server_log_tail}")
     failed = run.names(FAILED)
     unexpected = [name for name in failed if name not in knownfail]
     for name in unexpected:
         detail = run.results[name].detail.splitlines()[:3]
         problems.append(f"{run.results[name].status}: {name}\n    " + "\n    ".join(detail))
     anchor = SMBD_PASS_ANCHOR.get(group)
-    if server.kind == "smbcad" and anchor is not None and len(run.names(PASSED)) < anchor:
+    if outcome.server_kind == "smbcad" and anchor is not None and len(run.names(PASSED)) < anchor:
         problems.append(f"{len(run.names(PASSED))} passes, fewer than smbd's {anchor} "
                         "(SMBD_PASS_ANCHOR)")
     if not run.results:
@@ -208,7 +277,7 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys,
         problems.append(f"smbtorture exited with status {run.returncode} without a failing test")
     if problems:
         listed = [name for name in knownfail if _in_group(name, group)]
-        pytest.fail(f"{group} against {server.kind}: {len(unexpected)} unexpected failure(s) "
+        pytest.fail(f"{group} against {outcome.server_kind}: {len(unexpected)} unexpected failure(s) "
                     f"({len(listed)} known)\n" + "\n".join(problems)
                     + f"\nsmbtorture stderr tail:\n{run.stderr_tail}\n"
                     f"output: {torture_run.out_dir}/{group}.subunit", pytrace=False)
