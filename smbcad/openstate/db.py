@@ -81,7 +81,7 @@ class OpenStateDb(OpenStateTable):
         self._env.close()
 
     def add_open(self, key: tuple, open_id: int, access: int, share: int, *,
-                 checked: bool = False) -> None:
+                 checked: bool = False, stat_open: bool = False) -> None:
         # The high-water mark only grows (freed pages are reused below it),
         # so a map that once came within the reserve stays closed to adds:
         # at 1 GiB that takes millions of opens at once.
@@ -91,7 +91,7 @@ class OpenStateDb(OpenStateTable):
             if self._full:
                 raise OpenStateFull(f"no room for another open of {key}: {self.path} "
                                     f"is within {RESERVE_PAGES} pages of its map size")
-        super().add_open(key, open_id, access, share, checked=checked)
+        super().add_open(key, open_id, access, share, checked=checked, stat_open=stat_open)
 
     shared = True
 

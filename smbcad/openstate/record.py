@@ -20,7 +20,9 @@ file through any process gets STATUS_FILE_NOT_AVAILABLE ([MS-SMB2] 3.3.5.9)
 until the owner reconnects.  Bit 30 marks the entries of a process that
 holds caching (a lease or an oplock) on the file: it may only while no
 other process has the file open, and another process's CREATE has it
-broken first (docs/multicore.md, "Caching across workers").
+broken first (docs/multicore.md, "Caching across workers").  A stat open
+(attributes and SYNCHRONIZE only, [MS-FSA] 2.1.4.12: it breaks no oplock or
+lease) counts for neither.
 
 Records are small (one entry for almost every file), so changes rewrite the
 whole value: an append is one concatenation, a removal one join.
@@ -48,6 +50,10 @@ READ_LIKE = int(AccessMask.FILE_READ_DATA | AccessMask.FILE_EXECUTE)
 WRITE_LIKE = int(AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA)
 DELETE = int(AccessMask.DELETE)
 DATA_ACCESS = READ_LIKE | WRITE_LIKE | DELETE
+# A stat open's access as oplocks.is_stat_open sees it against an oplock
+# (the narrower of its two definitions: right for leases too).
+STAT_ACCESS = int(AccessMask.FILE_READ_ATTRIBUTES | AccessMask.FILE_WRITE_ATTRIBUTES
+                  | AccessMask.SYNCHRONIZE)
 _SHARE_READ, _SHARE_WRITE, _SHARE_DELETE = (
     int(ShareAccess.READ), int(ShareAccess.WRITE), int(ShareAccess.DELETE))
 
@@ -219,13 +225,19 @@ def caching_elsewhere(value: bytes | None, owner: int) -> bool:
                                                      + count * ENTRY.size]))
 
 
+def is_stat_access(access: int) -> bool:
+    """Whether an open of ``access`` is a stat open, which breaks no caching."""
+    return bool(access & STAT_ACCESS) and not access & ~STAT_ACCESS
+
+
 def opened_elsewhere(value: bytes | None, owner: int) -> bool:
-    """Whether another process has the file open."""
+    """Whether another process has the file open, stat opens aside."""
     if value is None:
         return False
     _flags, count = _header(value)
-    return any(fields[0] != owner for fields in ENTRY.iter_unpack(
-        value[HEADER.size:HEADER.size + count * ENTRY.size]))
+    return any(fields[0] != owner and not is_stat_access(fields[2])
+               for fields in ENTRY.iter_unpack(
+                   value[HEADER.size:HEADER.size + count * ENTRY.size]))
 
 
 def with_caching(value: bytes, owner: int, caching: bool) -> bytes:

@@ -85,15 +85,16 @@ class OpenStateTable:
     # --- changes ---------------------------------------------------------------------
 
     def add_open(self, key: tuple, open_id: int, access: int, share: int, *,
-                 checked: bool = False) -> None:
+                 checked: bool = False, stat_open: bool = False) -> None:
         """OpenStateFull, with nothing changed, when there is no room.
         ``checked``: the share access check again, in the same transaction
         (OpenStateConflict): another process may have added a conflicting
-        open since this one's CREATE checked."""
+        open since this one's CREATE checked; and, unless ``stat_open``,
+        CachingElsewhere when another process caches the file."""
         combine = record.with_packed_entry
         if checked:
             def combine(value, packed):
-                if record.caching_elsewhere(value, self.owner):
+                if not stat_open and record.caching_elsewhere(value, self.owner):
                     raise CachingElsewhere(f"another process caches {key}")
                 status = record.sharing_conflict(value, access, share)
                 if status is not None:

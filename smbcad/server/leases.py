@@ -446,7 +446,8 @@ class Leasing:
                 raise SmbError(NtStatus.INVALID_PARAMETER, "lease key in use for another file")
         if key is None:
             return None
-        if elsewhere.shared(self) and ctx.server.opens.open_state.caching_elsewhere(key):
+        if (elsewhere.shared(self) and ctx.server.opens.open_state.caching_elsewhere(key)
+                and not elsewhere.is_stat_open(access, request.create_disposition in _OVERWRITE)):
             return elsewhere.wait_then_retry(self, ctx, key, retry)
         violation = False
         try:

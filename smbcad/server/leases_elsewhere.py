@@ -15,6 +15,7 @@ import asyncio
 from typing import Callable
 
 from smbcad.server.context import Pending
+from smbcad.server import oplocks
 from smbcad.server.oplocks import NONE, Event, Kind
 
 POLL_S = 0.02                   # how often a waiting CREATE looks at the records
@@ -25,6 +26,12 @@ def shared(leasing) -> bool:
     """Whether other processes see this one's records (worker processes)."""
     server = leasing.server
     return server is not None and server.opens.open_state.shared
+
+
+def is_stat_open(access: int, overwrite: bool) -> bool:
+    """An open that breaks no caching anywhere (decide_open's first test):
+    it neither waits for another worker's holders nor stops their grants."""
+    return not overwrite and oplocks.is_stat_open(access, against_lease=False)
 
 
 def sync_caching(leasing, key: tuple) -> None:

@@ -21,12 +21,16 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from smbcad.openstate.record import is_stat_access
 from smbcad.openstate.table import CachingElsewhere, OpenStateConflict, OpenStateFull
+from smbcad.proto.constants import CreateAction
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import channel_sequence, durable, locks, open_records
 
 log = logging.getLogger("smbcad.opens")
+# Create actions whose open truncated the file: never a stat open.
+_TRUNCATING = (CreateAction.SUPERSEDED, CreateAction.OVERWRITTEN)
 
 
 class OpenState(enum.Enum):
@@ -262,9 +266,12 @@ class OpenTable:
                 else:
                     # With other processes the CREATE's own check is not enough:
                     # one of them may have added a conflicting open since.
-                    self.open_state.add_open(open_.file_key, open_.persistent_id,
-                                             open_.granted_access, open_.share_access,
-                                             checked=self.open_state.shared)
+                    shared = self.open_state.shared
+                    self.open_state.add_open(
+                        open_.file_key, open_.persistent_id, open_.granted_access,
+                        open_.share_access, checked=shared,
+                        stat_open=shared and open_.create_action not in _TRUNCATING
+                        and is_stat_access(open_.granted_access))
             except OpenStateFull as exc:
                 raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, str(exc)) from None
             except OpenStateConflict as exc:

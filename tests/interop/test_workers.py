@@ -318,6 +318,46 @@ def test_a_lease_held_through_one_worker_is_broken_for_the_others_client(server)
         second.close()
 
 
+def test_a_stat_open_through_another_worker_breaks_no_lease(server):
+    """[MS-FSA] 2.1.4.12: an open for attributes only breaks nothing, whichever
+    worker it comes through; the lease is still held, as the next data open
+    through that worker shows by breaking it."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    connection = first.connection
+    breaks = Request(SMB2HeaderRequest(), None, connection, 0)
+    connection.outstanding_requests[UNSOLICITED_ID] = breaks
+    key = uuid.uuid4().bytes
+    try:
+        holder = Open(first.tree, "stat-opened.bin")
+        answered = holder.create(
+            ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+            CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+            oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
+            create_contexts=[lease_context(key, RWH)])
+        assert lease_state(answered) == RWH
+        stat = second.open("stat-opened.bin", access=FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
+                           | FilePipePrinterAccessMask.SYNCHRONIZE)
+        assert not breaks.response_event.wait(1.0), "a stat open broke the lease"
+        stat.close()
+
+        outcome: list = []
+        opening = threading.Thread(target=lambda: outcome.append(
+            second.open("stat-opened.bin")), daemon=True)
+        opening.start()
+        assert breaks.response_event.wait(WAIT_S), "a data open broke no lease"
+        ack = connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
+                                      struct.pack("<HHI16sIQ", 36, 0, 0, key, 0, 0)),
+                              sid=first.session.session_id, tid=first.tree.tree_connect_id)
+        assert connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
+        opening.join(WAIT_S)
+        assert len(outcome) == 1, "worker 1's data open did not complete after the ack"
+        outcome[0].close()
+        holder.close()
+    finally:
+        first.close()
+        second.close()
+
+
 def lease_state(contexts) -> int | None:
     found = [c for c in contexts or () if "lease_state" in getattr(c, "fields", {})]
     return found[0]["lease_state"].get_value() if found else None

@@ -191,3 +191,23 @@ def test_caching_is_claimed_only_while_no_other_process_has_the_file_open(store)
     assert not store.claim_caching(KEY) and not other.claim_caching(KEY)
     assert [e.share for e in store.entries(KEY)] == [ALL, ALL]
     assert not store.claim_caching((9, 9))                # no open at all: nothing to mark
+
+
+def test_a_stat_open_elsewhere_neither_waits_for_caching_nor_stops_it(store):
+    """[MS-FSA] 2.1.4.12: an open of attributes (and SYNCHRONIZE) only breaks
+    no oplock or lease, through whichever worker it comes."""
+    other = copy.copy(store)
+    other.owner = 4242
+    stat = int(A.FILE_READ_ATTRIBUTES | A.SYNCHRONIZE)
+    store.add_open(KEY, 1, READ, ALL)
+    assert store.claim_caching(KEY)
+    other.add_open(KEY, 2, stat, ALL, checked=True, stat_open=True)
+    assert store.caching_elsewhere(KEY) is False and other.caching_elsewhere(KEY)
+    store.drop_caching(KEY)
+    assert store.claim_caching(KEY)                        # the stat open does not count
+    with pytest.raises(CachingElsewhere):                  # READ_CONTROL is no stat open
+        other.add_open(KEY, 3, stat | int(A.READ_CONTROL), ALL, checked=True)
+    other.remove_open(KEY, 2)
+    other.add_open(KEY, 4, int(A.FILE_WRITE_ATTRIBUTES), ALL)
+    store.drop_caching(KEY)
+    assert store.claim_caching(KEY)

@@ -122,3 +122,21 @@ def test_caching_is_bit_30_of_a_process_s_entries():
     assert record.caching_elsewhere(marked, 2) and not record.caching_elsewhere(marked, 1)
     assert record.with_caching(marked, 1, False) == value
     assert record.sharing_conflict(marked, WRITE, ALL) == NtStatus.SHARING_VIOLATION
+
+
+def test_stat_opens_of_other_processes_do_not_count_as_opened_elsewhere():
+    stat = int(A.FILE_READ_ATTRIBUTES | A.FILE_WRITE_ATTRIBUTES
+               | A.SYNCHRONIZE)
+    assert record.is_stat_access(stat) and record.is_stat_access(int(A.SYNCHRONIZE))
+    assert not record.is_stat_access(0)
+    assert not record.is_stat_access(stat | int(A.READ_CONTROL))
+    assert not record.is_stat_access(int(A.FILE_READ_DATA))
+    value = record.with_entry(None, OpenEntry(2, 7, stat, 7))
+    assert not record.opened_elsewhere(value, 1)
+    assert record.opened_elsewhere(record.with_entry(value, OpenEntry(2, 8, int(A.DELETE), 7)), 1)
+
+
+def test_the_stat_bits_are_those_oplocks_use_against_an_oplock():
+    from smbcad.server import oplocks
+    for access in (0x80, 0x100, 0x100000, 0x180, 0x100180, 0x20000, 0x1, 0x20080):
+        assert record.is_stat_access(access) == oplocks.is_stat_open(access, against_lease=False)

@@ -59,7 +59,7 @@ class Harness:
             tree=self.tree, file_key=key, is_directory=directory, is_pipe=pipe,
             delete_on_close=False, closed=False, scavenger=None, create_guid=b"",
             persistent=False, resilient=False, durable=False, store_version=0,
-            granted_access=0x3, share_access=0x7, lock_sequences=bytearray(64), handle=SimpleNamespace(close=lambda: None, path="f"))
+            granted_access=0x3, share_access=0x7, create_action=1, lock_sequences=bytearray(64), handle=SimpleNamespace(close=lambda: None, path="f"))
         open_.file_id = (open_.persistent_id, volatile)
         self.server.opens.register(open_)
         return open_
