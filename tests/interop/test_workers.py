@@ -262,24 +262,42 @@ def status_or_none(call):
     return None
 
 
+def listen_for_breaks(client: Client) -> Request:
+    """A request that the client's next unsolicited message (a break) answers."""
+    breaks = Request(SMB2HeaderRequest(), None, client.connection, 0)
+    client.connection.outstanding_requests[UNSOLICITED_ID] = breaks
+    return breaks
+
+
+def hold_rwh_lease(client: Client, name: str, key: bytes) -> Open:
+    holder = Open(client.tree, name)
+    answered = holder.create(
+        ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+        CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+        oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
+        create_contexts=[lease_context(key, RWH)])
+    assert lease_state(answered) == RWH
+    return holder
+
+
+def acknowledge_break_to_none(client: Client, key: bytes) -> None:
+    ack = client.connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
+                                         struct.pack("<HHI16sIQ", 36, 0, 0, key, 0, 0)),
+                                 sid=client.session.session_id,
+                                 tid=client.tree.tree_connect_id)
+    assert client.connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
+
+
 def test_a_lease_held_through_one_worker_is_broken_for_the_others_client(server):
     """Worker 0's client holds RWH alone; worker 1's client opens the file:
     its CREATE waits while worker 0 breaks the lease (to none: caching ends
     while two workers have the file open) and completes after the
     acknowledgment.  Meanwhile neither client is granted caching."""
     first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
-    connection = first.connection
-    breaks = Request(SMB2HeaderRequest(), None, connection, 0)
-    connection.outstanding_requests[UNSOLICITED_ID] = breaks
+    breaks = listen_for_breaks(first)
     key = uuid.uuid4().bytes
     try:
-        holder = Open(first.tree, "leased.bin")
-        answered = holder.create(
-            ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
-            CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
-            oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
-            create_contexts=[lease_context(key, RWH)])
-        assert lease_state(answered) == RWH
+        holder = hold_rwh_lease(first, "leased.bin", key)
         holder.write(b"cached", 0)
 
         outcome: list = []
@@ -294,10 +312,7 @@ def test_a_lease_held_through_one_worker_is_broken_for_the_others_client(server)
         assert (break_key, current, new) == (key, RWH, 0) and flags & 0x1
         time.sleep(0.5)
         assert opening.is_alive(), "worker 1's CREATE completed before the acknowledgment"
-        ack = connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
-                                      struct.pack("<HHI16sIQ", 36, 0, 0, key, 0, 0)),
-                              sid=first.session.session_id, tid=first.tree.tree_connect_id)
-        assert connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
+        acknowledge_break_to_none(first, key)
         opening.join(WAIT_S)
         assert len(outcome) == 1, "worker 1's CREATE did not complete after the ack"
         other = outcome[0]
@@ -323,18 +338,10 @@ def test_a_stat_open_through_another_worker_breaks_no_lease(server):
     worker it comes through; the lease is still held, as the next data open
     through that worker shows by breaking it."""
     first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
-    connection = first.connection
-    breaks = Request(SMB2HeaderRequest(), None, connection, 0)
-    connection.outstanding_requests[UNSOLICITED_ID] = breaks
+    breaks = listen_for_breaks(first)
     key = uuid.uuid4().bytes
     try:
-        holder = Open(first.tree, "stat-opened.bin")
-        answered = holder.create(
-            ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
-            CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
-            oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
-            create_contexts=[lease_context(key, RWH)])
-        assert lease_state(answered) == RWH
+        holder = hold_rwh_lease(first, "stat-opened.bin", key)
         stat = second.open("stat-opened.bin", access=FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
                            | FilePipePrinterAccessMask.SYNCHRONIZE)
         assert not breaks.response_event.wait(1.0), "a stat open broke the lease"
@@ -345,10 +352,7 @@ def test_a_stat_open_through_another_worker_breaks_no_lease(server):
             second.open("stat-opened.bin")), daemon=True)
         opening.start()
         assert breaks.response_event.wait(WAIT_S), "a data open broke no lease"
-        ack = connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
-                                      struct.pack("<HHI16sIQ", 36, 0, 0, key, 0, 0)),
-                              sid=first.session.session_id, tid=first.tree.tree_connect_id)
-        assert connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
+        acknowledge_break_to_none(first, key)
         opening.join(WAIT_S)
         assert len(outcome) == 1, "worker 1's data open did not complete after the ack"
         outcome[0].close()
