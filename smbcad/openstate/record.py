@@ -20,7 +20,11 @@ file through any process gets STATUS_FILE_NOT_AVAILABLE ([MS-SMB2] 3.3.5.9)
 until the owner reconnects.  Bit 30 marks the entries of a process that
 holds caching (a lease or an oplock) on the file: it may only while no
 other process has the file open, and another process's CREATE has it
-broken first (docs/multicore.md, "Caching across workers").  A stat open
+broken first (docs/multicore.md, "Caching across workers").  Bit 29 marks
+those entries too while the process holds handle caching (a batch oplock, a
+lease with H): another process's CREATE then has it broken before the share
+check, as a holder may close ([MS-FSA] 2.1.5.1.2); without it a share
+violation fails at once, with no break.  A stat open
 (attributes and SYNCHRONIZE only, [MS-FSA] 2.1.4.12: it breaks no oplock or
 lease) counts for neither.
 
@@ -43,6 +47,7 @@ _ONE_ENTRY = HEADER.pack(0, 1)
 _DELETE_PENDING = 0x01
 HELD_DISCONNECTED = 0x80000000          # in the share access word
 CACHING = 0x40000000                    # in the share access word
+CACHING_HANDLE = 0x20000000             # in the share access word, with CACHING
 
 # The access bits that share modes govern ([MS-FSA] 2.1.5.1.2.1), as plain
 # ints: every CREATE tests them, and IntFlag arithmetic costs ~10x more.
@@ -215,6 +220,18 @@ def _with_share_bit(value: bytes, bit: int, on: bool, chosen) -> bytes:
     return HEADER.pack(flags, len(entries)) + b"".join(entries)
 
 
+def foreign_caching(value: bytes | None, owner: int) -> int:
+    """CACHING, CACHING | CACHING_HANDLE or 0: what other processes hold."""
+    if value is None:
+        return 0
+    _flags, count = _header(value)
+    found = 0
+    for fields in ENTRY.iter_unpack(value[HEADER.size:HEADER.size + count * ENTRY.size]):
+        if fields[0] != owner:
+            found |= fields[3] & (CACHING | CACHING_HANDLE)
+    return found
+
+
 def caching_elsewhere(value: bytes | None, owner: int) -> bool:
     """Whether another process holds caching on the file."""
     if value is None:
@@ -240,9 +257,19 @@ def opened_elsewhere(value: bytes | None, owner: int) -> bool:
                    value[HEADER.size:HEADER.size + count * ENTRY.size]))
 
 
-def with_caching(value: bytes, owner: int, caching: bool) -> bytes:
-    """``value`` with ``owner``'s entries marked as holding caching, or not."""
-    return _with_share_bit(value, CACHING, caching, lambda fields: fields[0] == owner)
+def with_caching(value: bytes, owner: int, caching: bool, handle: bool = False) -> bytes:
+    """``value`` with ``owner``'s entries marked as holding caching (and
+    handle caching, if ``handle``), or neither."""
+    value = _with_share_bit(value, CACHING, caching, lambda fields: fields[0] == owner)
+    return _with_share_bit(value, CACHING_HANDLE, caching and handle,
+                           lambda fields: fields[0] == owner)
+
+
+def with_handle_caching(value: bytes, owner: int, handle: bool) -> bytes:
+    """``value`` with the handle-caching mark of ``owner``'s caching entries
+    set or cleared; an entry without the caching mark never gets it."""
+    return _with_share_bit(value, CACHING_HANDLE, handle,
+                           lambda fields: fields[0] == owner and fields[3] & CACHING)
 
 
 def with_entry_replaced(value: bytes | None, packed: bytes) -> bytes:

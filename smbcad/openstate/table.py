@@ -94,9 +94,11 @@ class OpenStateTable:
         combine = record.with_packed_entry
         if checked:
             def combine(value, packed):
-                if not stat_open and record.caching_elsewhere(value, self.owner):
-                    raise CachingElsewhere(f"another process caches {key}")
                 status = record.sharing_conflict(value, access, share)
+                foreign = 0 if stat_open else record.foreign_caching(value, self.owner)
+                if foreign and (status is None or foreign & record.CACHING_HANDLE):
+                    # Its holder must be asked first: a break, then this CREATE again.
+                    raise CachingElsewhere(f"another process caches {key}")
                 if status is not None:
                     raise OpenStateConflict(status)
                 return record.with_packed_entry(value, packed)
@@ -211,7 +213,23 @@ class OpenStateTable:
         with self._begin() as txn:
             return record.caching_elsewhere(txn.get(record.encode_key(key)), self.owner)
 
-    def claim_caching(self, key: tuple) -> bool:
+    def foreign_caching(self, key: tuple) -> int:
+        """record.CACHING (| record.CACHING_HANDLE) if another process caches."""
+        with self._begin() as txn:
+            return record.foreign_caching(txn.get(record.encode_key(key)), self.owner)
+
+    def set_handle_caching(self, key: tuple, handle: bool) -> None:
+        """Whether this process's caching of ``key`` includes handle caching
+        now (it changes with breaks and new grants); no caching mark is set."""
+        db_key = record.encode_key(key)
+        with self._begin(write=True) as txn:
+            value = txn.get(db_key)
+            if value is not None:
+                changed = record.with_handle_caching(value, self.owner, handle)
+                if changed != value:
+                    txn.put(db_key, changed)
+
+    def claim_caching(self, key: tuple, handle: bool = False) -> bool:
         """Mark this process's entries of ``key`` as caching, unless another
         process has the file open (then nothing changes): one transaction,
         so no other process's open slips in unseen."""
@@ -220,7 +238,7 @@ class OpenStateTable:
             value = txn.get(db_key)
             if value is None or record.opened_elsewhere(value, self.owner):
                 return False
-            txn.put(db_key, record.with_caching(value, self.owner, True))
+            txn.put(db_key, record.with_caching(value, self.owner, True, handle))
         return True
 
     def drop_caching(self, key: tuple) -> None:

@@ -174,8 +174,8 @@ class Leasing:
             open_.oplock_level = record.oplock_level
         else:
             return
-        if (elsewhere.shared(self)
-                and not self.server.opens.open_state.claim_caching(open_.file_key)):
+        if (elsewhere.shared(self) and not self.server.opens.open_state.claim_caching(
+                open_.file_key, handle=elsewhere.holds_handle(self, open_.file_key))):
             # Another worker opened the file since: its own caching must go.
             log.info("restored caching of %r broken: open through another worker",
                      open_.path)
@@ -446,9 +446,14 @@ class Leasing:
                 raise SmbError(NtStatus.INVALID_PARAMETER, "lease key in use for another file")
         if key is None:
             return None
-        if (elsewhere.shared(self) and ctx.server.opens.open_state.caching_elsewhere(key)
-                and not elsewhere.is_stat_open(access, request.create_disposition in _OVERWRITE)):
-            return elsewhere.wait_then_retry(self, ctx, key, retry)
+        if elsewhere.shared(self) and not elsewhere.is_stat_open(
+                access, request.create_disposition in _OVERWRITE):
+            foreign = ctx.server.opens.open_state.foreign_caching(key)
+            if foreign:
+                if not elsewhere.handle_caching(foreign):
+                    # Share modes first: no holder there may close its handle.
+                    files.check_share_access(ctx.server, key, access, request.share_access)
+                return elsewhere.wait_then_retry(self, ctx, key, retry)
         violation = False
         try:
             files.check_share_access(ctx.server, key, access, request.share_access)
@@ -590,7 +595,8 @@ class Leasing:
                                   has_locks=bool(state is not None and state.locks is not None
                                                  and state.locks.locks))
         if level != NONE and shared and not server.opens.open_state.claim_caching(
-                open_.file_key):
+                open_.file_key, handle=bool(level & oplocks.H)
+                or elsewhere.holds_handle(self, open_.file_key)):
             return NONE             # another worker has the file open: nobody caches
         return level
 

@@ -15,6 +15,7 @@ import asyncio
 from typing import Callable
 
 from smbcad.server.context import Pending
+from smbcad.openstate import record
 from smbcad.server import oplocks
 from smbcad.server.oplocks import NONE, Event, Kind
 
@@ -34,12 +35,27 @@ def is_stat_open(access: int, overwrite: bool) -> bool:
     return not overwrite and oplocks.is_stat_open(access, against_lease=False)
 
 
+def handle_caching(foreign: int) -> bool:
+    """Whether ``OpenStateTable.foreign_caching``'s answer includes H."""
+    return bool(foreign & record.CACHING_HANDLE)
+
+
+def holds_handle(leasing, key: tuple) -> bool:
+    """Whether one of this process's holders of ``key`` holds handle caching."""
+    caching = leasing.files.get(key)
+    return caching is not None and any(holder.state.held & oplocks.H
+                                       for holder in caching.holders)
+
+
 def sync_caching(leasing, key: tuple) -> None:
     """The mark stays only while one of this process's holders of ``key``
-    holds something."""
+    holds something, its handle-caching part while one holds H."""
     caching = leasing.files.get(key)
+    records = leasing.server.opens.open_state
     if caching is None or not any(holder.state.held for holder in caching.holders):
-        leasing.server.opens.open_state.drop_caching(key)
+        records.drop_caching(key)
+    else:
+        records.set_handle_caching(key, holds_handle(leasing, key))
 
 
 def break_for(leasing, key: tuple) -> None:

@@ -269,14 +269,15 @@ def listen_for_breaks(client: Client) -> Request:
     return breaks
 
 
-def hold_rwh_lease(client: Client, name: str, key: bytes) -> Open:
+def hold_rwh_lease(client: Client, name: str, key: bytes, state: int = RWH,
+                   share=SHARE_ALL) -> Open:
     holder = Open(client.tree, name)
     answered = holder.create(
-        ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
+        ImpersonationLevel.Impersonation, READ_WRITE, 0x80, share,
         CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
         oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
-        create_contexts=[lease_context(key, RWH)])
-    assert lease_state(answered) == RWH
+        create_contexts=[lease_context(key, state)])
+    assert lease_state(answered) == state
     return holder
 
 
@@ -356,6 +357,38 @@ def test_a_stat_open_through_another_worker_breaks_no_lease(server):
         opening.join(WAIT_S)
         assert len(outcome) == 1, "worker 1's data open did not complete after the ack"
         outcome[0].close()
+        holder.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_share_modes_before_breaks_across_workers_unless_handle_caching(server):
+    """[MS-FSA] 2.1.5.1.2: an open the share modes refuse fails at once, with no
+    break, when the holder on the other worker has no handle caching (RW); a
+    holder with H (RWH) is broken first, since it might close, and the open
+    fails after the acknowledgment when it did not."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    breaks = listen_for_breaks(first)
+    try:
+        key = uuid.uuid4().bytes
+        holder = hold_rwh_lease(first, "share-first.bin", key, state=0x5,
+                                share=ShareAccess.FILE_SHARE_READ)
+        assert status_of(lambda: second.open("share-first.bin")) == STATUS_SHARING_VIOLATION
+        assert not breaks.response_event.wait(1.0), "a refused open broke an RW lease"
+        holder.close()
+
+        key = uuid.uuid4().bytes
+        holder = hold_rwh_lease(first, "break-first.bin", key,
+                                share=ShareAccess.FILE_SHARE_READ)
+        outcome: list = []
+        opening = threading.Thread(target=lambda: outcome.append(
+            status_or_none(lambda: second.open("break-first.bin"))), daemon=True)
+        opening.start()
+        assert breaks.response_event.wait(WAIT_S), "the RWH holder was not broken first"
+        acknowledge_break_to_none(first, key)
+        opening.join(WAIT_S)
+        assert outcome == [STATUS_SHARING_VIOLATION], outcome
         holder.close()
     finally:
         first.close()

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from smbcad.openstate import record
 from smbcad.openstate.db import OpenStateDb
 from smbcad.openstate.table import (
     CachingElsewhere, MemoryOpenState, OpenStateConflict, OpenStateError)
@@ -211,3 +212,26 @@ def test_a_stat_open_elsewhere_neither_waits_for_caching_nor_stops_it(store):
     other.add_open(KEY, 4, int(A.FILE_WRITE_ATTRIBUTES), ALL)
     store.drop_caching(KEY)
     assert store.claim_caching(KEY)
+
+
+def test_a_share_violation_waits_for_a_break_only_when_handle_caching_is_held_elsewhere(store):
+    """[MS-FSA] 2.1.5.1.2: a holder with handle caching may close, so it is
+    broken before the share check; any other caching is not broken for an
+    open the share modes refuse."""
+    other = copy.copy(store)
+    other.owner = 4242
+    store.add_open(KEY, 1, READ, int(S.READ))
+    assert store.claim_caching(KEY, handle=False)
+    assert other.foreign_caching(KEY) == record.CACHING
+    with pytest.raises(OpenStateConflict) as conflict:         # no break for this one
+        other.add_open(KEY, 2, int(A.FILE_WRITE_DATA), ALL, checked=True)
+    assert conflict.value.status == NtStatus.SHARING_VIOLATION
+    with pytest.raises(CachingElsewhere):                      # a reader: break, then again
+        other.add_open(KEY, 3, READ, ALL, checked=True)
+    store.set_handle_caching(KEY, True)
+    assert other.foreign_caching(KEY) == record.CACHING | record.CACHING_HANDLE
+    with pytest.raises(CachingElsewhere):                      # H: the break comes first
+        other.add_open(KEY, 4, int(A.FILE_WRITE_DATA), ALL, checked=True)
+    store.drop_caching(KEY)
+    store.set_handle_caching(KEY, True)                        # no mark: nothing to add H to
+    assert other.foreign_caching(KEY) == 0

@@ -140,3 +140,20 @@ def test_the_stat_bits_are_those_oplocks_use_against_an_oplock():
     from smbcad.server import oplocks
     for access in (0x80, 0x100, 0x100000, 0x180, 0x100180, 0x20000, 0x1, 0x20080):
         assert record.is_stat_access(access) == oplocks.is_stat_open(access, against_lease=False)
+
+
+def test_handle_caching_is_bit_29_and_only_beside_the_caching_mark():
+    value = record.with_entry(record.with_entry(None, OpenEntry(1, 7, 3, 7)),
+                              OpenEntry(2, 8, 3, 7))
+    assert record.foreign_caching(value, 2) == 0
+    marked = record.with_caching(value, 1, True, handle=True)
+    assert marked[record.HEADER.size + 16:record.HEADER.size + 20] == (
+        7 | record.CACHING | record.CACHING_HANDLE).to_bytes(4, "little")
+    assert record.foreign_caching(marked, 2) == record.CACHING | record.CACHING_HANDLE
+    assert record.foreign_caching(marked, 1) == 0
+    without_h = record.with_handle_caching(marked, 1, False)
+    assert record.foreign_caching(without_h, 2) == record.CACHING
+    assert record.with_handle_caching(without_h, 1, True) == marked
+    assert record.with_handle_caching(value, 1, True) == value      # no caching mark: no H
+    assert record.with_caching(marked, 1, False) == value
+    assert record.sharing_conflict(marked, int(A.FILE_READ_DATA), 7) is None
