@@ -13,6 +13,9 @@ two sides differ only in the share and the create context.
    CreateGuid each time; every response is checked to grant persistence).
    A persistent CREATE and its CLOSE each wait for a handle-store commit.
    p50/p99 pair latency, pairs/s, server and client CPU per pair.
+   ``--clients N``: N connections at once, each on its own file in a thread
+   of its own (as N VMs opening their disks): the server's group commit
+   then shares one sync between several clients' CREATEs and CLOSEs.
 2. Sequential write, ``--size-mib`` in 1 MiB WRITEs, 1 and 8 in flight, on
    the plain and the ca share (the ca file is opened persistent, as a
    Hyper-V host does), in two patterns: ``append`` (the open truncates the
@@ -65,6 +68,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -267,15 +271,37 @@ class Window:
 
 # --- the measurements ----------------------------------------------------------------------
 
-def cc_round(client: CaClient, persistent: bool, pairs: int, server_pid: int,
+def cc_file(index: int) -> str:
+    """Client ``index``'s file: one each, as VMs each open their own disk."""
+    return CC_FILE if index == 0 else f"bench-cc-{index}.bin"
+
+
+def cc_round(clients: list, persistent: bool, pairs: int, server_pid: int,
              count_syncs: bool) -> dict:
+    """``pairs`` CREATE+CLOSE pairs, split over ``clients``, each in a thread
+    of its own when there are several (the server's group commit can then
+    share a sync between their CREATEs and CLOSEs)."""
     from smbprotocol.open import CreateDisposition
-    latencies = []
-    with SyncCounter(server_pid, count_syncs) as syncs, Window(server_pid) as window:
-        for _ in range(pairs):
+    latencies: list[float] = []
+
+    def run(index: int, count: int) -> None:
+        client, name = clients[index], cc_file(index)
+        for _ in range(count):
             start = time.perf_counter()
-            client.open_file(CC_FILE, CreateDisposition.FILE_OPEN, persistent).close()
+            client.open_file(name, CreateDisposition.FILE_OPEN, persistent).close()
             latencies.append(time.perf_counter() - start)
+
+    each = max(1, pairs // len(clients))
+    with SyncCounter(server_pid, count_syncs) as syncs, Window(server_pid) as window:
+        if len(clients) == 1:
+            run(0, each)
+        else:
+            threads = [threading.Thread(target=run, args=(index, each))
+                       for index in range(len(clients))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
     return {"latencies": latencies, "wall": window.wall, "client_cpu": window.client_cpu,
             "server_cpu": window.server_cpu, "foreign": window.foreign, "disk": window.disk,
             "syncs": syncs.syncs}
@@ -284,14 +310,17 @@ def cc_round(client: CaClient, persistent: bool, pairs: int, server_pid: int,
 def measure_cc(args, server, repetition: int) -> dict:
     """One repetition: every variant in ``args.rounds`` interleaved rounds; pooled per variant."""
     from smbprotocol.open import CreateDisposition
-    clients = {}
+    clients: dict[str, list] = {}
     try:
         for variant in CC_VARIANTS:
             share, _persistent = CC_SHARE[variant]
-            clients[variant] = CaClient(server, share, args.encrypted)
+            clients[variant] = [CaClient(server, share, args.encrypted)
+                                for _ in range(args.clients)]
         for share in ("plain", "ca"):
-            client = clients["plain" if share == "plain" else "ca-open"]
-            client.open_file(CC_FILE, CreateDisposition.FILE_OVERWRITE_IF, False).close()
+            client = clients["plain" if share == "plain" else "ca-open"][0]
+            for index in range(args.clients):
+                client.open_file(cc_file(index), CreateDisposition.FILE_OVERWRITE_IF,
+                                 False).close()
         per_round = max(1, args.pairs // args.rounds)
         pooled = {v: [] for v in CC_VARIANTS}
         for round_ in range(args.rounds):
@@ -301,8 +330,9 @@ def measure_cc(args, server, repetition: int) -> dict:
                                   args.count_syncs)
                 pooled[variant].append(result)
     finally:
-        for client in clients.values():
-            client.close()
+        for group in clients.values():
+            for client in group:
+                client.close()
     out = {}
     for variant, rounds in pooled.items():
         latencies = sorted(x for r in rounds for x in r["latencies"])
@@ -522,6 +552,9 @@ def main(argv=None) -> int:
                         help="CREATE+CLOSE pairs per variant per repetition")
     parser.add_argument("--rounds", type=int, default=6,
                         help="interleaved rounds the pairs are split into")
+    parser.add_argument("--clients", type=int, default=1,
+                        help="CREATE+CLOSE clients at once, each with its own connection, "
+                             "file and thread (default 1: one pair at a time)")
     parser.add_argument("--size-mib", type=int, default=256, help="MiB per write run")
     parser.add_argument("--depths", type=lambda v: [int(d) for d in v.split(",")], default=[1, 8],
                         help="WRITEs in flight, comma-separated")
