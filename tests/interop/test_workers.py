@@ -72,12 +72,16 @@ SHARE_ALL = (ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
 READ_WRITE = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
 
 
-def guid_for(worker: int, workers: int = 2) -> uuid.UUID:
-    """A ClientGuid that the routing hash gives to ``worker``."""
+def guid_for(worker: int, workers: int = 2, nth: int = 0) -> uuid.UUID:
+    """A ClientGuid that the routing hash gives to ``worker`` (the ``nth``
+    such: another client host of the same worker)."""
+    found = 0
     for number in range(1, 1000):
         guid = uuid.UUID(int=number * 0x1000193)
         if owner_of(guid.bytes_le, workers) == worker:
-            return guid
+            if found == nth:
+                return guid
+            found += 1
     raise AssertionError("no GUID found")
 
 
@@ -281,9 +285,9 @@ def hold_rwh_lease(client: Client, name: str, key: bytes, state: int = RWH,
     return holder
 
 
-def acknowledge_break_to_none(client: Client, key: bytes) -> None:
+def acknowledge_break_to_none(client: Client, key: bytes, state: int = 0) -> None:
     ack = client.connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
-                                         struct.pack("<HHI16sIQ", 36, 0, 0, key, 0, 0)),
+                                         struct.pack("<HHI16sIQ", 36, 0, 0, key, state, 0)),
                                  sid=client.session.session_id,
                                  tid=client.tree.tree_connect_id)
     assert client.connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
@@ -393,6 +397,41 @@ def test_share_modes_before_breaks_across_workers_unless_handle_caching(server):
     finally:
         first.close()
         second.close()
+
+
+def test_handle_caching_broken_on_its_own_worker_no_longer_delays_the_others(server):
+    """The mark of handle caching follows the holder: once a client of the
+    same worker had H broken (RWH to RW: its open was refused, [MS-FSA]
+    2.1.5.1.2), an open through the other worker that the share modes refuse
+    fails at once, with no break."""
+    holder_client = Client(server, guid_for(0))
+    neighbour, other = Client(server, guid_for(0, nth=1)), Client(server, guid_for(1))
+    key = uuid.uuid4().bytes
+    delete = READ_WRITE | FilePipePrinterAccessMask.DELETE
+    try:
+        breaks = listen_for_breaks(holder_client)
+        holder = hold_rwh_lease(holder_client, "h-dropped.bin", key,
+                                share=ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE)
+        outcome: list = []
+        opening = threading.Thread(target=lambda: outcome.append(status_or_none(
+            lambda: neighbour.open("h-dropped.bin", access=delete))), daemon=True)
+        opening.start()
+        assert breaks.response_event.wait(WAIT_S), "no break of H for a refused open"
+        _size, _epoch, _flags, _key, current, new = struct.unpack_from(
+            "<HHI16sII", breaks.response["data"].get_value())
+        assert (current, new) == (RWH, 0x5)
+        acknowledge_break_to_none(holder_client, key, state=0x5)
+        opening.join(WAIT_S)
+        assert outcome == [STATUS_SHARING_VIOLATION], outcome
+
+        breaks = listen_for_breaks(holder_client)
+        assert status_of(lambda: other.open("h-dropped.bin", access=delete)) == \
+            STATUS_SHARING_VIOLATION
+        assert not breaks.response_event.wait(1.0), "the RW holder was broken for a refused open"
+        holder.close()
+    finally:
+        for client in (holder_client, neighbour, other):
+            client.close()
 
 
 def lease_state(contexts) -> int | None:
