@@ -57,10 +57,6 @@ class CutoffClusdisk(ClusdiskNode):
             config["metrics"] = {"listen": f"127.0.0.1:{METRICS_PORT}"}
         self.config_path.write_text(json.dumps(config, indent=1))
 
-    def log_text(self) -> str:
-        return "\n".join((self.base / f"clusdisk.{n}.log").read_text(errors="replace")
-                         for n in range(1, self.runs + 1))
-
 
 def needs_root_and_tools() -> None:
     if os.geteuid() != 0:
