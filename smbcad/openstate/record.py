@@ -234,12 +234,7 @@ def foreign_caching(value: bytes | None, owner: int) -> int:
 
 def caching_elsewhere(value: bytes | None, owner: int) -> bool:
     """Whether another process holds caching on the file."""
-    if value is None:
-        return False
-    _flags, count = _header(value)
-    return any(fields[0] != owner and fields[3] & CACHING
-               for fields in ENTRY.iter_unpack(value[HEADER.size:HEADER.size
-                                                     + count * ENTRY.size]))
+    return foreign_caching(value, owner) != 0
 
 
 def is_stat_access(access: int) -> bool:

@@ -210,8 +210,7 @@ class OpenStateTable:
     # --- caching across processes (record.CACHING) ---------------------------------
 
     def caching_elsewhere(self, key: tuple) -> bool:
-        with self._begin() as txn:
-            return record.caching_elsewhere(txn.get(record.encode_key(key)), self.owner)
+        return self.foreign_caching(key) != 0
 
     def foreign_caching(self, key: tuple) -> int:
         """record.CACHING (| record.CACHING_HANDLE) if another process caches."""

@@ -223,19 +223,15 @@ class OpenTable:
             state.locks.grant_waiters()
             locks.discard_if_empty(state)
 
-    def retry_every_lock_waiter(self) -> int:
-        """Every waiting LOCK of this process tries again; returns how many
-        files had waiters.  With worker processes this runs every second, so
-        a waiter held back by another process's lock is granted even when no
-        LocksChanged arrives (a datagram dropped on a full socket, or the
-        holder's worker killed: its supervisor sweeps its locks and tells
-        nobody)."""
-        waiting = [(key, state) for key, state in self.by_file.items()
-                   if state.locks is not None and state.locks.waiters]
-        for _, state in waiting:
-            state.locks.grant_waiters()
-            locks.discard_if_empty(state)
-        return len(waiting)
+    def retry_every_lock_waiter(self) -> None:
+        """Every waiting LOCK of this process tries again.  With worker
+        processes this runs every second, so a waiter held back by another
+        process's lock is granted even when no LocksChanged arrives (a
+        datagram dropped on a full socket, or the holder's worker killed: its
+        supervisor sweeps its locks and tells nobody)."""
+        for key in [key for key, state in self.by_file.items()
+                    if state.locks is not None and state.locks.waiters]:
+            self.retry_lock_waiters(key)
 
     def held_disconnected(self, key: tuple) -> bool:
         """Whether a disconnected persistent open, in any process, holds ``key``."""
