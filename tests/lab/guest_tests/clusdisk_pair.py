@@ -8,7 +8,8 @@
   node has its own.
 - ``Sampler``: a thread that asks both control sockets every 100 ms.  It keeps
   the timeline (the failover times are read from it) and every sample in
-  which both daemons believed they owned the same disk.
+  which both daemons owned the same disk at one moment (``overlapping``: one
+  side's view bracketed by two of the other's).
 - LUN truth, independent of clusdisk's SCSI code (SG_IO through
   ``guestlab.sg_command`` and ``_sg_in``): ``write_status`` (one WRITE(16)
   past the end of the file system), ``pr_keys``/``pr_holder`` (PERSISTENT
@@ -211,12 +212,6 @@ class Sample:
     def side(self, side: str) -> View | None:
         return self.a if side == "A" else self.b
 
-    @property
-    def both_own(self) -> set[str]:
-        if self.a is None or self.b is None:
-            return set()
-        return self.a.owns() & self.b.owns()
-
 
 def ask_status(path: str, timeout_s: float = 1.0) -> dict | None:
     """The control socket's status, or None (not running, not answering)."""
@@ -331,6 +326,22 @@ class Pair:
             return None
 
 
+def _owns(view: View | None) -> set[str]:
+    return view.owns() if view is not None else set()
+
+
+def overlapping(previous: Sample, sample: Sample) -> set[str]:
+    """What both daemons owned at one moment, from two consecutive samples.
+    A sample asks A, then B, so "both own" in one sample proves nothing by
+    itself: A may have released between its answer and B's (a clean stop's
+    handover does just that).  A view bracketed by two of the other side's
+    that own the same disk does: A (previous), B (previous), A (this one), or
+    B (previous), A (this one), B (this one)."""
+    a_throughout = _owns(previous.a) & _owns(sample.a)
+    b_throughout = _owns(previous.b) & _owns(sample.b)
+    return (a_throughout & _owns(previous.b)) | (b_throughout & _owns(sample.a))
+
+
 class Sampler(threading.Thread):
     """Both daemons' views every ``period_s``, and the samples in which both
     believed they owned the same disk (the quorum or the aggregate)."""
@@ -347,13 +358,15 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         due = last = time.monotonic()
+        previous = Sample(None, None)
         while not self._halt.is_set():
             now = time.monotonic()
             self.longest_gap_s, last = max(self.longest_gap_s, now - last), now
             sample = Sample(self.pair["A"].view(), self.pair["B"].view())
             self.samples.append(sample)
-            if sample.both_own:
-                self.conflicts.append(sample)
+            if overlapping(previous, sample):
+                self.conflicts.append(previous)
+            previous = sample
             due += self.period_s
             now = time.monotonic()
             if due < now:
