@@ -11,6 +11,7 @@ every DurableFileId it hands out), and starts with the aggregates' shares
 offline until clusdisk says adopt."""
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -71,27 +72,48 @@ def build_authenticator(cfg: config_mod.Config) -> Authenticator:
 
 
 def load_server_guid(state_dir: str) -> bytes:
-    """ServerGuid, created once and kept in the state directory (issue 2 item 5)."""
+    """ServerGuid, created once and kept in the state directory (issue 2 item 5).
+
+    Worker processes start together and must all answer with the one GUID:
+    each writes a candidate under a name of its own and links it into place,
+    which only the first can do; the others read the winner's."""
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise config_mod.ConfigError("server.state_dir", f"cannot create {state_dir}: {exc.strerror}") from None
     path = os.path.join(state_dir, "server_guid")
+    guid = _read_server_guid(path)
+    if guid is not None:
+        return guid
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(config_mod.new_server_guid())
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            # Another process won, or an earlier file is damaged: a damaged one
+            # is replaced (no client can have seen it).
+            if _read_server_guid(path) is None:
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    guid = _read_server_guid(path)
+    if guid is None:
+        raise config_mod.ConfigError("server.state_dir", f"{path} is not a 16-byte GUID")
+    return guid
+
+
+def _read_server_guid(path: str) -> bytes | None:
     try:
         with open(path, "rb") as handle:
             guid = handle.read()
-        if len(guid) == 16:
-            return guid
     except FileNotFoundError:
-        pass
-    guid = config_mod.new_server_guid()
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(guid)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return guid
+        return None
+    return guid if len(guid) == 16 else None
 
 
 class Daemon:
