@@ -45,7 +45,7 @@ from smbcad.workers import partitions
 from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
-from smbcad.workers.messages import BreakRequest, LocksChanged
+from smbcad.workers.messages import BreakForOpen, BreakRequest, LocksChanged
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
 log = logging.getLogger("smbcad")
@@ -114,6 +114,24 @@ def _read_server_guid(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     return guid if len(guid) == 16 else None
+
+
+def _break_message(key: tuple, opener: leases_elsewhere.ForeignOpen | None):
+    """What the other workers hear when this one's clients need their
+    caching of ``key`` broken: for an open, or (None) to none."""
+    if opener is None:
+        return BreakRequest(key, 0, 0, False)   # open id 0: every holder of the file
+    flags = ((BreakForOpen.OVERWRITE if opener.overwrite else 0)
+             | (BreakForOpen.SHARING_VIOLATION if opener.sharing_violation else 0)
+             | (BreakForOpen.DELETE_ON_CLOSE if opener.delete_on_close else 0))
+    return BreakForOpen(key, opener.access, flags)
+
+
+def _foreign_open(message: BreakForOpen) -> leases_elsewhere.ForeignOpen:
+    return leases_elsewhere.ForeignOpen(
+        message.access, overwrite=bool(message.flags & BreakForOpen.OVERWRITE),
+        sharing_violation=bool(message.flags & BreakForOpen.SHARING_VIOLATION),
+        delete_on_close=bool(message.flags & BreakForOpen.DELETE_ON_CLOSE))
 
 
 class Daemon:
@@ -298,9 +316,8 @@ class Daemon:
             raise HandoffError(str(exc)) from None
         self.mailbox.attach(loop, self._message)
         self.server.opens.locks_released = lambda key: self._tell_others(LocksChanged(key))
-        # open_id 0: every caching of the file, whoever holds it.
-        self.server.leasing.break_elsewhere = lambda key: self._tell_others(
-            BreakRequest(key, 0, 0, False))
+        self.server.leasing.break_elsewhere = lambda key, opener: self._tell_others(
+            _break_message(key, opener))
         return bound
 
     def _tell_others(self, message) -> None:
@@ -323,8 +340,12 @@ class Daemon:
         if isinstance(message, LocksChanged):
             # Another worker released locks: waiting LOCKs on the file try again.
             self.server.opens.retry_lock_waiters(message.file_key)
+        elif isinstance(message, BreakForOpen):
+            # Another worker's client opens the file: what conflicts breaks.
+            leases_elsewhere.break_for_open(self.server.leasing, message.file_key,
+                                            _foreign_open(message))
         elif isinstance(message, BreakRequest):
-            # Another worker's client opens the file: caching of it here ends.
+            # Another worker's client changed the file: read caching of it ends.
             leases_elsewhere.break_for(self.server.leasing, message.file_key)
 
     async def _open_handle_store(self):

@@ -20,11 +20,16 @@ file through any process gets STATUS_FILE_NOT_AVAILABLE ([MS-SMB2] 3.3.5.9)
 until the owner reconnects.  Bit 30 marks the entries of a process that
 holds caching (a lease or an oplock) on the file: it may only while no
 other process has the file open, and another process's CREATE has it
-broken first (docs/multicore.md, "Caching across workers").  Bit 29 marks
-those entries too while the process holds handle caching (a batch oplock, a
-lease with H): another process's CREATE then has it broken before the share
-check, as a holder may close ([MS-FSA] 2.1.5.1.2); without it a share
-violation fails at once, with no break.  A stat open
+broken first (docs/multicore.md, "Caching across workers").  Bits 29-26
+say what that caching is, so another process decides an open as it would
+next to a local holder ([MS-FSA] 2.1.4.12): 29 handle caching (a batch
+oplock, a lease with H: another process's CREATE then has it broken before
+the share check, as a holder may close, [MS-FSA] 2.1.5.1.2; without it a
+share violation fails at once, with no break), 28 write caching (its holder
+is alone: any other data open breaks it), 27 an oplock (a new lease gets no
+H next to it), 26 a lease with H (a new oplock gets none next to it).  Read
+caching alone (a level II oplock, an R or RH lease) is shared between
+processes as between the clients of one.  A stat open
 (attributes and SYNCHRONIZE only, [MS-FSA] 2.1.4.12: it breaks no oplock or
 lease) counts for neither.
 
@@ -48,6 +53,11 @@ _DELETE_PENDING = 0x01
 HELD_DISCONNECTED = 0x80000000          # in the share access word
 CACHING = 0x40000000                    # in the share access word
 CACHING_HANDLE = 0x20000000             # in the share access word, with CACHING
+CACHING_WRITE = 0x10000000              # ditto
+CACHING_OPLOCK = 0x08000000             # ditto
+CACHING_HANDLE_LEASE = 0x04000000       # ditto
+CACHING_BITS = (CACHING | CACHING_HANDLE | CACHING_WRITE | CACHING_OPLOCK
+                | CACHING_HANDLE_LEASE)
 
 # The access bits that share modes govern ([MS-FSA] 2.1.5.1.2.1), as plain
 # ints: every CREATE tests them, and IntFlag arithmetic costs ~10x more.
@@ -221,15 +231,20 @@ def _with_share_bit(value: bytes, bit: int, on: bool, chosen) -> bytes:
 
 
 def foreign_caching(value: bytes | None, owner: int) -> int:
-    """CACHING, CACHING | CACHING_HANDLE or 0: what other processes hold."""
+    """The CACHING_BITS other processes hold (their union), or 0."""
     if value is None:
         return 0
     _flags, count = _header(value)
     found = 0
     for fields in ENTRY.iter_unpack(value[HEADER.size:HEADER.size + count * ENTRY.size]):
         if fields[0] != owner:
-            found |= fields[3] & (CACHING | CACHING_HANDLE)
+            found |= fields[3] & CACHING_BITS
     return found
+
+
+def foreign_state(value: bytes | None, owner: int) -> tuple[int, bool]:
+    """(``foreign_caching``, ``opened_elsewhere``): what a grant decides on."""
+    return foreign_caching(value, owner), opened_elsewhere(value, owner)
 
 
 def caching_elsewhere(value: bytes | None, owner: int) -> bool:
@@ -243,28 +258,30 @@ def is_stat_access(access: int) -> bool:
 
 
 def opened_elsewhere(value: bytes | None, owner: int) -> bool:
-    """Whether another process has the file open, stat opens aside."""
+    """Whether another process has the file open, stat opens aside unless
+    their process caches the file (a stat open that created the file may
+    hold an oplock: it counts as another opener, smb2.oplock.batch9)."""
     if value is None:
         return False
     _flags, count = _header(value)
-    return any(fields[0] != owner and not is_stat_access(fields[2])
+    return any(fields[0] != owner and (fields[3] & CACHING or not is_stat_access(fields[2]))
                for fields in ENTRY.iter_unpack(
                    value[HEADER.size:HEADER.size + count * ENTRY.size]))
 
 
-def with_caching(value: bytes, owner: int, caching: bool, handle: bool = False) -> bytes:
-    """``value`` with ``owner``'s entries marked as holding caching (and
-    handle caching, if ``handle``), or neither."""
-    value = _with_share_bit(value, CACHING, caching, lambda fields: fields[0] == owner)
-    return _with_share_bit(value, CACHING_HANDLE, caching and handle,
-                           lambda fields: fields[0] == owner)
-
-
-def with_handle_caching(value: bytes, owner: int, handle: bool) -> bytes:
-    """``value`` with the handle-caching mark of ``owner``'s caching entries
-    set or cleared; an entry without the caching mark never gets it."""
-    return _with_share_bit(value, CACHING_HANDLE, handle,
-                           lambda fields: fields[0] == owner and fields[3] & CACHING)
+def with_caching(value: bytes, owner: int, bits: int) -> bytes:
+    """``value`` with ``owner``'s entries carrying the CACHING_BITS ``bits``
+    (0: it caches nothing), in place of those they had."""
+    if bits & ~CACHING_BITS or (bits and not bits & CACHING):
+        raise ValueError(f"caching bits {bits:#x}")
+    flags, _count = _header(value)
+    entries = []
+    for fields in ENTRY.iter_unpack(value[HEADER.size:]):
+        owner_of, entry_id, access, share = fields
+        if owner_of == owner:
+            share = share & ~CACHING_BITS | bits
+        entries.append(ENTRY.pack(owner_of, entry_id, access, share))
+    return HEADER.pack(flags, len(entries)) + b"".join(entries)
 
 
 def with_entry_replaced(value: bytes | None, packed: bytes) -> bytes:

@@ -39,8 +39,13 @@ class OpenStateConflict(Exception):
 
 
 class CachingElsewhere(OpenStateError):
-    """``add_open(checked=True)``: another process holds caching on the file;
-    the CREATE has it broken and tries again."""
+    """``add_open(checked=True)``: another process holds caching on the file
+    that this open breaks; the CREATE has it broken and tries again.
+    ``sharing_violation``: the share modes refused the open meanwhile."""
+
+    def __init__(self, message: str, *, sharing_violation: bool = False) -> None:
+        super().__init__(message)
+        self.sharing_violation = sharing_violation
 
 
 class OpenStateTable:
@@ -90,15 +95,19 @@ class OpenStateTable:
         ``checked``: the share access check again, in the same transaction
         (OpenStateConflict): another process may have added a conflicting
         open since this one's CREATE checked; and, unless ``stat_open``,
-        CachingElsewhere when another process caches the file."""
+        CachingElsewhere when another process's caching must be broken
+        first: write caching (its holder must be alone), or handle caching
+        when the share modes refuse (its holder may close)."""
         combine = record.with_packed_entry
         if checked:
             def combine(value, packed):
                 status = record.sharing_conflict(value, access, share)
                 foreign = 0 if stat_open else record.foreign_caching(value, self.owner)
-                if foreign and (status is None or foreign & record.CACHING_HANDLE):
+                if foreign & record.CACHING_WRITE or (
+                        foreign & record.CACHING_HANDLE and status is not None):
                     # Its holder must be asked first: a break, then this CREATE again.
-                    raise CachingElsewhere(f"another process caches {key}")
+                    raise CachingElsewhere(f"another process caches {key}",
+                                           sharing_violation=status is not None)
                 if status is not None:
                     raise OpenStateConflict(status)
                 return record.with_packed_entry(value, packed)
@@ -213,40 +222,48 @@ class OpenStateTable:
         return self.foreign_caching(key) != 0
 
     def foreign_caching(self, key: tuple) -> int:
-        """record.CACHING (| record.CACHING_HANDLE) if another process caches."""
+        """The record.CACHING_BITS other processes hold on ``key`` (0: none)."""
         with self._begin() as txn:
             return record.foreign_caching(txn.get(record.encode_key(key)), self.owner)
 
-    def set_handle_caching(self, key: tuple, handle: bool) -> None:
-        """Whether this process's caching of ``key`` includes handle caching
-        now (it changes with breaks and new grants); no caching mark is set."""
+    def foreign_state(self, key: tuple) -> tuple[int, bool]:
+        """(``foreign_caching``, whether another process has ``key`` open)."""
+        with self._begin() as txn:
+            return record.foreign_state(txn.get(record.encode_key(key)), self.owner)
+
+    def set_caching(self, key: tuple, bits: int) -> None:
+        """This process's caching of ``key`` is now ``bits`` (record.CACHING_BITS;
+        0: none): it changes with grants, breaks and closes."""
         db_key = record.encode_key(key)
         with self._begin(write=True) as txn:
             value = txn.get(db_key)
             if value is not None:
-                changed = record.with_handle_caching(value, self.owner, handle)
+                changed = record.with_caching(value, self.owner, bits)
                 if changed != value:
                     txn.put(db_key, changed)
 
-    def claim_caching(self, key: tuple, handle: bool = False) -> bool:
-        """Mark this process's entries of ``key`` as caching, unless another
-        process has the file open (then nothing changes): one transaction,
-        so no other process's open slips in unseen."""
+    def claim_caching(self, key: tuple, bits: int, expected: tuple[int, bool] | None = None
+                      ) -> bool:
+        """Mark this process's entries of ``key`` as caching ``bits``, in one
+        transaction, unless (then nothing changes) another process now has
+        what ``expected`` (a ``foreign_state`` read when the level was
+        decided) did not say; without ``expected``: unless write caching is
+        claimed and another process has the file open, or another process
+        holds write caching.  So no other process's open or grant slips in
+        unseen."""
         db_key = record.encode_key(key)
         with self._begin(write=True) as txn:
             value = txn.get(db_key)
-            if value is None or record.opened_elsewhere(value, self.owner):
+            if value is None:
                 return False
-            txn.put(db_key, record.with_caching(value, self.owner, True, handle))
+            foreign, opened = record.foreign_state(value, self.owner)
+            if expected is not None:
+                if (foreign, opened) != expected:
+                    return False
+            elif (bits & record.CACHING_WRITE and opened) or foreign & record.CACHING_WRITE:
+                return False
+            txn.put(db_key, record.with_caching(value, self.owner, bits))
         return True
-
-    def drop_caching(self, key: tuple) -> None:
-        """This process holds no caching on ``key`` any more."""
-        db_key = record.encode_key(key)
-        with self._begin(write=True) as txn:
-            value = txn.get(db_key)
-            if value is not None:
-                txn.put(db_key, record.with_caching(value, self.owner, False))
 
     # --- byte-range locks (smbcad.openstate.lockrecord) -----------------------------
 

@@ -111,9 +111,10 @@ class Leasing:
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
         self.delivery = channels.BreakDelivery(call_later)
         # Worker processes (docs/multicore.md, "Caching across workers"): ask
-        # the other processes to break their caching of a file to none
-        # (set by the daemon; messages between workers).
-        self.break_elsewhere: Callable[[tuple], None] = lambda _key: None
+        # the other processes to break their caching of a file, for an open
+        # (a ForeignOpen) or to none (None); set by the daemon.
+        self.break_elsewhere: Callable[[tuple, elsewhere.ForeignOpen | None], None] = (
+            lambda _key, _opener: None)
 
     @property
     def server(self):
@@ -175,8 +176,8 @@ class Leasing:
         else:
             return
         if (elsewhere.shared(self) and not self.server.opens.open_state.claim_caching(
-                open_.file_key, handle=elsewhere.holds_handle(self, open_.file_key))):
-            # Another worker opened the file since: its own caching must go.
+                open_.file_key, elsewhere.local_bits(self, open_.file_key))):
+            # Another worker opened or cached the file since: this caching must go.
             log.info("restored caching of %r broken: open through another worker",
                      open_.path)
             elsewhere.break_for(self, open_.file_key)
@@ -448,12 +449,9 @@ class Leasing:
             return None
         if elsewhere.shared(self) and not elsewhere.is_stat_open(
                 access, request.create_disposition in _OVERWRITE):
-            foreign = ctx.server.opens.open_state.foreign_caching(key)
-            if foreign:
-                if not elsewhere.handle_caching(foreign):
-                    # Share modes first: no holder there may close its handle.
-                    files.check_share_access(ctx.server, key, access, request.share_access)
-                return elsewhere.wait_then_retry(self, ctx, key, retry)
+            pending = elsewhere.before_open(self, ctx, request, access, retry, key)
+            if pending is not None:
+                return pending
         violation = False
         try:
             files.check_share_access(ctx.server, key, access, request.share_access)
@@ -588,16 +586,20 @@ class Leasing:
                 other_handle_leases += bool(holder.state.held & oplocks.H)
             elif holder.open is not open_ and holder.state.held:
                 other_oplocks += 1
+        has_locks = bool(state is not None and state.locks is not None and state.locks.locks)
+        if shared:
+            # Other workers' opens, holders and locks count as local ones.
+            foreign = elsewhere.Foreign.of(server.opens.open_state, open_.file_key)
+            other_opens += foreign.opened
+            other_oplocks += foreign.oplocks
+            other_handle_leases += foreign.handle_leases
+            has_locks = has_locks or foreign.has_locks
         level = oplocks.grantable(requested, is_lease=is_lease, other_opens=other_opens,
                                   other_oplocks=other_oplocks,
                                   other_handle_leases=other_handle_leases,
-                                  is_directory=open_.is_directory,
-                                  has_locks=bool(state is not None and state.locks is not None
-                                                 and state.locks.locks))
-        if level != NONE and shared and not server.opens.open_state.claim_caching(
-                open_.file_key, handle=bool(level & oplocks.H)
-                or elsewhere.holds_handle(self, open_.file_key)):
-            return NONE             # another worker has the file open: nobody caches
+                                  is_directory=open_.is_directory, has_locks=has_locks)
+        if level != NONE and shared and not foreign.claim(self, open_.file_key, level, is_lease):
+            return NONE             # another worker opened or cached it meanwhile
         return level
 
     # --- CLOSE, WRITE, SET_INFO ----------------------------------------------------------
@@ -647,10 +649,13 @@ class Leasing:
         every other read cache to none without waiting ([MS-FSA] 2.1.4.12
         cases WRITE and SET_INFORMATION; level II breaks need no ack)."""
         caching = self.files.get(open_.file_key)
-        if caching is None:
-            return
         own = open_.lease if isinstance(open_.lease, Lease) else self.grants.get(open_)
         if own is not None and own.state.held & W:
+            return
+        if elsewhere.shared(self) and self.server.opens.open_state.foreign_caching(
+                open_.file_key):
+            self.break_elsewhere(open_.file_key, None)
+        if caching is None:
             return
         for holder in list(caching.holders):
             if holder.is_lease and holder is own:
@@ -743,9 +748,9 @@ def release(server, open_) -> None:
 
 def break_read_caching(server, open_) -> None:
     """Cheap when nobody caches the file: one dictionary lookup (and a set's
-    length for directory leases)."""
+    length for directory leases); with workers, a read of the file's record."""
     dirleases.noted_write(server.leasing, open_)
-    if open_.file_key in server.leasing.files:
+    if open_.file_key in server.leasing.files or server.opens.open_state.shared:
         server.leasing.break_read_caching(open_)
 
 

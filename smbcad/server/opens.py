@@ -83,8 +83,9 @@ class CachedElsewhere(SmbError):
     that broken and runs again (``Leasing.wait_for_elsewhere``).  A caller
     that does not handle it answers STATUS_SHARING_VIOLATION."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, sharing_violation: bool = False) -> None:
         super().__init__(NtStatus.SHARING_VIOLATION, text)
+        self.sharing_violation = sharing_violation   # the share modes refused it too
 
 
 @dataclass(eq=False)
@@ -273,7 +274,7 @@ class OpenTable:
             except OpenStateConflict as exc:
                 raise SmbError(exc.status, "another process's open conflicts") from None
             except CachingElsewhere as exc:
-                raise CachedElsewhere(str(exc)) from None
+                raise CachedElsewhere(str(exc), sharing_violation=exc.sharing_violation) from None
         state = self.by_file.get(open_.file_key)
         if state is None:
             state = self.by_file[open_.file_key] = FileState(open_.file_key)

@@ -114,9 +114,12 @@ def create(ctx, request, resolved, stream: str, granted_access, maximal_access, 
                  client_guid=ctx.connection.client_guid)
     try:
         server.opens.register(open_)
-    except CachedElsewhere:
+    except CachedElsewhere as exc:
         handle.close()
-        return leases_elsewhere.wait_then_retry(server.leasing, ctx, open_.file_key, retry)
+        leasing = server.leasing
+        return leases_elsewhere.wait_then_retry(
+            leasing, ctx, open_.file_key, retry,
+            leases_elsewhere.opener_of(request, access, exc.sharing_violation))
     except SmbError:
         handle.close()
         raise

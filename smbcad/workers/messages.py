@@ -27,6 +27,8 @@ predecessor of the same worker index is recognisable.  Payloads::
     7 LogoffSessionReply     u32 request id, u32 status
     8 AdminQuery             u32 request id, u16 n, n bytes query (UTF-8)
     9 AdminReply             u32 request id, u32 n, n bytes JSON (UTF-8)
+   10 BreakForOpen           file key, u32 access, u8 flags (bit 0 overwrite,
+                             bit 1 sharing violation, bit 2 delete on close)
 
 Every message fits one datagram of at most ``MAX_MESSAGE`` bytes, and
 ``encode`` refuses a larger one rather than splitting it: a worker's answer
@@ -54,6 +56,7 @@ _RELEASE_REPLY = struct.Struct("<IQI")
 _REQUEST_AND_STATUS = struct.Struct("<II")     # LogoffSessionReply
 _REQUEST_AND_U16 = struct.Struct("<IH")        # AdminQuery
 _REQUEST_AND_U32 = struct.Struct("<II")        # AdminReply
+_ACCESS_AND_FLAGS = struct.Struct("<IB")       # BreakForOpen
 _NO_LEASE_KEY = bytes(16)
 _U32 = 1 << 32
 
@@ -77,6 +80,7 @@ class MessageType(enum.IntEnum):
     LOGOFF_SESSION_REPLY = 7
     ADMIN_QUERY = 8
     ADMIN_REPLY = 9
+    BREAK_FOR_OPEN = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +226,35 @@ class BreakRequest(_Message):
 
 
 @dataclass(frozen=True, slots=True)
+class BreakForOpen(_Message):
+    """A client of the sender opens this file ([MS-FSA] 2.1.4.12 case OPEN):
+    the receiver breaks its holders' caching as a local open of the same
+    kind would (``oplocks.decide_open``); the sender re-checks the shared
+    record for the outcome."""
+
+    TYPE: ClassVar[MessageType] = MessageType.BREAK_FOR_OPEN
+    OVERWRITE: ClassVar[int] = 0x01
+    SHARING_VIOLATION: ClassVar[int] = 0x02
+    DELETE_ON_CLOSE: ClassVar[int] = 0x04
+    file_key: FileKey
+    access: int
+    flags: int
+
+    def encode(self) -> bytes:
+        if self.flags & ~0x07:
+            raise MessageError(f"BreakForOpen: flags {self.flags:#x}")
+        return _pack_file_key(self.file_key) + _ACCESS_AND_FLAGS.pack(self.access, self.flags)
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "BreakForOpen":
+        file_key = _read_file_key(reader)
+        access, flags = reader.fields(_ACCESS_AND_FLAGS)
+        if flags & ~0x07:
+            raise MessageError(f"BreakForOpen: flags {flags:#x}")
+        return cls(file_key, access, flags)
+
+
+@dataclass(frozen=True, slots=True)
 class BreakDone(_FileKeyMessage):
     """The caching state of this file changed: CREATEs waiting for a break
     ([MS-SMB2] 3.3.4.6, 3.3.4.7, 3.3.5.9) re-check the shared record."""
@@ -337,13 +370,13 @@ class AdminQuery(_Message):
 
 
 Message = (BreakRequest | BreakDone | LocksChanged | ReleaseDurable | ReleaseDurableReply
-           | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply)
+           | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply | BreakForOpen)
 Request = ReleaseDurable | LogoffSession | AdminQuery
 Reply = ReleaseDurableReply | LogoffSessionReply | AdminReply
 
 MESSAGE_TYPES = MappingProxyType({kind.TYPE: kind for kind in (
     BreakRequest, BreakDone, LocksChanged, ReleaseDurable, ReleaseDurableReply,
-    LogoffSession, LogoffSessionReply, AdminQuery, AdminReply)})
+    LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen)})
 """Type code → message class: what ``decode`` accepts."""
 
 

@@ -293,11 +293,19 @@ def acknowledge_break_to_none(client: Client, key: bytes, state: int = 0) -> Non
     assert client.connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
 
 
-def test_a_lease_held_through_one_worker_is_broken_for_the_others_client(server):
+def break_payload(breaks: Request) -> bytes:
+    header = breaks.response
+    assert header["command"].get_value() == Commands.SMB2_OPLOCK_BREAK
+    return header["data"].get_value()
+
+
+def test_a_lease_held_through_one_worker_is_broken_as_for_a_local_open(server):
     """Worker 0's client holds RWH alone; worker 1's client opens the file:
-    its CREATE waits while worker 0 breaks the lease (to none: caching ends
-    while two workers have the file open) and completes after the
-    acknowledgment.  Meanwhile neither client is granted caching."""
+    its CREATE waits while worker 0 breaks the lease to RH ([MS-FSA] 2.1.4.12:
+    a second opener takes write caching, the read and handle caching stay)
+    and completes after the acknowledgment, with no oplock (it would sit
+    beside a handle-caching lease).  A new lease through worker 0 then gets
+    RH, and a write through worker 1 breaks worker 0's read caching."""
     first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
     breaks = listen_for_breaks(first)
     key = uuid.uuid4().bytes
@@ -310,32 +318,82 @@ def test_a_lease_held_through_one_worker_is_broken_for_the_others_client(server)
             "leased.bin", oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)), daemon=True)
         opening.start()
         assert breaks.response_event.wait(WAIT_S), "worker 0's client got no lease break"
-        header = breaks.response
-        assert header["command"].get_value() == Commands.SMB2_OPLOCK_BREAK
         _size, _epoch, flags, break_key, current, new = struct.unpack_from(
-            "<HHI16sII", header["data"].get_value())
-        assert (break_key, current, new) == (key, RWH, 0) and flags & 0x1
+            "<HHI16sII", break_payload(breaks))
+        assert (break_key, current, new) == (key, RWH, 0x3) and flags & 0x1
         time.sleep(0.5)
         assert opening.is_alive(), "worker 1's CREATE completed before the acknowledgment"
-        acknowledge_break_to_none(first, key)
+        acknowledge_break_to_none(first, key, state=0x3)
         opening.join(WAIT_S)
         assert len(outcome) == 1, "worker 1's CREATE did not complete after the ack"
         other = outcome[0]
         assert other.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE
         assert other.read(0, 6) == b"cached"
-        # While both workers have it open, a new lease is granted no caching.
+        # Both workers have it open: a new lease is granted read and handle caching.
         again = Open(first.tree, "leased.bin")
         answered = again.create(
             ImpersonationLevel.Impersonation, READ_WRITE, 0x80, SHARE_ALL,
             CreateDisposition.FILE_OPEN, CreateOptions.FILE_NON_DIRECTORY_FILE,
             oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
             create_contexts=[lease_context(uuid.uuid4().bytes, RWH)])
-        assert lease_state(answered) == 0
+        assert lease_state(answered) == 0x3
+        breaks = listen_for_breaks(first)
+        other.write(b"new", 0)                # worker 1 changes the data
+        assert breaks.response_event.wait(WAIT_S), "a write elsewhere broke no read caching"
+        _size, _epoch, _flags, _key, current, new = struct.unpack_from(
+            "<HHI16sII", break_payload(breaks))
+        assert (current, new) == (0x3, 0)
         for handle in (again, other, holder):
             handle.close()
     finally:
         first.close()
         second.close()
+
+
+def test_level_ii_oplocks_are_shared_across_workers(server):
+    """smb2.oplock.batch5 and exclusive2 with the two clients on different
+    workers: a batch oplock breaks to level II for a second opener elsewhere,
+    which gets level II too; a write through one worker breaks the other
+    worker's level II to none, without waiting, as it does the writer's own
+    ([MS-FSA] 2.1.4.12 case WRITE)."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    try:
+        breaks = listen_for_breaks(first)
+        holder = first.open("level2.bin", disposition=CreateDisposition.FILE_OVERWRITE_IF,
+                            oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
+        assert holder.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH
+        outcome: list = []
+        opening = threading.Thread(target=lambda: outcome.append(second.open(
+            "level2.bin", oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)), daemon=True)
+        opening.start()
+        assert breaks.response_event.wait(WAIT_S), "the batch holder was not broken"
+        level, _reserved, _reserved2, file_id = struct.unpack_from(
+            "<xxBBI16s", break_payload(breaks))
+        assert level == 0x01 and file_id == holder.file_id     # to level II
+        acknowledge_oplock(first, holder, 0x01)
+        opening.join(WAIT_S)
+        assert len(outcome) == 1, "worker 1's CREATE did not complete after the ack"
+        other = outcome[0]
+        assert other.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_II
+
+        breaks, own = listen_for_breaks(first), listen_for_breaks(second)
+        other.write(b"changed", 0)            # every level II breaks, the writer's too
+        for heard, who in ((breaks, "worker 0's"), (own, "the writer's")):
+            assert heard.response_event.wait(WAIT_S), f"{who} level II was not broken"
+            assert struct.unpack_from("<xxB", break_payload(heard))[0] == 0x00
+        for handle in (other, holder):
+            handle.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def acknowledge_oplock(client: Client, handle: Open, level: int) -> None:
+    ack = client.connection.send(RawBody(Commands.SMB2_OPLOCK_BREAK,
+                                         struct.pack("<HBxI16s", 24, level, 0, handle.file_id)),
+                                 sid=client.session.session_id,
+                                 tid=client.tree.tree_connect_id)
+    assert client.connection.receive(ack, timeout=WAIT_S)["status"].get_value() == 0
 
 
 def test_a_stat_open_through_another_worker_breaks_no_lease(server):

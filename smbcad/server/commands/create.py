@@ -319,9 +319,12 @@ def _open_resolved(ctx, request, components, stream, resolved):
     _note_app_instance(ctx, open_, request)
     try:
         ctx.server.opens.register(open_)
-    except CachedElsewhere:
+    except CachedElsewhere as exc:
         handle.close()
-        return leases_elsewhere.wait_then_retry(ctx.server.leasing, ctx, key, _retry)
+        leasing = ctx.server.leasing
+        return leases_elsewhere.wait_then_retry(
+            leasing, ctx, key, _retry,
+            leases_elsewhere.opener_of(request, access, exc.sharing_violation))
     except SmbError:
         handle.close()
         raise

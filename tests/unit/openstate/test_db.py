@@ -179,19 +179,44 @@ def test_a_checked_add_refuses_what_another_process_added_since(store):
     assert conflict.value.status == NtStatus.DELETE_PENDING
 
 
-def test_caching_is_claimed_only_while_no_other_process_has_the_file_open(store):
+RW_OPLOCK = record.CACHING | record.CACHING_WRITE | record.CACHING_OPLOCK
+LEVEL_II = record.CACHING | record.CACHING_OPLOCK
+
+
+def test_write_caching_is_claimed_only_while_no_other_process_has_the_file_open(store):
     other = copy.copy(store)
     other.owner = 4242
     store.add_open(KEY, 1, READ, ALL)
-    assert store.claim_caching(KEY) and not store.caching_elsewhere(KEY)
-    assert other.caching_elsewhere(KEY)
+    assert store.claim_caching(KEY, RW_OPLOCK) and not store.caching_elsewhere(KEY)
+    assert other.foreign_caching(KEY) == RW_OPLOCK
     with pytest.raises(CachingElsewhere):                 # its CREATE waits for the break
         other.add_open(KEY, 2, READ, ALL, checked=True)
-    store.drop_caching(KEY)                               # broken to none
-    other.add_open(KEY, 2, READ, ALL, checked=True)
-    assert not store.claim_caching(KEY) and not other.claim_caching(KEY)
+    store.set_caching(KEY, LEVEL_II)                      # broken to level II
+    other.add_open(KEY, 2, READ, ALL, checked=True)       # read caching is shared
+    assert not store.claim_caching(KEY, RW_OPLOCK)        # nobody writes alone now
+    assert store.foreign_caching(KEY) == 0 and other.foreign_caching(KEY) == LEVEL_II
+    assert other.claim_caching(KEY, LEVEL_II)             # level II beside level II
+    assert not other.claim_caching(KEY, RW_OPLOCK)
+    store.set_caching(KEY, 0)
+    other.set_caching(KEY, 0)
     assert [e.share for e in store.entries(KEY)] == [ALL, ALL]
-    assert not store.claim_caching((9, 9))                # no open at all: nothing to mark
+    assert not store.claim_caching((9, 9), LEVEL_II)      # no open at all: nothing to mark
+
+
+def test_a_claim_fails_when_the_foreign_state_changed_since_it_was_read(store):
+    other = copy.copy(store)
+    other.owner = 4242
+    store.add_open(KEY, 1, READ, ALL)
+    seen = store.foreign_state(KEY)
+    assert seen == (0, False)
+    other.add_open(KEY, 2, READ, ALL)                     # meanwhile, through another worker
+    assert not store.claim_caching(KEY, RW_OPLOCK, expected=seen)
+    seen = store.foreign_state(KEY)
+    assert seen == (0, True)
+    assert other.claim_caching(KEY, LEVEL_II)             # meanwhile, a level II there
+    assert not store.claim_caching(KEY, LEVEL_II, expected=seen)
+    assert store.claim_caching(KEY, LEVEL_II, expected=store.foreign_state(KEY))
+    assert other.foreign_caching(KEY) == LEVEL_II
 
 
 def test_a_stat_open_elsewhere_neither_waits_for_caching_nor_stops_it(store):
@@ -201,17 +226,17 @@ def test_a_stat_open_elsewhere_neither_waits_for_caching_nor_stops_it(store):
     other.owner = 4242
     stat = int(A.FILE_READ_ATTRIBUTES | A.SYNCHRONIZE)
     store.add_open(KEY, 1, READ, ALL)
-    assert store.claim_caching(KEY)
+    assert store.claim_caching(KEY, RW_OPLOCK)
     other.add_open(KEY, 2, stat, ALL, checked=True, stat_open=True)
     assert store.caching_elsewhere(KEY) is False and other.caching_elsewhere(KEY)
-    store.drop_caching(KEY)
-    assert store.claim_caching(KEY)                        # the stat open does not count
+    store.set_caching(KEY, 0)
+    assert store.claim_caching(KEY, RW_OPLOCK)            # the stat open does not count
     with pytest.raises(CachingElsewhere):                  # READ_CONTROL is no stat open
         other.add_open(KEY, 3, stat | int(A.READ_CONTROL), ALL, checked=True)
     other.remove_open(KEY, 2)
     other.add_open(KEY, 4, int(A.FILE_WRITE_ATTRIBUTES), ALL)
-    store.drop_caching(KEY)
-    assert store.claim_caching(KEY)
+    store.set_caching(KEY, 0)
+    assert store.claim_caching(KEY, RW_OPLOCK)
 
 
 def test_a_share_violation_waits_for_a_break_only_when_handle_caching_is_held_elsewhere(store):
@@ -221,17 +246,22 @@ def test_a_share_violation_waits_for_a_break_only_when_handle_caching_is_held_el
     other = copy.copy(store)
     other.owner = 4242
     store.add_open(KEY, 1, READ, int(S.READ))
-    assert store.claim_caching(KEY, handle=False)
-    assert other.foreign_caching(KEY) == record.CACHING
+    assert store.claim_caching(KEY, LEVEL_II)
+    assert other.foreign_caching(KEY) == LEVEL_II
     with pytest.raises(OpenStateConflict) as conflict:         # no break for this one
         other.add_open(KEY, 2, int(A.FILE_WRITE_DATA), ALL, checked=True)
     assert conflict.value.status == NtStatus.SHARING_VIOLATION
-    with pytest.raises(CachingElsewhere):                      # a reader: break, then again
-        other.add_open(KEY, 3, READ, ALL, checked=True)
-    store.set_handle_caching(KEY, True)
-    assert other.foreign_caching(KEY) == record.CACHING | record.CACHING_HANDLE
-    with pytest.raises(CachingElsewhere):                      # H: the break comes first
+    other.add_open(KEY, 3, READ, ALL, checked=True)            # a reader beside level II
+    other.remove_open(KEY, 3)
+    handle = LEVEL_II | record.CACHING_HANDLE
+    store.set_caching(KEY, handle)
+    assert other.foreign_caching(KEY) == handle
+    with pytest.raises(CachingElsewhere) as caching:           # H: the break comes first
         other.add_open(KEY, 4, int(A.FILE_WRITE_DATA), ALL, checked=True)
-    store.drop_caching(KEY)
-    store.set_handle_caching(KEY, True)                        # no mark: nothing to add H to
+    assert caching.value.sharing_violation
+    store.set_caching(KEY, RW_OPLOCK)
+    with pytest.raises(CachingElsewhere) as caching:           # W: a reader breaks it
+        other.add_open(KEY, 5, READ, ALL, checked=True)
+    assert not caching.value.sharing_violation
+    store.set_caching(KEY, 0)
     assert other.foreign_caching(KEY) == 0

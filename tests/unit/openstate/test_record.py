@@ -117,10 +117,12 @@ def test_caching_is_bit_30_of_a_process_s_entries():
     value = _value(OpenEntry(1, 7, READ, S.READ), OpenEntry(2, 8, READ, ALL))
     assert record.opened_elsewhere(value, 1) and not record.opened_elsewhere(
         _value(OpenEntry(1, 7, READ, S.READ)), 1)
-    marked = record.with_caching(value, 1, True)
+    marked = record.with_caching(value, 1, record.CACHING)
     assert marked[8 + 12:8 + 16] == bytes.fromhex("01000040")     # entry 1's share word
     assert record.caching_elsewhere(marked, 2) and not record.caching_elsewhere(marked, 1)
-    assert record.with_caching(marked, 1, False) == value
+    assert record.foreign_state(marked, 2) == (record.CACHING, True)
+    assert record.foreign_state(marked, 1) == (0, True)
+    assert record.with_caching(marked, 1, 0) == value
     assert record.sharing_conflict(marked, WRITE, ALL) == NtStatus.SHARING_VIOLATION
 
 
@@ -134,6 +136,8 @@ def test_stat_opens_of_other_processes_do_not_count_as_opened_elsewhere():
     value = record.with_entry(None, OpenEntry(2, 7, stat, 7))
     assert not record.opened_elsewhere(value, 1)
     assert record.opened_elsewhere(record.with_entry(value, OpenEntry(2, 8, int(A.DELETE), 7)), 1)
+    # A stat open that created the file may hold an oplock: then it counts.
+    assert record.opened_elsewhere(record.with_caching(value, 2, record.CACHING), 1)
 
 
 def test_the_stat_bits_are_those_oplocks_use_against_an_oplock():
@@ -142,18 +146,23 @@ def test_the_stat_bits_are_those_oplocks_use_against_an_oplock():
         assert record.is_stat_access(access) == oplocks.is_stat_open(access, against_lease=False)
 
 
-def test_handle_caching_is_bit_29_and_only_beside_the_caching_mark():
+def test_what_is_cached_is_bits_29_to_26_beside_the_caching_mark():
     value = record.with_entry(record.with_entry(None, OpenEntry(1, 7, 3, 7)),
                               OpenEntry(2, 8, 3, 7))
     assert record.foreign_caching(value, 2) == 0
-    marked = record.with_caching(value, 1, True, handle=True)
+    batch = record.CACHING | record.CACHING_HANDLE | record.CACHING_WRITE | record.CACHING_OPLOCK
+    marked = record.with_caching(value, 1, batch)
     assert marked[record.HEADER.size + 16:record.HEADER.size + 20] == (
-        7 | record.CACHING | record.CACHING_HANDLE).to_bytes(4, "little")
-    assert record.foreign_caching(marked, 2) == record.CACHING | record.CACHING_HANDLE
+        7 | 0x78000000).to_bytes(4, "little")
+    assert record.foreign_caching(marked, 2) == batch
     assert record.foreign_caching(marked, 1) == 0
-    without_h = record.with_handle_caching(marked, 1, False)
-    assert record.foreign_caching(without_h, 2) == record.CACHING
-    assert record.with_handle_caching(without_h, 1, True) == marked
-    assert record.with_handle_caching(value, 1, True) == value      # no caching mark: no H
-    assert record.with_caching(marked, 1, False) == value
+    level_ii = record.with_caching(marked, 1, record.CACHING | record.CACHING_OPLOCK)
+    assert record.foreign_caching(level_ii, 2) == record.CACHING | record.CACHING_OPLOCK
+    both = record.with_caching(level_ii, 2, record.CACHING | record.CACHING_HANDLE
+                               | record.CACHING_HANDLE_LEASE)     # an RH lease there
+    assert record.foreign_caching(both, 1) == 0x44000000 | record.CACHING_HANDLE
+    assert record.with_caching(record.with_caching(both, 2, 0), 1, 0) == value
     assert record.sharing_conflict(marked, int(A.FILE_READ_DATA), 7) is None
+    for bad in (record.CACHING_WRITE, 0x1, record.CACHING | 0x80000000):
+        with pytest.raises(ValueError):      # what is cached, without the mark, or not a bit
+            record.with_caching(value, 1, bad)
