@@ -52,7 +52,17 @@ GROUPS = (
     # whatever -p says); one server per subgroup, so that the channels a
     # failed test leaves open do not count against the next one's
     "smb2.multichannel.generic", "smb2.multichannel.oplocks", "smb2.multichannel.leases",
+    # issue 14: caching across worker processes (WORKERS_SUFFIX below)
+    "smb2.oplock+workers", "smb2.lease+workers",
 )
+# A group named with this suffix runs against ``server.workers: 2`` (smbcad
+# only): smbtorture's connections get random ClientGuids, so its two clients
+# land on one worker or on two, and every test must pass either way.
+WORKERS_SUFFIX = "+workers"
+# What fails with workers only, and why (added to the known-failures file's).
+WORKERS_KNOWNFAIL = {
+    "smb2.lease.v2_request": "directory leases are not granted with workers (docs/multicore.md)",
+}
 # Groups run against a share marked ``ca``: persistent handles are granted
 # there, and durable-v2-open's persistent tests expect the CA tables.
 CA_GROUPS = frozenset({"smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay",
@@ -66,7 +76,8 @@ SECOND_ADDRESS = "127.0.0.2"
 # iptables (torture:use_iptables), so they run, server and all, in a network
 # namespace of their own (tests/interop/netns.py), never on the host's tables.
 BLOCKING_GROUPS = frozenset({"smb2.multichannel.generic", "smb2.multichannel.oplocks",
-                             "smb2.multichannel.leases", "smb2.replay", "smb2.oplock"})
+                             "smb2.multichannel.leases", "smb2.replay", "smb2.oplock",
+                             "smb2.oplock+workers"})
 BLOCKING_ARGS = ("--option=torture:use_iptables=true",
                  f"--option=torture:iptables_command={netns.IPTABLES}")
 KNOWNFAIL_FILES = {"smbcad": HERE / "smbtorture_knownfail.txt",
@@ -91,7 +102,8 @@ SMBD_PASS_ANCHOR = {"smb2.acls": 13, "smb2.acls_non_canonical": 0, "smb2.sdread"
 # The groups that take longest, longest first (seconds against smbcad in CI,
 # December 2026: 195, 169, 121, 111, 85, 84), nearly all of it waiting; they
 # run BACKGROUND_LANES at a time from the module's start (BackgroundGroups).
-BACKGROUND_GROUPS = ("smb2.lease", "smb2.replay", "smb2.multichannel.oplocks", "smb2.oplock",
+BACKGROUND_GROUPS = ("smb2.lease", "smb2.lease+workers", "smb2.replay",
+                     "smb2.multichannel.oplocks", "smb2.oplock", "smb2.oplock+workers",
                      "smb2.notify", "smb2.multichannel.leases")
 BACKGROUND_LANES = 3
 
@@ -106,10 +118,11 @@ class TortureRun:
         self.out_dir = RESULTS_DIR / target
         self.summary: dict[str, dict] = {}
 
-    def record(self, run, known: dict[str, str]) -> str:
+    def record(self, run, known: dict[str, str], lane: str | None = None) -> str:
         failed = run.names(FAILED)
         counts = run.counts()
-        self.summary[run.group] = {
+        lane = lane or run.group
+        self.summary[lane] = {
             **counts, "known_failures": sum(name in known for name in failed),
             "duration_s": round(run.duration_s, 1), "timed_out": run.timed_out,
             "failures": failed}
@@ -120,8 +133,8 @@ class TortureRun:
         lines += [f"{group:26} {s['passed']:5} {s['failed']:5} {s['known_failures']:5} "
                   f"{s['skipped']:5} {s['duration_s']:8.1f}" for group, s in self.summary.items()]
         stem.with_suffix(".txt").write_text("\n".join(lines) + "\n")
-        return (f"smbtorture {run.group} on {self.target}: pass {counts['passed']}, "
-                f"fail {counts['failed']} ({self.summary[run.group]['known_failures']} known), "
+        return (f"smbtorture {lane} on {self.target}: pass {counts['passed']}, "
+                f"fail {counts['failed']} ({self.summary[lane]['known_failures']} known), "
                 f"skip {counts['skipped']}, {run.duration_s:.1f} s")
 
 
@@ -156,6 +169,13 @@ class GroupOutcome:
     server_log_tail: str
 
 
+def _lane(group: str) -> tuple[str, bool]:
+    """(the smbtorture group, whether it runs against worker processes)."""
+    if group.endswith(WORKERS_SUFFIX):
+        return group[:-len(WORKERS_SUFFIX)], True
+    return group, False
+
+
 def run_isolated(group: str, factory, torture_run: TortureRun, bound_s: float,
                  scratch: Path, cleanups: list) -> GroupOutcome:
     """One group against a server of its own (in a network namespace of its
@@ -173,6 +193,8 @@ def run_isolated(group: str, factory, torture_run: TortureRun, bound_s: float,
         shares = (Share("share", share_dir),)
         share_options = SMBD_SHARE_OPTIONS + SMBD_AS_USER_OPTIONS
     blocking = group in BLOCKING_GROUPS
+    torture_group, workers = _lane(group)
+    extra_args = ("--anonymous-ok", "--workers", "2") if workers else ("--anonymous-ok",)
     if blocking and netns.missing_tools():
         pytest.fail(f"{group} blocks channels with iptables in a network namespace; missing: "
                     + ", ".join(netns.missing_tools()), pytrace=False)
@@ -181,12 +203,13 @@ def run_isolated(group: str, factory, torture_run: TortureRun, bound_s: float,
     with where:
         server = factory(users={TEST_USER: TEST_PASSWORD, USER2: USER2_PASSWORD},
                          shares=shares, share_options=share_options,
-                         extra_args=("--anonymous-ok",),
+                         extra_args=extra_args,
                          also_listen=(SECOND_ADDRESS,) if group in SECOND_ADDRESS_GROUPS else ())
         user2 = (f"--option=torture:user2name={USER2}",
                  f"--option=torture:user2password={USER2_PASSWORD}")
-        run = run_group(group, server.unc(), server.port, server.user, server.password,
-                        torture_run.out_dir, bound_s,
+        run = run_group(torture_group, server.unc(), server.port, server.user, server.password,
+                        torture_run.out_dir / "workers" if workers else torture_run.out_dir,
+                        bound_s,
                         (*TORTURE_ARGS[server.kind], *user2, *(BLOCKING_ARGS if blocking else ())))
     server_exit = server.proc.poll()
     return GroupOutcome(run, server.kind, server_exit,
@@ -219,10 +242,12 @@ class BackgroundGroups:
 
 
 @pytest.fixture(scope="module")
-def background_groups(request, server_factories, tmp_path_factory, torture_run):
+def background_groups(request, server_factories, tmp_path_factory, torture_run,
+                      interop_target):
     selected = [item.callspec.params["group"] for item in request.session.items
                 if getattr(item, "originalname", None) == "test_smbtorture_group"]
-    groups = [group for group in BACKGROUND_GROUPS if group in selected]
+    groups = [group for group in BACKGROUND_GROUPS if group in selected
+              and (interop_target == "smbcad" or not _lane(group)[1])]
     background = BackgroundGroups(
         groups, server_factories, torture_run,
         lambda group: tmp_path_factory.mktemp(f"torture-{group}"))
@@ -232,7 +257,12 @@ def background_groups(request, server_factories, tmp_path_factory, torture_run):
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys, tmp_path,
-                          request, background_groups):
+                          request, background_groups, interop_target):
+    workers = _lane(group)[1]
+    if workers:
+        if interop_target != "smbcad":
+            pytest.skip("worker processes are smbcad's")
+        knownfail = {**knownfail, **WORKERS_KNOWNFAIL}
     if group in background_groups.futures:
         outcome = background_groups.outcome(group)
         bound_s = torture_run.group_timeout_s
@@ -247,7 +277,7 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys,
         for cleanup in cleanups:
             request.addfinalizer(cleanup)
     run, server_exit = outcome.run, outcome.server_exit
-    line = torture_run.record(run, knownfail)
+    line = torture_run.record(run, knownfail, lane=group)
     now_passing = sorted(name for name, result in run.results.items()
                          if name in knownfail and result.status in PASSED)
     with capsys.disabled():
@@ -276,8 +306,9 @@ def test_smbtorture_group(group, server_factory, knownfail, torture_run, capsys,
     elif run.returncode not in (0, -9) and not failed:
         problems.append(f"smbtorture exited with status {run.returncode} without a failing test")
     if problems:
-        listed = [name for name in knownfail if _in_group(name, group)]
+        listed = [name for name in knownfail if _in_group(name, _lane(group)[0])]
         pytest.fail(f"{group} against {outcome.server_kind}: {len(unexpected)} unexpected failure(s) "
                     f"({len(listed)} known)\n" + "\n".join(problems)
                     + f"\nsmbtorture stderr tail:\n{run.stderr_tail}\n"
-                    f"output: {torture_run.out_dir}/{group}.subunit", pytrace=False)
+                    f"output: {torture_run.out_dir}/{'workers/' if workers else ''}"
+                    f"{_lane(group)[0]}.subunit", pytrace=False)
