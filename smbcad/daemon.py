@@ -33,7 +33,7 @@ from smbcad.loop_lag import LoopLagProbe
 from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
-from smbcad.server import leases_elsewhere
+from smbcad.server import dirleases, leases_elsewhere
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
@@ -45,7 +45,8 @@ from smbcad.workers import partitions
 from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
-from smbcad.workers.messages import BreakForOpen, BreakRequest, LocksChanged
+from smbcad.workers.messages import (BreakForOpen, BreakRequest, ListingChanged, LocksChanged,
+                                     MessageError)
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
 log = logging.getLogger("smbcad")
@@ -123,7 +124,8 @@ def _break_message(key: tuple, opener: leases_elsewhere.ForeignOpen | None):
         return BreakRequest(key, 0, 0, False)   # open id 0: every holder of the file
     flags = ((BreakForOpen.OVERWRITE if opener.overwrite else 0)
              | (BreakForOpen.SHARING_VIOLATION if opener.sharing_violation else 0)
-             | (BreakForOpen.DELETE_ON_CLOSE if opener.delete_on_close else 0))
+             | (BreakForOpen.DELETE_ON_CLOSE if opener.delete_on_close else 0)
+             | (BreakForOpen.TAKE_HANDLE if opener.take_handle else 0))
     return BreakForOpen(key, opener.access, flags)
 
 
@@ -131,7 +133,8 @@ def _foreign_open(message: BreakForOpen) -> leases_elsewhere.ForeignOpen:
     return leases_elsewhere.ForeignOpen(
         message.access, overwrite=bool(message.flags & BreakForOpen.OVERWRITE),
         sharing_violation=bool(message.flags & BreakForOpen.SHARING_VIOLATION),
-        delete_on_close=bool(message.flags & BreakForOpen.DELETE_ON_CLOSE))
+        delete_on_close=bool(message.flags & BreakForOpen.DELETE_ON_CLOSE),
+        take_handle=bool(message.flags & BreakForOpen.TAKE_HANDLE))
 
 
 class Daemon:
@@ -318,6 +321,9 @@ class Daemon:
         self.server.opens.locks_released = lambda key: self._tell_others(LocksChanged(key))
         self.server.leasing.break_elsewhere = lambda key, opener: self._tell_others(
             _break_message(key, opener))
+        self.server.leasing.break_listing_elsewhere = (
+            lambda share, directory, parent_key: self._tell_others(
+                ListingChanged(share, directory, parent_key or bytes(16))))
         return bound
 
     def _tell_others(self, message) -> None:
@@ -329,6 +335,9 @@ class Daemon:
                 self.mailbox.send(index, message)
             except MailboxError as exc:          # restarting: it holds nothing
                 log.debug("%s", exc)
+            except MessageError as exc:          # a path past a datagram's size
+                log.warning("not sent to worker %d: %s", index, exc)
+                return
 
     async def _recheck_lock_waiters(self) -> None:
         """LocksChanged is the prompt way; this is the sure one."""
@@ -344,6 +353,13 @@ class Daemon:
             # Another worker's client opens the file: what conflicts breaks.
             leases_elsewhere.break_for_open(self.server.leasing, message.file_key,
                                             _foreign_open(message))
+        elif isinstance(message, ListingChanged):
+            # A directory changed through another worker: its leases here break.
+            share = self.server.find_share(message.share)
+            if share is not None:
+                dirleases.break_listing(self.server.leasing, share, message.directory,
+                                        message.parent_lease_key if any(
+                                            message.parent_lease_key) else None)
         elif isinstance(message, BreakRequest):
             # Another worker's client changed the file: read caching of it ends.
             leases_elsewhere.break_for(self.server.leasing, message.file_key)

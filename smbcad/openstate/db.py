@@ -5,8 +5,10 @@ to decide a CREATE lives in one memory-mapped LMDB environment that each
 process reads and changes itself, in short transactions; processes do not
 ask each other.  Its ``files`` sub-database holds, per file,
 ``smbcad.openstate.record`` bytes (its opens' owner, id, access and share
-access, and delete-pending); ``smbcad.openstate.table`` says what each
-operation does to them.
+access, and delete-pending); ``locks`` the byte-range locks
+(``lockrecord``); ``dirleases`` who holds directory leases where
+(``dirleaserecord``).  ``smbcad.openstate.table`` says what each operation
+does to them.
 
 It is volatile state, rebuilt from nothing at every start (Samba's
 CLEAR_IF_FIRST TDBs): whatever must survive a restart is in the handle
@@ -58,6 +60,7 @@ class OpenStateDb(OpenStateTable):
                                   meminit=False, subdir=True, create=create_empty)
             self._files = self._env.open_db(b"files")
             self._locks = self._env.open_db(b"locks")
+            self._dir_leases = self._env.open_db(b"dirleases")
             pages = map_size // self._env.stat()["psize"]
         except (OSError, lmdb.Error) as exc:
             raise OpenStateError(f"{path}: {exc}") from None
@@ -95,8 +98,10 @@ class OpenStateDb(OpenStateTable):
 
     shared = True
 
-    def _begin(self, write: bool = False, locks: bool = False) -> lmdb.Transaction:
-        return self._env.begin(db=self._locks if locks else self._files, write=write)
+    def _begin(self, write: bool = False, locks: bool = False,
+               dirleases: bool = False) -> lmdb.Transaction:
+        db = self._dir_leases if dirleases else self._locks if locks else self._files
+        return self._env.begin(db=db, write=write)
 
     @staticmethod
     def _scan(txn: lmdb.Transaction) -> list:

@@ -18,7 +18,7 @@ Both run the same record code, so what one decides the other decides.
 
 import os
 
-from smbcad.openstate import lockrecord, record
+from smbcad.openstate import dirleaserecord, lockrecord, record
 
 
 class OpenStateError(Exception):
@@ -58,10 +58,11 @@ class OpenStateTable:
     # byte-range locks are published to them (``claim_locks``).
     shared = False
 
-    def _begin(self, write: bool = False, locks: bool = False):
+    def _begin(self, write: bool = False, locks: bool = False, dirleases: bool = False):
         """A transaction of the store: a context manager whose value has
         ``get``, ``put``, ``delete`` and ``pop`` (and what ``_scan`` reads);
-        ``locks``: of the byte-range locks' records, not the opens'."""
+        ``locks``: of the byte-range locks' records, not the opens';
+        ``dirleases``: of the directory leases' (``dirleaserecord``)."""
         raise NotImplementedError
 
     # --- reads -----------------------------------------------------------------------
@@ -200,8 +201,10 @@ class OpenStateTable:
         opens in ``keep`` (persistent ones its successor restores and
         adopts); returns how many records changed."""
         changed = 0
-        for locks, without in ((False, record.without_owner), (True, lockrecord.without_owner)):
-            with self._begin(write=True, locks=locks) as txn:
+        for store, without in (({}, record.without_owner),
+                               ({"locks": True}, lockrecord.without_owner),
+                               ({"dirleases": True}, dirleaserecord.without_owner)):
+            with self._begin(write=True, **store) as txn:
                 updates = []
                 for db_key, value in self._scan(txn):
                     left = without(value, owner, keep)
@@ -212,7 +215,7 @@ class OpenStateTable:
                         txn.delete(db_key)
                     else:
                         txn.put(db_key, left)
-            if not locks:
+            if not store:
                 changed = len(updates)
         return changed
 
@@ -264,6 +267,24 @@ class OpenStateTable:
                 return False
             txn.put(db_key, record.with_caching(value, self.owner, bits))
         return True
+
+    # --- directory leases (smbcad.openstate.dirleaserecord) -------------------------
+
+    def publish_dir_leases(self, share: str, path: str, count: int) -> None:
+        """This process now holds ``count`` directory leases on ``path``."""
+        db_key = dirleaserecord.encode_key(share, path)
+        with self._begin(write=True, dirleases=True) as txn:
+            value = dirleaserecord.with_owner_count(txn.get(db_key), self.owner, count)
+            if value is None:
+                txn.pop(db_key)
+            else:
+                txn.put(db_key, value)
+
+    def dir_leases_elsewhere(self, share: str, path: str) -> bool:
+        """Whether another process holds a directory lease on ``path``."""
+        with self._begin(dirleases=True) as txn:
+            return dirleaserecord.held_elsewhere(
+                txn.get(dirleaserecord.encode_key(share, path)), self.owner)
 
     # --- byte-range locks (smbcad.openstate.lockrecord) -----------------------------
 
@@ -348,10 +369,15 @@ class MemoryOpenState(OpenStateTable):
         self.owner = os.getpid() if owner is None else owner
         self._records: dict[bytes, bytes] = {}
         self._locks: dict[bytes, bytes] = {}
+        self._dir_leases: dict[bytes, bytes] = {}
         self._transaction = _DictTransaction(self._records)
         self._lock_transaction = _DictTransaction(self._locks)
+        self._dir_lease_transaction = _DictTransaction(self._dir_leases)
 
-    def _begin(self, write: bool = False, locks: bool = False) -> _DictTransaction:
+    def _begin(self, write: bool = False, locks: bool = False,
+               dirleases: bool = False) -> _DictTransaction:
+        if dirleases:
+            return self._dir_lease_transaction
         return self._lock_transaction if locks else self._transaction
 
     def count(self) -> int:
@@ -360,3 +386,4 @@ class MemoryOpenState(OpenStateTable):
     def close(self) -> None:
         self._records.clear()
         self._locks.clear()
+        self._dir_leases.clear()

@@ -28,6 +28,12 @@ the last close of a delete-pending entry       broken to none
 
 Only the lease whose key equals the acting open's ParentLeaseKey is spared
 (whatever client holds it: smb2.dirlease.setinfo "second client").
+
+With worker processes (docs/multicore.md) each worker publishes how many
+directory leases it holds per directory (``OpenStateTable.publish_dir_leases``);
+a change through one worker reads its directory's count and, when another
+worker holds some, tells it (``Leasing.break_listing_elsewhere``), which
+breaks them as a local change would (``break_listing``).
 """
 
 from smbcad.proto.constants import Dialect, GlobalCaps
@@ -57,16 +63,53 @@ def parent_key_of(open_) -> bytes | None:
 def break_parent(leasing, share, path: str, acting_parent_key: bytes | None) -> None:
     """Break every directory lease on the directory holding ``path``
     (share-relative) to none, except the acting open's parent lease
-    ([MS-FSA] 2.1.4.13: no wait for the acknowledgment)."""
-    if not leasing.dir_leases or not path:
+    ([MS-FSA] 2.1.4.13: no wait for the acknowledgment); other workers'
+    too."""
+    if not path:
         return
     parent = path.rpartition("/")[0]
+    if leasing.dir_leases:
+        break_listing(leasing, share, parent, acting_parent_key)
+    if _shared(leasing) and leasing.server.opens.open_state.dir_leases_elsewhere(
+            share.name, parent):
+        leasing.break_listing_elsewhere(share.name, parent, acting_parent_key)
+
+
+def break_listing(leasing, share, directory: str, acting_parent_key: bytes | None) -> None:
+    """This process's part of ``break_parent``, for the directory itself."""
     for lease in list(leasing.dir_leases):
         if lease.lease_key == acting_parent_key or not lease.state.held:
             continue
-        if any(open_.tree.share is share and not open_.closed and open_.handle.path == parent
+        if any(open_.tree.share is share and not open_.closed and open_.handle.path == directory
                for open_ in lease.opens):
             leasing.apply(lease, Event(Kind.BREAK, NONE))
+
+
+def granted(leasing, lease, open_) -> None:
+    """A directory lease was granted on ``open_``'s directory."""
+    leasing.dir_leases.add(lease)
+    if _shared(leasing):
+        place = (open_.tree.share.name, open_.handle.path)
+        leasing.dir_lease_places[lease] = place
+        _publish(leasing, place)
+
+
+def dropped(leasing, lease) -> None:
+    """A directory lease ended (its last open closed)."""
+    leasing.dir_leases.discard(lease)
+    place = leasing.dir_lease_places.pop(lease, None)
+    if place is not None:
+        _publish(leasing, place)
+
+
+def _publish(leasing, place: tuple[str, str]) -> None:
+    count = sum(1 for other in leasing.dir_lease_places.values() if other == place)
+    leasing.server.opens.open_state.publish_dir_leases(*place, count)
+
+
+def _shared(leasing) -> bool:
+    server = leasing.server
+    return server is not None and server.opens.open_state.shared
 
 
 def _break_for(leasing, open_) -> None:
@@ -88,7 +131,7 @@ def before_set_info(leasing, open_, info) -> None:
 
 def after_rename(leasing, open_, old_path: str, new_path: str) -> None:
     """The entry left one listing and joined another (maybe the same)."""
-    if not leasing.dir_leases:
+    if not leasing.dir_leases and not _shared(leasing):
         return
     share, key = open_.tree.share, parent_key_of(open_)
     break_parent(leasing, share, old_path, key)
@@ -99,8 +142,13 @@ def after_rename(leasing, open_, old_path: str, new_path: str) -> None:
 def noted_write(leasing, open_) -> None:
     """A write: the directory hears of it at the open's close (the listing's
     last-write time is settled then; smb2.lease.v2_request waits 4 s for a
-    break that must not come before the close)."""
+    break that must not come before the close).  With workers, once per open
+    while another worker leases the directory."""
     if leasing.dir_leases:
+        leasing.written.add(open_)
+    elif (_shared(leasing) and open_ not in leasing.written and open_.tree is not None
+          and leasing.server.opens.open_state.dir_leases_elsewhere(
+              open_.tree.share.name, open_.handle.path.rpartition("/")[0])):
         leasing.written.add(open_)
 
 

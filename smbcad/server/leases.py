@@ -107,6 +107,7 @@ class Leasing:
         self.grants: dict[Any, OplockGrant] = {}     # Open → its oplock
         self._server = None
         self.dir_leases: set[Lease] = set()          # leases on directories (dirleases.py)
+        self.dir_lease_places: dict[Lease, tuple] = {}   # with workers: (share, path)
         self.written: set = set()                    # opens written while dir_leases existed
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
         self.delivery = channels.BreakDelivery(call_later)
@@ -115,6 +116,10 @@ class Leasing:
         # (a ForeignOpen) or to none (None); set by the daemon.
         self.break_elsewhere: Callable[[tuple, elsewhere.ForeignOpen | None], None] = (
             lambda _key, _opener: None)
+        # ... and to break their directory leases on a listing changed here:
+        # (share name, directory path, the acting open's ParentLeaseKey or None).
+        self.break_listing_elsewhere: Callable[[str, str, bytes | None], None] = (
+            lambda _share, _directory, _parent_key: None)
 
     @property
     def server(self):
@@ -546,7 +551,7 @@ class Leasing:
             self.lease_tables.setdefault(client_guid, {})[lease.lease_key] = lease
             self._file(open_.file_key).holders.append(lease)
             if open_.is_directory:
-                self.dir_leases.add(lease)
+                dirleases.granted(self, lease, open_)
         elif level == (oplocks.normalise(lease_request.lease_state) & ~W if open_.is_directory
                        else lease_request.lease_state):
             self.apply(lease, Event(Kind.GRANT, level))
@@ -563,10 +568,6 @@ class Leasing:
     def _grantable(self, server, open_, requested: int, lease: Lease | None, *,
                    is_lease: bool) -> int:
         shared = elsewhere.shared(self)
-        if shared and open_.is_directory:
-            # A directory's caching would need a break from every worker that
-            # changes its entries: none is granted while workers share files.
-            return NONE
         other_opens = other_oplocks = other_handle_leases = 0
         state = server.opens.file_state(open_.file_key)
         for other in (state.opens if state is not None else ()):
@@ -608,7 +609,7 @@ class Leasing:
         """An open closed: it leaves its lease or drops its oplock, and whoever
         waited on the file may retry ([MS-FSA] 2.1.4.12 case CLOSE).  Its
         directory's leases hear of a deletion or an earlier write (``dirleases``)."""
-        if self.dir_leases or open_ in self.written:
+        if self.dir_leases or open_ in self.written or elsewhere.shared(self):
             dirleases.on_close(self, open_, self._deletes(open_))
         grant = self.grants.get(open_)
         if grant is not None:
@@ -631,7 +632,7 @@ class Leasing:
 
     def _drop_lease(self, lease: Lease) -> None:
         self._stop_timer(lease)
-        self.dir_leases.discard(lease)
+        dirleases.dropped(self, lease)
         table = self.lease_tables.get(lease.client_guid)
         if table is not None and table.get(lease.lease_key) is lease:
             del table[lease.lease_key]
@@ -773,10 +774,11 @@ def before_set_info(ctx, open_, info, retry: Callable):
         if pending is not None:
             return pending
     dirleases.before_set_info(leasing, open_, info)
-    if open_.file_key not in leasing.files:
-        return None
-    if isinstance(info, FileRenameInfo) or (
+    if not (isinstance(info, FileRenameInfo) or (
             isinstance(info, FileDispositionInfo) and info.delete_pending) or (
-            isinstance(info, FileDispositionInfoEx) and info.delete):
-        return leasing.before_handle_change(ctx, open_, retry)
-    return None
+            isinstance(info, FileDispositionInfoEx) and info.delete)):
+        return None
+    pending = elsewhere.take_handle(leasing, ctx, open_.file_key, retry)
+    if pending is not None or open_.file_key not in leasing.files:
+        return pending
+    return leasing.before_handle_change(ctx, open_, retry)

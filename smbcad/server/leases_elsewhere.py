@@ -48,10 +48,17 @@ class ForeignOpen:
     overwrite: bool = False
     sharing_violation: bool = False
     delete_on_close: bool = False
+    # Not an open: a rename or delete disposition through an open of the
+    # file, or a rename replacing it, takes every holder's handle caching
+    # (a lease loses H, a batch oplock goes to level II) and waits for it
+    # ([MS-FSA] 2.1.4.12 case SET_INFORMATION; ``renames``).
+    take_handle: bool = False
 
     def waits_on(self) -> int:
         """The record.CACHING_BITS that this open waits to see broken: W
         (H when the share modes refuse it; a lease's H when it deletes)."""
+        if self.take_handle:
+            return record.CACHING_HANDLE
         bits = record.CACHING_HANDLE if self.sharing_violation else record.CACHING_WRITE
         if self.delete_on_close:
             bits |= record.CACHING_HANDLE_LEASE
@@ -60,6 +67,9 @@ class ForeignOpen:
     def breaks(self, foreign: int) -> bool:
         """Whether holders with ``foreign`` (record.CACHING_BITS) break for it."""
         return bool(foreign & self.waits_on() or (self.overwrite and foreign))
+
+
+TAKE_HANDLE = ForeignOpen(0, take_handle=True)
 
 
 def opener_of(request, access: int, sharing_violation: bool) -> ForeignOpen:
@@ -191,7 +201,13 @@ def break_for_open(leasing, key: tuple, opener: ForeignOpen) -> None:
     as they would for a local open of the same kind (none of them shares
     the opener's lease: a client host's leases live on its one worker)."""
     caching = leasing.files.get(key)
-    if caching is not None and caching.holders:
+    if opener.take_handle:
+        for holder in list(caching.holders if caching is not None else ()):
+            state = holder.state
+            if state.held & oplocks.H and not state.breaking:
+                level = state.held & ~oplocks.H if holder.is_lease else oplocks.R
+                leasing.apply(holder, Event(Kind.BREAK, level))
+    elif caching is not None and caching.holders:
         views = [oplocks.HolderView(holder, holder.is_lease, holder.state)
                  for holder in caching.holders]
         decision = oplocks.decide_open(
@@ -202,6 +218,16 @@ def break_for_open(leasing, key: tuple, opener: ForeignOpen) -> None:
             leasing.apply(holder, Event(Kind.BREAK, level))
     if shared(leasing):
         sync_caching(leasing, key)
+
+
+def take_handle(leasing, ctx, key: tuple, retry: Callable) -> Pending | None:
+    """Before a rename or delete disposition of ``key`` (or a rename replacing
+    it): other workers' handle caching of it is broken first and waited for,
+    as local holders' (``Leasing.before_handle_change``, ``renames``)."""
+    if not shared(leasing) or not (ctx.server.opens.open_state.foreign_caching(key)
+                                   & record.CACHING_HANDLE):
+        return None
+    return wait_then_retry(leasing, ctx, key, retry, TAKE_HANDLE)
 
 
 def wait_then_retry(leasing, ctx, key: tuple, retry: Callable, opener: ForeignOpen) -> Pending:

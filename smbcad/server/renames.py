@@ -37,7 +37,7 @@ directory is indexed, not a scan per rename (issue 14); the rename itself
 from smbcad.proto.constants import AccessMask, ShareAccess
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import dirleases, files
+from smbcad.server import dirleases, files, leases_elsewhere
 from smbcad.server.oplocks import H, R, Event, Kind
 from smbcad.vfs import StreamHandle, parse_smb_path
 
@@ -83,8 +83,11 @@ def _settle_target(ctx, open_, target, retry):
     """Step 1: break handle caching on an open target that will be replaced."""
     key = _key_of(ctx.tree.share.fs, target)
     leasing = ctx.server.leasing
-    if key is None or key == open_.file_key or key not in leasing.files:
+    if key is None or key == open_.file_key:
         return None
+    pending = leases_elsewhere.take_handle(leasing, ctx, key, retry)   # other workers' first
+    if pending is not None or key not in leasing.files:
+        return pending
     wait = False
     for holder in list(leasing.files[key].holders):
         state = holder.state

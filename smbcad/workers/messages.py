@@ -28,7 +28,11 @@ predecessor of the same worker index is recognisable.  Payloads::
     8 AdminQuery             u32 request id, u16 n, n bytes query (UTF-8)
     9 AdminReply             u32 request id, u32 n, n bytes JSON (UTF-8)
    10 BreakForOpen           file key, u32 access, u8 flags (bit 0 overwrite,
-                             bit 1 sharing violation, bit 2 delete on close)
+                             bit 1 sharing violation, bit 2 delete on close,
+                             bit 3 take handle caching: a rename or deletion)
+   11 ListingChanged         u16 n, n bytes share name, u32 m, m bytes
+                             directory path (UTF-8, surrogatepass), 16 bytes
+                             the acting open's ParentLeaseKey (zeros: none)
 
 Every message fits one datagram of at most ``MAX_MESSAGE`` bytes, and
 ``encode`` refuses a larger one rather than splitting it: a worker's answer
@@ -57,6 +61,8 @@ _REQUEST_AND_STATUS = struct.Struct("<II")     # LogoffSessionReply
 _REQUEST_AND_U16 = struct.Struct("<IH")        # AdminQuery
 _REQUEST_AND_U32 = struct.Struct("<II")        # AdminReply
 _ACCESS_AND_FLAGS = struct.Struct("<IB")       # BreakForOpen
+_U16 = struct.Struct("<H")
+_U32_LENGTH = struct.Struct("<I")
 _NO_LEASE_KEY = bytes(16)
 _U32 = 1 << 32
 
@@ -81,6 +87,7 @@ class MessageType(enum.IntEnum):
     ADMIN_QUERY = 8
     ADMIN_REPLY = 9
     BREAK_FOR_OPEN = 10
+    LISTING_CHANGED = 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +243,14 @@ class BreakForOpen(_Message):
     OVERWRITE: ClassVar[int] = 0x01
     SHARING_VIOLATION: ClassVar[int] = 0x02
     DELETE_ON_CLOSE: ClassVar[int] = 0x04
+    TAKE_HANDLE: ClassVar[int] = 0x08
+    FLAGS: ClassVar[int] = 0x0F
     file_key: FileKey
     access: int
     flags: int
 
     def encode(self) -> bytes:
-        if self.flags & ~0x07:
+        if self.flags & ~self.FLAGS:
             raise MessageError(f"BreakForOpen: flags {self.flags:#x}")
         return _pack_file_key(self.file_key) + _ACCESS_AND_FLAGS.pack(self.access, self.flags)
 
@@ -249,9 +258,39 @@ class BreakForOpen(_Message):
     def read(cls, reader: _Reader) -> "BreakForOpen":
         file_key = _read_file_key(reader)
         access, flags = reader.fields(_ACCESS_AND_FLAGS)
-        if flags & ~0x07:
+        if flags & ~cls.FLAGS:
             raise MessageError(f"BreakForOpen: flags {flags:#x}")
         return cls(file_key, access, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class ListingChanged(_Message):
+    """A directory's listing changed through the sender ([MS-FSA] 2.1.4.13):
+    the receiver breaks its directory leases on it to none, except the one
+    whose key is ``parent_lease_key``."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LISTING_CHANGED
+    share: str
+    directory: str
+    parent_lease_key: bytes = _NO_LEASE_KEY
+
+    def encode(self) -> bytes:
+        if len(self.parent_lease_key) != 16:
+            raise MessageError(f"ListingChanged: lease key of {len(self.parent_lease_key)} bytes")
+        try:
+            share = self.share.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise MessageError(f"ListingChanged: share is not UTF-8 ({error.reason})") from None
+        directory = self.directory.encode("utf-8", "surrogatepass")
+        return (_U16.pack(len(share)) + share + _U32_LENGTH.pack(len(directory)) + directory
+                + self.parent_lease_key)
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "ListingChanged":
+        share = _text(reader.take(reader.fields(_U16)[0]), reader.what)
+        directory = _text(reader.take(reader.fields(_U32_LENGTH)[0]), reader.what,
+                          "surrogatepass")
+        return cls(share, directory, reader.take(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,13 +409,14 @@ class AdminQuery(_Message):
 
 
 Message = (BreakRequest | BreakDone | LocksChanged | ReleaseDurable | ReleaseDurableReply
-           | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply | BreakForOpen)
+           | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply | BreakForOpen
+           | ListingChanged)
 Request = ReleaseDurable | LogoffSession | AdminQuery
 Reply = ReleaseDurableReply | LogoffSessionReply | AdminReply
 
 MESSAGE_TYPES = MappingProxyType({kind.TYPE: kind for kind in (
     BreakRequest, BreakDone, LocksChanged, ReleaseDurable, ReleaseDurableReply,
-    LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen)})
+    LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen, ListingChanged)})
 """Type code → message class: what ``decode`` accepts."""
 
 

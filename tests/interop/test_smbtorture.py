@@ -59,10 +59,9 @@ GROUPS = (
 # only): smbtorture's connections get random ClientGuids, so its two clients
 # land on one worker or on two, and every test must pass either way.
 WORKERS_SUFFIX = "+workers"
-# What fails with workers only, and why (added to the known-failures file's).
-WORKERS_KNOWNFAIL = {
-    "smb2.lease.v2_request": "directory leases are not granted with workers (docs/multicore.md)",
-}
+# What fails with workers only, and why (added to the known-failures file's):
+# nothing since directory leases work across workers.
+WORKERS_KNOWNFAIL: dict[str, str] = {}
 # Groups run against a share marked ``ca``: persistent handles are granted
 # there, and durable-v2-open's persistent tests expect the CA tables.
 CA_GROUPS = frozenset({"smb2.durable-open", "smb2.durable-v2-open", "smb2.durable-v2-delay",

@@ -110,7 +110,8 @@ def worker_pids(server) -> list:
 class Client:
     def __init__(self, server, guid: uuid.UUID) -> None:
         self.connection = Connection(guid, server.host, server.port)
-        self.connection.client_capabilities |= Capabilities.SMB2_GLOBAL_CAP_PERSISTENT_HANDLES
+        self.connection.client_capabilities |= (Capabilities.SMB2_GLOBAL_CAP_PERSISTENT_HANDLES
+                                                | Capabilities.SMB2_GLOBAL_CAP_DIRECTORY_LEASING)
         self.connection.connect(timeout=WAIT_S)
         self.session = Session(self.connection, server.user, server.password)
         self.session.connect()
@@ -383,6 +384,95 @@ def test_level_ii_oplocks_are_shared_across_workers(server):
             assert struct.unpack_from("<xxB", break_payload(heard))[0] == 0x00
         for handle in (other, holder):
             handle.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def set_delete_disposition(client: Client, handle: Open) -> int:
+    """SET_INFO FileDispositionInformation (class 13), DeletePending 1: its status."""
+    body = struct.pack("<HBBIHHI16s", 33, 1, 13, 1, 96, 0, 0, handle.file_id) + b"\x01"
+    request = client.connection.send(RawBody(Commands.SMB2_SET_INFO, body),
+                                     sid=client.session.session_id,
+                                     tid=client.tree.tree_connect_id)
+    return client.connection.receive(request, timeout=WAIT_S)["status"].get_value()
+
+
+def test_a_delete_through_another_worker_takes_handle_caching_first(server):
+    """[MS-FSA] 2.1.4.12 SET_INFORMATION FileDispositionInformation: an RH
+    lease held through worker 0 beside worker 1's open loses H before the
+    delete disposition set through worker 1 goes on, which waits for the
+    acknowledgment, so the holder can close its cached handle."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    breaks = listen_for_breaks(first)
+    key = uuid.uuid4().bytes
+    try:
+        holder = hold_rwh_lease(first, "doomed.bin", key, state=0x3)
+        deleter = second.open("doomed.bin")                 # RH stays: no break for it
+        assert not breaks.response_event.wait(0.5), "an open beside RH broke the lease"
+        outcome: list = []
+        deleting = threading.Thread(target=lambda: outcome.append(
+            set_delete_disposition(second, deleter)), daemon=True)
+        deleting.start()
+        assert breaks.response_event.wait(WAIT_S), "the RH lease was not broken first"
+        _size, _epoch, flags, _key, current, new = struct.unpack_from(
+            "<HHI16sII", break_payload(breaks))
+        assert (current, new) == (0x3, 0x1) and flags & 0x1
+        time.sleep(0.5)
+        assert deleting.is_alive(), "the delete went on before the acknowledgment"
+        acknowledge_break_to_none(first, key, state=0x1)
+        deleting.join(WAIT_S)
+        assert outcome == [0], outcome
+        holder.close()
+        deleter.close()
+        assert status_of(lambda: second.open("doomed.bin", disposition=CreateDisposition.FILE_OPEN)) \
+            == 0xC0000034                                    # OBJECT_NAME_NOT_FOUND: deleted
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_directory_lease_is_broken_by_a_change_through_another_worker(server):
+    """[MS-FSA] 2.1.4.13: a directory lease (RH, v2) held through worker 0 is
+    broken to none when worker 1's client creates a file in the directory,
+    and again, once granted anew, when that file is deleted; a file created
+    elsewhere breaks nothing."""
+    first, second = Client(server, guid_for(0)), Client(server, guid_for(1))
+    key = uuid.uuid4().bytes
+    try:
+        second.open("listed", disposition=CreateDisposition.FILE_OPEN_IF,
+                    options=CreateOptions.FILE_DIRECTORY_FILE).close()
+
+        def lease_directory() -> Open:
+            handle = Open(first.tree, "listed")
+            answered = handle.create(
+                ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.GENERIC_READ,
+                0x10, SHARE_ALL, CreateDisposition.FILE_OPEN, CreateOptions.FILE_DIRECTORY_FILE,
+                oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_LEASE,
+                create_contexts=[lease_context(key, 0x3)])
+            assert lease_state(answered) == 0x3, "no directory lease through worker 0"
+            return handle
+
+        directory = lease_directory()
+        breaks = listen_for_breaks(first)
+        second.open("elsewhere.txt").close()                 # another directory: nothing
+        assert not breaks.response_event.wait(1.0), "a change elsewhere broke the lease"
+        created = second.open("listed\\new.txt", access=FilePipePrinterAccessMask.GENERIC_READ
+                              | FilePipePrinterAccessMask.DELETE)
+        assert breaks.response_event.wait(WAIT_S), "a file created through worker 1 broke nothing"
+        _size, _epoch, _flags, break_key, current, new = struct.unpack_from(
+            "<HHI16sII", break_payload(breaks))
+        assert (break_key, current, new) == (key, 0x3, 0)
+        acknowledge_break_to_none(first, key)
+        directory.close()
+
+        directory = lease_directory()                        # granted anew
+        breaks = listen_for_breaks(first)
+        assert set_delete_disposition(second, created) == 0
+        created.close()                                      # the entry leaves the listing
+        assert breaks.response_event.wait(WAIT_S), "a deletion through worker 1 broke nothing"
+        acknowledge_break_to_none(first, key)
+        directory.close()
     finally:
         first.close()
         second.close()

@@ -265,3 +265,27 @@ def test_a_share_violation_waits_for_a_break_only_when_handle_caching_is_held_el
     assert not caching.value.sharing_violation
     store.set_caching(KEY, 0)
     assert other.foreign_caching(KEY) == 0
+
+
+def test_directory_leases_are_published_per_directory_and_swept_with_their_owner(store):
+    """dirleaserecord: another worker's change to a listing asks this one
+    record whether someone else holds a directory lease there."""
+    other = copy.copy(store)
+    other.owner = 4242
+    assert not store.dir_leases_elsewhere("Data", "a/b")
+    other.publish_dir_leases("data", "a/b", 2)
+    assert store.dir_leases_elsewhere("DATA", "a/b")          # share names fold case
+    assert not other.dir_leases_elsewhere("data", "a/b")      # its own do not count
+    assert not store.dir_leases_elsewhere("data", "a/B") and not store.dir_leases_elsewhere(
+        "other", "a/b")
+    store.publish_dir_leases("data", "a/b", 1)
+    other.publish_dir_leases("data", "a/b", 0)
+    assert other.dir_leases_elsewhere("data", "a/b") and not store.dir_leases_elsewhere(
+        "data", "a/b")
+    long_path = "/".join(["d" * 200] * 5)                      # past LMDB's key limit
+    other.publish_dir_leases("data", long_path, 1)
+    assert store.dir_leases_elsewhere("data", long_path)
+    store.forget_owner(4242)                                   # that worker died
+    assert not store.dir_leases_elsewhere("data", long_path)
+    store.publish_dir_leases("data", "a/b", 0)
+    assert not other.dir_leases_elsewhere("data", "a/b")

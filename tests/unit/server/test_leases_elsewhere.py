@@ -92,3 +92,15 @@ def test_the_holder_breaks_as_for_a_local_open():
     assert leasing.applied == []                                   # shared: nothing breaks
     elsewhere.break_for(leasing, KEY)                              # a write elsewhere
     assert leasing.applied == [(level_ii, Kind.BREAK, NONE)]
+
+
+def test_a_rename_or_delete_elsewhere_takes_handle_caching():
+    take = elsewhere.TAKE_HANDLE
+    assert take.breaks(RH_LEASE) and take.breaks(BATCH) and not take.breaks(LEVEL_II)
+    assert take.waits_on() == record.CACHING_HANDLE
+    rh = Lease(b"g" * 16, b"k" * 16, KEY, 2, CacheState(R | H))
+    batch = OplockGrant(object(), CacheState(R | W | H))
+    level_ii = OplockGrant(object(), CacheState(R))
+    leasing = RecordingLeasing(rh, batch, level_ii)
+    elsewhere.break_for_open(leasing, KEY, take)
+    assert leasing.applied == [(rh, Kind.BREAK, R), (batch, Kind.BREAK, R)]

@@ -42,7 +42,8 @@ class Harness:
     def __init__(self):
         metrics = SimpleNamespace(opens=SimpleNamespace(inc=lambda: None, dec=lambda: None))
         leasing = SimpleNamespace(release=lambda open_: None, files={}, dir_leases=set(),
-                                  break_read_caching=lambda open_: None)  # no leases
+                                  break_read_caching=lambda open_: None,
+                                  server=None)  # no leases
         self.server = SimpleNamespace(
             opens=OpenTable(metrics=metrics, clock=time.time, leasing=leasing,
                             open_state=OpenStateDb.private(), spawn=lambda commit: commit,

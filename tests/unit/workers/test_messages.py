@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from smbcad.proto.status import NtStatus
 from smbcad.workers.messages import (
     HEADER, MAX_MESSAGE, MESSAGE_TYPES, VERSION, AdminQuery, AdminReply, BreakDone,
-    BreakForOpen, BreakRequest, Header, LocksChanged, LogoffSession, LogoffSessionReply, MessageError,
+    BreakForOpen, BreakRequest, Header, ListingChanged, LocksChanged, LogoffSession, LogoffSessionReply, MessageError,
     MessageType, ReleaseDurable, ReleaseDurableReply, ReplyWaiters, Sequencer, decode, encode)
 
 LEASE_KEY = bytes(range(16))
@@ -51,6 +51,9 @@ PINNED = [
     # an open for READ_DATA | WRITE_DATA (3) that overwrites and deletes on close
     (BreakForOpen((0x1122334455667788, 42), 3, 0x05),
      header_hex(10, 23) + "8877665544332211 2a00000000000000 0000 03000000 05"),
+    # share "data", directory "a/b", ParentLeaseKey 00..0f
+    (ListingChanged("data", "a/b", LEASE_KEY),
+     header_hex(11, 29) + "0400 64617461 03000000 612f62 000102030405060708090a0b0c0d0e0f"),
 ]
 
 
@@ -85,7 +88,10 @@ MESSAGES = st.one_of(
     st.builds(LogoffSession, U64, U32), st.builds(LogoffSessionReply, U32, U32),
     st.builds(AdminQuery, U32, st.text(max_size=100).filter(
         lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s))),
-    st.builds(AdminReply, U32, JSON), st.builds(BreakForOpen, FILE_KEY, U32, st.integers(0, 7)))
+    st.builds(AdminReply, U32, JSON), st.builds(BreakForOpen, FILE_KEY, U32, st.integers(0, 15)),
+    st.builds(ListingChanged, st.text(max_size=20).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)), st.text(max_size=60),
+        st.binary(min_size=16, max_size=16)))
 
 
 @given(MESSAGES, U16, U32, U32)
@@ -112,9 +118,13 @@ def with_header(payload: bytes, *, version=VERSION, code=MessageType.BREAK_DONE,
     (with_header(GOOD[18:], version=2), "version 2"),
     (with_header(GOOD[18:], version=0), "version 0"),
     (with_header(GOOD[18:], code=0), "unknown message type 0"),
-    (with_header(GOOD[18:], code=11), "unknown message type 11"),
-    (with_header(GOOD[18:] + struct.pack("<IB", 3, 8), code=MessageType.BREAK_FOR_OPEN),
-     "BreakForOpen: flags 0x8"),
+    (with_header(GOOD[18:], code=12), "unknown message type 12"),
+    (with_header(struct.pack("<H", 1) + b"\xff" + struct.pack("<I", 0) + bytes(16),
+                 code=MessageType.LISTING_CHANGED), "ListingChanged: not UTF-8"),
+    (with_header(struct.pack("<H", 0) + struct.pack("<I", 0) + bytes(15),
+                 code=MessageType.LISTING_CHANGED), "ListingChanged: payload of 21 bytes"),
+    (with_header(GOOD[18:] + struct.pack("<IB", 3, 0x10), code=MessageType.BREAK_FOR_OPEN),
+     "BreakForOpen: flags 0x10"),
     (with_header(GOOD[18:], code=255), "unknown message type 255"),
     (with_header(GOOD[18:], length=19), "header says 19 payload bytes, the datagram carries 18"),
     (with_header(GOOD[18:], length=17), "header says 17"),
