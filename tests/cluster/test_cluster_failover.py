@@ -35,7 +35,7 @@ pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
 from smbprotocol.connection import Capabilities, Connection, Request  # noqa: E402
 from smbprotocol.create_contexts import (  # noqa: E402
     DurableHandleFlags, SMB2CreateDurableHandleResponseV2, SMB2CreateResponseLeaseV2)
-from smbprotocol.exceptions import SMBResponseException  # noqa: E402
+from smbprotocol.exceptions import SMBConnectionClosed, SMBResponseException  # noqa: E402
 from smbprotocol.header import Commands, SMB2HeaderRequest  # noqa: E402
 from smbprotocol.file_info import FileRenameInformation  # noqa: E402
 from smbprotocol.open import (  # noqa: E402
@@ -355,8 +355,15 @@ def test_a_break_pending_at_the_kill_is_delivered_after_the_reconnect(pair):
     breaks = pair.client.call(park_for_breaks, owner.client)
     before = wait_in_sync(pair.a)["acked_mseq"]
     other = pair.client.call(Client, uuid.uuid4())
-    blocked = threading.Thread(target=lambda: status_of(lambda: create(other.tree, "vm.vhdx")),
-                               daemon=True)
+    blocked_ended = []
+
+    def open_blocked_by_the_break():
+        try:
+            blocked_ended.append(status_of(lambda: create(other.tree, "vm.vhdx")))
+        except SMBConnectionClosed:
+            blocked_ended.append("connection closed")
+
+    blocked = threading.Thread(target=open_blocked_by_the_break, daemon=True)
     blocked.start()                                  # waits for the owner's acknowledgment
     assert breaks.response_event.wait(WAIT_S), "no lease break before the kill"
     assert lease_break_of(breaks)[2:] == (LEASE_RWH, LEASE_RH)
@@ -364,6 +371,7 @@ def test_a_break_pending_at_the_kill_is_delivered_after_the_reconnect(pair):
 
     pair.a.kill()
     blocked.join(WAIT_S)
+    assert blocked_ended == ["connection closed"]   # still waiting when its node died
     pair.lost("A")
     adopted = pair.adopt("B")
     assert adopted["ok"] and adopted["restored"] == 1, (adopted, pair.b.log_tail())

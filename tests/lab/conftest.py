@@ -11,8 +11,13 @@ them with the ``run_in_guest`` fixture (``labvm.run_in_guest``).
 """
 
 import os
+import warnings
 
 import pytest
+
+
+class LabGuestLockup(UserWarning):
+    """The guest kernel locked up during a lab run (the run was repeated)."""
 
 collect_ignore = [] if os.environ.get("LAB_GUEST") == "1" else ["guest_tests"]
 
@@ -56,11 +61,24 @@ def _lab_gate(request):
 @pytest.fixture
 def run_in_guest(lab_host, record_property):
     """``labvm.run_in_guest`` (same arguments), recording the run's timings
-    as test properties (JUnit XML) and printing them (shown on failure)."""
+    as test properties (JUnit XML) and printing them (shown on failure).
+
+    A run the guest kernel ended with a soft lockup (``LOCKUP_STATUS``: a CPU
+    stuck in Debian's kernel under TCG, not a result of the command) is run
+    once more in a fresh guest; the lockup and its backtraces stay visible
+    as a warning in the summary whatever the second run does."""
     import labvm
 
     def run(code_or_args, timeout, **kwargs):
         result = labvm.run_in_guest(code_or_args, timeout, **kwargs)
+        if result.status == labvm.LOCKUP_STATUS:
+            backtrace = "\n".join(line for line in result.text.splitlines()
+                                  if line.startswith("lab-guest: "))
+            warnings.warn(f"lab: the guest kernel locked up after {result.command_s:.0f} s "
+                          f"of the command; running it once more in a fresh guest\n{backtrace}",
+                          LabGuestLockup, stacklevel=2)
+            record_property("lab_lockup", backtrace)
+            result = labvm.run_in_guest(code_or_args, timeout, **kwargs)
         record_property("lab_boot_s", round(result.boot_s, 1))
         record_property("lab_command_s", round(result.command_s, 1))
         print(f"lab: status {result.status}, boot {result.boot_s:.1f} s, "

@@ -287,6 +287,35 @@ dmesg > $J/dmesg.boot
 stamp ready
 cp /run/timings /run/warnings $J/ 2>/dev/null
 
+# A guest kernel soft lockup (seen once in CI: a CPU stuck in the kernel
+# under TCG for the rest of the run): its backtraces go to the output (the
+# console shows only KERN_EMERG lines after dmesg -n 1), and once a CPU has
+# been stuck LOCKUP_END_S the run ends with LOCKUP_STATUS instead of running
+# into the host's timeout.  labvm.vm.LOCKUP_STATUS is the same number.
+LOCKUP_STATUS=126
+LOCKUP_END_S=120
+lockup_watch() {
+    reported=0
+    while sleep 5; do
+        dmesg | grep -q 'soft lockup' || continue
+        if [ $reported = 0 ]; then
+            reported=1
+            echo "lab-guest: the guest kernel reports a soft lockup; CPU backtraces follow"
+            echo l > /proc/sysrq-trigger 2>/dev/null
+            sleep 2
+            dmesg | sed -n '/soft lockup/,$p' | head -200 | sed 's/^/lab-guest: /'
+        fi
+        stuck=$(dmesg | sed -n 's/.*soft lockup - CPU#[0-9]* stuck for \([0-9]*\)s.*/\1/p' | tail -1)
+        if [ "${stuck:-0}" -ge $LOCKUP_END_S ]; then
+            echo "lab-guest: a CPU has been stuck in the kernel for ${stuck} s: ending the run"
+            dmesg > $J/dmesg.txt
+            echo $LOCKUP_STATUS > $J/rc
+            printf '%s:END:%s@@\n' "$MARK" $LOCKUP_STATUS
+            power_off
+        fi
+    done
+}
+
 # ------------------------------------------------------------ 6. the command
 set +x
 [ "${LAB_VERBOSE:-0}" = 1 ] || dmesg -n 1
@@ -298,8 +327,11 @@ if [ "$LAB_MODE" = shell ]; then
 else
     stty -opost 2>/dev/null          # bytes through unchanged: no \n -> \r\n
     printf '%s:START@@\n' "$MARK"
+    lockup_watch &
+    watch_pid=$!
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot $R /bin/bash /run/lab/cmd.sh </dev/null
     rc=$?
+    kill $watch_pid 2>/dev/null
 fi
 stamp command-done
 echo $rc > $J/rc

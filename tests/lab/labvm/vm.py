@@ -16,7 +16,9 @@ One run is one throwaway guest.  The host side:
    dies with its parent: PR_SET_PDEATHSIG).
 
 Statuses besides COMMAND's own: 124 timeout, 125 the lab failed (the
-console tail is in ``RunResult.failure``).
+console tail is in ``RunResult.failure``), 126 the guest kernel locked up
+(guest/init.sh's lockup watch: a CPU stuck in the kernel for two minutes;
+the backtraces are in the output).
 """
 
 import ctypes
@@ -37,6 +39,7 @@ from labvm.image import Host, Image, ensure_image, find_host
 
 TIMEOUT_STATUS = 124
 LAB_FAILED_STATUS = 125
+LOCKUP_STATUS = 126             # guest/init.sh's LOCKUP_STATUS
 SILENT_STATUS = -124            # _pump's own: reported as TIMEOUT_STATUS
 PASSED_ENV = ("HOME", "LANG", "LC_ALL", "PATH", "VIRTUAL_ENV", "PYTHONPATH", "CI")
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -82,7 +85,7 @@ class LabOptions:
 
 @dataclass
 class RunResult:
-    """What one guest run did.  ``status`` is COMMAND's exit status, or 124/125."""
+    """What one guest run did.  ``status`` is COMMAND's exit status, or 124-126."""
 
     status: int
     output: bytes = b""
@@ -93,7 +96,7 @@ class RunResult:
     guest_timings: dict[str, float] = field(default_factory=dict)   # phase -> guest uptime
     warnings: list[str] = field(default_factory=list)
     lun_table: str = ""
-    failure: str = ""             # why the lab failed (status 124/125)
+    failure: str = ""             # why the lab failed (status 124-126)
     job_dir: str | None = None    # kept job directory
 
     @property
@@ -371,6 +374,9 @@ def run(command: Sequence[str], options: LabOptions = LabOptions(), *,
             result.failure = f"lab: timeout: guest killed after {options.timeout_s:.0f} s\n"
         elif console.status is None:
             result.failure = _failure_report(job.dir, console.state, proc.returncode)
+        elif console.status == LOCKUP_STATUS:
+            result.failure = ("lab: the guest kernel locked up (a soft lockup); the run was "
+                              "ended; backtraces in the output's lab-guest: lines\n")
     finally:
         if verbose is not None:
             verbose.close()
