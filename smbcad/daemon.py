@@ -33,7 +33,8 @@ from smbcad.loop_lag import LoopLagProbe
 from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
-from smbcad.server import dirleases, leases_elsewhere
+from smbcad.proto.status import NtStatus
+from smbcad.server import dirleases, leases_elsewhere, renamed_opens
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
@@ -46,7 +47,8 @@ from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
 from smbcad.workers.messages import (BreakForOpen, BreakRequest, ListingChanged, LocksChanged,
-                                     MessageError)
+                                     OpensBelow, PeerStatus, Renamed)
+from smbcad.workers.peers import Peers
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
 log = logging.getLogger("smbcad")
@@ -318,26 +320,14 @@ class Daemon:
         except MailboxError as exc:
             raise HandoffError(str(exc)) from None
         self.mailbox.attach(loop, self._message)
-        self.server.opens.locks_released = lambda key: self._tell_others(LocksChanged(key))
-        self.server.leasing.break_elsewhere = lambda key, opener: self._tell_others(
+        peers = self.server.peers = Peers(self.mailbox, self.seat.index, self.seat.count)
+        self.server.opens.locks_released = lambda key: peers.tell(LocksChanged(key))
+        self.server.leasing.break_elsewhere = lambda key, opener: peers.tell(
             _break_message(key, opener))
         self.server.leasing.break_listing_elsewhere = (
-            lambda share, directory, parent_key: self._tell_others(
+            lambda share, directory, parent_key: peers.tell(
                 ListingChanged(share, directory, parent_key or bytes(16))))
         return bound
-
-    def _tell_others(self, message) -> None:
-        """``message`` to every other worker (a few: one per core)."""
-        for index in range(self.seat.count):
-            if index == self.seat.index:
-                continue
-            try:
-                self.mailbox.send(index, message)
-            except MailboxError as exc:          # restarting: it holds nothing
-                log.debug("%s", exc)
-            except MessageError as exc:          # a path past a datagram's size
-                log.warning("not sent to worker %d: %s", index, exc)
-                return
 
     async def _recheck_lock_waiters(self) -> None:
         """LocksChanged is the prompt way; this is the sure one."""
@@ -360,9 +350,24 @@ class Daemon:
                 dirleases.break_listing(self.server.leasing, share, message.directory,
                                         message.parent_lease_key if any(
                                             message.parent_lease_key) else None)
+        elif isinstance(message, PeerStatus):
+            self.server.peers.replied(message)
+        elif isinstance(message, OpensBelow):
+            # A directory rename through another worker: anything open below it here?
+            found = renamed_opens.on_opens_below(self.server, message.share, message.directory)
+            self.server.peers.answer(header.sender, PeerStatus(
+                message.request_id, NtStatus.ACCESS_DENIED if found else NtStatus.SUCCESS))
+        elif isinstance(message, Renamed):
+            # A rename through another worker: opens of it here follow.
+            self.server.spawn(self._answer_renamed(header.sender, message))
         elif isinstance(message, BreakRequest):
             # Another worker's client changed the file: read caching of it ends.
             leases_elsewhere.break_for(self.server.leasing, message.file_key)
+
+    async def _answer_renamed(self, sender: int, message) -> None:
+        await renamed_opens.on_renamed(self.server, message.file_key, message.share,
+                                       message.old_path, message.new_path)
+        self.server.peers.answer(sender, PeerStatus(message.request_id, NtStatus.SUCCESS))
 
     async def _open_handle_store(self):
         """The durable handle store in the state directory (issue 4), then

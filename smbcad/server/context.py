@@ -108,6 +108,8 @@ class RequestContext:
     # the new channel (Samba's smbd does the same for SESSION_SETUP).
     plaintext: bool = False
     create_intent: Any = None            # a CREATE's intent across its retries (server/intents.py)
+    # a directory rename asked the other workers about opens below it (server/renamed_opens.py)
+    asked_workers: bool = False
 
     def lookup_open(self, file_id: tuple[int, int]):
         """The Open for a FileId in this session (3.3.5.2.x), or in a related

@@ -102,6 +102,22 @@ def dropped(leasing, lease) -> None:
         _publish(leasing, place)
 
 
+def moved(leasing, opens) -> None:
+    """Opens a rename moved (``renamed_opens.follow``): a directory lease
+    among them is published at its new place."""
+    if not leasing.dir_lease_places:
+        return
+    for open_ in opens:
+        lease = open_.lease
+        old_place = leasing.dir_lease_places.get(lease) if lease is not None else None
+        new_place = (open_.tree.share.name, open_.handle.path)
+        if old_place is None or old_place == new_place:
+            continue
+        leasing.dir_lease_places[lease] = new_place
+        _publish(leasing, old_place)
+        _publish(leasing, new_place)
+
+
 def _publish(leasing, place: tuple[str, str]) -> None:
     count = sum(1 for other in leasing.dir_lease_places.values() if other == place)
     leasing.server.opens.open_state.publish_dir_leases(*place, count)

@@ -4,6 +4,11 @@ tells afterwards ([MS-FSA] 2.1.5.15.12, [MS-SMB2] 3.3.5.21.1).
 Before: the order of Samba's smbd_smb2_setinfo_lease_break_check, which
 follows Windows.
 
+0. With worker processes, a directory's rename asks the other workers
+   whether they have opens below it (``renamed_opens.check_elsewhere``;
+   STATUS_ACCESS_DENIED if one has, as ``commands/set_info`` refuses it for
+   this process's opens).
+
 1. Replacing a target that is open: its handle caching is broken first
    (a lease loses H, a batch oplock goes to level II) and the rename waits for
    the acknowledgment, so a client that only cached the handle can close it.
@@ -37,7 +42,7 @@ directory is indexed, not a scan per rename (issue 14); the rename itself
 from smbcad.proto.constants import AccessMask, ShareAccess
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import dirleases, files, leases_elsewhere
+from smbcad.server import dirleases, files, leases_elsewhere, renamed_opens
 from smbcad.server.oplocks import H, R, Event, Kind
 from smbcad.vfs import StreamHandle, parse_smb_path
 
@@ -57,6 +62,8 @@ def before_rename(ctx, open_, info, retry):
         return None                 # the rename itself reports the bad name
     if not target:
         return None
+    if open_.is_directory and ctx.server.peers is not None and not ctx.asked_workers:
+        return renamed_opens.check_elsewhere(ctx, open_, retry)     # step 0
     if info.replace_if_exists:
         pending = _settle_target(ctx, open_, target, retry)
         if pending is not None:

@@ -46,6 +46,9 @@ class SmbServer:
             lambda: sum(len(conn.pending) for conn in list(self.connections)))
         self.pipe_environment = None                     # built on first IPC$ pipe open
         self.notify_registry = None                      # inotify watches, from the first CHANGE_NOTIFY
+        # The node's other worker processes (smbcad.workers.peers.Peers), set
+        # by the daemon when server.workers > 1; None: this is the only one.
+        self.peers = None
         self.leasing = Leasing()                         # oplocks and leases
         self.leasing.server = self                       # lease breaks reach connections
         # Share modes and delete-pending as every process of the node sees

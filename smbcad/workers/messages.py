@@ -30,9 +30,16 @@ predecessor of the same worker index is recognisable.  Payloads::
    10 BreakForOpen           file key, u32 access, u8 flags (bit 0 overwrite,
                              bit 1 sharing violation, bit 2 delete on close,
                              bit 3 take handle caching: a rename or deletion)
-   11 ListingChanged         u16 n, n bytes share name, u32 m, m bytes
-                             directory path (UTF-8, surrogatepass), 16 bytes
-                             the acting open's ParentLeaseKey (zeros: none)
+   11 ListingChanged         share, u32 m, m bytes directory path (UTF-8,
+                             surrogatepass), 16 bytes the acting open's
+                             ParentLeaseKey (zeros: none)
+   12 OpensBelow             u32 request id, share, u32 m, m bytes directory path
+   13 PeerStatus             u32 request id, u32 status (NTSTATUS)
+   14 Renamed                u32 request id, file key, share, u32 m, m bytes
+                             old path, u32 k, k bytes new path
+
+A share is u16 n, n bytes of its name (UTF-8); paths are share-relative,
+"/"-separated (UTF-8, surrogatepass).
 
 Every message fits one datagram of at most ``MAX_MESSAGE`` bytes, and
 ``encode`` refuses a larger one rather than splitting it: a worker's answer
@@ -88,6 +95,9 @@ class MessageType(enum.IntEnum):
     ADMIN_REPLY = 9
     BREAK_FOR_OPEN = 10
     LISTING_CHANGED = 11
+    OPENS_BELOW = 12
+    PEER_STATUS = 13
+    RENAMED = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +151,27 @@ def _pack_file_key(key: FileKey) -> bytes:
                            f"non-empty stream name)")
     stream = key[2].encode("utf-8", "surrogatepass")
     return _FILE_KEY.pack(key[0], key[1], len(stream)) + stream
+
+
+def _pack_share(share: str, what: str) -> bytes:
+    try:
+        raw = share.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise MessageError(f"{what}: share is not UTF-8 ({error.reason})") from None
+    return _U16.pack(len(raw)) + raw
+
+
+def _read_share(reader: _Reader) -> str:
+    return _text(reader.take(reader.fields(_U16)[0]), reader.what)
+
+
+def _pack_path(path: str) -> bytes:
+    raw = path.encode("utf-8", "surrogatepass")
+    return _U32_LENGTH.pack(len(raw)) + raw
+
+
+def _read_path(reader: _Reader) -> str:
+    return _text(reader.take(reader.fields(_U32_LENGTH)[0]), reader.what, "surrogatepass")
 
 
 def _read_file_key(reader: _Reader) -> FileKey:
@@ -277,20 +308,73 @@ class ListingChanged(_Message):
     def encode(self) -> bytes:
         if len(self.parent_lease_key) != 16:
             raise MessageError(f"ListingChanged: lease key of {len(self.parent_lease_key)} bytes")
-        try:
-            share = self.share.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise MessageError(f"ListingChanged: share is not UTF-8 ({error.reason})") from None
-        directory = self.directory.encode("utf-8", "surrogatepass")
-        return (_U16.pack(len(share)) + share + _U32_LENGTH.pack(len(directory)) + directory
+        return (_pack_share(self.share, "ListingChanged") + _pack_path(self.directory)
                 + self.parent_lease_key)
 
     @classmethod
     def read(cls, reader: _Reader) -> "ListingChanged":
-        share = _text(reader.take(reader.fields(_U16)[0]), reader.what)
-        directory = _text(reader.take(reader.fields(_U32_LENGTH)[0]), reader.what,
-                          "surrogatepass")
-        return cls(share, directory, reader.take(16))
+        return cls(_read_share(reader), _read_path(reader), reader.take(16))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus(_FixedMessage):
+    """A worker's answer to OpensBelow or Renamed: an NTSTATUS."""
+
+    LAYOUT: ClassVar[struct.Struct] = _REQUEST_AND_STATUS
+    TYPE: ClassVar[MessageType] = MessageType.PEER_STATUS
+    request_id: int
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpensBelow(_Message):
+    """Does the receiver have an open of anything below ``directory``?  A
+    directory rename through the sender is refused while one is open
+    ([MS-FSA] 2.1.5.15.12: STATUS_ACCESS_DENIED).  PeerStatus SUCCESS: none;
+    ACCESS_DENIED: some."""
+
+    TYPE: ClassVar[MessageType] = MessageType.OPENS_BELOW
+    REPLY: ClassVar[type] = PeerStatus
+    request_id: int
+    share: str
+    directory: str
+
+    def encode(self) -> bytes:
+        return (_U32_LENGTH.pack(self.request_id) + _pack_share(self.share, "OpensBelow")
+                + _pack_path(self.directory))
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "OpensBelow":
+        request_id = reader.fields(_U32_LENGTH)[0]
+        return cls(request_id, _read_share(reader), _read_path(reader))
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed(_Message):
+    """The sender renamed ``file_key`` from ``old_path`` to ``new_path``: the
+    receiver's opens of it, and of anything below a renamed directory, live
+    at the new name (their delete-on-close, persistent records, name
+    queries).  PeerStatus SUCCESS once their records say so."""
+
+    TYPE: ClassVar[MessageType] = MessageType.RENAMED
+    REPLY: ClassVar[type] = PeerStatus
+    request_id: int
+    file_key: FileKey
+    share: str
+    old_path: str
+    new_path: str
+
+    def encode(self) -> bytes:
+        return (_U32_LENGTH.pack(self.request_id) + _pack_file_key(self.file_key)
+                + _pack_share(self.share, "Renamed") + _pack_path(self.old_path)
+                + _pack_path(self.new_path))
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "Renamed":
+        request_id = reader.fields(_U32_LENGTH)[0]
+        file_key = _read_file_key(reader)
+        return cls(request_id, file_key, _read_share(reader), _read_path(reader),
+                   _read_path(reader))
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,13 +494,14 @@ class AdminQuery(_Message):
 
 Message = (BreakRequest | BreakDone | LocksChanged | ReleaseDurable | ReleaseDurableReply
            | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply | BreakForOpen
-           | ListingChanged)
-Request = ReleaseDurable | LogoffSession | AdminQuery
-Reply = ReleaseDurableReply | LogoffSessionReply | AdminReply
+           | ListingChanged | OpensBelow | PeerStatus | Renamed)
+Request = ReleaseDurable | LogoffSession | AdminQuery | OpensBelow | Renamed
+Reply = ReleaseDurableReply | LogoffSessionReply | AdminReply | PeerStatus
 
 MESSAGE_TYPES = MappingProxyType({kind.TYPE: kind for kind in (
     BreakRequest, BreakDone, LocksChanged, ReleaseDurable, ReleaseDurableReply,
-    LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen, ListingChanged)})
+    LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen, ListingChanged,
+    OpensBelow, PeerStatus, Renamed)})
 """Type code → message class: what ``decode`` accepts."""
 
 

@@ -648,10 +648,11 @@ def ca_server(tmp_path_factory):
     running.stop()
 
 
-def persistent_open(client: Client, name: str, contexts) -> Open:
-    """A CREATE with DH2Q or DH2C and no sharing, which must come back persistent."""
+def persistent_open(client: Client, name: str, contexts, share: int = 0) -> Open:
+    """A CREATE with DH2Q or DH2C (sharing nothing unless ``share`` says),
+    which must come back persistent."""
     handle = Open(client.tree, name)
-    answered = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, 0,
+    answered = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, share,
                              CreateDisposition.FILE_OPEN_IF,
                              CreateOptions.FILE_NON_DIRECTORY_FILE, create_contexts=contexts)
     durable = [c for c in answered or () if isinstance(c, SMB2CreateDurableHandleResponseV2)]

@@ -101,6 +101,8 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbcad/workers/worker_metrics.py", (PURE, "prometheus_client")),
     ("smbcad/workers/fanout.py", (PURE, "smbca.control")),
     ("smbcad/workers/partitions.py", (STDLIB, "smbcad.store", "smbcad.workers")),
+    # Reaching the other workers: PeerStatus answers are NTSTATUSes.
+    ("smbcad/workers/peers.py", (STDLIB, "smbcad.workers", "smbcad.proto.status")),
     ("smbcad/workers/*", (STDLIB, "smbcad.workers")),
     ("smbcad/crypto/*", (STDLIB, "cryptography", "smbcad.crypto", "smbcad.proto")),
     ("smbcad/vfs/*", (STDLIB, "smbcad.vfs", "smbcad.proto")),

@@ -15,7 +15,7 @@ from smbcad.proto.fscc import (
     SET_FILE_ACCESS, decode_set_info, missing_access, set_security_access)
 from smbcad.proto.set_info import SetInfoRequest, SetInfoResponse
 from smbcad.proto.status import NtStatus
-from smbcad.server import deletes, durable, eas, leases, renames, security, streams
+from smbcad.server import deletes, durable, eas, leases, renamed_opens, renames, security, streams
 from smbcad.server.context import answer_after
 from smbcad.vfs import parse_smb_path
 
@@ -99,7 +99,7 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
         raise SmbError(NtStatus.OBJECT_NAME_INVALID, "empty target")
     server, fs = ctx.server, ctx.tree.share.fs
     old_path = open_.handle.path
-    if open_.is_directory and _has_open_descendants(server, ctx.tree.share, old_path):
+    if open_.is_directory and renamed_opens.opens_below(server, ctx.tree.share, old_path):
         raise SmbError(NtStatus.ACCESS_DENIED, "files below the directory are open")
     resolved = fs.lookup(target)
     if resolved.exists:
@@ -110,39 +110,8 @@ def _rename(ctx, open_, info: FileRenameInfo) -> None:
             if server.opens.is_open(key):
                 raise SmbError(NtStatus.ACCESS_DENIED, "target is open")
     new = fs.rename(open_.handle, target, replace=info.replace_if_exists)
-    _follow_rename(server, ctx.tree.share, open_, old_path, new.path)
+    renamed_opens.follow(server, ctx.tree.share, open_.file_key, old_path, new.path)
     renames.after_rename(ctx, open_, old_path, new.path)     # directory leases (server/renames.py)
-
-
-def _has_open_descendants(server, share, path: str) -> bool:
-    prefix = path + "/" if path else ""
-    for state in server.opens.by_file.values():
-        for other in state.opens:
-            if other.tree.share is share and other.handle.path.startswith(prefix):
-                return True
-    return False
-
-
-def _follow_rename(server, share, open_, old: str, new: str) -> None:
-    """Every open of the file, and of anything below a renamed directory, now
-    lives at the new name: their delete-on-close must hit the right path, a
-    persistent open's record must name the file as it is now (else a restart
-    or takeover finds it "gone"), and a DH2C names it so (Open.FileName,
-    3.3.5.9.12)."""
-    prefix = old + "/"
-    for state in server.opens.by_file.values():
-        for other in state.opens:
-            if other.is_pipe or other.tree.share is not share:
-                continue
-            path = other.handle.path
-            if other.file_key == open_.file_key:
-                now = new
-            elif path.startswith(prefix):
-                now = new + "/" + path[len(prefix):]
-            else:
-                continue
-            other.handle.path = other.path = now
-            other.client_name = now.replace("/", "\\")
 
 
 # What a persistent open's record carries (smbcad.server.open_records.to_record).
@@ -182,15 +151,20 @@ def handle(ctx):
         pending = leases.before_set_info(ctx, open_, info, _retry)   # rename/delete vs H leases
         if pending is not None:
             return pending
+        old_path = open_.handle.path
         handler(ctx, open_, info)
         if isinstance(info, _PERSISTED_INFO):
             # a persistent open's new name, delete-on-close or position is in
             # the handle store before the answer; a rename moves every open of
-            # the file (_follow_rename), so all their records change at once
+            # the file (renamed_opens.follow), so all their records change at once
             state = ctx.server.opens.file_state(open_.file_key)
             moved = (state.opens if isinstance(info, FileRenameInfo) and state is not None
                      else [open_])
             commit = durable.persist_many(ctx.server.opens, moved)
+            if ctx.server.peers is not None and open_.handle.path != old_path:
+                # other workers' opens of it follow before the answer
+                return renamed_opens.answer_when_followed(ctx, open_, old_path, commit,
+                                                          SetInfoResponse().encode())
             if commit is not None:
                 return answer_after(commit, SetInfoResponse().encode())
     elif request.info_type == InfoType.SECURITY:

@@ -313,14 +313,14 @@ def test_a_renamed_open_is_stored_and_comes_back_under_its_new_name(tmp_path):
     """The record carries the name the file has now: a persistent open renamed
     through SET_INFO (or through another open of the same file) is found again
     after a restart or takeover, not dropped as "gone"."""
-    from smbcad.server.commands import set_info
+    from smbcad.server import renamed_opens
     share_dir = make_share(tmp_path)
     server, *_ = run_restore(tmp_path, [record_for("vm.vhdx", share_dir)])
     open_ = server.opens.by_persistent_id[0x1234]
     share = server.find_share("share")
     old = open_.handle.path
     new = share.fs.rename(open_.handle, ("renamed.vhdx",)).path
-    set_info._follow_rename(server, share, open_, old, new)
+    renamed_opens.follow(server, share, open_.file_key, old, new)
     state = server.opens.by_file[open_.file_key]
     record = open_records.to_record(open_, state, 1, delete_pending=False)
     assert record.path == "renamed.vhdx"

@@ -10,8 +10,9 @@ from hypothesis import given, strategies as st
 from smbcad.proto.status import NtStatus
 from smbcad.workers.messages import (
     HEADER, MAX_MESSAGE, MESSAGE_TYPES, VERSION, AdminQuery, AdminReply, BreakDone,
-    BreakForOpen, BreakRequest, Header, ListingChanged, LocksChanged, LogoffSession, LogoffSessionReply, MessageError,
-    MessageType, ReleaseDurable, ReleaseDurableReply, ReplyWaiters, Sequencer, decode, encode)
+    BreakForOpen, BreakRequest, Header, ListingChanged, LocksChanged, LogoffSession,
+    LogoffSessionReply, MessageError, MessageType, OpensBelow, PeerStatus, ReleaseDurable,
+    ReleaseDurableReply, Renamed, ReplyWaiters, Sequencer, decode, encode)
 
 LEASE_KEY = bytes(range(16))
 OPEN_ID = 0x0102030405060708
@@ -54,6 +55,15 @@ PINNED = [
     # share "data", directory "a/b", ParentLeaseKey 00..0f
     (ListingChanged("data", "a/b", LEASE_KEY),
      header_hex(11, 29) + "0400 64617461 03000000 612f62 000102030405060708090a0b0c0d0e0f"),
+    # request 9: anything open below "vm" on share "data"?
+    (OpensBelow(9, "data", "vm"),
+     header_hex(12, 16) + "09000000 0400 64617461 02000000 766d"),
+    (PeerStatus(9, NtStatus.ACCESS_DENIED),
+     header_hex(13, 8) + "09000000 220000c0"),
+    # request 10: file (1, 2) on "data" renamed from "a/x" to "b"
+    (Renamed(10, (1, 2), "data", "a/x", "b"),
+     header_hex(14, 40) + "0a000000 0100000000000000 0200000000000000 0000 0400 64617461"
+                          "03000000 612f78 01000000 62"),
 ]
 
 
@@ -91,7 +101,13 @@ MESSAGES = st.one_of(
     st.builds(AdminReply, U32, JSON), st.builds(BreakForOpen, FILE_KEY, U32, st.integers(0, 15)),
     st.builds(ListingChanged, st.text(max_size=20).filter(
         lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)), st.text(max_size=60),
-        st.binary(min_size=16, max_size=16)))
+        st.binary(min_size=16, max_size=16)),
+    st.builds(OpensBelow, U32, st.text(max_size=20).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)), st.text(max_size=60)),
+    st.builds(PeerStatus, U32, U32),
+    st.builds(Renamed, U32, FILE_KEY, st.text(max_size=20).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)), st.text(max_size=60),
+        st.text(max_size=60)))
 
 
 @given(MESSAGES, U16, U32, U32)
@@ -118,7 +134,13 @@ def with_header(payload: bytes, *, version=VERSION, code=MessageType.BREAK_DONE,
     (with_header(GOOD[18:], version=2), "version 2"),
     (with_header(GOOD[18:], version=0), "version 0"),
     (with_header(GOOD[18:], code=0), "unknown message type 0"),
-    (with_header(GOOD[18:], code=12), "unknown message type 12"),
+    (with_header(GOOD[18:], code=15), "unknown message type 15"),
+    (with_header(struct.pack("<IH", 1, 1) + b"\xff" + struct.pack("<I", 0),
+                 code=MessageType.OPENS_BELOW), "OpensBelow: not UTF-8"),
+    (with_header(struct.pack("<IH", 1, 0) + struct.pack("<I", 5) + b"ab",
+                 code=MessageType.OPENS_BELOW), "OpensBelow: payload of 12 bytes is too short"),
+    (with_header(struct.pack("<I", 1) + GOOD[18:] + struct.pack("<HI", 0, 0),
+                 code=MessageType.RENAMED), "Renamed: payload of 28 bytes is too short"),
     (with_header(struct.pack("<H", 1) + b"\xff" + struct.pack("<I", 0) + bytes(16),
                  code=MessageType.LISTING_CHANGED), "ListingChanged: not UTF-8"),
     (with_header(struct.pack("<H", 0) + struct.pack("<I", 0) + bytes(15),
