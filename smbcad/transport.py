@@ -197,7 +197,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
     """One TCP connection: frame assembly plus a task that runs frames in order."""
 
     def __init__(self, server, make_connection, max_frame: int, *, routing: bool = False,
-                 already_read: bytes = b"") -> None:
+                 already_read: bytes = b"", passed: bool = False) -> None:
         """``routing``: the first frames go through ``server.gate`` (worker
         processes); ``already_read``: what another worker read from this
         connection before it passed it here."""
@@ -206,6 +206,7 @@ class SmbProtocol(asyncio.BufferedProtocol):
         self.max_frame = max_frame
         self._routing = routing
         self._already_read = already_read
+        self.passed = passed             # another worker admitted it and passed it here
         self.transport = None
         self.connection = None
         self._stage = server.stage       # shared by the listener's connections
@@ -672,21 +673,30 @@ class SmbListener:
 
     def admit(self, protocol: SmbProtocol, peer: str) -> bool:
         """Count a new connection in, or refuse it: server.max_connections,
-        server.max_connections_per_client."""
+        server.max_connections_per_client, for the whole node.  With worker
+        processes the counts are every worker's together, in the open-state
+        database; a connection another worker passed here was admitted there."""
         limits = self.limits_config()
         host = protocol.client_host
-        if len(self._protocols) >= limits.max_connections:
-            self.limits.hit("connections", peer,
-                            f"{len(self._protocols)} connections open (server.max_connections); "
-                            "refused")
-            return False
-        from_client = self._per_client.get(host, 0)
-        if from_client >= limits.max_connections_per_client:
-            self.limits.hit("connections_per_client", peer,
-                            f"{from_client} connections from {host} "
+        open_state = self.server.opens.open_state
+        if open_state.shared:
+            refused = open_state.admit_connection(
+                host, *((None, None) if protocol.passed else
+                        (limits.max_connections, limits.max_connections_per_client)))
+        elif len(self._protocols) >= limits.max_connections:
+            refused = "connections", len(self._protocols)
+        elif self._per_client.get(host, 0) >= limits.max_connections_per_client:
+            refused = "connections_per_client", self._per_client[host]
+        else:
+            refused = None
+        if refused is not None:
+            limit, held = refused
+            self.limits.hit(limit, peer, f"{held} connections open (server.max_connections); "
+                            "refused" if limit == "connections" else
+                            f"{held} connections from {host} "
                             "(server.max_connections_per_client); refused")
             return False
-        self._per_client[host] = from_client + 1
+        self._per_client[host] = self._per_client.get(host, 0) + 1
         self._protocols.add(protocol)
         self.metrics.connections.set(len(self._protocols))
         return True
@@ -703,6 +713,8 @@ class SmbListener:
             self._per_client[host] = left
         else:
             self._per_client.pop(host, None)
+        if self.server.opens.open_state.shared:
+            self.server.opens.open_state.connection_closed(host)
         self.metrics.connections.set(len(self._protocols))
 
     def tracked(self) -> dict:
@@ -741,7 +753,7 @@ class SmbListener:
         try:
             await loop.connect_accepted_socket(
                 lambda: SmbProtocol(self, self.make_connection, self.max_frame,
-                                    already_read=already_read), sock)
+                                    already_read=already_read, passed=True), sock)
         except OSError as exc:
             log.info("a passed connection was gone before it was served: %s", exc)
             sock.close()

@@ -7,7 +7,8 @@ ask each other.  Its ``files`` sub-database holds, per file,
 ``smbcad.openstate.record`` bytes (its opens' owner, id, access and share
 access, and delete-pending); ``locks`` the byte-range locks
 (``lockrecord``); ``dirleases`` who holds directory leases where
-(``dirleaserecord``).  ``smbcad.openstate.table`` says what each operation
+(``dirleaserecord``); ``connections`` each process's connections, in all
+and per client address (``countrecord``).  ``smbcad.openstate.table`` says what each operation
 does to them.
 
 It is volatile state, rebuilt from nothing at every start (Samba's
@@ -61,6 +62,7 @@ class OpenStateDb(OpenStateTable):
             self._files = self._env.open_db(b"files")
             self._locks = self._env.open_db(b"locks")
             self._dir_leases = self._env.open_db(b"dirleases")
+            self._connections = self._env.open_db(b"connections")
             pages = map_size // self._env.stat()["psize"]
         except (OSError, lmdb.Error) as exc:
             raise OpenStateError(f"{path}: {exc}") from None
@@ -98,9 +100,10 @@ class OpenStateDb(OpenStateTable):
 
     shared = True
 
-    def _begin(self, write: bool = False, locks: bool = False,
-               dirleases: bool = False) -> lmdb.Transaction:
-        db = self._dir_leases if dirleases else self._locks if locks else self._files
+    def _begin(self, write: bool = False, locks: bool = False, dirleases: bool = False,
+               connections: bool = False) -> lmdb.Transaction:
+        db = (self._connections if connections else self._dir_leases if dirleases
+              else self._locks if locks else self._files)
         return self._env.begin(db=db, write=write)
 
     @staticmethod

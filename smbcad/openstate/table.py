@@ -18,7 +18,7 @@ Both run the same record code, so what one decides the other decides.
 
 import os
 
-from smbcad.openstate import dirleaserecord, lockrecord, record
+from smbcad.openstate import countrecord, dirleaserecord, lockrecord, record
 
 
 class OpenStateError(Exception):
@@ -58,11 +58,13 @@ class OpenStateTable:
     # byte-range locks are published to them (``claim_locks``).
     shared = False
 
-    def _begin(self, write: bool = False, locks: bool = False, dirleases: bool = False):
+    def _begin(self, write: bool = False, locks: bool = False, dirleases: bool = False,
+               connections: bool = False):
         """A transaction of the store: a context manager whose value has
         ``get``, ``put``, ``delete`` and ``pop`` (and what ``_scan`` reads);
         ``locks``: of the byte-range locks' records, not the opens';
-        ``dirleases``: of the directory leases' (``dirleaserecord``)."""
+        ``dirleases``: of the directory leases' (``dirleaserecord``);
+        ``connections``: of the connection counts (``countrecord``)."""
         raise NotImplementedError
 
     # --- reads -----------------------------------------------------------------------
@@ -203,7 +205,8 @@ class OpenStateTable:
         changed = 0
         for store, without in (({}, record.without_owner),
                                ({"locks": True}, lockrecord.without_owner),
-                               ({"dirleases": True}, dirleaserecord.without_owner)):
+                               ({"dirleases": True}, countrecord.without_owner),
+                               ({"connections": True}, countrecord.without_owner)):
             with self._begin(write=True, **store) as txn:
                 updates = []
                 for db_key, value in self._scan(txn):
@@ -274,7 +277,7 @@ class OpenStateTable:
         """This process now holds ``count`` directory leases on ``path``."""
         db_key = dirleaserecord.encode_key(share, path)
         with self._begin(write=True, dirleases=True) as txn:
-            value = dirleaserecord.with_owner_count(txn.get(db_key), self.owner, count)
+            value = countrecord.with_owner_count(txn.get(db_key), self.owner, count)
             if value is None:
                 txn.pop(db_key)
             else:
@@ -285,6 +288,49 @@ class OpenStateTable:
         with self._begin(dirleases=True) as txn:
             return dirleaserecord.held_elsewhere(
                 txn.get(dirleaserecord.encode_key(share, path)), self.owner)
+
+    # --- connections (server.max_connections*, smbcad.openstate.countrecord) --------
+
+    def admit_connection(self, host: str, max_total: int | None = None,
+                         max_from_host: int | None = None) -> tuple[str, int] | None:
+        """Count one more connection of this process from ``host``, unless
+        every process of the node together already has ``max_total``, or
+        ``max_from_host`` from ``host``: then which limit ("connections" or
+        "connections_per_client") and the node's count, and nothing is
+        counted.  No limits: a connection the node already admitted (passed
+        here by another worker) is counted in."""
+        host_key = countrecord.client_key(host)
+        owner = self.owner
+        with self._begin(write=True, connections=True) as txn:
+            node, from_host = txn.get(countrecord.NODE_CONNECTIONS), txn.get(host_key)
+            if max_total is not None and (held := countrecord.total(node)) >= max_total:
+                return "connections", held
+            if max_from_host is not None and (
+                    held := countrecord.total(from_host)) >= max_from_host:
+                return "connections_per_client", held
+            txn.put(countrecord.NODE_CONNECTIONS, countrecord.with_owner_count(
+                node, owner, countrecord.count_of(node, owner) + 1))
+            txn.put(host_key, countrecord.with_owner_count(
+                from_host, owner, countrecord.count_of(from_host, owner) + 1))
+        return None
+
+    def connection_closed(self, host: str) -> None:
+        """A connection of this process from ``host`` that was counted in is gone."""
+        owner = self.owner
+        with self._begin(write=True, connections=True) as txn:
+            for db_key in (countrecord.NODE_CONNECTIONS, countrecord.client_key(host)):
+                value = txn.get(db_key)
+                left = countrecord.with_owner_count(
+                    value, owner, max(countrecord.count_of(value, owner) - 1, 0))
+                if left is None:
+                    txn.pop(db_key)
+                else:
+                    txn.put(db_key, left)
+
+    def node_connections(self) -> int:
+        """Every process's connections together."""
+        with self._begin(connections=True) as txn:
+            return countrecord.total(txn.get(countrecord.NODE_CONNECTIONS))
 
     # --- byte-range locks (smbcad.openstate.lockrecord) -----------------------------
 
@@ -370,12 +416,16 @@ class MemoryOpenState(OpenStateTable):
         self._records: dict[bytes, bytes] = {}
         self._locks: dict[bytes, bytes] = {}
         self._dir_leases: dict[bytes, bytes] = {}
+        self._connections: dict[bytes, bytes] = {}
         self._transaction = _DictTransaction(self._records)
         self._lock_transaction = _DictTransaction(self._locks)
         self._dir_lease_transaction = _DictTransaction(self._dir_leases)
+        self._connection_transaction = _DictTransaction(self._connections)
 
-    def _begin(self, write: bool = False, locks: bool = False,
-               dirleases: bool = False) -> _DictTransaction:
+    def _begin(self, write: bool = False, locks: bool = False, dirleases: bool = False,
+               connections: bool = False) -> _DictTransaction:
+        if connections:
+            return self._connection_transaction
         if dirleases:
             return self._dir_lease_transaction
         return self._lock_transaction if locks else self._transaction
@@ -387,3 +437,4 @@ class MemoryOpenState(OpenStateTable):
         self._records.clear()
         self._locks.clear()
         self._dir_leases.clear()
+        self._connections.clear()

@@ -289,3 +289,30 @@ def test_directory_leases_are_published_per_directory_and_swept_with_their_owner
     assert not store.dir_leases_elsewhere("data", long_path)
     store.publish_dir_leases("data", "a/b", 0)
     assert not other.dir_leases_elsewhere("data", "a/b")
+
+
+def test_connection_limits_count_every_process_of_the_node(store):
+    """server.max_connections and max_connections_per_client across workers:
+    the check and the count are one transaction over every process's counts."""
+    other = copy.copy(store)
+    other.owner = 4242
+    assert other.admit_connection("192.0.2.1", 3, 2) is None
+    assert other.admit_connection("192.0.2.1", 3, 2) is None
+    # this process has none from there, yet the node has two: the third is refused
+    assert store.admit_connection("192.0.2.1", 3, 2) == ("connections_per_client", 2)
+    assert store.admit_connection("192.0.2.2", 3, 2) is None
+    assert store.node_connections() == 3
+    assert store.admit_connection("192.0.2.3", 3, 2) == ("connections", 3)
+    # a connection another worker admitted and passed here is counted without a check
+    assert store.admit_connection("192.0.2.1") is None
+    assert store.node_connections() == 4
+    store.connection_closed("192.0.2.1")
+    other.connection_closed("192.0.2.1")
+    assert store.admit_connection("192.0.2.1", 4, 2) is None    # room again, both counts
+    store.forget_owner(4242)                                     # that worker died
+    assert store.node_connections() == 2
+    for host in ("192.0.2.1", "192.0.2.2"):
+        store.connection_closed(host)
+    assert store.node_connections() == 0
+    store.connection_closed("192.0.2.9")                         # never counted: no effect
+    assert store.node_connections() == 0
