@@ -39,6 +39,7 @@ breaks them as a local change would (``break_listing``).
 from smbcad.proto.constants import Dialect, GlobalCaps
 from smbcad.proto.create_contexts import ZERO_KEY
 from smbcad.proto.fscc import FileAllocationInfo, FileBasicInfo, FileEndOfFileInfo
+from smbcad.server.leases_elsewhere import shared
 from smbcad.server.oplocks import NONE, Event, Kind
 
 # SET_INFO classes that change what a directory listing shows of the file.
@@ -70,7 +71,7 @@ def break_parent(leasing, share, path: str, acting_parent_key: bytes | None) -> 
     parent = path.rpartition("/")[0]
     if leasing.dir_leases:
         break_listing(leasing, share, parent, acting_parent_key)
-    if _shared(leasing) and leasing.server.opens.open_state.dir_leases_elsewhere(
+    if shared(leasing) and leasing.server.opens.open_state.dir_leases_elsewhere(
             share.name, parent):
         leasing.break_listing_elsewhere(share.name, parent, acting_parent_key)
 
@@ -88,7 +89,7 @@ def break_listing(leasing, share, directory: str, acting_parent_key: bytes | Non
 def granted(leasing, lease, open_) -> None:
     """A directory lease was granted on ``open_``'s directory."""
     leasing.dir_leases.add(lease)
-    if _shared(leasing):
+    if shared(leasing):
         place = (open_.tree.share.name, open_.handle.path)
         leasing.dir_lease_places[lease] = place
         _publish(leasing, place)
@@ -123,11 +124,6 @@ def _publish(leasing, place: tuple[str, str]) -> None:
     leasing.server.opens.open_state.publish_dir_leases(*place, count)
 
 
-def _shared(leasing) -> bool:
-    server = leasing.server
-    return server is not None and server.opens.open_state.shared
-
-
 def _break_for(leasing, open_) -> None:
     if open_.tree is not None:
         break_parent(leasing, open_.tree.share, open_.handle.path, parent_key_of(open_))
@@ -147,7 +143,7 @@ def before_set_info(leasing, open_, info) -> None:
 
 def after_rename(leasing, open_, old_path: str, new_path: str) -> None:
     """The entry left one listing and joined another (maybe the same)."""
-    if not leasing.dir_leases and not _shared(leasing):
+    if not leasing.dir_leases and not shared(leasing):
         return
     share, key = open_.tree.share, parent_key_of(open_)
     break_parent(leasing, share, old_path, key)
@@ -162,7 +158,7 @@ def noted_write(leasing, open_) -> None:
     while another worker leases the directory."""
     if leasing.dir_leases:
         leasing.written.add(open_)
-    elif (_shared(leasing) and open_ not in leasing.written and open_.tree is not None
+    elif (shared(leasing) and open_ not in leasing.written and open_.tree is not None
           and leasing.server.opens.open_state.dir_leases_elsewhere(
               open_.tree.share.name, open_.handle.path.rpartition("/")[0])):
         leasing.written.add(open_)
