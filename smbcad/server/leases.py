@@ -169,6 +169,8 @@ class Leasing:
                               parked_break=saved.breaking)
                 self.lease_tables.setdefault(record.client_guid, {})[saved.lease_key] = lease
                 self.add_holder(open_.file_key, lease)
+                if open_.is_directory:        # changes to its listing break it
+                    dirleases.granted(self, lease, open_)
             lease.opens.append(open_)
             open_.lease = lease
             open_.oplock_level = OplockLevel.LEASE

@@ -338,3 +338,24 @@ def test_the_owner_sid_comes_back_with_the_open_and_goes_back_to_the_store(tmp_p
     assert restored == 1
     assert server.opens.by_persistent_id[0x1234].durable_owner_sid == sid
     assert remaining[0].owner_sid == sid
+
+
+def test_a_restored_directory_lease_is_broken_by_a_change_to_its_listing(tmp_path):
+    """A persistent open of a directory comes back with its directory lease
+    known as one: a file created in the directory afterwards breaks it
+    ([MS-FSA] 2.1.4.13), parked for the owner's reconnect."""
+    from smbcad.server import dirleases
+    share_dir = make_share(tmp_path)
+    (share_dir / "vmdir").mkdir()
+    record = record_for("vmdir", share_dir, is_directory=True, create_options=0x1,
+                        lease=LeaseRecord(LEASE_KEY, 2, 0x3, epoch=1))
+    server, (restored, dropped), *_ = run_restore(tmp_path, [record])
+    assert (restored, dropped) == (1, 0)
+    lease = server.leasing.lease(CLIENT, LEASE_KEY)
+    assert lease in server.leasing.dir_leases
+
+    async def create_in_the_directory():
+        dirleases.break_parent(server.leasing, server.find_share("share"), "vmdir/new.txt",
+                               None)
+        assert lease.state.breaking_to == 0
+    asyncio.run(create_in_the_directory())
