@@ -40,15 +40,15 @@ def _basic(ctx, open_, info: FileBasicInfo) -> None:
 def _end_of_file(ctx, open_, info: FileEndOfFileInfo) -> None:
     if info.end_of_file < 0 or info.end_of_file > _MAX_SIZE:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bad end of file")
-    leases.break_read_caching(ctx.server, open_)
     ctx.tree.share.fs.truncate(open_.handle, info.end_of_file)
+    leases.break_read_caching(ctx.server, open_)     # after, as a WRITE's
 
 
 def _allocation(ctx, open_, info: FileAllocationInfo) -> None:
     if info.allocation_size < 0 or info.allocation_size > _MAX_SIZE:
         raise SmbError(NtStatus.INVALID_PARAMETER, "bad allocation size")
-    leases.break_read_caching(ctx.server, open_)
     ctx.tree.share.fs.allocate(open_.handle, info.allocation_size)
+    leases.break_read_caching(ctx.server, open_)     # after, as a WRITE's
 
 
 def _set_delete_pending(ctx, open_, delete: bool) -> None:

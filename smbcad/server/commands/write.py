@@ -41,8 +41,10 @@ def handle(ctx):
         if offset < fs.stat(open_.handle).end_of_file:
             raise SmbError(NtStatus.ACCESS_DENIED, "append-only open")
     locks.check_io(ctx.server, open_, offset, length, write=True)
-    leases.break_read_caching(ctx.server, open_)
     written = fs.write(open_.handle, offset, request.data) if length else 0
+    # After the write: another worker's grant claimed after this reads the
+    # new data, one claimed before shows in the record read here.
+    leases.break_read_caching(ctx.server, open_)
     open_.position = offset + written
     ctx.server.metrics.bytes_written.inc(written)
     ctx.tree.share.counters.written_bytes.inc(written)

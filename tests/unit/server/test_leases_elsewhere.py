@@ -104,3 +104,43 @@ def test_a_rename_or_delete_elsewhere_takes_handle_caching():
     leasing = RecordingLeasing(rh, batch, level_ii)
     elsewhere.break_for_open(leasing, KEY, take)
     assert leasing.applied == [(rh, Kind.BREAK, R), (batch, Kind.BREAK, R)]
+
+
+def test_another_workers_read_caching_is_broken_after_the_data_changed(tmp_path):
+    """A WRITE (or a new end of file) tells the workers that cache the file
+    once its data has changed: a level II grant there that was claimed
+    before the change shows in the record read after it, and one claimed
+    after the change reads the new data.  Read before the change, a grant
+    claimed between the read and the write would keep stale data unbroken."""
+    import copy
+    import os
+    import struct
+
+    from smbcad.proto.constants import Command
+    from smbcad.proto.status import NtStatus
+    from tests.unit.proto import wire
+    from tests.unit.server.harness import connected_client, make_server, status_of
+
+    share = tmp_path / "share"
+    share.mkdir()
+    server = make_server(str(share), str(tmp_path / "state"))
+    client = connected_client(server)
+    created = client.request(Command.CREATE, wire.create_request("cached.bin", disposition=3))
+    assert status_of(created) == NtStatus.SUCCESS
+    file_id = struct.unpack_from("<QQ", created, 64 + 64)
+    key = server.find_share("share").fs.volume.key_of(os.stat(share / "cached.bin"))
+    other = copy.copy(server.opens.open_state)          # another worker, caching level II
+    other.owner = 4242
+    other.add_open(key, 99, 0x1, 0x7)
+    other.set_caching(key, LEVEL_II)
+    seen = []
+    server.leasing.break_elsewhere = lambda file_key, opener: seen.append(
+        (file_key, (share / "cached.bin").read_bytes()))
+
+    reply = client.request(Command.WRITE, wire.write_request(*file_id, 0, b"new data"))
+    assert status_of(reply) == NtStatus.SUCCESS
+    assert seen == [(key, b"new data")]
+    body = struct.pack("<HBBIHHI", 33, 1, 20, 8, 96, 0, 0) + wire.file_id_bytes(*file_id)
+    reply = client.request(Command.SET_INFO, body + struct.pack("<q", 3))  # end of file 3
+    assert status_of(reply) == NtStatus.SUCCESS
+    assert seen[1:] == [(key, b"new")]
