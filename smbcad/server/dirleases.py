@@ -154,13 +154,11 @@ def after_rename(leasing, open_, old_path: str, new_path: str) -> None:
 def noted_write(leasing, open_) -> None:
     """A write: the directory hears of it at the open's close (the listing's
     last-write time is settled then; smb2.lease.v2_request waits 4 s for a
-    break that must not come before the close).  With workers, once per open
-    while another worker leases the directory."""
-    if leasing.dir_leases:
-        leasing.written.add(open_)
-    elif (shared(leasing) and open_ not in leasing.written and open_.tree is not None
-          and leasing.server.opens.open_state.dir_leases_elsewhere(
-              open_.tree.share.name, open_.handle.path.rpartition("/")[0])):
+    break that must not come before the close).  With workers the close
+    reads whether another worker leases the directory, once, rather than
+    every WRITE (a lease granted there after the write saw the new times,
+    so breaking it as well costs a break, not correctness)."""
+    if leasing.dir_leases or shared(leasing):
         leasing.written.add(open_)
 
 

@@ -108,7 +108,7 @@ class Leasing:
         self._server = None
         self.dir_leases: set[Lease] = set()          # leases on directories (dirleases.py)
         self.dir_lease_places: dict[Lease, tuple] = {}   # with workers: (share, path)
-        self.written: set = set()                    # opens written while dir_leases existed
+        self.written: set = set()          # opens written while dir_leases existed or shared
         self._retrying: set[int] = set()             # id(ctx) of CREATEs being retried
         self.delivery = channels.BreakDelivery(call_later)
         # Worker processes (docs/multicore.md, "Caching across workers"): ask

@@ -20,7 +20,8 @@ pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
 from smbprotocol.connection import Connection  # noqa: E402
 from smbprotocol.exceptions import SMBException  # noqa: E402
 
-from servers import READY_LINE, REPO, RunningServer, Share, _launch, _wait_ready, free_port  # noqa: E402
+from servers import (  # noqa: E402
+    READY_LINE, REPO, RunningServer, Share, _launch, _wait_ready, free_port)
 from test_workers import WAIT_S, guid_for  # noqa: E402
 
 USER, PASSWORD = "limits", "Limits-Pw-1"
