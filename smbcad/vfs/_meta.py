@@ -92,15 +92,25 @@ def info_of_path_fd(fd: int, name: str, volume: VolumeId) -> FileInfo:
                      allocation)
 
 
+_UNREAD = object()
+
+
 def info_of_entry(dir_fd: int, name: str, volume: VolumeId, st: os.stat_result | None = None,
-                  ea_size: int = 0) -> FileInfo:
+                  ea_size: int = 0, dos_record=_UNREAD) -> FileInfo:
     """``FileInfo`` of a non-symlink entry of an open directory (never
-    followed); ``st``: its lstat, when the caller has it already (a listing)."""
+    followed); ``st``: its lstat, when the caller has it already (a listing);
+    ``dos_record``: its DOS attribute record, when the caller read it."""
     if st is None:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if dos_record is _UNREAD:
+        dos_record = read_dos_record(dir_fd, name)
     allocation = _allocation_at(name, st, dir_fd) if _needs_extent_map(st) else None
-    return file_info(st, attrs.read(f"/proc/self/fd/{dir_fd}/{name}", follow=False), name,
-                     volume, allocation, ea_size)
+    return file_info(st, dos_record, name, volume, allocation, ea_size)
+
+
+def read_dos_record(dir_fd: int, name: str):
+    """The DOS attribute record of a non-symlink entry of an open directory."""
+    return attrs.read(f"/proc/self/fd/{dir_fd}/{name}", follow=False)
 
 
 def _needs_extent_map(st: os.stat_result) -> bool:

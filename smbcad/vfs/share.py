@@ -32,6 +32,7 @@ from smbcad.vfs import _meta, _reflink, attrs, eas, ntacl
 from smbcad.vfs._fileops import ChangeTimes, FileOps
 from smbcad.vfs._openat2 import RENAME_NOREPLACE, Syscalls
 from smbcad.vfs._resolve import MISSING_ERRNOS, Resolver, is_listable, join
+from smbcad.vfs.entry_xattrs import EntryXattrs
 from smbcad.vfs.errors import smb_error
 from smbcad.vfs.model import DirEntry, FsIdentity, FsSize, OpenFile, Resolved
 from smbcad.vfs.name_index import NameIndex
@@ -83,6 +84,7 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
         self.change_times = ChangeTimes()
         self.open_streams = OpenStreams()       # named streams with open handles (streams.py)
         self.short_names = ShortNameCache()     # 8.3 maps of large directories listed
+        self.entry_xattrs = EntryXattrs()       # listed entries' xattr reads, by ctime
         self._user_xattrs: bool | None = None   # probed on first use
         self._reflink: bool | None = None       # probed on first use
 
@@ -582,10 +584,19 @@ class ShareFs(FileOps, StreamOps, eas.EaOps):
                     info = dataclasses.replace(info, ea_size=self._entry_ea_size(
                         open_file, name, True))
             else:
-                # One stat and no copy per entry: a listing pays this per name.
-                ea = self._entry_ea_size(open_file, name, False) \
-                    if ea_size and self.user_xattrs() else 0
-                info = _meta.info_of_entry(open_file.fd, name, self.volume, st, ea)
+                # One stat and no copy per entry: a listing pays this per name,
+                # and the xattr reads only when the entry changed (entry_xattrs.py).
+                want_ea = ea_size and self.user_xattrs()
+                kept = self.entry_xattrs.get(st)
+                if kept is not None and (not want_ea or kept[1] is not None):
+                    dos_record, ea = kept
+                else:
+                    dos_record = _meta.read_dos_record(open_file.fd, name)
+                    ea = self._entry_ea_size(open_file, name, False) if want_ea else \
+                        kept[1] if kept is not None else None
+                    self.entry_xattrs.keep(st, dos_record, ea)
+                info = _meta.info_of_entry(open_file.fd, name, self.volume, st,
+                                           ea if want_ea else 0, dos_record)
         except FileNotFoundError:
             return None
         except OSError as err:
