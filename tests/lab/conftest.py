@@ -15,10 +15,6 @@ import warnings
 
 import pytest
 
-
-class LabGuestLockup(UserWarning):
-    """The guest kernel locked up during a lab run (the run was repeated)."""
-
 collect_ignore = [] if os.environ.get("LAB_GUEST") == "1" else ["guest_tests"]
 
 
@@ -76,7 +72,7 @@ def run_in_guest(lab_host, record_property):
                                   if line.startswith("lab-guest: "))
             warnings.warn(f"lab: the guest kernel locked up after {result.command_s:.0f} s "
                           f"of the command; running it once more in a fresh guest\n{backtrace}",
-                          LabGuestLockup, stacklevel=2)
+                          labvm.LabGuestLockup, stacklevel=2)
             record_property("lab_lockup", backtrace)
             result = labvm.run_in_guest(code_or_args, timeout, **kwargs)
         record_property("lab_boot_s", round(result.boot_s, 1))

@@ -51,13 +51,11 @@ def test_a_guest_kernel_lockup_ends_the_run_with_its_backtraces(lab_host):
 
 
 def test_a_run_the_guest_kernel_locked_up_is_run_once_more_and_reported(run_in_guest):
-    from conftest import LabGuestLockup
-
     code = ("open('/dev/kmsg', 'w').write('<0>watchdog: BUG: soft lockup - CPU#1 stuck for "
             "125s! [lab-test:1]\\n'); import time; time.sleep(600)")
-    with pytest.warns(LabGuestLockup, match="running it once more") as caught:
+    with pytest.warns(labvm.LabGuestLockup, match="running it once more") as caught:
         result = run_in_guest(code, timeout=300, luns=0)
-    lockups = [str(w.message) for w in caught if issubclass(w.category, LabGuestLockup)]
+    lockups = [str(w.message) for w in caught if issubclass(w.category, labvm.LabGuestLockup)]
     assert len(lockups) == 1, lockups           # once more, not again and again
     assert "stuck in the kernel for 125 s" in lockups[0]
     assert result.status == labvm.LOCKUP_STATUS       # the second run locked up as well

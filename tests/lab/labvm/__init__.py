@@ -14,12 +14,12 @@ attentions.  See ``tests/lab/README.md``.
 
 from labvm.guest import GUEST_TESTS, guest_command, run_in_guest
 from labvm.image import Host, Image, LabUnavailable, ensure_image, find_host
-from labvm.vm import (LAB_FAILED_STATUS, LOCKUP_STATUS, REPO_ROOT, TIMEOUT_STATUS, LabOptions,
-                      RunResult, run, shell)
+from labvm.vm import (LAB_FAILED_STATUS, LOCKUP_STATUS, REPO_ROOT, TIMEOUT_STATUS,
+                      LabGuestLockup, LabOptions, RunResult, run, shell)
 
 __all__ = [
-    "GUEST_TESTS", "Host", "Image", "LAB_FAILED_STATUS", "LOCKUP_STATUS", "LabOptions",
-    "LabUnavailable",
+    "GUEST_TESTS", "Host", "Image", "LAB_FAILED_STATUS", "LOCKUP_STATUS", "LabGuestLockup",
+    "LabOptions", "LabUnavailable",
     "REPO_ROOT", "RunResult", "TIMEOUT_STATUS", "ensure_image", "find_host", "guest_command",
     "run", "run_in_guest", "shell",
 ]

@@ -40,6 +40,11 @@ from labvm.image import Host, Image, ensure_image, find_host
 TIMEOUT_STATUS = 124
 LAB_FAILED_STATUS = 125
 LOCKUP_STATUS = 126             # guest/init.sh's LOCKUP_STATUS
+
+
+class LabGuestLockup(UserWarning):
+    """The guest kernel locked up during a lab run (the run_in_guest fixture
+    warns with it, then runs the command once more)."""
 SILENT_STATUS = -124            # _pump's own: reported as TIMEOUT_STATUS
 PASSED_ENV = ("HOME", "LANG", "LC_ALL", "PATH", "VIRTUAL_ENV", "PYTHONPATH", "CI")
 REPO_ROOT = Path(__file__).resolve().parents[3]
