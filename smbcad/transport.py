@@ -691,10 +691,9 @@ class SmbListener:
             refused = None
         if refused is not None:
             limit, held = refused
-            self.limits.hit(limit, peer, f"{held} connections open (server.max_connections); "
-                            "refused" if limit == "connections" else
-                            f"{held} connections from {host} "
-                            "(server.max_connections_per_client); refused")
+            what = (f"{held} connections open (server.max_connections)" if limit == "connections"
+                    else f"{held} connections from {host} (server.max_connections_per_client)")
+            self.limits.hit(limit, peer, what + "; refused")
             return False
         self._per_client[host] = self._per_client.get(host, 0) + 1
         self._protocols.add(protocol)

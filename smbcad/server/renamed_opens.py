@@ -19,15 +19,12 @@ receiver runs ``on_renamed``).
 """
 
 import asyncio
-import logging
 
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import dirleases, durable
 from smbcad.server.context import COMMIT_INTERIM_S, Pending
 from smbcad.server.leases_elsewhere import run_again
-
-log = logging.getLogger("smbcad.server")
 
 
 def opens_below(server, share, path: str) -> bool:
