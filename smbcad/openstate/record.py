@@ -302,10 +302,19 @@ def with_entry_replaced(value: bytes | None, packed: bytes) -> bytes:
 def without_owner(value: bytes, owner: int, keep: frozenset = frozenset()) -> bytes | None:
     """``value`` without any entry of ``owner`` (a process that is gone),
     except those of the opens in ``keep`` (its persistent opens, which its
-    successor restores)."""
+    successor restores).  Those lost their connection with the process:
+    until the successor has them back they hold the file as disconnected
+    persistent opens do ([MS-SMB2] 3.3.5.9: STATUS_FILE_NOT_AVAILABLE to
+    others), and cache nothing (nobody could break them)."""
     flags, _count = _header(value)
-    kept = [ENTRY.pack(*fields) for fields in ENTRY.iter_unpack(value[HEADER.size:])
-            if fields[0] != owner or fields[1] in keep]
+    kept = []
+    for fields in ENTRY.iter_unpack(value[HEADER.size:]):
+        entry_owner, entry_id, access, share = fields
+        if entry_owner != owner:
+            kept.append(ENTRY.pack(*fields))
+        elif entry_id in keep:
+            share = (share & ~CACHING_BITS) | HELD_DISCONNECTED
+            kept.append(ENTRY.pack(entry_owner, entry_id, access, share))
     if not kept:
         return None
     return HEADER.pack(flags, len(kept)) + b"".join(kept)

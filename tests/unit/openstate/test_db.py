@@ -71,8 +71,11 @@ def test_a_dead_owners_persistent_opens_stay_for_its_successor(store):
     dead.add_open(KEY + ("s",), 11, READ, ALL)          # persistent too
     dead.add_open((1, 1), 12, READ, ALL)                # not persistent
     dead.set_disconnected(KEY, 10, True)
-    assert store.forget_owner(4242, keep=frozenset({10, 11})) == 1
+    # (1, 1) goes; the stream's open, connected when its process died, is now
+    # held disconnected too (its connection went with the process).
+    assert store.forget_owner(4242, keep=frozenset({10, 11})) == 2
     assert store.count() == 2 and store.held_disconnected(KEY)
+    assert store.held_disconnected(KEY + ("s",))
     assert store.sharing_conflict(KEY, READ, ALL) == NtStatus.SHARING_VIOLATION
     successor = copy.copy(store)
     successor.owner = 5151

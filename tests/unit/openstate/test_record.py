@@ -109,8 +109,13 @@ def test_a_restored_open_replaces_its_predecessors_entry():
                                                OpenEntry(2, 7, READ, S.READ))
     fresh = record.with_entry_replaced(None, OpenEntry(2, 9, READ, ALL).pack())
     assert record.decode(fresh).entries == (OpenEntry(2, 9, READ, ALL),)
-    kept = record.without_owner(value, 1, keep=frozenset({8}))
-    assert record.decode(kept).entries == (OpenEntry(1, 8, READ, ALL),)
+    # The dead process's persistent open is kept, now held disconnected and
+    # caching nothing (its connection and its breaks died with the process).
+    cached = record.with_caching(value, 1, record.CACHING | record.CACHING_HANDLE)
+    kept = record.without_owner(cached, 1, keep=frozenset({8}))
+    assert record.decode(kept).entries == (
+        OpenEntry(1, 8, READ, ALL | record.HELD_DISCONNECTED),)
+    assert record.held_disconnected(kept) and not record.caching_elsewhere(kept, 2)
 
 
 def test_caching_is_bit_30_of_a_process_s_entries():
