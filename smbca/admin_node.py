@@ -178,6 +178,8 @@ def show(answers: dict, missing: dict) -> list[str]:
                          f"{aggregate.get('phase', '?')}"
                          + (f", mirror {mirror.get('role', '?')}, in sync "
                             f"{'yes' if mirror.get('in_sync') else 'no'}" if mirror else ""))
+            if aggregate.get("partitions"):        # workers: each one's partition
+                lines.append("    " + "; ".join(_partition(p) for p in aggregate["partitions"]))
     else:
         lines.append(missing["smbcad"])
     witnessd = answers.get("witnessd")
@@ -196,6 +198,17 @@ def show(answers: dict, missing: dict) -> list[str]:
         if smbcad is not None and not (smbcad.get("status") or {}).get("aggregates"):
             lines.append("  (a single node: without clusdisk there is no pair, no takeover)")
     return lines
+
+
+def _partition(partition: dict) -> str:
+    mirror = partition.get("mirror") or {}
+    text = f"worker {partition.get('worker', '?')}: {partition.get('phase', '?')}"
+    if mirror:
+        text += f", mirror {mirror.get('role', '?')} " + (
+            "in sync" if mirror.get("in_sync") else "NOT in sync")
+    if partition.get("detail"):
+        text += f" ({partition['detail']})"
+    return text
 
 
 def _witness_summary(answer: dict) -> str:

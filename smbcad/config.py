@@ -173,13 +173,19 @@ _LIMITS = (("max_credits", 1, 65535), ("max_connections", 1, 1_000_000),
 
 
 def _check_workers(config: Config) -> None:
-    """What more than one worker process cannot do yet (docs/multicore.md,
-    step 4): the cluster's handle mirror is one connection per process."""
-    if config.server.workers == 1:
+    """On a cluster node each worker runs its own mirror link on the mirror
+    ports plus its index (``smbcad.cluster.partition``): they must all be ports."""
+    count, cluster = config.server.workers, config.cluster
+    if count == 1 or cluster is None:
         return
-    if config.cluster is not None:
-        raise ConfigError("server.workers", "a cluster node runs one worker for now "
-                          "(the handle mirror is not yet partitioned per worker)")
+    for key, address in (("mirror_listen", cluster.mirror_listen),
+                         ("mirror_peer", cluster.mirror_peer)):
+        if address is None:
+            continue
+        if address.port == 0 or address.port + count - 1 > 65535:
+            raise ConfigError(f"cluster.{key}", f"with server.workers: {count} worker K "
+                              f"mirrors on this port plus K: ports {address.port}.."
+                              f"{address.port + count - 1} must all be 1..65535")
 
 
 def _check_limits(server: ServerConfig) -> None:

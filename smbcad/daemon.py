@@ -29,6 +29,7 @@ from smbcad import config as config_mod
 from smbcad.admin_control import AdminControl
 from smbcad.cluster.control import ControlHandler
 from smbcad.cluster.member import ClusterMember
+from smbcad.cluster.partition import SINGLE, Partition
 from smbcad.loop_lag import LoopLagProbe
 from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
@@ -169,7 +170,9 @@ class Daemon:
         self.control = None
         if cluster is not None:
             os.makedirs(cfg.server.state_dir, mode=0o700, exist_ok=True)
-            self.member = ClusterMember(self.server, cluster, cfg.server.state_dir)
+            partition = (SINGLE if seat is None
+                         else Partition(seat.index, seat.count, seat.seed))
+            self.member = ClusterMember(self.server, cluster, cfg.server.state_dir, partition)
             self.metrics.watch_cluster(self.member.status)
             self.member.commit_observer = self.metrics.commit_observer
         control_socket = (cfg.server.control_socket if seat is None

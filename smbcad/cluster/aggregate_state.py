@@ -13,6 +13,13 @@ Files::
                                                  in_sync (on the aggregate's LUN)
     <mount_point>/.smbca/handles-degraded/       LogEngine: the degraded journal
 
+With worker processes (``server.workers`` above 1, docs/multicore.md step 4)
+each worker owns a partition of every aggregate, named ``worker-K``: its copy
+under ``<state_dir>/worker-K/handles/<aggregate>/`` (the member's state_dir)
+and its marker and journal under ``<mount_point>/.smbca/worker-K/``.  Each
+partition has its own mirror stream, so each is adopted by this table on
+its own.  One process uses the unnamed partition: the paths above.
+
 Each LogEngine holds the mirror's position record (``mirror_core.META_KEY``)
 next to the handle records, written in the same frame, so its position is
 never out of step with its contents.  ``state.json`` is written on role
@@ -102,8 +109,10 @@ def copy_dir(state_dir: str, aggregate: str) -> str:
     return os.path.join(state_dir, "handles", aggregate)
 
 
-def smbca_dir(mount_point: str) -> str:
-    return os.path.join(mount_point, ".smbca")
+def smbca_dir(mount_point: str, partition: str = "") -> str:
+    """Where a partition's marker and journal live on the aggregate."""
+    base = os.path.join(mount_point, ".smbca")
+    return os.path.join(base, partition) if partition else base
 
 
 # --- the marker and the state file ---------------------------------------------------
@@ -122,8 +131,8 @@ class MarkerUnreadable(Exception):
     pass
 
 
-def read_marker(mount_point: str) -> Marker | None:
-    path = os.path.join(smbca_dir(mount_point), MARKER_NAME)
+def read_marker(mount_point: str, partition: str = "") -> Marker | None:
+    path = os.path.join(smbca_dir(mount_point, partition), MARKER_NAME)
     try:
         with open(path, "rb") as file:
             data = json.loads(file.read())
@@ -134,10 +143,12 @@ def read_marker(mount_point: str) -> Marker | None:
         raise MarkerUnreadable(f"{path}: {exc}") from exc
 
 
-def write_marker(mount_point: str, marker: Marker, on_step: Step | None = None) -> None:
+def write_marker(mount_point: str, marker: Marker, on_step: Step | None = None,
+                 partition: str = "") -> None:
     """Durable on return.  On a fenced LUN the write or fsync fails: the
     caller must then fail the store (never acknowledge without it)."""
-    directory = smbca_dir(mount_point)
+    directory = smbca_dir(mount_point, partition)
+    ensure_dir(smbca_dir(mount_point))
     ensure_dir(directory)
     atomic_write(os.path.join(directory, MARKER_NAME),
                  json.dumps(asdict(marker), sort_keys=True).encode() + b"\n",
@@ -210,8 +221,9 @@ class Journal:
     """The degraded journal: a LogEngine in ``<mount_point>/.smbca/handles-degraded``."""
 
     def __init__(self, mount_point: str, *, on_step: Step | None = None,
-                 preallocate_bytes: int = 1 << 20) -> None:
-        self.directory = os.path.join(smbca_dir(mount_point), JOURNAL_NAME)
+                 preallocate_bytes: int = 1 << 20, partition: str = "") -> None:
+        self.directory = os.path.join(smbca_dir(mount_point, partition), JOURNAL_NAME)
+        self._smbca_dir = smbca_dir(mount_point)
         self._on_step = on_step
         self._preallocate = preallocate_bytes
         self._engine: KeyedLogEngine | None = None
@@ -219,6 +231,7 @@ class Journal:
 
     def _open(self) -> KeyedLogEngine:
         if self._engine is None:
+            ensure_dir(self._smbca_dir)
             ensure_dir(os.path.dirname(self.directory))
             engine = KeyedLogEngine(self.directory, preallocate_bytes=self._preallocate,
                                     on_compaction_step=self._on_step)
@@ -257,9 +270,9 @@ class Journal:
             self._engine = None
 
 
-def read_journal(mount_point: str) -> dict[int, bytes] | None:
+def read_journal(mount_point: str, partition: str = "") -> dict[int, bytes] | None:
     """The journal's records, or None if there is none."""
-    directory = os.path.join(smbca_dir(mount_point), JOURNAL_NAME)
+    directory = os.path.join(smbca_dir(mount_point, partition), JOURNAL_NAME)
     if not os.path.isdir(directory):
         return None
     engine = KeyedLogEngine(directory, preallocate_bytes=0)
@@ -295,10 +308,12 @@ class Adoption:
     mseq: int
 
 
-def load_for_adoption(state_dir: str, aggregate: str, mount_point: str) -> Adoption:
-    """Apply the adoption table (module docstring); raises AdoptionRefused."""
+def load_for_adoption(state_dir: str, aggregate: str, mount_point: str,
+                      partition: str = "") -> Adoption:
+    """Apply the adoption table (module docstring) to one partition of the
+    aggregate (``state_dir`` is that partition's); raises AdoptionRefused."""
     try:
-        marker = read_marker(mount_point)
+        marker = read_marker(mount_point, partition)
     except MarkerUnreadable as exc:
         raise AdoptionRefused(aggregate, f"marker unreadable: {exc}") from None
     engine = KeyedLogEngine(copy_dir(state_dir, aggregate), preallocate_bytes=0)
@@ -315,7 +330,7 @@ def load_for_adoption(state_dir: str, aggregate: str, mount_point: str) -> Adopt
                                   f"holds {len(copy) - (META_KEY in copy)} records of it")
         return Adoption(aggregate, "empty", {}, highest + 1, copy_generation, copy_mseq)
     if not marker.in_sync:
-        journal = read_journal(mount_point)
+        journal = read_journal(mount_point, partition)
         if journal is None:
             raise AdoptionRefused(aggregate, "marker says outdated and there is no journal")
         epoch, generation, mseq = position_of(journal)
@@ -344,20 +359,21 @@ ADOPTION_STEPS = ("journal-reset", "marker-written", "copy-written", "state-writ
 
 
 def commit_adoption(state_dir: str, mount_point: str, adoption: Adoption,
-                    on_step: Step | None = None) -> None:
+                    on_step: Step | None = None, partition: str = "") -> None:
     """Make the adoption durable: journal, marker (new epoch, outdated), the
     local copy, state.json.  The new ``PrimaryMirror`` then starts with
     ``outdated=True`` at (adoption.epoch, .generation, .mseq)."""
     step = on_step or (lambda name: None)
     meta = {META_KEY: encode_position(adoption.epoch, adoption.generation, adoption.mseq)}
     image = {**adoption.records, **meta}
-    journal = Journal(mount_point, on_step=_prefixed("journal-", on_step))
+    journal = Journal(mount_point, on_step=_prefixed("journal-", on_step), partition=partition)
     try:
         journal.reset(image)
     finally:
         journal.close()
     step("journal-reset")
-    write_marker(mount_point, Marker(adoption.epoch, adoption.generation, False), on_step)
+    write_marker(mount_point, Marker(adoption.epoch, adoption.generation, False), on_step,
+                 partition)
     step("marker-written")
     engine = KeyedLogEngine(copy_dir(state_dir, adoption.aggregate))
     try:

@@ -11,6 +11,12 @@ so a role change moves no data.  Without a mirror configured
 (``cluster.mirror_listen``), an aggregate's store is local only, in
 ``<state_dir>/aggregates/<aggregate>/handles/``.
 
+With worker processes each worker is a member on its own, for its
+partition of every aggregate (``partition.Partition``: its own state
+directory, marker, journal and mirror link to the partner's worker of the
+same index); the supervisor sends adopt and release to every worker and
+answers when all have (``smbcad.workers.fanout``).
+
 - ``adopt``: stop the replica, apply the adoption rule (replica plus
   degraded journal, or a refusal that says why: an outdated replica is
   never adopted silently), bump the epoch, open the store as primary,
@@ -35,6 +41,7 @@ from smbcad.cluster import aggregate_state as ags
 from smbcad.cluster.aggregate_state import AdoptionRefused, commit_adoption, load_for_adoption
 from smbcad.cluster.mirror_link import MirrorLink, ReplicaEndpoint
 from smbcad.cluster.mirrored_engine import MirroredEngine
+from smbcad.cluster.partition import SINGLE, Partition
 from smbcad.cluster.tickles import TickleTracker
 from smbcad.server.aggregates import AggregateError, Phase
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
@@ -46,10 +53,13 @@ class ClusterMember:
     """Owns the per-aggregate stores, replicas and the mirror link, and runs
     adopt/release against the server."""
 
-    def __init__(self, server, cluster_config, state_dir: str) -> None:
+    def __init__(self, server, cluster_config, state_dir: str,
+                 partition: Partition = SINGLE) -> None:
         self.server = server
         self.config = cluster_config
-        self.state_dir = state_dir
+        self.partition = partition
+        # This worker's (partition.py); the node's own with one process.
+        self.state_dir = partition.state_dir(state_dir)
         self.link: MirrorLink | None = None
         self.tickles: TickleTracker | None = None
         self._stores: dict[str, object] = {}
@@ -88,11 +98,12 @@ class ClusterMember:
         if not self.mirrored:
             return
         config = self.config
+        part = self.partition
         self.link = MirrorLink(
-            node_id=str(config.node_id), cluster_key=config.cluster_key,
-            incarnation=time.time_ns(), peer_node_id=str(config.partner),
-            listen=(config.mirror_listen.host, config.mirror_listen.port),
-            peer=(config.mirror_peer.host, config.mirror_peer.port))
+            node_id=part.link_name(config.node_id), cluster_key=config.cluster_key,
+            incarnation=time.time_ns(), peer_node_id=part.link_name(config.partner),
+            listen=(config.mirror_listen.host, part.port(config.mirror_listen.port)),
+            peer=(config.mirror_peer.host, part.port(config.mirror_peer.port)))
         for aggregate in config.aggregates:
             await self._open_replica(aggregate.name)
         self.tickles = TickleTracker({a.name: a.addresses for a in config.aggregates},
@@ -117,7 +128,7 @@ class ClusterMember:
         readable where it is mounted) carries the same epoch."""
         try:
             state = ags.read_state(self.state_dir, name)
-            marker = ags.read_marker(mount_point)
+            marker = ags.read_marker(mount_point, self.partition.name)
         except (StoreError, ags.MarkerUnreadable) as exc:
             log.warning("%s: not adopting it again: %s", name, exc)
             return False
@@ -182,8 +193,8 @@ class ClusterMember:
 
     def _take_over_copy(self, name: str, mount_point: str) -> str:
         """The adoption rule and its commit (writer thread: file I/O)."""
-        adoption = load_for_adoption(self.state_dir, name, mount_point)
-        commit_adoption(self.state_dir, mount_point, adoption)
+        adoption = load_for_adoption(self.state_dir, name, mount_point, self.partition.name)
+        commit_adoption(self.state_dir, mount_point, adoption, partition=self.partition.name)
         return adoption.source
 
     async def release(self, name: str, *, planned: bool, clients_cut_off: bool = False) -> dict:
@@ -222,7 +233,8 @@ class ClusterMember:
             if self.mirrored:
                 engine = MirroredEngine(
                     state_dir=self.state_dir, aggregate=name, mount_point=mount_point,
-                    link=self.link, loop=asyncio.get_running_loop(),
+                    link=self.link, partition=self.partition.name,
+                    loop=asyncio.get_running_loop(),
                     ack_timeout_s=self.config.mirror_ack_timeout_ms / 1000)
                 self._engines[name] = engine
             else:

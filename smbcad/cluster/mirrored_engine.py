@@ -132,6 +132,7 @@ class MirroredEngine:
     name = "mirrored-log"
 
     def __init__(self, *, state_dir: str, aggregate: str, mount_point: str, link: MirrorLink,
+                 partition: str = "",
                  loop: asyncio.AbstractEventLoop, ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
                  degrade_budget_s: float = 30.0, window_frames: int | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -139,6 +140,7 @@ class MirroredEngine:
         self.aggregate = aggregate
         self.state_dir = state_dir
         self.mount_point = mount_point
+        self.partition = partition                  # a worker's (aggregate_state)
         self.ack_timeout_s = ack_timeout_s
         self.degrade_budget_s = degrade_budget_s
         self._local = ags.KeyedLogEngine(ags.copy_dir(state_dir, aggregate),
@@ -149,7 +151,7 @@ class MirroredEngine:
         self._window_frames = window_frames
         self._lock = threading.Lock()
         self._core: PrimaryMirror | None = None
-        self._journal = ags.Journal(mount_point)
+        self._journal = ags.Journal(mount_point, partition=partition)
         self._disk = ThreadPoolExecutor(max_workers=1,
                                         thread_name_prefix=f"smbcad-journal-{aggregate}")
         self._waiters: dict[int, asyncio.Future] = {}
@@ -170,7 +172,7 @@ class MirroredEngine:
         records = self._local.load_keyed()
         epoch, generation, mseq = ags.position_of(records)
         try:
-            marker = ags.read_marker(self.mount_point)
+            marker = ags.read_marker(self.mount_point, self.partition)
         except ags.MarkerUnreadable as exc:
             raise StoreFailed(str(exc)) from exc
         generation = self._fresh_generation(epoch, generation, mseq)
@@ -365,7 +367,8 @@ class MirroredEngine:
                     self._call(lambda now: self._core.journal_appended(mseq, now),
                                on_loop=False)
                 case WriteMarker(epoch, generation, in_sync):
-                    ags.write_marker(self.mount_point, ags.Marker(epoch, generation, in_sync))
+                    ags.write_marker(self.mount_point, ags.Marker(epoch, generation, in_sync),
+                                     partition=self.partition)
                     log.info("%s: marker written: epoch %d generation %d %s",
                              self.aggregate, epoch, generation,
                              "in sync" if in_sync else "OUTDATED")

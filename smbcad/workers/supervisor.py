@@ -31,6 +31,7 @@ import sys
 from smbca.config import systemd_environment, worker_environment, worker_listen_fds
 from prometheus_client import CollectorRegistry
 
+from smbca import events
 from smbca.config import ConfigError
 from smbca.control import ControlError, ControlServer, request, request_blocking
 from smbca.metrics import serve_metrics
@@ -47,6 +48,7 @@ log = logging.getLogger("smbcad")
 WORKER_WATCHDOG_S = 10          # each worker pings every half of this
 START_TIMEOUT_S = 120           # a worker not READY by then fails the start
 RESTART_DELAYS_S = (0.5, 1, 2, 5, 10, 30)   # for a worker that keeps failing
+CONTROL_TIMEOUT_S = 30.0        # a worker's answer to a control request
 _UCRED = struct.Struct("iII")   # struct ucred: pid, uid, gid
 
 
@@ -116,6 +118,9 @@ class Supervisor:
         self._stopping = False
         self._failed_start = False
         self._tasks: set = set()
+        # The aggregates this node adopted (name → mount point, or None), for
+        # a worker that was not there to adopt its partition (``_catch_up``).
+        self._adopted: dict[str, str | None] = {}
 
     # --- start and stop ---------------------------------------------------------------
 
@@ -254,8 +259,9 @@ class Supervisor:
         swept = self._sweep(worker, process.pid)
         if self._stopping:
             return
-        log.error("worker %d (pid %d) exited with status %d; share modes released on %d "
-                  "files, its persistent opens' kept for its successor", worker.index,
+        log.error("worker %d (pid %d) exited with status %d; its entries swept from %d "
+                  "files' records, its persistent opens' kept (disconnected) for its "
+                  "successor", worker.index,
                   process.pid, status, swept)
         worker.predecessor = process.pid
         if not worker.ready.is_set() and not any(w.ready.is_set() for w in self.workers):
@@ -277,7 +283,8 @@ class Supervisor:
         partition = partitions.partition_path(self.cfg.server.state_dir, worker.index,
                                               self.count)
         try:
-            keep = partitions.persistent_ids(partition)
+            keep = partitions.persistent_ids(partition, partitions.cluster_copies(
+                self.cfg.server.state_dir, worker.index, self.count))
         except (StoreError, OSError, struct.error) as exc:
             log.warning("worker %d's partition %s unreadable (%s): its successor sweeps "
                         "after restoring", worker.index, partition, exc)
@@ -343,14 +350,57 @@ class Supervisor:
                     worker.ready.set()
                     worker.failures = 0
                     log.info("worker %d (pid %d) ready", worker.index, pid)
+                    if self._adopted:
+                        task = loop.create_task(self._catch_up(worker))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
 
     # --- the control socket -------------------------------------------------------------
 
     async def _answer(self, message: dict) -> dict:
-        command = str(message.get("command", ""))
-        answers = await asyncio.gather(*(self._ask(index, message)
+        command = _command_of(message)
+        timeout_s = self._timeout_for(command)
+        answers = await asyncio.gather(*(self._ask(index, message, timeout_s)
                                          for index in range(self.count)))
+        if command in ("adopt", "release"):
+            self._note_aggregate(command, message, answers)
         return fanout.merge(command, list(answers), os.getpid())
+
+    def _timeout_for(self, command: str) -> float:
+        """An adoption restores a partition's opens, a planned release waits
+        for in-flight requests (drain_timeout_s): longer than a query."""
+        if command in ("adopt", "release"):
+            return max(CONTROL_TIMEOUT_S, self.cfg.server.drain_timeout_s + 60.0)
+        return CONTROL_TIMEOUT_S
+
+    def _note_aggregate(self, command: str, message: dict, answers: list) -> None:
+        name = message.get("aggregate")
+        if not isinstance(name, str):
+            return
+        if command == "release":
+            self._adopted.pop(name, None)
+        elif any(not isinstance(answer, ControlError) for answer in answers):
+            mount_point = message.get("mount_point")
+            self._adopted[name] = mount_point if isinstance(mount_point, str) else None
+
+    async def _catch_up(self, worker: _Worker) -> None:
+        """A worker that (re)started while this node owns aggregates adopts
+        its partition of each.  Its own start took back what its partition
+        says is still its (``ClusterMember.start``): then this changes
+        nothing; it matters when the worker was down when the node adopted
+        (that adoption was refused for its partition: those clients' opens
+        would otherwise stay offline until the next move)."""
+        for name, mount_point in list(self._adopted.items()):
+            request = {"command": "adopt", "aggregate": name}
+            if mount_point is not None:
+                request["mount_point"] = mount_point
+            answer = await self._ask(worker.index, request, self._timeout_for("adopt"))
+            if isinstance(answer, ControlError):
+                log.error("worker %d: cannot adopt its partition of %s: %s", worker.index,
+                          name, answer)
+            elif answer.get("restored") or answer.get("source"):
+                log.info("worker %d adopted its partition of %s: %s persistent opens",
+                         worker.index, name, answer.get("restored", 0))
 
     def _metrics_of(self, index: int) -> str | None:
         """Worker ``index``'s exposition, from the metrics endpoint's thread."""
@@ -361,12 +411,21 @@ class Supervisor:
             return None
         return answer.get("text") if answer.get("ok") else None
 
-    async def _ask(self, index: int, message: dict):
+    async def _ask(self, index: int, message: dict, timeout_s: float = CONTROL_TIMEOUT_S):
         try:
             answer = await request(control_path(self.directory, index), message,
-                                   timeout_s=30.0)
+                                   timeout_s=timeout_s)
         except ControlError as exc:
             return exc
         if answer.pop("ok", None) is not True:
             return ControlError(str(answer.get("error", "refused")))
         return answer
+
+
+def _command_of(message: dict) -> str:
+    """The request's verb; clusdisk's aggregate events are adopt and release."""
+    if events.is_event(message):
+        if message.get("type") == "aggregate" and message.get("event") in ("adopt", "release"):
+            return str(message["event"])
+        return ""
+    return str(message.get("command", ""))

@@ -110,8 +110,15 @@ def pair_code() -> dict[str, Path]:
     return {}
 
 
+@pytest.fixture
+def pair_workers() -> int:
+    """``server.workers`` of both nodes of ``pair``: one process, unless a
+    test module overrides this fixture (test_cluster_workers.py)."""
+    return 1
+
+
 @pytest.fixture(params=["directory", "two-devices"])
-def pair(request, tmp_path, pair_code):
+def pair(request, tmp_path, pair_code, pair_workers):
     if os.geteuid() != 0:
         pytest.skip("the cluster tier needs root (network namespaces)")
     for tool in ("ip", "nsenter", "losetup", "mkfs.ext4"):
@@ -123,7 +130,8 @@ def pair(request, tmp_path, pair_code):
         aggregate = Aggregate(tmp_path, request.param)
         for side in ("A", "B"):
             nodes.append(Node(topology, side, tmp_path, aggregate.mounts[side],
-                              aggregate.share_dir(side), pair_code.get(side, REPO)))
+                              aggregate.share_dir(side), pair_code.get(side, REPO),
+                              workers=pair_workers))
         for node in nodes:
             node.start()
         client = ClientThread(topology.path("C"))

@@ -216,7 +216,7 @@ class Node(ManagedProcess):
     """One smbcad in a node namespace, restartable on the same state."""
 
     def __init__(self, topology: Topology, side: str, base: Path, aggregate_mount: Path,
-                 share_dir: Path, code: Path = REPO) -> None:
+                 share_dir: Path, code: Path = REPO, workers: int = 1) -> None:
         self.topology = topology
         self.side = side
         self.code = code                    # the source tree it runs (another release's?)
@@ -231,7 +231,8 @@ class Node(ManagedProcess):
         other = "B" if side == "A" else "A"
         self.config_path.write_text(json.dumps({
             "server": {"listen": ["0.0.0.0:445"], "state_dir": str(self.state_dir),
-                       "server_name": "SMBCA", "drain_timeout_s": 5, "log_level": "info"},
+                       "server_name": "SMBCA", "drain_timeout_s": 5, "log_level": "info",
+                       **({"workers": workers} if workers != 1 else {})},
             "users": [{"name": USER, "password": PASSWORD}],
             "shares": [{"name": "vms", "path": str(share_dir), "ca": True,
                         "aggregate": "aggr1", "ca_timeout_ms": 60000}],

@@ -123,10 +123,10 @@ class Owner:
     """The client that owns the persistent open, and what it needs to reconnect."""
 
     def __init__(self, client_thread, name: str, timeout_ms: int = DURABLE_TIMEOUT_MS,
-                 access: int = READ_WRITE) -> None:
+                 access: int = READ_WRITE, client_guid: uuid.UUID | None = None) -> None:
         self.thread = client_thread
         self.name = name
-        self.client_guid = uuid.uuid4()
+        self.client_guid = client_guid or uuid.uuid4()
         self.create_guid = uuid.uuid4()
         self.lease_key = os.urandom(16)
         self.client = client_thread.call(Client, self.client_guid)

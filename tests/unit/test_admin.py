@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from smbca import admin
+from smbca import admin, admin_node
 from smbca.control import ControlServer
 
 
@@ -184,3 +184,20 @@ def test_failover_show_reads_clusdisk_status(clusdisk, capsys):
     assert "aggr2: placed on b (...): waiting for b" in out
     assert admin.main(["failover", "show", "--json", "--socket", path]) == 0
     assert json.loads(capsys.readouterr().out)["status"]["mode"] == "pr"
+
+
+def test_status_shows_each_workers_partition_of_an_aggregate():
+    """A cluster node with workers: the node's line per aggregate, then
+    each worker's partition (smbcad.workers.fanout's ``partitions``)."""
+    smbcad = {"socket": "/run/smbca/smbcad.sock", "ok": True, "smb": {"pid": 7}, "status": {
+        "aggregates": [{"name": "aggr1", "phase": "partial",
+                        "mirror": {"role": "primary", "in_sync": False},
+                        "partitions": [
+                            {"worker": 0, "phase": "online",
+                             "mirror": {"role": "primary", "in_sync": True}, "detail": ""},
+                            {"worker": 1, "phase": "unknown", "mirror": None,
+                             "detail": "no answer within 30 s"}]}]}}
+    lines = admin_node.show({"smbcad": smbcad}, {"witnessd": "-", "clusdisk": "-"})
+    assert "  aggregate aggr1: partial, mirror primary, in sync no" in lines
+    assert ("    worker 0: online, mirror primary in sync; "
+            "worker 1: unknown (no answer within 30 s)") in lines

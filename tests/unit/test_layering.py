@@ -96,11 +96,16 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbcad/workers/routing.py", (PURE, "smbcad.workers", "smbcad.proto")),
     # The supervisor: the workers' records, sockets and control fan-out.
     ("smbcad/workers/supervisor.py", (STDLIB, "prometheus_client", "smbca.config",
-                                      "smbca.control", "smbca.metrics", "smbca.systemd",
+                                      "smbca.control", "smbca.events", "smbca.metrics",
+                                      "smbca.systemd",
                                       "smbcad.openstate", "smbcad.store", "smbcad.workers")),
     ("smbcad/workers/worker_metrics.py", (PURE, "prometheus_client")),
     ("smbcad/workers/fanout.py", (PURE, "smbca.control")),
-    ("smbcad/workers/partitions.py", (STDLIB, "smbcad.store", "smbcad.workers")),
+    # Partitions: the workers' own and their copies of the aggregates.
+    ("smbcad/workers/partitions.py", (STDLIB, "smbcad.store", "smbcad.workers",
+                                      "smbcad.cluster.aggregate_state",
+                                      "smbcad.cluster.mirror_core",
+                                      "smbcad.cluster.partition")),
     # Reaching the other workers: PeerStatus answers are NTSTATUSes.
     ("smbcad/workers/peers.py", (STDLIB, "smbcad.workers", "smbcad.proto.status")),
     ("smbcad/workers/*", (STDLIB, "smbcad.workers")),

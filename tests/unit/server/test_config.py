@@ -189,10 +189,10 @@ def test_workers(tmp_path):
     assert "workers" in config.RESTART_ONLY
 
 
-def test_a_cluster_node_runs_one_worker(tmp_path):
-    """The handle mirror is one connection per process: a cluster node with
-    more workers is refused by name (the cluster example, key pointed at a
-    test key, with ``workers: 2``)."""
+def test_a_cluster_node_runs_workers_on_consecutive_mirror_ports(tmp_path):
+    """Each worker mirrors on the mirror ports plus its index
+    (smbcad.cluster.partition): the cluster example with ``workers: 2``
+    loads; a port range past 65535 is refused, naming the key."""
     import yaml
     example = Path(__file__).resolve().parents[3] / "config" / "smbcad-cluster-example.yaml"
     raw = yaml.safe_load(example.read_text())
@@ -200,6 +200,10 @@ def test_a_cluster_node_runs_one_worker(tmp_path):
     key.write_text(bytes(range(32)).hex())
     raw["cluster"]["key_file"] = str(key)
     raw["server"]["workers"] = 2
+    cfg = config.load_yaml(_write(tmp_path, yaml.safe_dump(raw)))
+    assert cfg.server.workers == 2 and cfg.cluster is not None
+    raw["cluster"]["mirror_peer"] = raw["cluster"]["mirror_peer"].rsplit(":", 1)[0] + ":65535"
     with pytest.raises(ConfigError) as err:
         config.load_yaml(_write(tmp_path, yaml.safe_dump(raw)))
-    assert err.value.key == "server.workers"
+    assert err.value.key == "cluster.mirror_peer"
+    assert "65535" in str(err.value)

@@ -51,3 +51,82 @@ def test_an_action_is_the_answer_of_the_worker_that_acted():
         merge("close-open", [ControlError("no open 0x6"), ControlError("no open 0x6")], 1)
     with pytest.raises(ControlError, match="no workers"):
         merge("status", [], 1)
+
+
+def adopted(restored, tickles, seconds=0.5):
+    return {"aggregate": "aggr1", "phase": "online", "source": "replica",
+            "restored": restored, "intents": 0, "kept": 0, "dropped": 1,
+            "seconds": seconds, "tickles": tickles}
+
+
+def test_an_adoption_is_every_workers_partition():
+    merged = merge("adopt", [adopted(2, [["192.0.2.100", 5000, "192.0.2.10", 445]]),
+                             adopted(1, [["192.0.2.100", 5001, "192.0.2.10", 445]], 0.75)], 1)
+    assert (merged["restored"], merged["dropped"], merged["seconds"]) == (3, 2, 0.75)
+    assert merged["tickles"] == [["192.0.2.100", 5000, "192.0.2.10", 445],
+                                 ["192.0.2.100", 5001, "192.0.2.10", 445]]
+    assert [entry["worker"] for entry in merged["workers"]] == [0, 1]
+    # One worker's refusal is the node's: clusdisk must not think it adopted.
+    with pytest.raises(ControlError, match=r"adopt failed in 1 of 2 workers: worker 1: "
+                                           r"aggr1: adoption refused: marker unreadable"):
+        merge("adopt", [adopted(2, []),
+                        ControlError("aggr1: adoption refused: marker unreadable")], 1)
+    released = merge("release", [{"aggregate": "aggr1", "phase": "offline", "handed_over": 2,
+                                  "seconds": 0.1},
+                                 {"aggregate": "aggr1", "phase": "offline", "handed_over": 3,
+                                  "seconds": 0.2}], 1)
+    assert (released["handed_over"], released["seconds"]) == (5, 0.2)
+
+
+def mirror(in_sync, acked, role="primary"):
+    return {"aggregate": "aggr1", "role": role, "epoch": 3, "generation": 1 << 32,
+            "mseq": acked, "acked_mseq": acked, "in_sync": in_sync, "link": "up",
+            "marker": "in sync" if in_sync else "outdated", "lag_frames": 0, "lag_bytes": 0,
+            "degrade_count": 0 if in_sync else 1, "last_ack_latency_s": 0.001,
+            "resync_duration_s": None, "resyncs": {"none": 1}, "fenced": False}
+
+
+def cluster_status(phase, a_mirror, link="up"):
+    return {"status": {"node_id": 1, "cluster": "c", "mirror_link": link,
+                       "mirror_link_counts": {"connects": 1, "drops": 0, "refused_peers": 0,
+                                              "dropped_frames": {}},
+                       "aggregates": [{"name": "aggr1", "phase": phase, "adopted": {
+                           "restored": 1, "intents": 0, "kept": 0, "dropped": 0},
+                           "detail": "", "mirror": a_mirror}]},
+            "smb": {"pid": 5}}
+
+
+def test_a_cluster_nodes_status_is_in_sync_only_when_every_partition_is():
+    merged = merge("status", [cluster_status("online", mirror(True, 4)),
+                              cluster_status("online", mirror(False, 2), "down")], 1)["status"]
+    assert merged["mirror_link"] == "down"
+    assert merged["mirror_link_counts"]["connects"] == 2
+    [aggregate] = merged["aggregates"]
+    assert aggregate["phase"] == "online" and aggregate["adopted"]["restored"] == 2
+    assert aggregate["mirror"]["in_sync"] is False
+    assert (aggregate["mirror"]["acked_mseq"], aggregate["mirror"]["degrade_count"],
+            aggregate["mirror"]["marker"]) == (6, 1, "mixed")
+    assert [p["mirror"]["in_sync"] for p in aggregate["partitions"]] == [True, False]
+    both = merge("status", [cluster_status("online", mirror(True, 4)),
+                            cluster_status("offline", mirror(True, 1, "replica"))], 1)
+    [aggregate] = both["status"]["aggregates"]
+    assert aggregate["phase"] == "partial" and aggregate["mirror"]["role"] == "mixed"
+    assert both["status"]["mirror_link"] == "up"
+
+
+def test_tickles_are_every_workers():
+    merged = merge("tickles", [{"tickles": [[1]]}, {"tickles": [[2], [3]]}], 1)
+    assert merged == {"tickles": [[1], [2], [3]]}
+
+
+def test_a_worker_that_does_not_answer_leaves_the_aggregate_partial():
+    merged = merge("status", [cluster_status("online", mirror(True, 4)),
+                              ControlError("no answer within 30 s")], 1)["status"]
+    [aggregate] = merged["aggregates"]
+    assert aggregate["phase"] == "partial" and aggregate["mirror"]["in_sync"] is False
+    assert [(p["worker"], p["phase"]) for p in aggregate["partitions"]] == [
+        (0, "online"), (1, "unknown")]
+    assert "worker 1: no answer within 30 s" in aggregate["detail"]
+    assert merged["mirror_link"] == "down"
+    assert merged["workers"][1] == {"worker": 1, "mirror_link": "down",
+                                    "error": "no answer within 30 s"}

@@ -50,3 +50,40 @@ def test_a_partition_held_by_a_running_process_is_named(tmp_path):
         assert error.startswith("server.workers: cannot read an earlier partition"), error
     finally:
         holder.close()
+
+
+def write_copy(path: str, ids) -> None:
+    """An aggregate copy as the mirror keeps it: keyed records and the
+    position record (key 0), which is no open."""
+    from smbcad.cluster.aggregate_state import KeyedLogEngine
+    from smbcad.cluster.mirror_core import META_KEY, encode_position
+    engine = KeyedLogEngine(path)
+    try:
+        engine.load_keyed()
+        engine.write({META_KEY: encode_position(1, 1, 1),
+                      **{key: encode(a_record(key)) for key in ids}})
+    finally:
+        engine.close()
+
+
+def test_a_dead_workers_aggregate_opens_keep_their_entries(tmp_path):
+    state = str(tmp_path)
+    write_records(f"{state}/handles-worker-1", [0x11])
+    write_copy(f"{state}/worker-1/handles/aggr1", [0x12, 0x13])
+    write_copy(f"{state}/worker-0/handles/aggr1", [0x02])
+    copies = partitions.cluster_copies(state, 1, 2)
+    assert copies == (f"{state}/worker-1/handles/aggr1",)
+    assert partitions.persistent_ids(f"{state}/handles-worker-1", copies) == {0x11, 0x12, 0x13}
+    assert partitions.cluster_copies(state, 0, 1) == ()
+
+
+def test_aggregate_copies_of_another_layout_stop_the_start(tmp_path):
+    state = str(tmp_path)
+    write_copy(f"{state}/handles/aggr1", [0x1])             # one process's copy
+    write_copy(f"{state}/worker-1/handles/aggr1", [0x2])
+    write_copy(f"{state}/worker-2/handles/aggr1", [])        # only a position: no opens
+    assert partitions.stranded(state, 1) == [(f"{state}/worker-1/handles/aggr1", 1)]
+    assert partitions.stranded(state, 2) == [(f"{state}/handles/aggr1", 1)]
+    error = partitions.stranded_error(state, 3)
+    assert f"{state}/handles/aggr1 (1 records)" in error
+    assert "worker-1" not in error
