@@ -31,6 +31,14 @@ _SHARE_COUNTS = ("tree_connects", "opens")
 
 
 _ALL_MUST = ("adopt", "release")
+
+
+def command_of(message: dict) -> str:
+    """A request's verb; clusdisk's aggregate events (``smbca.events``
+    AggregateAdopt/AggregateRelease) are adopt and release."""
+    if message.get("type") == "aggregate" and message.get("event") in _ALL_MUST:
+        return str(message["event"])
+    return str(message.get("command", ""))
 _ADOPTION_COUNTS = ("restored", "intents", "kept", "dropped", "handed_over")
 
 

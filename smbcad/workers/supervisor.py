@@ -31,7 +31,6 @@ import sys
 from smbca.config import systemd_environment, worker_environment, worker_listen_fds
 from prometheus_client import CollectorRegistry
 
-from smbca import events
 from smbca.config import ConfigError
 from smbca.control import ControlError, ControlServer, request, request_blocking
 from smbca.metrics import serve_metrics
@@ -358,7 +357,7 @@ class Supervisor:
     # --- the control socket -------------------------------------------------------------
 
     async def _answer(self, message: dict) -> dict:
-        command = _command_of(message)
+        command = fanout.command_of(message)
         timeout_s = self._timeout_for(command)
         answers = await asyncio.gather(*(self._ask(index, message, timeout_s)
                                          for index in range(self.count)))
@@ -420,12 +419,3 @@ class Supervisor:
         if answer.pop("ok", None) is not True:
             return ControlError(str(answer.get("error", "refused")))
         return answer
-
-
-def _command_of(message: dict) -> str:
-    """The request's verb; clusdisk's aggregate events are adopt and release."""
-    if events.is_event(message):
-        if message.get("type") == "aggregate" and message.get("event") in ("adopt", "release"):
-            return str(message["event"])
-        return ""
-    return str(message.get("command", ""))

@@ -96,8 +96,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smbcad/workers/routing.py", (PURE, "smbcad.workers", "smbcad.proto")),
     # The supervisor: the workers' records, sockets and control fan-out.
     ("smbcad/workers/supervisor.py", (STDLIB, "prometheus_client", "smbca.config",
-                                      "smbca.control", "smbca.events", "smbca.metrics",
-                                      "smbca.systemd",
+                                      "smbca.control", "smbca.metrics", "smbca.systemd",
                                       "smbcad.openstate", "smbcad.store", "smbcad.workers")),
     ("smbcad/workers/worker_metrics.py", (PURE, "prometheus_client")),
     ("smbcad/workers/fanout.py", (PURE, "smbca.control")),

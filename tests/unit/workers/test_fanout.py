@@ -130,3 +130,13 @@ def test_a_worker_that_does_not_answer_leaves_the_aggregate_partial():
     assert merged["mirror_link"] == "down"
     assert merged["workers"][1] == {"worker": 1, "mirror_link": "down",
                                     "error": "no answer within 30 s"}
+
+
+def test_clusdisks_aggregate_events_are_adopt_and_release():
+    from smbca import events
+    from smbcad.workers.fanout import command_of
+    adopt = events.AggregateAdopt("aggr1", "/srv/aggr1", 1).to_json()
+    release = events.AggregateRelease("aggr1", "/srv/aggr1", 1, True, False).to_json()
+    assert (command_of(adopt), command_of(release)) == ("adopt", "release")
+    assert command_of({"command": "status"}) == "status"
+    assert command_of({"event": "status"}) == ""
