@@ -35,7 +35,7 @@ from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.proto.status import NtStatus
-from smbcad.server import dirleases, leases_elsewhere, renamed_opens
+from smbcad.server import app_instance, dirleases, leases_elsewhere, renamed_opens
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
@@ -47,8 +47,9 @@ from smbcad.workers import partitions
 from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
-from smbcad.workers.messages import (BreakForOpen, BreakRequest, ListingChanged, LocksChanged,
-                                     OpensBelow, PeerStatus, Renamed)
+from smbcad.workers.messages import (AppInstanceClose, BreakForOpen, BreakRequest,
+                                     ListingChanged, LocksChanged, OpensBelow, PeerStatus,
+                                     Renamed)
 from smbcad.workers.peers import Peers
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
@@ -363,6 +364,11 @@ class Daemon:
         elif isinstance(message, Renamed):
             # A rename through another worker: opens of it here follow.
             self.server.spawn(self._answer_renamed(header.sender, message))
+        elif isinstance(message, AppInstanceClose):
+            # A VM's new host opens its disk through another worker: the old
+            # host's stale opens here close (3.3.5.9.13).
+            self.server.peers.answer(header.sender, PeerStatus(
+                message.request_id, app_instance.on_close_request(self.server, message)))
         elif isinstance(message, BreakRequest):
             # Another worker's client changed the file: read caching of it ends.
             leases_elsewhere.break_for(self.server.leasing, message.file_key)

@@ -13,7 +13,7 @@ volatile FileId.  Breaks the open could not hear while away go out now.
 import logging
 
 from smbcad.proto.constants import (
-    AccessMask, CreateAction, CreateOptions, Dialect, OplockLevel)
+    CreateAction, CreateOptions, Dialect, OplockLevel)
 from smbcad.proto.create import CreateRequest, CreateResponse
 from smbcad.proto.create_contexts import (
     DHANDLE_FLAG_PERSISTENT, FileId, LeaseFlags, LeaseResponse, durable_handle_response_v2, maximal_access_response, query_on_disk_id_response)
@@ -26,8 +26,6 @@ from smbcad.store import ZERO_GUID
 log = logging.getLogger("smbcad.reconnect")
 
 _NOT_FOUND = NtStatus.OBJECT_NAME_NOT_FOUND
-_GENERIC_READ_RIGHTS = (AccessMask.FILE_READ_DATA | AccessMask.FILE_READ_EA
-                        | AccessMask.FILE_READ_ATTRIBUTES | AccessMask.READ_CONTROL)
 
 
 def is_reconnect(ctx, request: CreateRequest) -> bool:
@@ -273,39 +271,3 @@ def answer_replay(ctx, open_, request, v2):
 
 _OPLOCK_RANK = {OplockLevel.NONE: 0, OplockLevel.LEVEL_II: 1, OplockLevel.EXCLUSIVE: 2,
                 OplockLevel.BATCH: 3}
-
-
-# --- AppInstanceId (3.3.5.9.13) -----------------------------------------------------------
-
-def take_over_app_instance(ctx, request, key: tuple | None) -> None:
-    """A new open with the AppInstanceId of an open made by another client
-    (a VM that moved to another Hyper-V host, or that host after a crash)
-    closes the stale open, even a disconnected persistent one, so the VM
-    gets its disk back at once."""
-    contexts = request.create_contexts
-    app_id = contexts.app_instance_id
-    if (app_id is None or not any(app_id) or key is None
-            or ctx.connection.dialect < Dialect.SMB_3_0):
-        return
-    state = ctx.server.opens.file_state(key)
-    if state is None:
-        return
-    wanted = contexts.app_instance_version
-    if ctx.connection.dialect < Dialect.SMB_3_1_1:
-        wanted = None
-    for other in list(state.opens):
-        if (other.app_instance_id != app_id or other.tree.share is not ctx.tree.share
-                or other.client_guid == ctx.connection.client_guid or other.closed):
-            continue
-        if other.app_instance_version is not None and ctx.connection.dialect >= Dialect.SMB_3_1_1:
-            if wanted is None:
-                raise SmbError(NtStatus.FILE_FORCED_CLOSED, "stale open has a version, request none")
-            have = other.app_instance_version
-            want = (wanted.app_instance_version_high, wanted.app_instance_version_low)
-            if have >= want:
-                raise SmbError(NtStatus.FILE_FORCED_CLOSED, "stale open's instance is not older")
-        if ctx.tree.maximal_access & _GENERIC_READ_RIGHTS != _GENERIC_READ_RIGHTS:
-            continue
-        log.info("%s: AppInstanceId takeover closes open %#x on %r", ctx.connection.peer,
-                 other.persistent_id, other.path)
-        ctx.server.opens.close(other)

@@ -37,6 +37,12 @@ predecessor of the same worker index is recognisable.  Payloads::
    13 PeerStatus             u32 request id, u32 status (NTSTATUS)
    14 Renamed                u32 request id, file key, share, u32 m, m bytes
                              old path, u32 k, k bytes new path
+   15 AppInstanceClose       u32 request id, file key, share, 16 bytes
+                             AppInstanceId, 16 bytes the opener's ClientGuid,
+                             u8 flags (bit 0 a version is given, bit 1 the
+                             opener's dialect is 3.1.1, bit 2 its tree grants
+                             the generic read rights), u64 version high,
+                             u64 version low
 
 A share is u16 n, n bytes of its name (UTF-8); paths are share-relative,
 "/"-separated (UTF-8, surrogatepass).
@@ -68,6 +74,8 @@ _REQUEST_AND_STATUS = struct.Struct("<II")     # LogoffSessionReply
 _REQUEST_AND_U16 = struct.Struct("<IH")        # AdminQuery
 _REQUEST_AND_U32 = struct.Struct("<II")        # AdminReply
 _ACCESS_AND_FLAGS = struct.Struct("<IB")       # BreakForOpen
+_APP_INSTANCE = struct.Struct("<16s16sBQQ")     # AppInstanceClose, after the share
+_APP_VERSION_GIVEN, _APP_DIALECT_311, _APP_MAY_CLOSE = 0x01, 0x02, 0x04
 _U16 = struct.Struct("<H")
 _U32_LENGTH = struct.Struct("<I")
 _NO_LEASE_KEY = bytes(16)
@@ -98,6 +106,7 @@ class MessageType(enum.IntEnum):
     OPENS_BELOW = 12
     PEER_STATUS = 13
     RENAMED = 14
+    APP_INSTANCE_CLOSE = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +387,48 @@ class Renamed(_Message):
 
 
 @dataclass(frozen=True, slots=True)
+class AppInstanceClose(_Message):
+    """A CREATE through the sender carries ``app_instance_id`` ([MS-SMB2]
+    3.3.5.9.13): the receiver closes its opens of ``file_key`` on ``share``
+    with that AppInstanceId made by another client (a VM moved to another
+    Hyper-V host).  ``version``: (high, low) of the CREATE's
+    AppInstanceVersion context, or None; ``may_close``: the opener's tree
+    grants the generic read rights (else versions are checked, nothing is
+    closed).  PeerStatus SUCCESS (closed, or none), or FILE_FORCED_CLOSED
+    when a stale open's version refuses it."""
+
+    TYPE: ClassVar[MessageType] = MessageType.APP_INSTANCE_CLOSE
+    REPLY: ClassVar[type] = PeerStatus
+    request_id: int
+    file_key: FileKey
+    share: str
+    app_instance_id: bytes
+    client_guid: bytes
+    version: tuple[int, int] | None
+    dialect_311: bool
+    may_close: bool
+
+    def encode(self) -> bytes:
+        flags = ((_APP_VERSION_GIVEN if self.version is not None else 0)
+                 | (_APP_DIALECT_311 if self.dialect_311 else 0)
+                 | (_APP_MAY_CLOSE if self.may_close else 0))
+        high, low = self.version if self.version is not None else (0, 0)
+        return (_U32_LENGTH.pack(self.request_id) + _pack_file_key(self.file_key)
+                + _pack_share(self.share, "AppInstanceClose")
+                + _APP_INSTANCE.pack(self.app_instance_id, self.client_guid, flags, high, low))
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "AppInstanceClose":
+        request_id = reader.fields(_U32_LENGTH)[0]
+        file_key = _read_file_key(reader)
+        share = _read_share(reader)
+        app_id, client_guid, flags, high, low = reader.fields(_APP_INSTANCE)
+        return cls(request_id, file_key, share, app_id, client_guid,
+                   (high, low) if flags & _APP_VERSION_GIVEN else None,
+                   bool(flags & _APP_DIALECT_311), bool(flags & _APP_MAY_CLOSE))
+
+
+@dataclass(frozen=True, slots=True)
 class BreakDone(_FileKeyMessage):
     """The caching state of this file changed: CREATEs waiting for a break
     ([MS-SMB2] 3.3.4.6, 3.3.4.7, 3.3.5.9) re-check the shared record."""
@@ -494,14 +545,14 @@ class AdminQuery(_Message):
 
 Message = (BreakRequest | BreakDone | LocksChanged | ReleaseDurable | ReleaseDurableReply
            | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply | BreakForOpen
-           | ListingChanged | OpensBelow | PeerStatus | Renamed)
-Request = ReleaseDurable | LogoffSession | AdminQuery | OpensBelow | Renamed
+           | ListingChanged | OpensBelow | PeerStatus | Renamed | AppInstanceClose)
+Request = ReleaseDurable | LogoffSession | AdminQuery | OpensBelow | Renamed | AppInstanceClose
 Reply = ReleaseDurableReply | LogoffSessionReply | AdminReply | PeerStatus
 
 MESSAGE_TYPES = MappingProxyType({kind.TYPE: kind for kind in (
     BreakRequest, BreakDone, LocksChanged, ReleaseDurable, ReleaseDurableReply,
     LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen, ListingChanged,
-    OpensBelow, PeerStatus, Renamed)})
+    OpensBelow, PeerStatus, Renamed, AppInstanceClose)})
 """Type code → message class: what ``decode`` accepts."""
 
 

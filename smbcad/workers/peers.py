@@ -15,8 +15,8 @@ from typing import Callable
 
 from smbcad.workers.mailbox import Mailbox, MailboxError
 from smbcad.proto.status import NtStatus
-from smbcad.workers.messages import (Message, MessageError, OpensBelow, Renamed, Reply,
-                                     ReplyWaiters, Request)
+from smbcad.workers.messages import (AppInstanceClose, Message, MessageError, OpensBelow,
+                                     Renamed, Reply, ReplyWaiters, Request)
 
 log = logging.getLogger("smbcad.workers")
 
@@ -92,6 +92,19 @@ class Peers:
             await self.ask(lambda request_id: Renamed(request_id, file_key, share, old, new))
         except MessageError as exc:           # a path past a datagram's size
             log.warning("rename of %r not told to the other workers: %s", old, exc)
+
+    async def close_app_instance(self, file_key: tuple, share: str, app_instance_id: bytes,
+                                 client_guid: bytes, version: tuple[int, int] | None,
+                                 dialect_311: bool, may_close: bool) -> int:
+        """Every other worker closes its stale opens of ``file_key`` with
+        ``app_instance_id`` ([MS-SMB2] 3.3.5.9.13); FILE_FORCED_CLOSED when
+        one refuses (a stale open's version is not older), else SUCCESS."""
+        answers = await self.ask(lambda request_id: AppInstanceClose(
+            request_id, file_key, share, app_instance_id, client_guid, version, dialect_311,
+            may_close))
+        refused = [answer.status for answer in answers
+                   if answer is not None and answer.status != NtStatus.SUCCESS]
+        return refused[0] if refused else NtStatus.SUCCESS
 
     def answer(self, to_index: int, reply: Reply) -> None:
         """``reply`` to the worker that asked."""

@@ -648,13 +648,15 @@ def ca_server(tmp_path_factory):
     running.stop()
 
 
-def persistent_open(client: Client, name: str, contexts, share: int = 0) -> Open:
+def persistent_open(client: Client, name: str, contexts, share: int = 0,
+                    oplock=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_NONE) -> Open:
     """A CREATE with DH2Q or DH2C (sharing nothing unless ``share`` says),
     which must come back persistent."""
     handle = Open(client.tree, name)
     answered = handle.create(ImpersonationLevel.Impersonation, READ_WRITE, 0x80, share,
                              CreateDisposition.FILE_OPEN_IF,
-                             CreateOptions.FILE_NON_DIRECTORY_FILE, create_contexts=contexts)
+                             CreateOptions.FILE_NON_DIRECTORY_FILE, oplock_level=oplock,
+                             create_contexts=contexts)
     durable = [c for c in answered or () if isinstance(c, SMB2CreateDurableHandleResponseV2)]
     if durable:                                  # DH2Q; a DH2C answers with no context
         assert durable[0]["flags"].has_flag(DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT)

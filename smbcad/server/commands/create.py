@@ -26,7 +26,8 @@ from smbcad.proto.create_contexts import (
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.server import (
-    deletes, durable, eas, files, intents, leases, pipes, reconnect, security, streams)
+    app_instance, deletes, durable, eas, files, intents, leases, pipes, reconnect, security,
+    streams)
 from smbcad.server.adm import Open
 from smbcad.server import leases_elsewhere
 from smbcad.server.opens import CachedElsewhere
@@ -276,7 +277,10 @@ def _open_resolved(ctx, request, components, stream, resolved):
         streams.check_file_open(ctx, resolved, access)   # open streams vs DELETE
     if resolved.exists:
         key = (resolved.info.device_id, resolved.info.file_id)
-        reconnect.take_over_app_instance(ctx, request, key)     # 3.3.5.9.13
+        app_instance.take_over(ctx, request, key)               # 3.3.5.9.13
+        pending = app_instance.check_elsewhere(ctx, request, key, _retry)
+        if pending is not None:
+            return _tracked(ctx, request, pending)
         durable.check_not_held_disconnected(ctx, key)
     # Share modes, then oplock/lease breaks; a break to wait for retries the CREATE.
     pending = leases.before_open(ctx, request, resolved, access, _retry)

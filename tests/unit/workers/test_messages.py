@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from smbcad.proto.status import NtStatus
 from smbcad.workers.messages import (
     HEADER, MAX_MESSAGE, MESSAGE_TYPES, VERSION, AdminQuery, AdminReply, BreakDone,
-    BreakForOpen, BreakRequest, Header, ListingChanged, LocksChanged, LogoffSession,
+    AppInstanceClose, BreakForOpen, BreakRequest, Header, ListingChanged, LocksChanged, LogoffSession,
     LogoffSessionReply, MessageError, MessageType, OpensBelow, PeerStatus, ReleaseDurable,
     ReleaseDurableReply, Renamed, ReplyWaiters, Sequencer, decode, encode)
 
@@ -64,6 +64,13 @@ PINNED = [
     (Renamed(10, (1, 2), "data", "a/x", "b"),
      header_hex(14, 40) + "0a000000 0100000000000000 0200000000000000 0000 0400 64617461"
                           "03000000 612f78 01000000 62"),
+    # request 11: close file (1, 2)'s opens on "data" with AppInstanceId 00..0f
+    # made by clients other than 10..1f; version (3, 4) given, dialect 3.1.1,
+    # the opener may close them
+    (AppInstanceClose(11, (1, 2), "data", LEASE_KEY, bytes(range(16, 32)), (3, 4), True, True),
+     header_hex(15, 77) + "0b000000 0100000000000000 0200000000000000 0000 0400 64617461"
+                          "000102030405060708090a0b0c0d0e0f 101112131415161718191a1b1c1d1e1f"
+                          "07 0300000000000000 0400000000000000"),
 ]
 
 
@@ -107,7 +114,11 @@ MESSAGES = st.one_of(
     st.builds(PeerStatus, U32, U32),
     st.builds(Renamed, U32, FILE_KEY, st.text(max_size=20).filter(
         lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)), st.text(max_size=60),
-        st.text(max_size=60)))
+        st.text(max_size=60)),
+    st.builds(AppInstanceClose, U32, FILE_KEY, st.text(max_size=20).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+        st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16),
+        st.none() | st.tuples(U64, U64), st.booleans(), st.booleans()))
 
 
 @given(MESSAGES, U16, U32, U32)
@@ -134,7 +145,7 @@ def with_header(payload: bytes, *, version=VERSION, code=MessageType.BREAK_DONE,
     (with_header(GOOD[18:], version=2), "version 2"),
     (with_header(GOOD[18:], version=0), "version 0"),
     (with_header(GOOD[18:], code=0), "unknown message type 0"),
-    (with_header(GOOD[18:], code=15), "unknown message type 15"),
+    (with_header(GOOD[18:], code=16), "unknown message type 16"),
     (with_header(struct.pack("<IH", 1, 1) + b"\xff" + struct.pack("<I", 0),
                  code=MessageType.OPENS_BELOW), "OpensBelow: not UTF-8"),
     (with_header(struct.pack("<IH", 1, 0) + struct.pack("<I", 5) + b"ab",
