@@ -48,8 +48,8 @@ from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
 from smbcad.workers.messages import (AppInstanceClose, BreakForOpen, BreakRequest,
-                                     ListingChanged, LocksChanged, OpensBelow, PeerStatus,
-                                     Renamed)
+                                     DeletePending, ListingChanged, LocksChanged, OpensBelow,
+                                     PeerStatus, Renamed)
 from smbcad.workers.peers import Peers
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
@@ -326,6 +326,8 @@ class Daemon:
         self.mailbox.attach(loop, self._message)
         peers = self.server.peers = Peers(self.mailbox, self.seat.index, self.seat.count)
         self.server.opens.locks_released = lambda key: peers.tell(LocksChanged(key))
+        self.server.directory_delete_pending_elsewhere = lambda key: peers.tell(
+            DeletePending(key))
         self.server.leasing.break_elsewhere = lambda key, opener: peers.tell(
             _break_message(key, opener))
         self.server.leasing.break_listing_elsewhere = (
@@ -369,6 +371,11 @@ class Daemon:
             # host's stale opens here close (3.3.5.9.13).
             self.server.peers.answer(header.sender, PeerStatus(
                 message.request_id, app_instance.on_close_request(self.server, message)))
+        elif isinstance(message, DeletePending):
+            # A directory left delete-pending by a close through another
+            # worker: CHANGE_NOTIFYs on it here complete.
+            if self.server.notify_registry is not None:
+                self.server.notify_registry.directory_delete_pending(message.file_key)
         elif isinstance(message, BreakRequest):
             # Another worker's client changed the file: read caching of it ends.
             leases_elsewhere.break_for(self.server.leasing, message.file_key)

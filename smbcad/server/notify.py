@@ -193,10 +193,15 @@ class NotifyRegistry:
         if entry is not None:
             self._detach(entry, NtStatus.NOTIFY_CLEANUP)
         if delete_pending and open_.is_directory:
-            for other in [e for e in self.entries.values()
-                          if e.open.file_key == open_.file_key]:
-                del self.entries[other.open]
-                self._detach(other, NtStatus.DELETE_PENDING)
+            self.directory_delete_pending(open_.file_key)
+
+    def directory_delete_pending(self, file_key: tuple) -> None:
+        """Directory ``file_key`` is delete-pending (a close here or through
+        another worker): the requests of its Opens complete with
+        STATUS_DELETE_PENDING (2.1.5.15.3)."""
+        for other in [e for e in self.entries.values() if e.open.file_key == file_key]:
+            del self.entries[other.open]
+            self._detach(other, NtStatus.DELETE_PENDING)
 
     # -- events -------------------------------------------------------------------------
 

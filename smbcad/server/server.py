@@ -59,6 +59,9 @@ class SmbServer:
                                open_state=open_state or MemoryOpenState(),
                                node_id=node_id)
         self.opens.on_closed = self._open_closed
+        # Worker processes: tell the others a directory became delete-pending
+        # (their CHANGE_NOTIFYs on it complete); set by the daemon.
+        self.directory_delete_pending_elsewhere = lambda _key: None
         self._async_ids = itertools.count(1)
         self._apply_shares(config)
         # Aggregates come from the config at start; a reload does not move them.
@@ -75,6 +78,8 @@ class SmbServer:
     def _open_closed(self, open_, delete_pending: bool) -> None:
         if self.notify_registry is not None:
             self.notify_registry.open_closed(open_, delete_pending)
+        if delete_pending and open_.is_directory:
+            self.directory_delete_pending_elsewhere(open_.file_key)
 
     # --- background work -------------------------------------------------------------
 

@@ -43,6 +43,7 @@ predecessor of the same worker index is recognisable.  Payloads::
                              opener's dialect is 3.1.1, bit 2 its tree grants
                              the generic read rights), u64 version high,
                              u64 version low
+   16 DeletePending          file key
 
 A share is u16 n, n bytes of its name (UTF-8); paths are share-relative,
 "/"-separated (UTF-8, surrogatepass).
@@ -107,6 +108,7 @@ class MessageType(enum.IntEnum):
     PEER_STATUS = 13
     RENAMED = 14
     APP_INSTANCE_CLOSE = 15
+    DELETE_PENDING = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +440,16 @@ class BreakDone(_FileKeyMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class DeletePending(_FileKeyMessage):
+    """A close through the sender left directory ``file_key`` delete-pending
+    while others still have it open: the receiver's CHANGE_NOTIFY requests
+    on it complete with STATUS_DELETE_PENDING ([MS-FSA] 2.1.5.15.3)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.DELETE_PENDING
+    file_key: FileKey
+
+
+@dataclass(frozen=True, slots=True)
 class LocksChanged(_FileKeyMessage):
     """Byte-range locks of this file were released: pending LOCK requests
     ([MS-FSA] 2.1.5.8, [MS-SMB2] 3.3.5.14) on it try again."""
@@ -545,14 +557,15 @@ class AdminQuery(_Message):
 
 Message = (BreakRequest | BreakDone | LocksChanged | ReleaseDurable | ReleaseDurableReply
            | LogoffSession | LogoffSessionReply | AdminQuery | AdminReply | BreakForOpen
-           | ListingChanged | OpensBelow | PeerStatus | Renamed | AppInstanceClose)
+           | ListingChanged | OpensBelow | PeerStatus | Renamed | AppInstanceClose
+           | DeletePending)
 Request = ReleaseDurable | LogoffSession | AdminQuery | OpensBelow | Renamed | AppInstanceClose
 Reply = ReleaseDurableReply | LogoffSessionReply | AdminReply | PeerStatus
 
 MESSAGE_TYPES = MappingProxyType({kind.TYPE: kind for kind in (
     BreakRequest, BreakDone, LocksChanged, ReleaseDurable, ReleaseDurableReply,
     LogoffSession, LogoffSessionReply, AdminQuery, AdminReply, BreakForOpen, ListingChanged,
-    OpensBelow, PeerStatus, Renamed, AppInstanceClose)})
+    OpensBelow, PeerStatus, Renamed, AppInstanceClose, DeletePending)})
 """Type code → message class: what ``decode`` accepts."""
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from smbcad.proto.status import NtStatus
 from smbcad.workers.messages import (
     HEADER, MAX_MESSAGE, MESSAGE_TYPES, VERSION, AdminQuery, AdminReply, BreakDone,
-    AppInstanceClose, BreakForOpen, BreakRequest, Header, ListingChanged, LocksChanged, LogoffSession,
+    AppInstanceClose, BreakForOpen, BreakRequest, DeletePending, Header, ListingChanged, LocksChanged, LogoffSession,
     LogoffSessionReply, MessageError, MessageType, OpensBelow, PeerStatus, ReleaseDurable,
     ReleaseDurableReply, Renamed, ReplyWaiters, Sequencer, decode, encode)
 
@@ -71,6 +71,8 @@ PINNED = [
      header_hex(15, 77) + "0b000000 0100000000000000 0200000000000000 0000 0400 64617461"
                           "000102030405060708090a0b0c0d0e0f 101112131415161718191a1b1c1d1e1f"
                           "07 0300000000000000 0400000000000000"),
+    (DeletePending((0x1122334455667788, 42)),
+     header_hex(16, 18) + "8877665544332211 2a00000000000000 0000"),
 ]
 
 
@@ -101,6 +103,7 @@ LEASE = st.builds(BreakRequest, FILE_KEY, U64, U32, st.just(True), st.binary(min
 OPLOCK = st.builds(BreakRequest, FILE_KEY, U64, U32, st.just(False))
 MESSAGES = st.one_of(
     LEASE, OPLOCK, st.builds(BreakDone, FILE_KEY), st.builds(LocksChanged, FILE_KEY),
+    st.builds(DeletePending, FILE_KEY),
     st.builds(ReleaseDurable, U64, U32), st.builds(ReleaseDurableReply, U32, U64, U32),
     st.builds(LogoffSession, U64, U32), st.builds(LogoffSessionReply, U32, U32),
     st.builds(AdminQuery, U32, st.text(max_size=100).filter(
@@ -145,7 +148,7 @@ def with_header(payload: bytes, *, version=VERSION, code=MessageType.BREAK_DONE,
     (with_header(GOOD[18:], version=2), "version 2"),
     (with_header(GOOD[18:], version=0), "version 0"),
     (with_header(GOOD[18:], code=0), "unknown message type 0"),
-    (with_header(GOOD[18:], code=16), "unknown message type 16"),
+    (with_header(GOOD[18:], code=17), "unknown message type 17"),
     (with_header(struct.pack("<IH", 1, 1) + b"\xff" + struct.pack("<I", 0),
                  code=MessageType.OPENS_BELOW), "OpensBelow: not UTF-8"),
     (with_header(struct.pack("<IH", 1, 0) + struct.pack("<I", 5) + b"ab",
