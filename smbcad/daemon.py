@@ -35,7 +35,9 @@ from smbcad.domain_metrics import MachineAccountCollector
 from smbcad.metrics import SmbMetrics
 from smbcad.server.connection import Connection
 from smbcad.proto.status import NtStatus
-from smbcad.server import app_instance, dirleases, leases_elsewhere, renamed_opens
+from smbcad.server import (app_instance, dirleases, durable_handover, leases_elsewhere,
+                           renamed_opens)
+from smbcad.server.commands import session_setup
 from smbcad.server.server import SmbServer
 from smbcad.store import LocalHandleStore, LogEngine, StoreError
 from smbcad.transport import SmbListener
@@ -47,9 +49,10 @@ from smbcad.workers import partitions
 from smbcad.workers.gate import RoutingGate, WorkerSeat
 from smbcad.workers.handoff import HandoffError, HandoffListener
 from smbcad.workers.mailbox import Mailbox, MailboxError
-from smbcad.workers.messages import (AppInstanceClose, BreakForOpen, BreakRequest,
-                                     DeletePending, ListingChanged, LocksChanged, OpensBelow,
-                                     PeerStatus, Renamed)
+from smbcad.workers.messages import (HEADER, MAX_MESSAGE, AppInstanceClose, BreakForOpen,
+                                     BreakRequest, DeletePending, ListingChanged, LocksChanged,
+                                     LogoffSession, LogoffSessionReply, OpensBelow, PeerStatus,
+                                     ReleaseDurable, ReleaseDurableReply, Renamed)
 from smbcad.workers.peers import Peers
 from smbcad.workers.supervisor import control_path, inherited_listeners, openstate_path
 
@@ -356,8 +359,6 @@ class Daemon:
                 dirleases.break_listing(self.server.leasing, share, message.directory,
                                         message.parent_lease_key if any(
                                             message.parent_lease_key) else None)
-        elif isinstance(message, PeerStatus):
-            self.server.peers.replied(message)
         elif isinstance(message, OpensBelow):
             # A directory rename through another worker: anything open below it here?
             found = renamed_opens.on_opens_below(self.server, message.share, message.directory)
@@ -371,6 +372,23 @@ class Daemon:
             # host's stale opens here close (3.3.5.9.13).
             self.server.peers.answer(header.sender, PeerStatus(
                 message.request_id, app_instance.on_close_request(self.server, message)))
+        elif isinstance(message, ReleaseDurable):
+            # A reconnect through another worker asks for a durable open held here.
+            encoded = durable_handover.on_release_request(
+                self.server, message.open_id, MAX_MESSAGE - HEADER.size - 24)
+            self.server.peers.answer(header.sender, ReleaseDurableReply(
+                message.request_id, message.open_id,
+                NtStatus.OBJECT_NAME_NOT_FOUND if encoded is None else NtStatus.SUCCESS,
+                encoded or b""))
+        elif isinstance(message, LogoffSession):
+            # PreviousSessionId on another worker names a session held here.
+            ended = session_setup.end_previous_for_peer(self.server, message.session_id,
+                                                        message.user)
+            self.server.peers.answer(header.sender, LogoffSessionReply(
+                message.request_id,
+                NtStatus.SUCCESS if ended else NtStatus.USER_SESSION_DELETED))
+        elif isinstance(message, (PeerStatus, ReleaseDurableReply, LogoffSessionReply)):
+            self.server.peers.replied(message)
         elif isinstance(message, DeletePending):
             # A directory left delete-pending by a close through another
             # worker: CHANGE_NOTIFYs on it here complete.

@@ -12,7 +12,8 @@ import uuid
 import smbprotocol.connection as smb_connection
 from smbprotocol.create_contexts import (
     CreateContextName, DurableHandleFlags, SMB2CreateContextRequest,
-    SMB2CreateDurableHandleReconnectV2, SMB2CreateDurableHandleRequestV2,
+    SMB2CreateDurableHandleReconnect, SMB2CreateDurableHandleReconnectV2,
+    SMB2CreateDurableHandleRequest, SMB2CreateDurableHandleRequestV2,
     SMB2CreateRequestLeaseV2)
 from smbprotocol.header import Smb2Flags
 from smbprotocol.open import (
@@ -26,7 +27,8 @@ SHARE_ALL = (ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE
 CREATE_WAIT_S = 10.0
 
 
-def _context(name, data) -> SMB2CreateContextRequest:
+def create_context(name, data) -> SMB2CreateContextRequest:
+    """A create context of any kind, from smbprotocol's structure for it."""
     context = SMB2CreateContextRequest()
     context["buffer_name"] = name
     context["buffer_data"] = data
@@ -54,7 +56,7 @@ def lease_context(key: bytes, state: int = LEASE_RWH) -> SMB2CreateContextReques
     lease["lease_state"] = state
     lease["parent_lease_key"] = bytes(16)
     lease["epoch"] = 0
-    return _context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
+    return create_context(CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2, lease)
 
 
 def dh2q_context(create_guid: uuid.UUID, timeout_ms: int) -> SMB2CreateContextRequest:
@@ -63,7 +65,7 @@ def dh2q_context(create_guid: uuid.UUID, timeout_ms: int) -> SMB2CreateContextRe
     request["timeout"] = timeout_ms
     request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
     request["create_guid"] = create_guid
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
+    return create_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
 
 
 def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextRequest:
@@ -72,7 +74,20 @@ def dh2c_context(file_id: bytes, create_guid: uuid.UUID) -> SMB2CreateContextReq
     request["file_id"] = file_id
     request["create_guid"] = create_guid
     request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
+    return create_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
+
+
+def dhnq_context() -> SMB2CreateContextRequest:
+    """DHnQ: a durable (v1) handle, granted with a batch oplock (2.2.13.2.3)."""
+    return create_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST,
+                          SMB2CreateDurableHandleRequest())
+
+
+def dhnc_context(file_id: bytes) -> SMB2CreateContextRequest:
+    """DHnC of a durable (v1) handle (2.2.13.2.4)."""
+    request = SMB2CreateDurableHandleReconnect()
+    request["data"] = file_id
+    return create_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT, request)
 
 
 def create(tree, name, contexts=(), disposition=CreateDisposition.FILE_OPEN, lease=False,

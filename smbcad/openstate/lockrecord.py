@@ -58,6 +58,16 @@ def without_owner(value: bytes, owner: int, keep: frozenset = frozenset()) -> by
     return kept or None
 
 
+def with_open_owned_by(value: bytes, open_id: int, owner: int | None) -> bytes | None:
+    """``value`` with the locks of open ``open_id`` now ``owner``'s: another
+    process adopted the open (a durable open handed between workers); with
+    ``owner`` None they go (it could not).  None when no lock is left."""
+    kept = b"".join(LOCK.pack(owner if fields[1] == open_id else fields[0], *fields[1:])
+                    for fields in LOCK.iter_unpack(value)
+                    if owner is not None or fields[1] != open_id)
+    return kept or None
+
+
 def decode(value: bytes | None) -> list[tuple[int, int, int, int, bool]]:
     """(owner, open id, offset, length, exclusive) of every lock (reads, tests)."""
     return [(owner, open_id, offset, length, bool(flags & _EXCLUSIVE))

@@ -367,6 +367,18 @@ class OpenStateTable:
             self._put_locks(txn, db_key, lockrecord.with_owner_locks(
                 txn.get(db_key), self.owner, lockrecord.pack(self.owner, mine)))
 
+    def adopt_locks(self, key: tuple, open_id: int, *, keep: bool = True) -> None:
+        """The locks of ``open_id``, published by the process that held the
+        open, become this process's: it adopted the open (a durable open
+        handed between workers), and they never left the record meanwhile.
+        ``keep`` False: they go (the open could not be adopted)."""
+        db_key = record.encode_key(key)
+        with self._begin(write=True, locks=True) as txn:
+            value = txn.get(db_key)
+            if value:
+                self._put_locks(txn, db_key, lockrecord.with_open_owned_by(
+                    value, open_id, self.owner if keep else None))
+
     def locks_of(self, key: tuple) -> list:
         with self._begin(locks=True) as txn:
             return lockrecord.decode(txn.get(record.encode_key(key)))

@@ -623,6 +623,18 @@ class Leasing:
                 self._drop_lease(lease)
         self.wake(open_.file_key)
 
+    def hand_over(self, open_) -> None:
+        """Another worker adopts this disconnected open (``durable_handover``,
+        an oplock open: a lease's opens cannot part): its oplock ends here
+        and is restored there.  A write it made breaks its directory's
+        leases now, as its close would have."""
+        if open_ in self.written:
+            dirleases.on_close(self, open_, False)
+        grant = self.grants.get(open_)
+        if grant is not None:
+            self._drop_grant(grant)
+        self.wake(open_.file_key)
+
     def _deletes(self, open_) -> bool:
         """Whether closing ``open_`` removes its file: delete pending and the last open."""
         if self.server is None:

@@ -188,6 +188,13 @@ class ByteRangeLockList:
             self.waiters.remove(waiter)
             waiter.wake(NtStatus.SUCCESS)
 
+    def hand_over(self, open_) -> None:
+        """Another process adopts the open (``durable_handover``): its locks
+        leave this list but not the shared record, whose entries the adopter
+        takes over (``OpenStateTable.adopt_locks``), so nobody can take their
+        ranges meanwhile.  A disconnected open has no waiting requests."""
+        self.locks = [lock for lock in self.locks if lock.owner is not open_]
+
     def release(self, open_) -> None:
         """The open is closing ([MS-FSA] 2.1.5.5): its locks go, its own
         waiting requests end with STATUS_RANGE_NOT_LOCKED, and whatever its
@@ -277,6 +284,13 @@ def restore(state, open_, saved_locks, shared: SharedLocks | None = None) -> Non
                                          saved.offset + saved.length - 1))
     if table.shared is not None:
         table.shared.publish(table._mine())
+
+
+def hand_over(state, open_) -> None:
+    """``ByteRangeLockList.hand_over`` on the file's list, if it has one."""
+    if state.locks is not None:
+        state.locks.hand_over(open_)
+        discard_if_empty(state)
 
 
 def release_open(state, open_) -> None:

@@ -1,7 +1,8 @@
 """An Open and its handle-store record, both directions, side by side.
 
 ``to_record`` is what a persistent open's commit stores (smbcad.store.records);
-``from_record`` rebuilds the Open after a restart or a takeover, as a
+``from_record`` rebuilds the Open after a restart or a takeover (or in the
+worker that adopts a durable open, ``durable_handover``), as a
 disconnected open (3.3.7.1) with a ghost tree connect on its share until a
 DH2C attaches it (3.3.5.9.12).  Lease, oplock and lock state are restored by
 their owners (``Leasing.restore``, ``locks.restore``) from the same record.
@@ -87,7 +88,7 @@ def from_record(record: PersistentOpen, share, ghost_trees: dict, volatile_id: i
         handle=handle, granted_access=record.granted_access, share_access=record.share_access,
         create_options=record.create_options, is_directory=record.is_directory,
         file_key=(info.device_id, info.file_id), delete_on_close=record.delete_on_close,
-        position=record.position, durable=record.is_durable, persistent=True,
+        position=record.position, durable=record.is_durable, persistent=record.is_persistent,
         resilient=record.is_resilient, durable_timeout_ms=record.durable_timeout_ms,
         resiliency_timeout_ms=record.resiliency_timeout_ms,
         durable_owner=(record.owner_user, record.owner_domain),

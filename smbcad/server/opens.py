@@ -55,7 +55,7 @@ LIFECYCLE: dict[tuple[OpenState, OpenInput], OpenState] = {
     (_S.DISCONNECTED, _I.ATTACH): _S.CONNECTED,
     (_S.DISCONNECTED, _I.EXPIRE): _S.CLOSED,
     (_S.DISCONNECTED, _I.CLOSE): _S.CLOSED,        # a purge, an AppInstanceId takeover
-    (_S.DISCONNECTED, _I.RELEASE): _S.RELEASED,    # the partner adopts its record
+    (_S.DISCONNECTED, _I.RELEASE): _S.RELEASED,    # the partner or another worker adopts it
 }
 
 
@@ -372,6 +372,27 @@ class OpenTable:
         finally:
             open_.handle.close()
         return commit
+
+    def hand_over(self, open_) -> None:
+        """Another worker adopts this disconnected open (``durable_handover``):
+        it leaves this process with no close.  Its share-mode entry and
+        byte-range locks stay in the shared records for the adopter to take
+        over; its oplock and descriptor end here."""
+        _step(open_, OpenInput.RELEASE)
+        open_.released = open_.closed = True
+        self.by_persistent_id.pop(open_.persistent_id, None)
+        self.metrics.opens.dec()
+        self.stop_scavenger(open_)
+        self.forget_create_guid(open_)
+        self.leasing.hand_over(open_)
+        state = self.by_file.get(open_.file_key)
+        if state is not None:
+            if open_ in state.opens:
+                state.opens.remove(open_)
+            locks.hand_over(state, open_)
+            if not state.opens:
+                del self.by_file[open_.file_key]
+        open_.handle.close()
 
     # --- connection lost (3.3.7.1) and the scavenger (3.3.6.2, 3.3.6.4) -----------
 

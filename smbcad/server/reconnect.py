@@ -8,6 +8,8 @@ by its DurableFileId (or, for a persistent open on a node that restarted,
 by its CreateGuid), checks that the caller is the client and user that
 made it, and attaches it to the caller's session and tree with a new
 volatile FileId.  Breaks the open could not hear while away go out now.
+With worker processes, an open not found here may be another worker's
+(a reconnect from another ClientGuid): ``durable_handover`` fetches it first.
 """
 
 import logging
@@ -19,7 +21,7 @@ from smbcad.proto.create_contexts import (
     DHANDLE_FLAG_PERSISTENT, FileId, LeaseFlags, LeaseResponse, durable_handle_response_v2, maximal_access_response, query_on_disk_id_response)
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus, name_of
-from smbcad.server import durable
+from smbcad.server import durable, durable_handover
 from smbcad.server.context import answer_after
 from smbcad.store import ZERO_GUID
 
@@ -42,10 +44,29 @@ def reconnect(ctx, request: CreateRequest):
     try:
         answer = _reconnect(ctx, request)
     except SmbError as exc:
+        if exc.status == _NOT_FOUND:
+            pending = _held_elsewhere(ctx, request)
+            if pending is not None:
+                return pending
         ctx.server.metrics.reconnect(name_of(exc.status))
         raise
     ctx.server.metrics.reconnect("ok")
     return answer
+
+
+def _held_elsewhere(ctx, request: CreateRequest):
+    """With workers, an open this process does not have may be another's:
+    fetch it (``durable_handover``), then reconnect again."""
+    contexts = request.create_contexts
+    v2 = contexts.durable_handle_reconnect_v2
+    if v2 is not None and ctx.connection.dialect >= Dialect.SMB_3_0:
+        open_id = v2.file_id.persistent
+    else:
+        open_id = contexts.durable_handle_reconnect.persistent
+    if ctx.server.opens.lookup(open_id) is not None:
+        return None
+    return durable_handover.fetch_elsewhere(ctx, open_id,
+                                            lambda again: reconnect(again, request))
 
 
 def _reconnect(ctx, request: CreateRequest):

@@ -22,8 +22,11 @@ predecessor of the same worker index is recognisable.  Payloads::
     2 BreakDone              file key
     3 LocksChanged           file key
     4 ReleaseDurable         u64 open id, u32 request id
-    5 ReleaseDurableReply    u32 request id, u64 open id, u32 status
-    6 LogoffSession          u64 session id, u32 request id
+    5 ReleaseDurableReply    u32 request id, u64 open id, u32 status, u32 n,
+                             n bytes the open's record (smbcad.store.records;
+                             n = 0 unless the status is SUCCESS)
+    6 LogoffSession          u64 session id, u32 request id, u16 n, n bytes the
+                             user name of the new session (UTF-8)
     7 LogoffSessionReply     u32 request id, u32 status
     8 AdminQuery             u32 request id, u16 n, n bytes query (UTF-8)
     9 AdminReply             u32 request id, u32 n, n bytes JSON (UTF-8)
@@ -459,22 +462,34 @@ class LocksChanged(_FileKeyMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseDurableReply(_FixedMessage):
-    """``status`` is SUCCESS when the open was released, OBJECT_NAME_NOT_FOUND
-    when the receiver did not hold it."""
+class ReleaseDurableReply(_Message):
+    """``status`` SUCCESS: the receiver let go of the open, and ``record`` is
+    the open as the handle store encodes it (``smbcad.store.records``), for
+    the asker to adopt; OBJECT_NAME_NOT_FOUND: it holds no such open that
+    may move."""
 
-    LAYOUT: ClassVar[struct.Struct] = _RELEASE_REPLY
     TYPE: ClassVar[MessageType] = MessageType.RELEASE_DURABLE_REPLY
     request_id: int
     open_id: int
     status: int
+    record: bytes = b""
+
+    def encode(self) -> bytes:
+        return (_RELEASE_REPLY.pack(self.request_id, self.open_id, self.status)
+                + _U32_LENGTH.pack(len(self.record)) + self.record)
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "ReleaseDurableReply":
+        request_id, open_id, status = reader.fields(_RELEASE_REPLY)
+        return cls(request_id, open_id, status, reader.take(reader.fields(_U32_LENGTH)[0]))
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseDurable(_FixedMessage):
-    """Give up this disconnected durable or persistent open so the sender
-    can adopt it: a reconnect ([MS-SMB2] 3.3.5.9.7, 3.3.5.9.12) that landed
-    on another worker than the one holding the open."""
+    """Give up this disconnected durable open so the sender can adopt it: a
+    reconnect ([MS-SMB2] 3.3.5.9.7, 3.3.5.9.12) from a client whose
+    ClientGuid routed it to another worker than the one holding the open
+    (``smbcad.server.durable_handover``)."""
 
     LAYOUT: ClassVar[struct.Struct] = _ID_AND_REQUEST
     TYPE: ClassVar[MessageType] = MessageType.RELEASE_DURABLE
@@ -492,15 +507,29 @@ class LogoffSessionReply(_FixedMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class LogoffSession(_FixedMessage):
-    """Log off session ``session_id``, held by the receiver: a SESSION_SETUP
-    with PreviousSessionId ([MS-SMB2] 3.3.5.5.3) on another worker."""
+class LogoffSession(_Message):
+    """End session ``session_id`` if the receiver holds it and ``user`` is
+    its user, keeping its durable opens for a reconnect: a SESSION_SETUP
+    with PreviousSessionId ([MS-SMB2] 3.3.5.5.3) on another worker.
+    LogoffSessionReply SUCCESS: it ended; USER_SESSION_DELETED: not here."""
 
-    LAYOUT: ClassVar[struct.Struct] = _ID_AND_REQUEST
     TYPE: ClassVar[MessageType] = MessageType.LOGOFF_SESSION
     REPLY: ClassVar[type] = LogoffSessionReply
     session_id: int
     request_id: int
+    user: str = ""
+
+    def encode(self) -> bytes:
+        try:
+            raw = self.user.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise MessageError(f"LogoffSession: user is not UTF-8 ({error.reason})") from None
+        return _ID_AND_REQUEST.pack(self.session_id, self.request_id) + _U16.pack(len(raw)) + raw
+
+    @classmethod
+    def read(cls, reader: _Reader) -> "LogoffSession":
+        session_id, request_id = reader.fields(_ID_AND_REQUEST)
+        return cls(session_id, request_id, _text(reader.take(reader.fields(_U16)[0]), reader.what))
 
 
 @dataclass(frozen=True, slots=True)

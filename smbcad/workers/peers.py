@@ -15,8 +15,9 @@ from typing import Callable
 
 from smbcad.workers.mailbox import Mailbox, MailboxError
 from smbcad.proto.status import NtStatus
-from smbcad.workers.messages import (AppInstanceClose, Message, MessageError, OpensBelow,
-                                     Renamed, Reply, ReplyWaiters, Request)
+from smbcad.workers.messages import (AppInstanceClose, LogoffSession, Message, MessageError,
+                                     OpensBelow, ReleaseDurable, Renamed, Reply, ReplyWaiters,
+                                     Request)
 
 log = logging.getLogger("smbcad.workers")
 
@@ -105,6 +106,29 @@ class Peers:
         refused = [answer.status for answer in answers
                    if answer is not None and answer.status != NtStatus.SUCCESS]
         return refused[0] if refused else NtStatus.SUCCESS
+
+    async def release_durable(self, open_id: int) -> bytes | None:
+        """The record of disconnected durable open ``open_id``, which the
+        worker that held it has let go of for this one to adopt; None when no
+        other worker holds it (or would let it go)."""
+        answers = await self.ask(lambda request_id: ReleaseDurable(open_id, request_id))
+        for answer in answers:
+            if answer is not None and answer.status == NtStatus.SUCCESS and answer.record:
+                return answer.record
+        return None
+
+    async def log_off_session(self, session_id: int, user: str) -> bool:
+        """The worker holding session ``session_id`` of ``user`` ends it,
+        keeping its durable opens (PreviousSessionId, [MS-SMB2] 3.3.5.5.3);
+        whether one did, before this returns."""
+        try:
+            answers = await self.ask(lambda request_id: LogoffSession(session_id, request_id,
+                                                                      user))
+        except MessageError as exc:           # a user name past a datagram's size
+            log.warning("previous session %#x not ended elsewhere: %s", session_id, exc)
+            return False
+        return any(answer is not None and answer.status == NtStatus.SUCCESS
+                   for answer in answers)
 
     def answer(self, to_index: int, reply: Reply) -> None:
         """``reply`` to the worker that asked."""

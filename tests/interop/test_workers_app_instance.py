@@ -21,11 +21,10 @@ import pytest
 
 pytest.importorskip("smbprotocol", reason="smbprotocol is not installed")
 from smbprotocol.create_contexts import (  # noqa: E402
-    CreateContextName, SMB2CreateAppInstanceId, SMB2CreateAppInstanceVersion,
-    SMB2CreateContextRequest)
+    CreateContextName, SMB2CreateAppInstanceId, SMB2CreateAppInstanceVersion)
 from smbprotocol.open import RequestedOplockLevel  # noqa: E402
 
-from persistent_client import dh2q_context, lease_context  # noqa: E402
+from persistent_client import create_context, dh2q_context, lease_context  # noqa: E402
 from test_workers import (  # noqa: E402
     Client, ca_server, control, guid_for, listen_for_breaks, persistent_open, status_of)
 
@@ -36,13 +35,6 @@ APP_INSTANCE = uuid.UUID("6aa6bc45-a7ef-4af7-9008-fa462e144d74").bytes_le
 __all__ = ["ca_server"]          # the fixture, used by name
 
 
-def _context(name, structure) -> SMB2CreateContextRequest:
-    context = SMB2CreateContextRequest()
-    context["buffer_name"] = name
-    context["buffer_data"] = structure
-    return context
-
-
 def app_instance(version_high: int) -> list:
     """AppInstanceId APP_INSTANCE with AppInstanceVersion (version_high, 0)."""
     app_id = SMB2CreateAppInstanceId()
@@ -50,8 +42,8 @@ def app_instance(version_high: int) -> list:
     version = SMB2CreateAppInstanceVersion()
     version["app_instance_version_high"] = version_high
     version["app_instance_version_low"] = 0
-    return [_context(CreateContextName.SMB2_CREATE_APP_INSTANCE_ID, app_id),
-            _context(CreateContextName.SMB2_CREATE_APP_INSTANCE_VERSION, version)]
+    return [create_context(CreateContextName.SMB2_CREATE_APP_INSTANCE_ID, app_id),
+            create_context(CreateContextName.SMB2_CREATE_APP_INSTANCE_VERSION, version)]
 
 
 def open_as_host(host: Client, name: str, version_high: int):

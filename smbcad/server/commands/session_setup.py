@@ -12,9 +12,12 @@ from smbcad.proto.session_setup import SessionSetupRequest, SessionSetupResponse
 from smbcad.proto.status import NtStatus
 from smbcad.server import channels
 from smbcad.server.adm import Channel, ChannelBinding, Session, SessionState
-from smbcad.server.context import Offloaded, Reply
+from smbcad.server.context import Offloaded, Pending, Reply
 
 log = logging.getLogger("smbcad.session")
+# Longer than a wait for the other workers can take (workers.peers.ASK_TIMEOUT_S):
+# a SESSION_SETUP that waits for them gets no interim response.
+_NO_INTERIM_S = 10.0
 
 
 def _new_session(ctx) -> Session:
@@ -172,8 +175,15 @@ def _stepped(ctx, session: Session, exchange, request: SessionSetupRequest, step
                                      crypto.preauth_next(session.preauth_hash, data)))
         return Reply(SessionSetupResponse(0, step.out_token).encode(),
                      NtStatus.MORE_PROCESSING_REQUIRED)
+    previous_elsewhere = (request.previous_session_id and session.identity is None
+                          and request.previous_session_id != session.session_id
+                          and server.peers is not None
+                          and request.previous_session_id not in server.sessions)
     flags = _finish(ctx, session, exchange, request, identity)
-    return SessionSetupResponse(flags, step.out_token).encode()
+    body = SessionSetupResponse(flags, step.out_token).encode()
+    if previous_elsewhere and identity is not None:
+        return _end_previous_elsewhere(ctx, request.previous_session_id, identity.user, body)
+    return body
 
 
 def _expire_previous(server, old, new) -> None:
@@ -181,6 +191,29 @@ def _expire_previous(server, old, new) -> None:
     if (new.identity is not None and old.identity is not None
             and old.identity.user.lower() == new.identity.user.lower()):
         server.drop_session(old, keep_durable=True)
+
+
+def _end_previous_elsewhere(ctx, previous_id: int, user: str, body: bytes) -> Pending:
+    """PreviousSessionId (3.3.5.5.3) naming a session this worker does not
+    hold: with workers, the old connection's ClientGuid may have routed it
+    to another.  That one ends it before this response goes, so the client
+    finds it gone on its old connection as with one process
+    (smb2.durable-open.reopen1a), and its durable opens are disconnected
+    for the reconnect that follows."""
+    async def ended():
+        await ctx.server.peers.log_off_session(previous_id, user)
+        return body
+    return Pending(ended(), _NO_INTERIM_S)
+
+
+def end_previous_for_peer(server, session_id: int, user: str) -> bool:
+    """Another worker's SESSION_SETUP named ``session_id`` as its
+    PreviousSessionId: end it here if it is ``user``'s (``_expire_previous``)."""
+    old = server.sessions.get(session_id)
+    if old is None or old.identity is None or old.identity.user.lower() != user.lower():
+        return False
+    server.drop_session(old, keep_durable=True)
+    return True
 
 
 # --- binding a channel (3.3.5.5.2, 3.3.5.5.3) ----------------------------------------

@@ -319,3 +319,23 @@ def test_connection_limits_count_every_process_of_the_node(store):
     assert store.node_connections() == 0
     store.connection_closed("192.0.2.9")                         # never counted: no effect
     assert store.node_connections() == 0
+
+
+def test_a_durable_open_handed_to_another_process_keeps_its_entry_and_locks(store):
+    """smbcad/server/durable_handover.py: the holder lets the open go without
+    touching the records; the adopter takes its entry and locks in place, so
+    another process's conflicting open or lock is refused throughout."""
+    adopter = copy.copy(store)
+    adopter.owner = 4242
+    store.add_open(KEY, 7, READ | WRITE, S.READ)
+    assert store.claim_locks(KEY, [(0, 10, True)], [(7, 0, 10, True)])
+    adopter.adopt_open(KEY, 7, READ | WRITE, S.READ)
+    assert [(e.owner, e.open_id) for e in store.entries(KEY)] == [(4242, 7)]
+    assert store.sharing_conflict(KEY, WRITE, ALL) == NtStatus.SHARING_VIOLATION
+    adopter.adopt_locks(KEY, 7)
+    assert store.locks_of(KEY) == [(4242, 7, 0, 10, True)]
+    assert store.foreign_lock_conflict(KEY, 5, 1, False)
+    store.publish_locks(KEY, [])                 # the old holder's later publish keeps them
+    assert store.locks_of(KEY) == [(4242, 7, 0, 10, True)]
+    adopter.adopt_locks(KEY, 7, keep=False)      # an adoption that failed drops them
+    assert store.locks_of(KEY) == []

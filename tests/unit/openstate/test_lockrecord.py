@@ -51,3 +51,14 @@ def test_the_same_decision_as_the_processs_own_list(offset, length):
         for exclusive in (False, True):
             assert lockrecord.foreign_conflict(value, 2, offset, length, exclusive) == \
                 table.conflicts(offset, length, exclusive, True, asking)
+
+
+def test_an_adopted_opens_locks_change_owner_in_place():
+    value = lockrecord.pack(1, [(7, 0, 10, True), (8, 20, 5, False)])
+    value += lockrecord.pack(2, [(9, 40, 1, False)])
+    moved = lockrecord.with_open_owned_by(value, 7, 2)
+    assert lockrecord.decode(moved) == [(2, 7, 0, 10, True), (1, 8, 20, 5, False),
+                                        (2, 9, 40, 1, False)]
+    assert lockrecord.decode(lockrecord.with_open_owned_by(value, 7, None)) == [
+        (1, 8, 20, 5, False), (2, 9, 40, 1, False)]
+    assert lockrecord.with_open_owned_by(lockrecord.pack(1, [(7, 0, 10, True)]), 7, None) is None

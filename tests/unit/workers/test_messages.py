@@ -40,9 +40,13 @@ PINNED = [
     (ReleaseDurable(OPEN_ID, 5),
      header_hex(4, 12) + "0807060504030201 05000000"),
     (ReleaseDurableReply(5, OPEN_ID, NtStatus.OBJECT_NAME_NOT_FOUND),
-     header_hex(5, 16) + "05000000 0807060504030201 340000c0"),
+     header_hex(5, 20) + "05000000 0807060504030201 340000c0 00000000"),
+    (ReleaseDurableReply(5, OPEN_ID, NtStatus.SUCCESS, b"\x01\x02\x03"),
+     header_hex(5, 23) + "05000000 0807060504030201 00000000 03000000 010203"),
     (LogoffSession(0x1000000000000041, 6),
-     header_hex(6, 12) + "4100000000000010 06000000"),
+     header_hex(6, 14) + "4100000000000010 06000000 0000"),
+    (LogoffSession(0x1000000000000041, 6, "bob"),
+     header_hex(6, 17) + "4100000000000010 06000000 0300 626f62"),
     (LogoffSessionReply(6, NtStatus.SUCCESS),
      header_hex(7, 8) + "06000000 00000000"),
     (AdminQuery(7, "opens"),
@@ -104,8 +108,9 @@ OPLOCK = st.builds(BreakRequest, FILE_KEY, U64, U32, st.just(False))
 MESSAGES = st.one_of(
     LEASE, OPLOCK, st.builds(BreakDone, FILE_KEY), st.builds(LocksChanged, FILE_KEY),
     st.builds(DeletePending, FILE_KEY),
-    st.builds(ReleaseDurable, U64, U32), st.builds(ReleaseDurableReply, U32, U64, U32),
-    st.builds(LogoffSession, U64, U32), st.builds(LogoffSessionReply, U32, U32),
+    st.builds(ReleaseDurable, U64, U32), st.builds(ReleaseDurableReply, U32, U64, U32, st.binary(max_size=600)),
+    st.builds(LogoffSession, U64, U32, st.text(max_size=40).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s))), st.builds(LogoffSessionReply, U32, U32),
     st.builds(AdminQuery, U32, st.text(max_size=100).filter(
         lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s))),
     st.builds(AdminReply, U32, JSON), st.builds(BreakForOpen, FILE_KEY, U32, st.integers(0, 15)),
