@@ -83,7 +83,8 @@ class _FrameSink:
 
     def send_frame(self, frame) -> None:
         """Write a frame whose first 4 bytes are reserved for the length: one
-        write, no copy unless the socket pushes back (then asyncio copies)."""
+        write, no copy (asyncio before 3.12 copies what the socket pushes back;
+        a later one keeps a view: ``Connection.read_buffer`` allows for it)."""
         transport = self._protocol.transport
         if transport is None or transport.is_closing():
             return
@@ -112,6 +113,11 @@ class _FrameSink:
 
     def quiet(self) -> bool:
         return self._protocol.quiet()
+
+    def unsent(self) -> int:
+        """Bytes written that the transport still holds (the socket pushed back)."""
+        transport = self._protocol.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     def bytes_sent(self) -> int:
         return self._protocol.bytes_written
@@ -158,6 +164,9 @@ class _ClosedSink:
 
     def quiet(self) -> bool:
         return True
+
+    def unsent(self) -> int:
+        return 0
 
     def bytes_sent(self) -> int:
         return 0

@@ -297,12 +297,14 @@ class Connection:
             self.sink.send([encryptor.encrypt(message, encrypt_session.session_id)])
 
     def read_buffer(self, size: int) -> bytearray:
-        """A reusable buffer for READ responses: the transport has sent or copied
-        the last one by the time the next READ runs, and a fresh multi-MiB
-        bytearray costs more to zero-fill than the read itself.  The response
-        frame starts at ``READ_FRAME_AT``, so an encrypted one is encrypted
-        where it is, its TRANSFORM_HEADER in the bytes before it."""
-        if len(self._read_buffer) < size:
+        """A reusable buffer for READ responses: a fresh multi-MiB bytearray
+        costs more to zero-fill than the read itself.  It is reused only while
+        the transport holds nothing unsent: asyncio before Python 3.12 copies
+        what the socket does not take, but 3.12's (and uvloop) keeps a view of
+        it, which the next READ would overwrite before it is sent.  The
+        response frame starts at ``READ_FRAME_AT``, so an encrypted one is
+        encrypted where it is, its TRANSFORM_HEADER in the bytes before it."""
+        if len(self._read_buffer) < size or self.sink.unsent():
             self._read_buffer = bytearray(size)
         return self._read_buffer
 

@@ -40,6 +40,7 @@ class MemorySink:
         self.sent = 0
         self.acked_upto: int | None = None     # None: the peer takes in everything
         self.was_reset = False
+        self.held = 0                  # bytes a transport would not have sent yet
 
     def send(self, parts) -> None:
         self.frames.append(b"".join(bytes(p) for p in parts))
@@ -80,6 +81,10 @@ class MemorySink:
 
     def quiet(self) -> bool:
         return True
+
+    def unsent(self) -> int:
+        """What the transport would still hold: tests set ``held``."""
+        return self.held
 
     def dropped(self) -> int:
         return 1

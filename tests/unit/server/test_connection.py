@@ -33,6 +33,24 @@ def test_second_negotiate_drops_the_connection(server):
     assert client.sink.closed
 
 
+def test_a_read_buffer_the_transport_still_holds_is_not_reused(server):
+    """asyncio from Python 3.12 (and uvloop) keeps a view of what the socket
+    pushed back: the next READ must not overwrite it before it is sent."""
+    client = connected_client(server)
+    reply = client.request(Command.CREATE, wire.create_request("held.bin", disposition=5,
+                                                               access=0x0012019F))
+    fid = struct.unpack_from("<QQ", reply, 64 + 64)
+    client.request(Command.WRITE, wire.write_request(*fid, 0, b"first second"))
+    conn = client.conn
+    client.request(Command.READ, wire.read_request(*fid, 5, 0))
+    sent = conn.read_buffer(1)
+    client.request(Command.READ, wire.read_request(*fid, 5, 0))
+    assert conn.read_buffer(1) is sent              # all of it went: reused
+    client.sink.held = 100                          # the last response is still queued
+    client.request(Command.READ, wire.read_request(*fid, 5, 6))
+    assert b"first" in bytes(sent) and b"secon" not in bytes(sent)
+
+
 def test_wrong_password_is_logon_failure(server):
     client = Client(server)
     client.negotiate()
