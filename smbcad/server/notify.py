@@ -137,6 +137,9 @@ class NotifyRegistry:
         self._subs: dict[int, list[ChangeNotifyEntry]] = {}  # wd → entries watching it
         self._last_named: dict[int, tuple[int, str]] = {}    # wd → last (event bit, name)
         self._renamed: dict[int, set[str]] = {}              # wd → files renamed in, not yet closed
+        # (wd, name) → closes of a directory this registry opened to watch it:
+        # they say nothing of a client's handle (``_child``).
+        self._own_closes: dict[tuple[int, str], int] = {}
         self._touched: list[ChangeNotifyEntry] = []
 
     def tracked(self) -> dict[str, int]:
@@ -144,7 +147,8 @@ class NotifyRegistry:
         return {"notify_entries": len(self.entries),
                 "notify_waiters": sum(len(e.waiters) for e in self.entries.values()),
                 "notify_watches": len(self._subs),
-                "notify_renames": len(self._renamed) + len(self._last_named)}
+                "notify_renames": len(self._renamed) + len(self._last_named)
+                + len(self._own_closes)}
 
     # -- requests (2.1.5.11) ---------------------------------------------------------
 
@@ -253,8 +257,23 @@ class NotifyRegistry:
         wd, name, mask = event.wd, event.name, event.mask
         is_dir = bool(mask & IN_ISDIR)
         if mask & _CLOSE_BITS:
+            own = self._own_closes.get((wd, name))
+            if own:
+                # This registry's own open to watch the directory.  With
+                # workers the client's CREATE may still be stamping the new
+                # directory's attributes on another process: the stamp
+                # after this close is still part of its ADDED.
+                if own == 1:
+                    del self._own_closes[(wd, name)]
+                else:
+                    self._own_closes[(wd, name)] = own - 1
+                return
             if self._last_named.get(wd) == (IN_CREATE, name):
                 del self._last_named[wd]     # created and closed: attributes set later are news
+            for entry in self._subs.get(wd, ()):
+                seen = entry.scanned.get(wd)
+                if seen:
+                    seen.discard(name)
             renamed = self._renamed.get(wd)
             if renamed is not None and name in renamed:
                 renamed.discard(name)
@@ -273,11 +292,16 @@ class NotifyRegistry:
         for entry, path in self._targets(wd, name):
             if bit & IN_CREATE and self._seen_by_scan(entry, wd, name):
                 continue
+            if bit & IN_ATTRIB and name in entry.scanned.get(wd, ()):
+                # Found by the scan of a directory watched after the entry
+                # appeared, its IN_CREATE never came: its attribute stamp,
+                # made by another process after the scan, is its ADDED too.
+                continue
             if bit & IN_DELETE:
                 entry.scanned.get(wd, set()).discard(name)
             self._report(entry, action, path, dir_filter if is_dir else file_filter)
             if bit & IN_CREATE and is_dir and entry.watch_tree:
-                self._watch_subtree(entry, path, report=True)
+                self._watch_subtree(entry, path, report=True, parent_wd=wd)
 
     def _move(self, source, target) -> None:
         """IN_MOVED_FROM / IN_MOVED_TO, paired by cookie when both are here."""
@@ -318,7 +342,7 @@ class NotifyRegistry:
             elif new is not None:
                 self._report(entry, FileAction.ADDED, new, name_filter)
                 if is_dir and entry.watch_tree:
-                    self._watch_subtree(entry, new, report=False)
+                    self._watch_subtree(entry, new, report=False, parent_wd=target.wd)
 
     def _directory_deleted(self, wd: int) -> None:
         """The opened directory itself was removed (by anyone): its requests
@@ -337,6 +361,8 @@ class NotifyRegistry:
             entry.scanned.pop(wd, None)
         self._last_named.pop(wd, None)
         self._renamed.pop(wd, None)
+        for key in [key for key in self._own_closes if key[0] == wd]:
+            del self._own_closes[key]
 
     # -- reporting (2.1.4.1) and completion (2.1.5.11.1) ------------------------------------
 
@@ -415,23 +441,30 @@ class NotifyRegistry:
         while entry.waiters:
             entry.waiters.popleft().finish(status)
 
-    def _watch_subtree(self, entry: ChangeNotifyEntry, path: str, report: bool) -> None:
-        """Watch a directory that appeared under a tree watch, and all below it.
-        ``report``: its contents are new too (it was just created), so each is
-        reported as ADDED."""
-        watched = self._watch_one(entry, path)
+    def _watch_subtree(self, entry: ChangeNotifyEntry, path: str, report: bool,
+                       parent_wd: int) -> None:
+        """Watch a directory that appeared under a tree watch (in the
+        directory of ``parent_wd``), and all below it.  ``report``: its
+        contents are new too (it was just created), so each is reported as
+        ADDED."""
+        watched = self._watch_one(entry, path, parent_wd)
         if watched is not None:
             self._walk(entry, watched, path, report)
 
-    def _watch_one(self, entry: ChangeNotifyEntry, path: str):
+    def _watch_one(self, entry: ChangeNotifyEntry, path: str, parent_wd: int | None = None):
         """Watch one directory for the entry; None if gone, already watched or
-        refused (then the entry overflows: the client must re-read the tree)."""
+        refused (then the entry overflows: the client must re-read the tree).
+        Watching opens and closes it: that close, on ``parent_wd``, is noted
+        as this registry's own."""
         try:
             watched = self._port.watch(entry.open.handle.fd, path, list_entries=True)
         except SmbError as exc:
             log.warning("change notify: cannot watch %s: %s", path, exc)
             self._overflow(entry)
             return None
+        if watched is not None and parent_wd is not None:
+            key = (parent_wd, path.rpartition("/")[2])
+            self._own_closes[key] = self._own_closes.get(key, 0) + 1
         if watched is None or not self._subscribe(entry, watched.wd, path):
             return None
         return watched
@@ -439,9 +472,9 @@ class NotifyRegistry:
     def _walk(self, entry: ChangeNotifyEntry, watched, path: str, report: bool) -> None:
         """Depth first (parents before children) without recursion: trees can
         be deeper than Python's stack."""
-        stack = [self._children(entry, watched, path, report)]
+        stack = [(self._children(entry, watched, path, report), watched.wd)]
         while stack:
-            child = next(stack[-1], None)
+            child = next(stack[-1][0], None)
             if child is None:
                 stack.pop()
                 continue
@@ -456,9 +489,9 @@ class NotifyRegistry:
                             MAX_TREE_WATCHES)
                 self._overflow(entry)
                 return
-            below = self._watch_one(entry, child_path)
+            below = self._watch_one(entry, child_path, stack[-1][1])
             if below is not None:
-                stack.append(self._children(entry, below, child_path, report))
+                stack.append((self._children(entry, below, child_path, report), below.wd))
 
     @staticmethod
     def _children(entry: ChangeNotifyEntry, watched, path: str, report: bool):

@@ -477,6 +477,43 @@ def test_new_directory_is_watched_and_its_contents_reported_once():
     assert "subdir-name/subname1" in w.fs.wds
 
 
+def test_attribute_stamp_of_an_entry_found_by_the_scan_is_part_of_its_added():
+    """smb2.notify.mask-change with workers: another process made the child
+    before this one watched its directory, and stamped its attributes after
+    the scan; no IN_CREATE of it comes, and the stamp is no change of its own
+    until the child is closed."""
+    w = World({"": []})
+    d = w.open()
+    _, res = w.ask(d, CF.ATTRIBUTES, tree=True)
+    w.fs.dirs.update({"subdir-name": [("subname1", True)], "subdir-name/subname1": []})
+    w.feed(ev(1, IN_CREATE | IN_ISDIR, "subdir-name"))
+    sub = w.fs.wd("subdir-name")
+    w.feed(ev(sub, IN_CLOSE_NOWRITE | IN_ISDIR, "subname1"),     # the scan's own open
+           ev(sub, IN_ATTRIB | IN_ISDIR, "subname1"))
+    assert res.got == []
+    w.feed(ev(sub, IN_CLOSE_NOWRITE | IN_ISDIR, "subname1"),     # the client's handle
+           ev(sub, IN_ATTRIB | IN_ISDIR, "subname1"))
+    assert res.got == [(OK, [(FA.MODIFIED, "subdir-name\\subname1")])]
+
+
+def test_the_registrys_own_open_of_a_new_directory_is_no_close():
+    """smb2.notify.mask-change with workers: watching the new directory opens
+    and closes it (IN_CLOSE_NOWRITE on its parent's watch) before the other
+    process's CREATE stamped its attributes; the stamp is part of its ADDED."""
+    w = World({"": []})
+    d = w.open()
+    _, res = w.ask(d, CF.ATTRIBUTES, tree=True)
+    w.fs.dirs.update({"subdir-name": []})
+    w.feed(ev(1, IN_CREATE | IN_ISDIR, "subdir-name"))
+    w.feed(ev(1, IN_CLOSE_NOWRITE | IN_ISDIR, "subdir-name"),       # this registry's
+           ev(1, IN_ATTRIB | IN_ISDIR, "subdir-name"))
+    assert res.got == []
+    w.feed(ev(1, IN_CLOSE_NOWRITE | IN_ISDIR, "subdir-name"),       # the client's
+           ev(1, IN_ATTRIB | IN_ISDIR, "subdir-name"))
+    assert res.got == [(OK, [(FA.MODIFIED, "subdir-name")])]
+    assert w.reg.tracked()["notify_renames"] <= 1
+
+
 def test_rename_across_directories_in_the_tree_is_removed_and_added():
     """smb2.notify.rec: subdir-name\\subname2 → subname2-r."""
     w = World({"": [("subdir-name", True)], "subdir-name": []})
