@@ -52,18 +52,21 @@ GROUPS = (
     # whatever -p says); one server per subgroup, so that the channels a
     # failed test leaves open do not count against the next one's
     "smb2.multichannel.generic", "smb2.multichannel.oplocks", "smb2.multichannel.leases",
-    # issue 14: caching, locks and share modes across worker processes
-    # (WORKERS_SUFFIX below)
+    # issue 14: caching, locks, share modes, durable reconnects and change
+    # notify across worker processes (WORKERS_SUFFIX below)
     "smb2.oplock+workers", "smb2.lease+workers", "smb2.lock+workers", "smb2.sharemode+workers",
+    "smb2.durable-open+workers", "smb2.durable-v2-open+workers", "smb2.notify+workers",
 )
 # A group named with this suffix runs against ``server.workers: 2`` (smbcad
 # only): smbtorture's connections get random ClientGuids, so its two clients
 # land on one worker or on two, and every test must pass either way.
 WORKERS_SUFFIX = "+workers"
 # What fails with workers only, and why (added to the known-failures file's):
-# nothing in the groups run here.  durable-open, durable-v2-open and notify
-# are left out: with smbtorture's random ClientGuids their results depend on
-# where its connections land (docs/multicore.md, "smbtorture against workers").
+# nothing.  The durable groups reconnect from a new ClientGuid, which may land
+# on the other worker: the open and the previous session follow
+# (smbcad/server/durable_handover.py, PreviousSessionId); notify's changes
+# through the other worker reach this one by inotify only (docs/multicore.md,
+# "smbtorture against workers").
 WORKERS_KNOWNFAIL: dict[str, str] = {}
 # Groups run against a share marked ``ca``: persistent handles are granted
 # there, and durable-v2-open's persistent tests expect the CA tables.
@@ -106,7 +109,7 @@ SMBD_PASS_ANCHOR = {"smb2.acls": 13, "smb2.acls_non_canonical": 0, "smb2.sdread"
 # run BACKGROUND_LANES at a time from the module's start (BackgroundGroups).
 BACKGROUND_GROUPS = ("smb2.lease", "smb2.lease+workers", "smb2.replay",
                      "smb2.multichannel.oplocks", "smb2.oplock", "smb2.oplock+workers",
-                     "smb2.notify", "smb2.multichannel.leases")
+                     "smb2.notify", "smb2.notify+workers", "smb2.multichannel.leases")
 BACKGROUND_LANES = 3
 
 
