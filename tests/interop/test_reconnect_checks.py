@@ -25,7 +25,7 @@ from smbprotocol.create_contexts import (  # noqa: E402
     SMB2CreateDurableHandleRequestV2, SMB2CreateDurableHandleResponseV2)
 from smbprotocol.open import CreateDisposition  # noqa: E402
 
-from persistent_client import _context, create, lease_context, one  # noqa: E402
+from persistent_client import create, create_context, lease_context, one  # noqa: E402
 from test_persistent_handles import (  # noqa: E402,F401 - ca_server, clients are fixtures
     STATUS_OBJECT_NAME_NOT_FOUND, ca_server, clients, status_of)
 
@@ -39,7 +39,7 @@ def dh2q(create_guid: uuid.UUID, persistent: bool):
     request["timeout"] = TIMEOUT_MS
     request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT if persistent else 0
     request["create_guid"] = create_guid
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
+    return create_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2, request)
 
 
 def dh2c(file_id: bytes, create_guid: uuid.UUID, persistent: bool):
@@ -47,7 +47,7 @@ def dh2c(file_id: bytes, create_guid: uuid.UUID, persistent: bool):
     request["file_id"] = file_id
     request["create_guid"] = create_guid
     request["flags"] = DurableHandleFlags.SMB2_DHANDLE_FLAG_PERSISTENT if persistent else 0
-    return _context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
+    return create_context(CreateContextName.SMB2_CREATE_DURABLE_HANDLE_RECONNECT_V2, request)
 
 
 class Owner:
