@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import time
 
 from prometheus_client import generate_latest
 from smbca.auth import Authenticator
@@ -374,8 +375,10 @@ class Daemon:
                 message.request_id, app_instance.on_close_request(self.server, message)))
         elif isinstance(message, ReleaseDurable):
             # A reconnect through another worker asks for a durable open held here.
-            encoded = durable_handover.on_release_request(
-                self.server, message.open_id, MAX_MESSAGE - HEADER.size - 24)
+            encoded = None
+            if time.monotonic_ns() < message.deadline_ns:      # else nobody waits for it
+                encoded = durable_handover.on_release_request(
+                    self.server, message.open_id, MAX_MESSAGE - HEADER.size - 24)
             self.server.peers.answer(header.sender, ReleaseDurableReply(
                 message.request_id, message.open_id,
                 NtStatus.OBJECT_NAME_NOT_FOUND if encoded is None else NtStatus.SUCCESS,

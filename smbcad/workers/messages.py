@@ -21,7 +21,9 @@ predecessor of the same worker index is recognisable.  Payloads::
                              16 bytes lease key (zeros for an oplock)
     2 BreakDone              file key
     3 LocksChanged           file key
-    4 ReleaseDurable         u64 open id, u32 request id
+    4 ReleaseDurable         u64 open id, u32 request id, u64 deadline (the
+                             system's CLOCK_MONOTONIC, ns: past it, nobody
+                             waits for the open any more)
     5 ReleaseDurableReply    u32 request id, u64 open id, u32 status, u32 n,
                              n bytes the open's record (smbcad.store.records;
                              n = 0 unless the status is SUCCESS)
@@ -72,7 +74,8 @@ MAX_MESSAGE = 60 * 1024
 HEADER = struct.Struct("<BBHHIII")
 _FILE_KEY = struct.Struct("<QQH")
 _BREAK = struct.Struct("<QIB16s")
-_ID_AND_REQUEST = struct.Struct("<QI")         # ReleaseDurable, LogoffSession
+_ID_AND_REQUEST = struct.Struct("<QI")         # LogoffSession
+_RELEASE = struct.Struct("<QIQ")               # ReleaseDurable
 _RELEASE_REPLY = struct.Struct("<IQI")
 _REQUEST_AND_STATUS = struct.Struct("<II")     # LogoffSessionReply
 _REQUEST_AND_U16 = struct.Struct("<IH")        # AdminQuery
@@ -491,11 +494,15 @@ class ReleaseDurable(_FixedMessage):
     ClientGuid routed it to another worker than the one holding the open
     (``smbcad.server.durable_handover``)."""
 
-    LAYOUT: ClassVar[struct.Struct] = _ID_AND_REQUEST
+    LAYOUT: ClassVar[struct.Struct] = _RELEASE
     TYPE: ClassVar[MessageType] = MessageType.RELEASE_DURABLE
     REPLY: ClassVar[type] = ReleaseDurableReply
     open_id: int
     request_id: int
+    # time.monotonic_ns() (one clock for every process of the machine) past
+    # which the sender has stopped waiting: the holder then keeps the open,
+    # which nobody would adopt.
+    deadline_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

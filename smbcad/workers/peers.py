@@ -11,6 +11,7 @@ the caller stopped waiting are dropped (``ReplyWaiters``).
 
 import asyncio
 import logging
+import time
 from typing import Callable
 
 from smbcad.workers.mailbox import Mailbox, MailboxError
@@ -24,6 +25,9 @@ log = logging.getLogger("smbcad.workers")
 # Long enough for a busy worker's loop to come round to its mailbox, short
 # enough that a client's request stays well inside its 60 s timeout.
 ASK_TIMEOUT_S = 5.0
+# How long before the end of that wait a holder stops letting a durable open
+# go (ReleaseDurable's deadline): room for its answer to come back.
+RELEASE_MARGIN_S = 1.0
 
 
 class Peers:
@@ -111,7 +115,11 @@ class Peers:
         """The record of disconnected durable open ``open_id``, which the
         worker that held it has let go of for this one to adopt; None when no
         other worker holds it (or would let it go)."""
-        answers = await self.ask(lambda request_id: ReleaseDurable(open_id, request_id))
+        # The holder lets go only while this side still waits: an open it
+        # gave up after the wait ended would be nobody's.
+        deadline_ns = time.monotonic_ns() + int((ASK_TIMEOUT_S - RELEASE_MARGIN_S) * 1e9)
+        answers = await self.ask(lambda request_id: ReleaseDurable(open_id, request_id,
+                                                                   deadline_ns))
         for answer in answers:
             if answer is not None and answer.status == NtStatus.SUCCESS and answer.record:
                 return answer.record

@@ -37,8 +37,8 @@ PINNED = [
     # a stream name that is a lone surrogate (surrogatepass): ED B3 BF
     (LocksChanged((5, 6, "\udcff")),
      header_hex(3, 21) + "0500000000000000 0600000000000000 0300 edb3bf"),
-    (ReleaseDurable(OPEN_ID, 5),
-     header_hex(4, 12) + "0807060504030201 05000000"),
+    (ReleaseDurable(OPEN_ID, 5, 0x1122334455667788),
+     header_hex(4, 20) + "0807060504030201 05000000 8877665544332211"),
     (ReleaseDurableReply(5, OPEN_ID, NtStatus.OBJECT_NAME_NOT_FOUND),
      header_hex(5, 20) + "05000000 0807060504030201 340000c0 00000000"),
     (ReleaseDurableReply(5, OPEN_ID, NtStatus.SUCCESS, b"\x01\x02\x03"),
@@ -108,7 +108,7 @@ OPLOCK = st.builds(BreakRequest, FILE_KEY, U64, U32, st.just(False))
 MESSAGES = st.one_of(
     LEASE, OPLOCK, st.builds(BreakDone, FILE_KEY), st.builds(LocksChanged, FILE_KEY),
     st.builds(DeletePending, FILE_KEY),
-    st.builds(ReleaseDurable, U64, U32), st.builds(ReleaseDurableReply, U32, U64, U32, st.binary(max_size=600)),
+    st.builds(ReleaseDurable, U64, U32, U64), st.builds(ReleaseDurableReply, U32, U64, U32, st.binary(max_size=600)),
     st.builds(LogoffSession, U64, U32, st.text(max_size=40).filter(
         lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s))), st.builds(LogoffSessionReply, U32, U32),
     st.builds(AdminQuery, U32, st.text(max_size=100).filter(

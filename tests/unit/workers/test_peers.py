@@ -5,11 +5,12 @@ its late reply dropped."""
 
 import asyncio
 import logging
+import time
 
 from smbcad.proto.status import NtStatus
 from smbcad.workers.mailbox import Mailbox
-from smbcad.workers.messages import OpensBelow, PeerStatus, Renamed
-from smbcad.workers.peers import Peers
+from smbcad.workers.messages import OpensBelow, PeerStatus, ReleaseDurableReply, Renamed
+from smbcad.workers.peers import ASK_TIMEOUT_S, RELEASE_MARGIN_S, Peers
 
 
 def answering(mailbox: Mailbox, loop, status_of, seen: list) -> None:
@@ -86,5 +87,29 @@ def test_a_rename_too_long_for_a_datagram_is_logged_not_raised(tmp_path, caplog)
                 await peers.renamed((1, 2), "data", "a" * 70_000, "b")
         assert "not told to the other workers" in caplog.text
         assert len(peers._waiting) == 0
+        own.close()
+    asyncio.run(scenario())
+
+
+def test_a_durable_open_is_asked_for_with_a_deadline_inside_the_wait(tmp_path):
+    """The holder lets the open go only before ReleaseDurable's deadline,
+    which ends RELEASE_MARGIN_S before the asker stops waiting (smbcad/daemon.py):
+    an open let go after that would be nobody's."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        peers, own = asker(tmp_path, loop, 2)
+        seen = []
+        with Mailbox(str(tmp_path), 1, 1) as holder:
+            def on_message(header, message):
+                seen.append(message)
+                holder.send(header.sender, ReleaseDurableReply(
+                    message.request_id, message.open_id, NtStatus.SUCCESS, b"record"))
+            holder.attach(loop, on_message)
+            before = time.monotonic_ns()
+            assert await peers.release_durable(7) == b"record"
+        (asked,) = seen
+        assert asked.open_id == 7
+        wait_ns = int(ASK_TIMEOUT_S * 1e9)
+        assert before + wait_ns - int(RELEASE_MARGIN_S * 1e9) <= asked.deadline_ns < before + wait_ns
         own.close()
     asyncio.run(scenario())
