@@ -29,7 +29,7 @@ import logging
 
 from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
-from smbcad.server import durable, locks, open_records
+from smbcad.server import durable, open_records
 from smbcad.server.context import COMMIT_INTERIM_S, Pending
 from smbcad.server.leases_elsewhere import run_again
 from smbcad.store import records
@@ -109,19 +109,13 @@ def adopt(server, encoded: bytes):
         if share is None:
             raise SmbError(NtStatus.BAD_NETWORK_NAME, "its share is gone")
         open_ = open_records.from_record(record, share, {}, opens.next_volatile_id())
-        opens.register(open_, restored=True)
+        opens.rebuild(open_, record)
     except (SmbError, OSError) as exc:
         log.warning("durable open %#x on %s/%s handed over by another worker is lost: %s",
                     record.durable_file_id, record.share_name, record.path, exc)
         opens.open_state.remove_open(key, record.durable_file_id)
         opens.open_state.adopt_locks(key, record.durable_file_id, keep=False)
         return None
-    server.leasing.restore(open_, record)
-    opens.open_state.adopt_locks(open_.file_key, open_.persistent_id)
-    locks.restore(opens.by_file[open_.file_key], open_, record.locks,
-                  opens.shared_locks(open_.file_key))
-    if record.create_guid != open_records.ZERO_GUID:
-        opens.track_create_guid(open_)
     disconnected_at_ms = record.disconnected_at_ms or int(opens.clock() * 1000)
     left_ms = disconnected_at_ms + record.timeout_ms - int(opens.clock() * 1000)
     opens.start_scavenger(open_, left_ms / 1000)

@@ -285,6 +285,21 @@ class OpenTable:
             open_.tree.open_count += 1
         self.metrics.opens.inc()
 
+    def rebuild(self, open_, record) -> None:
+        """An Open rebuilt from its record (``open_records.from_record``: a
+        restart, a takeover, another worker's hand-over) joins the table
+        with its CreateGuid, lease or oplock and byte-range locks.  Its
+        share-mode entry and the locks another process published for it
+        become this process's in place (``register``, ``adopt_locks``)."""
+        self.register(open_, restored=True)
+        if record.create_guid != open_records.ZERO_GUID:
+            self.track_create_guid(open_)
+        self.leasing.restore(open_, record)
+        if record.locks and self.open_state.shared:
+            self.open_state.adopt_locks(open_.file_key, open_.persistent_id)
+        locks.restore(self.by_file[open_.file_key], open_, record.locks,
+                      self.shared_locks(open_.file_key))
+
     def track_create_guid(self, open_) -> None:
         self.by_create_guid[open_.create_guid] = open_
 
@@ -505,12 +520,7 @@ class OpenTable:
                 await share.store.close(record.durable_file_id)
                 dropped += 1
                 continue
-            self.register(open_, restored=True)
-            if record.create_guid != open_records.ZERO_GUID:
-                self.track_create_guid(open_)
-            self.leasing.restore(open_, record)
-            locks.restore(self.by_file[open_.file_key], open_, record.locks,
-                          self.shared_locks(open_.file_key))
+            self.rebuild(open_, record)
             was_connected = record.disconnected_at_ms is None
             if restart_timers or was_connected:
                 open_.disconnected_at_ms = now_ms
