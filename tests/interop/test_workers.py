@@ -701,6 +701,41 @@ def test_persistent_open_survives_the_kill_of_its_worker(ca_server):
         owner.close_after_kill()
 
 
+def test_a_persistent_opens_lock_is_its_own_again_after_its_worker_is_killed(ca_server):
+    """The killed worker's lock entry is kept for its successor, which takes
+    it over: the reconnected open writes inside its own locked range, and the
+    other worker's client still meets the lock."""
+    owner_guid, create_guid = guid_for(1), uuid.uuid4()
+    owner, other = Client(ca_server, owner_guid), Client(ca_server, guid_for(0))
+    try:
+        handle = persistent_open(owner, "locked-vm.vhdx", [dh2q_context(create_guid, 60_000)],
+                                 share=SHARE_ALL)
+        file_id = handle.file_id
+        handle.write(bytes(100), 0)
+        lock(handle, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK, 0, 10)
+        before = worker_pids(ca_server)
+        os.kill(before[1], signal.SIGKILL)
+        deadline = time.monotonic() + WAIT_S
+        while worker_pids(ca_server)[1] in (None, before[1]):
+            assert time.monotonic() < deadline, ca_server.log_tail(60)
+            time.sleep(0.2)
+        back = Client(ca_server, owner_guid)
+        try:
+            again = persistent_open(back, "locked-vm.vhdx",
+                                    [dh2c_context(file_id, create_guid)], share=SHARE_ALL)
+            again.write(b"mine", 2)
+            assert again.read(0, 8) == b"\0\0mine\0\0"
+            third = other.open("locked-vm.vhdx")
+            assert status_of(lambda: third.write(b"x", 5)) == STATUS_FILE_LOCK_CONFLICT
+            third.close()
+            again.close()
+        finally:
+            back.close()
+    finally:
+        other.close()
+        owner.close_after_kill()
+
+
 def test_sighup_and_sigterm_reach_every_worker(tmp_path):
     running = start_smbcad(tmp_path, extra_args=["--workers", "2"])
     try:
