@@ -107,6 +107,14 @@ def worker_pids(server) -> list:
     return [w.get("pid") for w in control(server, "status")["smb"]["workers"]]
 
 
+def wait_for_successor(server, index: int, killed_pid: int) -> None:
+    """Until the supervisor has replaced the killed worker ``index``."""
+    deadline = time.monotonic() + WAIT_S
+    while worker_pids(server)[index] in (None, killed_pid):
+        assert time.monotonic() < deadline, server.log_tail(60)
+        time.sleep(0.2)
+
+
 class Client:
     def __init__(self, server, guid: uuid.UUID) -> None:
         self.connection = Connection(guid, server.host, server.port)
@@ -678,10 +686,7 @@ def test_persistent_open_survives_the_kill_of_its_worker(ca_server):
         os.kill(before[1], signal.SIGKILL)
         assert status_of(lambda: other.open("vm.vhdx")) in (STATUS_SHARING_VIOLATION,
                                                              STATUS_FILE_NOT_AVAILABLE)
-        deadline = time.monotonic() + WAIT_S
-        while worker_pids(ca_server)[1] in (None, before[1]):
-            assert time.monotonic() < deadline, ca_server.log_tail(60)
-            time.sleep(0.2)
+        wait_for_successor(ca_server, 1, before[1])
         assert status_of(lambda: other.open("vm.vhdx")) == STATUS_FILE_NOT_AVAILABLE
         opens = control(ca_server, "opens")["opens"]
         assert [(o["worker"], o["path"].lstrip("\\/")) for o in opens] == [(1, "vm.vhdx")], opens
@@ -715,10 +720,7 @@ def test_a_persistent_opens_lock_is_its_own_again_after_its_worker_is_killed(ca_
         lock(handle, LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK, 0, 10)
         before = worker_pids(ca_server)
         os.kill(before[1], signal.SIGKILL)
-        deadline = time.monotonic() + WAIT_S
-        while worker_pids(ca_server)[1] in (None, before[1]):
-            assert time.monotonic() < deadline, ca_server.log_tail(60)
-            time.sleep(0.2)
+        wait_for_successor(ca_server, 1, before[1])
         back = Client(ca_server, owner_guid)
         try:
             again = persistent_open(back, "locked-vm.vhdx",

@@ -21,7 +21,6 @@ on worker 0 and worker 1 (``guid_for``).
 import os
 import signal
 import struct
-import time
 import uuid
 
 import pytest
@@ -40,7 +39,8 @@ from smbprotocol.open import (  # noqa: E402
 from persistent_client import RawBody, dh2c_context, dh2q_context  # noqa: E402
 from servers import start_smbcad  # noqa: E402
 from test_workers import (  # noqa: E402, F401 (ca_server: the fixture)
-    SHARE_ALL, WAIT_S, Client, ca_server, control, guid_for, persistent_open, worker_pids)
+    SHARE_ALL, WAIT_S, Client, ca_server, control, guid_for, persistent_open,
+    wait_for_successor, worker_pids)
 
 STATUS_ACCESS_DENIED = 0xC0000022
 FILE_RENAME_INFORMATION = 10          # [MS-FSCC] 2.4.42
@@ -177,10 +177,7 @@ def test_a_persistent_open_renamed_through_another_worker_is_restored_under_its_
         mover.close()
         before = worker_pids(ca_server)
         os.kill(before[0], signal.SIGKILL)
-        deadline = time.monotonic() + WAIT_S
-        while worker_pids(ca_server)[0] in (None, before[0]):
-            assert time.monotonic() < deadline, ca_server.log_tail(60)
-            time.sleep(0.2)
+        wait_for_successor(ca_server, 0, before[0])
         opens = control(ca_server, "opens")["opens"]
         assert [(o["worker"], o["path"].lstrip("\\/")) for o in opens] == \
             [(0, "disk-moved.vhdx")], (opens, ca_server.log_tail(40))
