@@ -25,7 +25,7 @@ from smbcad.proto.status import NtStatus, name_of
 from smbcad.server import channels
 from smbcad.server.adm import SessionState
 from smbcad.server.context import (
-    READ_FRAME_AT, CompoundState, Offloaded, Pending, Reply, RequestContext)
+    READ_FRAME_AT, Answer, CompoundState, Offloaded, Pending, Reply, RequestContext)
 from smbcad.server.credits import CreditError, CreditWindow
 from smbcad.server.dispatch import DISPATCH, credit_charge_needed
 from smbcad.server.fairness import BYTES_PER_UNIT, Turn
@@ -564,12 +564,15 @@ class Connection:
                                            charge, async_id, credits)
             self._send_responses([interim], encrypted_by)
 
-        async def run() -> None:
+        def start_interim_timer() -> None:
             if pending.interim_after_s <= 0:
                 send_interim()
             else:
                 request.timer = asyncio.get_running_loop().call_later(
                     pending.interim_after_s, send_interim)
+
+        async def run() -> None:
+            start_interim_timer()
             status, body, preframed = NtStatus.SUCCESS, None, False
             try:
                 result = await pending.work
@@ -584,6 +587,24 @@ class Connection:
             except Exception:
                 log.exception("%s: internal error in async %s", self.peer, spec.name)
                 status, body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
+            finish(status, body, preframed)
+
+        def answered(_commit) -> None:
+            # An Answer's commit is done: finish from its callback, no task.
+            try:
+                status, body = NtStatus.SUCCESS, pending.work.outcome()
+            except SmbError as exc:
+                status, body = exc.status, encode_error_body(exc.data)
+            except Exception:
+                log.exception("%s: internal error in async %s", self.peer, spec.name)
+                status, body = NtStatus.INTERNAL_ERROR, _ERROR_NO_DATA
+            try:
+                finish(status, body, False)
+            finally:
+                if session is not None:
+                    _count_down(session)
+
+        def finish(status: int, body, preframed: bool) -> None:
             request.done = True
             if request.timer is not None:
                 request.timer.cancel()
@@ -608,13 +629,32 @@ class Connection:
             for hook in ctx.after_send:
                 hook()
 
-        request.task = asyncio.get_running_loop().create_task(run())
         session = ctx.session
+        if type(pending.work) is Answer:
+            # A commit cannot be called back, and ends by itself: a CANCEL or
+            # a lost connection leaves it to answer (or not) when it is done.
+            start_interim_timer()
+            if session is not None:
+                session.async_requests += 1
+            pending.work.commit.add_done_callback(answered)
+            return
+        def ended(_task) -> None:
+            # Counted until the task ends, however it ends.  A task cancelled
+            # before it ran (a CANCEL or a lost connection in the same read
+            # callback) never reached run(): the request is answered here.
+            try:
+                if not request.done:
+                    if asyncio.iscoroutine(pending.work):
+                        pending.work.close()
+                    finish(NtStatus.CANCELLED, _ERROR_NO_DATA, False)
+            finally:
+                if session is not None:
+                    _count_down(session)
+
+        request.task = asyncio.get_running_loop().create_task(run())
         if session is not None:
-            # Counted until the task ends, however it ends (a task cancelled
-            # before it ran never reaches run()'s own bookkeeping).
             session.async_requests += 1
-            request.task.add_done_callback(lambda _: _count_down(session))
+        request.task.add_done_callback(ended)
 
     def _cancel(self, header: Smb2Header) -> None:
         """CANCEL consumes no credit and gets no response of its own (3.3.5.16)."""
@@ -624,7 +664,7 @@ class Connection:
             if matches and not request.done:
                 if request.pending.on_cancel is not None:
                     request.pending.on_cancel()
-                else:
+                elif request.task is not None:      # an Answer's commit runs to its end
                     request.task.cancel()
 
     def send_unsolicited(self, command: int, body: bytes, session=None) -> None:

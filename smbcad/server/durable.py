@@ -186,6 +186,11 @@ def persist(opens, open_) -> Awaitable | None:
     made up to then."""
     if not open_.persistent or open_.tree.share.store is None:
         return None
+    if open_.store_version == 0 and not open_.closed:
+        # A new record starts now: the future is the store's own, so the
+        # CREATE that waits on it needs no task (issue 14 item 6).
+        open_.store_version = 1
+        return open_.tree.share.store.begin_create(_record(opens, open_, 0))
     return _commit(opens, open_)
 
 
@@ -237,4 +242,4 @@ def forget(open_) -> Awaitable | None:
     if open_.store_version == 0 or open_.tree.share.store is None:
         return None
     open_.store_version = 0
-    return open_.tree.share.store.close(open_.persistent_id)
+    return open_.tree.share.store.begin_close(open_.persistent_id)

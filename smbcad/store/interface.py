@@ -37,6 +37,7 @@ silently applied.  The calls return the record as stored, with its new
 version; callers keep that one.
 """
 
+import asyncio
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -62,6 +63,11 @@ class HandleStore(Protocol):
         """Add a new open (RecordExists if its DurableFileId is taken).
         Returns it as stored, with ``record_version`` 1."""
 
+    def begin_create(self, record: PersistentOpen) -> asyncio.Future:
+        """``create`` started in the caller's turn of the event loop: the
+        future is done when the record is durable, or fails as ``create``
+        would.  A CREATE answered after it needs no task of its own."""
+
     async def update(self, record: PersistentOpen) -> PersistentOpen:
         """Replace an open; ``record.record_version`` must be the stored one
         (VersionConflict, RecordNotFound).  Returns it with the next version."""
@@ -75,6 +81,9 @@ class HandleStore(Protocol):
                     record_version: int | None = None) -> PersistentOpen | None:
         """Remove an open; returns what was removed, None if it was not there.
         With ``record_version``, compare-and-set as in ``update``."""
+
+    def begin_close(self, durable_file_id: int) -> asyncio.Future:
+        """``close`` started now, as ``begin_create``."""
 
     async def lookup(self, durable_file_id: int) -> PersistentOpen | None:
         """The open with this DurableFileId (DHnC, DH2C: 3.3.5.9.7/.12 step 1)."""

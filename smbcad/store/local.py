@@ -87,6 +87,17 @@ class LocalHandleStore:
     # --- HandleStore verbs ------------------------------------------------------------
 
     async def create(self, record: PersistentOpen) -> PersistentOpen:
+        stored, durable = self._create(record)
+        await durable
+        return stored
+
+    def begin_create(self, record: PersistentOpen) -> asyncio.Future:
+        """``create`` started now, in the caller's turn of the loop: its commit
+        is queued and the future is done once the record is durable.  A
+        request that waits on it needs no task (issue 14 item 6)."""
+        return self._started(self._create, record)
+
+    def _create(self, record: PersistentOpen) -> tuple[PersistentOpen, asyncio.Future]:
         self._check_usable()
         key = record.durable_file_id
         if not 0 < key < _U64_LIMIT:
@@ -96,8 +107,7 @@ class LocalHandleStore:
         stored = with_record_version(record, 1)
         blob = encode(stored)
         self._index(stored)
-        await self._commit({key: blob}, 1)
-        return stored
+        return stored, self._commit({key: blob}, 1)
 
     async def update(self, record: PersistentOpen) -> PersistentOpen:
         return (await self.update_many((record,)))[0]
@@ -123,14 +133,39 @@ class LocalHandleStore:
 
     async def close(self, durable_file_id: int, *,
                     record_version: int | None = None) -> PersistentOpen | None:
+        removed, durable = self._close(durable_file_id, record_version)
+        if durable is not None:
+            await durable
+        return removed
+
+    def begin_close(self, durable_file_id: int) -> asyncio.Future:
+        """``close`` started now (see ``begin_create``); done at once when the
+        open was not stored."""
+        return self._started(lambda key: self._close(key, None), durable_file_id)
+
+    def _close(self, durable_file_id: int, record_version: int | None
+               ) -> tuple[PersistentOpen | None, asyncio.Future | None]:
         self._check_usable()
         if durable_file_id not in self._records:
-            return None
+            return None, None
         if record_version is not None:
             self._check_version(durable_file_id, record_version)
         removed = self._unindex(durable_file_id)
-        await self._commit({durable_file_id: None}, 1)
-        return removed
+        return removed, self._commit({durable_file_id: None}, 1)
+
+    def _started(self, verb, argument) -> asyncio.Future:
+        """Run a verb's synchronous part; its refusal (a failed store, a taken
+        DurableFileId) comes back through the future, as from the coroutine."""
+        try:
+            _record, durable = verb(argument)
+        except Exception as exc:    # noqa: BLE001 - handed to whoever waits, as await would
+            durable = self._loop.create_future()
+            durable.set_exception(exc)
+            return durable
+        if durable is None:
+            durable = self._loop.create_future()
+            durable.set_result(None)
+        return durable
 
     async def lookup(self, durable_file_id: int) -> PersistentOpen | None:
         self._check_usable()

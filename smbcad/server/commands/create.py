@@ -31,7 +31,7 @@ from smbcad.server import (
 from smbcad.server.adm import Open
 from smbcad.server import leases_elsewhere
 from smbcad.server.opens import CachedElsewhere
-from smbcad.server.context import COMMIT_INTERIM_S, Offloaded, Pending
+from smbcad.server.context import Offloaded, Pending, answer_after
 from smbcad.server.fairness import INLINE_SCAN_BYTES
 from smbcad.vfs import LargeDirectory, has_trailing_backslash, parse_smb_name
 
@@ -349,18 +349,15 @@ def _open_resolved(ctx, request, components, stream, resolved):
     commit = durable.persist(ctx.server.opens, open_)
     if commit is None:
         return body
-    return Pending(_answer_when_stored(ctx, open_, commit, body), COMMIT_INTERIM_S)
+    return answer_after(commit, body, lambda exc: _not_stored(ctx, open_, exc))
 
 
-async def _answer_when_stored(ctx, open_, commit, body):
-    """A persistent open exists for the client only once the store has it."""
-    try:
-        await commit
-    except Exception as exc:    # noqa: BLE001 - any store failure: the open must not stand
-        log.error("persistent open of %r not stored, closing it: %s", open_.path, exc)
-        ctx.server.opens.close(open_)
-        raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, "handle store failed") from exc
-    return body
+def _not_stored(ctx, open_, exc: Exception) -> SmbError:
+    """A persistent open exists for the client only once the store has it:
+    any store failure closes it."""
+    log.error("persistent open of %r not stored, closing it: %s", open_.path, exc)
+    ctx.server.opens.close(open_)
+    return SmbError(NtStatus.INSUFFICIENT_RESOURCES, "handle store failed")
 
 
 def _note_app_instance(ctx, open_, request) -> None:
