@@ -5,7 +5,7 @@ from smbcad.proto.errors import SmbError
 from smbcad.proto.status import NtStatus
 from smbcad.proto.write import WriteFlags, WriteRequest, WriteResponse
 from smbcad.server import leases, locks, pipes
-from smbcad.server.context import Pending
+from smbcad.server.context import Answer, Pending
 from smbcad.server.write_sync import FileSync
 
 _WRITE_ACCESS = AccessMask.FILE_WRITE_DATA | AccessMask.FILE_APPEND_DATA
@@ -55,9 +55,6 @@ def handle(ctx):
         if state.sync is None:
             state.sync = FileSync()
         handle = open_.handle
-
-        async def sync_then_answer():
-            await state.sync.sync(lambda: fs.sync_data(handle))
-            return body
-        return Pending(sync_then_answer(), _SYNC_INTERIM_S)
+        return Pending(Answer(state.sync.begin(lambda: fs.sync_data(handle)), body),
+                       _SYNC_INTERIM_S)
     return body

@@ -103,6 +103,31 @@ def test_a_persistent_create_and_close_run_no_task(tmp_path):
     asyncio.run(main())
 
 
+def test_a_write_through_write_waits_for_its_sync_without_a_task(tmp_path):
+    async def main():
+        server, client = await logged_in(tmp_path)
+        reply = await client.create("vm.vhdx", FILE_OVERWRITE_IF)
+        persistent, volatile = struct.unpack_from("<QQ", reply, 64 + 64)
+        tasks_before = asyncio.all_tasks()
+        syncs = []
+        sync_data = server.shares["ca"].fs.sync_data
+
+        def counted(handle):
+            syncs.append(handle)
+            sync_data(handle)
+        server.shares["ca"].fs.sync_data = counted
+        mid, write = signed_request(client, Command.WRITE,
+                                    wire.write_request(persistent, volatile, 0, b"y" * 4096))
+        assert client.conn.receive_frame_now(write) is None    # async: a CA share's write-through
+        assert asyncio.all_tasks() == tasks_before
+        reply = await client.answer(mid)
+        assert harness.status_of(reply) == NtStatus.SUCCESS
+        assert len(syncs) == 1                  # stable before the answer
+        assert (tmp_path / "share" / "vm.vhdx").read_bytes() == b"y" * 4096
+        await stop(server)
+    asyncio.run(main())
+
+
 def test_a_create_whose_commit_fails_is_refused_and_its_open_closed(tmp_path):
     async def main():
         server, client = await logged_in(tmp_path)

@@ -21,8 +21,9 @@ class SlowSync:
         with self.lock:
             self.calls += 1
             covered = self.written
+            fail = self.fail            # as the call started
         threading.Event().wait(self.delay_s)
-        if self.fail:
+        if fail:
             raise OSError(5, "I/O error")
         with self.lock:
             self.stable = max(self.stable, covered)
@@ -86,3 +87,25 @@ def test_sequential_writers_each_get_their_own_sync():
             await sync.sync(fs)
     asyncio.run(main())
     assert fs.calls == 3
+
+
+def test_a_write_arriving_during_a_failed_sync_is_covered_by_the_next_one():
+    fs = SlowSync(delay_s=0.05, fail=True)
+    sync = FileSync()
+
+    async def main():
+        fs.written += 1
+        first = sync.begin(fs)
+        await asyncio.sleep(0.01)         # the failing sync is running now
+        fs.fail = False
+        fs.written += 1
+        await sync.sync(fs)               # not failed by a sync that did not cover it
+        assert fs.stable == 2
+        try:
+            await first
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the covered write was not failed")
+    asyncio.run(main())
+    assert fs.calls == 2
