@@ -38,6 +38,7 @@ was replaced) is rewritten to the name's current state before the CREATE
 runs, so a committed intent is always true of the file it names.
 """
 
+import asyncio
 import enum
 import logging
 from dataclasses import dataclass, replace
@@ -261,6 +262,14 @@ async def _commit_then_retry(ctx, request, resolved, described, retry: Callable)
             ctx.create_intent = None
             log.error("create intent for %r not stored: %s", resolved.path, exc)
             raise SmbError(NtStatus.INSUFFICIENT_RESOURCES, "handle store failed") from exc
+        except asyncio.CancelledError:
+            # A CANCEL (or a lost connection) during the commit: the commit
+            # goes on, the CREATE does not.  A fresh intent goes after it, as
+            # abandon() removes one; left, it would be restored after a
+            # restart and hold the name for a replay that never comes.
+            if own is None:
+                ctx.server.spawn(store.close(durable_file_id))
+            raise
         restored = own.restored if own is not None else None
         if restored is not None:
             restored.record = stored

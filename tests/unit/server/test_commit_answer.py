@@ -186,6 +186,27 @@ def test_a_cancel_before_a_waiting_create_started_is_answered(tmp_path):
     asyncio.run(main())
 
 
+def test_a_cancel_during_an_intent_commit_leaves_no_intent_behind(tmp_path):
+    """A creating persistent CREATE cancelled while its intent commits: the
+    commit completes, the CREATE does not, and the intent is removed (a
+    leftover would be restored after a restart and hold the name)."""
+    async def main():
+        server, client = await logged_in(tmp_path)
+        release = held_writes(server.handle_store)
+        mid = await client.send(Command.CREATE, persistent_create("vm.vhdx", FILE_OVERWRITE_IF))
+        await asyncio.sleep(0.05)              # the task waits on the intent's commit now
+        await client.conn.receive_frame(cancel_of(client, mid))
+        release.set()
+        reply = await client.answer(mid)
+        assert harness.status_of(reply) == NtStatus.CANCELLED
+        await server.settle()
+        await server.handle_store.commit_barrier()
+        assert await server.handle_store.traverse() == ()
+        assert not (tmp_path / "share" / "vm.vhdx").exists()
+        await stop(server)
+    asyncio.run(main())
+
+
 def test_a_slow_commit_gets_an_interim_response_then_the_answer(tmp_path, monkeypatch):
     monkeypatch.setattr("smbcad.server.context.COMMIT_INTERIM_S", 0.05)
 
