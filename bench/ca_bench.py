@@ -16,7 +16,8 @@ two sides differ only in the share and the create context.
    ``--clients N``: N connections at once, each on its own file in a thread
    of its own (as N VMs opening their disks): the server's group commit
    then shares one sync between several clients' CREATEs and CLOSEs.
-2. Sequential write, ``--size-mib`` in 1 MiB WRITEs, 1 and 8 in flight, on
+2. Sequential write, ``--size-mib`` in 1 MiB WRITEs (``--write-kib``: smaller
+   ones, as a database's log writes), 1 and 8 in flight, on
    the plain and the ca share (the ca file is opened persistent, as a
    Hyper-V host does), in two patterns: ``append`` (the open truncates the
    file and the WRITEs extend it, so each fdatasync also commits block
@@ -362,9 +363,10 @@ def measure_cc(args, server, repetition: int) -> dict:
 
 
 def write_run(client: CaClient, persistent: bool, pattern: str, size_mib: int, depth: int,
-              server_pid: int, count_syncs: bool) -> dict:
+              server_pid: int, count_syncs: bool, write_bytes: int = MIB) -> dict:
     """``append``: the open truncates the file, the WRITEs extend it (allocating blocks).
-    ``overwrite``: the WRITEs land on a file already this size (a fixed VHDX)."""
+    ``overwrite``: the WRITEs land on a file already this size (a fixed VHDX).
+    ``write_bytes`` per WRITE."""
     from smbprotocol.open import CreateDisposition
     disposition = (CreateDisposition.FILE_OPEN_IF if pattern == "overwrite"
                    else CreateDisposition.FILE_OVERWRITE_IF)
@@ -372,12 +374,14 @@ def write_run(client: CaClient, persistent: bool, pattern: str, size_mib: int, d
     try:
         chunk = os.urandom(MIB)
         client.ensure_credits(depth * (MIB // 65536) + 1)
+        data = chunk[:write_bytes]
         have = handle.end_of_file // MIB
         if pattern == "overwrite" and have < size_mib:       # untimed fill
             client.pipelined((handle.write(chunk, i * MIB, send=False)
                               for i in range(have, size_mib)), depth)
         os.sync()                             # start clean: no writeback left from the last run
-        requests = (handle.write(chunk, i * MIB, send=False) for i in range(size_mib))
+        requests = (handle.write(data, i * write_bytes, send=False)
+                    for i in range(size_mib * MIB // write_bytes))
         with SyncCounter(server_pid, count_syncs) as syncs, Window(server_pid) as window:
             client.pipelined(requests, depth)
     finally:
@@ -402,7 +406,8 @@ def measure_write(args, server, repetition: int) -> dict:
                 flip = (repetition + depth + len(pattern)) % 2
                 for variant in (WRITE_VARIANTS[::-1] if flip else WRITE_VARIANTS):
                     result = write_run(clients[variant], variant == "ca", pattern,
-                                       args.size_mib, depth, server.pid, args.count_syncs)
+                                       args.size_mib, depth, server.pid, args.count_syncs,
+                                       args.write_kib * 1024)
                     out.setdefault(f"{pattern}-qd{depth}", {})[variant] = result
                     print(f"  [{repetition + 1}/{args.repeat}] write {pattern:9} QD{depth} "
                           f"{variant:5} {result['mib_per_s']:7.1f} MiB/s  "
@@ -510,7 +515,7 @@ def print_tables(summary: dict, args, load: dict) -> None:
                   f"{ratio_cell(row['persistent_vs_plain'])} | "
                   f"{fmt(row['persistent_minus_plain'], digits)} |")
     if summary["write"]:
-        print(f"\nSequential write, {args.size_mib} MiB in 1 MiB WRITEs "
+        print(f"\nSequential write, {args.size_mib} MiB in {args.write_kib} KiB WRITEs "
               f"(median of {args.repeat})\n")
         print("| metric | unit | plain | ca | ca / plain |")
         print("| --- | --- | ---: | ---: | ---: |")
@@ -556,6 +561,8 @@ def main(argv=None) -> int:
                         help="CREATE+CLOSE clients at once, each with its own connection, "
                              "file and thread (default 1: one pair at a time)")
     parser.add_argument("--size-mib", type=int, default=256, help="MiB per write run")
+    parser.add_argument("--write-kib", type=int, default=1024,
+                        help="KiB per WRITE in the write runs (a divisor of 1024)")
     parser.add_argument("--depths", type=lambda v: [int(d) for d in v.split(",")], default=[1, 8],
                         help="WRITEs in flight, comma-separated")
     parser.add_argument("--patterns", type=lambda v: v.split(","), default=["append", "overwrite"],
@@ -571,6 +578,8 @@ def main(argv=None) -> int:
                         help="where the shares and state directory go (default: system temp)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
+    if not 0 < args.write_kib <= 1024 or 1024 % args.write_kib:
+        parser.error("--write-kib must divide 1024 (KiB per WRITE, at most 1 MiB)")
     if args.count_syncs and not perf_works():
         print("warning: perf cannot count syscalls:sys_enter_fdatasync; no sync counts",
               file=sys.stderr)

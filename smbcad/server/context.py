@@ -103,6 +103,8 @@ class Answer:
 
     def outcome(self):
         """The body, or raises what the request fails with (``commit`` is done)."""
+        if self.commit.cancelled():     # by another of its waiters: not durable, as far as known
+            raise self._failure(SmbError(NtStatus.CANCELLED, "commit wait cancelled"))
         exc = self.commit.exception()
         if exc is not None:
             raise self._failure(exc) from exc

@@ -264,6 +264,11 @@ def test_an_answer_awaited_gives_its_body_or_the_mapped_failure():
         with pytest.raises(OSError):
             Answer(failed, b"body").outcome()
         assert Answer(done, b"x").outcome() == b"x"
+        cancelled = loop.create_future()
+        cancelled.cancel()
+        with pytest.raises(SmbError) as refused:
+            Answer(cancelled, b"x").outcome()       # answered, not left hanging
+        assert refused.value.status == NtStatus.CANCELLED
     asyncio.run(main())
 
 
