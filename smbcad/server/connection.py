@@ -638,6 +638,7 @@ class Connection:
                 session.async_requests += 1
             pending.work.commit.add_done_callback(answered)
             return
+
         def ended(_task) -> None:
             # Counted until the task ends, however it ends.  A task cancelled
             # before it ran (a CANCEL or a lost connection in the same read
